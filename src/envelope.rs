@@ -1,0 +1,240 @@
+//! Envelope encryption of one object: data key → header → STREAM body, and back.
+//!
+//! This is the library's main entry point. It ties the key providers ([`crate::keys`]),
+//! the header ([`crate::format`]), the key schedule ([`crate::primitives::kdf`]) and the
+//! engine ([`crate::engine`]) together, and owns the order of checks on decrypt:
+//! header syntax → expected context → unwrap → key commitment → chunks.
+
+use std::io::{Read, Write};
+
+use crate::engine::{self, EngineOptions, OpenParams, StreamStats};
+use crate::error::{Error, Result};
+use crate::format::{Context, Header, Layout, SALT_LEN, Stanza, Suite, limits};
+use crate::keys::{self, DataKey, KeyProvider};
+use crate::primitives::aead::Backend;
+use crate::primitives::kdf;
+use crate::primitives::stream::PayloadCipher;
+
+/// How to encrypt one object.
+#[derive(Debug, Clone)]
+pub struct EncryptParams<'a> {
+    /// Body cipher suite.
+    pub suite: Suite,
+    /// Plaintext bytes per chunk.
+    pub chunk_size: u32,
+    /// Encryption context, authenticated and bound into every stanza.
+    pub context: Context,
+    /// AEAD implementation for the body.
+    pub backend: Backend,
+    /// Engine tuning.
+    pub engine: EngineOptions<'a>,
+}
+
+impl Default for EncryptParams<'_> {
+    fn default() -> Self {
+        EncryptParams {
+            suite: Suite::Aes256Gcm,
+            chunk_size: limits::DEFAULT_CHUNK_SIZE,
+            context: Context::new(),
+            backend: Backend::default(),
+            engine: EngineOptions::default(),
+        }
+    }
+}
+
+/// How to decrypt one object.
+#[derive(Debug, Clone, Default)]
+pub struct DecryptParams<'a> {
+    /// Pairs the file's context must contain with these exact values.
+    pub expected_context: Context,
+    /// AEAD implementation for the body.
+    pub backend: Backend,
+    /// Engine tuning.
+    pub engine: EngineOptions<'a>,
+}
+
+/// Builds the header and payload cipher for a new object from an existing data key.
+///
+/// `encrypt` calls this with a fresh key and salt; test vectors call it with fixed ones.
+pub fn seal_header(
+    dek: &DataKey,
+    salt: [u8; SALT_LEN],
+    stanzas: Vec<Stanza>,
+    params: &EncryptParams<'_>,
+) -> Result<(Header, PayloadCipher)> {
+    let mut header = Header {
+        suite: params.suite,
+        chunk_size: params.chunk_size,
+        salt,
+        commitment: [0; 32],
+        context: params.context.clone(),
+        stanzas,
+    };
+    header
+        .validate()
+        .map_err(|e| Error::Usage(format!("cannot write this header: {e}")))?;
+    let derived = kdf::derive(dek.expose(), &salt, &header.digest());
+    header.commitment = derived.commitment;
+    let cipher = PayloadCipher::new(params.suite, params.backend, &derived.payload_key);
+    Ok((header, cipher))
+}
+
+/// Encrypts `input` to `output` under a fresh data key wrapped for every provider.
+pub fn encrypt<R, W>(
+    input: R,
+    mut output: W,
+    providers: &[&dyn KeyProvider],
+    params: &EncryptParams<'_>,
+) -> Result<StreamStats>
+where
+    R: Read + Send,
+    W: Write,
+{
+    let (dek, stanzas) = keys::wrap_for_all(providers, &params.context)?;
+    let mut salt = [0u8; SALT_LEN];
+    getrandom::fill(&mut salt).map_err(|e| {
+        Error::io(
+            "reading the operating system's random number generator",
+            std::io::Error::other(e.to_string()),
+        )
+    })?;
+    let (header, cipher) = seal_header(&dek, salt, stanzas, params)?;
+    drop(dek);
+    let bytes = header
+        .to_bytes()
+        .map_err(|e| Error::Usage(format!("cannot write this header: {e}")))?;
+    output
+        .write_all(&bytes)
+        .map_err(|e| Error::io("writing output", e))?;
+    engine::seal(&cipher, params.chunk_size, input, output, &params.engine)
+}
+
+/// Recovers and verifies the data key of a parsed header.
+///
+/// Checks the expected context first, then unwraps from the first usable stanza, then
+/// verifies the key commitment in constant time. A key returned here is the object's key.
+pub fn unwrap_data_key(
+    header: &Header,
+    providers: &[&dyn KeyProvider],
+    expected_context: &Context,
+) -> Result<DataKey> {
+    header.context.require(expected_context)?;
+    let dek = keys::unwrap_any(&header.stanzas, providers, &header.context)?;
+    let derived = kdf::derive(dek.expose(), &header.salt, &header.digest());
+    if !kdf::commitment_matches(&header.commitment, &derived.commitment) {
+        return Err(Error::CommitmentMismatch);
+    }
+    Ok(dek)
+}
+
+/// Recovers the payload cipher for a parsed header (all checks of [`unwrap_data_key`]).
+pub fn unlock(
+    header: &Header,
+    providers: &[&dyn KeyProvider],
+    expected_context: &Context,
+    backend: Backend,
+) -> Result<PayloadCipher> {
+    let dek = unwrap_data_key(header, providers, expected_context)?;
+    Ok(cipher_for(header, &dek, backend))
+}
+
+/// The payload cipher for a header and an already-verified data key.
+pub fn cipher_for(header: &Header, dek: &DataKey, backend: Backend) -> PayloadCipher {
+    let derived = kdf::derive(dek.expose(), &header.salt, &header.digest());
+    PayloadCipher::new(header.suite, backend, &derived.payload_key)
+}
+
+/// Decrypts a whole object from `input` to `output`, releasing only authenticated chunks.
+pub fn decrypt<R, W>(
+    mut input: R,
+    output: W,
+    providers: &[&dyn KeyProvider],
+    params: &DecryptParams<'_>,
+) -> Result<StreamStats>
+where
+    R: Read + Send,
+    W: Write,
+{
+    let (header, _) = Header::read_from(&mut input)?;
+    let cipher = unlock(&header, providers, &params.expected_context, params.backend)?;
+    engine::open(
+        &cipher,
+        header.chunk_size,
+        input,
+        output,
+        OpenParams::default(),
+        &params.engine,
+    )
+}
+
+/// Key rotation: a new stanza list for the same data key. The body is not touched.
+///
+/// Unwraps with `unlock_with` (verifying the commitment), drops stanzas whose key id is in
+/// `remove` (as `key_id` or `provider:key_id`), and wraps for every key in `add` (replacing a
+/// stanza of the same key). Refuses to leave the object with no stanza.
+pub fn rewrap(
+    header: &Header,
+    unlock_with: &[&dyn KeyProvider],
+    add: &[&dyn KeyProvider],
+    remove: &[String],
+) -> Result<Header> {
+    let dek = unwrap_data_key(header, unlock_with, &Context::new())?;
+    for r in remove {
+        if !header.stanzas.iter().any(|s| stanza_named(s, r)) {
+            return Err(Error::Usage(format!(
+                "--remove-key {r}: the file has no stanza with that key id (see `sealstream inspect`)"
+            )));
+        }
+    }
+    let mut stanzas: Vec<Stanza> = header
+        .stanzas
+        .iter()
+        .filter(|s| !remove.iter().any(|r| stanza_named(s, r)))
+        .filter(|s| !add.iter().any(|p| p.matches(s)))
+        .cloned()
+        .collect();
+    for p in add {
+        stanzas.push(p.wrap(&dek, &header.context)?);
+    }
+    if stanzas.is_empty() {
+        return Err(Error::Usage(
+            "rewrap would remove every wrapped key and make the file undecryptable; add a key with --add-key".into(),
+        ));
+    }
+    let new = Header {
+        stanzas,
+        ..header.clone()
+    };
+    new.validate()
+        .map_err(|e| Error::Usage(format!("cannot write this header: {e}")))?;
+    Ok(new)
+}
+
+fn stanza_named(s: &Stanza, name: &str) -> bool {
+    s.key_id == name || format!("{}:{}", s.provider, s.key_id) == name
+}
+
+/// What `inspect` reports: header fields plus the layout implied by the total length.
+#[derive(Debug, Clone)]
+pub struct Inspection {
+    /// Parsed header.
+    pub header: Header,
+    /// Header length = offset of chunk 0.
+    pub header_len: u64,
+    /// Total ciphertext length, if known.
+    pub ciphertext_len: Option<u64>,
+    /// Chunk layout, or why the length is inconsistent. Unauthenticated (no key was used).
+    pub layout: Option<std::result::Result<Layout, String>>,
+}
+
+/// Describes an object from its header and total length, without any key.
+pub fn inspect(header: Header, header_len: u64, ciphertext_len: Option<u64>) -> Inspection {
+    let layout = ciphertext_len
+        .map(|t| Layout::from_lengths(header_len, header.chunk_size, t).map_err(|e| e.to_string()));
+    Inspection {
+        header,
+        header_len,
+        ciphertext_len,
+        layout,
+    }
+}

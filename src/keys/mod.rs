@@ -1,0 +1,132 @@
+//! Data keys and the key-provider seam.
+//!
+//! A [`KeyProvider`] wraps and unwraps 256-bit data keys. The local key-encryption key
+//! ([`local::LocalKey`]) is one provider; AWS KMS plugs in through the same trait.
+
+pub mod local;
+
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result, StanzaFailure};
+use crate::format::{Context, Stanza};
+
+/// A 256-bit data-encryption key. Zeroized on drop; never printed.
+#[derive(Clone)]
+pub struct DataKey(Zeroizing<[u8; 32]>);
+
+impl DataKey {
+    /// A fresh random data key from the operating system's CSPRNG.
+    pub fn generate() -> Result<DataKey> {
+        let mut k = Zeroizing::new([0u8; 32]);
+        getrandom::fill(&mut k[..]).map_err(|e| {
+            Error::io(
+                "reading the operating system's random number generator",
+                std::io::Error::other(e.to_string()),
+            )
+        })?;
+        Ok(DataKey(k))
+    }
+
+    /// Wraps existing key bytes (e.g. returned by KMS `GenerateDataKey`).
+    pub fn from_bytes(bytes: [u8; 32]) -> DataKey {
+        DataKey(Zeroizing::new(bytes))
+    }
+
+    /// The key bytes; keep the borrow short.
+    pub fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DataKey([REDACTED])")
+    }
+}
+
+/// Something that can wrap a data key into a stanza and unwrap it again.
+///
+/// Synchronous on purpose: the crypto core is synchronous, and a network-backed provider
+/// (KMS) drives its own runtime inside these calls.
+pub trait KeyProvider: Send + Sync {
+    /// The provider id stored in stanzas (`local`, `aws-kms`, …).
+    fn provider_id(&self) -> &str;
+    /// This key's id as stored in stanzas.
+    fn key_id(&self) -> &str;
+    /// Generates a data key and its stanza in one step, for providers that can
+    /// (KMS `GenerateDataKey`). `None` means "generate locally, then call `wrap`".
+    fn generate(&self, _context: &Context) -> Result<Option<(DataKey, Stanza)>> {
+        Ok(None)
+    }
+    /// Wraps `dek` for this key, binding `context`.
+    fn wrap(&self, dek: &DataKey, context: &Context) -> Result<Stanza>;
+    /// Unwraps a stanza addressed to this key.
+    fn unwrap(&self, stanza: &Stanza, context: &Context) -> Result<DataKey>;
+    /// Whether this provider should try `stanza`.
+    fn matches(&self, stanza: &Stanza) -> bool {
+        stanza.provider == self.provider_id() && stanza.key_id == self.key_id()
+    }
+}
+
+/// Creates a fresh data key and wraps it for every provider, in order.
+///
+/// The first provider may generate the key itself (KMS); the rest wrap the same key.
+pub fn wrap_for_all(
+    providers: &[&dyn KeyProvider],
+    context: &Context,
+) -> Result<(DataKey, Vec<Stanza>)> {
+    let (first, rest) = providers
+        .split_first()
+        .ok_or_else(|| Error::Usage("no wrapping key given".into()))?;
+    let (dek, first_stanza) = match first.generate(context)? {
+        Some(pair) => pair,
+        None => {
+            let dek = DataKey::generate()?;
+            let s = first.wrap(&dek, context)?;
+            (dek, s)
+        }
+    };
+    let mut stanzas = vec![first_stanza];
+    for p in rest {
+        stanzas.push(p.wrap(&dek, context)?);
+    }
+    Ok((dek, stanzas))
+}
+
+/// Unwraps the data key from the first stanza that one of `providers` can open.
+///
+/// Stanzas are tried in file order; for each, the matching providers in the order given.
+/// Reports every attempt's reason if none succeeds.
+pub fn unwrap_any(
+    stanzas: &[Stanza],
+    providers: &[&dyn KeyProvider],
+    context: &Context,
+) -> Result<DataKey> {
+    let mut failures = Vec::new();
+    for s in stanzas {
+        for p in providers.iter().filter(|p| p.matches(s)) {
+            match p.unwrap(s, context) {
+                Ok(dek) => return Ok(dek),
+                Err(e) if e.is_authentication() => failures.push(StanzaFailure {
+                    provider: s.provider.clone(),
+                    key_id: s.key_id.clone(),
+                    reason: e.to_string(),
+                }),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    if failures.is_empty() {
+        return Err(Error::NoMatchingKey {
+            stanzas: stanzas
+                .iter()
+                .map(|s| format!("{}:{}", s.provider, s.key_id))
+                .collect(),
+            offered: providers
+                .iter()
+                .map(|p| format!("{}:{}", p.provider_id(), p.key_id()))
+                .collect(),
+        });
+    }
+    Err(Error::UnwrapFailed(failures))
+}

@@ -1,0 +1,19 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod engine;
+pub mod envelope;
+pub mod error;
+pub mod format;
+pub mod keys;
+pub mod primitives;
+pub mod range;
+pub mod size;
+
+pub use envelope::{DecryptParams, EncryptParams, decrypt, encrypt};
+pub use error::{Error, HeaderError, Result};
+pub use format::{Context, Header, Suite};
+pub use keys::local::LocalKey;
+pub use keys::{DataKey, KeyProvider};
