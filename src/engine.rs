@@ -262,7 +262,12 @@ where
             .join()
             .unwrap_or_else(|_| Err(internal("reader thread panicked")));
         let stats = written?;
-        read?;
+        let sent = read?;
+        // Defence in depth: every chunk the reader sent must have been written, or the
+        // output would silently be short.
+        if stats.chunks != sent {
+            return Err(internal("writer finished before all chunks were written"));
+        }
         output.flush().map_err(|e| Error::io("writing output", e))?;
         Ok(stats)
     })
@@ -296,7 +301,7 @@ fn read_loop<R: Read>(
     free_rx: Receiver<Batch>,
     work_txs: Vec<SyncSender<Batch>>,
     stop: &AtomicBool,
-) -> Result<()> {
+) -> Result<u64> {
     let stride = cs + TAG_LEN;
     let read_err = |e| Error::io("reading input", e);
     // One byte read past each full batch tells whether more input follows; it becomes the
@@ -305,11 +310,12 @@ fn read_loop<R: Read>(
     let mut next_index = first_index;
     let mut seq = 0usize;
     loop {
+        let sent = next_index - first_index;
         if stop.load(Ordering::Relaxed) {
-            return Ok(());
+            return Ok(sent);
         }
         let Ok(mut b) = free_rx.recv() else {
-            return Ok(()); // writer stopped; its error is reported
+            return Ok(sent); // writer stopped; its error is reported
         };
         b.first_index = next_index;
         b.error = None;
@@ -417,10 +423,10 @@ fn read_loop<R: Read>(
         let w = seq % work_txs.len();
         seq += 1;
         if work_txs[w].send(b).is_err() {
-            return Ok(()); // worker gone because the writer stopped
+            return Ok(next_index - first_index - n); // the writer stopped; it reports why
         }
         if eof {
-            return Ok(());
+            return Ok(next_index - first_index);
         }
     }
 }
@@ -533,8 +539,7 @@ fn write_loop<W: Write>(
         if let Some((_, e)) = b.error.take() {
             return Err(e);
         }
-        if free_tx.send(b).is_err() {
-            return Ok(stats);
-        }
+        // The reader may already have finished and dropped the pool; keep draining.
+        let _ = free_tx.send(b);
     }
 }
