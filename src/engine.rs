@@ -327,11 +327,11 @@ fn read_loop<R: Read>(
                 for slot in 0..cpb {
                     let base = slot * stride;
                     let mut got = 0;
-                    if slot == 0 {
-                        if let Some(c) = carry.take() {
-                            b.buf[base] = c;
-                            got = 1;
-                        }
+                    if slot == 0
+                        && let Some(c) = carry.take()
+                    {
+                        b.buf[base] = c;
+                        got = 1;
                     }
                     got += read_full(&mut input, &mut b.buf[base + got..base + cs])
                         .map_err(read_err)?;

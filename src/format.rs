@@ -513,10 +513,8 @@ fn parse_rest(fixed: &Fixed, header_len: usize, rest: &[u8]) -> Result<Header, H
             return Err(HeaderError::ContextFieldLength);
         }
         let v = c.take(vlen)?;
-        if let Some(p) = prev {
-            if p >= k {
-                return Err(HeaderError::ContextNotCanonical);
-            }
+        if prev.is_some_and(|p| p >= k) {
+            return Err(HeaderError::ContextNotCanonical);
         }
         prev = Some(k);
         let ks = std::str::from_utf8(k).map_err(|_| HeaderError::ContextNotUtf8)?;

@@ -121,7 +121,7 @@ pub struct DecryptArgs {
     pub context: Vec<String>,
     /// Decrypt only this plaintext byte range: START-END (inclusive), START- or -N.
     /// Bounds accept KiB/MiB/GiB and sums (1GiB+10). INPUT must be a file.
-    #[arg(long, value_name = "START-END")]
+    #[arg(long, value_name = "START-END", allow_hyphen_values = true)]
     pub range: Option<String>,
     /// Replace OUTPUT if it exists.
     #[arg(short, long)]

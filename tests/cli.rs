@@ -1,0 +1,437 @@
+//! Command-line behaviour: the embedded default key, keygen, stdin/stdout, --force,
+//! atomic outputs, exit codes, inspect, and rewrap.
+
+mod common;
+
+use std::io::Write;
+use std::process::Stdio;
+
+use common::*;
+use sealstream::format::Header;
+
+fn pipe(s: &Scratch, args: &[&str], input: &[u8]) -> std::process::Output {
+    let mut child = s
+        .cmd()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let data = input.to_vec();
+    let t = std::thread::spawn(move || {
+        let _ = stdin.write_all(&data);
+    });
+    let o = child.wait_with_output().unwrap();
+    t.join().unwrap();
+    o
+}
+
+#[test]
+fn default_key_is_created_once_and_used_for_both_directions() {
+    let s = Scratch::new();
+    let pt = data(200_000);
+    write(&s.path("p.bin"), &pt);
+    // Without --quiet, the creation note must appear.
+    let c = std::process::Command::new(bin())
+        .env("SEALSTREAM_HOME", s.path("home"))
+        .current_dir(s.dir.path())
+        .args(["encrypt", "p.bin", "-o", "p.seal"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&c), 0, "{}", stderr(&c));
+    assert!(stderr(&c).contains("created the default local key"));
+    assert!(stderr(&c).contains("Back it up"));
+    let key_path = s.path("home").join("local.key");
+    assert!(key_path.exists());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let key_before = std::fs::read(&key_path).unwrap();
+    let o = s.run(&["encrypt", "p.bin", "-o", "p2.seal"]);
+    assert_eq!(code(&o), 0);
+    assert_eq!(
+        std::fs::read(&key_path).unwrap(),
+        key_before,
+        "key not recreated"
+    );
+    let o = s.run(&["decrypt", "p.seal", "-o", "back.bin"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(std::fs::read(s.path("back.bin")).unwrap() == pt);
+}
+
+#[test]
+fn decrypt_without_any_key_says_what_to_do() {
+    let s = Scratch::new();
+    let k = key(1);
+    write(
+        &s.path("f.seal"),
+        &seal(b"hi", &k, sealstream::Suite::Aes256Gcm, 4096),
+    );
+    let o = s.run(&["decrypt", "f.seal"]);
+    assert_eq!(code(&o), 3);
+    assert!(stderr(&o).contains("-k KEYFILE"), "{}", stderr(&o));
+}
+
+#[test]
+fn keygen_writes_0600_and_never_overwrites() {
+    let s = Scratch::new();
+    let o = s.run(&["keygen", "-o", "a.key"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let text = std::fs::read_to_string(s.path("a.key")).unwrap();
+    assert!(text.contains("sealstream-local-key-v1 lk1-"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(s.path("a.key"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let o = s.run(&["keygen", "-o", "a.key"]);
+    assert_eq!(code(&o), 3);
+    assert_eq!(std::fs::read_to_string(s.path("a.key")).unwrap(), text);
+    let o = s.run(&["keygen"]);
+    assert_eq!(code(&o), 0);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("sealstream-local-key-v1"));
+}
+
+#[test]
+fn stdin_to_stdout_round_trip_with_context_and_suites() {
+    let s = Scratch::new();
+    let kf = s.keyfile("k.key", &key(3));
+    let kp = kf.to_str().unwrap();
+    for suite in ["aes-256-gcm", "chacha20-poly1305"] {
+        for len in [0usize, 1, 65535, 65536, 65537, 300_000] {
+            let pt = data(len);
+            let enc = pipe(
+                &s,
+                &[
+                    "encrypt",
+                    "-k",
+                    kp,
+                    "-c",
+                    "a=1",
+                    "--suite",
+                    suite,
+                    "--chunk-size",
+                    "64KiB",
+                ],
+                &pt,
+            );
+            assert_eq!(code(&enc), 0, "{}", stderr(&enc));
+            let dec = pipe(&s, &["decrypt", "-k", kp, "-c", "a=1"], &enc.stdout);
+            assert_eq!(code(&dec), 0, "{}", stderr(&dec));
+            assert!(dec.stdout == pt, "{suite} {len}");
+            let rc = pipe(
+                &s,
+                &[
+                    "--backend",
+                    "rustcrypto",
+                    "--threads",
+                    "1",
+                    "decrypt",
+                    "-k",
+                    kp,
+                ],
+                &enc.stdout,
+            );
+            assert!(rc.stdout == pt, "rustcrypto backend {suite} {len}");
+        }
+    }
+}
+
+#[test]
+fn files_round_trip_chunk_sizes() {
+    let s = Scratch::new();
+    let kf = s.keyfile("k.key", &key(4));
+    let kp = kf.to_str().unwrap();
+    let pt = data(1_000_003);
+    write(&s.path("p.bin"), &pt);
+    for cs in ["4KiB", "5000", "1MiB", "16MiB"] {
+        let o = s.run(&[
+            "encrypt",
+            "-k",
+            kp,
+            "--chunk-size",
+            cs,
+            "p.bin",
+            "-o",
+            "p.seal",
+            "--force",
+        ]);
+        assert_eq!(code(&o), 0, "{cs}: {}", stderr(&o));
+        let o = s.run(&["decrypt", "-k", kp, "p.seal", "-o", "b.bin", "--force"]);
+        assert_eq!(code(&o), 0, "{cs}: {}", stderr(&o));
+        assert!(std::fs::read(s.path("b.bin")).unwrap() == pt, "{cs}");
+    }
+}
+
+#[test]
+fn existing_output_needs_force() {
+    let s = Scratch::new();
+    let kf = s.keyfile("k.key", &key(5));
+    let kp = kf.to_str().unwrap();
+    write(&s.path("p.bin"), b"plaintext");
+    write(&s.path("p.seal"), b"precious");
+    let o = s.run(&["encrypt", "-k", kp, "p.bin", "-o", "p.seal"]);
+    assert_eq!(code(&o), 3);
+    assert!(stderr(&o).contains("--force"));
+    assert_eq!(std::fs::read(s.path("p.seal")).unwrap(), b"precious");
+    let o = s.run(&["encrypt", "-k", kp, "p.bin", "-o", "p.seal", "--force"]);
+    assert_eq!(code(&o), 0);
+    assert_ne!(std::fs::read(s.path("p.seal")).unwrap(), b"precious");
+    assert_eq!(s.files(), vec!["k.key", "p.bin", "p.seal"]);
+}
+
+#[test]
+fn usage_and_io_exit_codes() {
+    let s = Scratch::new();
+    let kf = s.keyfile("k.key", &key(6));
+    let kp = kf.to_str().unwrap();
+    write(&s.path("p.bin"), b"x");
+    for (args, want) in [
+        (
+            vec![
+                "encrypt",
+                "-k",
+                kp,
+                "--chunk-size",
+                "1KiB",
+                "p.bin",
+                "-o",
+                "o",
+            ],
+            2,
+        ),
+        (
+            vec![
+                "encrypt",
+                "-k",
+                kp,
+                "--chunk-size",
+                "32MiB",
+                "p.bin",
+                "-o",
+                "o",
+            ],
+            2,
+        ),
+        (
+            vec![
+                "encrypt",
+                "-k",
+                kp,
+                "--chunk-size",
+                "12XB",
+                "p.bin",
+                "-o",
+                "o",
+            ],
+            2,
+        ),
+        (
+            vec!["encrypt", "-k", kp, "--suite", "rot13", "p.bin", "-o", "o"],
+            2,
+        ),
+        (
+            vec!["encrypt", "-k", kp, "-c", "novalue", "p.bin", "-o", "o"],
+            2,
+        ),
+        (
+            vec![
+                "encrypt", "-k", kp, "-c", "a=1", "-c", "a=2", "p.bin", "-o", "o",
+            ],
+            2,
+        ),
+        (vec!["encrypt", "--bogus"], 2),
+        (vec!["decrypt", "-k", kp, "--range", "9-1", "p.bin"], 2),
+        (vec!["encrypt", "-k", kp, "missing.bin", "-o", "o"], 3),
+        (vec!["encrypt", "-k", "nokey.key", "p.bin", "-o", "o"], 3),
+        (vec!["encrypt", "-k", kp, "p.bin", "-o", "nodir/o"], 3),
+        (vec!["encrypt", "-k", kp, "p.bin", "-o", "p.bin"], 2),
+        (vec!["decrypt", "-k", kp, "p.bin", "-o", "o"], 4),
+    ] {
+        let o = s.run(&args);
+        assert_eq!(code(&o), want, "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).len() > 10, "{args:?}: message expected");
+    }
+    assert!(!s.path("o").exists());
+    // Help documents the exit codes.
+    let o = s.run(&["--help"]);
+    assert_eq!(code(&o), 0);
+    let help = String::from_utf8_lossy(&o.stdout);
+    for c in [
+        "0  success",
+        "2  usage",
+        "3  I/O",
+        "4  authentication",
+        "5  key-service",
+        "6  storage",
+    ] {
+        assert!(help.contains(c), "help lacks '{c}'");
+    }
+}
+
+#[test]
+fn malformed_key_file_is_an_io_error_with_reason() {
+    let s = Scratch::new();
+    write(&s.path("bad.key"), b"sealstream-local-key-v1 lk1-00 AAAA\n");
+    write(&s.path("p.bin"), b"x");
+    let o = s.run(&["encrypt", "-k", "bad.key", "p.bin", "-o", "o"]);
+    assert_eq!(code(&o), 3);
+    assert!(
+        stderr(&o).contains("not a valid sealstream local key"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn inspect_json_schema() {
+    let s = Scratch::new();
+    let (a, b) = (key(7), key(8));
+    let ka = s.keyfile("a.key", &a);
+    let kb = s.keyfile("b.key", &b);
+    write(&s.path("p.bin"), &data(150_000));
+    let o = s.run(&[
+        "encrypt",
+        "-k",
+        ka.to_str().unwrap(),
+        "-k",
+        kb.to_str().unwrap(),
+        "-c",
+        "project=atlas",
+        "--chunk-size",
+        "64KiB",
+        "p.bin",
+        "-o",
+        "p.seal",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = s.run(&["inspect", "--json", "p.seal"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let hl = header_len(&std::fs::read(s.path("p.seal")).unwrap()) as u64;
+    assert_eq!(v["version"], 1);
+    assert_eq!(v["suite"], "aes-256-gcm");
+    assert_eq!(v["chunk_size"], 65536);
+    assert_eq!(v["header_len"], hl);
+    assert_eq!(v["chunk_count"], 3);
+    assert_eq!(v["plaintext_len"], 150_000);
+    assert_eq!(v["ciphertext_len"], hl + 150_000 + 3 * 16);
+    assert_eq!(v["context"]["project"], "atlas");
+    assert_eq!(v["stanzas"][0]["provider"], "local");
+    assert_eq!(v["stanzas"][0]["key_id"], a.id());
+    assert_eq!(v["stanzas"][1]["key_id"], b.id());
+    // From stdin too, and the human form.
+    let o = pipe(
+        &s,
+        &["inspect", "--json"],
+        &std::fs::read(s.path("p.seal")).unwrap(),
+    );
+    let w: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v, w);
+    let o = s.run(&["inspect", "p.seal"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("project=atlas"));
+    // Not a sealstream file.
+    let o = s.run(&["inspect", "p.bin"]);
+    assert_eq!(code(&o), 4);
+}
+
+#[test]
+fn rewrap_changes_only_the_stanzas_and_removed_keys_stop_working() {
+    let s = Scratch::new();
+    let (old, new) = (key(9), key(10));
+    let ko = s.keyfile("old.key", &old);
+    let kn = s.keyfile("new.key", &new);
+    let (ko, kn) = (ko.to_str().unwrap(), kn.to_str().unwrap());
+    let pt = data(300_000);
+    write(&s.path("p.bin"), &pt);
+    let o = s.run(&["encrypt", "-k", ko, "-c", "x=y", "p.bin", "-o", "f.seal"]);
+    assert_eq!(code(&o), 0);
+    let before = std::fs::read(s.path("f.seal")).unwrap();
+    let hb = header_len(&before);
+
+    let o = s.run(&[
+        "rewrap",
+        "f.seal",
+        "-k",
+        ko,
+        "--add-key",
+        kn,
+        "--remove-key",
+        old.id(),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let after = std::fs::read(s.path("f.seal")).unwrap();
+    let ha = header_len(&after);
+    assert!(before[hb..] == after[ha..], "body bytes must be identical");
+    let (h, _) = Header::parse(&after).unwrap();
+    assert_eq!(h.stanzas.len(), 1);
+    assert_eq!(h.stanzas[0].key_id, new.id());
+    let (hbh, _) = Header::parse(&before).unwrap();
+    assert_eq!(
+        (h.salt, h.commitment, h.context.clone()),
+        (hbh.salt, hbh.commitment, hbh.context)
+    );
+
+    let o = s.run(&["decrypt", "-k", ko, "f.seal"]);
+    assert_eq!(code(&o), 4, "removed key must no longer open the file");
+    let o = s.run(&["decrypt", "-k", kn, "-c", "x=y", "f.seal", "-o", "b.bin"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(std::fs::read(s.path("b.bin")).unwrap() == pt);
+
+    // Refusals leave the file untouched.
+    for args in [
+        vec!["rewrap", "f.seal", "-k", kn, "--remove-key", new.id()],
+        vec!["rewrap", "f.seal", "-k", kn, "--remove-key", "lk1-nope"],
+        vec!["rewrap", "f.seal", "-k", kn],
+    ] {
+        let o = s.run(&args);
+        assert_eq!(code(&o), 2, "{args:?}: {}", stderr(&o));
+    }
+    let o = s.run(&["rewrap", "f.seal", "-k", ko, "--add-key", ko]);
+    assert_eq!(code(&o), 4, "the old key can no longer unlock it");
+    assert_eq!(std::fs::read(s.path("f.seal")).unwrap(), after);
+    assert_eq!(
+        s.files(),
+        vec!["b.bin", "f.seal", "new.key", "old.key", "p.bin"]
+    );
+}
+
+#[test]
+fn encrypt_refuses_a_terminal_but_writes_to_a_pipe() {
+    let s = Scratch::new();
+    let kf = s.keyfile("k.key", &key(11));
+    let o = pipe(&s, &["encrypt", "-k", kf.to_str().unwrap()], b"abc");
+    assert_eq!(code(&o), 0);
+    assert!(o.stdout.starts_with(b"SEALSTRM"));
+    // `script` (util-linux, Debian's essential bsdutils) gives the command a terminal as stdout.
+    write(&s.path("p.bin"), b"abc");
+    let cmd = format!(
+        "{} --quiet encrypt -k {} p.bin; echo EXIT=$?",
+        bin(),
+        kf.display()
+    );
+    let o = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("SEALSTREAM_HOME", s.path("home"))
+        .current_dir(s.dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("util-linux `script` is required for this test");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("EXIT=2"), "{out}");
+    assert!(
+        out.contains("refusing to write ciphertext to a terminal"),
+        "{out}"
+    );
+    assert!(!out.contains("SEALSTRM"));
+}
