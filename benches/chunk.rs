@@ -1,0 +1,113 @@
+//! Criterion benches: chunk seal/open per suite and backend, header parse, and the whole
+//! engine over an in-memory stream. Reports only; tests assert behaviour.
+
+use std::hint::black_box;
+use std::io;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use sealstream::engine::{self, EngineOptions, OpenParams};
+use sealstream::format::{Context, Header, Stanza, Suite};
+use sealstream::primitives::aead::Backend;
+use sealstream::primitives::stream::PayloadCipher;
+
+const SUITES: [Suite; 2] = [Suite::Aes256Gcm, Suite::ChaCha20Poly1305];
+const BACKENDS: [Backend; 2] = [Backend::Ring, Backend::RustCrypto];
+
+fn chunk_seal_open(c: &mut Criterion) {
+    let mut g = c.benchmark_group("chunk");
+    for suite in SUITES {
+        for backend in BACKENDS {
+            let cipher = PayloadCipher::new(suite, backend, &[3; 32]);
+            for size in [16 * 1024usize, 64 * 1024, 1024 * 1024] {
+                let name = format!("{}/{:?}", suite.name(), backend);
+                g.throughput(Throughput::Bytes(size as u64));
+                let mut buf = vec![0x42u8; size + 16];
+                g.bench_with_input(
+                    BenchmarkId::new(format!("seal/{name}"), size),
+                    &size,
+                    |b, &n| b.iter(|| cipher.seal_chunk(black_box(5), false, &mut buf, n).unwrap()),
+                );
+                let mut sealed = vec![0x42u8; size + 16];
+                cipher.seal_chunk(5, false, &mut sealed, size).unwrap();
+                let mut work = sealed.clone();
+                g.bench_with_input(
+                    BenchmarkId::new(format!("open/{name}"), size),
+                    &size,
+                    |b, _| {
+                        b.iter(|| {
+                            work.copy_from_slice(&sealed);
+                            cipher.open_chunk(black_box(5), false, &mut work).unwrap()
+                        })
+                    },
+                );
+            }
+        }
+    }
+    g.finish();
+}
+
+fn header_parse(c: &mut Criterion) {
+    let h = Header {
+        suite: Suite::Aes256Gcm,
+        chunk_size: 65536,
+        salt: [1; 32],
+        commitment: [2; 32],
+        context: Context::from_pairs([("project", "atlas"), ("env", "prod")]).unwrap(),
+        stanzas: (0..3)
+            .map(|i| Stanza {
+                provider: "local".into(),
+                key_id: format!("lk1-{i:032x}"),
+                wrapped: vec![9; 72],
+            })
+            .collect(),
+    };
+    let bytes = h.to_bytes().unwrap();
+    c.bench_function("header/parse", |b| {
+        b.iter(|| Header::parse(black_box(&bytes)).unwrap())
+    });
+    c.bench_function("header/serialize", |b| {
+        b.iter(|| black_box(&h).to_bytes().unwrap())
+    });
+}
+
+fn engine_in_memory(c: &mut Criterion) {
+    let mut g = c.benchmark_group("engine");
+    g.sample_size(10);
+    let size = 64 * 1024 * 1024;
+    let pt = vec![0x17u8; size];
+    g.throughput(Throughput::Bytes(size as u64));
+    for suite in SUITES {
+        let cipher = PayloadCipher::new(suite, Backend::Ring, &[3; 32]);
+        for threads in [1usize, 0] {
+            let opts = EngineOptions {
+                threads,
+                ..EngineOptions::default()
+            };
+            let label = format!("{}/threads={}", suite.name(), opts.effective_threads());
+            let mut ct = Vec::with_capacity(size + size / 1000);
+            g.bench_function(format!("seal/{label}"), |b| {
+                b.iter(|| {
+                    ct.clear();
+                    engine::seal(&cipher, 65536, &pt[..], &mut ct, &opts).unwrap()
+                })
+            });
+            g.bench_function(format!("open/{label}"), |b| {
+                b.iter(|| {
+                    engine::open(
+                        &cipher,
+                        65536,
+                        &ct[..],
+                        io::sink(),
+                        OpenParams::default(),
+                        &opts,
+                    )
+                    .unwrap()
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, chunk_seal_open, header_parse, engine_in_memory);
+criterion_main!(benches);
