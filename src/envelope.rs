@@ -111,20 +111,21 @@ where
 
 /// Recovers and verifies the data key of a parsed header.
 ///
-/// Checks the expected context first, then unwraps from the first usable stanza, then
-/// verifies the key commitment in constant time. A key returned here is the object's key.
+/// Checks the expected context first, then unwraps stanzas in order until one yields a key
+/// that passes the key-commitment check (constant time). A key returned here is the
+/// object's key.
 pub fn unwrap_data_key(
     header: &Header,
     providers: &[&dyn KeyProvider],
     expected_context: &Context,
 ) -> Result<DataKey> {
     header.context.require(expected_context)?;
-    let dek = keys::unwrap_any(&header.stanzas, providers, &header.context)?;
-    let derived = kdf::derive(dek.expose(), &header.salt, &header.digest());
-    if !kdf::commitment_matches(&header.commitment, &derived.commitment) {
-        return Err(Error::CommitmentMismatch);
-    }
-    Ok(dek)
+    let digest = header.digest();
+    let commits = |dek: &DataKey| {
+        let derived = kdf::derive(dek.expose(), &header.salt, &digest);
+        kdf::commitment_matches(&header.commitment, &derived.commitment)
+    };
+    keys::unwrap_any(&header.stanzas, providers, &header.context, &commits)
 }
 
 /// Recovers the payload cipher for a parsed header (all checks of [`unwrap_data_key`]).

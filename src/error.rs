@@ -48,7 +48,7 @@ pub enum HeaderError {
     TooManyStanzas(usize),
     /// A stanza's provider id is empty, too long or has a forbidden character.
     BadProviderId,
-    /// A stanza's key id is empty, too long or not printable UTF-8.
+    /// A stanza's key id is empty, too long or not printable ASCII.
     BadKeyId,
     /// A stanza's wrapped key is empty or too long.
     BadWrappedKeyLength(usize),
@@ -111,7 +111,7 @@ impl fmt::Display for HeaderError {
             ),
             HeaderError::BadKeyId => write!(
                 f,
-                "stanza key id must be 1..={} bytes of printable UTF-8",
+                "stanza key id must be 1..={} bytes of printable ASCII (no spaces)",
                 limits::MAX_KEY_ID_LEN
             ),
             HeaderError::BadWrappedKeyLength(n) => write!(

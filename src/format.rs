@@ -255,9 +255,12 @@ impl Stanza {
         {
             return Err(HeaderError::BadProviderId);
         }
+        // Printable ASCII without spaces: KMS ARNs, aliases and local fingerprints all fit,
+        // and nothing invisible (bidi overrides, zero-width characters) can spoof a key id
+        // in `inspect` output or a terminal.
         if self.key_id.is_empty()
             || self.key_id.len() > limits::MAX_KEY_ID_LEN
-            || self.key_id.chars().any(char::is_control)
+            || !self.key_id.bytes().all(|b| b.is_ascii_graphic())
         {
             return Err(HeaderError::BadKeyId);
         }
@@ -451,8 +454,8 @@ impl<'a> Cursor<'a> {
 }
 
 fn parse_fixed(bytes: &[u8]) -> Result<(usize, Fixed), HeaderError> {
-    // Check magic and version on whatever is there, so a short non-sealstream input is
-    // reported as "not sealstream" rather than "truncated".
+    // Check the magic on whatever is there, so a short non-sealstream input is reported
+    // as "not sealstream" rather than "truncated".
     let magic_avail = bytes.len().min(MAGIC.len());
     if bytes[..magic_avail] != MAGIC[..magic_avail] {
         return Err(HeaderError::BadMagic);

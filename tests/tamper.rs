@@ -600,3 +600,28 @@ fn rewrap_keeps_tamper_evidence() {
     assert!(matches!(open(&forged, &k), Err(Error::CommitmentMismatch)));
     let _: &Stanza = &h.stanzas[0];
 }
+
+#[test]
+fn a_planted_stanza_cannot_hide_a_good_one() {
+    // An attacker with wrap access puts a stanza for a foreign key first: decryption still
+    // finds the genuine stanza behind it.
+    let k = key(1);
+    let (ct, pt) = sample(&k);
+    let (mut h, hl) = Header::parse(&ct).unwrap();
+    let foreign = DataKey::from_bytes([9; 32]);
+    h.stanzas.insert(0, k.wrap(&foreign, &h.context).unwrap());
+    let planted = [h.to_bytes().unwrap(), ct[hl..].to_vec()].concat();
+    assert!(open(&planted, &k).unwrap() == pt);
+}
+
+#[test]
+fn key_ids_must_be_printable_ascii() {
+    for bad in ["a b", "a\u{202e}b", "zero\u{200b}width", "é"] {
+        let raw = raw_header(&[], &[st(bad, 72)]);
+        assert_eq!(
+            Header::parse(&raw).err(),
+            Some(HeaderError::BadKeyId),
+            "{bad:?}"
+        );
+    }
+}

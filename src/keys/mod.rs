@@ -93,27 +93,38 @@ pub fn wrap_for_all(
     Ok((dek, stanzas))
 }
 
-/// Unwraps the data key from the first stanza that one of `providers` can open.
+/// Unwraps the data key from the first stanza that one of `providers` can open and whose
+/// key `accept` approves (the caller checks the header's key commitment there).
 ///
-/// Stanzas are tried in file order; for each, the matching providers in the order given.
-/// Reports every attempt's reason if none succeeds.
+/// Stanzas are tried in file order; for each, the matching providers in the order given. A
+/// key that unwraps but is not accepted is recorded and the search goes on, so one bad or
+/// planted stanza cannot hide a good one. Reports every attempt's reason if none succeeds;
+/// if every candidate unwrapped but failed `accept`, the error is
+/// [`Error::CommitmentMismatch`].
 pub fn unwrap_any(
     stanzas: &[Stanza],
     providers: &[&dyn KeyProvider],
     context: &Context,
+    accept: &dyn Fn(&DataKey) -> bool,
 ) -> Result<DataKey> {
     let mut failures = Vec::new();
+    let mut rejected = 0usize;
     for s in stanzas {
         for p in providers.iter().filter(|p| p.matches(s)) {
-            match p.unwrap(s, context) {
-                Ok(dek) => return Ok(dek),
-                Err(e) if e.is_authentication() => failures.push(StanzaFailure {
-                    provider: s.provider.clone(),
-                    key_id: s.key_id.clone(),
-                    reason: e.to_string(),
-                }),
+            let reason = match p.unwrap(s, context) {
+                Ok(dek) if accept(&dek) => return Ok(dek),
+                Ok(_) => {
+                    rejected += 1;
+                    "the unwrapped data key does not match the header's key commitment".into()
+                }
+                Err(e) if e.is_authentication() => e.to_string(),
                 Err(e) => return Err(e),
-            }
+            };
+            failures.push(StanzaFailure {
+                provider: s.provider.clone(),
+                key_id: s.key_id.clone(),
+                reason,
+            });
         }
     }
     if failures.is_empty() {
@@ -127,6 +138,9 @@ pub fn unwrap_any(
                 .map(|p| format!("{}:{}", p.provider_id(), p.key_id()))
                 .collect(),
         });
+    }
+    if rejected == failures.len() {
+        return Err(Error::CommitmentMismatch);
     }
     Err(Error::UnwrapFailed(failures))
 }
