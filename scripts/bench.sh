@@ -41,6 +41,7 @@ run() {
     rm -f "$DIR/out.tmp" "$DIR/plain.seal.tmp" "$DIR/back.tmp"
     /usr/bin/time -f "%e %M" -o "$DIR/time.txt" "$@" >/dev/null 2>"$DIR/err.txt" || { cat "$DIR/err.txt" >&2; exit 1; }
     results+=("$(cat "$DIR/time.txt")")
+    rm -f "$DIR/out.tmp" "$DIR/plain.seal.tmp" "$DIR/back.tmp"
   done
   printf '%s\n' "${results[@]}" | sort -n | sed -n "$(( (RUNS + 1) / 2 ))p"
 }
@@ -55,6 +56,7 @@ DEC=$(run decrypt "$BIN" --quiet $EXTRA decrypt -k "$DIR/k.key" "$DIR/plain.seal
 if [ "$(sha256sum < "$IN")" != "$(sha256sum < "$DIR/back.bin")" ]; then
   echo "ROUND TRIP MISMATCH" >&2; exit 1
 fi
+rm -f "$DIR/back.bin" "$DIR/plain.seal"
 
 # AEAD limit on all cores, at the chunk size.
 case "$CHUNK" in
