@@ -147,9 +147,7 @@ where
         output,
         opts,
         Mode::Seal,
-        0,
-        0,
-        None,
+        OpenParams::default(),
     )
 }
 
@@ -167,22 +165,13 @@ where
     R: Read + Send,
     W: Write,
 {
-    run(
-        cipher,
-        chunk_size,
-        input,
-        output,
-        opts,
-        Mode::Open {
-            final_at_eof: params.final_at_eof,
-        },
-        params.first_index,
-        params.skip,
-        params.limit,
-    )
+    let mode = Mode::Open {
+        final_at_eof: params.final_at_eof,
+    };
+    run(cipher, chunk_size, input, output, opts, mode, params)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Runs the pipeline; `params` is only read in `Mode::Open` (sealing starts at chunk 0).
 fn run<R, W>(
     cipher: &PayloadCipher,
     chunk_size: u32,
@@ -190,9 +179,7 @@ fn run<R, W>(
     mut output: W,
     opts: &EngineOptions<'_>,
     mode: Mode,
-    first_index: u64,
-    skip: u64,
-    limit: Option<u64>,
+    params: OpenParams,
 ) -> Result<StreamStats>
 where
     R: Read + Send,
@@ -243,7 +230,7 @@ where
                 mode,
                 cs,
                 cpb,
-                first_index,
+                params.first_index,
                 free_rx,
                 work_txs,
                 stop_ref,
@@ -254,7 +241,7 @@ where
             r
         });
 
-        let written = write_loop(&mut output, mode, cs, done_rxs, free_tx, opts, skip, limit);
+        let written = write_loop(&mut output, mode, cs, done_rxs, free_tx, opts, params);
         if written.is_err() {
             stop.store(true, Ordering::Relaxed);
         }
@@ -484,9 +471,9 @@ fn write_loop<W: Write>(
     done_rxs: Vec<Receiver<Batch>>,
     free_tx: SyncSender<Batch>,
     opts: &EngineOptions<'_>,
-    mut skip: u64,
-    mut limit: Option<u64>,
+    params: OpenParams,
 ) -> Result<StreamStats> {
+    let (mut skip, mut limit) = (params.skip, params.limit);
     let stride = cs + TAG_LEN;
     let write_err = |e| Error::io("writing output", e);
     let mut stats = StreamStats::default();

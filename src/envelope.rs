@@ -92,12 +92,7 @@ where
 {
     let (dek, stanzas) = keys::wrap_for_all(providers, &params.context)?;
     let mut salt = [0u8; SALT_LEN];
-    getrandom::fill(&mut salt).map_err(|e| {
-        Error::io(
-            "reading the operating system's random number generator",
-            std::io::Error::other(e.to_string()),
-        )
-    })?;
+    keys::fill_random(&mut salt)?;
     let (header, cipher) = seal_header(&dek, salt, stanzas, params)?;
     drop(dek);
     let bytes = header

@@ -435,3 +435,46 @@ fn encrypt_refuses_a_terminal_but_writes_to_a_pipe() {
     );
     assert!(!out.contains("SEALSTRM"));
 }
+
+#[cfg(unix)]
+#[test]
+fn sigterm_mid_stream_removes_the_temporary_and_leaves_no_output() {
+    let s = Scratch::new();
+    let kf = s.keyfile("k.key", &key(12));
+    let mut child = s
+        .cmd()
+        .args(["encrypt", "-k", kf.to_str().unwrap(), "-o", "out.seal"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // Feed some data and keep the pipe open: the child is now mid-stream, blocked on input,
+    // with its temporary output file present.
+    stdin.write_all(&data(3 << 20)).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !s.files().iter().any(|f| f.ends_with(".sealstream-tmp")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no temporary appeared: {:?}",
+            s.files()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let pid = child.id().to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let o = child.wait_with_output().unwrap();
+    drop(stdin);
+    assert_eq!(code(&o), 130, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("partial output removed"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(s.files(), vec!["k.key"], "temporary or output left behind");
+}

@@ -233,12 +233,7 @@ impl KeyProvider for LocalKey {
 
     fn wrap(&self, dek: &DataKey, context: &Context) -> Result<Stanza> {
         let mut nonce = [0u8; 24];
-        getrandom::fill(&mut nonce).map_err(|e| {
-            Error::io(
-                "reading the operating system's random number generator",
-                std::io::Error::other(e.to_string()),
-            )
-        })?;
+        crate::keys::fill_random(&mut nonce)?;
         Ok(self.wrap_with_nonce(dek, context, nonce))
     }
 

@@ -10,6 +10,16 @@ use zeroize::Zeroizing;
 use crate::error::{Error, Result, StanzaFailure};
 use crate::format::{Context, Stanza};
 
+/// Fills `buf` from the operating system's CSPRNG (keys, salts, wrap nonces).
+pub fn fill_random(buf: &mut [u8]) -> Result<()> {
+    getrandom::fill(buf).map_err(|e| {
+        Error::io(
+            "reading the operating system's random number generator",
+            std::io::Error::other(e.to_string()),
+        )
+    })
+}
+
 /// A 256-bit data-encryption key. Zeroized on drop; never printed.
 #[derive(Clone)]
 pub struct DataKey(Zeroizing<[u8; 32]>);
@@ -18,12 +28,7 @@ impl DataKey {
     /// A fresh random data key from the operating system's CSPRNG.
     pub fn generate() -> Result<DataKey> {
         let mut k = Zeroizing::new([0u8; 32]);
-        getrandom::fill(&mut k[..]).map_err(|e| {
-            Error::io(
-                "reading the operating system's random number generator",
-                std::io::Error::other(e.to_string()),
-            )
-        })?;
+        fill_random(&mut k[..])?;
         Ok(DataKey(k))
     }
 
