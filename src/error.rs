@@ -278,12 +278,21 @@ impl fmt::Display for Error {
                     "encryption context mismatch: the file has {key}={v:?}, not the value you required; check -c values"
                 ),
             },
-            Error::NoMatchingKey { stanzas, offered } => write!(
-                f,
-                "no key to decrypt: the file is wrapped for [{}] but the keys offered are [{}]; pass the right key with -k",
-                stanzas.join(", "),
-                offered.join(", ")
-            ),
+            Error::NoMatchingKey { stanzas, offered } => {
+                write!(
+                    f,
+                    "no key to decrypt: the file is wrapped for [{}] but the keys offered are [{}]; pass the right key with -k",
+                    stanzas.join(", "),
+                    offered.join(", ")
+                )?;
+                if stanzas.iter().any(|s| s.starts_with("aws-kms:")) {
+                    write!(
+                        f,
+                        ", or trust its KMS key with --kms-key KEY (or --kms-discovery --kms-allow-account ACCOUNT)"
+                    )?;
+                }
+                Ok(())
+            }
             Error::UnwrapFailed(fails) => {
                 write!(
                     f,

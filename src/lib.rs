@@ -8,6 +8,7 @@ pub mod envelope;
 pub mod error;
 pub mod format;
 pub mod keys;
+pub mod kms;
 pub mod primitives;
 pub mod range;
 pub mod size;

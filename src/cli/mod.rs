@@ -9,6 +9,8 @@ pub mod progress;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -18,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::format::{Context, Header, Suite, limits};
 use crate::keys::KeyProvider;
 use crate::keys::local::{self, LocalKey};
+use crate::kms::{Kms, KmsDiscovery, KmsKey, KmsSettings};
 use crate::primitives::aead::Backend;
 use crate::range::{self, ByteRange};
 use output::Sink;
@@ -45,6 +48,19 @@ pub struct Cli {
     /// AEAD implementation for the body: ring (fastest here) or rustcrypto (pure Rust).
     #[arg(long, global = true, value_name = "NAME", default_value = "ring", value_parser = ["ring", "rustcrypto"])]
     pub backend: String,
+    /// AWS region for KMS keys given without an ARN (default: the AWS configuration chain).
+    #[arg(long, global = true, value_name = "REGION")]
+    pub region: Option<String>,
+    /// AWS named profile (default: the AWS configuration chain).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// Attempts per KMS call, including the first; throttling and transient faults are
+    /// retried with exponential backoff and jitter.
+    #[arg(long, global = true, value_name = "N", default_value_t = 8)]
+    pub kms_max_attempts: u32,
+    /// Upper bound in seconds on one KMS call including its retries.
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 60)]
+    pub kms_timeout: u64,
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
@@ -91,6 +107,11 @@ pub struct EncryptArgs {
     /// on first use.
     #[arg(short = 'k', long = "key", value_name = "KEYFILE")]
     pub keys: Vec<PathBuf>,
+    /// AWS KMS key (id, alias, or ARN) to wrap the data key for (repeatable). The first one
+    /// generates the data key (GenerateDataKey); each further one wraps it (Encrypt) in its
+    /// own region. With --kms-key, the default local key is not added unless given with -k.
+    #[arg(long = "kms-key", value_name = "KEY")]
+    pub kms_keys: Vec<String>,
     /// Encryption context pair, bound to the data (repeatable).
     #[arg(short = 'c', long = "context", value_name = "KEY=VALUE")]
     pub context: Vec<String>,
@@ -116,6 +137,9 @@ pub struct DecryptArgs {
     /// Local key file(s) to try (default: the embedded default key).
     #[arg(short = 'k', long = "key", value_name = "KEYFILE")]
     pub keys: Vec<PathBuf>,
+    /// KMS keys trusted for unwrapping.
+    #[command(flatten)]
+    pub kms: KmsTrustArgs,
     /// Context pair the file must carry (repeatable); a missing or different pair fails.
     #[arg(short = 'c', long = "context", value_name = "KEY=VALUE")]
     pub context: Vec<String>,
@@ -139,9 +163,40 @@ pub struct RewrapArgs {
     /// Key file to add a wrapped copy of the data key for (repeatable).
     #[arg(long = "add-key", value_name = "KEYFILE")]
     pub add: Vec<PathBuf>,
+    /// AWS KMS key (id, alias, or ARN) to add a wrapped copy of the data key for (repeatable).
+    #[arg(long = "add-kms-key", value_name = "KEY")]
+    pub add_kms: Vec<String>,
+    /// KMS keys trusted for unwrapping.
+    #[command(flatten)]
+    pub kms: KmsTrustArgs,
     /// Key id (as shown by `inspect`) whose stanza to remove (repeatable).
     #[arg(long = "remove-key", value_name = "KEYID")]
     pub remove: Vec<String>,
+}
+
+/// Which KMS keys a decrypting command may call.
+#[derive(Debug, Args)]
+pub struct KmsTrustArgs {
+    /// AWS KMS key (id, alias, or ARN) trusted to unwrap the data key (repeatable). Only
+    /// stanzas of exactly these keys are sent to KMS.
+    #[arg(long = "kms-key", value_name = "KEY")]
+    pub kms_keys: Vec<String>,
+    /// Try any KMS stanza whose key is in an allowed account (needs --kms-allow-account).
+    #[arg(long)]
+    pub kms_discovery: bool,
+    /// Account id allowed in --kms-discovery (repeatable).
+    #[arg(
+        long = "kms-allow-account",
+        value_name = "ACCOUNT",
+        requires = "kms_discovery"
+    )]
+    pub kms_allow_accounts: Vec<String>,
+}
+
+impl KmsTrustArgs {
+    fn any(&self) -> bool {
+        !self.kms_keys.is_empty() || self.kms_discovery
+    }
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -233,15 +288,59 @@ pub fn parse_context(pairs: &[String]) -> Result<Context> {
     Context::from_pairs(kv)
 }
 
-fn load_keys(paths: &[PathBuf], create_default: bool, quiet: bool) -> Result<Vec<LocalKey>> {
-    if !paths.is_empty() {
-        return paths.iter().map(|p| LocalKey::load(p)).collect();
+/// The keys one command holds, in the order they are used: for encryption the first one
+/// generates the data key; for decryption they are tried in order.
+#[derive(Default)]
+struct Keyring {
+    providers: Vec<Box<dyn KeyProvider>>,
+}
+
+impl Keyring {
+    fn as_refs(&self) -> Vec<&dyn KeyProvider> {
+        self.providers.iter().map(|p| p.as_ref()).collect()
     }
-    if create_default {
+
+    fn push_local(&mut self, k: LocalKey) {
+        self.providers.push(Box::new(k));
+    }
+
+    fn is_empty(&self) -> bool {
+        self.providers.is_empty()
+    }
+}
+
+fn kms_connect(cli: &Cli) -> Result<Arc<Kms>> {
+    Kms::connect(KmsSettings {
+        region: cli.region.clone(),
+        profile: cli.profile.clone(),
+        max_attempts: cli.kms_max_attempts,
+        operation_timeout: Duration::from_secs(cli.kms_timeout.max(1)),
+    })
+}
+
+fn load_local(paths: &[PathBuf], ring: &mut Keyring) -> Result<()> {
+    for p in paths {
+        ring.push_local(LocalKey::load(p)?);
+    }
+    Ok(())
+}
+
+/// Keys for encryption: KMS keys first (the first generates the data key), then local keys;
+/// with neither, the embedded default key (created on first use).
+fn encryption_keys(cli: &Cli, local_paths: &[PathBuf], kms_keys: &[String]) -> Result<Keyring> {
+    let mut ring = Keyring::default();
+    if !kms_keys.is_empty() {
+        let kms = kms_connect(cli)?;
+        for k in kms_keys {
+            ring.providers.push(Box::new(KmsKey::for_wrapping(&kms, k)));
+        }
+    }
+    load_local(local_paths, &mut ring)?;
+    if ring.is_empty() {
         let (key, created) = local::load_or_create_default()?;
         if let Some(p) = created {
             note(
-                quiet,
+                cli.quiet,
                 &format!(
                     "created the default local key {} at '{}'. Back it up: without it your files cannot be decrypted.",
                     key.id(),
@@ -249,23 +348,45 @@ fn load_keys(paths: &[PathBuf], create_default: bool, quiet: bool) -> Result<Vec
                 ),
             );
         }
-        return Ok(vec![key]);
+        ring.push_local(key);
     }
-    let path = local::default_key_path()?;
-    if !path.exists() {
+    Ok(ring)
+}
+
+/// Keys for decryption: local keys (-k, else the default key if it exists), then the KMS
+/// keys the caller trusts.
+fn decryption_keys(cli: &Cli, local_paths: &[PathBuf], trust: &KmsTrustArgs) -> Result<Keyring> {
+    let mut ring = Keyring::default();
+    load_local(local_paths, &mut ring)?;
+    let default_path = local::default_key_path().ok();
+    if local_paths.is_empty()
+        && let Some(p) = default_path.as_ref().filter(|p| p.exists())
+    {
+        ring.push_local(LocalKey::load(p)?);
+    }
+    if trust.any() {
+        let kms = kms_connect(cli)?;
+        for k in &trust.kms_keys {
+            ring.providers.push(Box::new(KmsKey::trusted(&kms, k)?));
+        }
+        if trust.kms_discovery {
+            ring.providers.push(Box::new(KmsDiscovery::new(
+                &kms,
+                trust.kms_allow_accounts.clone(),
+            )?));
+        }
+    }
+    if ring.is_empty() {
+        let shown = default_path.map_or_else(|| "(unknown)".into(), |p| p.display().to_string());
         return Err(Error::io(
-            format!("loading the default key '{}'", path.display()),
+            format!("loading the default key '{shown}'"),
             io::Error::new(
                 io::ErrorKind::NotFound,
-                "it does not exist; pass the key with -k KEYFILE",
+                "it does not exist; pass a key with -k KEYFILE or --kms-key KEY",
             ),
         ));
     }
-    Ok(vec![LocalKey::load(&path)?])
-}
-
-fn as_providers(keys: &[LocalKey]) -> Vec<&dyn KeyProvider> {
-    keys.iter().map(|k| k as &dyn KeyProvider).collect()
+    Ok(ring)
 }
 
 enum Input {
@@ -316,7 +437,7 @@ fn encrypt(cli: &Cli, a: &EncryptArgs) -> Result<()> {
         return Err(Error::Usage("input and output are the same file".into()));
     }
     let input = open_input(a.input.as_deref())?;
-    let keys = load_keys(&a.keys, true, cli.quiet)?;
+    let keys = encryption_keys(cli, &a.keys, &a.kms_keys)?;
     let sink = Sink::open(a.output.as_deref(), a.force, true)?;
     let total = match &input {
         Input::File(_, len) => Some(*len),
@@ -331,7 +452,7 @@ fn encrypt(cli: &Cli, a: &EncryptArgs) -> Result<()> {
         backend: backend(cli),
         engine: engine_opts(cli, Some(&inc)),
     };
-    let providers = as_providers(&keys);
+    let providers = keys.as_refs();
     let r = sink.write_with(|w| match input {
         Input::Stdin => envelope::encrypt(io::stdin(), w, &providers, &params),
         Input::File(f, _) => envelope::encrypt(f, w, &providers, &params),
@@ -360,8 +481,8 @@ fn decrypt(cli: &Cli, a: &DecryptArgs) -> CliResult {
             "--range needs a seekable INPUT file, not stdin".into(),
         )));
     }
-    let keys = load_keys(&a.keys, false, cli.quiet).map_err(clean)?;
-    let providers = as_providers(&keys);
+    let keys = decryption_keys(cli, &a.keys, &a.kms).map_err(clean)?;
+    let providers = keys.as_refs();
     let sink = Sink::open(a.output.as_deref(), a.force, false).map_err(clean)?;
     let to_stdout = sink.is_stdout();
     let be = backend(cli);
@@ -546,28 +667,26 @@ fn inspection_text(info: &envelope::Inspection) -> String {
 
 fn rewrap(cli: &Cli, a: &RewrapArgs) -> Result<()> {
     let shown = a.file.display().to_string();
-    if a.add.is_empty() && a.remove.is_empty() {
+    if a.add.is_empty() && a.add_kms.is_empty() && a.remove.is_empty() {
         return Err(Error::Usage(
-            "rewrap needs --add-key KEYFILE and/or --remove-key KEYID".into(),
+            "rewrap needs --add-key KEYFILE, --add-kms-key KEY and/or --remove-key KEYID".into(),
         ));
     }
-    let keys = load_keys(&a.keys, false, cli.quiet)?;
-    let add: Vec<LocalKey> = a
-        .add
-        .iter()
-        .map(|p| LocalKey::load(p))
-        .collect::<Result<_>>()?;
+    let keys = decryption_keys(cli, &a.keys, &a.kms)?;
+    let mut add = Keyring::default();
+    load_local(&a.add, &mut add)?;
+    if !a.add_kms.is_empty() {
+        let kms = kms_connect(cli)?;
+        for k in &a.add_kms {
+            add.providers.push(Box::new(KmsKey::for_wrapping(&kms, k)));
+        }
+    }
     let mut f = File::open(&a.file).map_err(|e| Error::io(format!("opening '{shown}'"), e))?;
     let meta = f
         .metadata()
         .map_err(|e| Error::io(format!("opening '{shown}'"), e))?;
     let (header, _) = Header::read_from(&mut f)?;
-    let new = envelope::rewrap(
-        &header,
-        &as_providers(&keys),
-        &as_providers(&add),
-        &a.remove,
-    )?;
+    let new = envelope::rewrap(&header, &keys.as_refs(), &add.as_refs(), &a.remove)?;
     let bytes = new
         .to_bytes()
         .map_err(|e| Error::Usage(format!("cannot write this header: {e}")))?;

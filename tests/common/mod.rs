@@ -2,6 +2,8 @@
 //! counting reader for ranged-read assertions.
 #![allow(dead_code)]
 
+pub mod moto;
+
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,0 +1,326 @@
+//! AWS KMS as a key provider, through the CLI against the local emulator (moto), with keys
+//! each test creates for itself over raw HTTP. Skipped without `AWS_ENDPOINT_URL` unless
+//! `SEALSTREAM_REQUIRE_EMULATOR=1` (scripts/test.sh sets both).
+
+mod common;
+
+use common::moto::{create_alias, create_key, endpoint, unique};
+use common::*;
+use sealstream::format::Header;
+
+const ACCOUNT: &str = "123456789012"; // moto's default account
+
+struct Env {
+    s: Scratch,
+    pt: Vec<u8>,
+}
+
+fn setup(test: &str) -> Option<(String, Env)> {
+    let authority = endpoint(test)?;
+    let s = Scratch::new();
+    let pt = data(300_001);
+    write(&s.path("p.bin"), &pt);
+    Some((authority, Env { s, pt }))
+}
+
+fn ok(o: &std::process::Output) {
+    assert_eq!(code(o), 0, "{}", stderr(o));
+}
+
+fn inspect(s: &Scratch, file: &str) -> serde_json::Value {
+    let o = s.run(&["inspect", "--json", file]);
+    ok(&o);
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn kms_alias_and_second_region_each_decrypt_alone() {
+    let Some((ep, e)) = setup("kms_alias_and_second_region_each_decrypt_alone") else {
+        return;
+    };
+    let us = create_key(&ep, "us-east-1");
+    let alias = format!("alias/{}", unique("backup"));
+    create_alias(&ep, "us-east-1", &alias, &us);
+    let eu = create_key(&ep, "eu-west-1");
+
+    let o = e.s.run(&[
+        "encrypt",
+        "p.bin",
+        "-o",
+        "p.seal",
+        "--kms-key",
+        &alias,
+        "--kms-key",
+        &eu,
+        "-c",
+        "project=atlas",
+    ]);
+    ok(&o);
+    let v = inspect(&e.s, "p.seal");
+    assert_eq!(v["stanzas"][0]["provider"], "aws-kms");
+    assert_eq!(
+        v["stanzas"][0]["key_id"],
+        us.as_str(),
+        "stored as the key ARN"
+    );
+    assert_eq!(v["stanzas"][1]["key_id"], eu.as_str());
+    assert_eq!(v["context"]["project"], "atlas");
+    assert!(
+        !e.s.path("home").join("local.key").exists(),
+        "no default key with --kms-key"
+    );
+
+    // The us-east-1 key through its alias; the eu-west-1 key by ARN with another default
+    // region configured (its region comes from the ARN).
+    for (trust, region) in [(alias.as_str(), "us-east-1"), (eu.as_str(), "ap-south-1")] {
+        let out = unique("out");
+        let o =
+            e.s.cmd()
+                .env("AWS_REGION", region)
+                .args([
+                    "decrypt",
+                    "p.seal",
+                    "-o",
+                    &out,
+                    "--kms-key",
+                    trust,
+                    "-c",
+                    "project=atlas",
+                ])
+                .output()
+                .unwrap();
+        ok(&o);
+        assert!(std::fs::read(e.s.path(&out)).unwrap() == e.pt, "{trust}");
+    }
+}
+
+#[test]
+fn kms_and_local_keys_mix() {
+    let Some((ep, e)) = setup("kms_and_local_keys_mix") else {
+        return;
+    };
+    let arn = create_key(&ep, "us-east-1");
+    let kf = e.s.keyfile("l.key", &key(21));
+    let kp = kf.to_str().unwrap();
+    ok(&e.s.run(&[
+        "encrypt",
+        "p.bin",
+        "-o",
+        "p.seal",
+        "--kms-key",
+        &arn,
+        "-k",
+        kp,
+    ]));
+    let v = inspect(&e.s, "p.seal");
+    assert_eq!(v["stanzas"][0]["provider"], "aws-kms");
+    assert_eq!(v["stanzas"][1]["provider"], "local");
+    ok(&e.s.run(&["decrypt", "p.seal", "-o", "a.bin", "-k", kp]));
+    ok(&e
+        .s
+        .run(&["decrypt", "p.seal", "-o", "b.bin", "--kms-key", &arn]));
+    assert!(std::fs::read(e.s.path("a.bin")).unwrap() == e.pt);
+    assert!(std::fs::read(e.s.path("b.bin")).unwrap() == e.pt);
+}
+
+#[test]
+fn kms_decrypt_calls_only_trusted_keys() {
+    let Some((ep, e)) = setup("kms_decrypt_calls_only_trusted_keys") else {
+        return;
+    };
+    let arn = create_key(&ep, "us-east-1");
+    let other = create_key(&ep, "us-east-1");
+    ok(&e
+        .s
+        .run(&["encrypt", "p.bin", "-o", "p.seal", "--kms-key", &arn]));
+    // Nothing trusted: refused without calling KMS.
+    let o = e.s.run(&["decrypt", "p.seal", "-o", "x.bin"]);
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    // Another key trusted: the file's key is not called.
+    let o =
+        e.s.run(&["decrypt", "p.seal", "-o", "x.bin", "--kms-key", &other]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert!(stderr(&o).contains("--kms-key"), "{}", stderr(&o));
+    // Discovery needs an allow-list and honours it.
+    let o =
+        e.s.run(&["decrypt", "p.seal", "-o", "x.bin", "--kms-discovery"]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    let o = e.s.run(&[
+        "decrypt",
+        "p.seal",
+        "-o",
+        "x.bin",
+        "--kms-discovery",
+        "--kms-allow-account",
+        "999999999999",
+    ]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert!(!e.s.path("x.bin").exists());
+    let o = e.s.run(&[
+        "decrypt",
+        "p.seal",
+        "-o",
+        "x.bin",
+        "--kms-discovery",
+        "--kms-allow-account",
+        ACCOUNT,
+    ]);
+    ok(&o);
+    assert!(std::fs::read(e.s.path("x.bin")).unwrap() == e.pt);
+}
+
+#[test]
+fn kms_context_and_stanza_tampering_fail_authentication() {
+    let Some((ep, e)) = setup("kms_context_and_stanza_tampering_fail_authentication") else {
+        return;
+    };
+    let arn = create_key(&ep, "us-east-1");
+    let run = |args: &[&str]| e.s.run(args);
+    ok(&run(&[
+        "encrypt",
+        "p.bin",
+        "-o",
+        "a.seal",
+        "--kms-key",
+        &arn,
+        "-c",
+        "tier=gold",
+    ]));
+    ok(&run(&[
+        "encrypt",
+        "p.bin",
+        "-o",
+        "b.seal",
+        "--kms-key",
+        &arn,
+        "-c",
+        "tier=gold",
+    ]));
+    let a = std::fs::read(e.s.path("a.seal")).unwrap();
+    let b = std::fs::read(e.s.path("b.seal")).unwrap();
+    let (ha, la) = Header::parse(&a).unwrap();
+    let (hb, _) = Header::parse(&b).unwrap();
+
+    // Required context differs: refused before any KMS call.
+    let o = run(&[
+        "decrypt",
+        "a.seal",
+        "-o",
+        "x",
+        "--kms-key",
+        &arn,
+        "-c",
+        "tier=iron",
+    ]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert!(stderr(&o).contains("context mismatch"), "{}", stderr(&o));
+
+    // The header's context changed: KMS refuses the wrapped key (its context differs).
+    let mut h = ha.clone();
+    h.context = sealstream::Context::from_pairs([("tier", "iron")]).unwrap();
+    write(
+        &e.s.path("ctx.seal"),
+        &[h.to_bytes().unwrap(), a[la..].to_vec()].concat(),
+    );
+    let o = run(&["decrypt", "ctx.seal", "-o", "x", "--kms-key", &arn]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("InvalidCiphertextException"),
+        "{}",
+        stderr(&o)
+    );
+
+    // The wrapped key was modified.
+    let mut h = ha.clone();
+    let last = h.stanzas[0].wrapped.len() - 1;
+    h.stanzas[0].wrapped[last] ^= 1;
+    write(
+        &e.s.path("blob.seal"),
+        &[h.to_bytes().unwrap(), a[la..].to_vec()].concat(),
+    );
+    let o = run(&["decrypt", "blob.seal", "-o", "x", "--kms-key", &arn]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+
+    // A stanza from another file under the same key and context: KMS unwraps it, but it is
+    // the other file's data key, so the key commitment fails.
+    let mut h = ha.clone();
+    h.stanzas = hb.stanzas.clone();
+    write(
+        &e.s.path("swap.seal"),
+        &[h.to_bytes().unwrap(), a[la..].to_vec()].concat(),
+    );
+    let o = run(&["decrypt", "swap.seal", "-o", "x", "--kms-key", &arn]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert!(stderr(&o).contains("key commitment"), "{}", stderr(&o));
+    assert!(!e.s.path("x").exists());
+}
+
+#[test]
+fn kms_service_errors_exit_5_and_leave_nothing() {
+    let Some((_ep, e)) = setup("kms_service_errors_exit_5_and_leave_nothing") else {
+        return;
+    };
+    let alias = format!("alias/{}", unique("missing"));
+    let o =
+        e.s.run(&["encrypt", "p.bin", "-o", "p.seal", "--kms-key", &alias]);
+    assert_eq!(code(&o), 5, "{}", stderr(&o));
+    assert!(stderr(&o).contains("NotFoundException"), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&alias), "names the key: {}", stderr(&o));
+
+    // Unreachable endpoint: named in the message; bounded retries.
+    let o =
+        e.s.cmd()
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .args([
+                "--kms-max-attempts",
+                "2",
+                "encrypt",
+                "p.bin",
+                "-o",
+                "p.seal",
+                "--kms-key",
+                "alias/x",
+            ])
+            .output()
+            .unwrap();
+    assert_eq!(code(&o), 5, "{}", stderr(&o));
+    assert!(stderr(&o).contains("http://127.0.0.1:9"), "{}", stderr(&o));
+    assert_eq!(e.s.files(), vec!["p.bin"], "no output or temporary left");
+}
+
+#[test]
+fn kms_rewrap_adds_kms_and_removes_local_without_touching_the_body() {
+    let Some((ep, e)) = setup("kms_rewrap_adds_kms_and_removes_local") else {
+        return;
+    };
+    let arn = create_key(&ep, "us-east-1");
+    let local = key(22);
+    let kf = e.s.keyfile("l.key", &local);
+    let kp = kf.to_str().unwrap();
+    ok(&e.s.run(&["encrypt", "p.bin", "-o", "p.seal", "-k", kp]));
+    let before = std::fs::read(e.s.path("p.seal")).unwrap();
+    ok(&e.s.run(&[
+        "rewrap",
+        "p.seal",
+        "-k",
+        kp,
+        "--add-kms-key",
+        &arn,
+        "--remove-key",
+        local.id(),
+    ]));
+    let after = std::fs::read(e.s.path("p.seal")).unwrap();
+    assert!(
+        before[header_len(&before)..] == after[header_len(&after)..],
+        "body identical"
+    );
+    let v = inspect(&e.s, "p.seal");
+    assert_eq!(v["stanzas"].as_array().unwrap().len(), 1);
+    assert_eq!(v["stanzas"][0]["key_id"], arn.as_str());
+    let o = e.s.run(&["decrypt", "p.seal", "-o", "x", "-k", kp]);
+    assert_eq!(code(&o), 4, "the removed local key no longer opens it");
+    ok(&e
+        .s
+        .run(&["decrypt", "p.seal", "-o", "y", "--kms-key", &arn]));
+    assert!(std::fs::read(e.s.path("y")).unwrap() == e.pt);
+}
