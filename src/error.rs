@@ -180,8 +180,11 @@ pub enum Error {
         /// Key ids the caller offered.
         offered: Vec<String>,
     },
-    /// Keys matched stanzas by id but every unwrap failed.
+    /// Keys matched stanzas by id but every unwrap failed authentication.
     UnwrapFailed(Vec<StanzaFailure>),
+    /// Every matching stanza failed and at least one failure was the key service's (KMS
+    /// refused, was unreachable or kept throttling): exit 5, with each stanza's reason.
+    KeyServiceStanzas(Vec<StanzaFailure>),
     /// The data key does not match the header's key-commitment value.
     CommitmentMismatch,
     /// A chunk failed authentication.
@@ -226,7 +229,7 @@ impl Error {
             | Error::Truncated { .. }
             | Error::LastChunkEmpty { .. }
             | Error::TooManyChunks => 4,
-            Error::KeyService(_) => 5,
+            Error::KeyService(_) | Error::KeyServiceStanzas(_) => 5,
             Error::Storage(_) => 6,
         }
     }
@@ -297,6 +300,16 @@ impl fmt::Display for Error {
                 write!(
                     f,
                     "could not unwrap the data key with any offered key (wrong key, wrong context or tampered stanza):"
+                )?;
+                for s in fails {
+                    write!(f, "\n  {}:{}: {}", s.provider, s.key_id, s.reason)?;
+                }
+                Ok(())
+            }
+            Error::KeyServiceStanzas(fails) => {
+                write!(
+                    f,
+                    "could not unwrap the data key: the key service failed for at least one stanza (retry later, or fix access):"
                 )?;
                 for s in fails {
                     write!(f, "\n  {}:{}: {}", s.provider, s.key_id, s.reason)?;

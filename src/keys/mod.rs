@@ -103,9 +103,11 @@ pub fn wrap_for_all(
 ///
 /// Stanzas are tried in file order; for each, the matching providers in the order given. A
 /// key that unwraps but is not accepted is recorded and the search goes on, so one bad or
-/// planted stanza cannot hide a good one. Reports every attempt's reason if none succeeds;
-/// if every candidate unwrapped but failed `accept`, the error is
-/// [`Error::CommitmentMismatch`].
+/// planted stanza cannot hide a good one, and a key service failing for one stanza does not
+/// stop the next. Reports every attempt's reason if none succeeds: exit 5
+/// ([`Error::KeyServiceStanzas`]) if any failure was the key service's, else
+/// [`Error::CommitmentMismatch`] if every candidate unwrapped but failed `accept`, else
+/// [`Error::UnwrapFailed`].
 pub fn unwrap_any(
     stanzas: &[Stanza],
     providers: &[&dyn KeyProvider],
@@ -114,6 +116,7 @@ pub fn unwrap_any(
 ) -> Result<DataKey> {
     let mut failures = Vec::new();
     let mut rejected = 0usize;
+    let mut service = false;
     for s in stanzas {
         for p in providers.iter().filter(|p| p.matches(s)) {
             let reason = match p.unwrap(s, context) {
@@ -123,6 +126,12 @@ pub fn unwrap_any(
                     "the unwrapped data key does not match the header's key commitment".into()
                 }
                 Err(e) if e.is_authentication() => e.to_string(),
+                // One key service failing (a region down, a disabled key) must not stop
+                // another stanza from opening the object.
+                Err(e) if e.exit_code() == 5 => {
+                    service = true;
+                    e.to_string()
+                }
                 Err(e) => return Err(e),
             };
             failures.push(StanzaFailure {
@@ -146,6 +155,9 @@ pub fn unwrap_any(
     }
     if rejected == failures.len() {
         return Err(Error::CommitmentMismatch);
+    }
+    if service {
+        return Err(Error::KeyServiceStanzas(failures));
     }
     Err(Error::UnwrapFailed(failures))
 }

@@ -1,0 +1,185 @@
+//! KMS faults the emulator never produces, injected by a loopback proxy in front of it
+//! (tests/common/proxy.rs): throttling and 5xx that clear after N calls (retried, and the
+//! call count is exact), permanent errors (not retried), endless throttling (bounded), and
+//! a disabled key in one region while another region's stanza still works.
+
+mod common;
+
+use common::moto::{create_key, endpoint};
+use common::proxy::{Fault, Proxy};
+use common::*;
+
+struct Env {
+    s: Scratch,
+    pt: Vec<u8>,
+    proxy: Proxy,
+    upstream: String,
+}
+
+fn setup(test: &str) -> Option<Env> {
+    let authority = endpoint(test)?;
+    let s = Scratch::new();
+    let pt = data(100_000);
+    write(&s.path("p.bin"), &pt);
+    Some(Env {
+        s,
+        pt,
+        proxy: Proxy::start(&authority),
+        upstream: authority,
+    })
+}
+
+impl Env {
+    /// Runs the CLI with KMS traffic routed through the proxy.
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        self.s
+            .cmd()
+            .env("AWS_ENDPOINT_URL_KMS", &self.proxy.url)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
+
+fn throttle() -> Fault {
+    Fault::aws(400, "ThrottlingException")
+}
+
+#[test]
+fn throttling_clears_and_the_retry_count_is_exact() {
+    let Some(e) = setup("throttling_clears_and_the_retry_count_is_exact") else {
+        return;
+    };
+    let arn = create_key(&e.upstream, "us-east-1");
+    e.proxy.fail_first("GenerateDataKey", 3, throttle());
+    let o = e.run(&["encrypt", "p.bin", "-o", "p.seal", "--kms-key", &arn]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(
+        e.proxy.calls("GenerateDataKey"),
+        4,
+        "3 throttled + 1 success"
+    );
+
+    e.proxy.fail_first("Decrypt", 2, Fault::aws(503, ""));
+    let o = e.run(&["decrypt", "p.seal", "-o", "b.bin", "--kms-key", &arn]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(e.proxy.calls("Decrypt"), 3, "2 × 503 + 1 success");
+    assert!(std::fs::read(e.s.path("b.bin")).unwrap() == e.pt);
+}
+
+#[test]
+fn permanent_errors_are_not_retried() {
+    let Some(e) = setup("permanent_errors_are_not_retried") else {
+        return;
+    };
+    let arn = create_key(&e.upstream, "us-east-1");
+    e.proxy.fail_key(
+        "GenerateDataKey",
+        &arn,
+        Fault::aws(400, "AccessDeniedException"),
+    );
+    let o = e.run(&["encrypt", "p.bin", "-o", "p.seal", "--kms-key", &arn]);
+    assert_eq!(code(&o), 5, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("AccessDeniedException"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("kms:GenerateDataKey"),
+        "names the permission: {}",
+        stderr(&o)
+    );
+    assert_eq!(e.proxy.calls("GenerateDataKey"), 1);
+    assert_eq!(e.s.files(), vec!["p.bin"]);
+}
+
+#[test]
+fn endless_throttling_gives_up_within_the_bound() {
+    let Some(e) = setup("endless_throttling_gives_up_within_the_bound") else {
+        return;
+    };
+    let arn = create_key(&e.upstream, "us-east-1");
+    e.proxy.fail_first("GenerateDataKey", 1000, throttle());
+    let o = e.run(&[
+        "--kms-max-attempts",
+        "3",
+        "encrypt",
+        "p.bin",
+        "-o",
+        "p.seal",
+        "--kms-key",
+        &arn,
+    ]);
+    assert_eq!(code(&o), 5, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("throttled after 3 attempts"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(e.proxy.calls("GenerateDataKey"), 3);
+    assert_eq!(e.s.files(), vec!["p.bin"], "no output or temporary left");
+}
+
+#[test]
+fn a_disabled_key_in_one_region_does_not_block_the_other() {
+    let Some(e) = setup("a_disabled_key_in_one_region_does_not_block_the_other") else {
+        return;
+    };
+    let us = create_key(&e.upstream, "us-east-1");
+    let eu = create_key(&e.upstream, "eu-west-1");
+    let o = e.run(&[
+        "encrypt",
+        "p.bin",
+        "-o",
+        "p.seal",
+        "--kms-key",
+        &us,
+        "--kms-key",
+        &eu,
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+
+    e.proxy
+        .fail_key("Decrypt", &us, Fault::aws(400, "DisabledException"));
+    let o = e.run(&[
+        "decrypt",
+        "p.seal",
+        "-o",
+        "a.bin",
+        "--kms-key",
+        &us,
+        "--kms-key",
+        &eu,
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(std::fs::read(e.s.path("a.bin")).unwrap() == e.pt);
+    assert_eq!(
+        e.proxy.calls("Decrypt"),
+        2,
+        "disabled stanza, then the other region"
+    );
+
+    // Only the disabled key trusted: exit 5, naming the stanza and the reason.
+    let o = e.run(&["decrypt", "p.seal", "-o", "b.bin", "--kms-key", &us]);
+    assert_eq!(code(&o), 5, "{}", stderr(&o));
+    assert!(stderr(&o).contains("DisabledException"), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&us), "{}", stderr(&o));
+    assert!(!e.s.path("b.bin").exists());
+
+    for (err, expect) in [
+        ("NotFoundException", "NotFoundException"),
+        ("KMSInvalidStateException", "pending deletion"),
+    ] {
+        let p = Proxy::start(&e.upstream);
+        p.fail_key("Decrypt", &eu, Fault::aws(400, err));
+        let o =
+            e.s.cmd()
+                .env("AWS_ENDPOINT_URL_KMS", &p.url)
+                .args(["decrypt", "p.seal", "-o", "c.bin", "--kms-key", &eu])
+                .output()
+                .unwrap();
+        assert_eq!(code(&o), 5, "{err}: {}", stderr(&o));
+        assert!(stderr(&o).contains(expect), "{err}: {}", stderr(&o));
+    }
+}
