@@ -210,6 +210,38 @@ impl Kms {
         data_key_from(out.plaintext(), "Decrypt", arn)
     }
 
+    /// Re-wraps a KMS stanza for `destination` with `ReEncrypt`: the plaintext data key
+    /// never leaves KMS. The call goes to the stanza key's region.
+    pub fn re_encrypt(
+        &self,
+        stanza: &Stanza,
+        destination: &str,
+        context: &Context,
+    ) -> Result<Stanza> {
+        let source = &stanza.key_id;
+        let client = self.client(region_of(source).as_deref())?;
+        let ctx = kms_context(context);
+        let out = self
+            .rt
+            .block_on(
+                client
+                    .re_encrypt()
+                    .ciphertext_blob(Blob::new(stanza.wrapped.clone()))
+                    .source_key_id(source)
+                    .destination_key_id(destination)
+                    .set_source_encryption_context(ctx.clone())
+                    .set_destination_encryption_context(ctx)
+                    .send(),
+            )
+            .map_err(|e| self.service_error("ReEncrypt", source, e))?;
+        stanza_from(
+            out.key_id(),
+            out.ciphertext_blob(),
+            "ReEncrypt",
+            destination,
+        )
+    }
+
     /// Maps an SDK error to exit 4 (the data or context failed authentication) or exit 5
     /// (the key service refused or failed), with the code and a hint.
     fn service_error<E>(
@@ -347,6 +379,11 @@ impl KmsKey {
             name: name.to_string(),
             arn: None,
         }
+    }
+
+    /// The key's ARN if it was resolved ([`KmsKey::trusted`]).
+    pub fn arn(&self) -> Option<&str> {
+        self.arn.as_deref()
     }
 
     /// A key the caller trusts for decryption: resolved to its ARN now, so only stanzas

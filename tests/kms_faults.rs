@@ -183,3 +183,98 @@ fn a_disabled_key_in_one_region_does_not_block_the_other() {
         assert!(stderr(&o).contains(expect), "{err}: {}", stderr(&o));
     }
 }
+
+#[test]
+fn rotation_by_reencrypt_keeps_the_data_key_inside_kms() {
+    let Some(e) = setup("rotation_by_reencrypt_keeps_the_data_key_inside_kms") else {
+        return;
+    };
+    let old = create_key(&e.upstream, "us-east-1");
+    let new = create_key(&e.upstream, "us-east-1");
+    let o = e.run(&[
+        "encrypt",
+        "p.bin",
+        "-o",
+        "p.seal",
+        "--kms-key",
+        &old,
+        "-c",
+        "app=x",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let before = std::fs::read(e.s.path("p.seal")).unwrap();
+
+    let o = e.run(&[
+        "rewrap",
+        "p.seal",
+        "--kms-key",
+        &old,
+        "--rotate-to-kms-key",
+        &new,
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(e.proxy.calls("ReEncrypt"), 1);
+    assert_eq!(e.proxy.calls("Decrypt"), 0, "the data key never left KMS");
+    assert_eq!(e.proxy.calls("Encrypt"), 0);
+
+    let after = std::fs::read(e.s.path("p.seal")).unwrap();
+    assert!(
+        before[header_len(&before)..] == after[header_len(&after)..],
+        "body identical"
+    );
+    let (h, _) = sealstream::Header::parse(&after).unwrap();
+    assert_eq!(h.stanzas.len(), 1);
+    assert_eq!(h.stanzas[0].key_id, new);
+
+    let o = e.run(&["decrypt", "p.seal", "-o", "a.bin", "--kms-key", &old]);
+    assert_eq!(
+        code(&o),
+        4,
+        "the old key no longer opens it: {}",
+        stderr(&o)
+    );
+    let o = e.run(&[
+        "decrypt",
+        "p.seal",
+        "-o",
+        "b.bin",
+        "--kms-key",
+        &new,
+        "-c",
+        "app=x",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(std::fs::read(e.s.path("b.bin")).unwrap() == e.pt);
+
+    // Nothing to rotate: a usage error that leaves the file alone.
+    let o = e.run(&[
+        "rewrap",
+        "p.seal",
+        "--kms-key",
+        &old,
+        "--rotate-to-kms-key",
+        &new,
+    ]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert_eq!(std::fs::read(e.s.path("p.seal")).unwrap(), after);
+}
+
+#[test]
+fn too_many_wrapping_keys_are_refused_before_any_kms_call() {
+    let Some(e) = setup("too_many_wrapping_keys_are_refused_before_any_kms_call") else {
+        return;
+    };
+    let arn = create_key(&e.upstream, "us-east-1");
+    let mut args: Vec<&str> = vec!["encrypt", "p.bin", "-o", "p.seal"];
+    for _ in 0..33 {
+        args.extend(["--kms-key", arn.as_str()]);
+    }
+    let o = e.run(&args);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("at most 32"), "{}", stderr(&o));
+    assert_eq!(
+        e.proxy.calls("GenerateDataKey") + e.proxy.calls("Encrypt"),
+        0
+    );
+    assert_eq!(e.s.files(), vec!["p.bin"]);
+}

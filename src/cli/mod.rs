@@ -166,6 +166,10 @@ pub struct RewrapArgs {
     /// AWS KMS key (id, alias, or ARN) to add a wrapped copy of the data key for (repeatable).
     #[arg(long = "add-kms-key", value_name = "KEY")]
     pub add_kms: Vec<String>,
+    /// Move the stanzas of the trusted --kms-key(s) to this KMS key with KMS ReEncrypt, so the
+    /// data key never leaves KMS (the old stanzas are replaced).
+    #[arg(long = "rotate-to-kms-key", value_name = "KEY")]
+    pub rotate_to: Option<String>,
     /// KMS keys trusted for unwrapping.
     #[command(flatten)]
     pub kms: KmsTrustArgs,
@@ -665,14 +669,55 @@ fn inspection_text(info: &envelope::Inspection) -> String {
     s
 }
 
+/// Replaces every stanza of the trusted KMS keys with a `ReEncrypt` to `dest`.
+///
+/// The data key stays inside KMS, so the key commitment cannot be checked here; a stanza
+/// that did not belong to this file would still fail it on the next decrypt.
+fn rotate_kms_stanzas(
+    cli: &Cli,
+    mut header: Header,
+    from: &[String],
+    dest: &str,
+) -> Result<Header> {
+    let kms = kms_connect(cli)?;
+    let trusted: Vec<KmsKey> = from
+        .iter()
+        .map(|k| KmsKey::trusted(&kms, k))
+        .collect::<Result<_>>()?;
+    let mut rotated = 0;
+    for st in header.stanzas.iter_mut() {
+        if trusted.iter().any(|k| k.matches(st)) {
+            *st = kms.re_encrypt(st, dest, &header.context)?;
+            rotated += 1;
+        }
+    }
+    if rotated == 0 {
+        return Err(Error::Usage(format!(
+            "--rotate-to-kms-key: the file has no stanza of {}",
+            from.join(", ")
+        )));
+    }
+    Ok(header)
+}
+
 fn rewrap(cli: &Cli, a: &RewrapArgs) -> Result<()> {
     let shown = a.file.display().to_string();
-    if a.add.is_empty() && a.add_kms.is_empty() && a.remove.is_empty() {
+    let changes_keys = !(a.add.is_empty() && a.add_kms.is_empty() && a.remove.is_empty());
+    if !changes_keys && a.rotate_to.is_none() {
         return Err(Error::Usage(
-            "rewrap needs --add-key KEYFILE, --add-kms-key KEY and/or --remove-key KEYID".into(),
+            "rewrap needs --add-key KEYFILE, --add-kms-key KEY, --remove-key KEYID or --rotate-to-kms-key KEY".into(),
         ));
     }
-    let keys = decryption_keys(cli, &a.keys, &a.kms)?;
+    if a.rotate_to.is_some() && a.kms.kms_keys.is_empty() {
+        return Err(Error::Usage(
+            "--rotate-to-kms-key needs the current KMS key(s) with --kms-key".into(),
+        ));
+    }
+    let keys = if changes_keys {
+        decryption_keys(cli, &a.keys, &a.kms)?
+    } else {
+        Keyring::default()
+    };
     let mut add = Keyring::default();
     load_local(&a.add, &mut add)?;
     if !a.add_kms.is_empty() {
@@ -685,8 +730,15 @@ fn rewrap(cli: &Cli, a: &RewrapArgs) -> Result<()> {
     let meta = f
         .metadata()
         .map_err(|e| Error::io(format!("opening '{shown}'"), e))?;
-    let (header, _) = Header::read_from(&mut f)?;
-    let new = envelope::rewrap(&header, &keys.as_refs(), &add.as_refs(), &a.remove)?;
+    let (mut header, _) = Header::read_from(&mut f)?;
+    if let Some(dest) = &a.rotate_to {
+        header = rotate_kms_stanzas(cli, header, &a.kms.kms_keys, dest)?;
+    }
+    let new = if changes_keys {
+        envelope::rewrap(&header, &keys.as_refs(), &add.as_refs(), &a.remove)?
+    } else {
+        header
+    };
     let bytes = new
         .to_bytes()
         .map_err(|e| Error::Usage(format!("cannot write this header: {e}")))?;

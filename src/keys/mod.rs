@@ -80,6 +80,14 @@ pub fn wrap_for_all(
     providers: &[&dyn KeyProvider],
     context: &Context,
 ) -> Result<(DataKey, Vec<Stanza>)> {
+    if providers.len() > crate::format::limits::MAX_STANZAS {
+        // Refuse before any key service is called.
+        return Err(Error::Usage(format!(
+            "{} wrapping keys given; an object holds at most {}",
+            providers.len(),
+            crate::format::limits::MAX_STANZAS
+        )));
+    }
     let (first, rest) = providers
         .split_first()
         .ok_or_else(|| Error::Usage("no wrapping key given".into()))?;
