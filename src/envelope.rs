@@ -82,7 +82,7 @@ pub fn seal_header(
 /// Encrypts `input` to `output` under a fresh data key wrapped for every provider.
 pub fn encrypt<R, W>(
     input: R,
-    mut output: W,
+    output: W,
     providers: &[&dyn KeyProvider],
     params: &EncryptParams<'_>,
 ) -> Result<StreamStats>
@@ -91,10 +91,26 @@ where
     W: Write,
 {
     let (dek, stanzas) = keys::wrap_for_all(providers, &params.context)?;
+    encrypt_with_data_key(input, output, &dek, stanzas, params)
+}
+
+/// Encrypts under a data key the caller already holds with its stanzas (from a
+/// [`crate::keys::cache::DataKeyCache`]); a fresh salt still gives this object its own
+/// payload key and commitment.
+pub fn encrypt_with_data_key<R, W>(
+    input: R,
+    mut output: W,
+    dek: &DataKey,
+    stanzas: Vec<Stanza>,
+    params: &EncryptParams<'_>,
+) -> Result<StreamStats>
+where
+    R: Read + Send,
+    W: Write,
+{
     let mut salt = [0u8; SALT_LEN];
     keys::fill_random(&mut salt)?;
-    let (header, cipher) = seal_header(&dek, salt, stanzas, params)?;
-    drop(dek);
+    let (header, cipher) = seal_header(dek, salt, stanzas, params)?;
     let bytes = header
         .to_bytes()
         .map_err(|e| Error::Usage(format!("cannot write this header: {e}")))?;

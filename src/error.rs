@@ -205,6 +205,17 @@ pub enum Error {
     /// More chunks than the format allows (2^32).
     TooManyChunks,
 
+    // ---- batch: the first failure's code ----
+    /// Some files of a batch failed (each was reported as it failed).
+    BatchFailed {
+        /// Files that failed.
+        failed: usize,
+        /// Files in the batch.
+        total: usize,
+        /// Exit code of the first failure (in input order).
+        exit_code: i32,
+    },
+
     // ---- exit 5: key service ----
     /// A key service (KMS) failed.
     KeyService(String),
@@ -230,6 +241,7 @@ impl Error {
             | Error::LastChunkEmpty { .. }
             | Error::TooManyChunks => 4,
             Error::KeyService(_) | Error::KeyServiceStanzas(_) => 5,
+            Error::BatchFailed { exit_code, .. } => *exit_code,
             Error::Storage(_) => 6,
         }
     }
@@ -334,6 +346,10 @@ impl fmt::Display for Error {
                 "input too large for this chunk size (more than 2^32 chunks); use a larger --chunk-size"
             ),
             Error::KeyService(m) => write!(f, "key service error: {m}"),
+            Error::BatchFailed { failed, total, .. } => write!(
+                f,
+                "{failed} of {total} files failed (reasons above); the others were written"
+            ),
             Error::Storage(m) => write!(f, "storage error: {m}"),
         }
     }

@@ -45,6 +45,11 @@ pub struct KmsSettings {
     pub max_attempts: u32,
     /// Upper bound on one call including all retries.
     pub operation_timeout: Duration,
+    /// How long an unwrapped data key is reused for the same stanza and context within
+    /// this process (ranged reads, batches); zero disables the cache.
+    pub decrypt_cache_max_age: Duration,
+    /// Most unwrapped data keys held at once.
+    pub decrypt_cache_entries: usize,
 }
 
 impl Default for KmsSettings {
@@ -54,6 +59,8 @@ impl Default for KmsSettings {
             profile: None,
             max_attempts: 8,
             operation_timeout: Duration::from_secs(60),
+            decrypt_cache_max_age: Duration::from_secs(300),
+            decrypt_cache_entries: 1000,
         }
     }
 }
@@ -64,6 +71,8 @@ pub struct Kms {
     rt: tokio::runtime::Runtime,
     config: aws_config::SdkConfig,
     clients: Mutex<HashMap<String, Client>>,
+    /// Unwrapped data keys by (key ARN, wrapped blob, context); zeroized on eviction/drop.
+    unwrapped: Mutex<HashMap<Vec<u8>, (DataKey, std::time::Instant)>>,
     settings: KmsSettings,
 }
 
@@ -108,6 +117,7 @@ impl Kms {
             rt,
             config,
             clients: Mutex::new(HashMap::new()),
+            unwrapped: Mutex::new(HashMap::new()),
             settings,
         }))
     }
@@ -194,6 +204,36 @@ impl Kms {
     }
 
     fn decrypt(&self, stanza: &Stanza, context: &Context) -> Result<DataKey> {
+        let max_age = self.settings.decrypt_cache_max_age;
+        if max_age.is_zero() || self.settings.decrypt_cache_entries == 0 {
+            return self.decrypt_uncached(stanza, context);
+        }
+        let cache_key = unwrap_cache_key(stanza, context);
+        // Single flight: the lock is held across the KMS call, so files sharing a data key
+        // never call KMS twice for it, even when decrypted concurrently. The price is that
+        // one process's KMS Decrypt calls run one at a time.
+        let mut cache = self
+            .unwrapped
+            .lock()
+            .map_err(|_| Error::KeyService("KMS unwrap cache poisoned".into()))?;
+        cache.retain(|_, (_, at)| at.elapsed() < max_age);
+        if let Some((dek, _)) = cache.get(&cache_key) {
+            return Ok(dek.clone());
+        }
+        let dek = self.decrypt_uncached(stanza, context)?;
+        if cache.len() >= self.settings.decrypt_cache_entries
+            && let Some(oldest) = cache
+                .iter()
+                .min_by_key(|(_, (_, at))| *at)
+                .map(|(k, _)| k.clone())
+        {
+            cache.remove(&oldest);
+        }
+        cache.insert(cache_key, (dek.clone(), std::time::Instant::now()));
+        Ok(dek)
+    }
+
+    fn decrypt_uncached(&self, stanza: &Stanza, context: &Context) -> Result<DataKey> {
         let arn = &stanza.key_id;
         let client = self.client(region_of(arn).as_deref())?;
         let out = self
@@ -288,6 +328,17 @@ impl Kms {
         };
         Error::KeyService(format!("KMS {op} for {key}: {code}: {msg}; {hint}"))
     }
+}
+
+/// Unambiguous cache key: each field length-prefixed.
+fn unwrap_cache_key(stanza: &Stanza, context: &Context) -> Vec<u8> {
+    let ctx = context.to_bytes();
+    let mut k = Vec::with_capacity(12 + stanza.key_id.len() + stanza.wrapped.len() + ctx.len());
+    for part in [stanza.key_id.as_bytes(), &stanza.wrapped, &ctx] {
+        k.extend_from_slice(&(part.len() as u32).to_be_bytes());
+        k.extend_from_slice(part);
+    }
+    k
 }
 
 fn kms_context(context: &Context) -> Option<HashMap<String, String>> {

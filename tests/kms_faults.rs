@@ -278,3 +278,83 @@ fn too_many_wrapping_keys_are_refused_before_any_kms_call() {
     );
     assert_eq!(e.s.files(), vec!["p.bin"]);
 }
+
+fn many_files(e: &Env, n: usize, len: usize) {
+    std::fs::create_dir_all(e.s.path("in")).unwrap();
+    for i in 0..n {
+        write(&e.s.path(&format!("in/f{i:02}.bin")), &data(len + i));
+    }
+}
+
+#[test]
+fn encryption_cache_limits_hold_exactly_and_decryption_reuses_unwrapped_keys() {
+    let Some(e) = setup("encryption_cache_limits_hold_exactly") else {
+        return;
+    };
+    let arn = create_key(&e.upstream, "us-east-1");
+    many_files(&e, 10, 1000);
+    let o = e.run(&[
+        "encrypt",
+        "in",
+        "--output-dir",
+        "enc",
+        "--kms-key",
+        &arn,
+        "--cache-max-age",
+        "5m",
+        "--cache-max-objects",
+        "3",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(
+        e.proxy.calls("GenerateDataKey"),
+        4,
+        "max-objects 3 over 10 objects"
+    );
+
+    let o = e.run(&["decrypt", "enc", "--output-dir", "dec", "--kms-key", &arn]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(
+        e.proxy.calls("Decrypt"),
+        4,
+        "one Decrypt per distinct data key"
+    );
+    assert_eq!(e.proxy.calls("DescribeKey"), 1);
+    for i in 0..10 {
+        let back = std::fs::read(e.s.path(&format!("dec/enc/in/f{i:02}.bin"))).unwrap();
+        assert!(back == data(1000 + i));
+    }
+}
+
+#[test]
+fn byte_limit_and_no_cache() {
+    let Some(e) = setup("byte_limit_and_no_cache") else {
+        return;
+    };
+    let arn = create_key(&e.upstream, "us-east-1");
+    many_files(&e, 10, 100 * 1024);
+    // Files are 100 KiB (+ i bytes): two fit in 250 KiB, a third does not.
+    let o = e.run(&[
+        "encrypt",
+        "in",
+        "--output-dir",
+        "a",
+        "--kms-key",
+        &arn,
+        "--cache-max-age",
+        "5m",
+        "--cache-max-bytes",
+        "250KiB",
+        "--jobs",
+        "1",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(e.proxy.calls("GenerateDataKey"), 5);
+    let o = e.run(&["encrypt", "in", "--output-dir", "b", "--kms-key", &arn]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(
+        e.proxy.calls("GenerateDataKey"),
+        15,
+        "no cache: one per object"
+    );
+}

@@ -3,6 +3,7 @@
 //! Nothing here does cryptography; it maps flags to [`crate::envelope`] calls, picks input
 //! and output streams, and turns errors into messages and exit codes.
 
+pub mod batch;
 pub mod output;
 pub mod progress;
 
@@ -19,6 +20,7 @@ use crate::envelope::{self, DecryptParams, EncryptParams};
 use crate::error::{Error, Result};
 use crate::format::{Context, Header, Suite, limits};
 use crate::keys::KeyProvider;
+use crate::keys::cache::{CacheLimits, DataKeyCache};
 use crate::keys::local::{self, LocalKey};
 use crate::kms::{Kms, KmsDiscovery, KmsKey, KmsSettings};
 use crate::primitives::aead::Backend;
@@ -97,11 +99,25 @@ pub enum Command {
 /// `encrypt` options.
 #[derive(Debug, Args)]
 pub struct EncryptArgs {
-    /// File to encrypt (absent or '-' = stdin).
-    pub input: Option<PathBuf>,
+    /// File(s) or directories to encrypt (absent or '-' = stdin). Several inputs or a
+    /// directory need --output-dir.
+    pub inputs: Vec<PathBuf>,
     /// Where to write (absent or '-' = stdout; never a terminal).
-    #[arg(short, long, value_name = "OUTPUT")]
+    #[arg(short, long, value_name = "OUTPUT", conflicts_with = "output_dir")]
     pub output: Option<PathBuf>,
+    /// Batch mode.
+    #[command(flatten)]
+    pub batch: BatchArgs,
+    /// Reuse one data key for several objects of a batch for at most this long (e.g. 30s, 5m,
+    /// 1h); enables data-key caching. Each object still gets its own salt and payload key.
+    #[arg(long, value_name = "DURATION")]
+    pub cache_max_age: Option<String>,
+    /// With --cache-max-age: at most this many objects per data key.
+    #[arg(long, value_name = "N", requires = "cache_max_age")]
+    pub cache_max_objects: Option<u64>,
+    /// With --cache-max-age: at most this many plaintext bytes per data key (e.g. 100GiB).
+    #[arg(long, value_name = "SIZE", requires = "cache_max_age")]
+    pub cache_max_bytes: Option<String>,
     /// Local key file to wrap the data key for (repeat for several). Default: the embedded
     /// default key ($SEALSTREAM_HOME/local.key or ~/.config/sealstream/local.key), created
     /// on first use.
@@ -129,11 +145,15 @@ pub struct EncryptArgs {
 /// `decrypt` options.
 #[derive(Debug, Args)]
 pub struct DecryptArgs {
-    /// File to decrypt (absent or '-' = stdin).
-    pub input: Option<PathBuf>,
+    /// File(s) or directories to decrypt (absent or '-' = stdin). Several inputs or a
+    /// directory need --output-dir.
+    pub inputs: Vec<PathBuf>,
     /// Where to write the plaintext (absent or '-' = stdout).
-    #[arg(short, long, value_name = "OUTPUT")]
+    #[arg(short, long, value_name = "OUTPUT", conflicts_with = "output_dir")]
     pub output: Option<PathBuf>,
+    /// Batch mode.
+    #[command(flatten)]
+    pub batch: BatchArgs,
     /// Local key file(s) to try (default: the embedded default key).
     #[arg(short = 'k', long = "key", value_name = "KEYFILE")]
     pub keys: Vec<PathBuf>,
@@ -176,6 +196,18 @@ pub struct RewrapArgs {
     /// Key id (as shown by `inspect`) whose stanza to remove (repeatable).
     #[arg(long = "remove-key", value_name = "KEYID")]
     pub remove: Vec<String>,
+}
+
+/// Several files at once.
+#[derive(Debug, Args)]
+pub struct BatchArgs {
+    /// Write one output per input into DIR (directories are walked recursively and their
+    /// layout kept; encrypt adds `.seal`, decrypt removes it or else adds `.dec`).
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+    /// Files processed at once in batch mode; memory is about jobs × the per-file bound.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub jobs: usize,
 }
 
 /// Which KMS keys a decrypting command may call.
@@ -319,6 +351,7 @@ fn kms_connect(cli: &Cli) -> Result<Arc<Kms>> {
         profile: cli.profile.clone(),
         max_attempts: cli.kms_max_attempts,
         operation_timeout: Duration::from_secs(cli.kms_timeout.max(1)),
+        ..KmsSettings::default()
     })
 }
 
@@ -437,10 +470,22 @@ fn encrypt(cli: &Cli, a: &EncryptArgs) -> Result<()> {
         )));
     }
     let context = parse_context(&a.context)?;
-    if same_file(a.input.as_deref(), a.output.as_deref()) {
+    let cache = cache_limits(a)?;
+    let params = EncryptParams {
+        suite,
+        chunk_size: cs as u32,
+        context,
+        backend: backend(cli),
+        engine: EngineOptions::default(),
+    };
+    if let Some(dir) = &a.batch.output_dir {
+        return encrypt_batch(cli, a, dir, params, cache);
+    }
+    let input_path = single_input(&a.inputs)?;
+    if same_file(input_path, a.output.as_deref()) {
         return Err(Error::Usage("input and output are the same file".into()));
     }
-    let input = open_input(a.input.as_deref())?;
+    let input = open_input(input_path)?;
     let keys = encryption_keys(cli, &a.keys, &a.kms_keys)?;
     let sink = Sink::open(a.output.as_deref(), a.force, true)?;
     let total = match &input {
@@ -450,11 +495,8 @@ fn encrypt(cli: &Cli, a: &EncryptArgs) -> Result<()> {
     let pb = progress::bar(total, cli.quiet, "encrypting");
     let inc = |n: u64| pb.inc(n);
     let params = EncryptParams {
-        suite,
-        chunk_size: cs as u32,
-        context,
-        backend: backend(cli),
         engine: engine_opts(cli, Some(&inc)),
+        ..params
     };
     let providers = keys.as_refs();
     let r = sink.write_with(|w| match input {
@@ -463,6 +505,180 @@ fn encrypt(cli: &Cli, a: &EncryptArgs) -> Result<()> {
     });
     pb.finish_and_clear();
     r.map(|_| ())
+}
+
+/// The one input of a single-file command (stdin when absent).
+fn single_input(inputs: &[PathBuf]) -> Result<Option<&Path>> {
+    if inputs.len() > 1 {
+        return Err(Error::Usage(
+            "several inputs need --output-dir DIR (one output file per input)".into(),
+        ));
+    }
+    let p = inputs.first().map(PathBuf::as_path);
+    if let Some(p) = p.filter(|p| p.is_dir()) {
+        return Err(Error::Usage(format!(
+            "'{}' is a directory; use --output-dir DIR to process the files in it",
+            p.display()
+        )));
+    }
+    Ok(p)
+}
+
+/// Parses a duration: seconds, or a number with `s`, `m`, `h` or `d`.
+pub fn parse_duration(s: &str) -> Result<Duration> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| Error::Usage(format!("'{s}' is not a duration (e.g. 30s, 5m, 1h)")))?;
+    let mult = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => {
+            return Err(Error::Usage(format!(
+                "'{s}': unknown duration unit '{unit}' (use s, m, h or d)"
+            )));
+        }
+    };
+    n.checked_mul(mult)
+        .map(Duration::from_secs)
+        .ok_or_else(|| Error::Usage(format!("'{s}' is too long")))
+}
+
+fn cache_limits(a: &EncryptArgs) -> Result<Option<CacheLimits>> {
+    let Some(age) = &a.cache_max_age else {
+        return Ok(None);
+    };
+    let max_bytes = match &a.cache_max_bytes {
+        Some(b) => crate::size::parse_size(b)
+            .map_err(|e| Error::Usage(format!("--cache-max-bytes: {e}")))?,
+        None => u64::MAX,
+    };
+    Ok(Some(CacheLimits {
+        max_age: parse_duration(age)?,
+        max_objects: a.cache_max_objects.unwrap_or(u64::from(u32::MAX)),
+        max_bytes,
+    }))
+}
+
+/// Engine threads per file in a batch: the cores shared among the files in flight.
+fn batch_engine<'a>(
+    cli: &Cli,
+    jobs: usize,
+    progress: &'a (dyn Fn(u64) + Sync),
+) -> EngineOptions<'a> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    EngineOptions {
+        threads: cli.threads.unwrap_or((cores / jobs.max(1)).max(1)),
+        progress: Some(progress),
+        ..EngineOptions::default()
+    }
+}
+
+fn batch_total(jobs: &[batch::Job]) -> u64 {
+    jobs.iter()
+        .filter_map(|j| std::fs::metadata(&j.input).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// Reports each failure, then a summary; the first failure's exit code is the batch's.
+fn batch_report(
+    jobs: &[batch::Job],
+    failures: Vec<(usize, Error)>,
+    quiet: bool,
+    verb: &str,
+) -> Result<()> {
+    for (i, e) in &failures {
+        eprintln!("sealstream: error: {}: {e}", jobs[*i].input.display());
+    }
+    match failures.first() {
+        None => {
+            note(quiet, &format!("{verb} {} file(s)", jobs.len()));
+            Ok(())
+        }
+        Some((_, first)) => Err(Error::BatchFailed {
+            failed: failures.len(),
+            total: jobs.len(),
+            exit_code: first.exit_code(),
+        }),
+    }
+}
+
+fn encrypt_batch(
+    cli: &Cli,
+    a: &EncryptArgs,
+    dir: &Path,
+    params: EncryptParams<'_>,
+    cache: Option<CacheLimits>,
+) -> Result<()> {
+    if a.inputs.is_empty() {
+        return Err(Error::Usage(
+            "--output-dir needs input files or directories".into(),
+        ));
+    }
+    let jobs = batch::plan(&a.inputs, dir, &|n| format!("{n}.seal"))?;
+    let keys = encryption_keys(cli, &a.keys, &a.kms_keys)?;
+    let providers = keys.as_refs();
+    let cache = cache.map(DataKeyCache::new);
+    let pb = progress::bar(Some(batch_total(&jobs)), cli.quiet, "encrypting");
+    let inc = |n: u64| pb.inc(n);
+    let params = EncryptParams {
+        engine: batch_engine(cli, a.batch.jobs, &inc),
+        ..params
+    };
+    let failures = batch::run(&jobs, a.batch.jobs, a.force, |_, f, w| {
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let (dek, stanzas) = match &cache {
+            Some(c) => c.data_key(&providers, &params.context, len)?,
+            None => crate::keys::wrap_for_all(&providers, &params.context)?,
+        };
+        envelope::encrypt_with_data_key(f, w, &dek, stanzas, &params).map(|_| ())
+    });
+    pb.finish_and_clear();
+    batch_report(&jobs, failures, cli.quiet, "encrypted")
+}
+
+fn decrypt_batch(cli: &Cli, a: &DecryptArgs, dir: &Path) -> Result<()> {
+    if a.inputs.is_empty() {
+        return Err(Error::Usage(
+            "--output-dir needs input files or directories".into(),
+        ));
+    }
+    if a.range.is_some() {
+        return Err(Error::Usage(
+            "--range works on one file, not with --output-dir".into(),
+        ));
+    }
+    let expected = parse_context(&a.context)?;
+    let jobs = batch::plan(&a.inputs, dir, &|n| match n.strip_suffix(".seal") {
+        Some(stem) if !stem.is_empty() => stem.to_string(),
+        _ => format!("{n}.dec"),
+    })?;
+    let keys = decryption_keys(cli, &a.keys, &a.kms)?;
+    let providers = keys.as_refs();
+    let be = backend(cli);
+    let pb = progress::bar(Some(batch_total(&jobs)), cli.quiet, "decrypting");
+    let inc = |n: u64| pb.inc(n);
+    let opts = batch_engine(cli, a.batch.jobs, &inc);
+    let failures = batch::run(&jobs, a.batch.jobs, a.force, |_, mut f, w| {
+        let (header, _) = Header::read_from(&mut f)?;
+        let cipher = envelope::unlock(&header, &providers, &expected, be)?;
+        crate::engine::open(
+            &cipher,
+            header.chunk_size,
+            f,
+            w,
+            crate::engine::OpenParams::default(),
+            &opts,
+        )
+        .map(|_| ())
+    });
+    pb.finish_and_clear();
+    batch_report(&jobs, failures, cli.quiet, "decrypted")
 }
 
 fn decrypt(cli: &Cli, a: &DecryptArgs) -> CliResult {
@@ -474,12 +690,16 @@ fn decrypt(cli: &Cli, a: &DecryptArgs) -> CliResult {
         .map(ByteRange::parse)
         .transpose()
         .map_err(clean)?;
-    if same_file(a.input.as_deref(), a.output.as_deref()) {
+    if let Some(dir) = &a.batch.output_dir {
+        return decrypt_batch(cli, a, dir).map_err(clean);
+    }
+    let input_path = single_input(&a.inputs).map_err(clean)?;
+    if same_file(input_path, a.output.as_deref()) {
         return Err(clean(Error::Usage(
             "input and output are the same file".into(),
         )));
     }
-    let input = open_input(a.input.as_deref()).map_err(clean)?;
+    let input = open_input(input_path).map_err(clean)?;
     if range.is_some() && matches!(input, Input::Stdin) {
         return Err(clean(Error::Usage(
             "--range needs a seekable INPUT file, not stdin".into(),

@@ -3,6 +3,7 @@
 //! A [`KeyProvider`] wraps and unwraps 256-bit data keys. The local key-encryption key
 //! ([`local::LocalKey`]) is one provider; AWS KMS plugs in through the same trait.
 
+pub mod cache;
 pub mod local;
 
 use zeroize::Zeroizing;
