@@ -226,6 +226,45 @@ fn stanza_named(s: &Stanza, name: &str) -> bool {
     s.key_id == name || format!("{}:{}", s.provider, s.key_id) == name
 }
 
+/// The outcome of checking one stanza with the keys at hand.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StanzaCheck {
+    /// A key unwrapped it and the result matches the header's key commitment.
+    Verified,
+    /// No offered key matches this stanza.
+    NotChecked,
+    /// Every matching key failed (the last reason).
+    Failed(Error),
+}
+
+/// Checks every stanza independently: unwrap with each matching provider, then compare the
+/// result with the header's key commitment. Used by `inspect --verify` and before
+/// removing keys, so a user can see which keys really open a file.
+pub fn verify_stanzas(header: &Header, providers: &[&dyn KeyProvider]) -> Vec<StanzaCheck> {
+    let digest = header.digest();
+    header
+        .stanzas
+        .iter()
+        .map(|s| {
+            let mut result = StanzaCheck::NotChecked;
+            for p in providers.iter().filter(|p| p.matches(s)) {
+                match p.unwrap(s, &header.context) {
+                    Ok(dek) => {
+                        let derived = kdf::derive(dek.expose(), &header.salt, &digest);
+                        if kdf::commitment_matches(&header.commitment, &derived.commitment) {
+                            return StanzaCheck::Verified;
+                        }
+                        result = StanzaCheck::Failed(Error::CommitmentMismatch);
+                    }
+                    Err(e) => result = StanzaCheck::Failed(e),
+                }
+            }
+            result
+        })
+        .collect()
+}
+
 /// What `inspect` reports: header fields plus the layout implied by the total length.
 #[derive(Debug, Clone)]
 pub struct Inspection {

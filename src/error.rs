@@ -216,6 +216,16 @@ pub enum Error {
         exit_code: i32,
     },
 
+    /// `inspect --verify`: some stanzas with a matching key failed to verify.
+    StanzasFailedVerification {
+        /// Stanzas that failed.
+        failed: usize,
+        /// Stanzas in the file.
+        total: usize,
+        /// Exit code of the first failure (4 authentication, 5 key service).
+        exit_code: i32,
+    },
+
     // ---- exit 5: key service ----
     /// A key service (KMS) failed.
     KeyService(String),
@@ -241,7 +251,8 @@ impl Error {
             | Error::LastChunkEmpty { .. }
             | Error::TooManyChunks => 4,
             Error::KeyService(_) | Error::KeyServiceStanzas(_) => 5,
-            Error::BatchFailed { exit_code, .. } => *exit_code,
+            Error::BatchFailed { exit_code, .. }
+            | Error::StanzasFailedVerification { exit_code, .. } => *exit_code,
             Error::Storage(_) => 6,
         }
     }
@@ -346,6 +357,10 @@ impl fmt::Display for Error {
                 "input too large for this chunk size (more than 2^32 chunks); use a larger --chunk-size"
             ),
             Error::KeyService(m) => write!(f, "key service error: {m}"),
+            Error::StanzasFailedVerification { failed, total, .. } => write!(
+                f,
+                "{failed} of {total} stanzas failed verification (see the listing); those keys cannot open this file"
+            ),
             Error::BatchFailed { failed, total, .. } => write!(
                 f,
                 "{failed} of {total} files failed (reasons above); the others were written"

@@ -478,3 +478,55 @@ fn sigterm_mid_stream_removes_the_temporary_and_leaves_no_output() {
     );
     assert_eq!(s.files(), vec!["k.key"], "temporary or output left behind");
 }
+
+#[test]
+fn inspect_verify_checks_each_stanza_against_the_commitment() {
+    let s = Scratch::new();
+    let (a, b, c) = (key(40), key(41), key(42));
+    let ka = s.keyfile("a.key", &a);
+    let kb = s.keyfile("b.key", &b);
+    let kc = s.keyfile("c.key", &c);
+    let (ka, kb, kc) = (
+        ka.to_str().unwrap(),
+        kb.to_str().unwrap(),
+        kc.to_str().unwrap(),
+    );
+    write(&s.path("p.bin"), &data(10_000));
+    let o = s.run(&["encrypt", "-k", ka, "-k", kb, "p.bin", "-o", "p.seal"]);
+    assert_eq!(code(&o), 0);
+
+    let o = s.run(&["inspect", "--json", "--verify", "-k", ka, "p.seal"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["stanzas"][0]["verified"], true);
+    assert_eq!(
+        v["stanzas"][1]["verified"],
+        serde_json::Value::Null,
+        "b not offered"
+    );
+
+    // Replace b's stanza with one wrapping a foreign data key: b unwraps it, but it fails
+    // the commitment, and --verify says so (exit 4) while a still verifies.
+    let bytes = std::fs::read(s.path("p.seal")).unwrap();
+    let (mut h, hl) = sealstream::Header::parse(&bytes).unwrap();
+    let foreign = sealstream::DataKey::from_bytes([7; 32]);
+    h.stanzas[1] = sealstream::KeyProvider::wrap(&b, &foreign, &h.context).unwrap();
+    write(
+        &s.path("bad.seal"),
+        &[h.to_bytes().unwrap(), bytes[hl..].to_vec()].concat(),
+    );
+    let o = s.run(&["inspect", "--verify", "-k", ka, "-k", kb, "bad.seal"]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("[verified]"), "{out}");
+    assert!(out.contains("[FAILED: key commitment"), "{out}");
+    assert!(
+        stderr(&o).contains("1 of 2 stanzas failed verification"),
+        "{}",
+        stderr(&o)
+    );
+
+    // No offered key matches any stanza.
+    let o = s.run(&["inspect", "--verify", "-k", kc, "p.seal"]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+}

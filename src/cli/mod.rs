@@ -84,13 +84,7 @@ pub enum Command {
     #[command(after_help = EXIT_CODES)]
     Decrypt(DecryptArgs),
     /// Show a file's header and layout (no key needed; lengths are unauthenticated).
-    Inspect {
-        /// File to inspect (absent or '-' = stdin).
-        input: Option<PathBuf>,
-        /// Print one JSON object (schema in README).
-        #[arg(long)]
-        json: bool,
-    },
+    Inspect(InspectArgs),
     /// Change which keys can open FILE without touching its body (atomic replace).
     #[command(after_help = EXIT_CODES)]
     Rewrap(RewrapArgs),
@@ -170,6 +164,26 @@ pub struct DecryptArgs {
     /// Replace OUTPUT if it exists.
     #[arg(short, long)]
     pub force: bool,
+}
+
+/// `inspect` options.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// File to inspect (absent or '-' = stdin).
+    pub input: Option<PathBuf>,
+    /// Print one JSON object (schema in README).
+    #[arg(long)]
+    pub json: bool,
+    /// Also unwrap every stanza with the keys given (-k, default key, --kms-key…) and check
+    /// it against the key commitment; exit 4 (or 5) if a stanza with a matching key fails.
+    #[arg(long)]
+    pub verify: bool,
+    /// Local key file(s) for --verify (default: the embedded default key, if present).
+    #[arg(short = 'k', long = "key", value_name = "KEYFILE", requires = "verify")]
+    pub keys: Vec<PathBuf>,
+    /// KMS keys trusted for --verify.
+    #[command(flatten)]
+    pub kms: KmsTrustArgs,
 }
 
 /// `rewrap` options.
@@ -265,7 +279,7 @@ fn run(cli: &Cli) -> CliResult {
         Command::Keygen { output } => keygen(output.as_deref(), cli.quiet).map_err(clean),
         Command::Encrypt(a) => encrypt(cli, a).map_err(clean),
         Command::Decrypt(a) => decrypt(cli, a),
-        Command::Inspect { input, json } => inspect(input.as_deref(), *json).map_err(clean),
+        Command::Inspect(a) => inspect(cli, a).map_err(clean),
         Command::Rewrap(a) => rewrap(cli, a).map_err(clean),
     }
 }
@@ -791,8 +805,8 @@ impl<W: Write + ?Sized> Write for CountingWriter<'_, W> {
     }
 }
 
-fn inspect(input: Option<&Path>, json: bool) -> Result<()> {
-    let (header, header_len, total) = match open_input(input)? {
+fn inspect(cli: &Cli, a: &InspectArgs) -> Result<()> {
+    let (header, header_len, total) = match open_input(a.input.as_deref())? {
         Input::File(mut f, len) => {
             let (h, hl) = Header::read_from(&mut f)?;
             (h, hl, len)
@@ -805,20 +819,67 @@ fn inspect(input: Option<&Path>, json: bool) -> Result<()> {
             (h, hl, hl as u64 + rest)
         }
     };
-    let info = envelope::inspect(header, header_len as u64, Some(total));
-    let text = if json {
-        inspection_json(&info).to_string() + "\n"
+    let checks = if a.verify {
+        let keys = decryption_keys(cli, &a.keys, &a.kms)?;
+        Some(envelope::verify_stanzas(&header, &keys.as_refs()))
     } else {
-        inspection_text(&info)
+        None
+    };
+    let info = envelope::inspect(header, header_len as u64, Some(total));
+    let text = if a.json {
+        inspection_json(&info, checks.as_deref()).to_string() + "\n"
+    } else {
+        inspection_text(&info, checks.as_deref())
     };
     io::stdout()
         .lock()
         .write_all(text.as_bytes())
-        .map_err(|e| Error::io("writing to stdout", e))
+        .map_err(|e| Error::io("writing to stdout", e))?;
+    // A stanza whose key was offered but failed is an error; unmatched stanzas are not.
+    let failed: Vec<&Error> = checks
+        .iter()
+        .flatten()
+        .filter_map(|c| match c {
+            envelope::StanzaCheck::Failed(e) => Some(e),
+            _ => None,
+        })
+        .collect();
+    let verified = checks
+        .iter()
+        .flatten()
+        .any(|c| matches!(c, envelope::StanzaCheck::Verified));
+    match failed.first() {
+        Some(e) => Err(Error::StanzasFailedVerification {
+            failed: failed.len(),
+            total: info.header.stanzas.len(),
+            exit_code: e.exit_code(),
+        }),
+        None if a.verify && !verified => Err(Error::NoMatchingKey {
+            stanzas: info
+                .header
+                .stanzas
+                .iter()
+                .map(|s| format!("{}:{}", s.provider, s.key_id))
+                .collect(),
+            offered: vec![],
+        }),
+        None => Ok(()),
+    }
+}
+
+fn check_label(c: &envelope::StanzaCheck) -> (Option<bool>, Option<String>) {
+    match c {
+        envelope::StanzaCheck::Verified => (Some(true), None),
+        envelope::StanzaCheck::NotChecked => (None, Some("no matching key offered".into())),
+        envelope::StanzaCheck::Failed(e) => (Some(false), Some(e.to_string())),
+    }
 }
 
 /// The `inspect --json` object (schema documented in the README).
-pub fn inspection_json(info: &envelope::Inspection) -> serde_json::Value {
+pub fn inspection_json(
+    info: &envelope::Inspection,
+    checks: Option<&[envelope::StanzaCheck]>,
+) -> serde_json::Value {
     let h = &info.header;
     let ctx: serde_json::Map<String, serde_json::Value> = h
         .context
@@ -828,7 +889,16 @@ pub fn inspection_json(info: &envelope::Inspection) -> serde_json::Value {
     let stanzas: Vec<serde_json::Value> = h
         .stanzas
         .iter()
-        .map(|s| serde_json::json!({"provider": s.provider, "key_id": s.key_id}))
+        .enumerate()
+        .map(|(i, s)| {
+            let mut v = serde_json::json!({"provider": s.provider, "key_id": s.key_id});
+            if let Some(c) = checks.and_then(|c| c.get(i)) {
+                let (ok, reason) = check_label(c);
+                v["verified"] = serde_json::json!(ok);
+                v["reason"] = serde_json::json!(reason);
+            }
+            v
+        })
         .collect();
     let (chunk_count, plaintext_len, body_error) = match &info.layout {
         Some(Ok(l)) => (Some(l.chunk_count), Some(l.plaintext_len), None),
@@ -850,7 +920,10 @@ pub fn inspection_json(info: &envelope::Inspection) -> serde_json::Value {
     })
 }
 
-fn inspection_text(info: &envelope::Inspection) -> String {
+fn inspection_text(
+    info: &envelope::Inspection,
+    checks: Option<&[envelope::StanzaCheck]>,
+) -> String {
     let h = &info.header;
     let mut s = String::new();
     s.push_str(&format!(
@@ -883,8 +956,14 @@ fn inspection_text(info: &envelope::Inspection) -> String {
         }
     }
     s.push_str("stanzas:\n");
-    for st in &h.stanzas {
-        s.push_str(&format!("  {:<8} {}\n", st.provider, st.key_id));
+    for (i, st) in h.stanzas.iter().enumerate() {
+        let status = match checks.and_then(|c| c.get(i)).map(check_label) {
+            Some((Some(true), _)) => "  [verified]".to_string(),
+            Some((Some(false), Some(r))) => format!("  [FAILED: {r}]"),
+            Some((None, _)) => "  [not checked: no matching key]".to_string(),
+            _ => String::new(),
+        };
+        s.push_str(&format!("  {:<8} {}{status}\n", st.provider, st.key_id));
     }
     s
 }
