@@ -405,8 +405,18 @@ impl Header {
     /// allocates and reads the remainder.
     pub fn read_from<R: Read>(reader: &mut R) -> Result<(Header, usize)> {
         let mut fixed = [0u8; FIXED_LEN];
-        read_exact_or(reader, &mut fixed)?;
-        let (header_len, fixed_fields) = parse_fixed(&fixed)?;
+        // Read what there is (up to the fixed part) so a short input gets the same verdict
+        // as `parse`: "not sealstream" if the magic differs, else "truncated".
+        let mut got = 0;
+        while got < FIXED_LEN {
+            match reader.read(&mut fixed[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io("reading header", e)),
+            }
+        }
+        let (header_len, fixed_fields) = parse_fixed(&fixed[..got])?;
         let mut rest = vec![0u8; header_len - FIXED_LEN];
         read_exact_or(reader, &mut rest)?;
         let h = parse_rest(&fixed_fields, header_len, &rest)?;

@@ -24,6 +24,20 @@ pub enum ByteRange {
 }
 
 impl ByteRange {
+    /// Rejects ranges that select nothing (`-0`, `END < START`): the parser never produces
+    /// them, but library callers can construct them.
+    pub fn validate(self) -> Result<ByteRange> {
+        match self {
+            ByteRange::Suffix(0) => Err(Error::Usage(
+                "a suffix range needs at least one byte".into(),
+            )),
+            ByteRange::Inclusive(s, e) if e < s => Err(Error::Usage(format!(
+                "invalid range {s}-{e}: END is before START"
+            ))),
+            r => Ok(r),
+        }
+    }
+
     /// Parses `START-END`, `START-` or `-N`; bounds accept sizes (`64KiB`) and sums (`1GiB+5`).
     pub fn parse(s: &str) -> Result<ByteRange> {
         let bad = |why: &str| {
@@ -86,6 +100,7 @@ where
     R: Read + Seek + Send,
     W: Write,
 {
+    let range = range.validate()?;
     let seek_err = |e| Error::io("seeking input", e);
     let total = input.seek(SeekFrom::End(0)).map_err(seek_err)?;
     let layout = Layout::from_lengths(header_len, chunk_size, total)?;
@@ -134,6 +149,7 @@ where
 /// Resolves a range against a layout (whose length must already be trusted if the range
 /// depends on it).
 pub fn plan(range: ByteRange, layout: &Layout) -> Result<RangePlan> {
+    let range = range.validate()?;
     let len = layout.plaintext_len;
     let unsatisfiable = |start: u64| {
         Error::Usage(format!(
