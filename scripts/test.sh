@@ -119,3 +119,16 @@ done_step
 section "cargo test --doc${*:+ $*}"
 cargo test --doc "$@"
 done_step
+
+# ---- fuzz smoke (issue 7) -------------------------------------------------------------
+# Every fuzz target for FUZZ_SECONDS (default 30) each, no sanitizer, stable toolchain;
+# installs cargo-fuzz on first use. See docs/FUZZING.md. SEALSTREAM_SKIP_FUZZ=1 skips it
+# for quick local runs (CI must not set it).
+if [ "${SEALSTREAM_SKIP_FUZZ:-0}" = "1" ]; then
+    section "fuzz smoke: skipped (SEALSTREAM_SKIP_FUZZ=1)"
+else
+    section "fuzz smoke: scripts/fuzz.sh ${FUZZ_SECONDS:-30}"
+    "$ROOT/scripts/fuzz.sh" "${FUZZ_SECONDS:-30}"
+fi
+done_step
+# ---- end fuzz smoke -------------------------------------------------------------------
