@@ -2,9 +2,10 @@
 //! replay of the checked-in seed corpora through the same properties, so the normal test
 //! run covers them without cargo-fuzz.
 //!
-//! Tests of bugs that are reported but not fixed yet are `#[ignore]`d with the reason; the
-//! raw fuzzer inputs are in fuzz/regressions/<target>/ (replay them with
-//! `SEALSTREAM_FUZZ_KNOWN_BUGS=1 cargo fuzz run -s none <target> <file>`).
+//! Both findings so far were fixed in 9b59796. The raw (minimised) fuzzer inputs are in
+//! fuzz/regressions/<target>/, which every `scripts/fuzz.sh` run replays as seeds; reproduce
+//! one with `cargo fuzz run -s none <target> fuzz/regressions/<target>/<file>`. A test for a
+//! bug that is reported but not fixed yet would be `#[ignore = "bug: ..."]` until the fix.
 
 mod common;
 
@@ -36,14 +37,14 @@ fn files_in(d: &Path) -> Vec<PathBuf> {
 }
 
 // ---------------------------------------------------------------------------------------
-// Bug 1 (header target): Header::read_from and Header::parse disagree on short inputs.
+// Finding 1 (header target, fixed in 9b59796): read_from and parse disagreed on short input.
 // ---------------------------------------------------------------------------------------
 
 /// fuzz/regressions/header/read-from-short-bad-magic is `SESEAL` (6 bytes). `parse` checks
-/// the magic on whatever bytes exist and reports `BadMagic`; `read_from` first reads the
-/// whole 84-byte fixed part and reports `Truncated`. So `sealstream decrypt` and `inspect`
-/// (which use `read_from`) call a short non-sealstream file "input ends inside the header"
-/// instead of "not a sealstream file", against the intent stated in `parse_fixed`.
+/// the magic on whatever bytes exist and reports `BadMagic`; `read_from` used to read the
+/// whole 84-byte fixed part first and report `Truncated`, so `sealstream decrypt` and
+/// `inspect` (which use `read_from`) called a short non-sealstream file "input ends inside
+/// the header" instead of "not a sealstream file", against the intent of `parse_fixed`.
 #[test]
 fn read_from_agrees_with_parse_on_short_non_sealstream_input() {
     let input = std::fs::read(fuzz_dir().join("regressions/header/read-from-short-bad-magic"))
@@ -62,19 +63,19 @@ fn read_from_agrees_with_parse_on_short_non_sealstream_input() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Bug 2 (range target): degenerate ranges underflow in decrypt_range.
+// Finding 2 (range target, fixed in 9b59796): degenerate ranges underflowed in decrypt_range.
 // ---------------------------------------------------------------------------------------
 
 /// `ByteRange::Suffix(0)` and `ByteRange::Inclusive(s, e)` with `e < s` are representable
-/// (public enum) although `ByteRange::parse` never returns them. `range::plan` then yields a
-/// plan with `start > end`, and `decrypt_range` computes `plan.end - plan.start + 1`
-/// (src/range.rs, `limit:`), which panics with "attempt to subtract with overflow" in builds
-/// with overflow checks (debug, tests, fuzzing). Without overflow checks (release) the limit
-/// wraps (by inspection): `Suffix(0)` returns an empty Ok, or a misleading `Truncated` when
-/// the plaintext length is a multiple of the chunk size (first_chunk = chunk_count, past the
-/// last chunk); `Inclusive(s, e)` with `s - e >= 2` gets an unbounded limit and returns the
-/// plaintext from `s` to the end of chunk `e / chunk_size` (bytes that were not asked for).
-/// Expected: an `Error::Usage` (unsatisfiable / invalid range), never a panic.
+/// (public enum) although `ByteRange::parse` never returns them. `range::plan` used to yield
+/// a plan with `start > end`, and `decrypt_range` computed `plan.end - plan.start + 1`
+/// (src/range.rs, `limit:`), which panicked with "attempt to subtract with overflow" in
+/// builds with overflow checks (debug, tests, fuzzing). Without overflow checks (release)
+/// the limit wrapped (by inspection): `Suffix(0)` returned an empty Ok, or a misleading
+/// `Truncated` when the plaintext length is a multiple of the chunk size; `Inclusive(s, e)`
+/// with `s - e >= 2` got an unbounded limit and returned the plaintext from `s` to the end
+/// of chunk `e / chunk_size` (bytes that were not asked for).
+/// Expected now: `Error::Usage`, nothing written, never a panic.
 #[test]
 fn degenerate_ranges_are_rejected_without_panic() {
     let k = key(7);

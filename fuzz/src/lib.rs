@@ -48,16 +48,6 @@ pub fn other_key() -> &'static LocalKey {
     K.get_or_init(|| LocalKey::from_bytes(OTHER_KEY_BYTES))
 }
 
-/// Whether to also exercise inputs that hit bugs already reported (see fuzz/README.md,
-/// "Known bugs"). Off by default so the smoke run stays green until they are fixed;
-/// set `SEALSTREAM_FUZZ_KNOWN_BUGS=1` to reproduce them.
-pub fn known_bugs_enabled() -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| {
-        std::env::var_os("SEALSTREAM_FUZZ_KNOWN_BUGS").is_some_and(|v| !v.is_empty() && v != "0")
-    })
-}
-
 /// Whether to print one `STAT` line per input to stderr (`SEALSTREAM_FUZZ_STATS=1`), for
 /// tallying outcomes over a corpus: run the target binary on a corpus directory with
 /// `-runs=0` (docs/FUZZING.md).
@@ -567,18 +557,9 @@ impl RangeSpec {
     }
 }
 
-/// True for ranges `ByteRange::parse` never returns (`-0`, `END < START`): they hit the
-/// known `range::plan` underflow (fuzz/README.md, "Known bugs").
-pub fn is_degenerate(r: ByteRange) -> bool {
-    match r {
-        ByteRange::Inclusive(s, e) => e < s,
-        ByteRange::Suffix(n) => n == 0,
-        ByteRange::From(_) => false,
-    }
-}
-
 /// HTTP `bytes=` semantics over a known plaintext: the expected slice bounds, or `None`
-/// when unsatisfiable. Independent of `range::plan` on purpose.
+/// when unsatisfiable or degenerate (`-0`, END < START). Independent of `range::plan` on
+/// purpose.
 pub fn expected_span(r: ByteRange, len: u64) -> Option<(u64, u64)> {
     let (s, e) = match r {
         ByteRange::Inclusive(s, e) => {
