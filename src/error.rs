@@ -204,6 +204,14 @@ pub enum Error {
     },
     /// More chunks than the format allows (2^32).
     TooManyChunks,
+    /// An S3 object's sealstream metadata (the object form's header) is missing, malformed
+    /// or does not belong to the object's body.
+    ObjectMetadata {
+        /// `s3://bucket/key`.
+        object: String,
+        /// What is wrong and what to do.
+        reason: String,
+    },
 
     // ---- batch: the first failure's code ----
     /// Some files of a batch failed (each was reported as it failed).
@@ -249,7 +257,8 @@ impl Error {
             | Error::ChunkAuth { .. }
             | Error::Truncated { .. }
             | Error::LastChunkEmpty { .. }
-            | Error::TooManyChunks => 4,
+            | Error::TooManyChunks
+            | Error::ObjectMetadata { .. } => 4,
             Error::KeyService(_) | Error::KeyServiceStanzas(_) => 5,
             Error::BatchFailed { exit_code, .. }
             | Error::StanzasFailedVerification { exit_code, .. } => *exit_code,
@@ -356,6 +365,9 @@ impl fmt::Display for Error {
                 f,
                 "input too large for this chunk size (more than 2^32 chunks); use a larger --chunk-size"
             ),
+            Error::ObjectMetadata { object, reason } => {
+                write!(f, "{object}: sealstream object metadata: {reason}")
+            }
             Error::KeyService(m) => write!(f, "key service error: {m}"),
             Error::StanzasFailedVerification { failed, total, .. } => write!(
                 f,

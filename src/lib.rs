@@ -11,6 +11,7 @@ pub mod keys;
 pub mod kms;
 pub mod primitives;
 pub mod range;
+pub mod s3;
 pub mod size;
 
 pub use envelope::{DecryptParams, EncryptParams, decrypt, encrypt};

@@ -6,9 +6,10 @@
 pub mod batch;
 pub mod output;
 pub mod progress;
+mod s3;
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,6 +64,20 @@ pub struct Cli {
     /// Upper bound in seconds on one KMS call including its retries.
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = 60)]
     pub kms_timeout: u64,
+    /// S3: parts uploaded, or ranged GETs downloaded, at once. Memory for an S3 transfer is
+    /// bounded by about (N + 2) × --part-size plus the engine's buffers (a few MiB),
+    /// whatever the object's size.
+    #[arg(long, global = true, value_name = "N", default_value_t = crate::s3::DEFAULT_CONCURRENCY)]
+    pub concurrency: usize,
+    /// S3: plaintext bytes per part and per ranged GET (5MiB..5GiB, whole chunks). Grown for
+    /// large files so an upload needs at most 10,000 parts; from stdin (length unknown)
+    /// parts double in size after every 1,000 parts.
+    #[arg(long, global = true, value_name = "SIZE", default_value = "8MiB")]
+    pub part_size: String,
+    /// S3: attempts per request, including the first; SlowDown/503 and transient network
+    /// errors are retried with exponential backoff and jitter.
+    #[arg(long, global = true, value_name = "N", default_value_t = 8)]
+    pub s3_max_attempts: u32,
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
@@ -96,7 +111,8 @@ pub struct EncryptArgs {
     /// File(s) or directories to encrypt (absent or '-' = stdin). Several inputs or a
     /// directory need --output-dir.
     pub inputs: Vec<PathBuf>,
-    /// Where to write (absent or '-' = stdout; never a terminal).
+    /// Where to write (absent or '-' = stdout; never a terminal), or s3://BUCKET/KEY to
+    /// encrypt while uploading (multipart, parallel parts; see --concurrency, --part-size).
     #[arg(short, long, value_name = "OUTPUT", conflicts_with = "output_dir")]
     pub output: Option<PathBuf>,
     /// Batch mode.
@@ -139,8 +155,9 @@ pub struct EncryptArgs {
 /// `decrypt` options.
 #[derive(Debug, Args)]
 pub struct DecryptArgs {
-    /// File(s) or directories to decrypt (absent or '-' = stdin). Several inputs or a
-    /// directory need --output-dir.
+    /// File(s) or directories to decrypt (absent or '-' = stdin), or s3://BUCKET/KEY to
+    /// download and decrypt (parallel ranged GETs). Several inputs or a directory need
+    /// --output-dir.
     pub inputs: Vec<PathBuf>,
     /// Where to write the plaintext (absent or '-' = stdout).
     #[arg(short, long, value_name = "OUTPUT", conflicts_with = "output_dir")]
@@ -158,9 +175,15 @@ pub struct DecryptArgs {
     #[arg(short = 'c', long = "context", value_name = "KEY=VALUE")]
     pub context: Vec<String>,
     /// Decrypt only this plaintext byte range: START-END (inclusive), START- or -N.
-    /// Bounds accept KiB/MiB/GiB and sums (1GiB+10). INPUT must be a file.
+    /// Bounds accept KiB/MiB/GiB and sums (1GiB+10). INPUT must be a file or an S3 object
+    /// (then only the chunks covering the range are fetched).
     #[arg(long, value_name = "START-END", allow_hyphen_values = true)]
     pub range: Option<String>,
+    /// Read the header from this file (a header saved with `inspect --export-header`, or any
+    /// sealstream file of the same object) and treat INPUT as the body alone: decrypts an S3
+    /// object's body downloaded by another tool.
+    #[arg(long, value_name = "FILE")]
+    pub header_from: Option<PathBuf>,
     /// Replace OUTPUT if it exists.
     #[arg(short, long)]
     pub force: bool,
@@ -169,8 +192,13 @@ pub struct DecryptArgs {
 /// `inspect` options.
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// File to inspect (absent or '-' = stdin).
+    /// File to inspect (absent or '-' = stdin), or s3://BUCKET/KEY (reads only the metadata
+    /// and, if the header is in a companion object, that object).
     pub input: Option<PathBuf>,
+    /// Also write the header bytes to FILE (never overwrites): with the body it converts the
+    /// object form back to the file form (`decrypt BODY --header-from FILE`).
+    #[arg(long, value_name = "FILE")]
+    pub export_header: Option<PathBuf>,
     /// Print one JSON object (schema in README).
     #[arg(long)]
     pub json: bool,
@@ -189,7 +217,8 @@ pub struct InspectArgs {
 /// `rewrap` options.
 #[derive(Debug, Args)]
 pub struct RewrapArgs {
-    /// The encrypted file to rewrite in place.
+    /// The encrypted file to rewrite in place, or s3://BUCKET/KEY (only the metadata changes,
+    /// through a server-side copy; the body is never downloaded).
     pub file: PathBuf,
     /// Key file that can open the file now (default: the embedded default key).
     #[arg(short = 'k', long = "key", value_name = "KEYFILE")]
@@ -496,6 +525,9 @@ fn encrypt(cli: &Cli, a: &EncryptArgs) -> Result<()> {
         return encrypt_batch(cli, a, dir, params, cache);
     }
     let input_path = single_input(&a.inputs)?;
+    if let Some(url) = a.output.as_deref().map(s3::url_of).transpose()?.flatten() {
+        return s3::encrypt(cli, a, input_path, &url, params);
+    }
     if same_file(input_path, a.output.as_deref()) {
         return Err(Error::Usage("input and output are the same file".into()));
     }
@@ -707,6 +739,17 @@ fn decrypt(cli: &Cli, a: &DecryptArgs) -> CliResult {
     if let Some(dir) = &a.batch.output_dir {
         return decrypt_batch(cli, a, dir).map_err(clean);
     }
+    if let Some(url) = a
+        .inputs
+        .first()
+        .filter(|_| a.inputs.len() == 1)
+        .map(|p| s3::url_of(p))
+        .transpose()
+        .map_err(clean)?
+        .flatten()
+    {
+        return s3::decrypt(cli, a, &url, expected, range);
+    }
     let input_path = single_input(&a.inputs).map_err(clean)?;
     if same_file(input_path, a.output.as_deref()) {
         return Err(clean(Error::Usage(
@@ -714,6 +757,10 @@ fn decrypt(cli: &Cli, a: &DecryptArgs) -> CliResult {
         )));
     }
     let input = open_input(input_path).map_err(clean)?;
+    let header_prefix = match &a.header_from {
+        Some(p) => Some(read_header_file(p).map_err(clean)?),
+        None => None,
+    };
     if range.is_some() && matches!(input, Input::Stdin) {
         return Err(clean(Error::Usage(
             "--range needs a seekable INPUT file, not stdin".into(),
@@ -740,12 +787,21 @@ fn decrypt(cli: &Cli, a: &DecryptArgs) -> CliResult {
                     inner: w,
                     wrote: &mut wrote_any,
                 };
-                envelope::decrypt(io::stdin(), &mut cw, &providers, &params)
+                let prefix = io::Cursor::new(header_prefix.unwrap_or_default());
+                envelope::decrypt(prefix.chain(io::stdin()), &mut cw, &providers, &params)
             });
             pb.finish_and_clear();
             r
         }
-        Input::File(mut f, len) => {
+        Input::File(f, len) => {
+            // With --header-from, the input is the body alone: decrypt `header ‖ body`.
+            let (mut f, len) = match header_prefix {
+                Some(h) => {
+                    let hl = h.len() as u64;
+                    (Prefixed::new(h, f), len + hl)
+                }
+                None => (Prefixed::new(Vec::new(), f), len),
+            };
             let (header, header_len) = Header::read_from(&mut f).map_err(clean)?;
             let cipher = envelope::unlock(&header, &providers, &expected, be).map_err(clean)?;
             let total = len
@@ -786,6 +842,73 @@ fn decrypt(cli: &Cli, a: &DecryptArgs) -> CliResult {
     r.map(|_| ()).map_err(|e| (e, to_stdout && wrote_any))
 }
 
+/// Reads a header from `p` (a saved header, or any sealstream file: only its header is used).
+fn read_header_file(p: &Path) -> Result<Vec<u8>> {
+    let shown = p.display().to_string();
+    let mut f =
+        File::open(p).map_err(|e| Error::io(format!("opening header file '{shown}'"), e))?;
+    let (h, _) = Header::read_from(&mut f)?;
+    h.to_bytes()
+        .map_err(|e| Error::Usage(format!("--header-from '{shown}': {e}")))
+}
+
+/// `prefix ‖ file` as one seekable stream: a header from elsewhere in front of a body.
+struct Prefixed {
+    prefix: Vec<u8>,
+    file: File,
+    pos: u64,
+    file_len: u64,
+}
+
+impl Prefixed {
+    fn new(prefix: Vec<u8>, file: File) -> Prefixed {
+        let file_len = file.metadata().map_or(0, |m| m.len());
+        Prefixed {
+            prefix,
+            file,
+            pos: 0,
+            file_len,
+        }
+    }
+}
+
+impl Read for Prefixed {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let plen = self.prefix.len() as u64;
+        if self.pos < plen {
+            let start = self.pos as usize;
+            let n = buf.len().min(self.prefix.len() - start);
+            buf[..n].copy_from_slice(&self.prefix[start..start + n]);
+            self.pos += n as u64;
+            if self.pos == plen {
+                self.file.seek(io::SeekFrom::Start(0))?;
+            }
+            return Ok(n);
+        }
+        let n = self.file.read(buf)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl io::Seek for Prefixed {
+    fn seek(&mut self, to: io::SeekFrom) -> io::Result<u64> {
+        let plen = self.prefix.len() as u64;
+        let total = plen + self.file_len;
+        let target = match to {
+            io::SeekFrom::Start(n) => Some(n),
+            io::SeekFrom::End(d) => total.checked_add_signed(d),
+            io::SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        }
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before start"))?;
+        if target >= plen {
+            self.file.seek(io::SeekFrom::Start(target - plen))?;
+        }
+        self.pos = target;
+        Ok(target)
+    }
+}
+
 /// Remembers whether anything reached the writer, to warn about partial stdout output.
 struct CountingWriter<'a, W: Write + ?Sized> {
     inner: &'a mut W,
@@ -806,6 +929,9 @@ impl<W: Write + ?Sized> Write for CountingWriter<'_, W> {
 }
 
 fn inspect(cli: &Cli, a: &InspectArgs) -> Result<()> {
+    if let Some(url) = a.input.as_deref().map(s3::url_of).transpose()?.flatten() {
+        return s3::inspect(cli, a, &url);
+    }
     let (header, header_len, total) = match open_input(a.input.as_deref())? {
         Input::File(mut f, len) => {
             let (h, hl) = Header::read_from(&mut f)?;
@@ -825,6 +951,9 @@ fn inspect(cli: &Cli, a: &InspectArgs) -> Result<()> {
     } else {
         None
     };
+    if let Some(p) = &a.export_header {
+        s3::export_header(p, &header)?;
+    }
     let info = envelope::inspect(header, header_len as u64, Some(total));
     let text = if a.json {
         inspection_json(&info, checks.as_deref()).to_string() + "\n"
@@ -835,9 +964,18 @@ fn inspect(cli: &Cli, a: &InspectArgs) -> Result<()> {
         .lock()
         .write_all(text.as_bytes())
         .map_err(|e| Error::io("writing to stdout", e))?;
-    // A stanza whose key was offered but failed is an error; unmatched stanzas are not.
+    verification_outcome(&info, checks.as_deref(), a.verify)
+}
+
+/// The exit status of `inspect [--verify]`: a stanza whose key was offered but failed is
+/// an error; unmatched stanzas are not, unless nothing verified at all.
+fn verification_outcome(
+    info: &envelope::Inspection,
+    checks: Option<&[envelope::StanzaCheck]>,
+    verify: bool,
+) -> Result<()> {
     let failed: Vec<&Error> = checks
-        .iter()
+        .into_iter()
         .flatten()
         .filter_map(|c| match c {
             envelope::StanzaCheck::Failed(e) => Some(e),
@@ -845,7 +983,7 @@ fn inspect(cli: &Cli, a: &InspectArgs) -> Result<()> {
         })
         .collect();
     let verified = checks
-        .iter()
+        .into_iter()
         .flatten()
         .any(|c| matches!(c, envelope::StanzaCheck::Verified));
     match failed.first() {
@@ -854,7 +992,7 @@ fn inspect(cli: &Cli, a: &InspectArgs) -> Result<()> {
             total: info.header.stanzas.len(),
             exit_code: e.exit_code(),
         }),
-        None if a.verify && !verified => Err(Error::NoMatchingKey {
+        None if verify && !verified => Err(Error::NoMatchingKey {
             stanzas: info
                 .header
                 .stanzas
@@ -1012,32 +1150,15 @@ fn rewrap(cli: &Cli, a: &RewrapArgs) -> Result<()> {
             "--rotate-to-kms-key needs the current KMS key(s) with --kms-key".into(),
         ));
     }
-    let keys = if changes_keys {
-        decryption_keys(cli, &a.keys, &a.kms)?
-    } else {
-        Keyring::default()
-    };
-    let mut add = Keyring::default();
-    load_local(&a.add, &mut add)?;
-    if !a.add_kms.is_empty() {
-        let kms = kms_connect(cli)?;
-        for k in &a.add_kms {
-            add.providers.push(Box::new(KmsKey::for_wrapping(&kms, k)));
-        }
+    if let Some(url) = s3::url_of(&a.file)? {
+        return s3::rewrap(cli, a, &url);
     }
     let mut f = File::open(&a.file).map_err(|e| Error::io(format!("opening '{shown}'"), e))?;
     let meta = f
         .metadata()
         .map_err(|e| Error::io(format!("opening '{shown}'"), e))?;
-    let (mut header, _) = Header::read_from(&mut f)?;
-    if let Some(dest) = &a.rotate_to {
-        header = rotate_kms_stanzas(cli, header, &a.kms.kms_keys, dest)?;
-    }
-    let new = if changes_keys {
-        envelope::rewrap(&header, &keys.as_refs(), &add.as_refs(), &a.remove)?
-    } else {
-        header
-    };
+    let (header, _) = Header::read_from(&mut f)?;
+    let new = rewrapped_header(cli, a, header)?;
     let bytes = new
         .to_bytes()
         .map_err(|e| Error::Usage(format!("cannot write this header: {e}")))?;
@@ -1056,6 +1177,11 @@ fn rewrap(cli: &Cli, a: &RewrapArgs) -> Result<()> {
             .map_err(|e| Error::io(format!("writing '{shown}'"), e))?;
     }
     out.commit()?;
+    report_rewrap(cli, &shown, &new);
+    Ok(())
+}
+
+fn report_rewrap(cli: &Cli, shown: &str, new: &Header) {
     note(
         cli.quiet,
         &format!(
@@ -1069,5 +1195,30 @@ fn rewrap(cli: &Cli, a: &RewrapArgs) -> Result<()> {
                 .join(", ")
         ),
     );
-    Ok(())
+}
+
+/// The header `rewrap` asks for: rotation via ReEncrypt, then added and removed keys.
+fn rewrapped_header(cli: &Cli, a: &RewrapArgs, mut header: Header) -> Result<Header> {
+    let changes_keys = !(a.add.is_empty() && a.add_kms.is_empty() && a.remove.is_empty());
+    let keys = if changes_keys {
+        decryption_keys(cli, &a.keys, &a.kms)?
+    } else {
+        Keyring::default()
+    };
+    let mut add = Keyring::default();
+    load_local(&a.add, &mut add)?;
+    if !a.add_kms.is_empty() {
+        let kms = kms_connect(cli)?;
+        for k in &a.add_kms {
+            add.providers.push(Box::new(KmsKey::for_wrapping(&kms, k)));
+        }
+    }
+    if let Some(dest) = &a.rotate_to {
+        header = rotate_kms_stanzas(cli, header, &a.kms.kms_keys, dest)?;
+    }
+    if changes_keys {
+        envelope::rewrap(&header, &keys.as_refs(), &add.as_refs(), &a.remove)
+    } else {
+        Ok(header)
+    }
 }

@@ -10,10 +10,12 @@ use crate::error::{Error, Result};
 
 static LIVE_TEMPS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
-/// Installs a Ctrl-C/SIGTERM handler that deletes live temporaries and exits 130.
+/// Installs a Ctrl-C/SIGTERM handler that deletes live temporaries, aborts S3 multipart
+/// uploads in progress, and exits 130.
 pub fn install_signal_cleanup() {
     let _ = ctrlc::set_handler(|| {
         remove_live_temps();
+        crate::s3::abort_live_uploads();
         eprintln!("sealstream: interrupted; partial output removed");
         std::process::exit(130);
     });

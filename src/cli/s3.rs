@@ -1,0 +1,222 @@
+//! The S3 side of the commands: `encrypt -o s3://…`, `decrypt s3://…`, `inspect s3://…`,
+//! `rewrap s3://…`. Argument handling and reporting only; the work is in [`crate::s3`].
+
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use super::output::{AtomicFile, Sink};
+use super::{
+    CliResult, CountingWriter, DecryptArgs, EncryptArgs, InspectArgs, RewrapArgs, backend,
+    decryption_keys, encryption_keys, engine_opts, note, open_input, progress,
+};
+use crate::envelope::{self, EncryptParams};
+use crate::error::{Error, Result};
+use crate::format::{Context, body_len_for};
+use crate::keys;
+use crate::range::ByteRange;
+use crate::s3::{GetOptions, HeaderLocation, PutOptions, S3, S3Settings, S3Url};
+
+/// `Some(url)` if `p` is an `s3://` URL (validated), `None` for a local path.
+pub(super) fn url_of(p: &Path) -> Result<Option<S3Url>> {
+    match p.to_str() {
+        Some(s) if S3Url::is_s3(s) => S3Url::parse(s).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// Connects with the global S3 options.
+pub(super) fn connect(cli: &super::Cli) -> Result<Arc<S3>> {
+    let part_size = crate::size::parse_size(&cli.part_size)
+        .map_err(|e| Error::Usage(format!("--part-size: {e}")))?;
+    if !(crate::s3::MIN_PART_SIZE..=crate::s3::MAX_PART_SIZE).contains(&part_size) {
+        return Err(Error::Usage(format!(
+            "--part-size {part_size} is outside S3's limits 5MiB..5GiB"
+        )));
+    }
+    if cli.concurrency == 0 || cli.concurrency > 256 {
+        return Err(Error::Usage("--concurrency must be 1..=256".into()));
+    }
+    S3::connect(S3Settings {
+        region: cli.region.clone(),
+        profile: cli.profile.clone(),
+        max_attempts: cli.s3_max_attempts,
+        concurrency: cli.concurrency,
+        part_size,
+        ..S3Settings::default()
+    })
+}
+
+/// `encrypt INPUT -o s3://bucket/key`.
+pub(super) fn encrypt(
+    cli: &super::Cli,
+    a: &EncryptArgs,
+    input_path: Option<&Path>,
+    url: &S3Url,
+    params: EncryptParams<'_>,
+) -> Result<()> {
+    url.require_object()?;
+    let s3 = connect(cli)?;
+    let plaintext_len = match open_input(input_path)? {
+        super::Input::File(_, len) => Some(len),
+        super::Input::Stdin => None,
+    };
+    // Fail before any key-service call if the object exists.
+    if !a.force && s3.head(url)?.is_some() {
+        return Err(Error::OutputExists(url.to_string()));
+    }
+    crate::s3::part_plan_for(params.chunk_size, s3.settings().part_size, plaintext_len)?;
+    let ring = encryption_keys(cli, &a.keys, &a.kms_keys)?;
+    let (dek, stanzas) = keys::wrap_for_all(&ring.as_refs(), &params.context)?;
+    let total = plaintext_len.map(|l| body_len_for(l, params.chunk_size));
+    let pb = progress::bar(total, cli.quiet, "uploading");
+    let inc = |n: u64| pb.inc(n);
+    let opts = PutOptions {
+        force: a.force,
+        plaintext_len,
+        engine: engine_opts(cli, None),
+        progress: Some(&inc),
+    };
+    let r = match open_input(input_path)? {
+        super::Input::File(f, _) => s3.put_encrypted(url, f, &dek, stanzas, &params, &opts),
+        super::Input::Stdin => s3.put_encrypted(url, io::stdin(), &dek, stanzas, &params, &opts),
+    };
+    pb.finish_and_clear();
+    let rep = r?;
+    let placement = match &rep.companion {
+        Some(c) => format!("header in companion object s3://{}/{c}", url.bucket),
+        None => "header in the object's metadata".to_string(),
+    };
+    note(
+        cli.quiet,
+        &format!(
+            "encrypted {} bytes to {url} ({} body bytes, {}; {placement})",
+            rep.plaintext_bytes,
+            rep.body_bytes,
+            match rep.parts {
+                0 => "single PUT".to_string(),
+                n => format!("{n} parts"),
+            }
+        ),
+    );
+    Ok(())
+}
+
+/// `decrypt s3://bucket/key [-o OUT] [--range R]`.
+pub(super) fn decrypt(
+    cli: &super::Cli,
+    a: &DecryptArgs,
+    url: &S3Url,
+    expected: Context,
+    range: Option<ByteRange>,
+) -> CliResult {
+    let clean = |e: Error| (e, false);
+    if a.header_from.is_some() {
+        return Err(clean(Error::Usage(
+            "--header-from is for a body downloaded by another tool; an s3:// input brings its own header".into(),
+        )));
+    }
+    url.require_object().map_err(clean)?;
+    let sink = Sink::open(a.output.as_deref(), a.force, false).map_err(clean)?;
+    let to_stdout = sink.is_stdout();
+    let s3 = connect(cli).map_err(clean)?;
+    let obj = s3.open_object(url).map_err(clean)?;
+    let ring = decryption_keys(cli, &a.keys, &a.kms).map_err(clean)?;
+    let cipher =
+        envelope::unlock(&obj.header, &ring.as_refs(), &expected, backend(cli)).map_err(clean)?;
+    let total = obj.layout().ok().map(|l| l.plaintext_len);
+    let pb = progress::bar(total.filter(|_| range.is_none()), cli.quiet, "downloading");
+    let inc = |n: u64| pb.inc(n);
+    let opts = GetOptions {
+        engine: engine_opts(cli, Some(&inc)),
+    };
+    let mut wrote_any = false;
+    let r = sink.write_with(|w| {
+        let mut cw = CountingWriter {
+            inner: w,
+            wrote: &mut wrote_any,
+        };
+        match range {
+            Some(rg) => s3.get_range_decrypted(&obj, &cipher, rg, &mut cw, &opts),
+            None => s3.get_decrypted(&obj, &cipher, &mut cw, &opts),
+        }
+    });
+    pb.finish_and_clear();
+    r.map(|_| ()).map_err(|e| (e, to_stdout && wrote_any))
+}
+
+/// `inspect s3://bucket/key`: HEAD (+ companion), never the body.
+pub(super) fn inspect(cli: &super::Cli, a: &InspectArgs, url: &S3Url) -> Result<()> {
+    let s3 = connect(cli)?;
+    let obj = s3.open_object(url)?;
+    if let Some(p) = &a.export_header {
+        export_header(p, &obj.header)?;
+    }
+    let checks = if a.verify {
+        let ring = decryption_keys(cli, &a.keys, &a.kms)?;
+        Some(envelope::verify_stanzas(&obj.header, &ring.as_refs()))
+    } else {
+        None
+    };
+    let location = match &obj.location {
+        HeaderLocation::Inline(_) => "metadata".to_string(),
+        HeaderLocation::Companion { key, .. } => format!("s3://{}/{key}", url.bucket),
+    };
+    let info = envelope::inspect(
+        obj.header.clone(),
+        obj.header_len,
+        Some(obj.header_len + obj.head.content_length),
+    );
+    let text = if a.json {
+        let mut v = super::inspection_json(&info, checks.as_deref());
+        v["object"] = serde_json::json!({
+            "url": url.to_string(),
+            "body_len": obj.head.content_length,
+            "header_location": location,
+            "etag": obj.head.etag,
+        });
+        v.to_string() + "\n"
+    } else {
+        format!(
+            "object:         {url}\nbody:           {} bytes (the file form is the header followed by the body)\nheader in:      {location}\n{}",
+            obj.head.content_length,
+            super::inspection_text(&info, checks.as_deref())
+        )
+    };
+    io::stdout()
+        .lock()
+        .write_all(text.as_bytes())
+        .map_err(|e| Error::io("writing to stdout", e))?;
+    super::verification_outcome(&info, checks.as_deref(), a.verify)
+}
+
+/// Writes the header bytes to a new file (never over an existing one).
+pub(super) fn export_header(p: &Path, header: &crate::format::Header) -> Result<()> {
+    let bytes = header
+        .to_bytes()
+        .map_err(|e| Error::Usage(format!("cannot write this header: {e}")))?;
+    let mut out = AtomicFile::create(p, false)?;
+    out.file()?
+        .write_all(&bytes)
+        .map_err(|e| Error::io(format!("writing '{}'", p.display()), e))?;
+    out.commit()
+}
+
+/// `rewrap s3://bucket/key …`: a new header through a server-side copy onto itself.
+pub(super) fn rewrap(cli: &super::Cli, a: &RewrapArgs, url: &S3Url) -> Result<()> {
+    let s3 = connect(cli)?;
+    let obj = s3.open_object(url)?;
+    let new = super::rewrapped_header(cli, a, obj.header.clone())?;
+    let rep = s3.replace_header(&obj, &new)?;
+    super::report_rewrap(cli, &url.to_string(), &new);
+    if let Some(c) = rep.companion {
+        note(
+            cli.quiet,
+            &format!(
+                "the header is in the companion object s3://{}/{c}",
+                url.bucket
+            ),
+        );
+    }
+    Ok(())
+}

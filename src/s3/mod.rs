@@ -1,0 +1,630 @@
+//! Amazon S3: encrypt while uploading (multipart, parallel parts, bounded memory), stream
+//! and decrypt while downloading (parallel ranged GETs), authenticated ranged reads that
+//! fetch only the covering chunks, and key rotation by rewriting only the metadata.
+//!
+//! The object form (what is in the body, what is in the metadata) is defined in
+//! [`object`] and specified in docs/FORMAT.md. Like [`crate::kms`], this module owns a
+//! tokio runtime and exposes blocking calls, so the crypto core stays synchronous: the
+//! engine's writer feeds parts to upload tasks, and download tasks feed the engine's reader.
+//!
+//! Nothing is left behind on failure: an upload that fails for any reason (a part, the
+//! input, a key service, Ctrl-C via [`abort_live_uploads`]) aborts its multipart upload and
+//! deletes the companion object it wrote.
+
+mod download;
+pub mod object;
+mod rewrap;
+mod upload;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::Region;
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+
+use crate::error::{Error, Result};
+use crate::format::{Header, Layout};
+
+pub use download::GetOptions;
+pub use object::HeaderLocation;
+pub use rewrap::RewrapReport;
+pub use upload::{PutOptions, PutReport, part_plan_for};
+
+/// S3's smallest part (all but the last part of a multipart upload).
+pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+/// S3's largest part.
+pub const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+/// S3's most parts per upload.
+pub const MAX_PARTS: u64 = 10_000;
+/// S3's largest object.
+pub const MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * 1024 * 1024;
+/// Default plaintext bytes per part (rounded to whole chunks).
+pub const DEFAULT_PART_SIZE: u64 = 8 * 1024 * 1024;
+/// Default number of parts (or ranged GETs) in flight.
+pub const DEFAULT_CONCURRENCY: usize = 4;
+
+/// `s3://bucket/key`, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Url {
+    /// Bucket name.
+    pub bucket: String,
+    /// Object key (may be empty or end with '/' for a prefix).
+    pub key: String,
+}
+
+impl S3Url {
+    /// True if `s` looks like an S3 URL (so the CLI routes it here rather than to a file).
+    pub fn is_s3(s: &str) -> bool {
+        s.starts_with("s3://")
+    }
+
+    /// Parses `s3://bucket/key` (or `s3://bucket/prefix/`, `s3://bucket`).
+    pub fn parse(s: &str) -> Result<S3Url> {
+        let rest = s
+            .strip_prefix("s3://")
+            .ok_or_else(|| Error::Usage(format!("'{s}' is not an s3://bucket/key URL")))?;
+        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+        let valid_bucket = (3..=63).contains(&bucket.len())
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+            && !bucket.starts_with(['.', '-'])
+            && !bucket.ends_with(['.', '-']);
+        if !valid_bucket {
+            return Err(Error::Usage(format!(
+                "'{s}': '{bucket}' is not a valid S3 bucket name (3-63 of a-z 0-9 . -)"
+            )));
+        }
+        if key.len() > object::MAX_KEY_LEN {
+            return Err(Error::Usage(format!(
+                "'{s}': the object key is longer than S3's {} bytes",
+                object::MAX_KEY_LEN
+            )));
+        }
+        Ok(S3Url {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+        })
+    }
+
+    /// The same bucket with another key.
+    pub fn with_key(&self, key: impl Into<String>) -> S3Url {
+        S3Url {
+            bucket: self.bucket.clone(),
+            key: key.into(),
+        }
+    }
+
+    /// Requires a non-empty object key that is not a prefix.
+    pub fn require_object(&self) -> Result<()> {
+        if self.key.is_empty() || self.key.ends_with('/') {
+            return Err(Error::Usage(format!(
+                "{self} names a prefix, not an object; give the full key (s3://bucket/path/name)"
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for S3Url {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.key)
+    }
+}
+
+/// How to reach S3 and how hard to push.
+#[derive(Debug, Clone)]
+pub struct S3Settings {
+    /// Region override (else the configuration chain's region).
+    pub region: Option<String>,
+    /// Named profile override.
+    pub profile: Option<String>,
+    /// Attempts per request including the first (throttling such as `SlowDown`/503 and
+    /// transient network errors are retried with exponential backoff and jitter).
+    pub max_attempts: u32,
+    /// Parts uploaded, or ranged GETs downloaded, at once.
+    pub concurrency: usize,
+    /// Plaintext bytes per part / per ranged GET (rounded to whole chunks; parts are grown
+    /// for large inputs so that no upload needs more than 10,000 parts).
+    pub part_size: u64,
+    /// Objects larger than this are rewrapped with a multipart copy (`UploadPartCopy`)
+    /// instead of `CopyObject`; S3 allows `CopyObject` up to 5 GiB.
+    pub copy_threshold: u64,
+    /// Bytes per `UploadPartCopy` part of a multipart copy.
+    pub copy_part_size: u64,
+}
+
+impl Default for S3Settings {
+    fn default() -> Self {
+        S3Settings {
+            region: None,
+            profile: None,
+            max_attempts: 8,
+            concurrency: DEFAULT_CONCURRENCY,
+            part_size: DEFAULT_PART_SIZE,
+            copy_threshold: MAX_PART_SIZE,
+            copy_part_size: 1024 * 1024 * 1024,
+        }
+    }
+}
+
+/// A connection to S3: the client and the runtime that drives its requests.
+pub struct S3 {
+    rt: tokio::runtime::Runtime,
+    client: Client,
+    endpoint: Option<String>,
+    settings: S3Settings,
+}
+
+impl fmt::Debug for S3 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3")
+            .field("endpoint", &self.endpoint)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl S3 {
+    /// Loads the AWS configuration chain and builds a client (no network call yet). With an
+    /// endpoint override (`AWS_ENDPOINT_URL[_S3]`), path-style addressing is used.
+    pub fn connect(settings: S3Settings) -> Result<Arc<S3>> {
+        if settings.concurrency == 0 {
+            return Err(Error::Usage("--concurrency must be at least 1".into()));
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("sealstream-s3")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("starting the S3 client runtime", e))?;
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+            .build_https();
+        let retry = RetryConfig::standard()
+            .with_max_attempts(settings.max_attempts.max(1))
+            .with_initial_backoff(Duration::from_millis(100))
+            .with_max_backoff(Duration::from_secs(10));
+        let timeout = TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(120))
+            .build();
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(http)
+            .retry_config(retry)
+            .timeout_config(timeout);
+        if let Some(r) = &settings.region {
+            loader = loader.region(Region::new(r.clone()));
+        }
+        if let Some(p) = &settings.profile {
+            loader = loader.profile_name(p);
+        }
+        let config = rt.block_on(loader.load());
+        let mut b = aws_sdk_s3::config::Builder::from(&config);
+        let endpoint = std::env::var("AWS_ENDPOINT_URL_S3")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .or_else(|| config.endpoint_url().map(str::to_string));
+        if let Some(ep) = &endpoint {
+            b = b.endpoint_url(ep).force_path_style(true);
+        }
+        if config.region().is_none() {
+            b = b.region(Region::new("us-east-1"));
+        }
+        let client = Client::from_conf(b.build());
+        Ok(Arc::new(S3 {
+            rt,
+            client,
+            endpoint,
+            settings,
+        }))
+    }
+
+    /// The settings in use.
+    pub fn settings(&self) -> &S3Settings {
+        &self.settings
+    }
+
+    /// HEADs an object and loads its header (from the metadata or the companion object).
+    pub fn open_object(&self, url: &S3Url) -> Result<ObjectInfo> {
+        url.require_object()?;
+        let head = self
+            .head(url)?
+            .ok_or_else(|| storage(url, "HeadObject", "NoSuchKey: the object does not exist"))?;
+        let meta = &head.metadata;
+        let bad = |reason: String| Error::ObjectMetadata {
+            object: url.to_string(),
+            reason,
+        };
+        let location = object::locate(meta).map_err(bad)?;
+        let header = match &location {
+            HeaderLocation::Inline(bytes) => object::parse_header(bytes, None).map_err(bad)?,
+            HeaderLocation::Companion { key, commitment } => {
+                let curl = url.with_key(key.clone());
+                let bytes = self.get_small(&curl, crate::format::limits::MAX_HEADER_LEN as u64)?
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "the header's companion object {curl} is missing (deleted, or the object was copied without it)"
+                        ))
+                    })?;
+                object::parse_header(&bytes, Some(commitment)).map_err(bad)?
+            }
+        };
+        let header_len = header.serialized_len() as u64;
+        Ok(ObjectInfo {
+            url: url.clone(),
+            header,
+            header_len,
+            location,
+            head,
+        })
+    }
+
+    /// HEAD: `None` if the object does not exist.
+    pub fn head(&self, url: &S3Url) -> Result<Option<Head>> {
+        let r = self.rt.block_on(
+            self.client
+                .head_object()
+                .bucket(&url.bucket)
+                .key(&url.key)
+                .send(),
+        );
+        let out = match r {
+            Ok(o) => o,
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(sdk_error(url, "HeadObject", e)),
+        };
+        let metadata: BTreeMap<String, String> = out
+            .metadata()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Some(Head {
+            content_length: out.content_length().unwrap_or(0).max(0) as u64,
+            etag: out.e_tag().map(str::to_string),
+            version_id: out.version_id().map(str::to_string),
+            content_type: out.content_type().map(str::to_string),
+            cache_control: out.cache_control().map(str::to_string),
+            content_disposition: out.content_disposition().map(str::to_string),
+            content_encoding: out.content_encoding().map(str::to_string),
+            content_language: out.content_language().map(str::to_string),
+            storage_class: out.storage_class().cloned(),
+            server_side_encryption: out.server_side_encryption().cloned(),
+            sse_kms_key_id: out.ssekms_key_id().map(str::to_string),
+            bucket_key_enabled: out.bucket_key_enabled(),
+            website_redirect_location: out.website_redirect_location().map(str::to_string),
+            metadata,
+        }))
+    }
+
+    /// GETs a whole small object, refusing anything larger than `max` bytes; `None` on 404.
+    fn get_small(&self, url: &S3Url, max: u64) -> Result<Option<Vec<u8>>> {
+        self.rt.block_on(async {
+            let r = self
+                .client
+                .get_object()
+                .bucket(&url.bucket)
+                .key(&url.key)
+                .send()
+                .await;
+            let out = match r {
+                Ok(o) => o,
+                Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
+                    return Ok(None);
+                }
+                Err(e) => return Err(sdk_error(url, "GetObject", e)),
+            };
+            if out.content_length().unwrap_or(0).max(0) as u64 > max {
+                return Err(Error::ObjectMetadata {
+                    object: url.to_string(),
+                    reason: format!("the companion object is larger than any header ({max} bytes)"),
+                });
+            }
+            let body = out
+                .body
+                .collect()
+                .await
+                .map_err(|e| storage(url, "GetObject", &format!("reading the body: {e}")))?;
+            Ok(Some(body.into_bytes().to_vec()))
+        })
+    }
+
+    /// Deletes an object (used for companions); a missing object is not an error.
+    fn delete(&self, url: &S3Url) -> Result<()> {
+        self.rt
+            .block_on(
+                self.client
+                    .delete_object()
+                    .bucket(&url.bucket)
+                    .key(&url.key)
+                    .send(),
+            )
+            .map(|_| ())
+            .map_err(|e| sdk_error(url, "DeleteObject", e))
+    }
+
+    /// Lists object keys under `prefix` (companion objects excluded), with their sizes.
+    pub fn list(&self, url: &S3Url) -> Result<Vec<(String, u64)>> {
+        self.rt.block_on(async {
+            let mut out = Vec::new();
+            let mut token: Option<String> = None;
+            loop {
+                let r = self
+                    .client
+                    .list_objects_v2()
+                    .bucket(&url.bucket)
+                    .prefix(&url.key)
+                    .set_continuation_token(token.take())
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error(url, "ListObjectsV2", e))?;
+                for o in r.contents() {
+                    if let Some(k) = o.key()
+                        && !object::is_companion_key(k)
+                        && !k.ends_with('/')
+                    {
+                        out.push((k.to_string(), o.size().unwrap_or(0).max(0) as u64));
+                    }
+                }
+                match r.next_continuation_token() {
+                    Some(t) if r.is_truncated() == Some(true) => token = Some(t.to_string()),
+                    _ => break,
+                }
+            }
+            Ok(out)
+        })
+    }
+}
+
+/// What HEAD said about an object: everything a rewrap must preserve.
+#[derive(Debug, Clone)]
+pub struct Head {
+    /// Body length in bytes.
+    pub content_length: u64,
+    /// ETag, used to pin every later read and the rewrap copy to this exact object.
+    pub etag: Option<String>,
+    /// Version id in a versioned bucket.
+    pub version_id: Option<String>,
+    /// Content-Type.
+    pub content_type: Option<String>,
+    /// Cache-Control.
+    pub cache_control: Option<String>,
+    /// Content-Disposition.
+    pub content_disposition: Option<String>,
+    /// Content-Encoding.
+    pub content_encoding: Option<String>,
+    /// Content-Language.
+    pub content_language: Option<String>,
+    /// Storage class (absent = STANDARD).
+    pub storage_class: Option<aws_sdk_s3::types::StorageClass>,
+    /// Server-side encryption mode.
+    pub server_side_encryption: Option<aws_sdk_s3::types::ServerSideEncryption>,
+    /// SSE-KMS key.
+    pub sse_kms_key_id: Option<String>,
+    /// S3 Bucket Key for SSE-KMS.
+    pub bucket_key_enabled: Option<bool>,
+    /// Website redirect.
+    pub website_redirect_location: Option<String>,
+    /// User metadata (names lowercase, without `x-amz-meta-`).
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl Head {
+    /// User metadata that is not sealstream's (preserved by rewrap).
+    pub fn other_metadata(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.metadata
+            .iter()
+            .filter(|(k, _)| !object::is_sealstream_key(k))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// The companion object's key, if the header lives in one.
+    fn companion(&self) -> Option<&str> {
+        self.metadata
+            .get(object::META_COMPANION)
+            .map(String::as_str)
+    }
+}
+
+/// An encrypted object: its header (not yet unlocked) and what HEAD said.
+#[derive(Debug, Clone)]
+pub struct ObjectInfo {
+    /// Where it is.
+    pub url: S3Url,
+    /// The parsed header (from metadata or companion).
+    pub header: Header,
+    /// The header's length in the file form (offset of chunk 0 there).
+    pub header_len: u64,
+    /// Where the header came from.
+    pub location: HeaderLocation,
+    /// HEAD response.
+    pub head: Head,
+}
+
+impl ObjectInfo {
+    /// The chunk layout of the equivalent file (`header ‖ body`); fails, with an
+    /// authentication error, if the body length cannot be a sealstream body.
+    pub fn layout(&self) -> Result<Layout> {
+        Layout::from_lengths(
+            self.header_len,
+            self.header.chunk_size,
+            self.header_len + self.head.content_length,
+        )
+    }
+}
+
+// ---- errors --------------------------------------------------------------------------
+
+/// A storage error naming the object, the operation and the reason.
+fn storage(url: &S3Url, op: &str, msg: &str) -> Error {
+    Error::Storage(format!("{op} {url}: {msg}"))
+}
+
+/// Maps an SDK error to exit 6 with the service's error code, or to [`Error::OutputExists`]
+/// for a failed `If-None-Match` precondition.
+fn sdk_error<E, R>(url: &S3Url, op: &str, e: SdkError<E, R>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: fmt::Debug,
+{
+    let status = match &e {
+        SdkError::ServiceError(se) => Some(se.raw()),
+        _ => None,
+    }
+    .map(|r| format!("{r:?}"));
+    let code = e.code().map(str::to_string);
+    let message = e.message().map(str::to_string);
+    match (code, message) {
+        (Some(code), msg) => {
+            let msg = msg.unwrap_or_default();
+            let hint = match code.as_str() {
+                "NoSuchBucket" => " (create the bucket or fix its name)",
+                "AccessDenied" => " (check the credentials' S3 permissions)",
+                "SlowDown" | "ServiceUnavailable" | "InternalError" => {
+                    " (the service kept failing after retries; try again later or lower --concurrency)"
+                }
+                "PreconditionFailed" => " (the object changed while sealstream was working on it)",
+                _ => "",
+            };
+            storage(url, op, &format!("{code}: {msg}{hint}"))
+        }
+        (None, _) => {
+            let _ = status;
+            storage(url, op, &format!("{}", DisplayErrorContext(&e)))
+        }
+    }
+}
+
+// ---- cleanup on signals --------------------------------------------------------------
+
+struct LiveUpload {
+    id: u64,
+    client: Client,
+    handle: tokio::runtime::Handle,
+    bucket: String,
+    key: String,
+    upload_id: Option<String>,
+    companion: Option<String>,
+}
+
+static LIVE: Mutex<Vec<LiveUpload>> = Mutex::new(Vec::new());
+static NEXT_LIVE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Aborts every multipart upload in progress and deletes the companion objects they wrote.
+///
+/// The CLI calls this from its Ctrl-C/SIGTERM handler before exiting, so an interrupted
+/// upload leaves no orphaned parts (which S3 would bill for) and no half-written object.
+pub fn abort_live_uploads() {
+    let list = match LIVE.lock() {
+        Ok(mut l) => std::mem::take(&mut *l),
+        Err(_) => return,
+    };
+    for u in list {
+        let fut = async {
+            if let Some(id) = &u.upload_id {
+                let _ = u
+                    .client
+                    .abort_multipart_upload()
+                    .bucket(&u.bucket)
+                    .key(&u.key)
+                    .upload_id(id)
+                    .send()
+                    .await;
+            }
+            if let Some(c) = &u.companion {
+                let _ = u
+                    .client
+                    .delete_object()
+                    .bucket(&u.bucket)
+                    .key(c)
+                    .send()
+                    .await;
+            }
+        };
+        let _ = u
+            .handle
+            .block_on(async { tokio::time::timeout(Duration::from_secs(20), fut).await });
+    }
+}
+
+fn live_register(s3: &S3, url: &S3Url) -> u64 {
+    let id = NEXT_LIVE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if let Ok(mut l) = LIVE.lock() {
+        l.push(LiveUpload {
+            id,
+            client: s3.client.clone(),
+            handle: s3.rt.handle().clone(),
+            bucket: url.bucket.clone(),
+            key: url.key.clone(),
+            upload_id: None,
+            companion: None,
+        });
+    }
+    id
+}
+
+fn live_update(id: u64, f: impl FnOnce(&mut LiveUpload)) {
+    if let Ok(mut l) = LIVE.lock()
+        && let Some(u) = l.iter_mut().find(|u| u.id == id)
+    {
+        f(u);
+    }
+}
+
+fn live_unregister(id: u64) {
+    if let Ok(mut l) = LIVE.lock() {
+        l.retain(|u| u.id != id);
+    }
+}
+
+/// Percent-encodes a key for `x-amz-copy-source` (everything but unreserved and '/').
+fn encode_key(key: &str) -> String {
+    let mut s = String::with_capacity(key.len());
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+            s.push(b as char);
+        } else {
+            s.push_str(&format!("%{b:02X}"));
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let u = S3Url::parse("s3://my-bucket/a/b c").unwrap();
+        assert_eq!((u.bucket.as_str(), u.key.as_str()), ("my-bucket", "a/b c"));
+        assert!(
+            S3Url::parse("s3://my-bucket")
+                .unwrap()
+                .require_object()
+                .is_err()
+        );
+        assert!(
+            S3Url::parse("s3://my-bucket/dir/")
+                .unwrap()
+                .require_object()
+                .is_err()
+        );
+        for bad in ["s3://", "s3://A/x", "s3://ab/x", "file:///x", "s3://-ab/x"] {
+            assert!(S3Url::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(encode_key("a b/ü+"), "a%20b/%C3%BC%2B");
+    }
+}

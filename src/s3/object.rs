@@ -1,0 +1,321 @@
+//! The object form: how one sealstream file is stored as an S3 object.
+//!
+//! A sealstream file is `header ‖ body`. On S3 the **body** (every chunk, byte for byte) is
+//! the object's content, and the **header** travels beside it: base64 in the user metadata
+//! when it fits S3's 2 KB metadata limit, else in a *companion object* whose name the
+//! metadata gives, pinned by the header's key commitment. The wrapped keys therefore never
+//! live in the body, so a metadata-only rewrap really removes a key. Converting between the
+//! two forms is lossless: `file = header ‖ body`, `body = file[header_len..]`.
+//!
+//! This module is pure (no I/O): it builds and parses the metadata, so it can be fuzzed and
+//! specified on its own (docs/FORMAT.md, "Object form on S3").
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+
+use crate::format::{COMMITMENT_LEN, Header, limits};
+
+/// Metadata key (without `x-amz-meta-`) whose presence marks a sealstream object; its value
+/// is the object-form version.
+pub const META_FORMAT: &str = "sealstream";
+/// The only object-form version this build writes and reads.
+pub const OBJECT_FORM_VERSION: &str = "1";
+/// Metadata key holding the whole header, base64 (RFC 4648, padded), when it fits.
+pub const META_HEADER: &str = "sealstream-header";
+/// Metadata key naming the companion object (same bucket) that holds the header.
+pub const META_COMPANION: &str = "sealstream-companion";
+/// Metadata key holding the header's key commitment (base64) in the companion form, so a
+/// stale or swapped companion is recognised before any key is used.
+pub const META_COMMITMENT: &str = "sealstream-commitment";
+/// The prefix S3 puts before user-metadata names on the wire; counted in the size limit.
+pub const WIRE_PREFIX: &str = "x-amz-meta-";
+/// S3's limit on user metadata: the UTF-8 bytes of every name (counted here with its
+/// `x-amz-meta-` prefix, to stay on the safe side) and value.
+pub const MAX_USER_METADATA: usize = 2048;
+/// Companion objects are named `<object key><COMPANION_INFIX><16 hex digits>`.
+pub const COMPANION_INFIX: &str = ".sealstream-header-";
+/// S3's limit on an object key, in UTF-8 bytes.
+pub const MAX_KEY_LEN: usize = 1024;
+/// The largest base64 text that can hold a header of [`limits::MAX_HEADER_LEN`] bytes.
+pub const MAX_HEADER_B64_LEN: usize = (limits::MAX_HEADER_LEN as usize).div_ceil(3) * 4;
+
+/// Where an object's header is, according to its metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderLocation {
+    /// The header bytes, decoded from [`META_HEADER`].
+    Inline(Vec<u8>),
+    /// A companion object in the same bucket, and the commitment its header must carry.
+    Companion {
+        /// The companion object's key.
+        key: String,
+        /// The key commitment pinned in the metadata.
+        commitment: [u8; COMMITMENT_LEN],
+    },
+}
+
+/// True if `name` (lowercase, without `x-amz-meta-`) is one of ours: such entries are
+/// replaced on rewrap, every other user-metadata entry is preserved.
+pub fn is_sealstream_key(name: &str) -> bool {
+    name == META_FORMAT || name.starts_with("sealstream-")
+}
+
+/// Bytes that `pairs` count against [`MAX_USER_METADATA`].
+pub fn metadata_size<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> usize {
+    pairs
+        .into_iter()
+        .map(|(k, v)| WIRE_PREFIX.len() + k.len() + v.len())
+        .sum()
+}
+
+/// Reads the header location from an object's user metadata (names lowercase, without the
+/// `x-amz-meta-` prefix, as S3 returns them). The `Err` text says what is wrong and what to
+/// do; callers wrap it in [`crate::Error::ObjectMetadata`].
+pub fn locate(meta: &BTreeMap<String, String>) -> Result<HeaderLocation, String> {
+    let Some(version) = meta.get(META_FORMAT) else {
+        return Err(format!(
+            "the object has no '{WIRE_PREFIX}{META_FORMAT}' metadata: either it is not a \
+             sealstream object, or its metadata was lost (e.g. copied by a tool that drops \
+             user metadata). The body alone cannot be decrypted; if you kept its header \
+             (`sealstream inspect --export-header`), download the body and run \
+             `sealstream decrypt BODY --header-from HEADER`"
+        ));
+    };
+    if version != OBJECT_FORM_VERSION {
+        return Err(format!(
+            "object-form version '{}' is not supported (this build reads version \
+             {OBJECT_FORM_VERSION}); upgrade sealstream",
+            printable(version)
+        ));
+    }
+    match (meta.get(META_HEADER), meta.get(META_COMPANION)) {
+        (Some(_), Some(_)) => Err(format!(
+            "both '{META_HEADER}' and '{META_COMPANION}' are set; the metadata was tampered with"
+        )),
+        (None, None) => Err(format!(
+            "neither '{META_HEADER}' nor '{META_COMPANION}' is set: the header is missing \
+             (metadata tampered with or truncated)"
+        )),
+        (Some(b64), None) => {
+            if b64.len() > MAX_HEADER_B64_LEN {
+                return Err(format!(
+                    "'{META_HEADER}' is {} bytes, more than any valid header",
+                    b64.len()
+                ));
+            }
+            let bytes = B64
+                .decode(b64.trim())
+                .map_err(|_| format!("'{META_HEADER}' is not valid base64 (tampered with)"))?;
+            Ok(HeaderLocation::Inline(bytes))
+        }
+        (None, Some(key)) => {
+            if key.is_empty() || key.len() > MAX_KEY_LEN {
+                return Err(format!(
+                    "'{META_COMPANION}' is not a valid object key ({} bytes)",
+                    key.len()
+                ));
+            }
+            let c = meta.get(META_COMMITMENT).ok_or_else(|| {
+                format!(
+                    "'{META_COMPANION}' is set but '{META_COMMITMENT}' is missing (tampered with)"
+                )
+            })?;
+            let raw = if c.len() <= 64 {
+                B64.decode(c.trim()).ok()
+            } else {
+                None
+            };
+            let commitment: [u8; COMMITMENT_LEN] =
+                raw.and_then(|v| v.try_into().ok()).ok_or_else(|| {
+                    format!("'{META_COMMITMENT}' is not 32 bytes of base64 (tampered with)")
+                })?;
+            Ok(HeaderLocation::Companion {
+                key: key.clone(),
+                commitment,
+            })
+        }
+    }
+}
+
+/// Parses header bytes from either location: they must be exactly one valid header, and a
+/// companion's header must carry the commitment pinned in the metadata.
+pub fn parse_header(bytes: &[u8], pinned: Option<&[u8; COMMITMENT_LEN]>) -> Result<Header, String> {
+    let (header, len) = Header::parse(bytes).map_err(|e| format!("invalid header: {e}"))?;
+    if len != bytes.len() {
+        return Err(format!(
+            "the header is {len} bytes but {} were stored (trailing bytes; tampered with)",
+            bytes.len()
+        ));
+    }
+    if let Some(c) = pinned
+        && &header.commitment != c
+    {
+        return Err(
+            "the companion object's header does not belong to this object (its key \
+                 commitment differs from the one in the metadata): it is stale or was swapped"
+                .into(),
+        );
+    }
+    Ok(header)
+}
+
+/// The sealstream metadata for a header, and the companion object to write if it does not
+/// fit beside `other_bytes` of other user metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// Entries to set (names without `x-amz-meta-`).
+    pub metadata: Vec<(String, String)>,
+    /// `(companion key, header bytes)` when the header goes to a companion object.
+    pub companion: Option<(String, Vec<u8>)>,
+}
+
+/// Decides where a header goes: inline if the whole user metadata (ours plus
+/// `other_bytes`) stays within [`MAX_USER_METADATA`], else a companion object named with
+/// `unique` (16 hex digits, fresh per write so an old companion is never overwritten in place).
+pub fn place(
+    header_bytes: &[u8],
+    commitment: &[u8; COMMITMENT_LEN],
+    object_key: &str,
+    other_bytes: usize,
+    unique: u64,
+) -> Result<Placement, String> {
+    let b64 = B64.encode(header_bytes);
+    let inline = vec![
+        (META_FORMAT.to_string(), OBJECT_FORM_VERSION.to_string()),
+        (META_HEADER.to_string(), b64),
+    ];
+    let size = metadata_size(inline.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    if other_bytes + size <= MAX_USER_METADATA {
+        return Ok(Placement {
+            metadata: inline,
+            companion: None,
+        });
+    }
+    let companion = companion_key(object_key, unique)?;
+    let metadata = vec![
+        (META_FORMAT.to_string(), OBJECT_FORM_VERSION.to_string()),
+        (META_COMPANION.to_string(), companion.clone()),
+        (META_COMMITMENT.to_string(), B64.encode(commitment)),
+    ];
+    let size = metadata_size(metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    if other_bytes + size > MAX_USER_METADATA {
+        return Err(format!(
+            "the object's other user metadata ({other_bytes} bytes) leaves no room for \
+             sealstream's {size} bytes within S3's {MAX_USER_METADATA}-byte limit"
+        ));
+    }
+    Ok(Placement {
+        metadata,
+        companion: Some((companion, header_bytes.to_vec())),
+    })
+}
+
+/// The companion object key for `object_key`.
+pub fn companion_key(object_key: &str, unique: u64) -> Result<String, String> {
+    let k = format!("{object_key}{COMPANION_INFIX}{unique:016x}");
+    if k.len() > MAX_KEY_LEN {
+        return Err(format!(
+            "the header does not fit in S3 metadata and the object key is too long for a \
+             companion object ({} bytes > {MAX_KEY_LEN}); use a shorter key, fewer wrapping \
+             keys or a smaller context",
+            k.len()
+        ));
+    }
+    Ok(k)
+}
+
+/// True for keys that name a companion object (batch listings skip them).
+pub fn is_companion_key(key: &str) -> bool {
+    key.rfind(COMPANION_INFIX).is_some_and(|i| {
+        let tail = &key[i + COMPANION_INFIX.len()..];
+        tail.len() == 16 && tail.bytes().all(|b| b.is_ascii_hexdigit())
+    })
+}
+
+fn printable(s: &str) -> String {
+    s.chars().take(32).filter(|c| !c.is_control()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn missing_marker_explains_lost_metadata() {
+        let e = locate(&meta(&[("other", "x")])).unwrap_err();
+        assert!(e.contains("metadata was lost"), "{e}");
+    }
+
+    #[test]
+    fn inline_and_companion_round_trip() {
+        let hdr = vec![7u8; 300];
+        let p = place(&hdr, &[1; 32], "a/b", 0, 42).unwrap();
+        assert!(p.companion.is_none());
+        let m: BTreeMap<_, _> = p.metadata.into_iter().collect();
+        assert_eq!(locate(&m).unwrap(), HeaderLocation::Inline(hdr.clone()));
+
+        let big = vec![7u8; 2000];
+        let p = place(&big, &[1; 32], "a/b", 0, 42).unwrap();
+        let (ck, bytes) = p.companion.clone().unwrap();
+        assert_eq!(ck, "a/b.sealstream-header-000000000000002a");
+        assert!(is_companion_key(&ck));
+        assert_eq!(bytes, big);
+        let m: BTreeMap<_, _> = p.metadata.into_iter().collect();
+        assert_eq!(
+            locate(&m).unwrap(),
+            HeaderLocation::Companion {
+                key: ck,
+                commitment: [1; 32]
+            }
+        );
+    }
+
+    #[test]
+    fn other_metadata_pushes_the_header_out() {
+        let hdr = vec![7u8; 300];
+        assert!(
+            place(&hdr, &[1; 32], "k", 1700, 1)
+                .unwrap()
+                .companion
+                .is_some()
+        );
+        assert!(place(&hdr, &[1; 32], "k", 2040, 1).is_err());
+    }
+
+    #[test]
+    fn tampered_metadata_is_rejected() {
+        for m in [
+            meta(&[("sealstream", "2"), ("sealstream-header", "AAAA")]),
+            meta(&[("sealstream", "1")]),
+            meta(&[("sealstream", "1"), ("sealstream-header", "!!")]),
+            meta(&[
+                ("sealstream", "1"),
+                ("sealstream-header", "AAAA"),
+                ("sealstream-companion", "x"),
+            ]),
+            meta(&[("sealstream", "1"), ("sealstream-companion", "x")]),
+            meta(&[
+                ("sealstream", "1"),
+                ("sealstream-companion", "x"),
+                ("sealstream-commitment", "AAAA"),
+            ]),
+        ] {
+            assert!(locate(&m).is_err(), "{m:?}");
+        }
+    }
+
+    #[test]
+    fn companion_key_limits() {
+        assert!(companion_key(&"k".repeat(1000), 1).is_err());
+        assert!(!is_companion_key("a.sealstream-header-xyz"));
+        assert!(!is_companion_key("plain"));
+    }
+}
