@@ -519,7 +519,14 @@ impl Write for PartSink<'_> {
             let target = self.target();
             if self.buf.len() == target {
                 // Full, and more data follows: this part is not the last.
-                self.send_part().map_err(io::Error::other_from_error)?;
+                if let Err(e) = self.send_part() {
+                    // Keep the typed error (exit 6, with the service's code) for the caller.
+                    let msg = e.to_string();
+                    if let Ok(mut s) = self.shared.lock() {
+                        s.error.get_or_insert(e);
+                    }
+                    return Err(io::Error::other(msg));
+                }
             }
             let target = self.target();
             if self.buf.capacity() == 0 {
@@ -534,17 +541,6 @@ impl Write for PartSink<'_> {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
-    }
-}
-
-/// `io::Error` from our error, keeping the message (the typed error is kept in `Shared`).
-trait OtherFromError {
-    fn other_from_error(e: Error) -> io::Error;
-}
-
-impl OtherFromError for io::Error {
-    fn other_from_error(e: Error) -> io::Error {
-        io::Error::other(e.to_string())
     }
 }
 
