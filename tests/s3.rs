@@ -703,3 +703,68 @@ fn multipart_copy_rewrap_keeps_the_body() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(got == pt);
 }
+
+#[test]
+fn batch_to_a_prefix_and_back_with_the_data_key_cache() {
+    let Some(e) = setup("batch") else { return };
+    let arn = moto::create_key(&e.up, "us-east-1");
+    let src = e.s.path("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    let files = [
+        ("a", 1000),
+        ("b", 0),
+        ("sub/c", 6 * MIB + 3),
+        ("sub/d", 70_000),
+    ];
+    for (n, len) in files {
+        write(&src.join(n), &data(len));
+    }
+    e.ok(&[
+        "encrypt",
+        src.to_str().unwrap(),
+        "--output-dir",
+        &e.url("pre/"),
+        "--kms-key",
+        &arn,
+        "--jobs",
+        "2",
+        "--cache-max-age",
+        "5m",
+    ]);
+    assert_eq!(
+        e.proxy.calls("GenerateDataKey"),
+        1,
+        "one data key for the batch"
+    );
+    let mut keys = moto::list_keys(&e.up, &e.bucket, "pre/");
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["pre/src/a", "pre/src/b", "pre/src/sub/c", "pre/src/sub/d"]
+    );
+    // Again without --force: every object exists, each fails alone with exit 3.
+    let o = e.run(&[
+        "encrypt",
+        src.to_str().unwrap(),
+        "--output-dir",
+        &e.url("pre/"),
+        "--kms-key",
+        &arn,
+    ]);
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    assert!(stderr(&o).contains("4 of 4 files failed"), "{}", stderr(&o));
+
+    let out = e.s.path("out");
+    e.ok(&[
+        "decrypt",
+        &e.url("pre/"),
+        "--output-dir",
+        out.to_str().unwrap(),
+        "--kms-key",
+        &arn,
+    ]);
+    for (n, len) in files {
+        let got = std::fs::read(out.join("src").join(n)).unwrap();
+        assert!(got == data(len), "{n}");
+    }
+}

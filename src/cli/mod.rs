@@ -522,6 +522,9 @@ fn encrypt(cli: &Cli, a: &EncryptArgs) -> Result<()> {
         engine: EngineOptions::default(),
     };
     if let Some(dir) = &a.batch.output_dir {
+        if let Some(prefix) = s3::url_of(dir)? {
+            return s3::encrypt_batch(cli, a, &prefix, params, cache);
+        }
         return encrypt_batch(cli, a, dir, params, cache);
     }
     let input_path = single_input(&a.inputs)?;
@@ -693,6 +696,18 @@ fn decrypt_batch(cli: &Cli, a: &DecryptArgs, dir: &Path) -> Result<()> {
         return Err(Error::Usage(
             "--output-dir needs input files or directories".into(),
         ));
+    }
+    let urls: Vec<s3::S3UrlOpt> = a
+        .inputs
+        .iter()
+        .map(|p| s3::url_of(p))
+        .collect::<Result<_>>()?;
+    if urls.iter().any(Option::is_some) {
+        let prefixes: Option<Vec<_>> = urls.into_iter().collect();
+        let prefixes = prefixes.ok_or_else(|| {
+            Error::Usage("mix of s3:// and local inputs; decrypt them in separate runs".into())
+        })?;
+        return s3::decrypt_batch(cli, a, &prefixes, dir);
     }
     if a.range.is_some() {
         return Err(Error::Usage(

@@ -17,6 +17,9 @@ use crate::keys;
 use crate::range::ByteRange;
 use crate::s3::{GetOptions, HeaderLocation, PutOptions, S3, S3Settings, S3Url};
 
+/// An optional S3 URL (one per command-line input).
+pub(super) type S3UrlOpt = Option<S3Url>;
+
 /// `Some(url)` if `p` is an `s3://` URL (validated), `None` for a local path.
 pub(super) fn url_of(p: &Path) -> Result<Option<S3Url>> {
     match p.to_str() {
@@ -219,4 +222,184 @@ pub(super) fn rewrap(cli: &super::Cli, a: &RewrapArgs, url: &S3Url) -> Result<()
         );
     }
     Ok(())
+}
+
+/// `encrypt FILES|DIRS --output-dir s3://bucket/prefix/`: one object per file (the relative
+/// path under the prefix, no suffix), `--jobs` files at once, the data-key cache if asked.
+pub(super) fn encrypt_batch(
+    cli: &super::Cli,
+    a: &EncryptArgs,
+    prefix: &S3Url,
+    params: EncryptParams<'_>,
+    cache: Option<crate::keys::cache::CacheLimits>,
+) -> Result<()> {
+    if a.inputs.is_empty() {
+        return Err(Error::Usage(
+            "--output-dir needs input files or directories".into(),
+        ));
+    }
+    let jobs = super::batch::plan(&a.inputs, Path::new(""), &|n| n.to_string())?;
+    let keys_of: Vec<String> = jobs.iter().map(|j| key_under(prefix, &j.output)).collect();
+    let s3 = connect(cli)?;
+    let ring = encryption_keys(cli, &a.keys, &a.kms_keys)?;
+    let providers = ring.as_refs();
+    let cache = cache.map(crate::keys::cache::DataKeyCache::new);
+    let pb = progress::bar(Some(super::batch_total(&jobs)), cli.quiet, "uploading");
+    let inc = |n: u64| pb.inc(n);
+    let engine = super::batch_engine(cli, a.batch.jobs, &inc);
+    let failures = run_jobs(jobs.len(), a.batch.jobs, |i| {
+        let job = &jobs[i];
+        let url = prefix.with_key(keys_of[i].clone());
+        let f = std::fs::File::open(&job.input)
+            .map_err(|e| Error::io(format!("opening input '{}'", job.input.display()), e))?;
+        let len = f
+            .metadata()
+            .map_err(|e| Error::io(format!("opening input '{}'", job.input.display()), e))?
+            .len();
+        if !a.force && s3.head(&url)?.is_some() {
+            return Err(Error::OutputExists(url.to_string()));
+        }
+        let (dek, stanzas) = match &cache {
+            Some(c) => c.data_key(&providers, &params.context, len)?,
+            None => keys::wrap_for_all(&providers, &params.context)?,
+        };
+        let opts = PutOptions {
+            force: a.force,
+            plaintext_len: Some(len),
+            engine: crate::engine::EngineOptions {
+                progress: None,
+                ..engine
+            },
+            progress: None,
+        };
+        // Progress in plaintext bytes, once the object is stored.
+        s3.put_encrypted(&url, f, &dek, stanzas, &params, &opts)
+            .map(|r| inc(r.plaintext_bytes))
+    });
+    pb.finish_and_clear();
+    super::batch_report(&jobs, failures, cli.quiet, "encrypted")
+}
+
+/// `decrypt s3://bucket/prefix/ --output-dir DIR`: every object under the prefix (companion
+/// objects skipped) to DIR/<relative key>, a trailing `.seal` removed.
+pub(super) fn decrypt_batch(
+    cli: &super::Cli,
+    a: &DecryptArgs,
+    prefixes: &[S3Url],
+    dir: &Path,
+) -> Result<()> {
+    if a.range.is_some() {
+        return Err(Error::Usage(
+            "--range works on one object, not with --output-dir".into(),
+        ));
+    }
+    let expected = super::parse_context(&a.context)?;
+    let s3 = connect(cli)?;
+    let mut objects: Vec<(S3Url, std::path::PathBuf)> = Vec::new();
+    for p in prefixes {
+        let listed = if p.key.is_empty() || p.key.ends_with('/') {
+            s3.list(p)?
+        } else {
+            vec![(p.key.clone(), 0)]
+        };
+        let base = p.key.rfind('/').map_or("", |i| &p.key[..=i]);
+        for (k, _) in listed {
+            let rel = k.strip_prefix(base).unwrap_or(&k);
+            let rel = match rel.strip_suffix(".seal") {
+                Some(stem) if !stem.is_empty() && !stem.ends_with('/') => stem,
+                _ => rel,
+            };
+            let mut out = dir.to_path_buf();
+            for part in rel.split('/').filter(|s| !s.is_empty()) {
+                if part == ".." || part == "." {
+                    return Err(Error::Usage(format!(
+                        "object key '{k}' has a '{part}' component; refusing to write outside {}",
+                        dir.display()
+                    )));
+                }
+                out.push(part);
+            }
+            objects.push((p.with_key(k.clone()), out));
+        }
+    }
+    if objects.is_empty() {
+        return Err(Error::Usage(
+            "no objects under the given prefix(es)".to_string(),
+        ));
+    }
+    let jobs: Vec<super::batch::Job> = objects
+        .iter()
+        .map(|(u, out)| super::batch::Job {
+            input: u.to_string().into(),
+            output: out.clone(),
+        })
+        .collect();
+    let ring = decryption_keys(cli, &a.keys, &a.kms)?;
+    let providers = ring.as_refs();
+    let be = backend(cli);
+    let pb = progress::bar(None, cli.quiet, "downloading");
+    let inc = |n: u64| pb.inc(n);
+    let engine = super::batch_engine(cli, a.batch.jobs, &inc);
+    let failures = run_jobs(objects.len(), a.batch.jobs, |i| {
+        let (url, out) = &objects[i];
+        let obj = s3.open_object(url)?;
+        let cipher = envelope::unlock(&obj.header, &providers, &expected, be)?;
+        if let Some(d) = out.parent() {
+            std::fs::create_dir_all(d)
+                .map_err(|e| Error::io(format!("creating '{}'", d.display()), e))?;
+        }
+        let mut af = AtomicFile::create(out, a.force)?;
+        {
+            let mut w = io::BufWriter::with_capacity(1 << 20, af.file()?);
+            s3.get_decrypted(&obj, &cipher, &mut w, &GetOptions { engine })?;
+            w.flush().map_err(|e| Error::io("writing output", e))?;
+        }
+        af.commit()
+    });
+    pb.finish_and_clear();
+    super::batch_report(&jobs, failures, cli.quiet, "decrypted")
+}
+
+/// The object key for a batch output path (relative, '/'-separated) under `prefix`.
+fn key_under(prefix: &S3Url, rel: &Path) -> String {
+    let mut k = prefix.key.clone();
+    if !k.is_empty() && !k.ends_with('/') {
+        k.push('/');
+    }
+    let parts: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    k.push_str(&parts.join("/"));
+    k
+}
+
+/// Runs `work(i)` for `0..n` with `concurrency` at once; failures in index order.
+fn run_jobs(
+    n: usize,
+    concurrency: usize,
+    work: impl Fn(usize) -> Result<()> + Sync,
+) -> Vec<(usize, Error)> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failures = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..concurrency.clamp(1, n.max(1)) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    if let Err(e) = work(i)
+                        && let Ok(mut f) = failures.lock()
+                    {
+                        f.push((i, e));
+                    }
+                }
+            });
+        }
+    });
+    let mut f = failures.into_inner().unwrap_or_default();
+    f.sort_by_key(|(i, _)| *i);
+    f
 }
