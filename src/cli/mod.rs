@@ -32,11 +32,12 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  success
   2  usage error (bad option, unsatisfiable range)
-  3  I/O error (missing input, unwritable output, output exists without --force, bad key file)
+  3  I/O error (missing input, unwritable output, output file or S3 object exists without
+     --force, bad key file)
   4  authentication failure (tampered or truncated data, wrong key, wrong or missing context,
-     key-commitment mismatch, malformed header)
+     key-commitment mismatch, malformed header, missing or tampered S3 object metadata)
   5  key-service error (KMS)
-  6  storage error (S3)";
+  6  storage error (S3; names the object, the operation and the service's error code)";
 
 /// Envelope encryption for very large files: STREAM-chunked AEAD on all cores.
 #[derive(Debug, Parser)]
