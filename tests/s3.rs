@@ -676,6 +676,10 @@ fn multipart_copy_rewrap_keeps_the_body() {
         &e.url("mc"),
     ]);
     let body = e.body("mc");
+    let tags = "<Tagging><TagSet><Tag><Key>team</Key><Value>blue</Value></Tag></TagSet></Tagging>";
+    let path = format!("{}?tagging", moto::object_path(&e.bucket, "mc"));
+    let r = moto::s3(&e.up, "PUT", &path, &[], tags.as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
 
     let s3 = S3::connect(S3Settings {
         copy_threshold: 5 * MIB as u64,
@@ -698,6 +702,12 @@ fn multipart_copy_rewrap_keeps_the_body() {
     assert!(rep.multipart_copy);
     assert!(e.body("mc") == body, "body changed");
     assert!(moto::list_multipart_uploads(&e.up, &e.bucket).is_empty());
+    let r = moto::s3(&e.up, "GET", &path, &[], b"");
+    assert!(
+        r.text().contains("<Key>team</Key>") && r.text().contains("<Value>blue</Value>"),
+        "tags lost: {}",
+        r.text()
+    );
     let k9p = e.s.keyfile("k9", &k9);
     let (o, got) = e.get("mc", &["-k", k9p.to_str().unwrap()]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));

@@ -135,9 +135,39 @@ impl S3 {
             .map_err(|e| sdk_error(url, "CopyObject", e))
     }
 
+    /// The object's tags as a `Tagging` header value (a multipart copy does not carry them
+    /// over by itself, unlike `CopyObject`).
+    fn tagging(&self, obj: &ObjectInfo) -> Result<Option<String>> {
+        let url = &obj.url;
+        let out = self
+            .rt
+            .block_on(
+                self.client
+                    .get_object_tagging()
+                    .bucket(&url.bucket)
+                    .key(&url.key)
+                    .set_version_id(obj.head.version_id.clone())
+                    .send(),
+            )
+            .map_err(|e| sdk_error(url, "GetObjectTagging", e))?;
+        let pairs: Vec<String> = out
+            .tag_set()
+            .iter()
+            .map(|t| {
+                format!(
+                    "{}={}",
+                    encode_key(t.key()).replace('/', "%2F"),
+                    encode_key(t.value()).replace('/', "%2F")
+                )
+            })
+            .collect();
+        Ok((!pairs.is_empty()).then(|| pairs.join("&")))
+    }
+
     fn copy_multipart(&self, obj: &ObjectInfo, metadata: HashMap<String, String>) -> Result<()> {
         let h = &obj.head;
         let url = &obj.url;
+        let tagging = self.tagging(obj)?;
         let created = self
             .rt
             .block_on(
@@ -156,6 +186,7 @@ impl S3 {
                     .set_ssekms_key_id(h.sse_kms_key_id.clone())
                     .set_bucket_key_enabled(h.bucket_key_enabled)
                     .set_website_redirect_location(h.website_redirect_location.clone())
+                    .set_tagging(tagging)
                     .send(),
             )
             .map_err(|e| sdk_error(url, "CreateMultipartUpload", e))?;
