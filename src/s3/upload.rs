@@ -344,7 +344,6 @@ impl<'a> PartSink<'a> {
     /// Sends the filled buffer as part `self.part` (waiting for a free slot).
     fn send_part(&mut self) -> Result<()> {
         let upload_id = self.ensure_upload()?;
-        let target = self.target();
         let body = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(0)));
         let len = body.len() as u64;
         let permit = self
@@ -397,7 +396,8 @@ impl<'a> PartSink<'a> {
             p(len);
         }
         self.part += 1;
-        self.buf = Vec::with_capacity(self.target().min(target.max(1)));
+        // Allocated (exactly one part) when the next byte arrives.
+        self.buf = Vec::new();
         Ok(())
     }
 
