@@ -120,6 +120,70 @@ section "cargo test --doc${*:+ $*}"
 cargo test --doc "$@"
 done_step
 
+# ---- supply chain (issue 7) ------------------------------------------------------------
+# cargo-deny (pinned; installed on first use) against the checked-in deny.toml:
+#   * licenses, bans (duplicate versions warn; banned crates fail), sources: these need only
+#     Cargo.lock and crates.io, so they always run and must pass;
+#   * advisories (RustSec vulnerabilities, unmaintained and yanked crates) need the RustSec
+#     advisory database, a git clone from github.com. It runs if the database can be
+#     fetched now, or else against a local copy younger than 90 days; otherwise the step
+#     says SKIPPED with the reason (it never reports a check it did not run as passed).
+#     SEALSTREAM_REQUIRE_ADVISORIES=1 makes an unavailable database a failure instead.
+# SEALSTREAM_SKIP_DENY=1 skips the whole step for quick local runs (CI must not set it).
+CARGO_DENY_VERSION=0.20.2
+if [ "${SEALSTREAM_SKIP_DENY:-0}" = "1" ]; then
+    section "supply chain: skipped (SEALSTREAM_SKIP_DENY=1)"
+else
+    section "supply chain: cargo deny $CARGO_DENY_VERSION (licenses, bans, sources, advisories)"
+    if ! cargo deny --version 2>/dev/null | grep -qx "cargo-deny $CARGO_DENY_VERSION"; then
+        echo "installing cargo-deny $CARGO_DENY_VERSION (cargo install --locked)"
+        cargo install cargo-deny --version "=$CARGO_DENY_VERSION" --locked
+    fi
+    cargo deny --version
+    # Inclusion graphs only when something fails (the duplicate warnings' graphs are long).
+    if ! cargo deny --locked check --hide-inclusion-graph licenses bans sources; then
+        cargo deny --locked check licenses bans sources || exit 1
+    fi
+    deny_db_dir="${CARGO_HOME:-$HOME/.cargo}/advisory-dbs"
+    deny_adv=""
+    deny_fetch_log="$(mktemp "${TMPDIR:-/tmp}/sealstream-deny-fetch.XXXXXX")"
+    if timeout 300 cargo deny fetch db >"$deny_fetch_log" 2>&1; then
+        # Online, so the yanked-crate check can ask the crates.io index too.
+        cargo deny --locked check advisories
+        deny_adv="advisories ok (RustSec database fetched now)"
+    else
+        deny_why="$( (grep -m1 '^fatal:' "$deny_fetch_log" || grep -m1 -i 'error' "$deny_fetch_log") | cut -c1-160 || true)"
+        deny_db=""
+        deny_age=""
+        for d in "$deny_db_dir"/advisory-db-*; do
+            if [ -d "$d/.git" ] && t="$(git -C "$d" show -s --format=%ct HEAD 2>/dev/null)"; then
+                deny_db="$d"
+                deny_age=$((($(date +%s) - t) / 86400))
+            fi
+        done
+        if [ -n "$deny_db" ] && [ "$deny_age" -le 90 ]; then
+            echo "cannot fetch the RustSec database (${deny_why:-see above}); using the local copy ($deny_age days old)"
+            cargo deny --locked --offline check advisories
+            deny_adv="advisories ok against a local RustSec database $deny_age days old (fetch failed; run offline)"
+        else
+            deny_adv="advisories SKIPPED: RustSec database unavailable (${deny_why:-fetch failed}${deny_db:+; local copy $deny_age days old})"
+        fi
+    fi
+    rm -f "$deny_fetch_log"
+    case "$deny_adv" in
+        *SKIPPED*)
+            printf '\n**** %s\n**** licenses, bans and sources were checked; advisories were NOT.\n' "$deny_adv" >&2
+            if [ "${SEALSTREAM_REQUIRE_ADVISORIES:-0}" = "1" ]; then
+                echo "ERROR: SEALSTREAM_REQUIRE_ADVISORIES=1 and the advisories check could not run" >&2
+                exit 1
+            fi
+            ;;
+    esac
+    echo "supply chain: licenses ok, bans ok, sources ok; $deny_adv"
+fi
+done_step
+# ---- end supply chain -----------------------------------------------------------------
+
 # ---- fuzz smoke (issue 7) -------------------------------------------------------------
 # Every fuzz target for FUZZ_SECONDS (default 30) each, no sanitizer, stable toolchain;
 # installs cargo-fuzz on first use. See docs/FUZZING.md. SEALSTREAM_SKIP_FUZZ=1 skips it

@@ -404,7 +404,11 @@ fn read_loop<R: Read>(
                 });
         let n = b.n_chunks as u64;
         if next_index + n > limits::MAX_CHUNKS {
-            return Err(Error::TooManyChunks);
+            return Err(match mode {
+                // Encrypting: the input is too large for the chunk size (a usage error).
+                Mode::Seal => crate::format::too_many_chunks(cs as u32),
+                Mode::Open { .. } => Error::TooManyChunks,
+            });
         }
         next_index += n;
         let w = seq % work_txs.len();

@@ -661,6 +661,24 @@ impl Layout {
     }
 }
 
+/// Refuses, before anything is written, a plaintext that needs more than 2^32 chunks of
+/// `chunk_size` bytes (the format's limit per payload key).
+pub fn check_plaintext_len(plaintext_len: u64, chunk_size: u32) -> Result<()> {
+    if plaintext_len.div_ceil(u64::from(chunk_size)) > limits::MAX_CHUNKS {
+        return Err(too_many_chunks(chunk_size));
+    }
+    Ok(())
+}
+
+/// The encrypt-side error for an input above 2^32 chunks (exit 2: pick a larger chunk size).
+pub fn too_many_chunks(chunk_size: u32) -> Error {
+    Error::Usage(format!(
+        "the input is larger than 2^32 chunks of {chunk_size} bytes ({} bytes), the format's \
+         limit per object; use a larger --chunk-size",
+        u64::from(chunk_size) << 32
+    ))
+}
+
 /// Ciphertext body length for a plaintext of `plaintext_len` bytes (for progress and tests).
 pub fn body_len_for(plaintext_len: u64, chunk_size: u32) -> u64 {
     let cs = u64::from(chunk_size);
@@ -716,5 +734,21 @@ mod tests {
             Layout::from_lengths(100, 4096, 116).unwrap().plaintext_len,
             0
         );
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+
+    #[test]
+    fn plaintext_len_limit_is_checked_up_front() {
+        let cs = limits::MIN_CHUNK_SIZE;
+        let max = u64::from(cs) << 32;
+        assert!(check_plaintext_len(max, cs).is_ok());
+        let e = check_plaintext_len(max + 1, cs).unwrap_err();
+        assert_eq!(e.exit_code(), 2, "{e}");
+        assert!(e.to_string().contains("--chunk-size"));
+        assert!(check_plaintext_len(u64::MAX, limits::MAX_CHUNK_SIZE).is_err());
     }
 }

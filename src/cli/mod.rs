@@ -542,6 +542,9 @@ fn encrypt(cli: &Cli, a: &EncryptArgs) -> Result<()> {
         Input::File(_, len) => Some(*len),
         Input::Stdin => None,
     };
+    if let Some(len) = total {
+        crate::format::check_plaintext_len(len, params.chunk_size)?;
+    }
     let pb = progress::bar(total, cli.quiet, "encrypting");
     let inc = |n: u64| pb.inc(n);
     let params = EncryptParams {
@@ -682,6 +685,7 @@ fn encrypt_batch(
     };
     let failures = batch::run(&jobs, a.batch.jobs, a.force, |_, f, w| {
         let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        crate::format::check_plaintext_len(len, params.chunk_size)?;
         let (dek, stanzas) = match &cache {
             Some(c) => c.data_key(&providers, &params.context, len)?,
             None => crate::keys::wrap_for_all(&providers, &params.context)?,

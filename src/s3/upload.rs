@@ -105,6 +105,7 @@ pub fn part_plan_for(
     let mut grows = true;
     if let Some(len) = plaintext_len {
         grows = false;
+        crate::format::check_plaintext_len(len, chunk_size)?;
         let body = body_len_for(len, chunk_size);
         if body > MAX_OBJECT_SIZE {
             return Err(Error::Usage(format!(
