@@ -140,9 +140,32 @@ fn round_trips_single_put_exact_part_many_parts_and_stdin() {
                 assert_eq!(e.proxy.calls("PutObject"), 1, "{name}");
             }
         }
+        // Without --force the write that creates the object is conditional.
+        let creating = if name == "many-parts" {
+            "CompleteMultipartUpload"
+        } else {
+            "PutObject"
+        };
+        let reqs = e.proxy.requests();
+        let req = reqs.iter().find(|r| r.op == creating).unwrap();
+        assert_eq!(req.header("if-none-match"), Some("*"), "{name}");
+        e.proxy.reset_counters();
         let (o, got) = e.get(name, &[]);
         assert_eq!(code(&o), 0, "{name}: {}", stderr(&o));
         assert!(got == pt, "{name}: round trip differs");
+        // Several ranged GETs of whole chunks, each pinned to the ETag seen by HEAD.
+        let gets: Vec<_> = e
+            .proxy
+            .requests()
+            .into_iter()
+            .filter(|r| r.op == "GetObject")
+            .collect();
+        let expected_gets = if name == "many-parts" { 3 } else { 1 };
+        assert_eq!(gets.len(), expected_gets, "{name}");
+        assert!(
+            gets.iter().all(|r| r.header("if-match").is_some()),
+            "{name}"
+        );
         // Object form: the body is the file form's chunks, and nothing else.
         let cs = 65536;
         let chunks = len.div_ceil(cs).max(1);
@@ -777,4 +800,54 @@ fn batch_to_a_prefix_and_back_with_the_data_key_cache() {
         let got = std::fs::read(out.join("src").join(n)).unwrap();
         assert!(got == data(len), "{n}");
     }
+}
+
+/// An input that fails mid-way (after several parts are uploaded) aborts the upload.
+#[test]
+fn an_input_error_mid_upload_aborts() {
+    use sealstream::envelope::EncryptParams;
+    use sealstream::keys::{self as k, KeyProvider};
+    use sealstream::s3::{PutOptions, S3, S3Settings, S3Url};
+    let Some(e) = setup("input_error") else {
+        return;
+    };
+    if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+        eprintln!("input_error: skipped: AWS_ACCESS_KEY_ID unset (run through scripts/test.sh)");
+        return;
+    }
+    struct Failing(usize);
+    impl std::io::Read for Failing {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.0 == 0 {
+                return Err(std::io::Error::other("disk on fire"));
+            }
+            let n = buf.len().min(self.0);
+            buf[..n].fill(7);
+            self.0 -= n;
+            Ok(n)
+        }
+    }
+    let s3 = S3::connect(S3Settings {
+        part_size: 5 * MIB as u64,
+        ..S3Settings::default()
+    })
+    .unwrap();
+    let url = S3Url::parse(&e.url("ie/obj")).unwrap();
+    let k1 = key(1);
+    let providers = [&k1 as &dyn KeyProvider];
+    let params = EncryptParams::default();
+    let (dek, stanzas) = k::wrap_for_all(&providers, &params.context).unwrap();
+    let err = s3
+        .put_encrypted(
+            &url,
+            Failing(13 * MIB),
+            &dek,
+            stanzas,
+            &params,
+            &PutOptions::default(),
+        )
+        .unwrap_err();
+    assert_eq!(err.exit_code(), 3, "{err}");
+    assert!(err.to_string().contains("disk on fire"), "{err}");
+    e.assert_nothing_left("ie/");
 }
