@@ -15,15 +15,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aws_config::BehaviorVersion;
-use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_kms::Client;
 use aws_sdk_kms::config::Region;
 use aws_sdk_kms::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::DataKeySpec;
-use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result, StanzaFailure};
@@ -92,27 +89,19 @@ impl Kms {
             .enable_all()
             .build()
             .map_err(|e| Error::io("starting the KMS client runtime", e))?;
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-            .build_https();
-        let retry = RetryConfig::standard()
-            .with_max_attempts(settings.max_attempts.max(1))
-            .with_initial_backoff(Duration::from_millis(50))
-            .with_max_backoff(Duration::from_secs(5));
-        let timeout = TimeoutConfig::builder()
-            .operation_timeout(settings.operation_timeout)
-            .build();
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(http)
-            .retry_config(retry)
-            .timeout_config(timeout);
-        if let Some(r) = &settings.region {
-            loader = loader.region(Region::new(r.clone()));
-        }
-        if let Some(p) = &settings.profile {
-            loader = loader.profile_name(p);
-        }
-        let config = rt.block_on(loader.load());
+        let config = crate::aws::load_config(
+            &rt,
+            &crate::aws::AwsOptions {
+                region: settings.region.clone(),
+                profile: settings.profile.clone(),
+                max_attempts: settings.max_attempts,
+                initial_backoff: Duration::from_millis(50),
+                max_backoff: Duration::from_secs(5),
+                timeouts: TimeoutConfig::builder()
+                    .operation_timeout(settings.operation_timeout)
+                    .build(),
+            },
+        );
         Ok(Arc::new(Kms {
             rt,
             config,

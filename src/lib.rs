@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod aws;
 pub mod cli;
 pub mod engine;
 pub mod envelope;

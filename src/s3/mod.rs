@@ -21,13 +21,10 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aws_config::BehaviorVersion;
-use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::Region;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
 use crate::error::{Error, Result};
 use crate::format::{Header, Layout};
@@ -185,28 +182,20 @@ impl S3 {
             .enable_all()
             .build()
             .map_err(|e| Error::io("starting the S3 client runtime", e))?;
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-            .build_https();
-        let retry = RetryConfig::standard()
-            .with_max_attempts(settings.max_attempts.max(1))
-            .with_initial_backoff(Duration::from_millis(100))
-            .with_max_backoff(Duration::from_secs(10));
-        let timeout = TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(120))
-            .build();
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(http)
-            .retry_config(retry)
-            .timeout_config(timeout);
-        if let Some(r) = &settings.region {
-            loader = loader.region(Region::new(r.clone()));
-        }
-        if let Some(p) = &settings.profile {
-            loader = loader.profile_name(p);
-        }
-        let config = rt.block_on(loader.load());
+        let config = crate::aws::load_config(
+            &rt,
+            &crate::aws::AwsOptions {
+                region: settings.region.clone(),
+                profile: settings.profile.clone(),
+                max_attempts: settings.max_attempts,
+                initial_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_secs(10),
+                timeouts: TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(10))
+                    .read_timeout(Duration::from_secs(120))
+                    .build(),
+            },
+        );
         let mut b = aws_sdk_s3::config::Builder::from(&config);
         let endpoint = std::env::var("AWS_ENDPOINT_URL_S3")
             .ok()
@@ -230,6 +219,17 @@ impl S3 {
     /// The settings in use.
     pub fn settings(&self) -> &S3Settings {
         &self.settings
+    }
+
+    /// The SDK client, configured exactly as sealstream's own transfers are (endpoint,
+    /// path style, retries, HTTPS stack): for tools and benchmarks that need raw S3 calls.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Runs a future on this connection's runtime (for use with [`S3::client`]).
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
     }
 
     /// HEADs an object and loads its header (from the metadata or the companion object).

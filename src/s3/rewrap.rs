@@ -10,6 +10,23 @@ use super::{HeaderLocation, ObjectInfo, S3, encode_key, object, sdk_error};
 use crate::error::{Error, Result};
 use crate::format::Header;
 
+/// Sets every attribute a server-side copy with `MetadataDirective: REPLACE` (or a new
+/// multipart upload) would otherwise drop, from the HEAD response `$h`.
+macro_rules! carry_attributes {
+    ($b:expr, $h:expr) => {
+        $b.set_content_type($h.content_type.clone())
+            .set_cache_control($h.cache_control.clone())
+            .set_content_disposition($h.content_disposition.clone())
+            .set_content_encoding($h.content_encoding.clone())
+            .set_content_language($h.content_language.clone())
+            .set_storage_class($h.storage_class.clone())
+            .set_server_side_encryption($h.server_side_encryption.clone())
+            .set_ssekms_key_id($h.sse_kms_key_id.clone())
+            .set_bucket_key_enabled($h.bucket_key_enabled)
+            .set_website_redirect_location($h.website_redirect_location.clone())
+    };
+}
+
 /// What a rewrap changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RewrapReport {
@@ -118,17 +135,8 @@ impl S3 {
             .copy_source(Self::copy_source(obj))
             .set_copy_source_if_match(h.etag.clone())
             .metadata_directive(MetadataDirective::Replace)
-            .set_metadata(Some(metadata))
-            .set_content_type(h.content_type.clone())
-            .set_cache_control(h.cache_control.clone())
-            .set_content_disposition(h.content_disposition.clone())
-            .set_content_encoding(h.content_encoding.clone())
-            .set_content_language(h.content_language.clone())
-            .set_storage_class(h.storage_class.clone())
-            .set_server_side_encryption(h.server_side_encryption.clone())
-            .set_ssekms_key_id(h.sse_kms_key_id.clone())
-            .set_bucket_key_enabled(h.bucket_key_enabled)
-            .set_website_redirect_location(h.website_redirect_location.clone());
+            .set_metadata(Some(metadata));
+        let req = carry_attributes!(req, h);
         self.rt
             .block_on(req.send())
             .map(|_| ())
@@ -168,27 +176,16 @@ impl S3 {
         let h = &obj.head;
         let url = &obj.url;
         let tagging = self.tagging(obj)?;
+        let create = self
+            .client
+            .create_multipart_upload()
+            .bucket(&url.bucket)
+            .key(&url.key)
+            .set_metadata(Some(metadata))
+            .set_tagging(tagging);
         let created = self
             .rt
-            .block_on(
-                self.client
-                    .create_multipart_upload()
-                    .bucket(&url.bucket)
-                    .key(&url.key)
-                    .set_metadata(Some(metadata))
-                    .set_content_type(h.content_type.clone())
-                    .set_cache_control(h.cache_control.clone())
-                    .set_content_disposition(h.content_disposition.clone())
-                    .set_content_encoding(h.content_encoding.clone())
-                    .set_content_language(h.content_language.clone())
-                    .set_storage_class(h.storage_class.clone())
-                    .set_server_side_encryption(h.server_side_encryption.clone())
-                    .set_ssekms_key_id(h.sse_kms_key_id.clone())
-                    .set_bucket_key_enabled(h.bucket_key_enabled)
-                    .set_website_redirect_location(h.website_redirect_location.clone())
-                    .set_tagging(tagging)
-                    .send(),
-            )
+            .block_on(carry_attributes!(create, h).send())
             .map_err(|e| sdk_error(url, "CreateMultipartUpload", e))?;
         let id = created
             .upload_id()
