@@ -197,9 +197,8 @@ impl Fetcher {
                 .send()
                 .await
                 .map_err(|e| sdk_error(url, "GetObject", e))?;
-            match r.body.collect().await {
+            match read_exactly(r.body, len).await {
                 Ok(b) => {
-                    let b = b.into_bytes();
                     if b.len() as u64 != len {
                         return Err(storage(
                             url,
@@ -226,6 +225,23 @@ impl Fetcher {
             }
         }
     }
+}
+
+/// Reads a response body into one buffer of the expected size (one copy, no second
+/// contiguous buffer as `collect().into_bytes()` would make); stops at `len` bytes.
+async fn read_exactly(
+    mut body: aws_sdk_s3::primitives::ByteStream,
+    len: u64,
+) -> std::result::Result<Bytes, aws_sdk_s3::primitives::ByteStreamError> {
+    let mut buf = bytes::BytesMut::with_capacity(len as usize);
+    while let Some(chunk) = body.try_next().await? {
+        let room = (len as usize).saturating_sub(buf.len());
+        buf.extend_from_slice(&chunk[..chunk.len().min(room + 1)]);
+        if buf.len() > len as usize {
+            break; // more than asked for: reported by the caller as a length mismatch
+        }
+    }
+    Ok(buf.freeze())
 }
 
 /// The engine's input: segments in order, from the download tasks.
