@@ -12,13 +12,15 @@ use sealstream::primitives::stream::PayloadCipher;
 
 const SUITES: [Suite; 2] = [Suite::Aes256Gcm, Suite::ChaCha20Poly1305];
 const BACKENDS: [Backend; 2] = [Backend::Ring, Backend::RustCrypto];
+/// The chunk sizes of the release-binary sweep (scripts/bench.sh).
+const CHUNK_SIZES: [usize; 5] = [16 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20];
 
 fn chunk_seal_open(c: &mut Criterion) {
     let mut g = c.benchmark_group("chunk");
     for suite in SUITES {
         for backend in BACKENDS {
             let cipher = PayloadCipher::new(suite, backend, &[3; 32]);
-            for size in [16 * 1024usize, 64 * 1024, 1024 * 1024] {
+            for size in CHUNK_SIZES {
                 let name = format!("{}/{:?}", suite.name(), backend);
                 g.throughput(Throughput::Bytes(size as u64));
                 let mut buf = vec![0x42u8; size + 16];
@@ -109,5 +111,53 @@ fn engine_in_memory(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, chunk_seal_open, header_parse, engine_in_memory);
+/// The engine on all cores at each chunk size of the sweep, in memory (no file I/O), so the
+/// release-binary sweep can be told apart from the engine's own per-chunk cost.
+fn engine_chunk_sizes(c: &mut Criterion) {
+    let mut g = c.benchmark_group("engine_chunk");
+    g.sample_size(10);
+    let size = 64 * 1024 * 1024;
+    let pt = vec![0x17u8; size];
+    g.throughput(Throughput::Bytes(size as u64));
+    let opts = EngineOptions::default();
+    for suite in SUITES {
+        let cipher = PayloadCipher::new(suite, Backend::Ring, &[3; 32]);
+        for cs in CHUNK_SIZES {
+            let cs = cs as u32;
+            let mut ct = Vec::with_capacity(size + size / 1000);
+            engine::seal(&cipher, cs, &pt[..], &mut ct, &opts).unwrap();
+            g.bench_with_input(
+                BenchmarkId::new(format!("seal/{}", suite.name()), cs),
+                &cs,
+                |b, &cs| b.iter(|| engine::seal(&cipher, cs, &pt[..], io::sink(), &opts).unwrap()),
+            );
+            g.bench_with_input(
+                BenchmarkId::new(format!("open/{}", suite.name()), cs),
+                &cs,
+                |b, &cs| {
+                    b.iter(|| {
+                        engine::open(
+                            &cipher,
+                            cs,
+                            &ct[..],
+                            io::sink(),
+                            OpenParams::default(),
+                            &opts,
+                        )
+                        .unwrap()
+                    })
+                },
+            );
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    chunk_seal_open,
+    header_parse,
+    engine_in_memory,
+    engine_chunk_sizes
+);
 criterion_main!(benches);
