@@ -157,14 +157,19 @@ fi
 # Deterministic incompressible data: AES-CTR keystream of zeros under a fixed password.
 gen() { head -c "$1" < <(openssl enc -aes-128-ctr -pass pass:sealstream -nosalt -pbkdf2 -in /dev/zero 2>/dev/null); }
 
-# In this VM the first write to never-used guest memory is far slower than the copy itself
-# (seen: cp at ~300 MB/s instead of ~2.5 GB/s), so the memory every tool writes is touched
-# first, before each tool's runs.
-pretouch() {
-  [ "$FSTYPE" = tmpfs ] || return 0
-  local n=$1 i
-  for i in $(seq "$n"); do head -c "$BYTES" /dev/zero > "$DIR/warm$i"; done
-  rm -f "$DIR"/warm*
+# In this VM (Firecracker, virtio-balloon free page reporting on) freed guest memory is
+# handed back to the host within seconds (reported_kib in /sys/module/page_reporting/parameters
+# grows by GiBs), and the next write to it faults in fresh host pages: seen here, cp of a
+# 4 GiB file at 2.8–3.0 GB/s into recently freed memory but 0.5–1.3 GB/s into memory freed
+# a while ago or never used. So right before every timed command (after the load wait) the
+# script writes and deletes PT_BYTES of zeros, as much as the command will write: every tool
+# then writes into memory the guest has just had backed, and the copy limit is measured
+# the same way.
+PT_BYTES=0
+pretouch() { # BYTES
+  [ "$FSTYPE" = tmpfs ] && [ "${1:-0}" -gt 0 ] || return 0
+  head -c "$1" /dev/zero > "$DIR/warm"
+  rm -f "$DIR/warm"
 }
 
 load1() { cut -d' ' -f1 /proc/loadavg; }
@@ -182,7 +187,7 @@ wait_load() {
   CUR_LOAD=$(load1)
 }
 
-# timed CMD...: waits for a quiet machine, runs CMD (which runs its program under "${T[@]}",
+# timed CMD...: waits for a quiet machine, pre-touches PT_BYTES, runs CMD (which runs its program under "${T[@]}",
 # i.e. /usr/bin/time -v); sets T_SECS (wall seconds), T_RSS (peak RSS, KiB) and T_LOAD
 # (1-minute load just before). Fails if CMD does.
 T=(/usr/bin/time -v -o "$DIR/time.txt")
@@ -190,6 +195,7 @@ run() { "${T[@]}" "$@"; }
 timed() {
   wait_load
   T_LOAD=$CUR_LOAD
+  pretouch "$PT_BYTES"
   local t0 t1
   t0=$(date +%s%N)
   if ! "$@" >/dev/null 2>"$DIR/err.txt"; then
@@ -244,7 +250,6 @@ declare -A COPY COPY_RSS COPY_LOAD
 copy_bench() { # NAME CMD-with-OUT
   local name=$1; shift
   local secs="" loads=""
-  pretouch 1
   for _ in $(seq "$RUNS"); do
     rm -f "$DIR/out.bin"
     timed "$@"; secs+=" $T_SECS"; loads+=" $T_LOAD"
@@ -253,6 +258,7 @@ copy_bench() { # NAME CMD-with-OUT
   COPY[$name]=$(mbps "$(echo "$secs" | median)"); COPY_LOAD[$name]=$(echo "$loads" | range)
 }
 say "machine limits"
+PT_BYTES=$((BYTES + BYTES / 50))   # what one command writes, with room for ciphertext overhead
 copy_bench cp run cp "$IN" "$DIR/out.bin"
 copy_bench cat run sh -c 'cat "$1" > "$2"' sh "$IN" "$DIR/out.bin"
 copy_bench dd run dd if="$IN" of="$DIR/out.bin" bs=1M
@@ -374,7 +380,6 @@ declare -A ENC DEC ENC_RSS DEC_RSS LOADS
 bench_tool() { # TOOL
   local t=$1 r es="" ds="" er="" dr="" loads="" sha
   say "measuring ${DESC[$t]}"
-  pretouch 2
   # Untimed warm-up on a small prefix: loads the binary or the Python modules.
   head -c $((16 << 20)) "$IN" > "$DIR/small.bin"
   "enc_$t" "$DIR/small.bin" "$DIR/small.ct" >/dev/null 2>&1 && "dec_$t" "$DIR/small.ct" "$DIR/small.out" >/dev/null 2>&1 || true
@@ -411,6 +416,7 @@ fi
 # through a pipe, so the plaintext file is gone by then) to /dev/null.
 RSS_ROWS=""
 if [ "$DO_RSS" = 1 ]; then
+  PT_BYTES=0
   rm -f "$IN"   # frees room; the main file is not needed any more unless the sweep reuses it
   for m in $RSS_SIZES; do
     b=$((m * 1024 * 1024)); want=$(( 2 * b / 1024 + 4096 * 1024 ))   # in + out + 4 GiB for others
@@ -419,7 +425,7 @@ if [ "$DO_RSS" = 1 ]; then
     gen "$b" > "$DIR/rss.bin"
     sha_plain=$(sha256sum < "$DIR/rss.bin" | cut -d' ' -f1)
     if [ "$how" = file ]; then
-      pretouch 1
+      PT_BYTES=$((b + b / 50))
       timed run "$BIN" --quiet encrypt -k "$DIR/k.key" "$DIR/rss.bin" -o "$DIR/rss.ct"; e_s=$T_SECS; e_r=$T_RSS; l1=$T_LOAD
       rm -f "$DIR/rss.bin"
       timed run "$BIN" --quiet decrypt -k "$DIR/k.key" "$DIR/rss.ct" -o "$DIR/rss.out"; d_s=$T_SECS; d_r=$T_RSS; l2=$T_LOAD
@@ -435,6 +441,7 @@ if [ "$DO_RSS" = 1 ]; then
       sha=$("$BIN" --quiet decrypt -k "$DIR/k.key" "$DIR/rss.ct" | sha256sum | cut -d' ' -f1)
       note="file → /dev/null, and a ciphertext made through a pipe (peak RSS of that encrypt $(mib "$p_r") MiB) → /dev/null: input and output do not both fit"
     fi
+    PT_BYTES=0
     rm -f "$DIR/rss.ct"
     [ "$sha" = "$sha_plain" ] || die "ROUND TRIP MISMATCH at $m MiB"
     RSS_ROWS+="| $m MiB | $(mib "$e_r") MiB | $(mib "$d_r") MiB | $(mbps "$e_s" "$b") | $(mbps "$d_s" "$b") | $note | $l1, $l2 |"$'\n'
@@ -445,7 +452,7 @@ fi
 SWEEP_ROWS=""
 if [ "$DO_SWEEP" = 1 ]; then
   SAVE_BYTES=$BYTES SAVE_RUNS=$RUNS
-  BYTES=$((SWEEP_MIB * 1024 * 1024)); RUNS=$SWEEP_RUNS
+  BYTES=$((SWEEP_MIB * 1024 * 1024)); RUNS=$SWEEP_RUNS; PT_BYTES=$((BYTES + BYTES / 50))
   [ -f "$IN" ] && [ "$(stat -c %s "$IN")" = "$BYTES" ] || { gen "$BYTES" > "$IN"; }
   IN_SHA=$(sha256sum < "$IN" | cut -d' ' -f1)
   for s in $SUITES; do
