@@ -23,22 +23,22 @@
 #      markers "<!-- BEGIN scripts/bench.sh -->" and "<!-- END scripts/bench.sh -->"
 #      (the rest of the document is left alone). A copy goes to bench-data/ (ignored).
 #
-# The machine may be shared: before every timed command the script waits until the 1-minute
-# load average is below LOAD_MAX (polling every 20 s, at most LOAD_WAIT seconds; then it
-# measures anyway) and records the load next to every figure.
+# The machine may be shared: before every timed command the script waits until the CPUs
+# were less than BUSY_MAX % busy over 3 s (at most LOAD_WAIT seconds; then it measures
+# anyway) and records that figure ("busy %") next to every result.
 #
 # Env: BENCH_DIR (default /dev/shm/sealstream-bench)   CHUNK (default 64KiB)
 #      EXTRA (more sealstream flags)       PEERS=0 (sealstream and limits only)
 #      THREADS=0  RSS=0  SWEEP=0 (skip those parts)     RSS_SIZES (default "1024 8192", MiB)
 #      SWEEP_MIB (default min(SIZE_MIB, 1024))          SWEEP_RUNS (default RUNS)
-#      LOAD_MAX (default 0.7)  LOAD_WAIT (default 900)  WRITE_DOC=0 (do not touch the doc)
+#      BUSY_MAX (default 10, %)  LOAD_WAIT (default 900)  WRITE_DOC=0 (do not touch the doc)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 # The exact command, with the settings given in the environment.
 CMDLINE="scripts/bench.sh $*"
-for v in LOAD_WAIT LOAD_MAX SWEEP_RUNS SWEEP_MIB RSS_SIZES SWEEP RSS THREADS PEERS EXTRA CHUNK BENCH_DIR; do
+for v in LOAD_WAIT BUSY_MAX SWEEP_RUNS SWEEP_MIB RSS_SIZES SWEEP RSS THREADS PEERS EXTRA CHUNK BENCH_DIR; do
   if [ -n "${!v+x}" ]; then CMDLINE="$v=\"${!v}\" $CMDLINE"; fi
 done
 
@@ -55,7 +55,7 @@ RSS_SIZES=${RSS_SIZES:-"1024 8192"}
 SWEEP_MIB=${SWEEP_MIB:-$((SIZE_MIB < 1024 ? SIZE_MIB : 1024))}
 SWEEP_RUNS=${SWEEP_RUNS:-$RUNS}
 SWEEP_CHUNKS="16KiB 64KiB 256KiB 1MiB 4MiB"
-LOAD_MAX=${LOAD_MAX:-0.7}
+BUSY_MAX=${BUSY_MAX:-10}
 LOAD_WAIT=${LOAD_WAIT:-900}
 WRITE_DOC=${WRITE_DOC:-1}
 DOC=docs/BENCHMARKS.md
@@ -172,19 +172,28 @@ pretouch() { # BYTES
   rm -f "$DIR/warm"
 }
 
-load1() { cut -d' ' -f1 /proc/loadavg; }
+# Share (%) of all CPUs that anything used during the next 3 seconds (from /proc/stat).
+busy_pct() {
+  local a b ta=0 tb=0 i
+  read -ra a < /proc/stat; sleep 3; read -ra b < /proc/stat
+  for i in 1 2 3 4 5 6 7 8; do ta=$((ta + a[i])); tb=$((tb + b[i])); done
+  local tot=$((tb - ta)) idle=$(((b[4] + b[5]) - (a[4] + a[5])))
+  [ "$tot" -gt 0 ] || tot=1
+  echo $((100 - 100 * idle / tot))
+}
 LOAD_TIMEOUTS=0
-# Waits until the 1-minute load is below LOAD_MAX; sets CUR_LOAD.
+# Waits until the CPUs were less than BUSY_MAX % busy over 3 s; sets CUR_LOAD to that %.
+# (The 1-minute load average is not used: it lags, and stays high for a minute after each
+# of this script's own timed commands although the CPUs are idle by then.)
 wait_load() {
   local waited=0
-  while awk -v l="$(load1)" -v m="$LOAD_MAX" 'BEGIN { exit !(l >= m) }'; do
+  while CUR_LOAD=$(busy_pct); [ "$CUR_LOAD" -ge "$BUSY_MAX" ]; do
     if [ "$waited" -ge "$LOAD_WAIT" ]; then
-      LOAD_TIMEOUTS=$((LOAD_TIMEOUTS + 1)); say "load $(load1) still >= $LOAD_MAX after ${waited}s: measuring anyway"; break
+      LOAD_TIMEOUTS=$((LOAD_TIMEOUTS + 1)); say "CPUs still $CUR_LOAD % busy after ${waited}s: measuring anyway"; break
     fi
-    [ "$waited" = 0 ] && say "waiting for load $(load1) < $LOAD_MAX"
-    sleep 20; waited=$((waited + 20))
+    [ "$waited" = 0 ] && say "waiting for the CPUs ($CUR_LOAD % busy) to be < $BUSY_MAX % busy"
+    sleep 7; waited=$((waited + 10))
   done
-  CUR_LOAD=$(load1)
 }
 
 # timed CMD...: waits for a quiet machine, pre-touches PT_BYTES, runs CMD (which runs its program under "${T[@]}",
@@ -411,6 +420,26 @@ if [ "$DO_THREADS" = 1 ]; then
   for s in aes chacha; do bench_tool "t1_$s"; done
 fi
 
+# 4a'. Ranged decrypt of 1 MiB from the middle of the file (tests/range_large.rs asserts
+# that only the header and the covering chunks are read; here it is timed).
+RANGE_ROW=""
+if [ "$DO_THREADS" = 1 ]; then
+  say "measuring a 1 MiB ranged decrypt from the middle"
+  rm -f "$DIR/ct.bin"
+  run "$BIN" --quiet $EXTRA encrypt -k "$DIR/k.key" --chunk-size "$CHUNK" "$IN" -o "$DIR/ct.bin"
+  r0=$((BYTES / 2)); r1=$((r0 + (1 << 20) - 1)); rs=""; rl=""
+  # (tail is cut off by head's early exit: its SIGPIPE must not fail the pipeline)
+  want=$( { tail -c +$((r0 + 1)) "$IN" || true; } | head -c $((1 << 20)) | sha256sum | cut -d' ' -f1)
+  for _ in $(seq "$RUNS"); do
+    rm -f "$DIR/range.out"
+    timed run "$BIN" --quiet decrypt -k "$DIR/k.key" --range "$r0-$r1" "$DIR/ct.bin" -o "$DIR/range.out"
+    rs+=" $T_SECS"; rl+=" $T_LOAD"
+    [ "$(sha256sum < "$DIR/range.out" | cut -d' ' -f1)" = "$want" ] || die "RANGE MISMATCH"
+  done
+  RANGE_ROW="| bytes $r0-$r1 of $SIZE_MIB MiB ($CHUNK chunks, AES-256-GCM) | $(awk -v s="$(echo "$rs" | median)" 'BEGIN { printf "%.1f", s * 1000 }') ms | $(mib "$T_RSS") MiB | $(echo "$rl" | range) |"
+  rm -f "$DIR/ct.bin" "$DIR/range.out"
+fi
+
 # 4b. Peak RSS at several sizes. With room for input and output on the fs, file to file;
 # otherwise encrypt the file to /dev/null, and decrypt a ciphertext (made from the generator
 # through a pipe, so the plaintext file is gone by then) to /dev/null.
@@ -475,11 +504,11 @@ REPORT=$(mktemp)
 {
   echo "Generated by \`$CMDLINE\` on $(date -u '+%Y-%m-%d %H:%M UTC'); commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src 2>/dev/null || echo ' with uncommitted changes in src/')."
   echo
-  echo "**Machine**: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores ($(grep -m1 flags /proc/cpuinfo | tr ' ' '\n' | grep -xE 'aes|vaes|vpclmulqdq|avx2|avx512f|sha_ni' | tr '\n' ' ' | sed 's/ $//')), $(free -g | awk '/Mem:/ {print $2}') GiB RAM, Linux $(uname -r); $(rustc --version | cut -d' ' -f1-2); $(openssl version | cut -d' ' -f1-2). File: $SIZE_MIB MiB on $FSTYPE ($DIR). Figures are medians of $RUNS runs; MB = 10^6 bytes; peak RSS is the largest of the runs. \"load\" is the 1-minute load average just before each timed run (min–max over the runs; the script waits for < $LOAD_MAX, at most ${LOAD_WAIT}s$( [ "$LOAD_TIMEOUTS" -gt 0 ] && echo "; $LOAD_TIMEOUTS measurement(s) started above it after the wait" ))."
+  echo "**Machine**: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores ($(grep -m1 flags /proc/cpuinfo | tr ' ' '\n' | grep -xE 'aes|vaes|vpclmulqdq|avx2|avx512f|sha_ni' | tr '\n' ' ' | sed 's/ $//')), $(free -g | awk '/Mem:/ {print $2}') GiB RAM, Linux $(uname -r); $(rustc --version | cut -d' ' -f1-2); $(openssl version | cut -d' ' -f1-2). File: $SIZE_MIB MiB on $FSTYPE ($DIR). Figures are medians of $RUNS runs; MB = 10^6 bytes; peak RSS is the largest of the runs. \"busy %\" is how much of the $(nproc) cores anything used in the 3 s just before each timed run (min–max over the runs; the script waits for < $BUSY_MAX %, at most ${LOAD_WAIT}s$( [ "$LOAD_TIMEOUTS" -gt 0 ] && echo "; $LOAD_TIMEOUTS measurement(s) started above it after the wait" ))."
   echo
   echo "### Machine limits (same run)"
   echo
-  echo "| what | MB/s | load |"
+  echo "| what | MB/s | busy % |"
   echo "|---|---|---|"
   echo "| \`cp\` (copy_file_range: one copy in the kernel) | ${COPY[cp]} | ${COPY_LOAD[cp]} |"
   echo "| \`cat >\` (copy_file_range too) | ${COPY[cat]} | ${COPY_LOAD[cat]} |"
@@ -492,7 +521,7 @@ REPORT=$(mktemp)
   echo
   echo "### Encrypt and decrypt, $SIZE_MIB MiB file, side by side"
   echo
-  echo "| tool | version | encrypt MB/s | decrypt MB/s | peak RSS enc / dec | ÷ sealstream same suite (enc / dec) | ÷ sealstream default (enc / dec) | ÷ limit (enc / dec) | load |"
+  echo "| tool | version | encrypt MB/s | decrypt MB/s | peak RSS enc / dec | ÷ sealstream same suite (enc / dec) | ÷ sealstream default (enc / dec) | ÷ limit (enc / dec) | busy % |"
   echo "|---|---|---|---|---|---|---|---|---|"
   for t in $TOOL_LIST; do
     [ -n "${ENC[$t]:-}" ] || continue
@@ -527,7 +556,7 @@ REPORT=$(mktemp)
   if [ "$DO_THREADS" = 1 ]; then
     echo "### One worker vs all cores ($SIZE_MIB MiB, $CHUNK chunks)"
     echo
-    echo "| suite | encrypt MB/s, 1 thread | encrypt MB/s, $(nproc) threads | speed-up | decrypt MB/s, 1 thread | decrypt MB/s, $(nproc) threads | speed-up | load (1 thread runs) |"
+    echo "| suite | encrypt MB/s, 1 thread | encrypt MB/s, $(nproc) threads | speed-up | decrypt MB/s, 1 thread | decrypt MB/s, $(nproc) threads | speed-up | busy % (1 thread runs) |"
     echo "|---|---|---|---|---|---|---|---|"
     for s in aes chacha; do
       [ -n "${ENC[t1_$s]:-}" ] || continue
@@ -538,10 +567,18 @@ REPORT=$(mktemp)
     echo "\`--threads N\` sets the crypto workers; the reader and the writer are two more threads."
     echo
   fi
+  if [ -n "$RANGE_ROW" ]; then
+    echo "### Ranged decrypt: 1 MiB from the middle (median of $RUNS, whole process)"
+    echo
+    echo "| range | wall time | peak RSS | busy % |"
+    echo "|---|---|---|---|"
+    echo "$RANGE_ROW"
+    echo
+  fi
   if [ -n "$RSS_ROWS" ]; then
     echo "### Peak RSS by input size (AES-256-GCM, $CHUNK chunks, all cores, one run each)"
     echo
-    echo "| input | peak RSS encrypt | peak RSS decrypt | encrypt MB/s | decrypt MB/s | how | load |"
+    echo "| input | peak RSS encrypt | peak RSS decrypt | encrypt MB/s | decrypt MB/s | how | busy % |"
     echo "|---|---|---|---|---|---|---|"
     printf '%s' "$RSS_ROWS"
     echo
@@ -549,7 +586,7 @@ REPORT=$(mktemp)
   if [ -n "$SWEEP_ROWS" ]; then
     echo "### Chunk-size sweep ($SWEEP_MIB MiB file, median of $SWEEP_RUNS, all cores)"
     echo
-    echo "| suite | chunk | encrypt MB/s | decrypt MB/s | peak RSS enc / dec | openssl AEAD limit at this size, $(nproc) cores, MB/s | ÷ copy limit ($COPY_LIMIT MB/s) enc / dec | load |"
+    echo "| suite | chunk | encrypt MB/s | decrypt MB/s | peak RSS enc / dec | openssl AEAD limit at this size, $(nproc) cores, MB/s | ÷ copy limit ($COPY_LIMIT MB/s) enc / dec | busy % |"
     echo "|---|---|---|---|---|---|---|---|"
     printf '%s' "$SWEEP_ROWS"
     echo
