@@ -9,9 +9,10 @@
 #   --jobs N  targets fuzzed at once (default 1; one libFuzzer process per job)
 #   TARGET    only these targets (default: all of `cargo fuzz list`)
 #
-# State lives in fuzz/long/ (gitignored): corpus/<target> (the growing corpus, seeded from
-# fuzz/corpus and fuzz/regressions), logs/, and ledger.tsv with one line per segment:
-# mode, target, start (UTC), seconds, execs, cov, ft, corpus entries, exit status.
+# State: fuzz/long/ (gitignored) holds corpus/<mode>-<target> (the growing corpus, seeded from
+# fuzz/corpus and fuzz/regressions) and logs/; fuzz/ledger.tsv (checked in, the record that
+# docs/FUZZING.md reports) has one line per segment:
+# mode, target, start (UTC), seconds, execs, cov, ft, corpus entries, exit status, commit.
 # Each target runs in segments of at most SEGMENT seconds (env, default 900).
 #
 # Pausing (to free the cores for a benchmark): `touch fuzz/long/PAUSE`. Within 5 s every
@@ -27,7 +28,7 @@ cd "$ROOT"
 [ -d "$HOME/.cargo/bin" ] && export PATH="$HOME/.cargo/bin:$PATH"
 
 STATE=fuzz/long
-LEDGER=$STATE/ledger.tsv
+LEDGER=fuzz/ledger.tsv
 SEGMENT=${SEGMENT:-900}
 ASAN=0
 JOBS=1
@@ -47,7 +48,7 @@ while [ $# -gt 0 ]; do
     shift
 done
 mkdir -p "$STATE/logs" "$STATE/corpus"
-[ -f "$LEDGER" ] || printf 'mode\ttarget\tstart_utc\tseconds\texecs\tcov\tft\tcorpus\texit\n' >"$LEDGER"
+[ -f "$LEDGER" ] || printf 'mode\ttarget\tstart_utc\tseconds\texecs\tcov\tft\tcorpus\texit\tcommit\n' >"$LEDGER"
 
 report() {
     echo "fuzz_long.sh: ledger $LEDGER (segments summed per mode and target; cov/ft/corpus from the last segment)"
@@ -81,7 +82,8 @@ fi
 [ "${#TARGETS[@]}" -gt 0 ] || mapfile -t TARGETS < <(cargo fuzz list)
 echo "fuzz_long.sh: building (${MODE})"
 cargo fuzz build "${BUILD[@]}" >/dev/null
-echo "fuzz_long.sh: commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src fuzz || echo ' + uncommitted changes')"
+COMMIT="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src fuzz/fuzz_targets fuzz/src || echo '+dirty')"
+echo "fuzz_long.sh: fuzzing commit $COMMIT"
 
 done_secs() { # TARGET
     awk -F'\t' -v m="$MODE" -v t="$1" 'NR > 1 && $1 == m && $2 == t { s += $4 } END { print s + 0 }' "$LEDGER"
@@ -122,8 +124,8 @@ segment() {
     ft=$(sed -nE 's/.* ft: ([0-9]+).*/\1/p' <<<"$last")
     corp=$(sed -nE 's/.* corp: ([0-9]+)\/.*/\1/p' <<<"$last")
     if [ -z "$execs" ]; then execs=$(sed -nE 's/^#([0-9]+).*/\1/p' <<<"$last"); fi
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$MODE" "$t" "$start" "$secs_run" "${execs:-0}" \
-        "${cov:-?}" "${ft:-?}" "${corp:-?}" "$status" >>"$LEDGER"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$MODE" "$t" "$start" "$secs_run" "${execs:-0}" \
+        "${cov:-?}" "${ft:-?}" "${corp:-?}" "$status" "$COMMIT" >>"$LEDGER"
     echo "fuzz_long.sh: $t $status after ${secs_run}s, ${execs:-?} execs, cov ${cov:-?} ft ${ft:-?} corpus ${corp:-?} ($log)"
     case "$status" in ok | interrupted) return 0 ;; *) tail -n 30 "$log"; return 1 ;; esac
 }

@@ -147,7 +147,10 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let secs: f64 = args.get(1).map_or(0.3, |s| s.parse().expect("SECONDS"));
     let samples: usize = args.get(2).map_or(7, |s| s.parse().expect("SAMPLES"));
-    let header: String = SIZES.iter().map(|s| format!(" {} KiB |", s >> 10)).collect();
+    let header: String = SIZES
+        .iter()
+        .map(|s| format!(" {} KiB |", s >> 10))
+        .collect();
     println!("| suite | backend | op |{header}");
     println!("|---|---|---|{}", "---|".repeat(SIZES.len()));
     let mut row = "| — | memcpy (reference) | copy |".to_string();
@@ -161,7 +164,10 @@ fn main() {
         row += &format!(" {rate:.2} |");
     }
     println!("{row}");
-    for (suite, name) in [(Suite::Aes, "AES-256-GCM"), (Suite::ChaCha, "ChaCha20-Poly1305")] {
+    for (suite, name) in [
+        (Suite::Aes, "AES-256-GCM"),
+        (Suite::ChaCha, "ChaCha20-Poly1305"),
+    ] {
         let all = backends(suite);
         // Cross-check: every backend produces ring's ciphertext and tag, and opens it.
         for &len in &SIZES {
@@ -170,9 +176,15 @@ fn main() {
             let want_tag = all[0].1.seal(&mut want);
             for (bname, b) in &all {
                 let mut got = pt.clone();
-                assert!(b.seal(&mut got) == want_tag && got == want, "{bname}: wrong output");
+                assert!(
+                    b.seal(&mut got) == want_tag && got == want,
+                    "{bname}: wrong output"
+                );
                 got.extend_from_slice(&want_tag);
-                assert!(b.open(&mut got) && got[..len] == pt[..], "{bname}: cannot open");
+                assert!(
+                    b.open(&mut got) && got[..len] == pt[..],
+                    "{bname}: cannot open"
+                );
                 got.copy_from_slice(&[&want[..], &want_tag[..]].concat());
                 got[len / 2] ^= 1;
                 assert!(!b.open(&mut got), "{bname}: accepted a flipped byte");
