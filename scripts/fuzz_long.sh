@@ -18,6 +18,8 @@
 # Pausing (to free the cores for a benchmark): `touch fuzz/long/PAUSE`. Within 5 s every
 # running segment is stopped with SIGINT (libFuzzer prints its final stats, the segment is
 # ledgered with the time it actually ran) and the script waits until the file is removed.
+# To stop for good, pause, wait for the "interrupted" lines, then kill the script: killing
+# it (or Ctrl-C) while a segment runs loses that segment's ledger line.
 #
 # A crash, timeout (> 25 s for one input) or out-of-memory stops that target, keeps the
 # input in fuzz/artifacts/<target>/, and makes the script exit 1 at the end.
