@@ -1,12 +1,16 @@
 //! Download + decrypt: ranged GETs of whole chunks, several in flight, delivered in order
 //! to the engine's reader, which authenticates every chunk before it is written. A ranged
 //! read fetches only the chunks covering the range.
+//!
+//! Segment buffers are recycled through a small free list instead of being allocated per
+//! GET: with glibc, freeing one part-sized buffer raises the dynamic mmap threshold above
+//! the part size, later buffers then come from per-thread heaps, and fragmentation pushed
+//! a 2 GiB download's peak RSS ~50 % above the `(concurrency + 2) × part size` bound.
 
 use std::io::{self, Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
@@ -76,7 +80,7 @@ impl S3 {
             // Only an authentic final chunk makes "the plaintext is N bytes" true.
             let off = layout.chunk_offset(last) - hl;
             let len = layout.chunk_ciphertext_len(last);
-            let mut buf = self.fetch_blocking(obj, off, len)?.to_vec();
+            let mut buf = self.fetch_blocking(obj, off, len)?;
             let mut scratch = Vec::new();
             cipher.open_final_chunk(last, &mut buf, &mut scratch)?;
         }
@@ -116,34 +120,62 @@ impl S3 {
             ranges.push((a, b - a));
             a = b;
         }
-        let (tx, rx) = mpsc::channel::<Result<Bytes>>(1);
-        let error = Arc::new(Mutex::new(None));
         let fetcher = Fetcher::new(self, obj);
-        let n = self.settings.concurrency;
-        self.rt.spawn(async move {
-            let mut s = futures_util::stream::iter(ranges)
-                .map(|(off, len)| {
-                    let f = fetcher.clone();
-                    async move { f.fetch(off, len).await }
-                })
-                .buffered(n);
-            while let Some(r) = s.next().await {
-                let stop = r.is_err();
-                if tx.send(r).await.is_err() || stop {
-                    break;
-                }
-            }
-        });
-        SegmentReader {
-            rx,
-            cur: Bytes::new(),
-            error,
-        }
+        pipeline(
+            &self.rt,
+            ranges,
+            self.settings.concurrency,
+            move |buf, off, len| {
+                let f = fetcher.clone();
+                async move { f.fetch_into(buf, off, len).await }
+            },
+        )
     }
 
-    fn fetch_blocking(&self, obj: &ObjectInfo, off: u64, len: u64) -> Result<Bytes> {
+    fn fetch_blocking(&self, obj: &ObjectInfo, off: u64, len: u64) -> Result<Vec<u8>> {
         let f = Fetcher::new(self, obj);
-        self.rt.block_on(f.fetch(off, len))
+        self.rt.block_on(f.fetch_into(Vec::new(), off, len))
+    }
+}
+
+/// Runs `fetch(buffer, offset, length)` for every range on `rt`, up to `concurrency` at a
+/// time, and returns a reader of their bytes in order. Buffers come from a [`Pool`] fed
+/// by the reader, so a download of any size allocates at most `concurrency + 1` of them.
+fn pipeline<F, Fut>(
+    rt: &tokio::runtime::Runtime,
+    ranges: Vec<(u64, u64)>,
+    concurrency: usize,
+    fetch: F,
+) -> SegmentReader
+where
+    F: Fn(Vec<u8>, u64, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Vec<u8>>> + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel::<Result<Vec<u8>>>(1);
+    let pool = Pool::default();
+    let fetch_pool = pool.clone();
+    rt.spawn(async move {
+        let mut s = futures_util::stream::iter(ranges)
+            .map(|(off, len)| fetch(fetch_pool.take(), off, len))
+            .buffered(concurrency.max(1));
+        // Room in the channel first, then the next segment: no finished segment waits
+        // outside the channel. A segment taken out of `s` leaves `concurrency - 1` GETs
+        // in flight until the next poll, so GETs + channel + reader ≤ `concurrency + 1`.
+        while let Ok(permit) = tx.reserve().await {
+            let Some(r) = s.next().await else { break };
+            let stop = r.is_err();
+            permit.send(r);
+            if stop {
+                break;
+            }
+        }
+    });
+    SegmentReader {
+        rx,
+        cur: Vec::new(),
+        pos: 0,
+        pool,
+        error: Arc::new(Mutex::new(None)),
     }
 }
 
@@ -179,9 +211,10 @@ impl Fetcher {
         }
     }
 
-    /// GETs `len` bytes at `off`; a body cut off mid-transfer is retried (the SDK retries
-    /// failed requests, not failed body reads).
-    async fn fetch(&self, off: u64, len: u64) -> Result<Bytes> {
+    /// GETs `len` bytes at `off` into `buf` (cleared first; its allocation is reused); a
+    /// body cut off mid-transfer is retried (the SDK retries failed requests, not failed
+    /// body reads).
+    async fn fetch_into(&self, mut buf: Vec<u8>, off: u64, len: u64) -> Result<Vec<u8>> {
         let url = &self.url;
         let mut attempt = 0;
         loop {
@@ -197,19 +230,19 @@ impl Fetcher {
                 .send()
                 .await
                 .map_err(|e| sdk_error(url, "GetObject", e))?;
-            match read_exactly(r.body, len).await {
-                Ok(b) => {
-                    if b.len() as u64 != len {
+            match read_exactly(r.body, &mut buf, len).await {
+                Ok(()) => {
+                    if buf.len() as u64 != len {
                         return Err(storage(
                             url,
                             "GetObject",
                             &format!(
                                 "asked for {len} bytes at offset {off}, got {} (the object changed?)",
-                                b.len()
+                                buf.len()
                             ),
                         ));
                     }
-                    return Ok(b);
+                    return Ok(buf);
                 }
                 Err(e) if attempt < self.attempts => {
                     let _ = e;
@@ -227,13 +260,16 @@ impl Fetcher {
     }
 }
 
-/// Reads a response body into one buffer of the expected size (one copy, no second
-/// contiguous buffer as `collect().into_bytes()` would make); stops at `len` bytes.
+/// Reads a response body into `buf` (cleared, then grown to `len` if needed: one copy, no
+/// second contiguous buffer as `collect().into_bytes()` would make); stops past `len`
+/// bytes.
 async fn read_exactly(
     mut body: aws_sdk_s3::primitives::ByteStream,
+    buf: &mut Vec<u8>,
     len: u64,
-) -> std::result::Result<Bytes, aws_sdk_s3::primitives::ByteStreamError> {
-    let mut buf = bytes::BytesMut::with_capacity(len as usize);
+) -> std::result::Result<(), aws_sdk_s3::primitives::ByteStreamError> {
+    buf.clear();
+    buf.reserve_exact(len as usize);
     while let Some(chunk) = body.try_next().await? {
         let room = (len as usize).saturating_sub(buf.len());
         buf.extend_from_slice(&chunk[..chunk.len().min(room + 1)]);
@@ -241,19 +277,54 @@ async fn read_exactly(
             break; // more than asked for: reported by the caller as a length mismatch
         }
     }
-    Ok(buf.freeze())
+    Ok(())
+}
+
+/// Segment buffers the reader has drained (it returns each before it waits for the next),
+/// for the next GETs: each buffer is allocated once, and at most `concurrency + 1` exist
+/// (see [`pipeline`]).
+#[derive(Clone, Default)]
+struct Pool {
+    free: Arc<Mutex<Vec<Vec<u8>>>>,
+    /// How many times `take` found the list empty (a new buffer gets allocated then).
+    fresh: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Pool {
+    fn take(&self) -> Vec<u8> {
+        match self.free.lock().ok().and_then(|mut free| free.pop()) {
+            Some(buf) => buf,
+            None => {
+                self.fresh
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Vec::new()
+            }
+        }
+    }
+
+    fn give(&self, buf: Vec<u8>) {
+        if buf.capacity() > 0
+            && let Ok(mut free) = self.free.lock()
+        {
+            free.push(buf);
+        }
+    }
 }
 
 /// The engine's input: segments in order, from the download tasks.
 struct SegmentReader {
-    rx: mpsc::Receiver<Result<Bytes>>,
-    cur: Bytes,
+    rx: mpsc::Receiver<Result<Vec<u8>>>,
+    cur: Vec<u8>,
+    pos: usize,
+    pool: Pool,
     error: Arc<Mutex<Option<Error>>>,
 }
 
 impl Read for SegmentReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.cur.is_empty() {
+        while self.pos == self.cur.len() {
+            self.pool.give(std::mem::take(&mut self.cur));
+            self.pos = 0;
             match self.rx.blocking_recv() {
                 Some(Ok(b)) => self.cur = b,
                 Some(Err(e)) => {
@@ -266,9 +337,85 @@ impl Read for SegmentReader {
                 None => return Ok(0),
             }
         }
-        let n = buf.len().min(self.cur.len());
-        buf[..n].copy_from_slice(&self.cur[..n]);
-        let _ = self.cur.split_to(n);
+        let rest = &self.cur[self.pos..];
+        let n = buf.len().min(rest.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        self.pos += n;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake fetch that fills `len` bytes with a pattern of the offset, after a delay
+    /// that varies per segment, so segments finish out of order.
+    async fn fake(mut buf: Vec<u8>, off: u64, len: u64) -> Result<Vec<u8>> {
+        tokio::time::sleep(Duration::from_micros((off * 7919) % 3000)).await;
+        buf.clear();
+        buf.extend((off..off + len).map(|i| (i % 251) as u8));
+        Ok(buf)
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_time()
+            .build()
+            .expect("runtime")
+    }
+
+    #[test]
+    fn segments_arrive_in_order_with_at_most_concurrency_plus_one_buffers() {
+        let rt = runtime();
+        for concurrency in [1usize, 4] {
+            let seg = 2048u64;
+            let total = 200 * seg + 123;
+            let ranges: Vec<(u64, u64)> = (0..total)
+                .step_by(seg as usize)
+                .map(|a| (a, seg.min(total - a)))
+                .collect();
+            let mut r = pipeline(&rt, ranges, concurrency, fake);
+            let pool = r.pool.clone();
+            let mut out = Vec::new();
+            let mut piece = [0u8; 1000];
+            loop {
+                // A slow reader (≥ 2 ms per segment, fetches take < 3 ms and overlap), so
+                // the fetches run ahead and fill every slot.
+                std::thread::sleep(Duration::from_micros(1000));
+                let n = r.read(&mut piece).expect("read");
+                if n == 0 {
+                    break;
+                }
+                out.extend_from_slice(&piece[..n]);
+            }
+            let want: Vec<u8> = (0..total).map(|i| (i % 251) as u8).collect();
+            assert!(out == want, "bytes out of order or missing");
+            let fresh = pool.fresh.load(std::sync::atomic::Ordering::Relaxed);
+            assert!(
+                fresh <= concurrency + 1,
+                "{fresh} buffers allocated for concurrency {concurrency}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_failed_segment_ends_the_stream_with_its_error() {
+        let rt = runtime();
+        let ranges: Vec<(u64, u64)> = (0..10).map(|i| (i * 100, 100)).collect();
+        let mut r = pipeline(&rt, ranges, 3, |buf, off, len| async move {
+            if off == 500 {
+                Err(Error::Usage("segment 5 failed".into()))
+            } else {
+                fake(buf, off, len).await
+            }
+        });
+        let mut out = Vec::new();
+        let e = r.read_to_end(&mut out).expect_err("must fail");
+        assert!(e.to_string().contains("segment 5 failed"), "{e}");
+        assert_eq!(out.len(), 500, "the five segments before the failure");
+        let slot = r.error.lock().expect("lock").take();
+        assert!(matches!(slot, Some(Error::Usage(_))), "{slot:?}");
     }
 }
