@@ -182,5 +182,24 @@ fn main() {
     for (name, t) in texts {
         write(&dir, "cli_parsers", name, t.as_bytes());
     }
+
+    // header_struct: `arbitrary` decodes any bytes into a `HeaderSpec`, so the seeds are
+    // byte patterns that decode to different shapes (empty and filled contexts, stanza
+    // lists of several lengths, edits); the fuzzer takes it from there.
+    let patterns: [(&str, Vec<u8>); 5] = [
+        ("zeros-64", vec![0; 64]),
+        ("zeros-512", vec![0; 512]),
+        ("ramp-512", (0..512).map(|i| i as u8).collect()),
+        ("ones-256", vec![0xff; 256]),
+        (
+            "alternating-600",
+            (0..600)
+                .map(|i| if i % 2 == 0 { 1 } else { 0x41 })
+                .collect(),
+        ),
+    ];
+    for (name, bytes) in patterns {
+        write(&dir, "header_struct", name, &bytes);
+    }
     println!("wrote seed corpora under {}", dir.display());
 }

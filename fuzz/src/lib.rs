@@ -17,6 +17,8 @@
 //! input: `encrypt` draws them from the OS RNG, which would make every input
 //! non-reproducible (crashes could not be replayed or minimised).
 
+pub mod header;
+
 use std::io::{self, Write};
 use std::sync::OnceLock;
 
