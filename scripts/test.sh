@@ -4,6 +4,8 @@
 #   1. installs what it needs (moto[server] into .tools/moto-venv; rustfmt/clippy if missing)
 #   2. starts a fresh local AWS emulator (moto) on a free port, always stopped on exit
 #   3. cargo fmt --check, cargo clippy -D warnings, cargo test --all-targets, cargo test --doc
+#   4. cargo deny (licenses, bans, sources, advisories) against deny.toml
+#   5. a fuzz smoke: every fuzz target for FUZZ_SECONDS (default 30) each (scripts/fuzz.sh)
 #
 # Extra arguments go to both `cargo test` runs, e.g.  scripts/test.sh roundtrip -- --nocapture
 set -euo pipefail
