@@ -122,17 +122,26 @@ section "cargo test --doc${*:+ $*}"
 cargo test --doc "$@"
 done_step
 
-# ---- supply chain (issue 7) ------------------------------------------------------------
+# ---- supply chain (issue 7, issue 14 item 18) -----------------------------------------
 # cargo-deny (pinned; installed on first use) against the checked-in deny.toml:
 #   * licenses, bans (duplicate versions warn; banned crates fail), sources: these need only
 #     Cargo.lock and crates.io, so they always run and must pass;
 #   * advisories (RustSec vulnerabilities, unmaintained and yanked crates) need the RustSec
-#     advisory database, a git clone from github.com. It runs if the database can be
-#     fetched now, or else against a local copy younger than 90 days; otherwise the step
-#     says SKIPPED with the reason (it never reports a check it did not run as passed).
-#     SEALSTREAM_REQUIRE_ADVISORIES=1 makes an unavailable database a failure instead.
+#     advisory database, a git repository on github.com. If it can be fetched now, the check
+#     runs against it. If not (this workplace reaches no github.com), the check runs offline
+#     against the newest local copy: cargo-deny's own clone in $CARGO_HOME/advisory-dbs, or
+#     the snapshot ../shared/advisory-db.tar.gz beside the repository (override the path with
+#     SEALSTREAM_ADVISORY_DB_SNAPSHOT), which is unpacked there under the directory name
+#     cargo-deny derives from the database URL. The step prints the database's age (its last
+#     commit) and warns when it is older than 90 days. Any advisory fails the step.
+#     With no database at all the step FAILS; SEALSTREAM_SKIP_ADVISORIES=1 turns that into a
+#     loudly reported SKIPPED for a quick local run (CI must not set it). Then the same
+#     check must reject scripts/deny-canary (a crate with a known advisory), or the step fails.
 # SEALSTREAM_SKIP_DENY=1 skips the whole step for quick local runs (CI must not set it).
 CARGO_DENY_VERSION=0.20.2
+# cargo-deny's directory name for https://github.com/RustSec/advisory-db (deny.toml's
+# db-urls); read from its own failed-fetch message when it says one, else this.
+DENY_DB_NAME_DEFAULT=advisory-db-3157b0e258782691
 if [ "${SEALSTREAM_SKIP_DENY:-0}" = "1" ]; then
     section "supply chain: skipped (SEALSTREAM_SKIP_DENY=1)"
 else
@@ -155,28 +164,71 @@ else
         deny_adv="advisories ok (RustSec database fetched now)"
     else
         deny_why="$( (grep -m1 '^fatal:' "$deny_fetch_log" || grep -m1 -i 'error' "$deny_fetch_log") | cut -c1-160 || true)"
-        deny_db=""
-        deny_age=""
-        for d in "$deny_db_dir"/advisory-db-*; do
-            if [ -d "$d/.git" ] && t="$(git -C "$d" show -s --format=%ct HEAD 2>/dev/null)"; then
-                deny_db="$d"
-                deny_age=$((($(date +%s) - t) / 86400))
+        deny_name="$(grep -o 'advisory-dbs/advisory-db-[0-9a-f]*' "$deny_fetch_log" | head -n1 | sed 's|.*/||' || true)"
+        deny_name="${deny_name:-$DENY_DB_NAME_DEFAULT}"
+        deny_db="$deny_db_dir/$deny_name"
+        commit_time() { git -C "$1" show -s --format=%ct HEAD 2>/dev/null; }
+        deny_have="$(commit_time "$deny_db" || true)"
+        deny_snap="${SEALSTREAM_ADVISORY_DB_SNAPSHOT:-$ROOT/../shared/advisory-db.tar.gz}"
+        deny_from="cargo-deny's local clone"
+        if [ -f "$deny_snap" ]; then
+            deny_tmp="$(mktemp -d "${TMPDIR:-/tmp}/sealstream-advisory-db.XXXXXX")"
+            tar -xzf "$deny_snap" -C "$deny_tmp"
+            deny_src="$(find "$deny_tmp" -mindepth 2 -maxdepth 2 -name .git -type d | head -n1)"
+            deny_src="${deny_src%/.git}"
+            deny_snap_time="$( [ -n "$deny_src" ] && commit_time "$deny_src" || true)"
+            if [ -z "$deny_snap_time" ]; then
+                echo "ERROR: $deny_snap holds no git checkout of the advisory database" >&2
+                rm -rf "$deny_tmp"
+                exit 1
             fi
-        done
-        if [ -n "$deny_db" ] && [ "$deny_age" -le 90 ]; then
-            echo "cannot fetch the RustSec database (${deny_why:-see above}); using the local copy ($deny_age days old)"
+            # The newer of the two wins; an older snapshot never replaces a newer clone.
+            if [ -z "$deny_have" ] || [ "$deny_snap_time" -gt "$deny_have" ]; then
+                mkdir -p "$deny_db_dir"
+                rm -rf "$deny_db"
+                mv "$deny_src" "$deny_db"
+                deny_have="$deny_snap_time"
+                deny_from="the snapshot $deny_snap"
+            fi
+            rm -rf "$deny_tmp"
+        fi
+        if [ -n "$deny_have" ]; then
+            deny_age=$((($(date +%s) - deny_have) / 86400))
+            deny_date="$(date -u -d "@$deny_have" +%Y-%m-%d)"
+            echo "cannot fetch the RustSec database (${deny_why:-see above})"
+            echo "checking advisories offline against $deny_from: last commit $deny_date, $deny_age days old"
+            if [ "$deny_age" -gt 90 ]; then
+                printf '**** WARNING: the advisory database is %s days old: advisories published after %s are not checked\n' "$deny_age" "$deny_date" >&2
+            fi
+            # Offline, cargo metadata needs every platform's crates on disk: fetch them first.
+            cargo fetch --locked --quiet
             cargo deny --locked --offline check advisories
-            deny_adv="advisories ok against a local RustSec database $deny_age days old (fetch failed; run offline)"
+            deny_adv="advisories ok against a RustSec database of $deny_date ($deny_age days old; fetch failed, checked offline)"
         else
-            deny_adv="advisories SKIPPED: RustSec database unavailable (${deny_why:-fetch failed}${deny_db:+; local copy $deny_age days old})"
+            deny_adv="advisories SKIPPED: no RustSec database (${deny_why:-fetch failed}; no snapshot at $deny_snap)"
         fi
     fi
     rm -f "$deny_fetch_log"
+    # The check must be able to fail: the canary crate depends on a version with a known
+    # advisory, so the same database has to reject it (an empty or broken one would not).
+    case "$deny_adv" in
+        *SKIPPED*) ;;
+        *)
+            deny_offline=""
+            case "$deny_adv" in *offline*) deny_offline="--offline" ;; esac
+            (cd "$ROOT/scripts/deny-canary" && cargo fetch --locked --quiet)
+            if (cd "$ROOT/scripts/deny-canary" && cargo deny --locked $deny_offline check advisories >/dev/null 2>&1); then
+                echo "ERROR: the advisories check passed scripts/deny-canary (time 0.1.43, RUSTSEC-2020-0071): the database in use proves nothing" >&2
+                exit 1
+            fi
+            deny_adv="$deny_adv; canary rejected as it must be"
+            ;;
+    esac
     case "$deny_adv" in
         *SKIPPED*)
             printf '\n**** %s\n**** licenses, bans and sources were checked; advisories were NOT.\n' "$deny_adv" >&2
-            if [ "${SEALSTREAM_REQUIRE_ADVISORIES:-0}" = "1" ]; then
-                echo "ERROR: SEALSTREAM_REQUIRE_ADVISORIES=1 and the advisories check could not run" >&2
+            if [ "${SEALSTREAM_SKIP_ADVISORIES:-0}" != "1" ]; then
+                echo "ERROR: the advisories check could not run (SEALSTREAM_SKIP_ADVISORIES=1 skips it for a local run)" >&2
                 exit 1
             fi
             ;;
