@@ -44,7 +44,7 @@ struct Entry {
 /// first stored) while callers for different keys run concurrently: one slow or hostile
 /// key cannot stall the others.
 pub struct SingleFlight<V> {
-    slots: Mutex<HashMap<Vec<u8>, Arc<Mutex<Option<V>>>>>,
+    slots: Slots<V>,
 }
 
 impl<V> std::fmt::Debug for SingleFlight<V> {
@@ -76,32 +76,46 @@ impl<V> SingleFlight<V> {
         created: impl Fn(&V) -> Instant,
         work: impl FnOnce(&mut Option<V>) -> T,
     ) -> Result<T> {
-        let slot = {
-            let mut slots = self
-                .slots
-                .lock()
-                .map_err(|_| Error::KeyService("data-key cache poisoned".into()))?;
-            // A slot only the map holds is idle: nobody can clone it while we hold the map
-            // lock, so locking it here never waits. Dropped values zeroize themselves.
-            slots.retain(|k, s| {
-                k == &key || Arc::strong_count(s) > 1 || lock(s).as_ref().is_some_and(&keep)
-            });
-            if !slots.contains_key(&key) && slots.len() >= max_entries.max(1) {
-                let oldest = slots
-                    .iter()
-                    .filter(|(_, s)| Arc::strong_count(s) == 1)
-                    .filter_map(|(k, s)| lock(s).as_ref().map(|v| (created(v), k.clone())))
-                    .min_by_key(|(at, _)| *at)
-                    .map(|(_, k)| k);
-                if let Some(k) = oldest {
-                    slots.remove(&k);
-                }
-            }
-            Arc::clone(slots.entry(key).or_default())
-        };
-        let mut value = lock(&slot);
-        Ok(work(&mut value))
+        with_slot(&self.slots, key, max_entries, keep, created, work)
     }
+}
+
+/// The slots of a [`SingleFlight`], for owners that keep the map themselves (`kms::Kms`).
+pub type Slots<V> = Mutex<HashMap<Vec<u8>, Arc<Mutex<Option<V>>>>>;
+
+/// [`SingleFlight::with_slot`] on a bare slot map.
+pub fn with_slot<V, T>(
+    slots: &Slots<V>,
+    key: Vec<u8>,
+    max_entries: usize,
+    keep: impl Fn(&V) -> bool,
+    created: impl Fn(&V) -> Instant,
+    work: impl FnOnce(&mut Option<V>) -> T,
+) -> Result<T> {
+    let slot = {
+        let mut slots = slots
+            .lock()
+            .map_err(|_| Error::KeyService("data-key cache poisoned".into()))?;
+        // A slot only the map holds is idle: nobody can clone it while we hold the map
+        // lock, so locking it here never waits. Dropped values zeroize themselves.
+        slots.retain(|k, s| {
+            k == &key || Arc::strong_count(s) > 1 || lock(s).as_ref().is_some_and(&keep)
+        });
+        if !slots.contains_key(&key) && slots.len() >= max_entries.max(1) {
+            let oldest = slots
+                .iter()
+                .filter(|(_, s)| Arc::strong_count(s) == 1)
+                .filter_map(|(k, s)| lock(s).as_ref().map(|v| (created(v), k.clone())))
+                .min_by_key(|(at, _)| *at)
+                .map(|(_, k)| k);
+            if let Some(k) = oldest {
+                slots.remove(&k);
+            }
+        }
+        Arc::clone(slots.entry(key).or_default())
+    };
+    let mut value = lock(&slot);
+    Ok(work(&mut value))
 }
 
 /// Locks a slot; a caller that panicked inside `work` leaves at worst a stale value, which
