@@ -8,8 +8,9 @@
 //! emulator (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_KMS`).
 //!
 //! Decryption never calls KMS for a key the caller did not choose: either the caller names
-//! the keys it trusts ([`KmsKey::trusted`], resolved to ARNs with `DescribeKey`), or it opts
-//! into discovery restricted to an account allow-list ([`KmsDiscovery`]).
+//! the keys it trusts ([`KmsKey::trusted`]: a key ARN is used as given, an alias or key id
+//! is resolved with `DescribeKey` only once a stanza could be its key), or it opts into
+//! discovery restricted to an account allow-list ([`KmsDiscovery`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -323,7 +323,11 @@ fn a_hostile_file_with_many_kms_stanzas_costs_a_bounded_number_of_calls() {
     let o = e.run(&args);
     assert_eq!(code(&o), 4, "{}", stderr(&o));
     // The copies count once (they would otherwise use up the budget on one cached key).
-    assert_eq!(e.proxy.calls("Decrypt"), 8, "the default cap, 8 distinct stanzas");
+    assert_eq!(
+        e.proxy.calls("Decrypt"),
+        8,
+        "the default cap, 8 distinct stanzas"
+    );
     let err = stderr(&o);
     assert!(
         err.contains("more stanzas") && err.contains("--kms-max-decrypts"),
