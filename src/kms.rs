@@ -471,7 +471,8 @@ impl KmsKey {
 
     /// Whether a stanza's key ARN could be the key this lazy name resolves to, judged
     /// offline: a key id must be the ARN's `key/ID`; an alias ARN fixes region and account;
-    /// a bare alias is looked up in the configured region.
+    /// a bare alias or key id is looked up in the configured region (with none configured,
+    /// the lookup itself fails with a message saying to pass --region).
     fn could_be(&self, stanza_arn: &str) -> bool {
         let Some((region, account)) = arn_parts(stanza_arn) else {
             return false;
@@ -481,7 +482,8 @@ impl KmsKey {
             return r == region && a == account;
         }
         if name.starts_with("alias/") {
-            return self.kms.default_region().as_deref() == Some(region);
+            // No region configured: let the lookup run and say so.
+            return self.kms.default_region().is_none_or(|r| r == region);
         }
         stanza_arn.ends_with(&format!(":key/{name}"))
             && self.kms.default_region().is_none_or(|r| r == region)
