@@ -107,7 +107,10 @@ fn one_region_answering_503_fails_over_to_the_other() {
     assert!(e.decrypted("a.bin"));
     assert_eq!(e.proxy.calls("DescribeKey"), 0, "an ARN needs no lookup");
 
-    // A given as an alias: its lookup fails (503), which fails A's stanza only.
+    // A given as an alias: its lookup fails (503), which fails A's stanza only. It is
+    // looked up once (2 attempts with --kms-max-attempts 2), and only for the stanza in
+    // its region.
+    e.proxy.reset_counters();
     let o = e.run(&[
         "decrypt",
         "p.seal",
@@ -120,6 +123,30 @@ fn one_region_answering_503_fails_over_to_the_other() {
     ]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(e.decrypted("b.bin"));
+    assert_eq!(e.proxy.calls("DescribeKey"), 2, "one lookup, retried once");
+
+    // A batch pays for the failed lookup once, not once per object.
+    std::fs::create_dir_all(e.s.path("in")).unwrap();
+    for i in 0..3 {
+        std::fs::copy(e.s.path("p.seal"), e.s.path(&format!("in/f{i}.seal"))).unwrap();
+    }
+    e.proxy.reset_counters();
+    let o = e.run(&[
+        "decrypt",
+        "in",
+        "--output-dir",
+        "out",
+        "--kms-key",
+        &alias,
+        "--kms-key",
+        &b,
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(
+        e.proxy.calls("DescribeKey"),
+        2,
+        "looked up once per process"
+    );
 
     // Only A trusted: exit 5, naming A; nothing written.
     for (name, out) in [(a.as_str(), "c.bin"), (alias.as_str(), "d.bin")] {
@@ -253,6 +280,23 @@ fn a_kms_outage_does_not_stop_a_local_key() {
         e.proxy.calls("Decrypt") >= 1,
         "the KMS stanza was tried first"
     );
+
+    // A file with no KMS stanza: a trusted alias is never looked up, so no KMS call.
+    e.encrypt("l.seal", &[], &["-k", local]);
+    e.proxy.reset_counters();
+    let o = e.run(&[
+        "decrypt",
+        "l.seal",
+        "-o",
+        "l.bin",
+        "--kms-key",
+        "alias/anything",
+        "-k",
+        local,
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(e.decrypted("l.bin"));
+    assert_eq!(e.proxy.requests().len(), 0, "no KMS call at all");
 
     // With a wrong local key too, the KMS failure decides the class: exit 5.
     let wrong = e.s.keyfile("wrong.key", &key(4));
