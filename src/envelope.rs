@@ -249,6 +249,14 @@ pub fn verify_stanzas(header: &Header, providers: &[&dyn KeyProvider]) -> Vec<St
         .map(|s| {
             let mut result = StanzaCheck::NotChecked;
             for p in providers.iter().filter(|p| p.matches(s)) {
+                match p.confirm(s) {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => {
+                        result = StanzaCheck::Failed(e);
+                        continue;
+                    }
+                }
                 match p.unwrap(s, &header.context) {
                     Ok(dek) => {
                         let derived = kdf::derive(dek.expose(), &header.salt, &digest);

@@ -8,8 +8,9 @@
 //! emulator (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_KMS`).
 //!
 //! Decryption never calls KMS for a key the caller did not choose: either the caller names
-//! the keys it trusts ([`KmsKey::trusted`], resolved to ARNs with `DescribeKey`), or it opts
-//! into discovery restricted to an account allow-list ([`KmsDiscovery`]).
+//! the keys it trusts ([`KmsKey::trusted`]: a key ARN is used as given, an alias or key id
+//! is resolved with `DescribeKey` only once a stanza could be its key), or it opts into
+//! discovery restricted to an account allow-list ([`KmsDiscovery`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -25,6 +26,7 @@ use zeroize::Zeroizing;
 
 use crate::error::{Error, Result, StanzaFailure};
 use crate::format::{Context, Stanza};
+use crate::keys::cache::{Slots, with_slot};
 use crate::keys::{DataKey, KeyProvider};
 
 /// Provider id of KMS stanzas.
@@ -69,7 +71,8 @@ pub struct Kms {
     config: aws_config::SdkConfig,
     clients: Mutex<HashMap<String, Client>>,
     /// Unwrapped data keys by (key ARN, wrapped blob, context); zeroized on eviction/drop.
-    unwrapped: Mutex<HashMap<Vec<u8>, (DataKey, std::time::Instant)>>,
+    /// Single flight per entry: one slow or hostile stanza does not hold up the others.
+    unwrapped: Slots<(DataKey, std::time::Instant)>,
     settings: KmsSettings,
 }
 
@@ -197,29 +200,27 @@ impl Kms {
         if max_age.is_zero() || self.settings.decrypt_cache_entries == 0 {
             return self.decrypt_uncached(stanza, context);
         }
-        let cache_key = unwrap_cache_key(stanza, context);
-        // Single flight: the lock is held across the KMS call, so files sharing a data key
-        // never call KMS twice for it, even when decrypted concurrently. The price is that
-        // one process's KMS Decrypt calls run one at a time.
-        let mut cache = self
-            .unwrapped
-            .lock()
-            .map_err(|_| Error::KeyService("KMS unwrap cache poisoned".into()))?;
-        cache.retain(|_, (_, at)| at.elapsed() < max_age);
-        if let Some((dek, _)) = cache.get(&cache_key) {
-            return Ok(dek.clone());
-        }
-        let dek = self.decrypt_uncached(stanza, context)?;
-        if cache.len() >= self.settings.decrypt_cache_entries
-            && let Some(oldest) = cache
-                .iter()
-                .min_by_key(|(_, (_, at))| *at)
-                .map(|(k, _)| k.clone())
-        {
-            cache.remove(&oldest);
-        }
-        cache.insert(cache_key, (dek.clone(), std::time::Instant::now()));
-        Ok(dek)
+        // Single flight per stanza and context: files sharing a data key never call KMS
+        // twice for it, even when decrypted concurrently, while calls for other stanzas
+        // (another file, another region) go ahead at the same time.
+        with_slot(
+            &self.unwrapped,
+            unwrap_cache_key(stanza, context),
+            self.settings.decrypt_cache_entries,
+            |(_, at)| at.elapsed() < max_age,
+            |(_, at)| *at,
+            |slot| {
+                if let Some((dek, at)) = slot.as_ref()
+                    && at.elapsed() < max_age
+                {
+                    return Ok(dek.clone());
+                }
+                *slot = None;
+                let dek = self.decrypt_uncached(stanza, context)?;
+                *slot = Some((dek.clone(), std::time::Instant::now()));
+                Ok(dek)
+            },
+        )?
     }
 
     fn decrypt_uncached(&self, stanza: &Stanza, context: &Context) -> Result<DataKey> {
@@ -392,14 +393,26 @@ fn arn_parts(key: &str) -> Option<(&str, &str)> {
     }
 }
 
+/// Default for `--kms-max-decrypts`: the most KMS stanzas sent to KMS for one object.
+///
+/// A legitimate object has one KMS stanza per region or key it was wrapped for; a hostile
+/// one can carry 32 (the format's limit), each costing up to `--kms-timeout`.
+pub const DEFAULT_MAX_DECRYPTS_PER_OBJECT: usize = 8;
+
 /// One KMS key named by the user (key id, alias or ARN), for wrapping and for decrypting
 /// stanzas of that key.
 pub struct KmsKey {
     kms: Arc<Kms>,
     /// What the user gave.
     name: String,
-    /// The key's ARN, once resolved (decrypt side) — stanzas must match it exactly.
+    /// The key's ARN when known without a lookup (a key ARN was given) — stanzas must match
+    /// it exactly.
     arn: Option<String>,
+    /// Trusted for decryption but not an ARN: resolved with `DescribeKey` the first time a
+    /// stanza could be this key; the outcome (ARN, or the failure's message) is kept.
+    lazy: Option<Mutex<Option<std::result::Result<String, String>>>>,
+    /// Most stanzas sent to KMS per object (see [`DEFAULT_MAX_DECRYPTS_PER_OBJECT`]).
+    max_decrypts: usize,
 }
 
 impl std::fmt::Debug for KmsKey {
@@ -407,7 +420,7 @@ impl std::fmt::Debug for KmsKey {
         f.debug_struct("KmsKey")
             .field("name", &self.name)
             .field("arn", &self.arn)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -418,23 +431,87 @@ impl KmsKey {
             kms: Arc::clone(kms),
             name: name.to_string(),
             arn: None,
+            lazy: None,
+            max_decrypts: DEFAULT_MAX_DECRYPTS_PER_OBJECT,
         }
     }
 
-    /// The key's ARN if it was resolved ([`KmsKey::trusted`]).
+    /// The key's ARN if it was given as a key ARN (an alias or key id is resolved only
+    /// when a stanza needs it).
     pub fn arn(&self) -> Option<&str> {
         self.arn.as_deref()
     }
 
-    /// A key the caller trusts for decryption: resolved to its ARN now, so only stanzas
-    /// of exactly this key are sent to KMS.
+    /// A key the caller trusts for decryption; only stanzas of exactly this key are sent to
+    /// KMS. Makes no network call: a key ARN is used as given, and an alias or key id is
+    /// resolved to its ARN with `DescribeKey` only when a stanza could be this key, so an
+    /// unreachable region fails that stanza only (the next stanza is still tried).
+    ///
+    /// Never fails today; the `Result` is kept so callers need not change.
     pub fn trusted(kms: &Arc<Kms>, name: &str) -> Result<KmsKey> {
-        let arn = kms.resolve_arn(name)?;
+        let is_key_arn = arn_parts(name).is_some()
+            && name
+                .rsplit(':')
+                .next()
+                .is_some_and(|r| r.starts_with("key/"));
         Ok(KmsKey {
             kms: Arc::clone(kms),
             name: name.to_string(),
-            arn: Some(arn),
+            arn: is_key_arn.then(|| name.to_string()),
+            lazy: (!is_key_arn).then(|| Mutex::new(None)),
+            max_decrypts: DEFAULT_MAX_DECRYPTS_PER_OBJECT,
         })
+    }
+
+    /// Caps the stanzas sent to KMS per object (`--kms-max-decrypts`; at least 1).
+    pub fn with_max_decrypts(mut self, n: usize) -> KmsKey {
+        self.max_decrypts = n.max(1);
+        self
+    }
+
+    /// Whether a stanza's key ARN could be the key this lazy name resolves to, judged
+    /// offline: a key id must be the ARN's `key/ID`; an alias ARN fixes region and account;
+    /// a bare alias or key id is looked up in the configured region (with none configured,
+    /// the lookup itself fails with a message saying to pass --region).
+    fn could_be(&self, stanza_arn: &str) -> bool {
+        let Some((region, account)) = arn_parts(stanza_arn) else {
+            return false;
+        };
+        let name = self.name.as_str();
+        if let Some((r, a)) = arn_parts(name) {
+            return r == region && a == account;
+        }
+        if name.starts_with("alias/") {
+            // No region configured: let the lookup run and say so.
+            return self.kms.default_region().is_none_or(|r| r == region);
+        }
+        stanza_arn.ends_with(&format!(":key/{name}"))
+            && self.kms.default_region().is_none_or(|r| r == region)
+    }
+
+    /// The ARN of a lazily resolved key: looked up once, success or failure kept for the
+    /// life of this key (a batch does not pay an unreachable region's timeout per object).
+    fn resolved(
+        &self,
+        lazy: &Mutex<Option<std::result::Result<String, String>>>,
+    ) -> Result<String> {
+        let mut slot = lazy
+            .lock()
+            .map_err(|_| Error::KeyService("KMS key resolution poisoned".into()))?;
+        if slot.is_none() {
+            *slot = Some(self.kms.resolve_arn(&self.name).map_err(|e| match e {
+                Error::KeyService(m) => m,
+                other => other.to_string(),
+            }));
+        }
+        match slot.as_ref() {
+            Some(Ok(arn)) => Ok(arn.clone()),
+            Some(Err(m)) => Err(Error::KeyService(format!(
+                "resolving --kms-key {} to its ARN: {m}",
+                self.name
+            ))),
+            None => Err(Error::KeyService("KMS key resolution lost".into())),
+        }
     }
 }
 
@@ -460,7 +537,23 @@ impl KeyProvider for KmsKey {
     }
 
     fn matches(&self, stanza: &Stanza) -> bool {
-        stanza.provider == PROVIDER_ID && self.arn.as_deref() == Some(stanza.key_id.as_str())
+        stanza.provider == PROVIDER_ID
+            && match (&self.arn, &self.lazy) {
+                (Some(arn), _) => *arn == stanza.key_id,
+                (None, Some(_)) => self.could_be(&stanza.key_id),
+                (None, None) => false,
+            }
+    }
+
+    fn confirm(&self, stanza: &Stanza) -> Result<bool> {
+        match &self.lazy {
+            Some(lazy) => Ok(self.resolved(lazy)? == stanza.key_id),
+            None => Ok(self.matches(stanza)),
+        }
+    }
+
+    fn unwrap_budget(&self) -> Option<usize> {
+        Some(self.max_decrypts)
     }
 }
 
@@ -472,6 +565,7 @@ pub struct KmsDiscovery {
     kms: Arc<Kms>,
     accounts: Vec<String>,
     label: String,
+    max_decrypts: usize,
 }
 
 impl std::fmt::Debug for KmsDiscovery {
@@ -495,7 +589,15 @@ impl KmsDiscovery {
             kms: Arc::clone(kms),
             accounts,
             label,
+            max_decrypts: DEFAULT_MAX_DECRYPTS_PER_OBJECT,
         })
+    }
+
+    /// Caps the stanzas sent to KMS per object (`--kms-max-decrypts`; at least 1): in
+    /// discovery the file chooses which keys are called, so this bounds its cost.
+    pub fn with_max_decrypts(mut self, n: usize) -> KmsDiscovery {
+        self.max_decrypts = n.max(1);
+        self
     }
 }
 
@@ -522,6 +624,10 @@ impl KeyProvider for KmsDiscovery {
         stanza.provider == PROVIDER_ID
             && account_of(&stanza.key_id).is_some_and(|a| self.accounts.contains(&a))
             && region_of(&stanza.key_id).is_some()
+    }
+
+    fn unwrap_budget(&self) -> Option<usize> {
+        Some(self.max_decrypts)
     }
 }
 

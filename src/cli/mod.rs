@@ -65,6 +65,10 @@ pub struct Cli {
     /// Upper bound in seconds on one KMS call including its retries.
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = 60)]
     pub kms_timeout: u64,
+    /// Most KMS stanzas sent to KMS for one object when decrypting (identical stanzas
+    /// count once); bounds what a hostile file with many stanzas can cost.
+    #[arg(long, global = true, value_name = "N", default_value_t = crate::kms::DEFAULT_MAX_DECRYPTS_PER_OBJECT, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=32))]
+    pub kms_max_decrypts: usize,
     /// S3: parts uploaded, or ranged GETs downloaded, at once. Memory for an S3 transfer is
     /// bounded by about (N + 2) × --part-size plus the engine's buffers (a few MiB),
     /// whatever the object's size.
@@ -447,14 +451,16 @@ fn decryption_keys(cli: &Cli, local_paths: &[PathBuf], trust: &KmsTrustArgs) -> 
     }
     if trust.any() {
         let kms = kms_connect(cli)?;
+        // No KMS call here: an alias or key id is resolved only when a stanza could be
+        // its key, so one unreachable region fails that stanza, not the whole command.
         for k in &trust.kms_keys {
-            ring.providers.push(Box::new(KmsKey::trusted(&kms, k)?));
+            let key = KmsKey::trusted(&kms, k)?.with_max_decrypts(cli.kms_max_decrypts);
+            ring.providers.push(Box::new(key));
         }
         if trust.kms_discovery {
-            ring.providers.push(Box::new(KmsDiscovery::new(
-                &kms,
-                trust.kms_allow_accounts.clone(),
-            )?));
+            let d = KmsDiscovery::new(&kms, trust.kms_allow_accounts.clone())?;
+            ring.providers
+                .push(Box::new(d.with_max_decrypts(cli.kms_max_decrypts)));
         }
     }
     if ring.is_empty() {
@@ -1143,7 +1149,11 @@ fn rotate_kms_stanzas(
         .collect::<Result<_>>()?;
     let mut rotated = 0;
     for st in header.stanzas.iter_mut() {
-        if trusted.iter().any(|k| k.matches(st)) {
+        let mut ours = false;
+        for k in trusted.iter().filter(|k| k.matches(st)) {
+            ours |= k.confirm(st)?;
+        }
+        if ours {
             *st = kms.re_encrypt(st, dest, &header.context)?;
             rotated += 1;
         }

@@ -8,7 +8,7 @@
 //! context; cached keys are zeroized when they are evicted or the cache is dropped.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -37,10 +37,97 @@ struct Entry {
     bytes: u64,
 }
 
+/// Per-key single flight: one slot per cache key, each behind its own lock.
+///
+/// The map lock is held only to find or create a slot, never across the work done in it
+/// (a KMS call), so callers for the same key run one at a time (the second reuses what the
+/// first stored) while callers for different keys run concurrently: one slow or hostile
+/// key cannot stall the others.
+pub struct SingleFlight<V> {
+    slots: Slots<V>,
+}
+
+impl<V> std::fmt::Debug for SingleFlight<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SingleFlight").finish_non_exhaustive()
+    }
+}
+
+impl<V> Default for SingleFlight<V> {
+    fn default() -> Self {
+        SingleFlight {
+            slots: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<V> SingleFlight<V> {
+    /// Runs `work` on the slot of `key` (its cached value, if any), with that slot locked.
+    ///
+    /// Idle slots whose value `keep` rejects (too old) or that hold nothing are dropped
+    /// first; when `max_entries` would be exceeded, the idle slot with the oldest `created`
+    /// time is evicted. Slots in use by another caller are never evicted, so the map can
+    /// briefly exceed `max_entries` by the number of calls in flight.
+    pub fn with_slot<T>(
+        &self,
+        key: Vec<u8>,
+        max_entries: usize,
+        keep: impl Fn(&V) -> bool,
+        created: impl Fn(&V) -> Instant,
+        work: impl FnOnce(&mut Option<V>) -> T,
+    ) -> Result<T> {
+        with_slot(&self.slots, key, max_entries, keep, created, work)
+    }
+}
+
+/// The slots of a [`SingleFlight`], for owners that keep the map themselves (`kms::Kms`).
+pub type Slots<V> = Mutex<HashMap<Vec<u8>, Arc<Mutex<Option<V>>>>>;
+
+/// [`SingleFlight::with_slot`] on a bare slot map.
+pub fn with_slot<V, T>(
+    slots: &Slots<V>,
+    key: Vec<u8>,
+    max_entries: usize,
+    keep: impl Fn(&V) -> bool,
+    created: impl Fn(&V) -> Instant,
+    work: impl FnOnce(&mut Option<V>) -> T,
+) -> Result<T> {
+    let slot = {
+        let mut slots = slots
+            .lock()
+            .map_err(|_| Error::KeyService("data-key cache poisoned".into()))?;
+        // A slot only the map holds is idle: nobody can clone it while we hold the map
+        // lock, so locking it here never waits. Dropped values zeroize themselves.
+        slots.retain(|k, s| {
+            k == &key || Arc::strong_count(s) > 1 || lock(s).as_ref().is_some_and(&keep)
+        });
+        if !slots.contains_key(&key) && slots.len() >= max_entries.max(1) {
+            let oldest = slots
+                .iter()
+                .filter(|(_, s)| Arc::strong_count(s) == 1)
+                .filter_map(|(k, s)| lock(s).as_ref().map(|v| (created(v), k.clone())))
+                .min_by_key(|(at, _)| *at)
+                .map(|(_, k)| k);
+            if let Some(k) = oldest {
+                slots.remove(&k);
+            }
+        }
+        Arc::clone(slots.entry(key).or_default())
+    };
+    let mut value = lock(&slot);
+    Ok(work(&mut value))
+}
+
+/// Locks a slot; a caller that panicked inside `work` leaves at worst a stale value, which
+/// `keep` and the callers' own checks still judge, so poisoning is not fatal here.
+fn lock<V>(m: &Mutex<V>) -> std::sync::MutexGuard<'_, V> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A cache of data keys for one set of wrapping keys.
 pub struct DataKeyCache {
     limits: CacheLimits,
-    entries: Mutex<HashMap<Vec<u8>, Entry>>,
+    entries: SingleFlight<Entry>,
 }
 
 impl std::fmt::Debug for DataKeyCache {
@@ -56,12 +143,13 @@ impl DataKeyCache {
     pub fn new(limits: CacheLimits) -> Self {
         DataKeyCache {
             limits,
-            entries: Mutex::new(HashMap::new()),
+            entries: SingleFlight::default(),
         }
     }
 
     /// A data key and its stanzas for one object of `len` plaintext bytes (0 if unknown):
     /// the cached one while it is within every limit, else a fresh one from `providers`.
+    /// Single flight per encryption context: objects with other contexts do not wait.
     ///
     /// `providers` must be the same set on every call (a cache serves one key set).
     pub fn data_key(
@@ -71,43 +159,35 @@ impl DataKeyCache {
         len: u64,
     ) -> Result<(DataKey, Vec<Stanza>)> {
         let l = self.limits;
-        let key = context.to_bytes();
-        let mut entries = self
-            .entries
-            .lock()
-            .map_err(|_| Error::KeyService("data-key cache poisoned".into()))?;
-        if let Some(e) = entries.get_mut(&key) {
-            let fits = e.created.elapsed() < l.max_age
-                && e.objects < l.max_objects
-                && e.bytes.saturating_add(len) <= l.max_bytes;
-            if fits {
-                e.objects += 1;
-                e.bytes += len;
-                return Ok((e.dek.clone(), e.stanzas.clone()));
-            }
-        }
-        // Evicted entries are dropped here; DataKey zeroizes itself.
-        entries.remove(&key);
-        let (dek, stanzas) = wrap_for_all(providers, context)?;
-        if entries.len() >= MAX_ENTRIES
-            && let Some(oldest) = entries
-                .iter()
-                .min_by_key(|(_, e)| e.created)
-                .map(|(k, _)| k.clone())
-        {
-            entries.remove(&oldest);
-        }
-        entries.insert(
-            key,
-            Entry {
-                dek: dek.clone(),
-                stanzas: stanzas.clone(),
-                created: Instant::now(),
-                objects: 1,
-                bytes: len,
+        self.entries.with_slot(
+            context.to_bytes(),
+            MAX_ENTRIES,
+            |e| e.created.elapsed() < l.max_age,
+            |e| e.created,
+            |slot| {
+                if let Some(e) = slot.as_mut() {
+                    let fits = e.created.elapsed() < l.max_age
+                        && e.objects < l.max_objects
+                        && e.bytes.saturating_add(len) <= l.max_bytes;
+                    if fits {
+                        e.objects += 1;
+                        e.bytes += len;
+                        return Ok((e.dek.clone(), e.stanzas.clone()));
+                    }
+                }
+                // An evicted entry is dropped here; DataKey zeroizes itself.
+                *slot = None;
+                let (dek, stanzas) = wrap_for_all(providers, context)?;
+                *slot = Some(Entry {
+                    dek: dek.clone(),
+                    stanzas: stanzas.clone(),
+                    created: Instant::now(),
+                    objects: 1,
+                    bytes: len,
+                });
+                Ok((dek, stanzas))
             },
-        );
-        Ok((dek, stanzas))
+        )?
     }
 }
 
@@ -142,6 +222,124 @@ mod tests {
         fn unwrap(&self, _: &Stanza, _: &Context) -> Result<DataKey> {
             unreachable!()
         }
+    }
+
+    /// A provider whose `generate` for a context holding `slow=1` reports that it started
+    /// and then blocks until released (or gives up after a deadlock guard, with an error).
+    struct Blocking {
+        calls: AtomicU32,
+        entered: std::sync::mpsc::SyncSender<()>,
+        release: Mutex<std::sync::mpsc::Receiver<()>>,
+    }
+
+    impl KeyProvider for Blocking {
+        fn provider_id(&self) -> &str {
+            "test"
+        }
+        fn key_id(&self) -> &str {
+            "k"
+        }
+        fn generate(&self, ctx: &Context) -> Result<Option<(DataKey, Stanza)>> {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst);
+            if ctx.iter().any(|(k, _)| k == "slow") {
+                self.entered.send(()).unwrap();
+                // Deadlock guard only: the test never relies on this duration passing.
+                let released = self
+                    .release
+                    .lock()
+                    .unwrap()
+                    .recv_timeout(Duration::from_secs(30));
+                if released.is_err() {
+                    return Err(Error::KeyService("never released".into()));
+                }
+            }
+            let s = Stanza {
+                provider: "test".into(),
+                key_id: "k".into(),
+                wrapped: vec![n as u8],
+            };
+            Ok(Some((DataKey::from_bytes([n as u8; 32]), s)))
+        }
+        fn wrap(&self, _: &DataKey, _: &Context) -> Result<Stanza> {
+            unreachable!()
+        }
+        fn unwrap(&self, _: &Stanza, _: &Context) -> Result<DataKey> {
+            unreachable!()
+        }
+    }
+
+    fn blocking() -> (
+        Blocking,
+        std::sync::mpsc::Receiver<()>,
+        std::sync::mpsc::Sender<()>,
+    ) {
+        let (entered_tx, entered_rx) = std::sync::mpsc::sync_channel(8);
+        let (release_tx, release_rx) = std::sync::mpsc::channel();
+        let p = Blocking {
+            calls: AtomicU32::new(0),
+            entered: entered_tx,
+            release: Mutex::new(release_rx),
+        };
+        (p, entered_rx, release_tx)
+    }
+
+    #[test]
+    fn a_slow_key_does_not_block_another_key() {
+        let (p, entered, release) = blocking();
+        let c = DataKeyCache::new(limits(u64::MAX, u64::MAX, Duration::from_secs(60)));
+        let slow = Context::from_pairs([("slow", "1")]).unwrap();
+        let fast = Context::from_pairs([("fast", "1")]).unwrap();
+        std::thread::scope(|s| {
+            let t = s.spawn(|| c.data_key(&[&p], &slow, 1));
+            entered.recv().unwrap(); // the slow fetch is now inside the provider
+            // With one lock held across the provider call, this would wait for the slow
+            // fetch, which waits for the release below: the guard then fails the slow one.
+            let (_, st) = c.data_key(&[&p], &fast, 1).unwrap();
+            assert_eq!(st.len(), 1);
+            release.send(()).unwrap();
+            let slow_result = t.join().unwrap();
+            assert!(
+                slow_result.is_ok(),
+                "the slow fetch was held up: {slow_result:?}"
+            );
+        });
+        assert_eq!(p.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn the_same_key_is_fetched_once_by_concurrent_callers() {
+        let (p, entered, release) = blocking();
+        let c = DataKeyCache::new(limits(u64::MAX, u64::MAX, Duration::from_secs(60)));
+        let slow = Context::from_pairs([("slow", "1")]).unwrap();
+        std::thread::scope(|s| {
+            let a = s.spawn(|| c.data_key(&[&p], &slow, 1));
+            entered.recv().unwrap();
+            let b = s.spawn(|| c.data_key(&[&p], &slow, 1));
+            release.send(()).unwrap();
+            let (ka, sa) = a.join().unwrap().unwrap();
+            let (kb, sb) = b.join().unwrap().unwrap();
+            assert_eq!(ka.expose(), kb.expose());
+            assert!(sa == sb);
+        });
+        assert_eq!(p.calls.load(Ordering::SeqCst), 1, "one fetch, one waiter");
+    }
+
+    #[test]
+    fn single_flight_evicts_the_oldest_idle_entry_at_the_limit() {
+        let sf: SingleFlight<Instant> = SingleFlight::default();
+        for i in 0..5u8 {
+            sf.with_slot(
+                vec![i],
+                3,
+                |_| true,
+                |at| *at,
+                |v| *v = Some(Instant::now()),
+            )
+            .unwrap();
+        }
+        let held = sf.slots.lock().unwrap();
+        assert_eq!(held.len(), 3);
+        assert!(held.contains_key(&vec![4u8]) && !held.contains_key(&vec![0u8]));
     }
 
     fn limits(objects: u64, bytes: u64, age: Duration) -> CacheLimits {

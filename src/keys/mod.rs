@@ -6,6 +6,8 @@
 pub mod cache;
 pub mod local;
 
+use std::collections::BTreeMap;
+
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result, StanzaFailure};
@@ -68,9 +70,24 @@ pub trait KeyProvider: Send + Sync {
     fn wrap(&self, dek: &DataKey, context: &Context) -> Result<Stanza>;
     /// Unwraps a stanza addressed to this key.
     fn unwrap(&self, stanza: &Stanza, context: &Context) -> Result<DataKey>;
-    /// Whether this provider should try `stanza`.
+    /// Whether this provider should try `stanza` (or could: see [`KeyProvider::confirm`]).
+    /// Cheap and offline.
     fn matches(&self, stanza: &Stanza) -> bool {
         stanza.provider == self.provider_id() && stanza.key_id == self.key_id()
+    }
+    /// Confirms a stanza that [`KeyProvider::matches`] let through when matching needs a
+    /// lookup (a KMS alias or key id resolved to its ARN only once a stanza could be its):
+    /// `Ok(false)` means not this key after all, and an error is this stanza's failure
+    /// (the next stanza is still tried), so an unreachable lookup is never fatal up front.
+    fn confirm(&self, _stanza: &Stanza) -> Result<bool> {
+        Ok(true)
+    }
+    /// Most stanzas this provider's service may be asked to unwrap for one object, shared
+    /// by every provider with the same [`KeyProvider::provider_id`] (the smallest wins);
+    /// `None` when an attempt costs nothing worth bounding (a local key). Bounds what one
+    /// hostile file with many stanzas can cost (KMS: `--kms-max-decrypts`).
+    fn unwrap_budget(&self) -> Option<usize> {
+        None
     }
 }
 
@@ -110,13 +127,21 @@ pub fn wrap_for_all(
 /// Unwraps the data key from the first stanza that one of `providers` can open and whose
 /// key `accept` approves (the caller checks the header's key commitment there).
 ///
-/// Stanzas are tried in file order; for each, the matching providers in the order given. A
-/// key that unwraps but is not accepted is recorded and the search goes on, so one bad or
-/// planted stanza cannot hide a good one, and a key service failing for one stanza does not
-/// stop the next. Reports every attempt's reason if none succeeds: exit 5
-/// ([`Error::KeyServiceStanzas`]) if any failure was the key service's, else
-/// [`Error::CommitmentMismatch`] if every candidate unwrapped but failed `accept`, else
-/// [`Error::UnwrapFailed`].
+/// Stanzas are tried in file order; for each, the matching providers in the order given.
+/// One rule for every failure: a key that unwraps but is not accepted, an authentication
+/// failure, or a key-service failure (a region down, a disabled key, a lookup that failed)
+/// is recorded for that stanza and the search goes on, so one bad or planted stanza cannot
+/// hide a good one and one key service failing does not stop another stanza (another
+/// region, a local key) from opening the object.
+///
+/// Work is bounded for hostile files: a stanza identical to an earlier one (same provider,
+/// key id and wrapped bytes) is tried once, and a provider with an
+/// [`KeyProvider::unwrap_budget`] is asked at most that many times for this object; the
+/// stanzas left over are reported as not tried.
+///
+/// Reports every attempt's reason if none succeeds: exit 5 ([`Error::KeyServiceStanzas`])
+/// if any failure was the key service's, else [`Error::CommitmentMismatch`] if every
+/// candidate unwrapped but failed `accept`, else [`Error::UnwrapFailed`] (exit 4).
 pub fn unwrap_any(
     stanzas: &[Stanza],
     providers: &[&dyn KeyProvider],
@@ -126,31 +151,61 @@ pub fn unwrap_any(
     let mut failures = Vec::new();
     let mut rejected = 0usize;
     let mut service = false;
-    for s in stanzas {
+    // Unwrap calls so far per provider id, and stanzas skipped because the budget ran out.
+    let mut spent: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut skipped: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    let budget_of = |id: &str| {
+        providers
+            .iter()
+            .filter(|p| p.provider_id() == id)
+            .filter_map(|p| p.unwrap_budget())
+            .min()
+    };
+    for (i, s) in stanzas.iter().enumerate() {
+        if stanzas[..i].contains(s) {
+            continue; // the same stanza again: its outcome cannot differ
+        }
+        let fail = |reason: String| StanzaFailure {
+            provider: s.provider.clone(),
+            key_id: s.key_id.clone(),
+            reason,
+        };
         for p in providers.iter().filter(|p| p.matches(s)) {
+            match p.confirm(s) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    service |= e.exit_code() == 5;
+                    failures.push(fail(e.to_string()));
+                    continue;
+                }
+            }
+            let id = p.provider_id();
+            if let Some(max) = budget_of(id) {
+                let n = spent.entry(id).or_insert(0);
+                if *n >= max {
+                    skipped.entry(id).or_insert((0, max)).0 += 1;
+                    break;
+                }
+                *n += 1;
+            }
             let reason = match p.unwrap(s, context) {
                 Ok(dek) if accept(&dek) => return Ok(dek),
                 Ok(_) => {
                     rejected += 1;
                     "the unwrapped data key does not match the header's key commitment".into()
                 }
-                Err(e) if e.is_authentication() => e.to_string(),
-                // One key service failing (a region down, a disabled key) must not stop
-                // another stanza from opening the object.
-                Err(e) if e.exit_code() == 5 => {
-                    service = true;
+                Err(e) => {
+                    // Authentication failures (exit 4) and key-service failures (exit 5)
+                    // alike: record and go on with the next candidate.
+                    service |= e.exit_code() == 5;
                     e.to_string()
                 }
-                Err(e) => return Err(e),
             };
-            failures.push(StanzaFailure {
-                provider: s.provider.clone(),
-                key_id: s.key_id.clone(),
-                reason,
-            });
+            failures.push(fail(reason));
         }
     }
-    if failures.is_empty() {
+    if failures.is_empty() && skipped.is_empty() {
         return Err(Error::NoMatchingKey {
             stanzas: stanzas
                 .iter()
@@ -162,11 +217,143 @@ pub fn unwrap_any(
                 .collect(),
         });
     }
-    if rejected == failures.len() {
+    if rejected == failures.len() && skipped.is_empty() {
         return Err(Error::CommitmentMismatch);
+    }
+    for (id, (count, max)) in skipped {
+        failures.push(StanzaFailure {
+            provider: id.to_string(),
+            key_id: format!("({count} more stanza{})", if count == 1 { "" } else { "s" }),
+            reason: format!(
+                "not tried: at most {max} {id} unwraps per object; if you trust this file, raise --kms-max-decrypts"
+            ),
+        });
     }
     if service {
         return Err(Error::KeyServiceStanzas(failures));
     }
     Err(Error::UnwrapFailed(failures))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A stub "remote" provider: answers every stanza of its provider id with `answer`,
+    /// counting calls; `budget` as given.
+    struct Stub {
+        id: &'static str,
+        calls: AtomicUsize,
+        answer: fn(&Stanza) -> Result<DataKey>,
+        budget: Option<usize>,
+    }
+
+    impl KeyProvider for Stub {
+        fn provider_id(&self) -> &str {
+            self.id
+        }
+        fn key_id(&self) -> &str {
+            "any"
+        }
+        fn wrap(&self, _: &DataKey, _: &Context) -> Result<Stanza> {
+            unreachable!()
+        }
+        fn unwrap(&self, s: &Stanza, _: &Context) -> Result<DataKey> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            (self.answer)(s)
+        }
+        fn matches(&self, s: &Stanza) -> bool {
+            s.provider == self.id
+        }
+        fn unwrap_budget(&self) -> Option<usize> {
+            self.budget
+        }
+    }
+
+    fn stanza(provider: &str, key: &str, wrapped: &[u8]) -> Stanza {
+        Stanza {
+            provider: provider.into(),
+            key_id: key.into(),
+            wrapped: wrapped.to_vec(),
+        }
+    }
+
+    fn down(_: &Stanza) -> Result<DataKey> {
+        Err(Error::KeyService("KMS unreachable".into()))
+    }
+    fn invalid(_: &Stanza) -> Result<DataKey> {
+        Err(Error::UnwrapFailed(vec![]))
+    }
+    fn good(_: &Stanza) -> Result<DataKey> {
+        Ok(DataKey::from_bytes([7; 32]))
+    }
+    fn stub(
+        id: &'static str,
+        answer: fn(&Stanza) -> Result<DataKey>,
+        budget: Option<usize>,
+    ) -> Stub {
+        Stub {
+            id,
+            calls: AtomicUsize::new(0),
+            answer,
+            budget,
+        }
+    }
+    fn accept_7(k: &DataKey) -> bool {
+        k.expose() == &[7; 32]
+    }
+
+    #[test]
+    fn a_key_service_failure_falls_through_to_the_next_stanza() {
+        let kms = stub("aws-kms", down, Some(8));
+        let local = stub("local", good, None);
+        let stanzas = [stanza("aws-kms", "A", b"x"), stanza("local", "L", b"y")];
+        let dek = unwrap_any(&stanzas, &[&local, &kms], &Context::new(), &accept_7).unwrap();
+        assert_eq!(dek.expose(), &[7; 32]);
+        assert_eq!(kms.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn exit_5_if_any_failure_was_the_key_service_else_4() {
+        let kms = stub("aws-kms", down, Some(8));
+        let local = stub("local", invalid, None);
+        let stanzas = [stanza("local", "L", b"y"), stanza("aws-kms", "A", b"x")];
+        let e = unwrap_any(&stanzas, &[&local, &kms], &Context::new(), &accept_7).unwrap_err();
+        assert_eq!(e.exit_code(), 5, "{e}");
+        let kms = stub("aws-kms", invalid, Some(8));
+        let e = unwrap_any(&stanzas, &[&local, &kms], &Context::new(), &accept_7).unwrap_err();
+        assert_eq!(e.exit_code(), 4, "{e}");
+    }
+
+    #[test]
+    fn identical_stanzas_are_tried_once_and_the_budget_bounds_the_rest() {
+        let kms = stub("aws-kms", invalid, Some(3));
+        let mut stanzas = vec![stanza("aws-kms", "A", b"same"); 10];
+        for i in 0..20u8 {
+            stanzas.push(stanza("aws-kms", "A", &[i]));
+        }
+        let e = unwrap_any(&stanzas, &[&kms], &Context::new(), &accept_7).unwrap_err();
+        assert_eq!(kms.calls.load(Ordering::SeqCst), 3, "budget of 3");
+        assert_eq!(e.exit_code(), 4);
+        let msg = e.to_string();
+        assert!(msg.contains("(18 more stanzas)"), "{msg}");
+        assert!(msg.contains("--kms-max-decrypts"), "{msg}");
+
+        let kms = stub("aws-kms", invalid, Some(100));
+        let _ = unwrap_any(&stanzas, &[&kms], &Context::new(), &accept_7).unwrap_err();
+        assert_eq!(
+            kms.calls.load(Ordering::SeqCst),
+            21,
+            "10 identical count once"
+        );
+    }
+
+    #[test]
+    fn the_budget_does_not_apply_to_local_keys() {
+        let local = stub("local", invalid, None);
+        let stanzas: Vec<Stanza> = (0..30u8).map(|i| stanza("local", "L", &[i])).collect();
+        let _ = unwrap_any(&stanzas, &[&local], &Context::new(), &accept_7).unwrap_err();
+        assert_eq!(local.calls.load(Ordering::SeqCst), 30);
+    }
 }
