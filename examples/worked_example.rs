@@ -20,9 +20,9 @@ use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use ring::{aead, digest, hmac};
 
 use sealstream::Error;
-use sealstream::error::HeaderError;
 use sealstream::engine::{self, EngineOptions};
 use sealstream::envelope::{self, DecryptParams, EncryptParams, seal_header};
+use sealstream::error::HeaderError;
 use sealstream::format::{Context, FIXED_LEN, Header, SALT_LEN, Suite, TAG_LEN};
 use sealstream::keys::local::LocalKey;
 use sealstream::keys::{DataKey, KeyProvider};
