@@ -2250,6 +2250,52 @@ fn manifest_is_well_formed() {
             k => panic!("{}: unknown kind {k}", v.name),
         }
     }
+    // Ranges: exactly one of (offset, len, sha256) and error.
+    for v in &m.vectors {
+        for r in &v.ranges {
+            let ok = r.offset.is_some() && r.len.is_some() && r.sha256.is_some();
+            assert!(
+                ok != r.error.is_some(),
+                "{} {}: bytes xor error",
+                v.name,
+                r.range
+            );
+            if let Some(e) = &r.error {
+                assert!(
+                    e == "unsatisfiable" || ERROR_CLASSES.contains(&e.as_str()),
+                    "{} {}: unknown class {e}",
+                    v.name,
+                    r.range
+                );
+            }
+        }
+    }
+    for l in &m.layouts {
+        assert!(names.insert(l.name.clone()), "duplicate name {}", l.name);
+        let ok = l.chunk_count.is_some() && l.plaintext_len.is_some();
+        assert!(ok != l.error.is_some(), "{}: counts xor error", l.name);
+    }
+    for c in &m.object_metadata {
+        assert!(names.insert(c.name.clone()), "duplicate name {}", c.name);
+        let results = [
+            c.header_of.is_some(),
+            c.companion_key.is_some() && c.companion_commitment.is_some(),
+            c.error.is_some(),
+        ];
+        assert_eq!(
+            results.iter().filter(|r| **r).count(),
+            1,
+            "{}: one result",
+            c.name
+        );
+        if let Some(of) = &c.header_of {
+            assert!(
+                m.vectors.iter().any(|v| &v.name == of),
+                "{}: unknown {of}",
+                c.name
+            );
+        }
+    }
     // Every class the format defines is covered by at least one vector.
     for c in ERROR_CLASSES {
         assert!(
@@ -2784,4 +2830,59 @@ fn generator_reproduces_checked_in_vectors() {
             assert!(expected.contains(&p), "stray file {}", p.display());
         }
     }
+}
+
+/// FORMAT.md §8.1 "Two defects": with a bad chunk 0 *and* a truncated end, which class is
+/// reported is not fixed by the format; this pins down what the reference does, so the
+/// spec's description stays true (change both together).
+#[test]
+fn two_body_defects_depend_on_read_ahead() {
+    let m = load_manifest();
+    let v = m
+        .vectors
+        .iter()
+        .find(|v| v.name == "stream_truncated_in_tag")
+        .expect("vector");
+    let mut bytes = read(&v.file);
+    let hl = header_len_of(&bytes);
+    bytes[hl + 5] ^= 0x01; // chunk 0 no longer authenticates
+    let key = LocalKey::load(&dir().join(&v.key)).expect("key");
+    let providers: [&dyn KeyProvider; 1] = [&key];
+    let run = |engine: EngineOptions<'static>| {
+        let params = DecryptParams {
+            expected_context: Context::new(),
+            backend: Backend::Ring,
+            engine,
+        };
+        let mut out = Vec::new();
+        let r = envelope::decrypt(&bytes[..], &mut out, &providers, &params);
+        assert!(out.is_empty(), "plaintext of a bad chunk released");
+        r.expect_err("two defects")
+    };
+    // One batch holds both chunks: the end is checked before chunk 0 is opened.
+    let e = run(EngineOptions::default());
+    assert!(matches!(e, Error::Truncated { .. }), "{e:?}");
+    // One chunk per batch: chunk 0 is opened (and fails) before the end is reached.
+    let e = run(EngineOptions {
+        threads: 1,
+        batch_bytes: 1,
+        progress: None,
+    });
+    assert!(matches!(e, Error::ChunkAuth { index: 0 }), "{e:?}");
+    // The ranged reader knows the length and checks the layout first.
+    let (header, _) = Header::parse(&bytes).expect("header");
+    let cipher =
+        envelope::unlock(&header, &providers, &Context::new(), Backend::Ring).expect("unlock");
+    let mut out = Vec::new();
+    let r = range::decrypt_range(
+        std::io::Cursor::new(&bytes[..]),
+        hl as u64,
+        header.chunk_size,
+        &cipher,
+        ByteRange::parse("0-99").expect("range"),
+        &mut out,
+        &EngineOptions::default(),
+    );
+    assert!(matches!(r, Err(Error::Truncated { .. })), "{r:?}");
+    assert!(out.is_empty());
 }
