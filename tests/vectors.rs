@@ -1633,6 +1633,8 @@ fn attach_ranges(g: &mut Gen) {
                 err("4000-4200", "chunk_auth", Some(1)),
                 err("-10", "chunk_auth", Some(1)),
                 err("100-", "chunk_auth", Some(1)),
+                // Past the claimed end: the final chunk is opened before "unsatisfiable".
+                err("6000-6001", "chunk_auth", Some(1)),
             ],
         ),
         (
@@ -1645,13 +1647,18 @@ fn attach_ranges(g: &mut Gen) {
         ),
         (
             "stream_no_final",
-            vec![ok("0-99", 0, 99), err("-1", "truncated", None)],
+            vec![
+                ok("0-99", 0, 99),
+                err("-1", "truncated", None),
+                err("9000-", "truncated", None),
+            ],
         ),
         (
             "stream_truncated_at_boundary",
             vec![
                 err("0-99", "truncated", None),
                 err("-10", "truncated", None),
+                err("5000-5100", "truncated", None),
             ],
         ),
         (
