@@ -1460,13 +1460,15 @@ fn next_stanza_vectors(g: &mut Gen) {
         "line\n[verified]\u{1b}[0m\t\u{e9}\u{202e}".into(),
     );
     ctx.remove("p30");
+    ctx.insert("p00".into(), String::new()); // an empty value is allowed (0..=1024 bytes)
     let mut spec = Spec::new(Suite::ChaCha20Poly1305, 4096, 100);
     spec.context = ctx;
     assert_eq!(spec.context.len(), 32);
     g.valid(
         "context_at_limits",
         "32 context pairs (the maximum), one with a 128-byte key and a 1024-byte value, one \
-         whose value holds LF, ESC, TAB and non-ASCII characters (any UTF-8 is allowed)",
+         with an empty value, one whose value holds LF, ESC, TAB and non-ASCII characters \
+         (any UTF-8 is allowed)",
         &spec,
         "valid/context_at_limits.sealed",
         "a",
