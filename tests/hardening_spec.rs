@@ -24,7 +24,14 @@ fn empty_input_is_a_truncated_header() {
     common::write(&empty, b"");
     let (k, empty_s) = (k.display().to_string(), empty.display().to_string());
     let out = s.path("out.bin");
-    let o = s.run(&["decrypt", "-k", &k, "-o", &out.display().to_string(), &empty_s]);
+    let o = s.run(&[
+        "decrypt",
+        "-k",
+        &k,
+        "-o",
+        &out.display().to_string(),
+        &empty_s,
+    ]);
     assert_eq!(common::code(&o), 4, "{}", common::stderr(&o));
     assert!(
         common::stderr(&o).contains("ends inside the header"),
