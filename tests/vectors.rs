@@ -2663,6 +2663,11 @@ fn too_many_chunks_ranged_reader_rejects_from_the_length() {
         if too_many {
             assert!(matches!(r, Err(Error::TooManyChunks)), "{body}: {r:?}");
             assert_eq!(
+                Error::TooManyChunks.exit_code(),
+                4,
+                "an authentication-class error"
+            );
+            assert_eq!(
                 input.body_read, 0,
                 "a chunk was read before the limit check"
             );
