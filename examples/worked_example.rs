@@ -22,6 +22,7 @@ use ring::{aead, digest, hmac};
 use sealstream::Error;
 use sealstream::engine::{self, EngineOptions};
 use sealstream::envelope::{self, DecryptParams, EncryptParams, seal_header};
+use sealstream::error::HeaderError;
 use sealstream::format::{Context, FIXED_LEN, Header, SALT_LEN, Suite, TAG_LEN};
 use sealstream::keys::local::LocalKey;
 use sealstream::keys::{DataKey, KeyProvider};
@@ -374,6 +375,10 @@ fn outcome(file: &[u8], kek: &LocalKey, expected: &Context) -> String {
     };
     match envelope::decrypt(file, std::io::sink(), &providers, &dp) {
         Ok(_) => "ok".into(),
+        // FORMAT.md §11: a version other than 0x01 is its own class, not "header malformed".
+        Err(Error::Header(HeaderError::UnsupportedVersion(v))) => {
+            format!("unsupported version ({v})")
+        }
         Err(Error::Header(h)) => format!("header malformed ({h:?})"),
         Err(Error::ContextMismatch { key, .. }) => format!("context mismatch (key {key:?})"),
         Err(Error::UnwrapFailed(_)) => "unwrap failed".into(),

@@ -104,8 +104,9 @@ pub fn locate(meta: &BTreeMap<String, String>) -> Result<HeaderLocation, String>
                     b64.len()
                 ));
             }
+            // Exactly the canonical encoding (FORMAT.md §15.1): no whitespace anywhere.
             let bytes = B64
-                .decode(b64.trim())
+                .decode(b64)
                 .map_err(|_| format!("'{META_HEADER}' is not valid base64 (tampered with)"))?;
             Ok(HeaderLocation::Inline(bytes))
         }
@@ -122,7 +123,7 @@ pub fn locate(meta: &BTreeMap<String, String>) -> Result<HeaderLocation, String>
                 )
             })?;
             let raw = if c.len() <= 64 {
-                B64.decode(c.trim()).ok()
+                B64.decode(c).ok()
             } else {
                 None
             };
