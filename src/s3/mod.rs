@@ -31,7 +31,7 @@ use crate::format::{Header, Layout};
 
 pub use download::GetOptions;
 pub use object::HeaderLocation;
-pub use rewrap::RewrapReport;
+pub use rewrap::{RewrapReport, RewrapStage};
 pub use upload::{PutOptions, PutReport, part_plan_for};
 
 /// S3's smallest part (all but the last part of a multipart upload).

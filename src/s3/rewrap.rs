@@ -16,7 +16,9 @@ use std::collections::HashMap;
 
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective};
 
-use super::{CompanionCleanup, Head, ObjectInfo, S3, S3Url, encode_key, object, sdk_error};
+use super::{
+    CompanionCleanup, Head, HeaderLocation, ObjectInfo, S3, S3Url, encode_key, object, sdk_error,
+};
 use crate::error::{Error, Result};
 use crate::format::Header;
 
@@ -49,6 +51,15 @@ pub struct RewrapReport {
     pub old_companion: CompanionCleanup,
 }
 
+/// Where [`S3::replace_header_with`] calls its hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RewrapStage {
+    /// After the last check of the object read, just before the copy.
+    BeforeCopy,
+    /// Just after the copy, before it is verified.
+    AfterCopy,
+}
+
 /// What the copy reported about the object it wrote.
 struct Written {
     etag: Option<String>,
@@ -75,16 +86,16 @@ impl S3 {
     /// only if the object is still exactly what was read, and is verified afterwards, so a
     /// concurrent rewrap or a new version is never silently lost (module docs).
     pub fn replace_header(&self, obj: &ObjectInfo, new: &Header) -> Result<RewrapReport> {
-        self.replace_header_with(obj, new, &mut || {})
+        self.replace_header_with(obj, new, &mut |_| {})
     }
 
-    /// [`S3::replace_header`], calling `before_write` after the last check and just before
-    /// the copy: tests use it to interleave a concurrent writer deterministically.
+    /// [`S3::replace_header`], calling `hook` at each [`RewrapStage`]: tests use it to
+    /// interleave a concurrent writer deterministically.
     pub fn replace_header_with(
         &self,
         obj: &ObjectInfo,
         new: &Header,
-        before_write: &mut dyn FnMut(),
+        hook: &mut dyn FnMut(RewrapStage),
     ) -> Result<RewrapReport> {
         let url = &obj.url;
         if new.commitment != obj.header.commitment || new.digest() != obj.header.digest() {
@@ -136,7 +147,7 @@ impl S3 {
                 return Err(e);
             }
         }
-        before_write();
+        hook(RewrapStage::BeforeCopy);
         let multipart = obj.head.content_length > self.settings.copy_threshold;
         let copied = if multipart {
             self.copy_multipart(obj, metadata.clone())
@@ -156,6 +167,8 @@ impl S3 {
             }
         };
 
+        hook(RewrapStage::AfterCopy);
+
         // 2. Verify that what is there now is what was written, over what was read.
         let now = self.head(url)?;
         let ours = now.as_ref().is_some_and(|h| {
@@ -169,10 +182,19 @@ impl S3 {
         });
         if !ours {
             drop_new_companion(now.as_ref());
+            let kept = match &obj.location {
+                HeaderLocation::Companion { key, .. } => {
+                    format!(
+                        " (the old header object s3://{}/{key} was kept)",
+                        url.bucket
+                    )
+                }
+                HeaderLocation::Inline(_) => String::new(),
+            };
             return Err(Error::Storage(format!(
                 "{url}: another writer replaced the object right after this rewrap wrote it, \
-                 so the new header is not the current one (the old header object, if any, was \
-                 kept); inspect the object and run rewrap again"
+                 so the new header is not the current one{kept}; inspect the object and run \
+                 rewrap again"
             )));
         }
         if let (Some(read), Some(mine)) = (
