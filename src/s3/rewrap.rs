@@ -178,7 +178,8 @@ impl S3 {
                     .all(|(k, v)| h.metadata.get(&k.to_ascii_lowercase()) == Some(v))
                 && h.content_length == obj.head.content_length
                 && (written.etag.is_none() || h.etag == written.etag)
-                && (written.version_id.is_none() || h.version_id == written.version_id)
+                && real_version(&written.version_id)
+                    .is_none_or(|v| h.version_id.as_deref() == Some(v))
         });
         if !ours {
             drop_new_companion(now.as_ref());
