@@ -202,7 +202,14 @@ impl S3 {
             real_version(&obj.head.version_id),
             real_version(&written.version_id),
         ) {
-            let previous = self.previous_version(url, mine)?;
+            let previous = self.previous_version(url, mine).map_err(|e| {
+                Error::Storage(format!(
+                    "{url}: the new header was written (version {mine}), but sealstream could \
+                     not check that no other version was stored while it ran, so the old \
+                     header object (if any) was kept; grant s3:ListBucketVersions or check the \
+                     object's versions yourself: {e}"
+                ))
+            })?;
             if previous.as_deref() != Some(read) {
                 return Err(self.undo_lost_race(obj, mine, previous, &new_companion));
             }
