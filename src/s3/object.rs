@@ -241,6 +241,12 @@ pub fn companion_belongs_to(object_key: &str, companion: &str) -> bool {
         })
 }
 
+/// True if `meta` is valid object-form metadata whose header is in the companion `key`
+/// (a writer keeps a companion it wrote while the current metadata still names it).
+pub fn names_companion(meta: &BTreeMap<String, String>, key: &str) -> bool {
+    matches!(locate(meta), Ok(HeaderLocation::Companion { key: k, .. }) if k == key)
+}
+
 /// A companion that a writer replacing or rewrapping `object_key` may delete, according to
 /// the object's old metadata: `Ok(None)` when the metadata names no companion, `Ok(Some((key,
 /// pinned commitment)))` for a candidate (whose content the caller must still check against

@@ -129,7 +129,7 @@ impl S3 {
         // Deletes the companion this rewrap wrote, unless the current object names it.
         let drop_new_companion = |current: Option<&Head>| {
             if let Some(ck) = &new_companion
-                && current.is_none_or(|h| h.metadata.get(object::META_COMPANION) != Some(ck))
+                && current.is_none_or(|h| !object::names_companion(&h.metadata, ck))
             {
                 let _ = self.delete(&url.with_key(ck.clone()));
             }
