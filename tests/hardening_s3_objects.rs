@@ -336,6 +336,29 @@ fn rewrap_does_not_roll_back_a_concurrent_version() {
 
 #[test]
 #[ignore = "needs the emulator (scripts/test.sh runs it)"]
+fn rewrap_does_not_resurrect_an_object_deleted_meanwhile() {
+    let e = setup("versioned_delete", true);
+    let s3 = connect();
+    e.encrypt("o", b"data", &[1, 2], false);
+    let obj = open(&s3, &e, "o");
+    let new = rewrapped(&obj, 1, None, &[2]);
+    let err = s3
+        .replace_header_with(&obj, &new, &mut |stage| {
+            if stage == RewrapStage::BeforeCopy {
+                moto::delete_object(&e.up, &e.bucket, "o");
+            }
+        })
+        .expect_err("the object was deleted");
+    assert_eq!(err.exit_code(), 6, "{err}");
+    assert!(err.to_string().contains("deleted"), "{err}");
+    assert!(
+        moto::head_object(&e.up, &e.bucket, "o").is_none(),
+        "rewrap brought a deleted object back"
+    );
+}
+
+#[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
 fn two_concurrent_rewraps_do_not_lose_an_update() {
     let e = setup("rewrap_race", false);
     let s3 = connect();

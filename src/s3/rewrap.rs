@@ -60,6 +60,14 @@ pub enum RewrapStage {
     AfterCopy,
 }
 
+/// What ListObjectVersions says happened around the version a rewrap wrote.
+struct History {
+    /// The version just before it.
+    previous: Option<String>,
+    /// Whether the object was deleted after the version read (a delete marker).
+    deleted: bool,
+}
+
 /// What the copy reported about the object it wrote.
 struct Written {
     etag: Option<String>,
@@ -202,7 +210,7 @@ impl S3 {
             real_version(&obj.head.version_id),
             real_version(&written.version_id),
         ) {
-            let previous = self.previous_version(url, mine).map_err(|e| {
+            let history = self.previous_version(url, mine, &obj.head).map_err(|e| {
                 Error::Storage(format!(
                     "{url}: the new header was written (version {mine}), but sealstream could \
                      not check that no other version was stored while it ran, so the old \
@@ -210,8 +218,11 @@ impl S3 {
                      object's versions yourself: {e}"
                 ))
             })?;
-            if previous.as_deref() != Some(read) {
-                return Err(self.undo_lost_race(obj, mine, previous, &new_companion));
+            if history.deleted {
+                return Err(self.undo_resurrection(url, mine, &new_companion));
+            }
+            if history.previous.as_deref() != Some(read) {
+                return Err(self.undo_lost_race(obj, mine, history.previous, &new_companion));
             }
         }
 
@@ -237,12 +248,14 @@ impl S3 {
     }
 
     /// The version of `url` written just before `mine` (versions newest first, as S3
-    /// lists them), or `None` if `mine` is the oldest or is not listed.
-    fn previous_version(&self, url: &S3Url, mine: &str) -> Result<Option<String>> {
+    /// lists them; `None` if `mine` is the oldest or is not listed), and whether a delete
+    /// marker was placed after the version `read`.
+    fn previous_version(&self, url: &S3Url, mine: &str, read: &Head) -> Result<History> {
         self.rt.block_on(async {
             let mut key_marker: Option<String> = None;
             let mut version_marker: Option<String> = None;
             let mut seen_mine = false;
+            let mut deleted = false;
             loop {
                 let out = self
                     .client
@@ -254,25 +267,70 @@ impl S3 {
                     .send()
                     .await
                     .map_err(|e| sdk_error(url, "ListObjectVersions", e))?;
+                // A delete marker no older than the version read: the object was deleted
+                // meanwhile (S3 lists markers apart from versions; Last-Modified has
+                // one-second resolution, so a marker in the same second counts: safe side).
+                deleted |= out.delete_markers().iter().any(|m| {
+                    m.key() == Some(url.key.as_str())
+                        && match (m.last_modified(), read.last_modified.as_ref()) {
+                            (Some(at), Some(read_at)) => at.secs() >= read_at.secs(),
+                            _ => true,
+                        }
+                });
                 for v in out.versions() {
                     if v.key() != Some(url.key.as_str()) {
                         continue;
                     }
                     if seen_mine {
-                        return Ok(v.version_id().map(str::to_string));
+                        return Ok(History {
+                            previous: v.version_id().map(str::to_string),
+                            deleted,
+                        });
                     }
                     seen_mine = v.version_id() == Some(mine);
                 }
-                if out.is_truncated() != Some(true) {
-                    return Ok(None);
-                }
+                let done = out.is_truncated() != Some(true);
                 key_marker = out.next_key_marker().map(str::to_string);
                 version_marker = out.next_version_id_marker().map(str::to_string);
-                if key_marker.is_none() && version_marker.is_none() {
-                    return Ok(None);
+                if done || (key_marker.is_none() && version_marker.is_none()) {
+                    return Ok(History {
+                        previous: None,
+                        deleted,
+                    });
                 }
             }
         })
+    }
+
+    /// The object was deleted between the read and the copy, and the copy (pinned to the
+    /// version read) brought it back: delete the version this rewrap wrote, so the delete
+    /// marker is current again, and explain.
+    fn undo_resurrection(&self, url: &S3Url, mine: &str, new_companion: &Option<String>) -> Error {
+        let removed = self.rt.block_on(
+            self.client
+                .delete_object()
+                .bucket(&url.bucket)
+                .key(&url.key)
+                .version_id(mine)
+                .send(),
+        );
+        match removed {
+            Ok(_) => {
+                if let Some(ck) = new_companion {
+                    let _ = self.delete(&url.with_key(ck.clone()));
+                }
+                Error::Storage(format!(
+                    "{url}: the object was deleted while this rewrap ran; the version this \
+                     rewrap wrote was removed again, so the object stays deleted"
+                ))
+            }
+            Err(e) => Error::Storage(format!(
+                "{url}: the object was deleted while this rewrap ran, and this rewrap's \
+                 version {mine} brought it back; removing that version failed ({}). Delete \
+                 version {mine} if the object should stay deleted",
+                sdk_error(url, "DeleteObject", e)
+            )),
+        }
     }
 
     /// A version (`previous`) was written between the read and the copy, and the copy put
