@@ -18,6 +18,7 @@ use std::process::Output;
 
 use base64::Engine as _;
 use common::moto::{self, unique};
+use common::proxy::{Fault, Proxy};
 use common::*;
 use sealstream::s3::{ObjectInfo, RewrapStage, S3, S3Settings, S3Url};
 use sealstream::{KeyProvider, LocalKey};
@@ -56,8 +57,13 @@ impl Env {
     }
 
     fn run(&self, args: &[&str]) -> Output {
+        self.run_at(&format!("http://{}", self.up), args)
+    }
+
+    /// Runs the CLI against `endpoint` (the emulator, or a fault proxy in front of it).
+    fn run_at(&self, endpoint: &str, args: &[&str]) -> Output {
         let mut c = self.s.cmd();
-        c.env("AWS_ENDPOINT_URL", format!("http://{}", self.up))
+        c.env("AWS_ENDPOINT_URL", endpoint)
             .env_remove("AWS_ENDPOINT_URL_S3")
             .env_remove("AWS_PROFILE")
             .env("AWS_ACCESS_KEY_ID", "testing")
@@ -332,6 +338,51 @@ fn rewrap_does_not_roll_back_a_concurrent_version() {
     assert!(err.to_string().contains("another writer"), "{err}");
     let (c, pt, msg) = e.decrypt("o", 2);
     assert_eq!((c, pt.as_slice()), (0, &b"version three"[..]), "{msg}");
+}
+
+/// The copy carries every condition S3 has on what was read; when the service enforces one
+/// (moto does not: the proxy answers 412 as S3 would), nothing is left changed.
+#[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
+fn rewrap_copy_is_conditional_and_a_failed_condition_changes_nothing() {
+    let e = setup("copy_conditions", false);
+    let proxy = Proxy::start(&e.up);
+    e.encrypt("o", &data(70_000), &twelve(), false);
+    let before = e.meta("o");
+    let head = moto::s3(&e.up, "HEAD", &moto::object_path(&e.bucket, "o"), &[], b"");
+    let etag = head.header("etag").expect("etag").to_string();
+    let k1 = e.keyfile(1);
+    let k13 = e.keyfile(13);
+    let args = ["rewrap", &e.url("o"), "-k", &k1, "--add-key", &k13];
+    proxy.fail_first("CopyObject", 1, Fault::aws(412, "PreconditionFailed"));
+    let o = e.run_at(&proxy.url, &args);
+    assert_eq!(code(&o), 6, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("changed after sealstream read it"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(e.meta("o"), before, "metadata changed");
+    let companions = moto::list_keys(&e.up, &e.bucket, "o.");
+    assert_eq!(companions.len(), 1, "orphaned companion: {companions:?}");
+
+    let o = e.run_at(&proxy.url, &args);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let copy = proxy
+        .requests()
+        .into_iter()
+        .rfind(|r| r.op == "CopyObject")
+        .expect("a CopyObject");
+    assert_eq!(
+        copy.header("x-amz-copy-source-if-match"),
+        Some(etag.as_str())
+    );
+    assert_eq!(copy.header("if-match"), Some(etag.as_str()));
+    assert!(
+        copy.header("x-amz-copy-source-if-unmodified-since")
+            .is_some(),
+        "unversioned source: Last-Modified condition missing"
+    );
 }
 
 #[test]

@@ -80,6 +80,21 @@ fn real_version(v: &Option<String>) -> Option<&str> {
     v.as_deref().filter(|v| !v.is_empty() && *v != "null")
 }
 
+/// A failed copy condition (412, or S3's 409 for a conditional write racing another) means
+/// the object changed after it was read: nothing was written. Judged by the service's error
+/// code, not by the text of [`sdk_error`].
+fn copy_error<E, R>(url: &S3Url, op: &str, e: aws_sdk_s3::error::SdkError<E, R>) -> Error
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_sdk_s3::error::ProvideErrorMetadata as _;
+    match e.code() {
+        Some("PreconditionFailed" | "ConditionalRequestConflict") => changed_before_write(url),
+        _ => sdk_error(url, op, e),
+    }
+}
+
 /// The error for a rewrap that found the object changed before it wrote anything.
 fn changed_before_write(url: &S3Url) -> Error {
     Error::Storage(format!(
@@ -166,12 +181,7 @@ impl S3 {
             Ok(w) => w,
             Err(e) => {
                 drop_new_companion(None);
-                return Err(match e {
-                    Error::Storage(m) if m.contains("PreconditionFailed") => {
-                        changed_before_write(url)
-                    }
-                    e => e,
-                });
+                return Err(e);
             }
         };
 
@@ -444,7 +454,7 @@ impl S3 {
                     .and_then(|r| r.e_tag().map(str::to_string)),
                 version_id: out.version_id().map(str::to_string),
             })
-            .map_err(|e| sdk_error(url, "CopyObject", e))
+            .map_err(|e| copy_error(url, "CopyObject", e))
     }
 
     /// The object's tags as a `Tagging` header value (a multipart copy does not carry them
@@ -532,7 +542,7 @@ impl S3 {
                     let out = req
                         .send()
                         .await
-                        .map_err(|e| sdk_error(url, &format!("UploadPartCopy {n} of"), e))?;
+                        .map_err(|e| copy_error(url, &format!("UploadPartCopy {n} of"), e))?;
                     Ok::<_, Error>(
                         CompletedPart::builder()
                             .part_number(n)
@@ -564,7 +574,7 @@ impl S3 {
                 .set_if_match(h.etag.clone())
                 .send()
                 .await
-                .map_err(|e| sdk_error(url, "CompleteMultipartUpload", e))?;
+                .map_err(|e| copy_error(url, "CompleteMultipartUpload", e))?;
             Ok::<_, Error>(Written {
                 etag: out.e_tag().map(str::to_string),
                 version_id: out.version_id().map(str::to_string),
