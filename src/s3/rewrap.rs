@@ -180,7 +180,11 @@ impl S3 {
         let written = match copied {
             Ok(w) => w,
             Err(e) => {
-                drop_new_companion(None);
+                // A copy reported as failed may still have landed (a lost response): keep
+                // the new companion if the object names it, or if that cannot be told.
+                if let Ok(current) = self.head(url) {
+                    drop_new_companion(current.as_ref());
+                }
                 return Err(e);
             }
         };
@@ -188,7 +192,13 @@ impl S3 {
         hook(RewrapStage::AfterCopy);
 
         // 2. Verify that what is there now is what was written, over what was read.
-        let now = self.head(url)?;
+        let now = self.head(url).map_err(|e| {
+            Error::Storage(format!(
+                "{url}: the copy succeeded but sealstream could not read the object back to \
+                 check it, so the old header object (if any) was kept; run `sealstream inspect` \
+                 on it: {e}"
+            ))
+        })?;
         let ours = now.as_ref().is_some_and(|h| {
             h.metadata.len() == metadata.len()
                 && metadata
