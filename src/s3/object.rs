@@ -412,6 +412,26 @@ mod tests {
     }
 
     #[test]
+    fn a_companion_name_belongs_to_exactly_one_object_key() {
+        let keys = [
+            "a",
+            "a/b",
+            "a.sealstream-header-00000000000000ab",
+            "a.sealstream-header-",
+            "dir/",
+            "ü é",
+        ];
+        for k in keys {
+            for u in [0u64, 0xab, u64::MAX] {
+                let c = companion_key(k, u).unwrap();
+                for other in keys {
+                    assert_eq!(companion_belongs_to(other, &c), other == k, "{other} / {c}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn companion_key_limits() {
         assert!(companion_key(&"k".repeat(1000), 1).is_err());
         assert!(!is_companion_key("a.sealstream-header-xyz"));
