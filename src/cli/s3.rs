@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::format::{Context, body_len_for};
 use crate::keys;
 use crate::range::ByteRange;
-use crate::s3::{GetOptions, HeaderLocation, PutOptions, S3, S3Settings, S3Url};
+use crate::s3::{CompanionCleanup, GetOptions, HeaderLocation, PutOptions, S3, S3Settings, S3Url};
 
 /// An optional S3 URL (one per command-line input).
 pub(super) type S3UrlOpt = Option<S3Url>;
@@ -86,6 +86,7 @@ pub(super) fn encrypt(
     };
     pb.finish_and_clear();
     let rep = r?;
+    warn_kept(&rep.old_companion);
     let placement = match &rep.companion {
         Some(c) => format!("header in companion object s3://{}/{c}", url.bucket),
         None => "header in the object's metadata".to_string(),
@@ -211,6 +212,7 @@ pub(super) fn rewrap(cli: &super::Cli, a: &RewrapArgs, url: &S3Url) -> Result<()
     let obj = s3.open_object(url)?;
     let new = super::rewrapped_header(cli, a, obj.header.clone())?;
     let rep = s3.replace_header(&obj, &new)?;
+    warn_kept(&rep.old_companion);
     super::report_rewrap(cli, &url.to_string(), &new);
     if let Some(c) = rep.companion {
         note(
@@ -274,7 +276,10 @@ pub(super) fn encrypt_batch(
         };
         // Progress in plaintext bytes, once the object is stored.
         s3.put_encrypted(&url, f, &dek, stanzas, &params, &opts)
-            .map(|r| inc(r.plaintext_bytes))
+            .map(|r| {
+                warn_kept(&r.old_companion);
+                inc(r.plaintext_bytes)
+            })
     });
     pb.finish_and_clear();
     super::batch_report(&jobs, failures, cli.quiet, "encrypted")
@@ -358,6 +363,14 @@ pub(super) fn decrypt_batch(
     });
     pb.finish_and_clear();
     super::batch_report(&jobs, failures, cli.quiet, "decrypted")
+}
+
+/// Says on stderr (even with --quiet: it is about what was *not* cleaned up) that an old
+/// companion object was left alone, and why.
+fn warn_kept(c: &CompanionCleanup) {
+    if let CompanionCleanup::Kept(why) = c {
+        eprintln!("sealstream: warning: {why}");
+    }
 }
 
 /// The object key for a batch output path (relative, '/'-separated) under `prefix`.

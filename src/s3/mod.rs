@@ -31,7 +31,7 @@ use crate::format::{Header, Layout};
 
 pub use download::GetOptions;
 pub use object::HeaderLocation;
-pub use rewrap::RewrapReport;
+pub use rewrap::{RewrapReport, RewrapStage};
 pub use upload::{PutOptions, PutReport, part_plan_for};
 
 /// S3's smallest part (all but the last part of a multipart upload).
@@ -306,11 +306,17 @@ impl S3 {
             bucket_key_enabled: out.bucket_key_enabled(),
             website_redirect_location: out.website_redirect_location().map(str::to_string),
             metadata,
+            last_modified: out.last_modified().copied(),
         }))
     }
 
     /// GETs a whole small object, refusing anything larger than `max` bytes; `None` on 404.
     fn get_small(&self, url: &S3Url, max: u64) -> Result<Option<Vec<u8>>> {
+        Ok(self.get_small_tagged(url, max)?.map(|(b, _)| b))
+    }
+
+    /// [`S3::get_small`], with the ETag of what was read.
+    fn get_small_tagged(&self, url: &S3Url, max: u64) -> Result<Option<(Vec<u8>, Option<String>)>> {
         self.rt.block_on(async {
             let r = self
                 .client
@@ -332,12 +338,13 @@ impl S3 {
                     reason: format!("the companion object is larger than any header ({max} bytes)"),
                 });
             }
+            let etag = out.e_tag().map(str::to_string);
             let body = out
                 .body
                 .collect()
                 .await
                 .map_err(|e| storage(url, "GetObject", &format!("reading the body: {e}")))?;
-            Ok(Some(body.into_bytes().to_vec()))
+            Ok(Some((body.into_bytes().to_vec(), etag)))
         })
     }
 
@@ -353,6 +360,62 @@ impl S3 {
             )
             .map(|_| ())
             .map_err(|e| sdk_error(url, "DeleteObject", e))
+    }
+
+    /// Deletes the companion named in `old_meta` (the metadata `url` had before this write)
+    /// only if it is named after `url`'s key, is not `keep`, and holds exactly one header
+    /// carrying the commitment pinned in that metadata (and `expected`, if given); the
+    /// delete is conditional on the ETag of the content checked. Anything else is left
+    /// alone and reported as [`CompanionCleanup::Kept`]. `Err` only when a companion that
+    /// passed every check could not be deleted.
+    fn clean_companion(
+        &self,
+        url: &S3Url,
+        old_meta: &BTreeMap<String, String>,
+        expected: Option<&[u8; crate::format::COMMITMENT_LEN]>,
+        keep: Option<&str>,
+    ) -> Result<CompanionCleanup> {
+        let (key, pinned) = match object::companion_to_clean(&url.key, old_meta) {
+            Ok(Some(c)) => c,
+            Ok(None) => return Ok(CompanionCleanup::Nothing),
+            Err(reason) => return Ok(CompanionCleanup::Kept(format!("{url}: {reason}"))),
+        };
+        if keep == Some(key.as_str()) {
+            return Ok(CompanionCleanup::Nothing);
+        }
+        let curl = url.with_key(key.clone());
+        let left = |why: &str| {
+            Ok(CompanionCleanup::Kept(format!(
+                "{url}: the old header object {curl} {why}, so it was left alone"
+            )))
+        };
+        if expected.is_some_and(|e| e != &pinned) {
+            return left("is pinned to another key commitment than the header sealstream read");
+        }
+        let max = crate::format::limits::MAX_HEADER_LEN as u64;
+        let (bytes, etag) = match self.get_small_tagged(&curl, max) {
+            Ok(Some(got)) => got,
+            Ok(None) => return Ok(CompanionCleanup::Nothing),
+            Err(e) => return left(&format!("could not be read ({e})")),
+        };
+        if let Err(e) = object::parse_header(&bytes, Some(&pinned)) {
+            return left(&format!("does not hold this object's header ({e})"));
+        }
+        let r = self.rt.block_on(
+            self.client
+                .delete_object()
+                .bucket(&curl.bucket)
+                .key(&curl.key)
+                .set_if_match(etag)
+                .send(),
+        );
+        match r {
+            Ok(_) => Ok(CompanionCleanup::Deleted(key)),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
+                Ok(CompanionCleanup::Nothing)
+            }
+            Err(e) => Err(sdk_error(&curl, "DeleteObject", e)),
+        }
     }
 
     /// Lists object keys under `prefix` (companion objects excluded), with their sizes.
@@ -419,6 +482,34 @@ pub struct Head {
     pub website_redirect_location: Option<String>,
     /// User metadata (names lowercase, without `x-amz-meta-`).
     pub metadata: BTreeMap<String, String>,
+    /// Last-Modified, so a rewrap's copy can be made conditional on it (a metadata-only
+    /// copy keeps the ETag but not the modification time).
+    pub last_modified: Option<aws_sdk_s3::primitives::DateTime>,
+}
+
+impl Head {
+    /// True if `other` describes the same stored state: same ETag, version, length,
+    /// modification time and every user-metadata entry (the header or its companion and
+    /// commitment included). A rewrap writes only if the object still is what it read.
+    pub fn same_state(&self, other: &Head) -> bool {
+        self.etag == other.etag
+            && self.version_id == other.version_id
+            && self.content_length == other.content_length
+            && self.last_modified == other.last_modified
+            && self.metadata == other.metadata
+    }
+}
+
+/// What happened to the old companion object when an object was replaced or rewrapped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CompanionCleanup {
+    /// The old metadata named no companion (or the new one, which is kept).
+    Nothing,
+    /// The old companion was deleted (it was named after the object and held its header).
+    Deleted(String),
+    /// A companion was named but left alone; the text says which and why (the CLI prints
+    /// it on stderr), so an attacker-planted name can never make sealstream delete it.
+    Kept(String),
 }
 
 impl Head {
@@ -428,13 +519,6 @@ impl Head {
             .iter()
             .filter(|(k, _)| !object::is_sealstream_key(k))
             .map(|(k, v)| (k.as_str(), v.as_str()))
-    }
-
-    /// The companion object's key, if the header lives in one.
-    fn companion(&self) -> Option<&str> {
-        self.metadata
-            .get(object::META_COMPANION)
-            .map(String::as_str)
     }
 }
 

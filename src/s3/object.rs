@@ -226,6 +226,64 @@ pub fn companion_key(object_key: &str, unique: u64) -> Result<String, String> {
     Ok(k)
 }
 
+/// True if `companion` is named exactly as a writer names a companion of `object_key`
+/// (`<object_key>.sealstream-header-<16 lowercase hex digits>`). Writers delete an old
+/// companion only when this holds, so metadata naming some other object (planted, or kept
+/// by a copy to another key) can never make sealstream delete that object.
+pub fn companion_belongs_to(object_key: &str, companion: &str) -> bool {
+    companion
+        .strip_prefix(object_key)
+        .and_then(|rest| rest.strip_prefix(COMPANION_INFIX))
+        .is_some_and(|tail| {
+            tail.len() == 16
+                && tail
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+}
+
+/// True if `meta` is valid object-form metadata whose header is in the companion `key`
+/// (a writer keeps a companion it wrote while the current metadata still names it).
+pub fn names_companion(meta: &BTreeMap<String, String>, key: &str) -> bool {
+    matches!(locate(meta), Ok(HeaderLocation::Companion { key: k, .. }) if k == key)
+}
+
+/// A companion that a writer replacing or rewrapping `object_key` may delete, according to
+/// the object's old metadata: `Ok(None)` when the metadata names no companion, `Ok(Some((key,
+/// pinned commitment)))` for a candidate (whose content the caller must still check against
+/// the commitment), `Err(reason)` when a companion is named but must be left alone.
+pub fn companion_to_clean(
+    object_key: &str,
+    meta: &BTreeMap<String, String>,
+) -> Result<Option<(String, [u8; COMMITMENT_LEN])>, String> {
+    let Some(named) = meta.get(META_COMPANION) else {
+        return Ok(None);
+    };
+    let shown: String = named
+        .chars()
+        .take(200)
+        .filter(|c| !c.is_control())
+        .collect();
+    match locate(meta) {
+        Ok(HeaderLocation::Companion { key, commitment }) => {
+            if companion_belongs_to(object_key, &key) {
+                Ok(Some((key, commitment)))
+            } else {
+                Err(format!(
+                    "the old metadata names '{shown}' as its header object, which is not named \
+                     after this object (expected '{object_key}{COMPANION_INFIX}<16 hex digits>'); \
+                     it may belong to another object, so it was left alone"
+                ))
+            }
+        }
+        Ok(HeaderLocation::Inline(_)) => Ok(None),
+        Err(e) => Err(format!(
+            "the old metadata names '{shown}' as its header object but is not valid ({e}); \
+             it was left alone"
+        )),
+    }
+}
+
 /// True for keys that name a companion object (batch listings skip them).
 pub fn is_companion_key(key: &str) -> bool {
     key.rfind(COMPANION_INFIX).is_some_and(|i| {
@@ -310,6 +368,67 @@ mod tests {
             ]),
         ] {
             assert!(locate(&m).is_err(), "{m:?}");
+        }
+    }
+
+    #[test]
+    fn only_companions_named_after_the_object_may_be_cleaned() {
+        let c = companion_key("a/b", 0xfeed).unwrap();
+        assert!(companion_belongs_to("a/b", &c));
+        for bad in [
+            "victim",
+            "a/b",
+            "a/b.sealstream-header-",
+            "a/b.sealstream-header-000000000000FEED",
+            "a/b.sealstream-header-000000000000feed0",
+            "a/b.sealstream-header-000000000000fee",
+            "a/bc.sealstream-header-000000000000feed",
+            "x/a/b.sealstream-header-000000000000feed",
+        ] {
+            assert!(!companion_belongs_to("a/b", bad), "{bad}");
+        }
+        // A copy of a/b at another key names a/b's companion: not c's to delete.
+        assert!(!companion_belongs_to("a/c", &c));
+
+        let with = |k: &str| {
+            meta(&[
+                ("sealstream", "1"),
+                ("sealstream-companion", k),
+                ("sealstream-commitment", &B64.encode([3u8; 32])),
+            ])
+        };
+        assert_eq!(
+            companion_to_clean("a/b", &with(&c)).unwrap(),
+            Some((c.clone(), [3; 32]))
+        );
+        assert!(companion_to_clean("a/b", &with("victim")).is_err());
+        assert!(companion_to_clean("a/c", &with(&c)).is_err());
+        let mut broken = with(&c);
+        broken.remove("sealstream-commitment");
+        assert!(companion_to_clean("a/b", &broken).is_err());
+        assert_eq!(
+            companion_to_clean("a/b", &meta(&[("other", "x")])).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn a_companion_name_belongs_to_exactly_one_object_key() {
+        let keys = [
+            "a",
+            "a/b",
+            "a.sealstream-header-00000000000000ab",
+            "a.sealstream-header-",
+            "dir/",
+            "ü é",
+        ];
+        for k in keys {
+            for u in [0u64, 0xab, u64::MAX] {
+                let c = companion_key(k, u).unwrap();
+                for other in keys {
+                    assert_eq!(companion_belongs_to(other, &c), other == k, "{other} / {c}");
+                }
+            }
         }
     }
 

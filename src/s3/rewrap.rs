@@ -1,12 +1,24 @@
 //! Rotation without moving the data: a new header replaces the old one in the metadata
 //! (or companion object) through a server-side copy of the object onto itself. The body is
 //! never downloaded or re-encrypted, and every other attribute is carried over.
+//!
+//! A rewrap must not lose a concurrent update (a key removed by another rewrap coming back,
+//! or a new version rolled back), yet a metadata-only copy keeps the ETag, and not every
+//! service enforces every copy condition (moto enforces none). So the write is bracketed:
+//! before it, a second HEAD must show exactly the state that was read (ETag, version,
+//! length, Last-Modified and every metadata entry); the copy itself carries every condition
+//! S3 has (`x-amz-copy-source-if-match`, `-if-unmodified-since` for an unversioned source,
+//! and `If-Match` on the destination); after it, a third HEAD must show exactly what was
+//! written, and in a versioned bucket the version just before ours must be the one that was
+//! read. Otherwise the rewrap fails (exit 6) and says what happened.
 
 use std::collections::HashMap;
 
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective};
 
-use super::{HeaderLocation, ObjectInfo, S3, encode_key, object, sdk_error};
+use super::{
+    CompanionCleanup, Head, HeaderLocation, ObjectInfo, S3, S3Url, encode_key, object, sdk_error,
+};
 use crate::error::{Error, Result};
 use crate::format::Header;
 
@@ -34,13 +46,80 @@ pub struct RewrapReport {
     pub companion: Option<String>,
     /// Whether a multipart copy (objects over the copy threshold) was used.
     pub multipart_copy: bool,
+    /// What happened to the old companion: deleted only when it was named after this
+    /// object and held its header, else left alone and said so.
+    pub old_companion: CompanionCleanup,
+}
+
+/// Where [`S3::replace_header_with`] calls its hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RewrapStage {
+    /// After the last check of the object read, just before the copy.
+    BeforeCopy,
+    /// Just after the copy, before it is verified.
+    AfterCopy,
+}
+
+/// What ListObjectVersions says happened around the version a rewrap wrote.
+struct History {
+    /// The version just before it.
+    previous: Option<String>,
+    /// Whether the object was deleted after the version read (a delete marker).
+    deleted: bool,
+}
+
+/// What the copy reported about the object it wrote.
+struct Written {
+    etag: Option<String>,
+    version_id: Option<String>,
+}
+
+/// A version id that names a real version (not absent, not the `null` of an unversioned or
+/// suspended bucket).
+fn real_version(v: &Option<String>) -> Option<&str> {
+    v.as_deref().filter(|v| !v.is_empty() && *v != "null")
+}
+
+/// A failed copy condition (412, or S3's 409 for a conditional write racing another) means
+/// the object changed after it was read: nothing was written. Judged by the service's error
+/// code, not by the text of [`sdk_error`].
+fn copy_error<E, R>(url: &S3Url, op: &str, e: aws_sdk_s3::error::SdkError<E, R>) -> Error
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_sdk_s3::error::ProvideErrorMetadata as _;
+    match e.code() {
+        Some("PreconditionFailed" | "ConditionalRequestConflict") => changed_before_write(url),
+        _ => sdk_error(url, op, e),
+    }
+}
+
+/// The error for a rewrap that found the object changed before it wrote anything.
+fn changed_before_write(url: &S3Url) -> Error {
+    Error::Storage(format!(
+        "{url}: the object changed after sealstream read it (another rewrap or writer got \
+         there first), so nothing was written; run rewrap again on the current object"
+    ))
 }
 
 impl S3 {
     /// Replaces the header of `obj` by `new` (same body, same commitment), preserving the
-    /// object's other user metadata, content type and other attributes. The copy is
-    /// conditional on the ETag read earlier, so a concurrent overwrite is not clobbered.
+    /// object's other user metadata, content type and other attributes. The write happens
+    /// only if the object is still exactly what was read, and is verified afterwards, so a
+    /// concurrent rewrap or a new version is never silently lost (module docs).
     pub fn replace_header(&self, obj: &ObjectInfo, new: &Header) -> Result<RewrapReport> {
+        self.replace_header_with(obj, new, &mut |_| {})
+    }
+
+    /// [`S3::replace_header`], calling `hook` at each [`RewrapStage`]: tests use it to
+    /// interleave a concurrent writer deterministically.
+    pub fn replace_header_with(
+        &self,
+        obj: &ObjectInfo,
+        new: &Header,
+        hook: &mut dyn FnMut(RewrapStage),
+    ) -> Result<RewrapReport> {
         let url = &obj.url;
         if new.commitment != obj.header.commitment || new.digest() != obj.header.digest() {
             return Err(Error::Usage(
@@ -70,33 +149,261 @@ impl S3 {
         if let Some((ck, b)) = &placement.companion {
             self.put_companion(&url.with_key(ck.clone()), b.clone())?;
         }
-        let multipart = obj.head.content_length > self.settings.copy_threshold;
-        let copied = if multipart {
-            self.copy_multipart(obj, metadata)
-        } else {
-            self.copy_single(obj, metadata)
-        };
-        if let Err(e) = copied {
-            if let Some(ck) = &new_companion {
+        // Deletes the companion this rewrap wrote, unless the current object names it.
+        let drop_new_companion = |current: Option<&Head>| {
+            if let Some(ck) = &new_companion
+                && current.is_none_or(|h| !object::names_companion(&h.metadata, ck))
+            {
                 let _ = self.delete(&url.with_key(ck.clone()));
             }
-            return Err(e);
+        };
+
+        // 1. Write only over exactly the state that was read.
+        match self.head(url) {
+            Ok(Some(now)) if now.same_state(&obj.head) => {}
+            Ok(_) => {
+                drop_new_companion(None);
+                return Err(changed_before_write(url));
+            }
+            Err(e) => {
+                drop_new_companion(None);
+                return Err(e);
+            }
         }
-        if let HeaderLocation::Companion { key, .. } = &obj.location
-            && new_companion.as_deref() != Some(key.as_str())
-        {
-            self.delete(&url.with_key(key.clone())).map_err(|e| {
+        hook(RewrapStage::BeforeCopy);
+        let multipart = obj.head.content_length > self.settings.copy_threshold;
+        let copied = if multipart {
+            self.copy_multipart(obj, metadata.clone())
+        } else {
+            self.copy_single(obj, metadata.clone())
+        };
+        let written = match copied {
+            Ok(w) => w,
+            Err(e) => {
+                // A copy reported as failed may still have landed (a lost response): keep
+                // the new companion if the object names it, or if that cannot be told.
+                if let Ok(current) = self.head(url) {
+                    drop_new_companion(current.as_ref());
+                }
+                return Err(e);
+            }
+        };
+
+        hook(RewrapStage::AfterCopy);
+
+        // 2. Verify that what is there now is what was written, over what was read.
+        let now = self.head(url).map_err(|e| {
+            Error::Storage(format!(
+                "{url}: the copy succeeded but sealstream could not read the object back to \
+                 check it, so the old header object (if any) was kept; run `sealstream inspect` \
+                 on it: {e}"
+            ))
+        })?;
+        let ours = now.as_ref().is_some_and(|h| {
+            h.metadata.len() == metadata.len()
+                && metadata
+                    .iter()
+                    .all(|(k, v)| h.metadata.get(&k.to_ascii_lowercase()) == Some(v))
+                && h.content_length == obj.head.content_length
+                && (written.etag.is_none() || h.etag == written.etag)
+                && real_version(&written.version_id)
+                    .is_none_or(|v| h.version_id.as_deref() == Some(v))
+        });
+        if !ours {
+            drop_new_companion(now.as_ref());
+            let kept = match &obj.location {
+                HeaderLocation::Companion { key, .. } => {
+                    format!(
+                        " (the old header object s3://{}/{key} was kept)",
+                        url.bucket
+                    )
+                }
+                HeaderLocation::Inline(_) => String::new(),
+            };
+            return Err(Error::Storage(format!(
+                "{url}: another writer replaced the object right after this rewrap wrote it, \
+                 so the new header is not the current one{kept}; inspect the object and run \
+                 rewrap again"
+            )));
+        }
+        if let (Some(read), Some(mine)) = (
+            real_version(&obj.head.version_id),
+            real_version(&written.version_id),
+        ) {
+            let history = self.previous_version(url, mine, &obj.head).map_err(|e| {
                 Error::Storage(format!(
-                    "the object was rewrapped, but its old header object s3://{}/{key} \
-                         could not be deleted and still holds the removed keys; delete it: {e}",
-                    url.bucket
+                    "{url}: the new header was written (version {mine}), but sealstream could \
+                     not check that no other version was stored while it ran, so the old \
+                     header object (if any) was kept; grant s3:ListBucketVersions or check the \
+                     object's versions yourself: {e}"
                 ))
             })?;
+            if history.deleted {
+                return Err(self.undo_resurrection(url, mine, &new_companion));
+            }
+            if history.previous.as_deref() != Some(read) {
+                return Err(self.undo_lost_race(obj, mine, history.previous, &new_companion));
+            }
         }
+
+        // 3. Only now remove the old companion, if it is provably this object's.
+        let old_companion = self
+            .clean_companion(
+                url,
+                &obj.head.metadata,
+                Some(&obj.header.commitment),
+                new_companion.as_deref(),
+            )
+            .map_err(|e| {
+                Error::Storage(format!(
+                    "the object was rewrapped, but its old header object could not be deleted \
+                     and still holds the removed keys; delete it: {e}"
+                ))
+            })?;
         Ok(RewrapReport {
             companion: new_companion,
             multipart_copy: multipart,
+            old_companion,
         })
+    }
+
+    /// The version of `url` written just before `mine` (versions newest first, as S3
+    /// lists them; `None` if `mine` is the oldest or is not listed), and whether a delete
+    /// marker was placed after the version `read`.
+    fn previous_version(&self, url: &S3Url, mine: &str, read: &Head) -> Result<History> {
+        self.rt.block_on(async {
+            let mut key_marker: Option<String> = None;
+            let mut version_marker: Option<String> = None;
+            let mut seen_mine = false;
+            let mut deleted = false;
+            loop {
+                let out = self
+                    .client
+                    .list_object_versions()
+                    .bucket(&url.bucket)
+                    .prefix(&url.key)
+                    .set_key_marker(key_marker.take())
+                    .set_version_id_marker(version_marker.take())
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error(url, "ListObjectVersions", e))?;
+                // A delete marker no older than the version read: the object was deleted
+                // meanwhile (S3 lists markers apart from versions; Last-Modified has
+                // one-second resolution, so a marker in the same second counts: safe side).
+                deleted |= out.delete_markers().iter().any(|m| {
+                    m.key() == Some(url.key.as_str())
+                        && match (m.last_modified(), read.last_modified.as_ref()) {
+                            (Some(at), Some(read_at)) => at.secs() >= read_at.secs(),
+                            _ => true,
+                        }
+                });
+                for v in out.versions() {
+                    if v.key() != Some(url.key.as_str()) {
+                        continue;
+                    }
+                    if seen_mine {
+                        return Ok(History {
+                            previous: v.version_id().map(str::to_string),
+                            deleted,
+                        });
+                    }
+                    seen_mine = v.version_id() == Some(mine);
+                }
+                let done = out.is_truncated() != Some(true);
+                key_marker = out.next_key_marker().map(str::to_string);
+                version_marker = out.next_version_id_marker().map(str::to_string);
+                if done || (key_marker.is_none() && version_marker.is_none()) {
+                    return Ok(History {
+                        previous: None,
+                        deleted,
+                    });
+                }
+            }
+        })
+    }
+
+    /// The object was deleted between the read and the copy, and the copy (pinned to the
+    /// version read) brought it back: delete the version this rewrap wrote, so the delete
+    /// marker is current again, and explain.
+    fn undo_resurrection(&self, url: &S3Url, mine: &str, new_companion: &Option<String>) -> Error {
+        let removed = self.rt.block_on(
+            self.client
+                .delete_object()
+                .bucket(&url.bucket)
+                .key(&url.key)
+                .version_id(mine)
+                .send(),
+        );
+        match removed {
+            Ok(_) => {
+                if let Some(ck) = new_companion {
+                    let _ = self.delete(&url.with_key(ck.clone()));
+                }
+                Error::Storage(format!(
+                    "{url}: the object was deleted while this rewrap ran; the version this \
+                     rewrap wrote was removed again, so the object stays deleted"
+                ))
+            }
+            Err(e) => Error::Storage(format!(
+                "{url}: the object was deleted while this rewrap ran, and this rewrap's \
+                 version {mine} brought it back; removing that version failed ({}). Delete \
+                 version {mine} if the object should stay deleted",
+                sdk_error(url, "DeleteObject", e)
+            )),
+        }
+    }
+
+    /// A version (`previous`) was written between the read and the copy, and the copy put
+    /// the old body and a header derived from the old one on top of it. Make that version
+    /// current again (a server-side copy of it, metadata and all) and explain.
+    fn undo_lost_race(
+        &self,
+        obj: &ObjectInfo,
+        mine: &str,
+        previous: Option<String>,
+        new_companion: &Option<String>,
+    ) -> Error {
+        let url = &obj.url;
+        let Some(theirs) = previous else {
+            return Error::Storage(format!(
+                "{url}: the version sealstream read ({}) is no longer the one before this \
+                 rewrap's version {mine}; another writer changed the object meanwhile. Check \
+                 the object's versions and run rewrap again",
+                obj.head.version_id.as_deref().unwrap_or("?")
+            ));
+        };
+        let source = format!(
+            "{}/{}?versionId={}",
+            url.bucket,
+            encode_key(&url.key),
+            encode_key(&theirs)
+        );
+        let restored = self.rt.block_on(
+            self.client
+                .copy_object()
+                .bucket(&url.bucket)
+                .key(&url.key)
+                .copy_source(source)
+                .send(),
+        );
+        match restored {
+            Ok(_) => {
+                if let Some(ck) = new_companion {
+                    let _ = self.delete(&url.with_key(ck.clone()));
+                }
+                Error::Storage(format!(
+                    "{url}: another writer stored version {theirs} while this rewrap ran; the \
+                     rewrap was undone by making that version current again, so nothing was \
+                     lost but the keys were not changed: run rewrap again on the current object"
+                ))
+            }
+            Err(e) => Error::Storage(format!(
+                "{url}: another writer stored version {theirs} while this rewrap ran, and this \
+                 rewrap's version {mine} (the old body) replaced it; restoring it failed ({}). \
+                 Make version {theirs} current again (copy it onto the key), then rewrap again",
+                sdk_error(url, "CopyObject", e)
+            )),
+        }
     }
 
     fn put_companion(&self, url: &super::S3Url, bytes: Vec<u8>) -> Result<()> {
@@ -124,7 +431,17 @@ impl S3 {
         s
     }
 
-    fn copy_single(&self, obj: &ObjectInfo, metadata: HashMap<String, String>) -> Result<()> {
+    /// `Last-Modified` as a copy-source condition, for an unversioned source only (a
+    /// pinned version never changes, so the condition would say nothing).
+    fn unmodified_since(h: &Head) -> Option<aws_sdk_s3::primitives::DateTime> {
+        if real_version(&h.version_id).is_some() {
+            None
+        } else {
+            h.last_modified
+        }
+    }
+
+    fn copy_single(&self, obj: &ObjectInfo, metadata: HashMap<String, String>) -> Result<Written> {
         let h = &obj.head;
         let url = &obj.url;
         let req = self
@@ -134,13 +451,20 @@ impl S3 {
             .key(&url.key)
             .copy_source(Self::copy_source(obj))
             .set_copy_source_if_match(h.etag.clone())
+            .set_copy_source_if_unmodified_since(Self::unmodified_since(h))
+            .set_if_match(h.etag.clone())
             .metadata_directive(MetadataDirective::Replace)
             .set_metadata(Some(metadata));
         let req = carry_attributes!(req, h);
         self.rt
             .block_on(req.send())
-            .map(|_| ())
-            .map_err(|e| sdk_error(url, "CopyObject", e))
+            .map(|out| Written {
+                etag: out
+                    .copy_object_result()
+                    .and_then(|r| r.e_tag().map(str::to_string)),
+                version_id: out.version_id().map(str::to_string),
+            })
+            .map_err(|e| copy_error(url, "CopyObject", e))
     }
 
     /// The object's tags as a `Tagging` header value (a multipart copy does not carry them
@@ -172,7 +496,11 @@ impl S3 {
         Ok((!pairs.is_empty()).then(|| pairs.join("&")))
     }
 
-    fn copy_multipart(&self, obj: &ObjectInfo, metadata: HashMap<String, String>) -> Result<()> {
+    fn copy_multipart(
+        &self,
+        obj: &ObjectInfo,
+        metadata: HashMap<String, String>,
+    ) -> Result<Written> {
         let h = &obj.head;
         let url = &obj.url;
         let tagging = self.tagging(obj)?;
@@ -218,12 +546,13 @@ impl S3 {
                     .part_number(n)
                     .copy_source(&source)
                     .copy_source_range(format!("bytes={a}-{b}"))
-                    .set_copy_source_if_match(h.etag.clone());
+                    .set_copy_source_if_match(h.etag.clone())
+                    .set_copy_source_if_unmodified_since(Self::unmodified_since(h));
                 async move {
                     let out = req
                         .send()
                         .await
-                        .map_err(|e| sdk_error(url, &format!("UploadPartCopy {n} of"), e))?;
+                        .map_err(|e| copy_error(url, &format!("UploadPartCopy {n} of"), e))?;
                     Ok::<_, Error>(
                         CompletedPart::builder()
                             .part_number(n)
@@ -241,7 +570,8 @@ impl S3 {
                 .collect()
                 .await;
             let parts: Vec<CompletedPart> = parts.into_iter().collect::<Result<_>>()?;
-            self.client
+            let out = self
+                .client
                 .complete_multipart_upload()
                 .bucket(&url.bucket)
                 .key(&url.key)
@@ -251,10 +581,14 @@ impl S3 {
                         .set_parts(Some(parts))
                         .build(),
                 )
+                .set_if_match(h.etag.clone())
                 .send()
                 .await
-                .map_err(|e| sdk_error(url, "CompleteMultipartUpload", e))?;
-            Ok::<_, Error>(())
+                .map_err(|e| copy_error(url, "CompleteMultipartUpload", e))?;
+            Ok::<_, Error>(Written {
+                etag: out.e_tag().map(str::to_string),
+                version_id: out.version_id().map(str::to_string),
+            })
         });
         if result.is_err() {
             let _ = self.rt.block_on(

@@ -14,8 +14,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use super::{
-    MAX_OBJECT_SIZE, MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE, S3, S3Url, live_register,
-    live_unregister, live_update, object, sdk_error,
+    CompanionCleanup, MAX_OBJECT_SIZE, MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE, S3, S3Url,
+    live_register, live_unregister, live_update, object, sdk_error,
 };
 use crate::engine::{self, EngineOptions};
 use crate::envelope::{self, EncryptParams};
@@ -60,6 +60,9 @@ pub struct PutReport {
     pub parts: u64,
     /// The companion object holding the header, if it did not fit in the metadata.
     pub companion: Option<String>,
+    /// What happened to the replaced object's companion (`--force`): deleted only when it
+    /// provably belonged to the replaced object, else left alone and said so.
+    pub old_companion: CompanionCleanup,
 }
 
 /// Part sizes for one upload: whole chunks per part, grown so that no upload needs more
@@ -179,6 +182,7 @@ impl S3 {
                     body_bytes,
                     parts,
                     companion,
+                    old_companion: CompanionCleanup::Nothing,
                 }),
                 Err(e) => Err(sink.take_error().unwrap_or(e)),
             };
@@ -187,23 +191,26 @@ impl S3 {
             }
             r
         })();
-        match &result {
-            Err(_) => {
-                if let Some((ck, _)) = &placement.companion {
-                    let _ = self.delete(&url.with_key(ck.clone()));
-                }
-            }
-            Ok(report) => {
-                // A replaced object's old companion would otherwise linger with its keys.
-                if let Some(old) = existing.as_ref().and_then(|h| h.companion())
-                    && report.companion.as_deref() != Some(old)
-                {
-                    let _ = self.delete(&url.with_key(old.to_string()));
-                }
-            }
+        if result.is_err()
+            && let Some((ck, _)) = &placement.companion
+        {
+            let _ = self.delete(&url.with_key(ck.clone()));
         }
         live_unregister(live);
-        result
+        let mut report = result?;
+        // A replaced object's old companion would otherwise linger with its keys; but only
+        // one named after this key and holding the old header is ours to delete.
+        if let Some(old) = &existing {
+            report.old_companion = self
+                .clean_companion(url, &old.metadata, None, report.companion.as_deref())
+                .unwrap_or_else(|e| {
+                    CompanionCleanup::Kept(format!(
+                        "{url}: the replaced object's header object could not be deleted and \
+                         still holds its keys; delete it: {e}"
+                    ))
+                });
+        }
+        Ok(report)
     }
 
     /// PUTs a small object (a companion header), never over an existing one unless `force`.
