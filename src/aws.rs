@@ -310,16 +310,21 @@ impl Intercept for S3Timeouts {
         if len > 0
             && let Some(current) = cfg.load::<TimeoutConfig>().cloned()
         {
-            let extra = Duration::from_secs(len.div_ceil(MIN_UPLOAD_RATE));
             cfg.interceptor_state().store_put(
                 current
                     .to_builder()
-                    .read_timeout(self.read_timeout.saturating_add(extra))
+                    .read_timeout(first_byte_timeout(self.read_timeout, len))
                     .build(),
             );
         }
         Ok(())
     }
+}
+
+/// The first-byte timeout of a request with a body of `body_len` bytes: the SDK's clock
+/// runs while the body is sent, so it gets the time the body needs at [`MIN_UPLOAD_RATE`].
+fn first_byte_timeout(read_timeout: Duration, body_len: u64) -> Duration {
+    read_timeout.saturating_add(Duration::from_secs(body_len.div_ceil(MIN_UPLOAD_RATE)))
 }
 
 // ---- errors that are not the service's answer ----------------------------------------
@@ -501,4 +506,95 @@ pub fn one_line(s: &str) -> String {
         out.push('…');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_s3::operation as op;
+    use aws_smithy_runtime_api::client::interceptors::context::Input;
+
+    #[test]
+    fn only_operations_that_do_not_move_data_get_a_wall_clock_bound() {
+        let data_ops = [
+            Input::erase(op::get_object::GetObjectInput::builder().build().unwrap()),
+            Input::erase(op::put_object::PutObjectInput::builder().build().unwrap()),
+            Input::erase(op::upload_part::UploadPartInput::builder().build().unwrap()),
+            Input::erase(op::copy_object::CopyObjectInput::builder().build().unwrap()),
+            Input::erase(
+                op::upload_part_copy::UploadPartCopyInput::builder()
+                    .build()
+                    .unwrap(),
+            ),
+            Input::erase(
+                op::complete_multipart_upload::CompleteMultipartUploadInput::builder()
+                    .build()
+                    .unwrap(),
+            ),
+        ];
+        for i in &data_ops {
+            assert!(moves_data(i), "{i:?}");
+        }
+        let small_ops = [
+            Input::erase(op::head_object::HeadObjectInput::builder().build().unwrap()),
+            Input::erase(
+                op::list_objects_v2::ListObjectsV2Input::builder()
+                    .build()
+                    .unwrap(),
+            ),
+            Input::erase(
+                op::create_multipart_upload::CreateMultipartUploadInput::builder()
+                    .build()
+                    .unwrap(),
+            ),
+            Input::erase(
+                op::abort_multipart_upload::AbortMultipartUploadInput::builder()
+                    .build()
+                    .unwrap(),
+            ),
+            Input::erase(op::delete_object::DeleteObjectInput::builder().build().unwrap()),
+        ];
+        for i in &small_ops {
+            assert!(!moves_data(i), "{i:?}");
+        }
+    }
+
+    #[test]
+    fn a_large_part_on_a_slow_link_is_not_cut_by_the_first_byte_timeout() {
+        let base = Duration::from_secs(30);
+        assert_eq!(first_byte_timeout(base, 0), base);
+        // S3's largest part, sent at the slowest rate tolerated, still fits.
+        let part = 5u64 << 30;
+        let needed = Duration::from_secs(part / MIN_UPLOAD_RATE);
+        assert!(first_byte_timeout(base, part) >= base + needed);
+        // An 8 MiB part gets 512 s more than a HEAD.
+        assert_eq!(
+            first_byte_timeout(base, 8 << 20),
+            base + Duration::from_secs(512)
+        );
+    }
+
+    #[test]
+    fn transport_causes_are_found_in_the_chain_and_never_debug_printed() {
+        #[derive(Debug)]
+        struct Wrap(std::io::Error);
+        impl std::fmt::Display for Wrap {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("client error (Connect)")
+            }
+        }
+        impl StdError for Wrap {
+            fn source(&self) -> Option<&(dyn StdError + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let refused = Wrap(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert_eq!(classify(&refused), Some(Transport::Refused));
+        let dns = Wrap(std::io::Error::other("dns error: failed to lookup address"));
+        assert_eq!(classify(&dns), Some(Transport::Dns));
+        let s = Transport::Refused.sentence("S3", "http://127.0.0.1:9", "--s3-timeout");
+        assert!(s.contains("http://127.0.0.1:9") && !s.contains('\n'), "{s}");
+        let long = "x".repeat(1000) + "\nsecond line";
+        assert!(one_line(&long).chars().count() <= 201);
+    }
 }

@@ -486,3 +486,100 @@ fn an_unknown_profile_is_a_usage_error_before_any_request() {
     );
     assert!(!e.s.path("p.seal").exists() && !e.s.path("o").exists());
 }
+
+// ---- against the emulator, through the fault proxy -----------------------------------
+
+/// The emulator behind the fault proxy, and a fresh bucket.
+fn emulator(test: &str) -> Option<(Env, common::proxy::Proxy, String)> {
+    let up = common::moto::endpoint(test)?;
+    let bucket = common::moto::unique("hardening-aws");
+    common::moto::create_bucket(&up, &bucket);
+    Some((Env::new(), common::proxy::Proxy::start(&up), bucket))
+}
+
+#[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
+fn throttling_is_retried_with_one_note_per_retry_and_the_transfer_succeeds() {
+    let Some((e, proxy, bucket)) =
+        emulator("throttling_is_retried_with_one_note_per_retry_and_the_transfer_succeeds")
+    else {
+        return;
+    };
+    // A multipart upload (parts of 5 MiB, 12 MiB of data) whose second part and first
+    // HEAD are throttled twice: every S3 operation goes through the per-operation
+    // timeouts, and each retry is announced once.
+    write(&e.s.path("big.bin"), &data(12 << 20));
+    proxy.fail_first("HeadObject", 2, common::proxy::Fault::slow_down());
+    proxy.fail_part(2, Some(2), common::proxy::Fault::slow_down());
+    let url = format!("s3://{bucket}/big.seal");
+    let mut c = e.cmd(&proxy.url, false);
+    Env::env_credentials(&mut c).args([
+        "--part-size",
+        "5MiB",
+        "encrypt",
+        "-k",
+        "k.key",
+        "big.bin",
+        "-o",
+        &url,
+    ]);
+    let o = run_bounded(&mut c);
+    let err = stderr(&o);
+    assert_eq!(code(&o), 0, "{err}");
+    let notes: Vec<&str> = err.lines().filter(|l| l.contains("retrying S3")).collect();
+    let head: Vec<&&str> = notes.iter().filter(|l| l.contains("HeadObject")).collect();
+    let part: Vec<&&str> = notes.iter().filter(|l| l.contains("UploadPart")).collect();
+    assert_eq!(head.len(), 2, "one note per HEAD retry:\n{err}");
+    assert_eq!(part.len(), 2, "one note per part retry:\n{err}");
+    for n in head.iter().chain(part.iter()) {
+        assert!(n.contains("HTTP 503"), "the note says why: {n}");
+        assert!(n.contains(&format!("/{bucket}/big.seal")), "the note names the object: {n}");
+    }
+
+    let mut c = e.cmd(&proxy.url, true);
+    Env::env_credentials(&mut c).args(["decrypt", "-k", "k.key", &url, "-o", "back.bin"]);
+    let o = run_bounded(&mut c);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(std::fs::read(e.s.path("back.bin")).unwrap() == data(12 << 20));
+}
+
+#[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
+fn service_errors_are_one_sentence_with_code_and_request_id() {
+    let Some((e, proxy, bucket)) =
+        emulator("service_errors_are_one_sentence_with_code_and_request_id")
+    else {
+        return;
+    };
+    // No such bucket: the service's code, what to do, and S3's request id.
+    let mut c = e.cmd(&proxy.url, true);
+    Env::env_credentials(&mut c).args([
+        "encrypt",
+        "-k",
+        "k.key",
+        "p.bin",
+        "-o",
+        &format!("s3://{bucket}-missing/x"),
+    ]);
+    let o = run_bounded(&mut c);
+    let err = assert_one_short_line(&o, "no such bucket");
+    assert_eq!(code(&o), 6, "{err}");
+    assert!(err.contains("NoSuchBucket") && err.contains("create the bucket"), "{err}");
+    assert!(err.contains("request id "), "{err}");
+
+    // Access denied on a HEAD (no body, so no code): named from the status.
+    proxy.fail_first("HeadObject", 100, common::proxy::Fault::aws(403, ""));
+    let mut c = e.cmd(&proxy.url, true);
+    Env::env_credentials(&mut c).args([
+        "decrypt",
+        "-k",
+        "k.key",
+        &format!("s3://{bucket}/x"),
+        "-o",
+        "o.bin",
+    ]);
+    let o = run_bounded(&mut c);
+    let err = assert_one_short_line(&o, "access denied");
+    assert_eq!(code(&o), 6, "{err}");
+    assert!(err.contains("AccessDenied") && err.contains("permissions"), "{err}");
+}
