@@ -224,11 +224,11 @@ fn http_status_reason(status: u16) -> String {
         429 => "too many requests (throttled)",
         500 => "internal error",
         502 => "bad gateway",
-        503 => "service unavailable or slow down (throttled)",
+        503 => "slow down or service unavailable",
         504 => "gateway timeout",
         _ => "error",
     };
-    format!("the service answered HTTP {status} ({what})")
+    format!("the service answered HTTP {status}: {what}")
 }
 
 // ---- S3 timeouts per operation -------------------------------------------------------
@@ -552,7 +552,11 @@ mod tests {
                     .build()
                     .unwrap(),
             ),
-            Input::erase(op::delete_object::DeleteObjectInput::builder().build().unwrap()),
+            Input::erase(
+                op::delete_object::DeleteObjectInput::builder()
+                    .build()
+                    .unwrap(),
+            ),
         ];
         for i in &small_ops {
             assert!(!moves_data(i), "{i:?}");

@@ -533,7 +533,10 @@ fn throttling_is_retried_with_one_note_per_retry_and_the_transfer_succeeds() {
     assert_eq!(part.len(), 2, "one note per part retry:\n{err}");
     for n in head.iter().chain(part.iter()) {
         assert!(n.contains("HTTP 503"), "the note says why: {n}");
-        assert!(n.contains(&format!("/{bucket}/big.seal")), "the note names the object: {n}");
+        assert!(
+            n.contains(&format!("/{bucket}/big.seal")),
+            "the note names the object: {n}"
+        );
     }
 
     let mut c = e.cmd(&proxy.url, true);
@@ -564,7 +567,10 @@ fn service_errors_are_one_sentence_with_code_and_request_id() {
     let o = run_bounded(&mut c);
     let err = assert_one_short_line(&o, "no such bucket");
     assert_eq!(code(&o), 6, "{err}");
-    assert!(err.contains("NoSuchBucket") && err.contains("create the bucket"), "{err}");
+    assert!(
+        err.contains("NoSuchBucket") && err.contains("create the bucket"),
+        "{err}"
+    );
     assert!(err.contains("request id "), "{err}");
 
     // Access denied on a HEAD (no body, so no code): named from the status.
@@ -581,5 +587,8 @@ fn service_errors_are_one_sentence_with_code_and_request_id() {
     let o = run_bounded(&mut c);
     let err = assert_one_short_line(&o, "access denied");
     assert_eq!(code(&o), 6, "{err}");
-    assert!(err.contains("AccessDenied") && err.contains("permissions"), "{err}");
+    assert!(
+        err.contains("AccessDenied") && err.contains("permissions"),
+        "{err}"
+    );
 }
