@@ -7,7 +7,8 @@
 //! - an explicit `--profile` wins over credentials in the environment, and an unknown
 //!   profile is a usage error ([`load_config`]);
 //! - [`RetryNotes`] says on stderr, one line per retry, what is retried and why;
-//! - [`S3Timeouts`] gives every S3 operation a bound that fits it (see docs/S3.md);
+//! - [`S3Timeouts`] gives every S3 operation a bound that fits it, and the first-byte
+//!   timeout starts when the request body has been sent (see docs/S3.md);
 //! - [`transport_failure`] turns an SDK error that is not the service's own answer (no
 //!   credentials, refused, DNS, timeout…) into one sentence, never a `Debug` dump.
 
@@ -25,8 +26,8 @@ use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::{
-    BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextMut,
-    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
+    BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
+    FinalizerInterceptorContextRef,
 };
 use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, Metadata};
 use aws_smithy_runtime_api::client::result::{ConnectorError, SdkError};
@@ -71,7 +72,9 @@ pub fn load_config(rt: &tokio::runtime::Runtime, o: &AwsOptions) -> Result<aws_c
         .with_initial_backoff(o.initial_backoff)
         .with_max_backoff(o.max_backoff);
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .http_client(http.clone())
+        .http_client(FirstByteClient {
+            inner: http.clone(),
+        })
         .retry_config(retry)
         .timeout_config(o.timeouts.clone());
     if let Some(g) = o.stall_grace {
@@ -123,6 +126,131 @@ fn check_profile(rt: &tokio::runtime::Runtime, name: &str) -> Result<()> {
             "cannot read the AWS profile files ({files}) for --profile {name}: {}",
             one_line(&e.to_string())
         ))),
+    }
+}
+
+// ---- first-byte timeout counted from the end of the request body ---------------------
+
+/// Wraps the HTTPS client so that the read ("first byte") timeout starts when the request
+/// body has been sent, not when the request starts.
+///
+/// The SDK's own read timeout covers sending the body too, so any value short enough to
+/// notice a silent server would kill a large part upload on a slow link. Here the body's
+/// progress is bounded by stalled-stream protection instead, and the read timeout only by
+/// the server's silence after the whole request is out.
+#[derive(Debug)]
+struct FirstByteClient {
+    inner: aws_smithy_runtime_api::client::http::SharedHttpClient,
+}
+
+impl aws_smithy_runtime_api::client::http::HttpClient for FirstByteClient {
+    fn http_connector(
+        &self,
+        settings: &aws_smithy_runtime_api::client::http::HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> aws_smithy_runtime_api::client::http::SharedHttpConnector {
+        let mut inner_settings =
+            aws_smithy_runtime_api::client::http::HttpConnectorSettings::builder();
+        inner_settings.set_connect_timeout(settings.connect_timeout());
+        let inner = self
+            .inner
+            .http_connector(&inner_settings.build(), components);
+        match settings.read_timeout() {
+            None => inner,
+            Some(read_timeout) => {
+                aws_smithy_runtime_api::client::http::SharedHttpConnector::new(FirstByteConnector {
+                    inner,
+                    read_timeout,
+                })
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct FirstByteConnector {
+    inner: aws_smithy_runtime_api::client::http::SharedHttpConnector,
+    read_timeout: Duration,
+}
+
+/// The first-byte timeout's error ("… timeout occurred after …" like the SDK's own).
+#[derive(Debug)]
+struct FirstByteTimeout(Duration);
+
+impl std::fmt::Display for FirstByteTimeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "HTTP read timeout occurred after {:?} without an answer to the sent request",
+            self.0
+        )
+    }
+}
+
+impl StdError for FirstByteTimeout {}
+
+impl aws_smithy_runtime_api::client::http::HttpConnector for FirstByteConnector {
+    fn call(
+        &self,
+        mut request: aws_smithy_runtime_api::client::orchestrator::HttpRequest,
+    ) -> aws_smithy_runtime_api::client::http::HttpConnectorFuture {
+        use aws_smithy_types::body::SdkBody;
+        let sent = std::sync::Arc::new(tokio::sync::Notify::new());
+        let body = std::mem::replace(request.body_mut(), SdkBody::taken());
+        if http_body::Body::is_end_stream(&body) {
+            sent.notify_one();
+            *request.body_mut() = body;
+        } else {
+            *request.body_mut() = SdkBody::from_body_1_x(SignalEnd {
+                inner: body,
+                sent: Some(std::sync::Arc::clone(&sent)),
+            });
+        }
+        let response = self.inner.call(request);
+        let limit = self.read_timeout;
+        aws_smithy_runtime_api::client::http::HttpConnectorFuture::new(async move {
+            tokio::select! {
+                r = response => r,
+                _ = async {
+                    sent.notified().await;
+                    tokio::time::sleep(limit).await;
+                } => Err(ConnectorError::timeout(Box::new(FirstByteTimeout(limit)))),
+            }
+        })
+    }
+}
+
+/// A request body that says when it has been read to the end.
+struct SignalEnd {
+    inner: aws_smithy_types::body::SdkBody,
+    sent: Option<std::sync::Arc<tokio::sync::Notify>>,
+}
+
+impl http_body::Body for SignalEnd {
+    type Data = bytes::Bytes;
+    type Error = aws_smithy_types::body::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        // hyper stops polling once `is_end_stream` is true, so check both.
+        if (matches!(r, std::task::Poll::Ready(None))
+            || http_body::Body::is_end_stream(&self.inner))
+            && let Some(s) = self.sent.take()
+        {
+            s.notify_one();
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        http_body::Body::is_end_stream(&self.inner)
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::Body::size_hint(&self.inner)
     }
 }
 
@@ -233,10 +361,6 @@ fn http_status_reason(status: u16) -> String {
 
 // ---- S3 timeouts per operation -------------------------------------------------------
 
-/// Slowest upload rate a request body is allowed before its first-byte timeout expires:
-/// see [`S3Timeouts`].
-pub const MIN_UPLOAD_RATE: u64 = 16 * 1024;
-
 /// Gives every S3 operation a bound that fits it.
 ///
 /// - Requests whose time does not grow with the data (HEAD, List, Create/Abort multipart,
@@ -245,15 +369,12 @@ pub const MIN_UPLOAD_RATE: u64 = 16 * 1024;
 ///   UploadPartCopy, CompleteMultipartUpload, which S3 may answer slowly for big objects)
 ///   get no wall-clock bound, so a multi-GiB part on a slow link is not killed; each
 ///   attempt is bounded instead by the connect timeout, by stalled-stream protection
-///   (a body below 1 byte/s for the grace period fails), and by the first-byte timeout.
-///   The SDK starts the first-byte clock when the request starts, body included, so for
-///   a request with a body of N bytes it is extended by N / [`MIN_UPLOAD_RATE`] seconds.
+///   (a body below 1 byte/s for the grace period fails), and by the first-byte timeout,
+///   which [`FirstByteClient`] starts once the request body has been sent.
 #[derive(Debug)]
 pub struct S3Timeouts {
     /// Whole-operation bound for the operations that do not move data.
     pub operation_timeout: Duration,
-    /// First-byte timeout (before the extension for the request body).
-    pub read_timeout: Duration,
 }
 
 fn moves_data(input: &aws_smithy_runtime_api::client::interceptors::context::Input) -> bool {
@@ -299,32 +420,6 @@ impl Intercept for S3Timeouts {
         }
         Ok(())
     }
-
-    fn modify_before_transmit(
-        &self,
-        context: &mut BeforeTransmitInterceptorContextMut<'_>,
-        _rc: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let len = context.request().body().content_length().unwrap_or(0);
-        if len > 0
-            && let Some(current) = cfg.load::<TimeoutConfig>().cloned()
-        {
-            cfg.interceptor_state().store_put(
-                current
-                    .to_builder()
-                    .read_timeout(first_byte_timeout(self.read_timeout, len))
-                    .build(),
-            );
-        }
-        Ok(())
-    }
-}
-
-/// The first-byte timeout of a request with a body of `body_len` bytes: the SDK's clock
-/// runs while the body is sent, so it gets the time the body needs at [`MIN_UPLOAD_RATE`].
-fn first_byte_timeout(read_timeout: Duration, body_len: u64) -> Duration {
-    read_timeout.saturating_add(Duration::from_secs(body_len.div_ceil(MIN_UPLOAD_RATE)))
 }
 
 // ---- errors that are not the service's answer ----------------------------------------
@@ -561,21 +656,6 @@ mod tests {
         for i in &small_ops {
             assert!(!moves_data(i), "{i:?}");
         }
-    }
-
-    #[test]
-    fn a_large_part_on_a_slow_link_is_not_cut_by_the_first_byte_timeout() {
-        let base = Duration::from_secs(30);
-        assert_eq!(first_byte_timeout(base, 0), base);
-        // S3's largest part, sent at the slowest rate tolerated, still fits.
-        let part = 5u64 << 30;
-        let needed = Duration::from_secs(part / MIN_UPLOAD_RATE);
-        assert!(first_byte_timeout(base, part) >= base + needed);
-        // An 8 MiB part gets 512 s more than a HEAD.
-        assert_eq!(
-            first_byte_timeout(base, 8 << 20),
-            base + Duration::from_secs(512)
-        );
     }
 
     #[test]

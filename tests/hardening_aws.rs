@@ -174,6 +174,69 @@ impl Recorder {
     }
 }
 
+/// Answers HEAD with 404 (no such object yet) and reads every other request to the end of
+/// its body without ever answering: a server that swallows uploads.
+struct Swallow {
+    url: String,
+    bodies: Arc<Mutex<Vec<usize>>>,
+}
+
+impl Swallow {
+    fn start() -> Swallow {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://127.0.0.1:{}", l.local_addr().unwrap().port());
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let b = Arc::clone(&bodies);
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                let Ok(c) = c else { continue };
+                let b = Arc::clone(&b);
+                std::thread::spawn(move || swallow_one(c, &b));
+            }
+        });
+        Swallow { url, bodies }
+    }
+}
+
+fn swallow_one(c: TcpStream, bodies: &Mutex<Vec<usize>>) {
+    let _ = c.set_read_timeout(Some(Duration::from_secs(100)));
+    let mut r = BufReader::new(c.try_clone().unwrap());
+    let mut w = c;
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut len = 0usize;
+        loop {
+            let mut h = String::new();
+            if r.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let lower = h.trim_end().to_ascii_lowercase();
+            if lower.is_empty() {
+                break;
+            }
+            if let Some(v) = lower.strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0u8; len];
+        if std::io::Read::read_exact(&mut r, &mut body).is_err() {
+            return;
+        }
+        if line.starts_with("HEAD") {
+            let _ = w.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+            continue;
+        }
+        bodies.lock().unwrap().push(len);
+        // Never answer; hold the connection until the client gives up.
+        let mut rest = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut r, &mut rest);
+        return;
+    }
+}
+
 fn serve_one(c: TcpStream, status: &str, auth: &Mutex<Vec<String>>) {
     let _ = c.set_read_timeout(Some(Duration::from_secs(20)));
     let mut r = BufReader::new(c.try_clone().unwrap());
@@ -308,6 +371,41 @@ fn retries_against_a_stalled_endpoint_are_announced_unless_quiet() {
     let o = run_bounded(&mut c);
     assert_eq!(code(&o), 6);
     assert!(!stderr(&o).contains("retrying"), "--quiet: {}", stderr(&o));
+}
+
+#[test]
+fn a_server_that_swallows_an_upload_fails_within_the_first_byte_timeout() {
+    // The first-byte clock must start when the body has been sent: counted from the start
+    // of the request (the SDK's own read timeout) it would either kill slow large uploads
+    // or, stretched to allow them, wait minutes for a server that took the body and went
+    // silent.
+    let e = Env::new();
+    write(&e.s.path("mid.bin"), &data(4 << 20));
+    let server = Swallow::start();
+    let mut c = e.cmd(&server.url, true);
+    Env::env_credentials(&mut c);
+    stalled_settings(&mut c)
+        .env("SEALSTREAM_S3_MAX_ATTEMPTS", "2")
+        .args([
+            "encrypt",
+            "-k",
+            "k.key",
+            "mid.bin",
+            "-o",
+            "s3://bucket/mid.seal",
+        ]);
+    let o = run_bounded(&mut c);
+    let err = assert_one_short_line(&o, "swallowed upload");
+    assert_eq!(code(&o), 6, "{err}");
+    assert!(
+        err.contains(&server.url) && err.contains("timeout"),
+        "{err}"
+    );
+    let bodies = server.bodies.lock().unwrap().clone();
+    assert!(
+        !bodies.is_empty() && bodies.iter().all(|&n| n >= 4 << 20),
+        "the whole body was sent before the timeout: {bodies:?}"
+    );
 }
 
 // ---- (5) SDK errors as one sentence --------------------------------------------------

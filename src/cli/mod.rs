@@ -107,8 +107,8 @@ pub struct Cli {
     /// S3: seconds to wait for a connection to the endpoint.
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = crate::s3::DEFAULT_CONNECT_TIMEOUT.as_secs(), env = "SEALSTREAM_S3_CONNECT_TIMEOUT")]
     pub s3_connect_timeout: u64,
-    /// S3: seconds to wait for the first byte of an answer (plus 1 s per 16 KiB of request
-    /// body) and longest time a transfer may make no progress.
+    /// S3: seconds to wait for the first byte of an answer once the request (body included)
+    /// is sent, and longest time a transfer may make no progress.
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = crate::s3::DEFAULT_READ_TIMEOUT.as_secs(), env = "SEALSTREAM_S3_READ_TIMEOUT")]
     pub s3_read_timeout: u64,
     /// The command to run.

@@ -147,9 +147,8 @@ pub struct S3Settings {
     pub copy_part_size: u64,
     /// Longest wait for a TCP (and TLS) connection to the endpoint.
     pub connect_timeout: Duration,
-    /// Longest wait for the first byte of an answer, and the grace period a transfer may
-    /// stay below 1 byte/s; for a request with a body, the first-byte wait is extended by
-    /// the time the body needs at [`crate::aws::MIN_UPLOAD_RATE`] (see docs/S3.md).
+    /// Longest wait for the first byte of an answer once the request (body included) has
+    /// been sent, and the grace period a transfer may stay below 1 byte/s (see docs/S3.md).
     pub read_timeout: Duration,
     /// Bound on a whole operation, retries included, for the operations that do not move
     /// data (HEAD, List, Create/Abort multipart, Delete, tagging).
@@ -224,7 +223,6 @@ impl S3 {
         let mut b = aws_sdk_s3::config::Builder::from(&config)
             .interceptor(crate::aws::S3Timeouts {
                 operation_timeout: settings.operation_timeout,
-                read_timeout: settings.read_timeout,
             })
             .interceptor(crate::aws::RetryNotes {
                 service: "S3",
