@@ -19,7 +19,8 @@ use std::time::Duration;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_kms::Client;
 use aws_sdk_kms::config::Region;
-use aws_sdk_kms::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_kms::operation::RequestId;
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::DataKeySpec;
 use zeroize::Zeroizing;
@@ -49,6 +50,8 @@ pub struct KmsSettings {
     pub decrypt_cache_max_age: Duration,
     /// Most unwrapped data keys held at once.
     pub decrypt_cache_entries: usize,
+    /// Print one line on stderr per retry (what is retried and why).
+    pub retry_notes: bool,
 }
 
 impl Default for KmsSettings {
@@ -60,6 +63,7 @@ impl Default for KmsSettings {
             operation_timeout: Duration::from_secs(60),
             decrypt_cache_max_age: Duration::from_secs(300),
             decrypt_cache_entries: 1000,
+            retry_notes: false,
         }
     }
 }
@@ -103,8 +107,9 @@ impl Kms {
                 timeouts: TimeoutConfig::builder()
                     .operation_timeout(settings.operation_timeout)
                     .build(),
+                stall_grace: None,
             },
-        );
+        )?;
         Ok(Arc::new(Kms {
             rt,
             config,
@@ -141,6 +146,11 @@ impl Kms {
         let client = clients.entry(region.clone()).or_insert_with(|| {
             let conf = aws_sdk_kms::config::Builder::from(&self.config)
                 .region(Region::new(region))
+                .interceptor(crate::aws::RetryNotes {
+                    service: "KMS",
+                    max_attempts: self.settings.max_attempts,
+                    enabled: self.settings.retry_notes,
+                })
                 .build();
             Client::from_conf(conf)
         });
@@ -283,8 +293,19 @@ impl Kms {
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
+        if let Some(t) = crate::aws::transport_failure(&e) {
+            let endpoint = self.endpoint().unwrap_or("the regional AWS KMS endpoint");
+            return Error::KeyService(format!(
+                "KMS {op} for {key}: {}",
+                t.sentence("KMS", endpoint, "--kms-timeout")
+            ));
+        }
+        let request_id = e
+            .request_id()
+            .map(|id| format!(" (request id {id})"))
+            .unwrap_or_default();
         let code = e.code().unwrap_or("").to_string();
-        let msg = e.message().unwrap_or("").to_string();
+        let msg = crate::aws::one_line(e.message().unwrap_or(""));
         let hint = match code.as_str() {
             "InvalidCiphertextException" | "IncorrectKeyException" => {
                 return Error::UnwrapFailed(vec![StanzaFailure {
@@ -307,16 +328,24 @@ impl Kms {
                 "still throttled after {} attempts; retry later or raise --kms-max-attempts",
                 self.settings.max_attempts
             ),
+            "UnrecognizedClientException" | "InvalidSignatureException" => {
+                "check the credentials (--profile, AWS_*)".into()
+            }
             "" => {
-                let endpoint = self.endpoint().unwrap_or("the regional AWS endpoint");
+                let endpoint = self.endpoint().unwrap_or("the regional AWS KMS endpoint");
+                let status = e
+                    .raw_response()
+                    .map(|r| format!(" (HTTP {})", r.status().as_u16()))
+                    .unwrap_or_default();
                 return Error::KeyService(format!(
-                    "KMS {op} for {key}: could not reach KMS at {endpoint}: {}",
-                    DisplayErrorContext(&e)
+                    "KMS {op} for {key}: KMS at {endpoint} sent an answer sealstream could not read{status}{request_id}; check that the endpoint is KMS and retry"
                 ));
             }
             _ => "see the AWS KMS documentation for this error code".into(),
         };
-        Error::KeyService(format!("KMS {op} for {key}: {code}: {msg}; {hint}"))
+        Error::KeyService(format!(
+            "KMS {op} for {key}: {code}: {msg}{request_id}; {hint}"
+        ))
     }
 }
 

@@ -55,15 +55,29 @@ pub struct Cli {
     /// AWS region for KMS keys given without an ARN (default: the AWS configuration chain).
     #[arg(long, global = true, value_name = "REGION")]
     pub region: Option<String>,
-    /// AWS named profile (default: the AWS configuration chain).
+    /// AWS named profile (default: the AWS configuration chain). Given explicitly, its
+    /// credentials win over AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY in the environment; a
+    /// profile defined in neither AWS file is a usage error (exit 2).
     #[arg(long, global = true, value_name = "NAME")]
     pub profile: Option<String>,
     /// Attempts per KMS call, including the first; throttling and transient faults are
     /// retried with exponential backoff and jitter.
-    #[arg(long, global = true, value_name = "N", default_value_t = 8)]
+    #[arg(
+        long,
+        global = true,
+        value_name = "N",
+        default_value_t = 8,
+        env = "SEALSTREAM_KMS_MAX_ATTEMPTS"
+    )]
     pub kms_max_attempts: u32,
     /// Upper bound in seconds on one KMS call including its retries.
-    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 60)]
+    #[arg(
+        long,
+        global = true,
+        value_name = "SECONDS",
+        default_value_t = 60,
+        env = "SEALSTREAM_KMS_TIMEOUT"
+    )]
     pub kms_timeout: u64,
     /// Most KMS stanzas sent to KMS for one object when decrypting (identical stanzas
     /// count once); bounds what a hostile file with many stanzas can cost.
@@ -81,8 +95,26 @@ pub struct Cli {
     pub part_size: String,
     /// S3: attempts per request, including the first; SlowDown/503 and transient network
     /// errors are retried with exponential backoff and jitter.
-    #[arg(long, global = true, value_name = "N", default_value_t = 8)]
+    #[arg(
+        long,
+        global = true,
+        value_name = "N",
+        default_value_t = 8,
+        env = "SEALSTREAM_S3_MAX_ATTEMPTS"
+    )]
     pub s3_max_attempts: u32,
+    /// S3: upper bound in seconds on an operation that does not move data (HEAD, List,
+    /// create/abort multipart, delete), retries included. Transfers (GET, PUT, parts,
+    /// copies) have no wall-clock bound; they are bounded by the two timeouts below.
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = crate::s3::DEFAULT_OPERATION_TIMEOUT.as_secs(), env = "SEALSTREAM_S3_TIMEOUT")]
+    pub s3_timeout: u64,
+    /// S3: seconds to wait for a connection to the endpoint.
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = crate::s3::DEFAULT_CONNECT_TIMEOUT.as_secs(), env = "SEALSTREAM_S3_CONNECT_TIMEOUT")]
+    pub s3_connect_timeout: u64,
+    /// S3: seconds to wait for the first byte of an answer once the request (body included)
+    /// is sent, and longest time a transfer may make no progress.
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = crate::s3::DEFAULT_READ_TIMEOUT.as_secs(), env = "SEALSTREAM_S3_READ_TIMEOUT")]
+    pub s3_read_timeout: u64,
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
@@ -399,6 +431,7 @@ fn kms_connect(cli: &Cli) -> Result<Arc<Kms>> {
         profile: cli.profile.clone(),
         max_attempts: cli.kms_max_attempts,
         operation_timeout: Duration::from_secs(cli.kms_timeout.max(1)),
+        retry_notes: !cli.quiet,
         ..KmsSettings::default()
     })
 }

@@ -46,6 +46,10 @@ pub(super) fn connect(cli: &super::Cli) -> Result<Arc<S3>> {
         max_attempts: cli.s3_max_attempts,
         concurrency: cli.concurrency,
         part_size,
+        connect_timeout: std::time::Duration::from_secs(cli.s3_connect_timeout.max(1)),
+        read_timeout: std::time::Duration::from_secs(cli.s3_read_timeout.max(1)),
+        operation_timeout: std::time::Duration::from_secs(cli.s3_timeout.max(1)),
+        retry_notes: !cli.quiet,
         ..S3Settings::default()
     })
 }

@@ -24,7 +24,9 @@ use std::time::Duration;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::Region;
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::RequestId;
 
 use crate::error::{Error, Result};
 use crate::format::{Header, Layout};
@@ -46,6 +48,13 @@ pub const MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * 1024 * 1024;
 pub const DEFAULT_PART_SIZE: u64 = 8 * 1024 * 1024;
 /// Default number of parts (or ranged GETs) in flight.
 pub const DEFAULT_CONCURRENCY: usize = 4;
+
+/// Default `--s3-connect-timeout`.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `--s3-read-timeout`.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default `--s3-timeout`.
+pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// `s3://bucket/key`, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,6 +145,16 @@ pub struct S3Settings {
     pub copy_threshold: u64,
     /// Bytes per `UploadPartCopy` part of a multipart copy.
     pub copy_part_size: u64,
+    /// Longest wait for a TCP (and TLS) connection to the endpoint.
+    pub connect_timeout: Duration,
+    /// Longest wait for the first byte of an answer once the request (body included) has
+    /// been sent, and the grace period a transfer may stay below 1 byte/s (see docs/S3.md).
+    pub read_timeout: Duration,
+    /// Bound on a whole operation, retries included, for the operations that do not move
+    /// data (HEAD, List, Create/Abort multipart, Delete, tagging).
+    pub operation_timeout: Duration,
+    /// Print one line on stderr per retry (what is retried and why).
+    pub retry_notes: bool,
 }
 
 impl Default for S3Settings {
@@ -148,6 +167,10 @@ impl Default for S3Settings {
             part_size: DEFAULT_PART_SIZE,
             copy_threshold: MAX_PART_SIZE,
             copy_part_size: 1024 * 1024 * 1024,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            read_timeout: DEFAULT_READ_TIMEOUT,
+            operation_timeout: DEFAULT_OPERATION_TIMEOUT,
+            retry_notes: false,
         }
     }
 }
@@ -191,12 +214,21 @@ impl S3 {
                 initial_backoff: Duration::from_millis(100),
                 max_backoff: Duration::from_secs(10),
                 timeouts: TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(10))
-                    .read_timeout(Duration::from_secs(120))
+                    .connect_timeout(settings.connect_timeout)
+                    .read_timeout(settings.read_timeout)
                     .build(),
+                stall_grace: Some(settings.read_timeout),
             },
-        );
-        let mut b = aws_sdk_s3::config::Builder::from(&config);
+        )?;
+        let mut b = aws_sdk_s3::config::Builder::from(&config)
+            .interceptor(crate::aws::S3Timeouts {
+                operation_timeout: settings.operation_timeout,
+            })
+            .interceptor(crate::aws::RetryNotes {
+                service: "S3",
+                max_attempts: settings.max_attempts,
+                enabled: settings.retry_notes,
+            });
         let endpoint = std::env::var("AWS_ENDPOINT_URL_S3")
             .ok()
             .filter(|s| !s.is_empty())
@@ -206,6 +238,17 @@ impl S3 {
         }
         if config.region().is_none() {
             b = b.region(Region::new("us-east-1"));
+        }
+        if let Ok(mut label) = ENDPOINT_LABEL.write() {
+            *label = match &endpoint {
+                Some(ep) => ep.clone(),
+                None => format!(
+                    "the AWS endpoint of region {}",
+                    config
+                        .region()
+                        .map_or_else(|| "us-east-1".to_string(), |r| r.to_string())
+                ),
+            };
         }
         let client = Client::from_conf(b.build());
         Ok(Arc::new(S3 {
@@ -556,39 +599,83 @@ fn storage(url: &S3Url, op: &str, msg: &str) -> Error {
     Error::Storage(format!("{op} {url}: {msg}"))
 }
 
-/// Maps an SDK error to exit 6 with the service's error code, or to [`Error::OutputExists`]
-/// for a failed `If-None-Match` precondition.
-fn sdk_error<E, R>(url: &S3Url, op: &str, e: SdkError<E, R>) -> Error
+/// What S3 errors call the endpoint: the last connection's override, or the region's.
+static ENDPOINT_LABEL: std::sync::RwLock<String> = std::sync::RwLock::new(String::new());
+
+fn endpoint_label() -> String {
+    match ENDPOINT_LABEL.read() {
+        Ok(l) if !l.is_empty() => l.clone(),
+        _ => "the AWS endpoint".into(),
+    }
+}
+
+/// Maps an SDK error to exit 6 with one sentence (what happened, what to do): the
+/// service's error code, message and request id, or what kept the request from getting
+/// an answer (credentials, refused, DNS, timeout); a failed `If-None-Match` precondition
+/// keeps its code so callers can turn it into [`Error::OutputExists`]. Never a `Debug`
+/// dump of the SDK error.
+fn sdk_error<E>(url: &S3Url, op: &str, e: SdkError<E, HttpResponse>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: fmt::Debug,
 {
-    let status = match &e {
-        SdkError::ServiceError(se) => Some(se.raw()),
-        _ => None,
+    if let Some(t) = crate::aws::transport_failure(&e) {
+        let flags = "--s3-read-timeout / --s3-timeout / --s3-connect-timeout";
+        return storage(url, op, &t.sentence("S3", &endpoint_label(), flags));
     }
-    .map(|r| format!("{r:?}"));
-    let code = e.code().map(str::to_string);
-    let message = e.message().map(str::to_string);
-    match (code, message) {
-        (Some(code), msg) => {
-            let msg = msg.unwrap_or_default();
-            let hint = match code.as_str() {
-                "NoSuchBucket" => " (create the bucket or fix its name)",
-                "AccessDenied" => " (check the credentials' S3 permissions)",
-                "SlowDown" | "ServiceUnavailable" | "InternalError" => {
-                    " (the service kept failing after retries; try again later or lower --concurrency)"
-                }
-                "PreconditionFailed" => " (the object changed while sealstream was working on it)",
-                _ => "",
-            };
-            storage(url, op, &format!("{code}: {msg}{hint}"))
+    let status = e.raw_response().map(|r| r.status().as_u16());
+    let request_id = e
+        .request_id()
+        .map(|id| format!(" (request id {id})"))
+        .unwrap_or_default();
+    let code = e.code().map(str::to_string).or_else(|| {
+        // HEAD answers have no body, so no code: name the status instead.
+        match status {
+            Some(301) => Some("PermanentRedirect".into()),
+            Some(403) => Some("AccessDenied".into()),
+            Some(404) => Some("NotFound".into()),
+            Some(412) => Some("PreconditionFailed".into()),
+            Some(503) => Some("SlowDown".into()),
+            _ => None,
         }
-        (None, _) => {
-            let _ = status;
-            storage(url, op, &format!("{}", DisplayErrorContext(&e)))
+    });
+    let msg = e
+        .message()
+        .map(|m| format!(": {}", crate::aws::one_line(m)))
+        .unwrap_or_default();
+    let Some(code) = code else {
+        let what = match (&e, status) {
+            (SdkError::ResponseError(_), Some(s)) => {
+                format!("an answer sealstream could not read (HTTP {s})")
+            }
+            (_, Some(s)) => format!("HTTP {s} without an error code"),
+            _ => "an answer sealstream could not read".into(),
+        };
+        return storage(
+            url,
+            op,
+            &format!(
+                "{} at {} sent {what}{request_id}; check that the endpoint is S3 and retry",
+                "S3",
+                endpoint_label()
+            ),
+        );
+    };
+    let hint = match code.as_str() {
+        "NoSuchBucket" => "create the bucket or fix its name",
+        "NoSuchKey" | "NotFound" => "check the object key",
+        "AccessDenied" | "AllAccessDisabled" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" => {
+            "check the credentials (--profile, AWS_*) and their S3 permissions on this bucket"
         }
-    }
+        "PermanentRedirect" | "AuthorizationHeaderMalformed" => {
+            "the bucket is in another region; pass --region or set AWS_REGION"
+        }
+        "SlowDown" | "ServiceUnavailable" | "InternalError" | "RequestTimeout" => {
+            "the service kept failing after retries; try again later, lower --concurrency or raise --s3-max-attempts"
+        }
+        "PreconditionFailed" => "the object changed while sealstream was working on it",
+        _ => "see the S3 documentation for this error code",
+    };
+    storage(url, op, &format!("{code}{msg}{request_id}; {hint}"))
 }
 
 // ---- cleanup on signals --------------------------------------------------------------
