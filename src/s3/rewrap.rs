@@ -83,10 +83,13 @@ fn real_version(v: &Option<String>) -> Option<&str> {
 /// A failed copy condition (412, or S3's 409 for a conditional write racing another) means
 /// the object changed after it was read: nothing was written. Judged by the service's error
 /// code, not by the text of [`sdk_error`].
-fn copy_error<E, R>(url: &S3Url, op: &str, e: aws_sdk_s3::error::SdkError<E, R>) -> Error
+fn copy_error<E>(
+    url: &S3Url,
+    op: &str,
+    e: aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> Error
 where
     E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
 {
     use aws_sdk_s3::error::ProvideErrorMetadata as _;
     match e.code() {
