@@ -171,9 +171,10 @@ fn fifo_output_is_written_directly_and_stays_a_fifo() {
             args.push("--force");
         }
         let o = s.run(&args);
+        // Checked before joining: a reader blocked on a replaced FIFO would never return.
+        assert_fifo(&fifo);
         assert_eq!(code(&o), 0, "{}", stderr(&o));
         assert_eq!(reader.join().unwrap(), pt);
-        assert_fifo(&fifo);
     }
     assert!(temporaries(s.dir.path()).is_empty());
 }
@@ -269,6 +270,7 @@ fn failing_decryption_into_a_fifo_releases_only_authenticated_chunks() {
     mkfifo(&fifo);
     let reader = fifo_reader(&fifo);
     let o = s.run(&["decrypt", "bad.seal", "-k", "a.key", "-o", "out.fifo"]);
+    assert_fifo(&fifo);
     assert_eq!(code(&o), 4, "{}", stderr(&o));
     let got = reader.join().unwrap();
     // The reader saw a prefix of the plaintext and nothing from the bad (last) chunk.
@@ -280,7 +282,6 @@ fn failing_decryption_into_a_fifo_releases_only_authenticated_chunks() {
         "{}",
         stderr(&o)
     );
-    assert_fifo(&fifo);
 }
 
 // ---- item 10: rewrap through symlinks and hard links ----
@@ -416,10 +417,10 @@ fn closing_an_output_fifo_early_exits_141_quietly() {
         })
     };
     let o = s.run(&["decrypt", "p.seal", "-k", "a.key", "-o", "out.fifo"]);
+    assert_fifo(&fifo);
     reader.join().unwrap();
     assert_eq!(code(&o), 141, "{}", stderr(&o));
     assert_eq!(stderr(&o), "");
-    assert_fifo(&fifo);
     assert!(temporaries(s.dir.path()).is_empty());
 }
 
