@@ -417,10 +417,11 @@ fn closing_an_output_fifo_early_exits_141_quietly() {
         })
     };
     let o = s.run(&["decrypt", "p.seal", "-k", "a.key", "-o", "out.fifo"]);
+    // All checked before joining: a reader whose FIFO was never opened would never return.
     assert_fifo(&fifo);
-    reader.join().unwrap();
     assert_eq!(code(&o), 141, "{}", stderr(&o));
     assert_eq!(stderr(&o), "");
+    reader.join().unwrap();
     assert!(temporaries(s.dir.path()).is_empty());
 }
 
