@@ -126,12 +126,12 @@ fn device_output_is_written_directly_with_or_without_force() {
     let Some(dev) = make_null_device(&s, "null") else {
         return;
     };
-    // `-o /dev/null`-like: works without --force, and the node survives.
-    let o = s.run(&["decrypt", "p.seal", "-k", "a.key", "-o", "null"]);
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
-    assert_null_device(&dev);
-    // With --force the node must not be replaced by a regular 0600 file either.
+    // The attack: `-o /dev/null --force` must not replace the node with a regular file.
     let o = s.run(&["decrypt", "p.seal", "-k", "a.key", "-o", "null", "--force"]);
+    assert_null_device(&dev);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // `-o /dev/null`-like works without --force, and the node survives.
+    let o = s.run(&["decrypt", "p.seal", "-k", "a.key", "-o", "null"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_null_device(&dev);
     let o = s.run(&["encrypt", "p.bin", "-k", "a.key", "-o", "null", "--force"]);
@@ -147,15 +147,15 @@ fn symlink_to_a_device_is_followed_and_both_survive() {
         return;
     };
     std::os::unix::fs::symlink("null", s.path("link")).unwrap();
-    for force in [false, true] {
+    for force in [true, false] {
         let mut args = vec!["decrypt", "p.seal", "-k", "a.key", "-o", "link"];
         if force {
             args.push("--force");
         }
         let o = s.run(&args);
-        assert_eq!(code(&o), 0, "{}", stderr(&o));
         assert_symlink_to(&s.path("link"), Path::new("null"));
         assert_null_device(&dev);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
     }
 }
 
@@ -164,7 +164,7 @@ fn fifo_output_is_written_directly_and_stays_a_fifo() {
     let (s, pt) = sealed(300_000);
     let fifo = s.path("out.fifo");
     mkfifo(&fifo);
-    for force in [false, true] {
+    for force in [true, false] {
         let reader = fifo_reader(&fifo);
         let mut args = vec!["decrypt", "p.seal", "-k", "a.key", "-o", "out.fifo"];
         if force {
@@ -185,15 +185,17 @@ fn stdout_alias_symlink_needs_no_force_and_is_not_replaced() {
     // A private stand-in for /dev/stdout: a symlink to this process's descriptor 1.
     let link = s.path("stdout");
     std::os::unix::fs::symlink("/proc/self/fd/1", &link).unwrap();
-    // stdout a pipe.
-    let o = s
-        .cmd()
-        .args(["decrypt", "p.seal", "-k", "a.key", "-o", "stdout"])
-        .output()
-        .unwrap();
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
-    assert_eq!(o.stdout, pt);
-    assert_symlink_to(&link, Path::new("/proc/self/fd/1"));
+    // stdout a pipe; `--force` must not replace the link with a file either.
+    for force in [true, false] {
+        let mut args = vec!["decrypt", "p.seal", "-k", "a.key", "-o", "stdout"];
+        if force {
+            args.push("--force");
+        }
+        let o = s.cmd().args(&args).output().unwrap();
+        assert_symlink_to(&link, Path::new("/proc/self/fd/1"));
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        assert_eq!(o.stdout, pt);
+    }
     // stdout a regular file (the shell's `> out.bin`): written in place, no --force.
     let out = s.path("out.bin");
     let f = fs::File::create(&out).unwrap();
