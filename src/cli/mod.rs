@@ -37,7 +37,8 @@ Exit codes:
   4  authentication failure (tampered or truncated data, wrong key, wrong or missing context,
      key-commitment mismatch, malformed header, missing or tampered S3 object metadata)
   5  key-service error (KMS)
-  6  storage error (S3; names the object, the operation and the service's error code)";
+  6  storage error (S3; names the object, the operation and the service's error code)
+141  the reader closed the output early (`| head`); nothing printed, as for `cat`";
 
 /// Envelope encryption for very large files: STREAM-chunked AEAD on all cores.
 #[derive(Debug, Parser)]

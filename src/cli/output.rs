@@ -227,6 +227,13 @@ impl AtomicFile {
                     .write(true)
                     .open(&p)
                     .map_err(|e| Error::io(format!("opening output '{shown}'"), e))?;
+                // A descriptor alias of a regular file (`-o /dev/fd/3` with `3>out`) is
+                // emptied first, as the shell's `> /dev/fd/3` would: never a mix of old
+                // and new bytes.
+                if file.metadata().is_ok_and(|m| m.is_file()) {
+                    file.set_len(0)
+                        .map_err(|e| Error::io(format!("opening output '{shown}'"), e))?;
+                }
                 set_direct_name(&shown);
                 return Ok(AtomicFile {
                     inner: Inner::Direct(file),
