@@ -125,7 +125,8 @@ fn resolve(target: &Path) -> Result<Target> {
         }
         Err(e) => return Err(io_err(e)),
     };
-    let meta = if lmeta.file_type().is_symlink() {
+    let via_link = lmeta.file_type().is_symlink();
+    let meta = if via_link {
         match std::fs::metadata(target) {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -145,10 +146,8 @@ fn resolve(target: &Path) -> Result<Target> {
         )));
     }
     if meta.is_file() {
-        let path = if target
-            .symlink_metadata()
-            .is_ok_and(|m| m.file_type().is_symlink())
-        {
+        // Through a link, the real file is replaced; the link keeps pointing at it.
+        let path = if via_link {
             std::fs::canonicalize(target).map_err(io_err)?
         } else {
             target.to_path_buf()
