@@ -230,6 +230,78 @@ fn symlink_to_a_regular_file_replaces_the_target_and_keeps_the_link() {
 }
 
 #[test]
+fn block_device_output_needs_force() {
+    let (s, _) = sealed(10_000);
+    if !is_root() {
+        eprintln!("SKIPPED: mknod needs root; block-device case not run");
+        return;
+    }
+    // A private block node (loop major 7, an unlikely minor): only refused, never opened.
+    let blk = s.path("disk");
+    let st = Command::new("mknod")
+        .arg(&blk)
+        .args(["b", "7", "250"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let o = s.run(&["decrypt", "p.seal", "-k", "a.key", "-o", "disk"]);
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    assert!(stderr(&o).contains("block device"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
+    let m = fs::symlink_metadata(&blk).unwrap();
+    assert!(m.file_type().is_block_device());
+}
+
+/// A symlink planted by another user in a sticky, world-writable directory (as in /tmp)
+/// is not followed, whatever it points at: the kernel refuses the same for `open`.
+#[test]
+fn someone_elses_symlink_in_a_sticky_directory_is_not_followed() {
+    let (s, _) = sealed(10_000);
+    if !is_root() {
+        eprintln!("SKIPPED: chown to another user needs root; case not run");
+        return;
+    }
+    let shared = s.path("shared");
+    fs::create_dir(&shared).unwrap();
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();
+    write(&s.path("victim.bin"), b"precious");
+    let link = shared.join("out.bin");
+    std::os::unix::fs::symlink(s.path("victim.bin"), &link).unwrap();
+    std::os::unix::fs::lchown(&link, Some(54321), Some(54321)).unwrap();
+    let o = s.run(&[
+        "decrypt",
+        "p.seal",
+        "-k",
+        "a.key",
+        "-o",
+        "shared/out.bin",
+        "--force",
+    ]);
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    assert!(stderr(&o).contains("another user"), "{}", stderr(&o));
+    assert_eq!(fs::read(s.path("victim.bin")).unwrap(), b"precious");
+    assert!(
+        fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    // The same link owned by us is followed as usual.
+    std::os::unix::fs::lchown(&link, Some(0), Some(0)).unwrap();
+    let o = s.run(&[
+        "decrypt",
+        "p.seal",
+        "-k",
+        "a.key",
+        "-o",
+        "shared/out.bin",
+        "--force",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(fs::read(s.path("victim.bin")).unwrap(), data(10_000));
+}
+
+#[test]
 fn dangling_symlink_output_is_refused_even_with_force() {
     let (s, _) = sealed(10_000);
     std::os::unix::fs::symlink("missing.bin", s.path("link")).unwrap();

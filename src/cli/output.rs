@@ -55,8 +55,9 @@ enum Target {
     },
     /// An existing non-regular file (device, FIFO, socket) or an alias of an open file
     /// descriptor (`/dev/stdout`, `/dev/fd/N`): opened and written directly, never
-    /// renamed over, never removed.
-    Special(PathBuf),
+    /// renamed over, never removed. A block device holds data (a disk), so writing onto
+    /// it needs `--force`, like replacing a regular file.
+    Special { path: PathBuf, holds_data: bool },
 }
 
 /// True when `p`, or any symlink it leads through, is a file-descriptor alias
@@ -112,11 +113,46 @@ fn is_stdout_alias(p: &Path) -> bool {
     false
 }
 
+/// This process's filesystem uid, from `/proc/self/status` (no unsafe code).
+fn fs_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let uids = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+    uids.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// The first symlink on the way to `target` that sits in a sticky, world-writable
+/// directory (such as /tmp) and belongs neither to us nor to that directory's owner: a
+/// link someone else planted, which would make us write wherever they chose. The kernel's
+/// `protected_symlinks` refuses to follow such links in `open`, but following a link
+/// ourselves (to rename over its target, or to open a device) would bypass it.
+fn untrusted_link(target: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let mut cur = std::path::absolute(target).ok()?;
+    let me = fs_uid();
+    for _ in 0..40 {
+        let lm = cur.symlink_metadata().ok()?;
+        if !lm.file_type().is_symlink() {
+            return None;
+        }
+        let dir = cur.parent()?.to_path_buf();
+        let dm = std::fs::metadata(&dir).ok()?;
+        if dm.mode() & 0o1002 == 0o1002 && Some(lm.uid()) != me && lm.uid() != dm.uid() {
+            return Some(cur);
+        }
+        cur = dir.join(std::fs::read_link(&cur).ok()?);
+    }
+    None
+}
+
 fn resolve(target: &Path) -> Result<Target> {
+    use std::os::unix::fs::FileTypeExt;
     let shown = target.display().to_string();
     let io_err = |e: io::Error| Error::io(format!("writing output '{shown}'"), e);
     if is_fd_alias(target) {
-        return Ok(Target::Special(target.to_path_buf()));
+        return Ok(Target::Special {
+            path: target.to_path_buf(),
+            holds_data: false,
+        });
     }
     let lmeta = match target.symlink_metadata() {
         Ok(m) => m,
@@ -126,6 +162,13 @@ fn resolve(target: &Path) -> Result<Target> {
         Err(e) => return Err(io_err(e)),
     };
     let via_link = lmeta.file_type().is_symlink();
+    if via_link && let Some(link) = untrusted_link(target) {
+        return Err(io_err(io::Error::other(format!(
+            "it leads through the symbolic link '{}', which another user owns in a shared \
+             sticky directory; refusing to follow it (remove it or give another path)",
+            link.display()
+        ))));
+    }
     let meta = if via_link {
         match std::fs::metadata(target) {
             Ok(m) => m,
@@ -154,7 +197,10 @@ fn resolve(target: &Path) -> Result<Target> {
         };
         return Ok(Target::Regular { path, meta });
     }
-    Ok(Target::Special(target.to_path_buf()))
+    Ok(Target::Special {
+        path: target.to_path_buf(),
+        holds_data: meta.file_type().is_block_device(),
+    })
 }
 
 /// The mode a new file gets under this process's umask (`0666 & !umask`), so outputs look
@@ -215,11 +261,23 @@ impl AtomicFile {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let shown = target.display().to_string();
         let (path, mode, expect, owner) = match resolve(target)? {
-            Target::Special(p) => {
+            Target::Special {
+                path: p,
+                holds_data,
+            } => {
                 if current.is_some() {
                     return Err(Error::io(
                         format!("rewriting '{shown}'"),
                         io::Error::other("it is not a regular file"),
+                    ));
+                }
+                if holds_data && !force {
+                    return Err(Error::io(
+                        format!("writing output '{shown}'"),
+                        io::Error::other(
+                            "it is a block device, whose contents would be overwritten; \
+                             pass --force to write onto it",
+                        ),
                     ));
                 }
                 let file = std::fs::OpenOptions::new()
