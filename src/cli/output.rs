@@ -148,6 +148,14 @@ fn resolve(target: &Path) -> Result<Target> {
     use std::os::unix::fs::FileTypeExt;
     let shown = target.display().to_string();
     let io_err = |e: io::Error| Error::io(format!("writing output '{shown}'"), e);
+    // Checked first: a planted link to `/proc/self/fd/N` must not be followed either.
+    if let Some(link) = untrusted_link(target) {
+        return Err(io_err(io::Error::other(format!(
+            "it leads through the symbolic link '{}', which another user owns in a shared \
+             sticky directory; refusing to follow it (remove it or give another path)",
+            link.display()
+        ))));
+    }
     if is_fd_alias(target) {
         return Ok(Target::Special {
             path: target.to_path_buf(),
@@ -162,13 +170,6 @@ fn resolve(target: &Path) -> Result<Target> {
         Err(e) => return Err(io_err(e)),
     };
     let via_link = lmeta.file_type().is_symlink();
-    if via_link && let Some(link) = untrusted_link(target) {
-        return Err(io_err(io::Error::other(format!(
-            "it leads through the symbolic link '{}', which another user owns in a shared \
-             sticky directory; refusing to follow it (remove it or give another path)",
-            link.display()
-        ))));
-    }
     let meta = if via_link {
         match std::fs::metadata(target) {
             Ok(m) => m,
