@@ -274,6 +274,12 @@ impl Error {
         }
     }
 
+    /// True when writing failed because the reader closed the pipe (`| head`): the CLI
+    /// then stops quietly, as `cat` does, instead of reporting an error.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, Error::Io { source, .. } if source.kind() == io::ErrorKind::BrokenPipe)
+    }
+
     /// True for errors that mean "the data or key failed authentication" (exit 4).
     pub fn is_authentication(&self) -> bool {
         self.exit_code() == 4

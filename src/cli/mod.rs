@@ -37,7 +37,8 @@ Exit codes:
   4  authentication failure (tampered or truncated data, wrong key, wrong or missing context,
      key-commitment mismatch, malformed header, missing or tampered S3 object metadata)
   5  key-service error (KMS)
-  6  storage error (S3; names the object, the operation and the service's error code)";
+  6  storage error (S3; names the object, the operation and the service's error code)
+141  the reader closed the output early (`| head`); nothing printed, as for `cat`";
 
 /// Envelope encryption for very large files: STREAM-chunked AEAD on all cores.
 #[derive(Debug, Parser)]
@@ -276,6 +277,10 @@ pub struct RewrapArgs {
     /// Key id (as shown by `inspect`) whose stanza to remove (repeatable).
     #[arg(long = "remove-key", value_name = "KEYID")]
     pub remove: Vec<String>,
+    /// Rewrap a local file that has other hard links anyway: only this name gets the new
+    /// header, the other links keep the old file (and any key removed now).
+    #[arg(long = "break-hard-links")]
+    pub break_hard_links: bool,
 }
 
 /// Several files at once.
@@ -327,10 +332,21 @@ pub fn main() -> i32 {
     output::install_signal_cleanup();
     match run(&cli) {
         Ok(()) => 0,
+        // The reader of our output went away (`| head`): stop quietly, as `cat` does, with
+        // the status a shell shows for a process killed by SIGPIPE (128 + 13). Not 0: the
+        // rest of the input was neither read nor authenticated.
+        Err((e, _)) if e.is_broken_pipe() => 141,
         Err((e, stdout_dirty)) => {
             eprintln!("sealstream: error: {e}");
             if stdout_dirty {
-                eprintln!("sealstream: the output written to stdout is incomplete; discard it");
+                match output::direct_output_name() {
+                    Some(n) => eprintln!(
+                        "sealstream: the output already written to '{n}' is incomplete; discard it"
+                    ),
+                    None => eprintln!(
+                        "sealstream: the output written to stdout is incomplete; discard it"
+                    ),
+                }
             }
             e.exit_code()
         }
@@ -828,7 +844,7 @@ fn decrypt(cli: &Cli, a: &DecryptArgs) -> CliResult {
     let keys = decryption_keys(cli, &a.keys, &a.kms).map_err(clean)?;
     let providers = keys.as_refs();
     let sink = Sink::open(a.output.as_deref(), a.force, false).map_err(clean)?;
-    let to_stdout = sink.is_stdout();
+    let to_stdout = sink.is_streaming();
     let be = backend(cli);
 
     let mut wrote_any = false;
@@ -1220,16 +1236,16 @@ fn rewrap(cli: &Cli, a: &RewrapArgs) -> Result<()> {
     let meta = f
         .metadata()
         .map_err(|e| Error::io(format!("opening '{shown}'"), e))?;
+    check_rewrap_target(&shown, &meta, a.break_hard_links)?;
     let (header, _) = Header::read_from(&mut f)?;
     let new = rewrapped_header(cli, a, header)?;
     let bytes = new
         .to_bytes()
         .map_err(|e| Error::Usage(format!("cannot write this header: {e}")))?;
-    let mut out = output::AtomicFile::create(&a.file, true)?;
+    // Through a symlink, the real file is rewritten (the link stays a link).
+    let mut out = output::AtomicFile::replacing(&a.file, &meta)?;
     {
         let file = out.file()?;
-        file.set_permissions(meta.permissions())
-            .map_err(|e| Error::io(format!("writing '{shown}'"), e))?;
         let mut w = io::BufWriter::with_capacity(1 << 20, file);
         w.write_all(&bytes)
             .map_err(|e| Error::io(format!("writing '{shown}'"), e))?;
@@ -1241,6 +1257,29 @@ fn rewrap(cli: &Cli, a: &RewrapArgs) -> Result<()> {
     }
     out.commit()?;
     report_rewrap(cli, &shown, &new);
+    Ok(())
+}
+
+/// Local rewrap replaces the file with a new one: refuse what that would get wrong.
+fn check_rewrap_target(shown: &str, meta: &std::fs::Metadata, break_links: bool) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if !meta.is_file() {
+        return Err(Error::io(
+            format!("rewrapping '{shown}'"),
+            io::Error::other("it is not a regular file; rewrap works on sealstream files"),
+        ));
+    }
+    if meta.nlink() > 1 && !break_links {
+        return Err(Error::io(
+            format!("rewrapping '{shown}'"),
+            io::Error::other(format!(
+                "it has {} other hard link(s), which would keep the old header (and any key \
+                 removed now); remove the other links first, or pass --break-hard-links to \
+                 rewrap this name only",
+                meta.nlink() - 1
+            )),
+        ));
+    }
     Ok(())
 }
 
