@@ -474,18 +474,18 @@ fn s3_ranged_gets_are_pinned_to_the_etag_and_a_replaced_object_fails() {
     // Every GET of a download carries If-Match: <the ETag HEAD returned>.
     e.proxy.reset_counters();
     let o = e.run(&["decrypt", &e.url("p"), "--range", "-10000"]);
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
-    assert!(o.stdout == pt[LEN - 10000..]);
     let gets: Vec<_> = e
         .proxy
         .requests()
         .into_iter()
         .filter(|r| r.op == "GetObject")
         .collect();
-    assert_eq!(gets.len(), 2, "final chunk, then the covering chunks");
     for g in &gets {
         assert_eq!(g.header("if-match"), Some(etag.as_str()), "{g:?}");
     }
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(o.stdout == pt[LEN - 10000..]);
+    assert_eq!(gets.len(), 2, "final chunk, then the covering chunks");
 
     // The object is replaced between the final-chunk GET and the covering GET.
     let (original, meta) = (e.body("p"), e.meta("p"));

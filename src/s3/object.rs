@@ -327,4 +327,30 @@ mod tests {
         assert!(!is_companion_key("a.sealstream-header-xyz"));
         assert!(!is_companion_key("plain"));
     }
+    /// FORMAT.md §15.2: a stored header is exactly one header; one byte more is refused
+    /// (inline metadata, companion object and `--header-from` share `parse_exact`).
+    #[test]
+    fn a_stored_header_with_trailing_bytes_is_refused() {
+        let k = crate::keys::local::LocalKey::from_bytes([9; 32]);
+        let providers: [&dyn crate::keys::KeyProvider; 1] = [&k];
+        let mut file = Vec::new();
+        crate::envelope::encrypt(
+            &b"x"[..],
+            &mut file,
+            &providers,
+            &crate::envelope::EncryptParams::default(),
+        )
+        .expect("encrypt");
+        let (header, len) = Header::parse(&file).expect("header");
+        assert_eq!(parse_exact(&file[..len]).expect("exact"), header);
+        assert_eq!(
+            parse_exact(&file[..len + 1]),
+            Err(HeaderError::TrailingBytes {
+                header_len: len as u64,
+                given: len as u64 + 1
+            })
+        );
+        let e = parse_header(&file, None).expect_err("a whole file is not a header");
+        assert!(e.contains("trailing bytes"), "{e}");
+    }
 }
