@@ -180,9 +180,9 @@ pub struct DecryptArgs {
     /// (then only the chunks covering the range are fetched).
     #[arg(long, value_name = "START-END", allow_hyphen_values = true)]
     pub range: Option<String>,
-    /// Read the header from this file (a header saved with `inspect --export-header`, or any
-    /// sealstream file of the same object) and treat INPUT as the body alone: decrypts an S3
-    /// object's body downloaded by another tool.
+    /// Read the header from this file (exactly a header, as saved with `inspect
+    /// --export-header`; bytes after it are refused) and treat INPUT as the body alone:
+    /// decrypts an S3 object's body downloaded by another tool.
     #[arg(long, value_name = "FILE")]
     pub header_from: Option<PathBuf>,
     /// Replace OUTPUT if it exists.
