@@ -1,6 +1,7 @@
 //! A loopback fault-injecting HTTP proxy in front of the emulator (KMS and S3): it names
 //! each request's operation, counts calls and response-body bytes per operation, records
-//! the `Range` of every `GetObject`, holds chosen operations for a while, and answers chosen
+//! the `Range` of every `GetObject`, holds chosen operations for a while (or one call until
+//! the test releases it, [`Proxy::pause`]), and answers chosen
 //! errors instead of forwarding — throttling, 5xx and per-key or per-part failures that moto
 //! itself never produces. Everything else is forwarded verbatim.
 //!
