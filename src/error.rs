@@ -129,9 +129,9 @@ impl fmt::Display for HeaderError {
             ),
             HeaderError::TrailingBytes { header_len, given } => write!(
                 f,
-                "{given} bytes were given for a {header_len}-byte header: trailing bytes after \
-                 it (a saved or stored header is exactly the header, as `inspect --export-header` \
-                 writes it; a whole sealstream file is decrypted without --header-from)"
+                "{given} bytes were given for a {header_len}-byte header (trailing bytes: a \
+                 stored or saved header is exactly the header, as `inspect --export-header` \
+                 writes it, and a whole sealstream file is not a header)"
             ),
         }
     }

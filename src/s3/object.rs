@@ -327,6 +327,7 @@ mod tests {
         assert!(!is_companion_key("a.sealstream-header-xyz"));
         assert!(!is_companion_key("plain"));
     }
+
     /// FORMAT.md §15.2: a stored header is exactly one header; one byte more is refused
     /// (inline metadata, companion object and `--header-from` share `parse_exact`).
     #[test]
