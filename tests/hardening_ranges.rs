@@ -210,6 +210,24 @@ fn file_ranges_on_a_truncated_file_fail_before_writing() {
             o.stdout.len()
         );
     }
+    // The same through --header-from (a body downloaded by another tool, then cut).
+    let (header, body) = (s.path("cut.header"), s.path("cut.body"));
+    write(&header, &ct[..hl]);
+    write(&body, &ct[hl..hl + 8 * STRIDE]);
+    for spec in END_DEPENDENT.iter().chain(PAST_CLAIMED_END) {
+        let o = s.run(&[
+            "decrypt",
+            body.to_str().unwrap(),
+            "--header-from",
+            header.to_str().unwrap(),
+            "-k",
+            k.to_str().unwrap(),
+            "--range",
+            spec,
+        ]);
+        assert_eq!(code(&o), 4, "--header-from, {spec}: {}", stderr(&o));
+        assert!(o.stdout.is_empty(), "--header-from, {spec}: bytes written");
+    }
 }
 
 #[test]
