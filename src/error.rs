@@ -52,6 +52,14 @@ pub enum HeaderError {
     BadKeyId,
     /// A stanza's wrapped key is empty or too long.
     BadWrappedKeyLength(usize),
+    /// Bytes follow a header that must stand alone (object-form metadata, a companion
+    /// object, `--header-from`): FORMAT.md §15.2 forbids them, so nothing is ignored.
+    TrailingBytes {
+        /// The header's length.
+        header_len: u64,
+        /// Bytes given in all (at least this many).
+        given: u64,
+    },
 }
 
 impl fmt::Display for HeaderError {
@@ -118,6 +126,12 @@ impl fmt::Display for HeaderError {
                 f,
                 "stanza wrapped key is {n} bytes (allowed 1..={})",
                 limits::MAX_WRAPPED_KEY_LEN
+            ),
+            HeaderError::TrailingBytes { header_len, given } => write!(
+                f,
+                "{given} bytes were given for a {header_len}-byte header (trailing bytes: a \
+                 stored or saved header is exactly the header, as `inspect --export-header` \
+                 writes it, and a whole sealstream file is not a header)"
             ),
         }
     }

@@ -4,6 +4,8 @@
 //! and final flag. Whenever the answer depends on where the plaintext ends (open-ended or
 //! suffix ranges, a range reaching the end), the last chunk is first opened as a final chunk,
 //! so an attacker who truncates or extends the file cannot shift what a range returns.
+//! [`plan_authenticated`] is the one planner: the file path ([`decrypt_range`]) and the S3
+//! path (`S3::get_range_decrypted`) differ only in how they read bytes.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 
@@ -11,6 +13,7 @@ use crate::engine::{self, EngineOptions, OpenParams, StreamStats};
 use crate::error::{Error, Result};
 use crate::format::Layout;
 use crate::primitives::stream::PayloadCipher;
+use zeroize::Zeroizing;
 
 /// A byte range of the plaintext, with HTTP `bytes=` semantics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,46 +107,99 @@ where
     let seek_err = |e| Error::io("seeking input", e);
     let total = input.seek(SeekFrom::End(0)).map_err(seek_err)?;
     let layout = Layout::from_lengths(header_len, chunk_size, total)?;
-    let last = layout.chunk_count - 1;
-    let claimed_len = layout.plaintext_len;
-
-    let end_dependent = match range {
-        ByteRange::From(_) | ByteRange::Suffix(_) => true,
-        ByteRange::Inclusive(s, e) => claimed_len == 0 || e >= claimed_len - 1 || s >= claimed_len,
-    };
-    if end_dependent {
-        // Authenticate where the plaintext ends before using it.
-        input
-            .seek(SeekFrom::Start(layout.chunk_offset(last)))
-            .map_err(seek_err)?;
-        let mut buf = vec![0u8; layout.chunk_ciphertext_len(last) as usize];
+    let plan = plan_authenticated(range, &layout, cipher, |offset, len| {
+        input.seek(SeekFrom::Start(offset)).map_err(seek_err)?;
+        // At most one chunk (≤ 16 MiB + tag, FORMAT.md §3.4).
+        let mut buf = vec![0u8; len as usize];
         input
             .read_exact(&mut buf)
             .map_err(|e| Error::io("reading input", e))?;
-        let mut scratch = Vec::new();
-        cipher.open_final_chunk(last, &mut buf, &mut scratch)?;
-    }
-    let plan = plan(range, &layout)?;
-    input
-        .seek(SeekFrom::Start(layout.chunk_offset(plan.first_chunk)))
-        .map_err(seek_err)?;
-    let span: u64 = (plan.first_chunk..=plan.last_chunk)
-        .map(|i| layout.chunk_ciphertext_len(i))
-        .sum();
-    let params = OpenParams {
-        first_index: plan.first_chunk,
-        final_at_eof: plan.last_chunk == last,
-        skip: plan.start - plan.first_chunk * layout.chunk_size,
-        limit: Some(plan.end - plan.start + 1),
-    };
+        Ok(buf)
+    })?;
+    let (start, end) = plan.ciphertext_span(&layout);
+    input.seek(SeekFrom::Start(start)).map_err(seek_err)?;
     engine::open(
         cipher,
         chunk_size,
-        (&mut input).take(span),
+        (&mut input).take(end - start),
         output,
-        params,
+        plan.open_params(&layout),
         opts,
     )
+}
+
+/// Whether the answer for `range` depends on where the plaintext ends (FORMAT.md §9 step
+/// 3): open-ended and suffix ranges, and inclusive ranges reaching or passing the claimed
+/// end. Those need the final chunk authenticated before the claimed length is used.
+pub fn depends_on_end(range: ByteRange, layout: &Layout) -> bool {
+    let len = layout.plaintext_len;
+    match range {
+        ByteRange::From(_) | ByteRange::Suffix(_) => true,
+        ByteRange::Inclusive(s, e) => len == 0 || e >= len - 1 || s >= len,
+    }
+}
+
+/// The one range planner, for files and S3 alike (FORMAT.md §9): validates `range`, and
+/// when the answer depends on where the plaintext ends, reads the final chunk with
+/// `read_chunk(file_offset, length)` and opens it as final *before* the claimed length is
+/// used, so a truncated or extended object fails authentication before any byte is
+/// written. Only then is the range resolved (an unsatisfiable range is a usage error about
+/// an authentic length).
+///
+/// `read_chunk` is called at most once; a remote caller turns it into one small ranged GET
+/// (offsets are of the file form: subtract `header_len` for an S3 body).
+pub fn plan_authenticated<F>(
+    range: ByteRange,
+    layout: &Layout,
+    cipher: &PayloadCipher,
+    read_chunk: F,
+) -> Result<RangePlan>
+where
+    F: FnOnce(u64, u64) -> Result<Vec<u8>>,
+{
+    let range = range.validate()?;
+    if depends_on_end(range, layout) {
+        let last = layout.chunk_count - 1;
+        let mut buf = Zeroizing::new(read_chunk(
+            layout.chunk_offset(last),
+            layout.chunk_ciphertext_len(last),
+        )?);
+        if buf.len() as u64 != layout.chunk_ciphertext_len(last) {
+            return Err(Error::Truncated {
+                detail: format!(
+                    "chunk {last} should be {} bytes but {} were read",
+                    layout.chunk_ciphertext_len(last),
+                    buf.len()
+                ),
+            });
+        }
+        let mut scratch = Zeroizing::new(Vec::new());
+        cipher.open_final_chunk(last, &mut buf, &mut scratch)?;
+    }
+    plan(range, layout)
+}
+
+impl RangePlan {
+    /// Ciphertext bytes `[start, end)` of the file form that cover the plan (chunk
+    /// `first_chunk` through `last_chunk`, tags included); subtract `header_len` for an S3
+    /// body.
+    pub fn ciphertext_span(&self, layout: &Layout) -> (u64, u64) {
+        (
+            layout.chunk_offset(self.first_chunk),
+            layout.chunk_offset(self.last_chunk) + layout.chunk_ciphertext_len(self.last_chunk),
+        )
+    }
+
+    /// How the engine opens [`Self::ciphertext_span`]: chunk indexes from `first_chunk`,
+    /// the final flag only on the object's real last chunk, and the bytes to skip and keep.
+    pub fn open_params(&self, layout: &Layout) -> OpenParams {
+        OpenParams {
+            first_index: self.first_chunk,
+            final_at_eof: self.last_chunk + 1 == layout.chunk_count,
+            skip: self.start - self.first_chunk * layout.chunk_size,
+            limit: Some(self.end - self.start + 1),
+        }
+    }
 }
 
 /// Resolves a range against a layout (whose length must already be trusted if the range

@@ -217,9 +217,9 @@ pub struct DecryptArgs {
     /// (then only the chunks covering the range are fetched).
     #[arg(long, value_name = "START-END", allow_hyphen_values = true)]
     pub range: Option<String>,
-    /// Read the header from this file (a header saved with `inspect --export-header`, or any
-    /// sealstream file of the same object) and treat INPUT as the body alone: decrypts an S3
-    /// object's body downloaded by another tool.
+    /// Read the header from this file (exactly a header, as saved with `inspect
+    /// --export-header`; bytes after it are refused) and treat INPUT as the body alone:
+    /// decrypts an S3 object's body downloaded by another tool.
     #[arg(long, value_name = "FILE")]
     pub header_from: Option<PathBuf>,
     /// Replace OUTPUT if it exists.
@@ -917,14 +917,27 @@ fn decrypt(cli: &Cli, a: &DecryptArgs) -> CliResult {
     r.map(|_| ()).map_err(|e| (e, to_stdout && wrote_any))
 }
 
-/// Reads a header from `p` (a saved header, or any sealstream file: only its header is used).
+/// Reads a saved header from `p`: exactly one header and nothing after it (FORMAT.md
+/// §15.2), read with a bound, so a whole sealstream file or a header with appended bytes is
+/// refused instead of silently half-used.
 fn read_header_file(p: &Path) -> Result<Vec<u8>> {
     let shown = p.display().to_string();
-    let mut f =
-        File::open(p).map_err(|e| Error::io(format!("opening header file '{shown}'"), e))?;
-    let (h, _) = Header::read_from(&mut f)?;
-    h.to_bytes()
-        .map_err(|e| Error::Usage(format!("--header-from '{shown}': {e}")))
+    let what = || format!("reading header file '{shown}'");
+    let f = File::open(p).map_err(|e| Error::io(format!("opening header file '{shown}'"), e))?;
+    let on_disk = f.metadata().map_err(|e| Error::io(what(), e))?.len();
+    let mut bytes = Vec::new();
+    f.take(u64::from(limits::MAX_HEADER_LEN) + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(what(), e))?;
+    use crate::error::HeaderError::TrailingBytes;
+    match crate::s3::object::parse_exact(&bytes) {
+        Ok(_) => Ok(bytes),
+        Err(TrailingBytes { header_len, given }) => Err(Error::Header(TrailingBytes {
+            header_len,
+            given: given.max(on_disk),
+        })),
+        Err(e) => Err(Error::Header(e)),
+    }
 }
 
 /// `prefix ‖ file` as one seekable stream: a header from elsewhere in front of a body.

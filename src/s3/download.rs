@@ -56,9 +56,12 @@ impl S3 {
         take_download_error(r, &err)
     }
 
-    /// Decrypts `range` of the plaintext with one ranged GET of the covering chunks (a
-    /// second, one-chunk GET only when the range is unsatisfiable for the claimed length,
-    /// to tell truncation from a bad range).
+    /// Decrypts `range` of the plaintext with one ranged GET of the covering chunks, planned
+    /// by [`range::plan_authenticated`]: when the range depends on where the plaintext ends
+    /// (`START-`, `-N`, a range reaching or past the end, an unsatisfiable one), a small
+    /// GET of the final chunk authenticates the length first, so nothing is written, and no
+    /// "bad range" is reported, on the strength of an unauthenticated Content-Length.
+    /// Every GET is pinned to the ETag (and version id) of the HEAD.
     pub fn get_range_decrypted<W: Write>(
         &self,
         obj: &ObjectInfo,
@@ -70,39 +73,18 @@ impl S3 {
         let range = range.validate()?;
         let layout = obj.layout()?;
         let hl = obj.header_len;
-        let last = layout.chunk_count - 1;
-        let claimed = layout.plaintext_len;
-        let unsatisfiable = match range {
-            ByteRange::Inclusive(s, _) | ByteRange::From(s) => s >= claimed,
-            ByteRange::Suffix(_) => claimed == 0,
-        };
-        if unsatisfiable {
-            // Only an authentic final chunk makes "the plaintext is N bytes" true.
-            let off = layout.chunk_offset(last) - hl;
-            let len = layout.chunk_ciphertext_len(last);
-            let mut buf = self.fetch_blocking(obj, off, len)?;
-            let mut scratch = Vec::new();
-            cipher.open_final_chunk(last, &mut buf, &mut scratch)?;
-        }
-        let plan = range::plan(range, &layout)?;
-        let start = layout.chunk_offset(plan.first_chunk) - hl;
-        let end = layout.chunk_offset(plan.last_chunk)
-            + layout.chunk_ciphertext_len(plan.last_chunk)
-            - hl;
-        let reader = self.segments(obj, start, end);
+        let plan = range::plan_authenticated(range, &layout, cipher, |offset, len| {
+            self.fetch_blocking(obj, offset - hl, len)
+        })?;
+        let (start, end) = plan.ciphertext_span(&layout);
+        let reader = self.segments(obj, start - hl, end - hl);
         let err = Arc::clone(&reader.error);
-        let params = OpenParams {
-            first_index: plan.first_chunk,
-            final_at_eof: plan.last_chunk == last,
-            skip: plan.start - plan.first_chunk * layout.chunk_size,
-            limit: Some(plan.end - plan.start + 1),
-        };
         let r = engine::open(
             cipher,
             obj.header.chunk_size,
             reader,
             output,
-            params,
+            plan.open_params(&layout),
             &opts.engine,
         );
         take_download_error(r, &err)

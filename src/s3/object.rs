@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
+use crate::error::HeaderError;
 use crate::format::{COMMITMENT_LEN, Header, limits};
 
 /// Metadata key (without `x-amz-meta-`) whose presence marks a sealstream object; its value
@@ -139,16 +140,24 @@ pub fn locate(meta: &BTreeMap<String, String>) -> Result<HeaderLocation, String>
     }
 }
 
+/// Parses bytes that must be exactly one header with nothing after it (FORMAT.md §15.2):
+/// the one rule for inline metadata, companion objects and `decrypt --header-from`, so no
+/// stored header can carry bytes that a reader silently ignores.
+pub fn parse_exact(bytes: &[u8]) -> Result<Header, HeaderError> {
+    let (header, len) = Header::parse(bytes)?;
+    if len != bytes.len() {
+        return Err(HeaderError::TrailingBytes {
+            header_len: len as u64,
+            given: bytes.len() as u64,
+        });
+    }
+    Ok(header)
+}
+
 /// Parses header bytes from either location: they must be exactly one valid header, and a
 /// companion's header must carry the commitment pinned in the metadata.
 pub fn parse_header(bytes: &[u8], pinned: Option<&[u8; COMMITMENT_LEN]>) -> Result<Header, String> {
-    let (header, len) = Header::parse(bytes).map_err(|e| format!("invalid header: {e}"))?;
-    if len != bytes.len() {
-        return Err(format!(
-            "the header is {len} bytes but {} were stored (trailing bytes; tampered with)",
-            bytes.len()
-        ));
-    }
+    let header = parse_exact(bytes).map_err(|e| format!("invalid header: {e}"))?;
     if let Some(c) = pinned
         && &header.commitment != c
     {
@@ -437,5 +446,32 @@ mod tests {
         assert!(companion_key(&"k".repeat(1000), 1).is_err());
         assert!(!is_companion_key("a.sealstream-header-xyz"));
         assert!(!is_companion_key("plain"));
+    }
+
+    /// FORMAT.md §15.2: a stored header is exactly one header; one byte more is refused
+    /// (inline metadata, companion object and `--header-from` share `parse_exact`).
+    #[test]
+    fn a_stored_header_with_trailing_bytes_is_refused() {
+        let k = crate::keys::local::LocalKey::from_bytes([9; 32]);
+        let providers: [&dyn crate::keys::KeyProvider; 1] = [&k];
+        let mut file = Vec::new();
+        crate::envelope::encrypt(
+            &b"x"[..],
+            &mut file,
+            &providers,
+            &crate::envelope::EncryptParams::default(),
+        )
+        .expect("encrypt");
+        let (header, len) = Header::parse(&file).expect("header");
+        assert_eq!(parse_exact(&file[..len]).expect("exact"), header);
+        assert_eq!(
+            parse_exact(&file[..len + 1]),
+            Err(HeaderError::TrailingBytes {
+                header_len: len as u64,
+                given: len as u64 + 1
+            })
+        );
+        let e = parse_header(&file, None).expect_err("a whole file is not a header");
+        assert!(e.contains("trailing bytes"), "{e}");
     }
 }

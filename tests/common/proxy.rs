@@ -1,6 +1,7 @@
 //! A loopback fault-injecting HTTP proxy in front of the emulator (KMS and S3): it names
 //! each request's operation, counts calls and response-body bytes per operation, records
-//! the `Range` of every `GetObject`, holds chosen operations for a while, and answers chosen
+//! the `Range` of every `GetObject`, holds chosen operations for a while (or one call until
+//! the test releases it, [`Proxy::pause`]), and answers chosen
 //! errors instead of forwarding — throttling, 5xx and per-key or per-part failures that moto
 //! itself never produces. Everything else is forwarded verbatim.
 //!
@@ -20,7 +21,7 @@ use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 /// Read/write timeout on both sockets (a stalled peer fails the exchange after this).
@@ -101,6 +102,33 @@ struct Rules {
     seen: Vec<Seen>,
     /// Bumped by `reset_counters`, so a request in flight across a reset updates nothing.
     generation: u64,
+    /// Operation → (calls of it to let through first, then hold one: see [`Proxy::pause`]).
+    pauses: Vec<PauseRule>,
+}
+
+/// A request to hold once: `(operation, calls to let through first, arrived, release)`.
+type PauseRule = (String, u32, mpsc::Sender<()>, mpsc::Receiver<()>);
+
+/// One request held by [`Proxy::pause`] until [`Paused::release`] (or drop): the test acts
+/// while the client waits, deterministically (no timing involved).
+pub struct Paused {
+    arrived: mpsc::Receiver<()>,
+    release: mpsc::Sender<()>,
+}
+
+impl Paused {
+    /// Blocks until the held request has arrived at the proxy (it is not forwarded yet).
+    /// Panics after two minutes: the client never sent it.
+    pub fn wait(&self) {
+        self.arrived
+            .recv_timeout(Duration::from_secs(120))
+            .expect("the paused request never arrived");
+    }
+
+    /// Lets the held request go on (faulted or forwarded as usual).
+    pub fn release(self) {
+        let _ = self.release.send(());
+    }
 }
 
 impl Rules {
@@ -134,6 +162,17 @@ impl Rules {
                 .map(|(_, _, f)| f.clone());
         }
         None
+    }
+
+    /// The pause rule this call of `op` hits, if any (removed: each holds one call).
+    fn take_pause(&mut self, op: &str) -> Option<(mpsc::Sender<()>, mpsc::Receiver<()>)> {
+        let i = self.pauses.iter().position(|(o, ..)| o == op || o == "*")?;
+        if self.pauses[i].1 > 0 {
+            self.pauses[i].1 -= 1;
+            return None;
+        }
+        let (_, _, arrived, release) = self.pauses.remove(i);
+        Some((arrived, release))
     }
 
     fn delay_for(&self, op: &str) -> Duration {
@@ -235,6 +274,19 @@ impl Proxy {
     /// operation wins; `Duration::ZERO` removes the delay.
     pub fn delay(&self, op: &str, d: Duration) {
         self.shared.rules().delays.push((op.into(), d));
+    }
+
+    /// Holds the `(skip + 1)`-th next call of `op` (`"*"` for any) before it is faulted or
+    /// forwarded, until the returned [`Paused`] is released or dropped; e.g. to change an
+    /// object between two GETs of one download.
+    pub fn pause(&self, op: &str, skip: u32) -> Paused {
+        let (arrived_tx, arrived) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel();
+        self.shared
+            .rules()
+            .pauses
+            .push((op.into(), skip, arrived_tx, release_rx));
+        Paused { arrived, release }
     }
 
     /// Removes every fault and delay rule (counters are kept).
@@ -656,12 +708,13 @@ fn handle(conn: TcpStream, upstream: &str, shared: &Shared) -> io::Result<()> {
         percent_decode(path.strip_prefix('/').unwrap_or(path))
     };
 
-    let (fault, delay, index) = {
+    let (fault, delay, index, pause) = {
         let mut r = shared.rules();
         *r.calls.entry(op.clone()).or_insert(0) += 1;
         if let Some(range) = req.get("range").filter(|_| op == "GetObject") {
             r.ranges.push(range.to_string());
         }
+        let pause = r.take_pause(&op);
         let fault = r.fault_for(&op, &key, part);
         let delay = r.delay_for(&op);
         r.seen.push(Seen {
@@ -678,7 +731,7 @@ fn handle(conn: TcpStream, upstream: &str, shared: &Shared) -> io::Result<()> {
             request_bytes: 0,
             response_bytes: 0,
         });
-        (fault, delay, (r.generation, r.seen.len() - 1))
+        (fault, delay, (r.generation, r.seen.len() - 1), pause)
     };
     if shared.log {
         eprintln!(
@@ -703,6 +756,10 @@ fn handle(conn: TcpStream, upstream: &str, shared: &Shared) -> io::Result<()> {
                 .collect::<Vec<_>>()
                 .join(" ")
         );
+    }
+    if let Some((arrived, release)) = pause {
+        let _ = arrived.send(());
+        let _ = release.recv(); // released, or the Paused was dropped
     }
     if !delay.is_zero() && !hold(delay, shared) {
         return Ok(()); // proxy dropped while holding: abandon the request
