@@ -401,9 +401,18 @@ fn kms_connect(cli: &Cli) -> Result<Arc<Kms>> {
 
 fn load_local(paths: &[PathBuf], ring: &mut Keyring) -> Result<()> {
     for p in paths {
-        ring.push_local(LocalKey::load(p)?);
+        ring.push_local(load_key_file(p)?);
     }
     Ok(())
+}
+
+/// Loads one key file, printing its permission warnings (even with --quiet, like ssh).
+fn load_key_file(p: &Path) -> Result<LocalKey> {
+    let (key, warnings) = LocalKey::load_with_warnings(p)?;
+    for w in warnings {
+        eprintln!("sealstream: warning: {w}");
+    }
+    Ok(key)
 }
 
 /// Keys for encryption: KMS keys first (the first generates the data key), then local keys;
@@ -418,7 +427,12 @@ fn encryption_keys(cli: &Cli, local_paths: &[PathBuf], kms_keys: &[String]) -> R
     }
     load_local(local_paths, &mut ring)?;
     if ring.is_empty() {
-        let (key, created) = local::load_or_create_default()?;
+        let default = local::default_key_path()?;
+        let (key, created) = if default.exists() {
+            (load_key_file(&default)?, None)
+        } else {
+            local::load_or_create_default()?
+        };
         if let Some(p) = created {
             note(
                 cli.quiet,
@@ -443,7 +457,7 @@ fn decryption_keys(cli: &Cli, local_paths: &[PathBuf], trust: &KmsTrustArgs) -> 
     if local_paths.is_empty()
         && let Some(p) = default_path.as_ref().filter(|p| p.exists())
     {
-        ring.push_local(LocalKey::load(p)?);
+        ring.push_local(load_key_file(p)?);
     }
     if trust.any() {
         let kms = kms_connect(cli)?;
