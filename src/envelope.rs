@@ -183,7 +183,10 @@ where
 ///
 /// Unwraps with `unlock_with` (verifying the commitment), drops stanzas whose key id is in
 /// `remove` (as `key_id` or `provider:key_id`), and wraps for every key in `add` (replacing a
-/// stanza of the same key). Refuses to leave the object with no stanza.
+/// stanza of the same key). Refuses to leave the object with no stanza, and, when removing,
+/// refuses ([`Error::Usage`], exit 2) unless a stanza of the new list verifies against the
+/// key commitment with the keys at hand (`unlock_with` and `add`): removing the one stanza
+/// that works while keeping one that never does would lock the data out.
 pub fn rewrap(
     header: &Header,
     unlock_with: &[&dyn KeyProvider],
@@ -219,6 +222,19 @@ pub fn rewrap(
     };
     new.validate()
         .map_err(|e| Error::Usage(format!("cannot write this header: {e}")))?;
+    if !remove.is_empty() {
+        let held: Vec<&dyn KeyProvider> = unlock_with.iter().chain(add).copied().collect();
+        let digest = new.digest();
+        let opens = new
+            .stanzas
+            .iter()
+            .any(|s| matches!(check_stanza(&new, &digest, s, &held), StanzaCheck::Verified));
+        if !opens {
+            return Err(Error::Usage(
+                "--remove-key refused: none of the stanzas that would remain verifies with the keys you gave, so the file could become undecryptable; keep a stanza whose key you pass with -k/--kms-key, or add one with --add-key".into(),
+            ));
+        }
+    }
     Ok(new)
 }
 
@@ -246,23 +262,31 @@ pub fn verify_stanzas(header: &Header, providers: &[&dyn KeyProvider]) -> Vec<St
     header
         .stanzas
         .iter()
-        .map(|s| {
-            let mut result = StanzaCheck::NotChecked;
-            for p in providers.iter().filter(|p| p.matches(s)) {
-                match p.unwrap(s, &header.context) {
-                    Ok(dek) => {
-                        let derived = kdf::derive(dek.expose(), &header.salt, &digest);
-                        if kdf::commitment_matches(&header.commitment, &derived.commitment) {
-                            return StanzaCheck::Verified;
-                        }
-                        result = StanzaCheck::Failed(Error::CommitmentMismatch);
-                    }
-                    Err(e) => result = StanzaCheck::Failed(e),
-                }
-            }
-            result
-        })
+        .map(|s| check_stanza(header, &digest, s, providers))
         .collect()
+}
+
+/// Checks one stanza of `header` (whose digest is `digest`) with every matching provider.
+fn check_stanza(
+    header: &Header,
+    digest: &[u8; 32],
+    s: &Stanza,
+    providers: &[&dyn KeyProvider],
+) -> StanzaCheck {
+    let mut result = StanzaCheck::NotChecked;
+    for p in providers.iter().filter(|p| p.matches(s)) {
+        match p.unwrap(s, &header.context) {
+            Ok(dek) => {
+                let derived = kdf::derive(dek.expose(), &header.salt, digest);
+                if kdf::commitment_matches(&header.commitment, &derived.commitment) {
+                    return StanzaCheck::Verified;
+                }
+                result = StanzaCheck::Failed(Error::CommitmentMismatch);
+            }
+            Err(e) => result = StanzaCheck::Failed(e),
+        }
+    }
+    result
 }
 
 /// What `inspect` reports: header fields plus the layout implied by the total length.

@@ -1124,18 +1124,26 @@ fn inspection_text(
     } else {
         s.push_str("context:\n");
         for (k, v) in h.context.iter() {
-            s.push_str(&format!("  {k}={v}\n"));
+            s.push_str(&format!(
+                "  {}={}\n",
+                crate::text::escape(k),
+                crate::text::escape(v)
+            ));
         }
     }
     s.push_str("stanzas:\n");
     for (i, st) in h.stanzas.iter().enumerate() {
         let status = match checks.and_then(|c| c.get(i)).map(check_label) {
             Some((Some(true), _)) => "  [verified]".to_string(),
-            Some((Some(false), Some(r))) => format!("  [FAILED: {r}]"),
+            Some((Some(false), Some(r))) => format!("  [FAILED: {}]", crate::text::escape(&r)),
             Some((None, _)) => "  [not checked: no matching key]".to_string(),
             _ => String::new(),
         };
-        s.push_str(&format!("  {:<8} {}{status}\n", st.provider, st.key_id));
+        s.push_str(&format!(
+            "  {:<8} {}{status}\n",
+            crate::text::escape(&st.provider),
+            crate::text::escape(&st.key_id)
+        ));
     }
     s
 }
@@ -1220,11 +1228,15 @@ fn report_rewrap(cli: &Cli, shown: &str, new: &Header) {
         cli.quiet,
         &format!(
             "rewrapped '{}': {} stanza(s): {}",
-            shown,
+            crate::text::escape(shown),
             new.stanzas.len(),
             new.stanzas
                 .iter()
-                .map(|s| format!("{}:{}", s.provider, s.key_id))
+                .map(|s| format!(
+                    "{}:{}",
+                    crate::text::escape(&s.provider),
+                    crate::text::escape(&s.key_id)
+                ))
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
