@@ -181,8 +181,10 @@ pub(super) fn inspect(cli: &super::Cli, a: &InspectArgs, url: &S3Url) -> Result<
         v.to_string() + "\n"
     } else {
         format!(
-            "object:         {url}\nbody:           {} bytes (the file form is the header followed by the body)\nheader in:      {location}\n{}",
+            "object:         {}\nbody:           {} bytes (the file form is the header followed by the body)\nheader in:      {}\n{}",
+            crate::text::escape(&url.to_string()),
             obj.head.content_length,
+            crate::text::escape(&location),
             super::inspection_text(&info, checks.as_deref())
         )
     };
