@@ -443,3 +443,65 @@ fn stanza_failure_reasons_are_escaped_in_errors() {
         "{shown}"
     );
 }
+
+#[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
+fn remove_key_checks_kms_stanzas_against_the_commitment() {
+    use base64::Engine as _;
+    use common::moto;
+    let name = "remove_key_checks_kms_stanzas_against_the_commitment";
+    let ep = moto::endpoint(name).expect("the emulator (AWS_ENDPOINT_URL) is needed");
+    let arn = moto::create_key(&ep, "us-east-1");
+    let s = Scratch::new();
+    let a = key(31);
+    let ka = s.keyfile("a.key", &a);
+    let ka = ka.to_str().unwrap();
+    // A file for `a`, plus a KMS stanza (made by raw KMS Encrypt) wrapping a foreign data
+    // key: KMS decrypts it fine, but it never passes the key commitment.
+    let ct = seal_with(
+        &data(5000),
+        &[&a],
+        &params(sealstream::Suite::Aes256Gcm, 4096),
+    );
+    let (mut h, hl) = Header::parse(&ct).expect("header");
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let v = moto::kms(
+        &ep,
+        "us-east-1",
+        "Encrypt",
+        &serde_json::json!({"KeyId": arn, "Plaintext": b64.encode([0x66u8; 32])}),
+    );
+    h.stanzas.push(sealstream::format::Stanza {
+        provider: "aws-kms".into(),
+        key_id: arn.clone(),
+        wrapped: b64
+            .decode(v["CiphertextBlob"].as_str().expect("CiphertextBlob"))
+            .expect("base64"),
+    });
+    let before = [h.to_bytes().expect("header bytes"), ct[hl..].to_vec()].concat();
+    write(&s.path("k.seal"), &before);
+
+    let o = s.run(&[
+        "rewrap",
+        "k.seal",
+        "-k",
+        ka,
+        "--kms-key",
+        &arn,
+        "--remove-key",
+        a.id(),
+    ]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--remove-key refused"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read(s.path("k.seal")).unwrap(), before);
+
+    let o = s.run(&["rewrap", "k.seal", "-k", ka, "--remove-key", &arn]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let after = std::fs::read(s.path("k.seal")).unwrap();
+    assert_eq!(Header::parse(&after).unwrap().0.stanzas.len(), 1);
+    assert_eq!(open(&after, &a).expect("a opens it"), data(5000));
+}
