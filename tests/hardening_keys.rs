@@ -505,3 +505,32 @@ fn remove_key_checks_kms_stanzas_against_the_commitment() {
     assert_eq!(Header::parse(&after).unwrap().0.stanzas.len(), 1);
     assert_eq!(open(&after, &a).expect("a opens it"), data(5000));
 }
+
+#[test]
+fn a_hostile_file_name_in_a_batch_cannot_forge_lines() {
+    let s = Scratch::new();
+    let k = key(12);
+    let kp = s.keyfile("k.key", &k);
+    std::fs::create_dir(s.path("in")).unwrap();
+    let name = "x\nsealstream: decrypted 1 file(s)\u{1b}[2K.seal";
+    write(&s.path("in").join(name), b"not sealstream at all");
+    let o = s.run(&[
+        "decrypt",
+        "in",
+        "--output-dir",
+        "out",
+        "-k",
+        kp.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(!e.contains('\u{1b}'), "{e:?}");
+    assert!(
+        !e.lines().any(|l| l.starts_with("sealstream: decrypted")),
+        "{e}"
+    );
+    assert!(
+        e.contains("x\\nsealstream: decrypted 1 file(s)\\u{1b}[2K.seal"),
+        "{e}"
+    );
+}

@@ -218,8 +218,9 @@ pub(super) fn rewrap(cli: &super::Cli, a: &RewrapArgs, url: &S3Url) -> Result<()
         note(
             cli.quiet,
             &format!(
-                "the header is in the companion object s3://{}/{c}",
-                url.bucket
+                "the header is in the companion object s3://{}/{}",
+                url.bucket,
+                crate::text::escape(&c)
             ),
         );
     }

@@ -163,6 +163,7 @@ impl LocalKey {
         };
         let file = std::fs::File::open(path).map_err(io_err)?;
         let meta = file.metadata().map_err(io_err)?;
+        #[cfg_attr(not(unix), allow(unused_mut))]
         let mut warnings = Vec::new();
         #[cfg(unix)]
         {
