@@ -660,7 +660,10 @@ fn batch_report(
     verb: &str,
 ) -> Result<()> {
     for (i, e) in &failures {
-        eprintln!("sealstream: error: {}: {e}", jobs[*i].input.display());
+        eprintln!(
+            "sealstream: error: {}: {e}",
+            crate::text::escape(&jobs[*i].input.display().to_string())
+        );
     }
     match failures.first() {
         None => {
