@@ -183,7 +183,10 @@ where
 ///
 /// Unwraps with `unlock_with` (verifying the commitment), drops stanzas whose key id is in
 /// `remove` (as `key_id` or `provider:key_id`), and wraps for every key in `add` (replacing a
-/// stanza of the same key). Refuses to leave the object with no stanza.
+/// stanza of the same key). Refuses to leave the object with no stanza, and, when removing,
+/// refuses ([`Error::Usage`], exit 2) unless a stanza of the new list verifies against the
+/// key commitment with the keys at hand (`unlock_with` and `add`): removing the one stanza
+/// that works while keeping one that never does would lock the data out.
 pub fn rewrap(
     header: &Header,
     unlock_with: &[&dyn KeyProvider],
@@ -205,6 +208,7 @@ pub fn rewrap(
         .filter(|s| !add.iter().any(|p| p.matches(s)))
         .cloned()
         .collect();
+    let kept = stanzas.len();
     for p in add {
         stanzas.push(p.wrap(&dek, &header.context)?);
     }
@@ -219,7 +223,48 @@ pub fn rewrap(
     };
     new.validate()
         .map_err(|e| Error::Usage(format!("cannot write this header: {e}")))?;
+    if !remove.is_empty() {
+        refuse_lockout(&new, kept, unlock_with, add)?;
+    }
     Ok(new)
+}
+
+/// `--remove-key` guard: some stanza of `new` must verify against the key commitment.
+///
+/// Kept stanzas (`new.stanzas[..kept]`) are checked with every key at hand; if none
+/// verifies, each added stanza is unwrapped by the provider that just wrapped it (for KMS
+/// that is a `Decrypt`: it proves the caller can really use the new key).
+fn refuse_lockout(
+    new: &Header,
+    kept: usize,
+    unlock_with: &[&dyn KeyProvider],
+    add: &[&dyn KeyProvider],
+) -> Result<()> {
+    let digest = new.digest();
+    let held: Vec<&dyn KeyProvider> = unlock_with.iter().chain(add).copied().collect();
+    if new.stanzas[..kept]
+        .iter()
+        .any(|s| matches!(check_stanza(new, &digest, s, &held), StanzaCheck::Verified))
+    {
+        return Ok(());
+    }
+    let mut why = String::new();
+    for (p, s) in add.iter().zip(&new.stanzas[kept..]) {
+        match check_with(new, &digest, s, *p) {
+            StanzaCheck::Verified => return Ok(()),
+            StanzaCheck::Failed(e) => {
+                why = format!(
+                    " (the added key {} could not open its own stanza: {})",
+                    crate::text::escape(p.key_id()),
+                    crate::text::escape(&e.to_string())
+                );
+            }
+            StanzaCheck::NotChecked => {}
+        }
+    }
+    Err(Error::Usage(format!(
+        "--remove-key refused: none of the stanzas that would remain verifies with the keys you gave, so the file could become undecryptable{why}; keep a stanza whose key you pass with -k/--kms-key, or add one with --add-key"
+    )))
 }
 
 fn stanza_named(s: &Stanza, name: &str) -> bool {
@@ -246,31 +291,50 @@ pub fn verify_stanzas(header: &Header, providers: &[&dyn KeyProvider]) -> Vec<St
     header
         .stanzas
         .iter()
-        .map(|s| {
-            let mut result = StanzaCheck::NotChecked;
-            for p in providers.iter().filter(|p| p.matches(s)) {
-                match p.confirm(s) {
-                    Ok(true) => {}
-                    Ok(false) => continue,
-                    Err(e) => {
-                        result = StanzaCheck::Failed(e);
-                        continue;
-                    }
-                }
-                match p.unwrap(s, &header.context) {
-                    Ok(dek) => {
-                        let derived = kdf::derive(dek.expose(), &header.salt, &digest);
-                        if kdf::commitment_matches(&header.commitment, &derived.commitment) {
-                            return StanzaCheck::Verified;
-                        }
-                        result = StanzaCheck::Failed(Error::CommitmentMismatch);
-                    }
-                    Err(e) => result = StanzaCheck::Failed(e),
-                }
-            }
-            result
-        })
+        .map(|s| check_stanza(header, &digest, s, providers))
         .collect()
+}
+
+/// Checks one stanza of `header` (whose digest is `digest`) with every matching provider.
+fn check_stanza(
+    header: &Header,
+    digest: &[u8; 32],
+    s: &Stanza,
+    providers: &[&dyn KeyProvider],
+) -> StanzaCheck {
+    let mut result = StanzaCheck::NotChecked;
+    for p in providers.iter().filter(|p| p.matches(s)) {
+        // A lazily resolved key (an alias) may turn out not to be this stanza's key, or
+        // its lookup may fail: the latter is this stanza's failure, like an unwrap's.
+        match p.confirm(s) {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                result = StanzaCheck::Failed(e);
+                continue;
+            }
+        }
+        match check_with(header, digest, s, *p) {
+            StanzaCheck::Verified => return StanzaCheck::Verified,
+            other => result = other,
+        }
+    }
+    result
+}
+
+/// Unwraps one stanza with one provider and compares the result with the commitment.
+fn check_with(header: &Header, digest: &[u8; 32], s: &Stanza, p: &dyn KeyProvider) -> StanzaCheck {
+    match p.unwrap(s, &header.context) {
+        Ok(dek) => {
+            let derived = kdf::derive(dek.expose(), &header.salt, digest);
+            if kdf::commitment_matches(&header.commitment, &derived.commitment) {
+                StanzaCheck::Verified
+            } else {
+                StanzaCheck::Failed(Error::CommitmentMismatch)
+            }
+        }
+        Err(e) => StanzaCheck::Failed(e),
+    }
 }
 
 /// What `inspect` reports: header fields plus the layout implied by the total length.

@@ -326,19 +326,22 @@ impl fmt::Display for Error {
             Error::ContextMismatch { key, found } => match found {
                 None => write!(
                     f,
-                    "encryption context mismatch: the file has no '{key}' pair you required; check -c values"
+                    "encryption context mismatch: the file has no '{}' pair you required; check -c values",
+                    crate::text::escape(key)
                 ),
                 Some(v) => write!(
                     f,
-                    "encryption context mismatch: the file has {key}={v:?}, not the value you required; check -c values"
+                    "encryption context mismatch: the file has {}=\"{}\", not the value you required; check -c values",
+                    crate::text::escape(key),
+                    crate::text::escape(v)
                 ),
             },
             Error::NoMatchingKey { stanzas, offered } => {
                 write!(
                     f,
                     "no key to decrypt: the file is wrapped for [{}] but the keys offered are [{}]; pass the right key with -k",
-                    stanzas.join(", "),
-                    offered.join(", ")
+                    crate::text::escape(&stanzas.join(", ")),
+                    crate::text::escape(&offered.join(", "))
                 )?;
                 if stanzas.iter().any(|s| s.starts_with("aws-kms:")) {
                     write!(
@@ -354,7 +357,13 @@ impl fmt::Display for Error {
                     "could not unwrap the data key with any offered key (wrong key, wrong context or tampered stanza):"
                 )?;
                 for s in fails {
-                    write!(f, "\n  {}:{}: {}", s.provider, s.key_id, s.reason)?;
+                    write!(
+                        f,
+                        "\n  {}:{}: {}",
+                        crate::text::escape(&s.provider),
+                        crate::text::escape(&s.key_id),
+                        crate::text::escape(&s.reason)
+                    )?;
                 }
                 Ok(())
             }
@@ -364,7 +373,13 @@ impl fmt::Display for Error {
                     "could not unwrap the data key: the key service failed for at least one stanza (retry later, or fix access):"
                 )?;
                 for s in fails {
-                    write!(f, "\n  {}:{}: {}", s.provider, s.key_id, s.reason)?;
+                    write!(
+                        f,
+                        "\n  {}:{}: {}",
+                        crate::text::escape(&s.provider),
+                        crate::text::escape(&s.key_id),
+                        crate::text::escape(&s.reason)
+                    )?;
                 }
                 Ok(())
             }

@@ -197,7 +197,7 @@ impl Kms {
                 client
                     .encrypt()
                     .key_id(key)
-                    .plaintext(Blob::new(dek.expose().to_vec()))
+                    .plaintext(zeroizing_blob(*dek.expose()))
                     .set_encryption_context(kms_context(context))
                     .send(),
             )
@@ -370,6 +370,50 @@ fn kms_context(context: &Context) -> Option<HashMap<String, String>> {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         )
+    }
+}
+
+/// A `Blob` whose bytes live in zeroizing memory, wiped when the SDK drops its last
+/// reference (for the data key sent to KMS `Encrypt`).
+///
+/// The SDK still copies the bytes when it serialises the request (base64 in the JSON body,
+/// then TLS buffers) and does not wipe those copies: that part cannot be closed from here.
+fn zeroizing_blob<T>(secret: T) -> Blob
+where
+    T: AsRef<[u8]> + zeroize::Zeroize + Send + 'static,
+{
+    Blob::from_maybe_shared(bytes::Bytes::from_owner(Zeroizing::new(secret)))
+}
+
+#[cfg(test)]
+mod zeroizing_blob_tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// Secret bytes that record being wiped.
+    struct Probe([u8; 4], Arc<AtomicBool>);
+    impl AsRef<[u8]> for Probe {
+        fn as_ref(&self) -> &[u8] {
+            &self.0
+        }
+    }
+    impl zeroize::Zeroize for Probe {
+        fn zeroize(&mut self) {
+            self.0.zeroize();
+            self.1.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn the_encrypt_plaintext_is_wiped_when_the_sdk_drops_its_last_copy() {
+        let wiped = Arc::new(AtomicBool::new(false));
+        let blob = super::zeroizing_blob(Probe([1, 2, 3, 4], wiped.clone()));
+        assert_eq!(blob.as_ref(), &[1, 2, 3, 4]);
+        let shared = blob.clone();
+        drop(blob);
+        assert!(!wiped.load(Ordering::SeqCst), "still referenced");
+        drop(shared);
+        assert!(wiped.load(Ordering::SeqCst), "not wiped on the last drop");
     }
 }
 

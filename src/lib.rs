@@ -14,6 +14,7 @@ pub mod primitives;
 pub mod range;
 pub mod s3;
 pub mod size;
+pub mod text;
 
 pub use envelope::{DecryptParams, EncryptParams, decrypt, encrypt};
 pub use error::{Error, HeaderError, Result};

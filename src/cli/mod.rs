@@ -454,9 +454,18 @@ fn kms_connect(cli: &Cli) -> Result<Arc<Kms>> {
 
 fn load_local(paths: &[PathBuf], ring: &mut Keyring) -> Result<()> {
     for p in paths {
-        ring.push_local(LocalKey::load(p)?);
+        ring.push_local(load_key_file(p)?);
     }
     Ok(())
+}
+
+/// Loads one key file, printing its permission warnings (even with --quiet, like ssh).
+fn load_key_file(p: &Path) -> Result<LocalKey> {
+    let (key, warnings) = LocalKey::load_with_warnings(p)?;
+    for w in warnings {
+        eprintln!("sealstream: warning: {w}");
+    }
+    Ok(key)
 }
 
 /// Keys for encryption: KMS keys first (the first generates the data key), then local keys;
@@ -471,7 +480,12 @@ fn encryption_keys(cli: &Cli, local_paths: &[PathBuf], kms_keys: &[String]) -> R
     }
     load_local(local_paths, &mut ring)?;
     if ring.is_empty() {
-        let (key, created) = local::load_or_create_default()?;
+        let default = local::default_key_path()?;
+        let (key, created) = if default.exists() {
+            (load_key_file(&default)?, None)
+        } else {
+            local::load_or_create_default()?
+        };
         if let Some(p) = created {
             note(
                 cli.quiet,
@@ -496,7 +510,7 @@ fn decryption_keys(cli: &Cli, local_paths: &[PathBuf], trust: &KmsTrustArgs) -> 
     if local_paths.is_empty()
         && let Some(p) = default_path.as_ref().filter(|p| p.exists())
     {
-        ring.push_local(LocalKey::load(p)?);
+        ring.push_local(load_key_file(p)?);
     }
     if trust.any() {
         let kms = kms_connect(cli)?;
@@ -701,7 +715,10 @@ fn batch_report(
     verb: &str,
 ) -> Result<()> {
     for (i, e) in &failures {
-        eprintln!("sealstream: error: {}: {e}", jobs[*i].input.display());
+        eprintln!(
+            "sealstream: error: {}: {e}",
+            crate::text::escape(&jobs[*i].input.display().to_string())
+        );
     }
     match failures.first() {
         None => {
@@ -1178,18 +1195,26 @@ fn inspection_text(
     } else {
         s.push_str("context:\n");
         for (k, v) in h.context.iter() {
-            s.push_str(&format!("  {k}={v}\n"));
+            s.push_str(&format!(
+                "  {}={}\n",
+                crate::text::escape(k),
+                crate::text::escape(v)
+            ));
         }
     }
     s.push_str("stanzas:\n");
     for (i, st) in h.stanzas.iter().enumerate() {
         let status = match checks.and_then(|c| c.get(i)).map(check_label) {
             Some((Some(true), _)) => "  [verified]".to_string(),
-            Some((Some(false), Some(r))) => format!("  [FAILED: {r}]"),
+            Some((Some(false), Some(r))) => format!("  [FAILED: {}]", crate::text::escape(&r)),
             Some((None, _)) => "  [not checked: no matching key]".to_string(),
             _ => String::new(),
         };
-        s.push_str(&format!("  {:<8} {}{status}\n", st.provider, st.key_id));
+        s.push_str(&format!(
+            "  {:<8} {}{status}\n",
+            crate::text::escape(&st.provider),
+            crate::text::escape(&st.key_id)
+        ));
     }
     s
 }
@@ -1301,11 +1326,15 @@ fn report_rewrap(cli: &Cli, shown: &str, new: &Header) {
         cli.quiet,
         &format!(
             "rewrapped '{}': {} stanza(s): {}",
-            shown,
+            crate::text::escape(shown),
             new.stanzas.len(),
             new.stanzas
                 .iter()
-                .map(|s| format!("{}:{}", s.provider, s.key_id))
+                .map(|s| format!(
+                    "{}:{}",
+                    crate::text::escape(&s.provider),
+                    crate::text::escape(&s.key_id)
+                ))
                 .collect::<Vec<_>>()
                 .join(", ")
         ),

@@ -186,8 +186,10 @@ pub(super) fn inspect(cli: &super::Cli, a: &InspectArgs, url: &S3Url) -> Result<
         v.to_string() + "\n"
     } else {
         format!(
-            "object:         {url}\nbody:           {} bytes (the file form is the header followed by the body)\nheader in:      {location}\n{}",
+            "object:         {}\nbody:           {} bytes (the file form is the header followed by the body)\nheader in:      {}\n{}",
+            crate::text::escape(&url.to_string()),
             obj.head.content_length,
+            crate::text::escape(&location),
             super::inspection_text(&info, checks.as_deref())
         )
     };
@@ -222,8 +224,9 @@ pub(super) fn rewrap(cli: &super::Cli, a: &RewrapArgs, url: &S3Url) -> Result<()
         note(
             cli.quiet,
             &format!(
-                "the header is in the companion object s3://{}/{c}",
-                url.bucket
+                "the header is in the companion object s3://{}/{}",
+                url.bucket,
+                crate::text::escape(&c)
             ),
         );
     }

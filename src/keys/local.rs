@@ -7,7 +7,7 @@
 //! Wrapping uses XChaCha20-Poly1305 with a random 192-bit nonce (safe for any number of
 //! wraps under one KEK) and binds the key id and the encryption context as associated data.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
@@ -75,14 +75,19 @@ impl LocalKey {
     }
 
     /// Parses the text form; `origin` names the file in errors.
+    ///
+    /// Follows docs/FORMAT.md §10.2: an optional UTF-8 byte-order mark, lines split on LF,
+    /// "whitespace" meaning ASCII whitespace only. Errors never quote the file's content (a
+    /// malformed key line may still hold the key).
     pub fn parse(text: &str, origin: &str) -> Result<LocalKey> {
         let bad = |reason: &str| Error::KeyFile {
             path: origin.to_string(),
             reason: reason.to_string(),
         };
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut found: Option<LocalKey> = None;
-        for line in text.lines() {
-            let line = line.trim();
+        for line in text.split('\n') {
+            let line = line.trim_ascii();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
@@ -92,13 +97,20 @@ impl LocalKey {
             let mut parts = line.split_ascii_whitespace();
             let (tag, id, b64) = (parts.next(), parts.next(), parts.next());
             if parts.next().is_some() {
-                return Err(bad("extra fields on the key line"));
+                return Err(bad(
+                    "the key line has more than three fields (tag, key id, base64 key)",
+                ));
             }
             match tag {
                 Some(KEY_LINE_TAG) => {}
+                Some(t) if is_other_version_tag(t) => {
+                    return Err(bad(
+                        "the key line is for another key-file version; upgrade sealstream",
+                    ));
+                }
                 Some(t) if t.starts_with("sealstream-local-key-") => {
                     return Err(bad(&format!(
-                        "unsupported key file version '{t}'; upgrade sealstream"
+                        "the key line must be '{KEY_LINE_TAG} KEY-ID BASE64-KEY', fields separated by spaces"
                     )));
                 }
                 _ => return Err(bad(&format!("expected a line starting '{KEY_LINE_TAG}'"))),
@@ -126,22 +138,72 @@ impl LocalKey {
         found.ok_or_else(|| bad("no key line"))
     }
 
-    /// Reads a key file.
+    /// Reads a key file, refusing one that others can write (see [`LocalKey::load_with_warnings`]).
+    ///
+    /// Warnings (a key others can read) are dropped; the CLI uses `load_with_warnings`.
     pub fn load(path: &Path) -> Result<LocalKey> {
+        Self::load_with_warnings(path).map(|(k, _)| k)
+    }
+
+    /// Reads a key file and returns the key with any warnings about it, for the caller to
+    /// show.
+    ///
+    /// Like ssh with private keys: a key file that group or others can write is refused
+    /// (whoever can write it can substitute their own key); one they can read is accepted
+    /// with a warning. The owner is not checked (a root-owned or service-owned key is
+    /// fine). The mode is taken from the opened file, so the check and the read see the
+    /// same file, and at most 64 KiB + 1 bytes are read, whatever the file is (a FIFO,
+    /// a device, `/proc`): a larger one is refused without reading the rest.
+    pub fn load_with_warnings(path: &Path) -> Result<(LocalKey, Vec<String>)> {
         let shown = path.display().to_string();
-        let meta = std::fs::metadata(path)
-            .map_err(|e| Error::io(format!("reading key file '{shown}'"), e))?;
-        if meta.len() > MAX_KEY_FILE_LEN {
-            return Err(Error::KeyFile {
-                path: shown,
-                reason: format!("larger than {MAX_KEY_FILE_LEN} bytes"),
-            });
+        let io_err = |e| Error::io(format!("reading key file '{shown}'"), e);
+        let bad = |reason: String| Error::KeyFile {
+            path: shown.clone(),
+            reason,
+        };
+        let file = std::fs::File::open(path).map_err(io_err)?;
+        let meta = file.metadata().map_err(io_err)?;
+        #[cfg_attr(not(unix), allow(unused_mut))]
+        let mut warnings = Vec::new();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o022 != 0 {
+                return Err(bad(format!(
+                    "it is writable by {} (mode {mode:03o}), so someone else could replace the key; run `chmod 600 {shown}` (and check the key was not changed)",
+                    if mode & 0o002 != 0 {
+                        "everyone"
+                    } else {
+                        "its group"
+                    }
+                )));
+            }
+            if mode & 0o044 != 0 {
+                warnings.push(format!(
+                    "key file '{shown}' is readable by {} (mode {mode:03o}); anyone who can read it can decrypt your files: run `chmod 600 {shown}`",
+                    if mode & 0o004 != 0 { "everyone" } else { "its group" }
+                ));
+            }
         }
-        let text = Zeroizing::new(
-            std::fs::read_to_string(path)
-                .map_err(|e| Error::io(format!("reading key file '{shown}'"), e))?,
-        );
-        LocalKey::parse(&text, &shown)
+        if meta.is_file() && meta.len() > MAX_KEY_FILE_LEN {
+            return Err(bad(format!("larger than {MAX_KEY_FILE_LEN} bytes")));
+        }
+        // Room for the bound plus one byte, allocated once so the buffer never moves
+        // (a reallocation would leave an unwiped copy of the key behind).
+        let mut buf = Zeroizing::new(Vec::with_capacity(MAX_KEY_FILE_LEN as usize + 1));
+        file.take(MAX_KEY_FILE_LEN + 1)
+            .read_to_end(&mut buf)
+            .map_err(io_err)?;
+        if buf.len() as u64 > MAX_KEY_FILE_LEN {
+            return Err(bad(format!(
+                "larger than {MAX_KEY_FILE_LEN} bytes (reading stopped there)"
+            )));
+        }
+        let text = std::str::from_utf8(&buf).map_err(|_| {
+            bad("it is not UTF-8 text; a key file is what `sealstream keygen` writes".into())
+        })?;
+        Ok((LocalKey::parse(text, &shown)?, warnings))
     }
 
     /// The text form (contains the secret).
@@ -268,6 +330,12 @@ impl KeyProvider for LocalKey {
     }
 }
 
+/// `sealstream-local-key-v<digits>` other than v1: a key file of another format version.
+fn is_other_version_tag(t: &str) -> bool {
+    t.strip_prefix("sealstream-local-key-v")
+        .is_some_and(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// Where the embedded default key lives: `$SEALSTREAM_HOME/local.key`, else
 /// `$XDG_CONFIG_HOME/sealstream/local.key`, else `~/.config/sealstream/local.key`.
 pub fn default_key_path() -> Result<PathBuf> {
@@ -330,7 +398,75 @@ mod tests {
         let s = k.wrap(&dek, &ctx).unwrap();
         assert_eq!(k2.unwrap(&s, &ctx).unwrap().expose(), dek.expose());
         assert!(k2.unwrap(&s, &Context::new()).is_err());
-        assert!(!format!("{k:?}").contains("AAAA"));
+    }
+
+    #[test]
+    fn debug_shows_the_id_and_never_the_key() {
+        let bytes = [5u8; 32];
+        let k = LocalKey::from_bytes(bytes);
+        let shown = format!("{k:?} {k:#?}");
+        assert!(shown.contains(k.id()), "{shown}");
+        // Every form a leak would take: the base64 of the key file, the array's Debug
+        // (one line or pretty), hex.
+        let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+        assert!(!shown.contains(&b64[..8]), "{shown}");
+        assert!(!shown.contains("5, 5, 5"), "{shown}");
+        assert!(!shown.contains("5,\n"), "{shown}");
+        assert!(!shown.contains("050505"), "{shown}");
+    }
+
+    fn key_line(k: &LocalKey) -> String {
+        k.to_text()
+            .lines()
+            .find(|l| l.starts_with(KEY_LINE_TAG))
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn key_file_whitespace_bom_and_line_ends_follow_format_10_2() {
+        let k = LocalKey::from_bytes([9; 32]);
+        let line = key_line(&k);
+        let ok = |t: &str| LocalKey::parse(t, "t").map(|p| p.id().to_string());
+        // A UTF-8 BOM, CRLF line ends, tabs and runs of ASCII whitespace are fine.
+        assert_eq!(ok(&format!("\u{feff}{line}\n")).unwrap(), k.id());
+        assert_eq!(
+            ok(&format!("# c\r\n\t{}\r\n", line.replace(' ', " \t "))).unwrap(),
+            k.id()
+        );
+        // Unicode whitespace is not whitespace: NBSP, EM SPACE, LINE SEPARATOR.
+        for ws in ['\u{a0}', '\u{2003}', '\u{2028}'] {
+            let t = line.replacen(' ', &ws.to_string(), 1);
+            assert!(ok(&t).is_err(), "{ws:?} accepted as a separator");
+            assert!(ok(&format!("{ws}{line}")).is_err(), "{ws:?} trimmed");
+        }
+        // A BOM anywhere but the start is not skipped; a vertical tab is not whitespace.
+        assert!(ok(&format!("# c\n\u{feff}{line}")).is_err());
+        assert!(ok(&line.replacen(' ', "\u{b}", 1)).is_err());
+    }
+
+    #[test]
+    fn parse_errors_never_quote_the_file() {
+        let k = LocalKey::from_bytes([0x3c; 32]);
+        let line = key_line(&k);
+        let b64 = line.rsplit(' ').next().unwrap().to_string();
+        for t in [
+            line.replace(' ', ","),
+            line.replace(' ', ";"),
+            line.replace(KEY_LINE_TAG, "sealstream-local-key-v2"),
+            line.replace(KEY_LINE_TAG, "x"),
+            format!("{b64}\n"),
+            format!("{line} {b64}"),
+            line.replace(&b64, &b64[1..]),
+        ] {
+            let e = LocalKey::parse(&t, "t").unwrap_err().to_string();
+            for n in 4..=b64.len() {
+                for w in b64.as_bytes().windows(n).step_by(3) {
+                    let w = std::str::from_utf8(w).unwrap();
+                    assert!(!e.contains(w), "{e:?} quotes {w:?}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -2,11 +2,18 @@
 //!
 //! `PRK = HKDF-Extract(salt, DEK)`; the payload key and the commitment are two
 //! HKDF-Expand outputs with distinct labels, each followed by the 32-byte header digest.
+//!
+//! Zeroization: the PRK returned by HKDF-Extract is wiped here; the HMAC states that hold
+//! it inside `Hkdf` are SHA-256 cores, which wipe themselves on drop because `sha2` is
+//! built with its `zeroize` feature (checked at compile time below), and so are the
+//! HMAC outputs HKDF-Expand produces. What stays out of reach: stack temporaries inside
+//! the `hmac` crate (the padded key block while keying, the inner hash while finalising),
+//! which it does not wipe. Closing those would mean writing HMAC ourselves.
 
 use hkdf::Hkdf;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::format::COMMITMENT_LEN;
 
@@ -29,9 +36,18 @@ impl std::fmt::Debug for Derived {
     }
 }
 
+// The hash cores that carry the PRK inside `Hkdf` (HMAC's inner and outer states) and the
+// HKDF-Expand blocks must wipe themselves on drop: this fails to compile if `sha2`'s
+// `zeroize` feature is ever dropped.
+const fn wipes_on_drop<T: ZeroizeOnDrop>() {}
+const _: () = wipes_on_drop::<<Sha256 as hkdf::hmac::digest::block_api::CoreProxy>::Core>();
+const _: () = wipes_on_drop::<hkdf::hmac::digest::CtOutput<hkdf::hmac::Hmac<Sha256>>>();
+
 /// Derives the payload key and commitment from the DEK, salt and header digest.
 pub fn derive(dek: &[u8; 32], salt: &[u8; 32], header_digest: &[u8; 32]) -> Derived {
-    let hk = Hkdf::<Sha256>::new(Some(salt), dek);
+    let (mut prk, hk) = Hkdf::<Sha256>::extract(Some(salt), dek);
+    // `hk` keeps its own (self-wiping) HMAC state; this copy of the PRK is not needed.
+    prk.as_mut_slice().zeroize();
     let mut payload_key = Zeroizing::new([0u8; 32]);
     let mut commitment = [0u8; COMMITMENT_LEN];
     let mut info = [0u8; 64];
