@@ -53,6 +53,26 @@ fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors")
 }
 
+/// A vector key file (`keys/x.key`, relative to [`dir`]) as a private 0600 copy: sealstream
+/// refuses key files its group can write, and a checkout under umask 002 makes the
+/// checked-in ones 0664. The copies live for the whole test process.
+fn private_key_copy(rel: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    static KEYS: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let tmp = KEYS.get_or_init(|| {
+        let tmp = tempfile::tempdir().expect("temp dir for key copies");
+        for e in std::fs::read_dir(dir().join("keys")).expect("keys dir") {
+            let e = e.expect("keys dir entry");
+            let to = tmp.path().join(e.file_name());
+            std::fs::copy(e.path(), &to).expect("copy vector key");
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        }
+        tmp
+    });
+    let name = Path::new(rel).file_name().expect("key file name");
+    tmp.path().join(name)
+}
+
 // ---------------------------------------------------------------------------------------
 // Manifest
 // ---------------------------------------------------------------------------------------
@@ -2170,7 +2190,7 @@ fn read(rel: &str) -> Vec<u8> {
 
 fn check_library(v: &Vector, backend: Backend, engine: EngineOptions<'_>) {
     let bytes = read(&v.file);
-    let key = LocalKey::load(&dir().join(&v.key)).expect("load vector key");
+    let key = LocalKey::load(&private_key_copy(&v.key)).expect("load vector key");
     let providers: [&dyn KeyProvider; 1] = [&key];
     let params = DecryptParams {
         expected_context: context_of(&v.context),
@@ -2224,7 +2244,7 @@ fn manifest_is_well_formed() {
     assert_eq!(m.format, FORMAT_TAG);
     let mut names = std::collections::BTreeSet::new();
     for k in &m.keys {
-        let key = LocalKey::load(&dir().join(&k.file)).expect("key file loads");
+        let key = LocalKey::load(&private_key_copy(&k.file)).expect("key file loads");
         assert_eq!(key.id(), k.id);
         assert_eq!(key.id(), LocalKey::from_bytes(unhex(&k.bytes)).id());
     }
@@ -2352,7 +2372,7 @@ fn cli_decrypts_every_vector() {
     for v in &m.vectors {
         let s = common::Scratch::new();
         let out = s.path("out.bin");
-        let key = dir().join(&v.key);
+        let key = private_key_copy(&v.key);
         let input = dir().join(&v.file);
         let mut args: Vec<String> = vec![
             "decrypt".into(),
@@ -2444,7 +2464,7 @@ fn check_ranges_library(v: &Vector, backend: Backend, engine: EngineOptions<'_>)
         return;
     }
     let bytes = read(&v.file);
-    let key = LocalKey::load(&dir().join(&v.key)).expect("load vector key");
+    let key = LocalKey::load(&private_key_copy(&v.key)).expect("load vector key");
     let providers: [&dyn KeyProvider; 1] = [&key];
     let (header, hl) = Header::parse(&bytes).expect("range vectors have a valid header");
     let cipher = envelope::unlock(&header, &providers, &context_of(&v.context), backend)
@@ -2517,7 +2537,7 @@ fn cli_ranged_reads_match_vectors() {
             let mut args: Vec<String> = vec![
                 "decrypt".into(),
                 "-k".into(),
-                dir().join(&v.key).display().to_string(),
+                private_key_copy(&v.key).display().to_string(),
                 "--range".into(),
                 rc.range.clone(),
                 "-o".into(),
@@ -2633,7 +2653,7 @@ fn too_many_chunks_ranged_reader_rejects_from_the_length() {
         .expect("vector");
     let bytes = read(&v.file);
     let (header, hl) = Header::parse(&bytes).expect("header");
-    let key = LocalKey::load(&dir().join(&v.key)).expect("key");
+    let key = LocalKey::load(&private_key_copy(&v.key)).expect("key");
     let providers: [&dyn KeyProvider; 1] = [&key];
     let cipher = envelope::unlock(&header, &providers, &context_of(&v.context), Backend::Ring)
         .expect("unlock");
@@ -2860,7 +2880,7 @@ fn two_body_defects_depend_on_read_ahead() {
     let mut bytes = read(&v.file);
     let hl = header_len_of(&bytes);
     bytes[hl + 5] ^= 0x01; // chunk 0 no longer authenticates
-    let key = LocalKey::load(&dir().join(&v.key)).expect("key");
+    let key = LocalKey::load(&private_key_copy(&v.key)).expect("key");
     let providers: [&dyn KeyProvider; 1] = [&key];
     let run = |engine: EngineOptions<'static>| {
         let params = DecryptParams {
