@@ -1,0 +1,169 @@
+//! Issue 14 item 25: checks that used to pass without checking.
+//!
+//! Stray bytes after a full final chunk: a body whose last chunk is full and is followed by
+//! 1–15 more bytes (fewer than a tag) must be rejected as truncated (exit 4), through the
+//! library (whole-stream and ranged, every batch geometry) and through the CLI, with no
+//! output left behind. Without the engine's check the stray bytes would be silently dropped
+//! and the file would decrypt with exit 0.
+
+mod common;
+
+use std::io::Cursor;
+
+use common::*;
+use sealstream::engine::EngineOptions;
+use sealstream::error::Error;
+use sealstream::format::{Context, Header, Suite};
+use sealstream::keys::KeyProvider;
+use sealstream::primitives::aead::Backend;
+use sealstream::range::{ByteRange, decrypt_range};
+
+/// Plaintext sizes that end on a chunk boundary for the chunk sizes used below.
+const CASES: &[(u32, usize)] = &[(4096, 8192), (8192, 8192), (4096, 4096)];
+
+fn is_stray_rejection(e: &Error) -> bool {
+    e.exit_code() == 4 && matches!(e, Error::Truncated { .. } | Error::ChunkAuth { .. })
+}
+
+#[test]
+fn stray_bytes_after_full_final_chunk_are_rejected_by_the_library() {
+    let k = key(7);
+    for &(cs, len) in CASES {
+        let pt = data(len);
+        let ct = seal(&pt, &k, Suite::Aes256Gcm, cs);
+        // The intact file opens (the fixture is right).
+        assert_eq!(open(&ct, &k).expect("intact"), pt);
+        for stray in 1..=15usize {
+            let mut bad = ct.clone();
+            bad.extend(std::iter::repeat_n(0xA5u8, stray));
+            // Every batch geometry: the stray bytes in the same batch as the final chunk,
+            // or alone in a batch after it (carried by the look-ahead byte).
+            for batch_bytes in [cs as usize, 2 * cs as usize, 1 << 20] {
+                for threads in [1, 3] {
+                    let engine = EngineOptions {
+                        threads,
+                        batch_bytes,
+                        progress: None,
+                    };
+                    let r = open_with(&bad, &[&k], &Context::new(), Backend::Ring, engine);
+                    match r {
+                        Ok(out) => panic!(
+                            "cs={cs} len={len} stray={stray} batch={batch_bytes} threads={threads}: \
+                             decrypted {} bytes despite stray trailing bytes",
+                            out.len()
+                        ),
+                        Err(e) => assert!(
+                            is_stray_rejection(&e),
+                            "cs={cs} stray={stray}: wrong error {e:?}"
+                        ),
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn stray_bytes_after_full_final_chunk_are_rejected_by_ranged_reads() {
+    let k = key(7);
+    for &(cs, len) in CASES {
+        let pt = data(len);
+        let ct = seal(&pt, &k, Suite::Aes256Gcm, cs);
+        for stray in [1usize, 5, 15] {
+            let mut bad = ct.clone();
+            bad.extend(std::iter::repeat_n(0x5Au8, stray));
+            for range in [
+                ByteRange::Inclusive(0, 9),
+                ByteRange::Inclusive(len as u64 - 10, len as u64 - 1),
+                ByteRange::Suffix(10),
+                ByteRange::From(1),
+            ] {
+                let mut r = Cursor::new(&bad[..]);
+                let (h, hl) = Header::read_from(&mut r).expect("header");
+                let providers: Vec<&dyn KeyProvider> = vec![&k];
+                let cipher = sealstream::envelope::unlock(
+                    &h,
+                    &providers,
+                    &Context::new(),
+                    Default::default(),
+                )
+                .expect("unwrap");
+                let mut out = Vec::new();
+                let res = decrypt_range(
+                    Cursor::new(&bad[..]),
+                    hl as u64,
+                    h.chunk_size,
+                    &cipher,
+                    range,
+                    &mut out,
+                    &EngineOptions::default(),
+                );
+                match res {
+                    Ok(_) => panic!(
+                        "cs={cs} stray={stray} range={range:?}: ranged read succeeded ({} bytes)",
+                        out.len()
+                    ),
+                    Err(e) => {
+                        assert!(is_stray_rejection(&e), "range={range:?}: wrong error {e:?}");
+                        assert!(
+                            out.is_empty(),
+                            "range={range:?}: released {} bytes",
+                            out.len()
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The issue's exact case: an 8192-byte file plus 5 bytes must be exit 4 with no output.
+#[test]
+fn cli_rejects_8192_byte_file_plus_5_stray_bytes() {
+    let s = Scratch::new();
+    let kf = s.keyfile("k.key", &key(9));
+    let kf = kf.to_str().expect("utf-8 path");
+    let pt = data(8192);
+    write(&s.path("p"), &pt);
+    for cs in ["4KiB", "8KiB"] {
+        let o = s.run(&["encrypt", "-k", kf, "--chunk-size", cs, "p", "-o", "p.seal"]);
+        assert_eq!(code(&o), 0, "encrypt: {}", stderr(&o));
+        let mut ct = std::fs::read(s.path("p.seal")).expect("read sealed");
+        // Sanity: the intact file decrypts.
+        let o = s.run(&["decrypt", "-k", kf, "p.seal", "-o", "ok.out"]);
+        assert_eq!(code(&o), 0, "intact decrypt: {}", stderr(&o));
+        assert_eq!(std::fs::read(s.path("ok.out")).expect("read"), pt);
+        std::fs::remove_file(s.path("ok.out")).expect("rm");
+
+        ct.extend_from_slice(&[1, 2, 3, 4, 5]);
+        write(&s.path("bad.seal"), &ct);
+        let o = s.run(&["decrypt", "-k", kf, "bad.seal", "-o", "bad.out"]);
+        assert_eq!(code(&o), 4, "cs={cs}: stderr: {}", stderr(&o));
+        assert!(
+            !s.path("bad.out").exists(),
+            "cs={cs}: output file left behind"
+        );
+        assert!(
+            stderr(&o).contains("truncated"),
+            "cs={cs}: message should say truncated: {}",
+            stderr(&o)
+        );
+        // Through stdin/stdout too: nothing on stdout.
+        let o = s
+            .cmd()
+            .args(["decrypt", "-k", kf, "-"])
+            .stdin(std::fs::File::open(s.path("bad.seal")).expect("open"))
+            .output()
+            .expect("run");
+        assert_eq!(code(&o), 4, "stdin cs={cs}: {}", stderr(&o));
+        assert!(
+            o.stdout.is_empty(),
+            "stdin cs={cs}: {} bytes on stdout",
+            o.stdout.len()
+        );
+        for f in ["p.seal", "bad.seal"] {
+            std::fs::remove_file(s.path(f)).expect("rm");
+        }
+    }
+    assert_eq!(s.files(), vec!["k.key".to_string(), "p".to_string()]);
+}
