@@ -167,3 +167,66 @@ fn cli_rejects_8192_byte_file_plus_5_stray_bytes() {
     }
     assert_eq!(s.files(), vec!["k.key".to_string(), "p".to_string()]);
 }
+
+// ---- scripts/fuzz.sh counts a target as ok only with libFuzzer's final line ----
+
+/// Runs scripts/fuzz.sh for one target with a fake `cargo` first in PATH (and a private
+/// HOME, so the script's `~/.cargo/bin` is not found) whose `cargo fuzz run` behaves as
+/// `mode` says. Nothing is built or fuzzed.
+fn fuzz_sh_with_fake_cargo(mode: &str) -> std::process::Output {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir(&bin).expect("mkdir");
+    let fake = bin.join("cargo");
+    std::fs::write(
+        &fake,
+        r##"#!/usr/bin/env bash
+case "$1 $2" in
+    "fuzz --version") echo "cargo-fuzz 0.13.2" ;;
+    "fuzz list") echo header ;;
+    "fuzz build") exit 0 ;;
+    "fuzz run")
+        case "$FAKE_FUZZ_MODE" in
+            done) echo "#42	DONE   cov: 1 ft: 1 corp: 1/1b exec/s: 42 rss: 30Mb"
+                  echo "Done 42 runs in 1 second(s)" ;;
+            silent) echo "some output, but libFuzzer never finished" ;;
+            zero) echo "Done 0 runs in 1 second(s)" ;;
+            crash) echo "==1== ERROR: libFuzzer: deadly signal"; exit 77 ;;
+        esac ;;
+    *) echo "fake cargo: unexpected $*" >&2; exit 99 ;;
+esac
+"##,
+    )
+    .expect("write fake cargo");
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let home = tmp.path().join("home");
+    std::fs::create_dir(&home).expect("mkdir home");
+    let path = format!("{}:/usr/local/bin:/usr/bin:/bin", bin.display());
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/fuzz.sh");
+    std::process::Command::new("bash")
+        .arg(script)
+        .args(["1", "header"])
+        .env("PATH", path)
+        .env("HOME", &home)
+        .env("TMPDIR", tmp.path())
+        .env("FAKE_FUZZ_MODE", mode)
+        .output()
+        .expect("run fuzz.sh")
+}
+
+#[test]
+fn fuzz_sh_requires_libfuzzers_final_line() {
+    let o = fuzz_sh_with_fake_cargo("done");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(code(&o), 0, "done: {out}{}", stderr(&o));
+    assert!(out.contains("ok   header"), "{out}");
+
+    for mode in ["silent", "zero", "crash"] {
+        let o = fuzz_sh_with_fake_cargo(mode);
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(code(&o), 1, "{mode}: {out}{}", stderr(&o));
+        assert!(!out.contains("ok   header"), "{mode}: counted as ok: {out}");
+        assert!(stderr(&o).contains("FAIL header"), "{mode}: {}", stderr(&o));
+    }
+}
