@@ -230,3 +230,101 @@ fn fuzz_sh_requires_libfuzzers_final_line() {
         assert!(stderr(&o).contains("FAIL header"), "{mode}: {}", stderr(&o));
     }
 }
+
+// ---- the chunk-count limit on open (issue 14, item 25 audit) ----
+
+/// Chunk indices stop at `MAX_CHUNKS` (2^32): a body that would reach past it is rejected
+/// as too many chunks before any chunk there is opened, even though the 64-bit nonce would
+/// not wrap. Both the engine's batch check and `open_chunk`'s own check guard this; the test
+/// fails only when both are gone (docs/TESTING.md, redundant guards).
+#[test]
+fn chunk_indices_past_the_limit_are_rejected_on_open() {
+    use sealstream::engine::{self, OpenParams};
+    use sealstream::format::limits::MAX_CHUNKS;
+    use sealstream::primitives::stream::PayloadCipher;
+    let cipher = PayloadCipher::new(Suite::Aes256Gcm, Backend::Ring, &[0x42; 32]);
+    let cs = 4096u32;
+    // Two chunks sealed at the last legal index and one past it (the seal side refuses the
+    // second, so it is sealed as index 0 and carries a valid-looking tag, which must not
+    // matter: the index check comes first).
+    let mut body = Vec::new();
+    let mut c0 = vec![0u8; cs as usize + 16];
+    cipher
+        .seal_chunk(MAX_CHUNKS - 1, false, &mut c0, cs as usize)
+        .expect("seal last legal index");
+    body.extend_from_slice(&c0);
+    let mut c1 = vec![0u8; 100 + 16];
+    cipher.seal_chunk(0, true, &mut c1, 100).expect("seal");
+    body.extend_from_slice(&c1);
+    assert!(matches!(
+        cipher.seal_chunk(MAX_CHUNKS, true, &mut c1.clone(), 100),
+        Err(Error::TooManyChunks)
+    ));
+    for batch_bytes in [cs as usize, 1 << 20] {
+        let opts = EngineOptions {
+            threads: 1,
+            batch_bytes,
+            progress: None,
+        };
+        let mut out = Vec::new();
+        let r = engine::open(
+            &cipher,
+            cs,
+            &body[..],
+            &mut out,
+            OpenParams {
+                first_index: MAX_CHUNKS - 1,
+                ..OpenParams::default()
+            },
+            &opts,
+        );
+        assert!(
+            matches!(r, Err(Error::TooManyChunks)),
+            "batch {batch_bytes}: {r:?}"
+        );
+        // One chunk starting exactly at the limit.
+        let r = engine::open(
+            &cipher,
+            cs,
+            &c1[..],
+            &mut Vec::new(),
+            OpenParams {
+                first_index: MAX_CHUNKS,
+                ..OpenParams::default()
+            },
+            &opts,
+        );
+        assert!(
+            matches!(r, Err(Error::TooManyChunks)),
+            "at the limit, batch {batch_bytes}: {r:?}"
+        );
+    }
+}
+
+// ---- batch inputs: symlinks inside a walked directory are skipped ----
+
+/// `encrypt DIR --output-dir OUT` walks DIR without following symlinks (src/cli/batch.rs:
+/// following them could loop or leave the tree): a symlink to a file outside the tree and a
+/// symlink loop produce no output, and the regular file next to them is encrypted.
+#[test]
+fn batch_walk_skips_symlinks() {
+    let s = Scratch::new();
+    let kf = s.keyfile("k.key", &key(31));
+    let kp = kf.to_str().expect("utf-8 path");
+    std::fs::create_dir_all(s.path("src/sub")).expect("mkdir");
+    write(&s.path("src/a.bin"), &data(1000));
+    write(&s.path("outside.bin"), &data(77));
+    std::os::unix::fs::symlink(s.path("outside.bin"), s.path("src/link.bin")).expect("symlink");
+    std::os::unix::fs::symlink(s.path("src"), s.path("src/sub/loop")).expect("symlink");
+    let o = s.run(&["encrypt", "-k", kp, "src", "--output-dir", "enc"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(s.path("enc/src/a.bin.seal").exists());
+    assert!(
+        !s.path("enc/src/link.bin.seal").exists(),
+        "a symlink inside the walked tree was followed"
+    );
+    assert!(
+        !s.path("enc/src/sub/loop").exists(),
+        "a symlinked directory was walked"
+    );
+}

@@ -437,6 +437,58 @@ fn no_overwrite_without_force() {
     assert_eq!(got, Some(data(2000)));
 }
 
+/// The existence check before an upload is not the guard against overwriting: the write
+/// itself is conditional (`If-None-Match: *` on the single PUT and on
+/// CompleteMultipartUpload). An object someone else creates while our write is held in
+/// flight by the proxy is kept, encrypt exits 3, and no multipart upload is left behind.
+#[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
+fn an_object_created_during_the_upload_is_not_overwritten() {
+    let Some(e) = setup("race_create") else {
+        return;
+    };
+    for (name, len, op) in [
+        ("small", 2000, "PutObject"),
+        ("multipart", 11 * MIB, "CompleteMultipartUpload"),
+    ] {
+        let p = e.s.path("race.in");
+        write(&p, &data(len));
+        e.proxy.clear_rules();
+        e.proxy.reset_counters();
+        // Long enough to create the object meanwhile; the test waits for the held call,
+        // it does not rely on the length.
+        e.proxy.delay(op, Duration::from_secs(3));
+        let child = e
+            .cmd()
+            .args(["encrypt", p.to_str().unwrap(), "-o", &e.url(name)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let t0 = Instant::now();
+        while e.proxy.calls(op) == 0 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(120),
+                "{name}: {op} never sent"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        moto::put_object(&e.up, &e.bucket, name, b"someone else's object", &[]);
+        let o = child.wait_with_output().expect("wait");
+        e.proxy.clear_rules();
+        assert_eq!(code(&o), 3, "{name}: {}", stderr(&o));
+        assert_eq!(
+            e.body(name),
+            b"someone else's object",
+            "{name}: the concurrently created object was overwritten"
+        );
+        assert!(
+            moto::list_multipart_uploads(&e.up, &e.bucket).is_empty(),
+            "{name}: orphaned multipart upload"
+        );
+    }
+}
+
 #[test]
 #[ignore = "needs the emulator (scripts/test.sh runs it)"]
 fn a_part_that_keeps_failing_aborts_the_upload() {

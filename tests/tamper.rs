@@ -714,3 +714,21 @@ fn key_ids_must_be_printable_ascii() {
         );
     }
 }
+
+#[test]
+fn zero_stanzas_are_rejected() {
+    // A header with no stanza can never be opened: the parser says so precisely (a context
+    // pair keeps header_len above its minimum, so the stanza count is what fails) ...
+    let raw = raw_header(&[(b"k".to_vec(), b"vvvv".to_vec())], &[]);
+    assert_eq!(Header::parse(&raw).err(), Some(HeaderError::NoStanzas));
+    assert!(matches!(
+        Header::read_from(&mut &raw[..]),
+        Err(Error::Header(HeaderError::NoStanzas))
+    ));
+    // ... and the writer refuses to produce one.
+    let k = key(1);
+    let (ct, _) = sample(&k);
+    let (mut h, _) = Header::parse(&ct).unwrap();
+    h.stanzas.clear();
+    assert_eq!(h.to_bytes().err(), Some(HeaderError::NoStanzas));
+}
