@@ -328,3 +328,46 @@ fn batch_walk_skips_symlinks() {
         "a symlinked directory was walked"
     );
 }
+
+// ---- file ranges: "unsatisfiable" only after the end was authenticated ----
+
+/// A file truncated at a chunk boundary claims a shorter plaintext. A range past that claimed
+/// end (but inside the real one) must be reported as truncation (exit 4, the final chunk does
+/// not authenticate as final), not as an unsatisfiable range (exit 2): FORMAT.md §9 requires
+/// the final chunk to be authenticated before the plaintext length is used.
+#[test]
+fn range_past_a_truncated_end_is_truncation_not_unsatisfiable() {
+    let k = key(7);
+    let cs = 4096u32;
+    let pt = data(3 * cs as usize + 100);
+    let ct = seal(&pt, &k, Suite::Aes256Gcm, cs);
+    let cut = &ct[..ct.len() - (100 + 16)]; // the final chunk dropped
+    let claimed = 3 * cs as u64;
+    for range in [
+        ByteRange::Inclusive(claimed + 10, claimed + 50),
+        ByteRange::From(claimed + 10),
+    ] {
+        let (h, hl) = Header::read_from(&mut &cut[..]).expect("header");
+        let providers: Vec<&dyn KeyProvider> = vec![&k];
+        let cipher =
+            sealstream::envelope::unlock(&h, &providers, &Context::new(), Default::default())
+                .expect("unwrap");
+        let mut out = Vec::new();
+        let r = decrypt_range(
+            Cursor::new(cut),
+            hl as u64,
+            h.chunk_size,
+            &cipher,
+            range,
+            &mut out,
+            &EngineOptions::default(),
+        );
+        match r {
+            Ok(_) => panic!("{range:?}: succeeded on a truncated file"),
+            Err(e) => {
+                assert_eq!(e.exit_code(), 4, "{range:?}: {e}");
+                assert!(out.is_empty(), "{range:?}: released {} bytes", out.len());
+            }
+        }
+    }
+}

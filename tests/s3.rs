@@ -489,6 +489,54 @@ fn an_object_created_during_the_upload_is_not_overwritten() {
     }
 }
 
+/// A companion object whose bytes were replaced by another object's companion (same name,
+/// other header) is rejected as a companion problem by the commitment pinned in the
+/// metadata (exit 4), before any body chunk is tried.
+#[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
+fn a_swapped_companion_is_rejected_by_the_pinned_commitment() {
+    let Some(e) = setup("companion_swap") else {
+        return;
+    };
+    let keys: Vec<String> = (1..=12)
+        .map(|i| {
+            e.s.keyfile(&format!("k{i}"), &key(i))
+                .to_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let p = e.s.path("in");
+    write(&p, &data(70_000));
+    for name in ["sw/a", "sw/b"] {
+        let mut args: Vec<&str> = vec!["encrypt", p.to_str().unwrap()];
+        for k in &keys {
+            args.extend(["-k", k.as_str()]);
+        }
+        let url = e.url(name);
+        args.extend(["-o", &url]);
+        e.ok(&args);
+    }
+    let companion = |name: &str| {
+        e.meta(name)
+            .into_iter()
+            .find(|(k, _)| k == "sealstream-companion")
+            .expect("companion metadata")
+            .1
+    };
+    let (ca, cb) = (companion("sw/a"), companion("sw/b"));
+    let b_bytes = moto::get_object(&e.up, &e.bucket, &cb).expect("companion b");
+    moto::put_object(&e.up, &e.bucket, &ca, &b_bytes, &[]);
+    let (o, got) = e.get("sw/a", &["-k", &keys[0]]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert!(got.is_none(), "output file left behind");
+    assert!(
+        stderr(&o).contains("companion"),
+        "the error should name the companion, not a body chunk: {}",
+        stderr(&o)
+    );
+}
+
 #[test]
 #[ignore = "needs the emulator (scripts/test.sh runs it)"]
 fn a_part_that_keeps_failing_aborts_the_upload() {
