@@ -371,3 +371,33 @@ fn range_past_a_truncated_end_is_truncation_not_unsatisfiable() {
         }
     }
 }
+
+// ---- S3 object metadata: both header placements at once is tampering ----
+
+/// An object's metadata names its header either inline (`sealstream-header`) or in a
+/// companion (`sealstream-companion` + `sealstream-commitment`), never both: both at once is
+/// rejected (the header would otherwise be taken from whichever the reader prefers). Built
+/// from the checked-in fuzz seeds, so no emulator is needed.
+#[test]
+fn s3_metadata_with_both_header_and_companion_is_rejected() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/s3_metadata");
+    let read_meta = |name: &str| -> std::collections::BTreeMap<String, String> {
+        let raw = std::fs::read(dir.join(name)).expect("seed");
+        let meta = raw.split(|&b| b == 0).next().unwrap_or(&[]);
+        std::str::from_utf8(meta)
+            .expect("utf-8 seed")
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let inline = read_meta("inline-0");
+    let companion = read_meta("companion-0");
+    assert!(sealstream::s3::object::locate(&inline).is_ok());
+    assert!(sealstream::s3::object::locate(&companion).is_ok());
+    let mut both = companion.clone();
+    both.extend(inline);
+    assert!(both.contains_key("sealstream-header") && both.contains_key("sealstream-companion"));
+    let r = sealstream::s3::object::locate(&both);
+    assert!(r.is_err(), "both placements accepted: {r:?}");
+}
