@@ -457,7 +457,7 @@ fn an_object_created_during_the_upload_is_not_overwritten() {
         e.proxy.reset_counters();
         // Long enough to create the object meanwhile; the test waits for the held call,
         // it does not rely on the length.
-        e.proxy.delay(op, Duration::from_secs(3));
+        e.proxy.delay(op, Duration::from_secs(10));
         let child = e
             .cmd()
             .args(["encrypt", p.to_str().unwrap(), "-o", &e.url(name)])
