@@ -10,7 +10,8 @@
 # with the checked-in seed corpus fuzz/corpus/<target> (read-only) plus the regression
 # inputs fuzz/regressions/<target>; new inputs go to a temporary corpus, so the repository
 # is never written to (except the gitignored fuzz/target and fuzz/artifacts).
-# Exits non-zero if any target crashes, hangs or fails to build, printing the artifact path.
+# Exits non-zero if any target crashes, hangs or fails to build, printing the artifact path,
+# or exits 0 without libFuzzer's final line (`Done N runs in S second(s)`, N >= 1).
 # Recipes, targets and findings: fuzz/README.md and docs/FUZZING.md.
 set -euo pipefail
 
@@ -108,7 +109,15 @@ for t in "${TARGETS[@]}"; do
     set -e
     grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)|^Done [0-9]+ runs|^stat::number_of_executed_units|^stat::peak_rss' "$log" || true
     done_line="$(grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -n1 || true)"
-    if [ "$rc" -ne 0 ]; then
+    # libFuzzer's last line on a normal finish ("Done N runs in S second(s)"); a target that
+    # exits 0 without it (did not start, ran nothing, or was not libFuzzer) is not ok.
+    final_line="$(grep -E '^Done [0-9]+ runs in [0-9]+ second' "$log" | tail -n1 || true)"
+    final_runs="$(printf '%s' "$final_line" | awk '{print $2}')"
+    if [ "$rc" -eq 0 ] && { [ -z "$final_line" ] || [ "${final_runs:-0}" -lt 1 ]; }; then
+        echo "---- $t FAILED: exit 0 but no libFuzzer final line 'Done N runs in ...' with N >= 1; last lines of the log:"
+        tail -n 40 "$log"
+        failed+=("$t: exit 0 without libFuzzer's final 'Done N runs in ...' line (nothing was fuzzed)")
+    elif [ "$rc" -ne 0 ]; then
         echo "---- $t FAILED (exit $rc); last lines of the log:"
         tail -n 40 "$log"
         artifact="$(grep -oE 'Test unit written to [^ ]+' "$log" | tail -n1 | sed 's/^Test unit written to //' || true)"
@@ -125,7 +134,7 @@ for t in "${TARGETS[@]}"; do
             failed+=("$t: exit $rc (no artifact; see the log above)")
         fi
     else
-        summary+=("$(printf '%-12s %s' "$t" "${done_line:-"(no DONE line)"}")")
+        summary+=("$(printf '%-12s %s; %s' "$t" "${done_line:-"(no DONE line)"}" "$final_line")")
     fi
 done
 

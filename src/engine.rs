@@ -400,6 +400,8 @@ fn read_loop<R: Read>(
                             detail: format!("chunk {last_index} is cut short"),
                         });
                     }
+                    // 1–15 stray bytes after a full final chunk land here as a "chunk"
+                    // shorter than a tag: rejected, never dropped (tests/hardening_tests.rs).
                     if final_at_eof && last_len < TAG_LEN {
                         return Err(Error::Truncated {
                             detail: format!(

@@ -153,18 +153,46 @@ fn decrypt_corpus_raw_seeds_decrypt() {
     assert!(n >= 5, "decrypt seed corpus is missing");
 }
 
+/// Every keyfile seed parses (and re-parses to the same key) or fails with a key-file error.
+/// The corpus must be there and cover both outcomes: an empty or all-failing corpus would
+/// make this check vacuous (issue 14, item 25).
 #[test]
 fn keyfile_corpus_parses_or_fails_cleanly() {
+    let fuzz_key_id = LocalKey::from_bytes([7; 32]).id().to_string();
+    let (mut ok, mut failed) = (Vec::new(), Vec::new());
     for p in files_in(&fuzz_dir().join("corpus/keyfile")) {
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
         let text = std::fs::read_to_string(&p).expect("seed");
         match LocalKey::parse(&text, "seed") {
             Ok(k) => {
                 let again = LocalKey::parse(&k.to_text(), "seed").expect("re-parse");
                 assert_eq!(again.id(), k.id());
+                assert_eq!(k.id(), fuzz_key_id, "{name}: not the fuzz key [7; 32]");
+                ok.push(name);
             }
-            Err(e) => assert!(matches!(e, Error::KeyFile { .. }), "{}: {e:?}", p.display()),
+            Err(e) => {
+                assert!(matches!(e, Error::KeyFile { .. }), "{name}: {e:?}");
+                failed.push(name);
+            }
         }
     }
+    // The named seeds mean what their names say.
+    for must_parse in ["valid", "valid-crlf"] {
+        assert!(
+            ok.iter().any(|n| n == must_parse),
+            "seed {must_parse} missing or rejected (ok: {ok:?}, failed: {failed:?})"
+        );
+    }
+    for must_fail in ["bad-id", "future-version"] {
+        assert!(
+            failed.iter().any(|n| n == must_fail),
+            "seed {must_fail} missing or accepted (ok: {ok:?}, failed: {failed:?})"
+        );
+    }
+    assert!(
+        ok.len() + failed.len() >= 5,
+        "keyfile seed corpus is missing or nearly empty: {ok:?} {failed:?}"
+    );
 }
 
 /// The s3_metadata seeds are meaningful: the `inline-*` and `companion-*` seeds hold valid

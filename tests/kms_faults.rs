@@ -46,6 +46,7 @@ fn throttle() -> Fault {
 }
 
 #[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
 fn throttling_clears_and_the_retry_count_is_exact() {
     let Some(e) = setup("throttling_clears_and_the_retry_count_is_exact") else {
         return;
@@ -68,6 +69,7 @@ fn throttling_clears_and_the_retry_count_is_exact() {
 }
 
 #[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
 fn permanent_errors_are_not_retried() {
     let Some(e) = setup("permanent_errors_are_not_retried") else {
         return;
@@ -95,6 +97,7 @@ fn permanent_errors_are_not_retried() {
 }
 
 #[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
 fn endless_throttling_gives_up_within_the_bound() {
     let Some(e) = setup("endless_throttling_gives_up_within_the_bound") else {
         return;
@@ -122,6 +125,7 @@ fn endless_throttling_gives_up_within_the_bound() {
 }
 
 #[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
 fn a_disabled_key_in_one_region_does_not_block_the_other() {
     let Some(e) = setup("a_disabled_key_in_one_region_does_not_block_the_other") else {
         return;
@@ -185,6 +189,7 @@ fn a_disabled_key_in_one_region_does_not_block_the_other() {
 }
 
 #[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
 fn rotation_by_reencrypt_keeps_the_data_key_inside_kms() {
     let Some(e) = setup("rotation_by_reencrypt_keeps_the_data_key_inside_kms") else {
         return;
@@ -260,6 +265,7 @@ fn rotation_by_reencrypt_keeps_the_data_key_inside_kms() {
 }
 
 #[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
 fn too_many_wrapping_keys_are_refused_before_any_kms_call() {
     let Some(e) = setup("too_many_wrapping_keys_are_refused_before_any_kms_call") else {
         return;
@@ -287,6 +293,7 @@ fn many_files(e: &Env, n: usize, len: usize) {
 }
 
 #[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
 fn encryption_cache_limits_hold_exactly_and_decryption_reuses_unwrapped_keys() {
     let Some(e) = setup("encryption_cache_limits_hold_exactly") else {
         return;
@@ -327,6 +334,7 @@ fn encryption_cache_limits_hold_exactly_and_decryption_reuses_unwrapped_keys() {
 }
 
 #[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
 fn byte_limit_and_no_cache() {
     let Some(e) = setup("byte_limit_and_no_cache") else {
         return;

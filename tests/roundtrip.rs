@@ -85,29 +85,67 @@ fn many_batches_threads_and_batch_geometry() {
 
 #[test]
 fn output_is_independent_of_threads_and_batches() {
-    // Same key material → same bytes whatever the parallel geometry (nonces depend only on
-    // the chunk index). Compare bodies: headers differ by random salt and wrap nonce, so
-    // decrypt each with a single-threaded RustCrypto reader instead.
+    // Same data key, salt and stanzas → byte-identical files whatever the parallel geometry
+    // or backend (nonces depend only on the chunk index); and every geometry opens every
+    // file to the same plaintext. (Through `envelope::encrypt` the salt and wrap nonce are
+    // random, so the file is built from fixed inputs with `seal_header` + `engine::seal`.)
+    use sealstream::keys::{DataKey, KeyProvider};
     let k = key(3);
-    let pt = data(200_000);
-    for threads in [1, 2, 7] {
-        let p = EncryptParams {
-            engine: EngineOptions {
-                threads,
-                batch_bytes: 4096 * 5,
-                progress: None,
-            },
-            ..params(Suite::Aes256Gcm, 4096)
-        };
-        let ct = seal_with(&pt, &[&k], &p);
-        let one = EngineOptions {
-            threads: 1,
-            ..EngineOptions::default()
-        };
-        assert_eq!(
-            open_with(&ct, &[&k], &Context::new(), Backend::RustCrypto, one).unwrap(),
-            pt
-        );
+    let dek = DataKey::from_bytes([0x33; 32]);
+    let stanzas = vec![k.wrap(&dek, &Context::new()).unwrap()];
+    let geometries = [
+        (1, 4096),
+        (2, 4096 * 5),
+        (7, 4096 * 5),
+        (3, 1 << 20),
+        (2, 4096 * 3),
+    ];
+    for suite in SUITES {
+        for len in [0usize, 1, 4096, 200_000, 4096 * 15] {
+            let pt = data(len);
+            let mut reference: Option<Vec<u8>> = None;
+            for backend in [Backend::Ring, Backend::RustCrypto] {
+                for (threads, batch_bytes) in geometries {
+                    let p = EncryptParams {
+                        backend,
+                        ..params(suite, 4096)
+                    };
+                    let (h, cipher) =
+                        sealstream::envelope::seal_header(&dek, [0x44; 32], stanzas.clone(), &p)
+                            .unwrap();
+                    let mut file = h.to_bytes().unwrap();
+                    let opts = EngineOptions {
+                        threads,
+                        batch_bytes,
+                        progress: None,
+                    };
+                    sealstream::engine::seal(&cipher, 4096, &pt[..], &mut file, &opts).unwrap();
+                    match &reference {
+                        None => reference = Some(file),
+                        Some(r) => assert!(
+                            *r == file,
+                            "{suite:?} len={len} {backend:?} threads={threads} batch={batch_bytes}: \
+                             bytes differ from the reference geometry"
+                        ),
+                    }
+                }
+            }
+            let file = reference.unwrap();
+            for (threads, batch_bytes) in geometries {
+                let opts = EngineOptions {
+                    threads,
+                    batch_bytes,
+                    progress: None,
+                };
+                for be in [Backend::Ring, Backend::RustCrypto] {
+                    let got = open_with(&file, &[&k], &Context::new(), be, opts).unwrap();
+                    assert!(
+                        got == pt,
+                        "{suite:?} len={len} open {be:?} threads={threads}"
+                    );
+                }
+            }
+        }
     }
 }
 

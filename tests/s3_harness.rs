@@ -3,8 +3,8 @@
 //! with S3's XML error shape, per-part failures, delays, byte and range accounting, and
 //! streaming of large, chunked and SDK-encoded bodies.
 //!
-//! The tests that need the emulator are skipped when `AWS_ENDPOINT_URL` is unset (a failure
-//! with `SEALSTREAM_REQUIRE_EMULATOR=1`), like the other emulator tests.
+//! The tests that need the emulator are `#[ignore = "needs the emulator ..."]` and fail
+//! without `AWS_ENDPOINT_URL`, like the other emulator tests (docs/TESTING.md).
 
 mod common;
 
@@ -252,6 +252,7 @@ fn expect_continue_is_answered_by_the_proxy() {
 // ---- against the emulator ----
 
 #[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
 fn object_helpers_put_head_get_list_copy_delete() {
     let Some((_up, p, b)) = setup("object_helpers_put_head_get_list_copy_delete") else {
         return;
@@ -330,6 +331,7 @@ fn object_helpers_put_head_get_list_copy_delete() {
 }
 
 #[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
 fn multipart_through_the_proxy_retries_an_injected_part_failure() {
     let Some((up, p, b)) = setup("multipart_through_the_proxy_retries_an_injected_part_failure")
     else {
@@ -398,6 +400,7 @@ fn multipart_through_the_proxy_retries_an_injected_part_failure() {
 }
 
 #[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
 fn small_parts_fail_at_complete_and_abort_clears_the_upload() {
     let Some((up, p, b)) = setup("small_parts_fail_at_complete_and_abort_clears_the_upload") else {
         return;
@@ -438,6 +441,7 @@ fn small_parts_fail_at_complete_and_abort_clears_the_upload() {
 }
 
 #[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
 fn ranged_gets_are_recorded_and_their_bytes_counted() {
     let Some((up, p, b)) = setup("ranged_gets_are_recorded_and_their_bytes_counted") else {
         return;
@@ -482,6 +486,7 @@ fn ranged_gets_are_recorded_and_their_bytes_counted() {
 }
 
 #[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
 fn faults_have_the_shape_of_each_service() {
     let Some((up, p, b)) = setup("faults_have_the_shape_of_each_service") else {
         return;
@@ -560,6 +565,7 @@ fn faults_have_the_shape_of_each_service() {
 }
 
 #[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
 fn delay_holds_requests_concurrently_and_counts_them_first() {
     let Some((up, p, b)) = setup("delay_holds_requests_concurrently_and_counts_them_first") else {
         return;
@@ -610,6 +616,7 @@ fn delay_holds_requests_concurrently_and_counts_them_first() {
 }
 
 #[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
 fn large_bodies_stream_through_the_proxy() {
     let Some((up, p, b)) = setup("large_bodies_stream_through_the_proxy") else {
         return;
@@ -719,6 +726,7 @@ fn wire_summary(p: &Proxy) -> String {
 }
 
 #[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
 fn the_sdk_works_through_the_proxy() {
     use aws_sdk_s3::primitives::ByteStream;
     use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};

@@ -588,17 +588,106 @@ fn header_len_is_checked_before_allocating() {
     ));
 }
 
+/// Rewrap (through the CLI, which rewrites only the header) really rotates the keys, and
+/// keeps every piece of tamper evidence: the commitment still rejects a stanza for a foreign
+/// data key, and every tamper case either makes rewrap refuse (file untouched) or still
+/// fails to decrypt, with the same error, after rewrap.
 #[test]
 fn rewrap_keeps_tamper_evidence() {
-    // A stanza for a *different* data key cannot be slipped in: commitment catches it.
-    let k = key(1);
-    let (ct, _) = sample(&k);
-    let (mut h, hl) = Header::parse(&ct).unwrap();
+    let s = Scratch::new();
+    let k1 = key(1);
+    let k3 = key(3);
+    let k1f = s.keyfile("k1.key", &k1).display().to_string();
+    let k3f = s.keyfile("k3.key", &k3).display().to_string();
+    let f = s.path("f.seal");
+    let rewrap = || {
+        s.run(&[
+            "rewrap",
+            "-k",
+            &k1f,
+            "--add-key",
+            &k3f,
+            "--remove-key",
+            k1.id(),
+            "f.seal",
+        ])
+    };
+
+    // The intact file: rewrap happens, the body is untouched, only k3 opens it now.
+    let (ct, pt) = sample(&k1);
+    write(&f, &ct);
+    let o = rewrap();
+    assert_eq!(code(&o), 0, "rewrap: {}", stderr(&o));
+    let new = std::fs::read(&f).unwrap();
+    let (h0, hl0) = Header::parse(&ct).unwrap();
+    let (h1, hl1) = Header::parse(&new).unwrap();
+    assert!(new[hl1..] == ct[hl0..], "rewrap changed the body");
+    let ids: Vec<&str> = h1.stanzas.iter().map(|st| st.key_id.as_str()).collect();
+    assert_eq!(ids, vec![k3.id()], "stanzas after rewrap");
+    assert_eq!(h1.context, h0.context);
+    assert!(open(&new, &k3).unwrap() == pt);
+    assert!(
+        open(&new, &k1).is_err(),
+        "the removed key still opens the file"
+    );
+
+    // A stanza for a *different* data key cannot be slipped into the rewrapped header.
+    let mut h = h1.clone();
     let foreign = DataKey::from_bytes([9; 32]);
-    h.stanzas = vec![k.wrap(&foreign, &h.context).unwrap()];
-    let forged = [h.to_bytes().unwrap(), ct[hl..].to_vec()].concat();
-    assert!(matches!(open(&forged, &k), Err(Error::CommitmentMismatch)));
+    h.stanzas = vec![k3.wrap(&foreign, &h.context).unwrap()];
+    let forged = [h.to_bytes().unwrap(), new[hl1..].to_vec()].concat();
+    assert!(matches!(open(&forged, &k3), Err(Error::CommitmentMismatch)));
     let _: &Stanza = &h.stanzas[0];
+
+    // Every tamper case keeps its evidence through rewrap.
+    let mut rewrapped = 0;
+    for c in cases() {
+        if c.other_key {
+            continue;
+        }
+        write(&f, &c.bytes);
+        let o = rewrap();
+        let after = std::fs::read(&f).unwrap();
+        if code(&o) != 0 {
+            assert_eq!(
+                code(&o),
+                4,
+                "{}: rewrap refused with {}",
+                c.name,
+                stderr(&o)
+            );
+            assert!(
+                after == c.bytes,
+                "{}: a refused rewrap changed the file",
+                c.name
+            );
+            continue;
+        }
+        rewrapped += 1;
+        assert!(
+            after != c.bytes,
+            "{}: rewrap exit 0 but the file is unchanged",
+            c.name
+        );
+        let require = Context::from_pairs(c.require.iter().map(|(a, b)| (*a, *b))).unwrap();
+        let r = open_with(
+            &after,
+            &[&k3],
+            &require,
+            sealstream::primitives::aead::Backend::Ring,
+            Default::default(),
+        );
+        match r {
+            Ok(_) => panic!("{}: decrypts after rewrap", c.name),
+            Err(e) => assert!((c.expect)(&e), "{}: after rewrap: {e:?}", c.name),
+        }
+    }
+    // Body tampering is invisible to rewrap (it never reads the body), so most cases must
+    // have gone through it: a rewrap that refused everything would prove nothing.
+    assert!(
+        rewrapped >= 10,
+        "only {rewrapped} tamper cases were rewrapped"
+    );
 }
 
 #[test]
@@ -624,4 +713,22 @@ fn key_ids_must_be_printable_ascii() {
             "{bad:?}"
         );
     }
+}
+
+#[test]
+fn zero_stanzas_are_rejected() {
+    // A header with no stanza can never be opened: the parser says so precisely (a context
+    // pair keeps header_len above its minimum, so the stanza count is what fails) ...
+    let raw = raw_header(&[(b"k".to_vec(), b"vvvv".to_vec())], &[]);
+    assert_eq!(Header::parse(&raw).err(), Some(HeaderError::NoStanzas));
+    assert!(matches!(
+        Header::read_from(&mut &raw[..]),
+        Err(Error::Header(HeaderError::NoStanzas))
+    ));
+    // ... and the writer refuses to produce one.
+    let k = key(1);
+    let (ct, _) = sample(&k);
+    let (mut h, _) = Header::parse(&ct).unwrap();
+    h.stanzas.clear();
+    assert_eq!(h.to_bytes().err(), Some(HeaderError::NoStanzas));
 }

@@ -2157,10 +2157,17 @@ fn manifest_text(m: &Manifest) -> String {
 }
 
 /// Rewrites tests/vectors/ from the generator. Run on purpose only:
-/// `cargo test --test vectors -- --ignored regenerate_vectors`
+/// `SEALSTREAM_REGENERATE_VECTORS=1 cargo test --test vectors -- --ignored regenerate_vectors`
+/// (the env var keeps `scripts/test.sh`'s `--include-ignored` from rewriting the vectors).
 #[test]
 #[ignore = "rewrites tests/vectors/; run explicitly when the vector set changes"]
 fn regenerate_vectors() {
+    if std::env::var_os("SEALSTREAM_REGENERATE_VECTORS").is_none_or(|v| v != "1") {
+        eprintln!(
+            "regenerate_vectors: not rewriting tests/vectors/ (set SEALSTREAM_REGENERATE_VECTORS=1)"
+        );
+        return;
+    }
     let g = generate();
     let root = dir();
     for sub in ["valid", "invalid", "keys"] {
