@@ -448,6 +448,19 @@ pub enum Transport {
 }
 
 impl Transport {
+    /// The kind of service failure this is, for [`crate::error::ServiceError`].
+    pub fn kind(&self) -> crate::error::ServiceErrorKind {
+        use crate::error::ServiceErrorKind as K;
+        match self {
+            Transport::NoCredentials | Transport::Credentials(_) => K::Credentials,
+            Transport::Timeout(_) | Transport::Stalled => K::Timeout,
+            Transport::Refused | Transport::Dns | Transport::Closed | Transport::Tls(_) => {
+                K::Unreachable
+            }
+            Transport::Other(_) => K::Other,
+        }
+    }
+
     /// A few words for a retry note.
     fn short(&self) -> String {
         match self {

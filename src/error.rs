@@ -249,12 +249,14 @@ pub enum Error {
     },
 
     // ---- exit 5: key service ----
-    /// A key service (KMS) failed.
-    KeyService(String),
+    /// A key service (KMS) failed; [`ServiceError::kind`] tells throttling from access
+    /// denied from a missing key, and the service's code and request id are kept.
+    KeyService(ServiceError),
 
     // ---- exit 6: storage ----
-    /// A storage service (S3) failed.
-    Storage(String),
+    /// A storage service (S3) failed; [`ServiceError::kind`] tells throttling from access
+    /// denied from a missing object or a failed precondition.
+    Storage(ServiceError),
 }
 
 impl Error {
@@ -292,6 +294,39 @@ impl Error {
     /// then stops quietly, as `cat` does, instead of reporting an error.
     pub fn is_broken_pipe(&self) -> bool {
         matches!(self, Error::Io { source, .. } if source.kind() == io::ErrorKind::BrokenPipe)
+    }
+
+    /// A storage failure without a service answer to classify (a local invariant broke).
+    pub fn storage(message: impl Into<String>) -> Self {
+        Error::Storage(ServiceError::new(
+            Service::S3,
+            ServiceErrorKind::Other,
+            message,
+        ))
+    }
+
+    /// A key-service failure without a service answer to classify.
+    pub fn key_service(message: impl Into<String>) -> Self {
+        Error::KeyService(ServiceError::new(
+            Service::Kms,
+            ServiceErrorKind::Other,
+            message,
+        ))
+    }
+
+    /// True when a key service (not the data or the key) made this fail: an unwrap that
+    /// failed this way may succeed later, so it is reported apart from authentication.
+    pub fn is_key_service(&self) -> bool {
+        matches!(self, Error::KeyService(_) | Error::KeyServiceStanzas(_))
+    }
+
+    /// The service failure behind this error, if a storage or key service caused it, so a
+    /// caller can retry throttling or report access denied without parsing messages.
+    pub fn service_error(&self) -> Option<&ServiceError> {
+        match self {
+            Error::Storage(e) | Error::KeyService(e) => Some(e),
+            _ => None,
+        }
     }
 
     /// True for errors that mean "the data or key failed authentication" (exit 4).
@@ -421,10 +456,328 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Io { source, .. } => Some(source),
+            Error::Storage(e) | Error::KeyService(e) => e.source(),
             _ => None,
         }
     }
 }
 
+/// Which remote service failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Service {
+    /// Amazon S3 (or an S3-compatible store).
+    S3,
+    /// AWS Key Management Service.
+    Kms,
+}
+
+impl Service {
+    /// The service's usual short name ("S3", "KMS").
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::S3 => "S3",
+            Service::Kms => "KMS",
+        }
+    }
+}
+
+/// What kind of failure a service reported, so callers can act on it (retry throttling,
+/// report access denied, create what is missing) without matching message text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServiceErrorKind {
+    /// The service asked us to slow down (S3 `SlowDown`, KMS `ThrottlingException`…) and
+    /// kept doing so after the retries: retrying later may succeed.
+    Throttled,
+    /// The credentials were refused or lack permission (`AccessDenied`,
+    /// `InvalidAccessKeyId`, `SignatureDoesNotMatch`…).
+    AccessDenied,
+    /// No usable credentials were found or loaded.
+    Credentials,
+    /// The bucket, object, upload, version or key does not exist.
+    NotFound,
+    /// A condition (`If-Match`, `If-None-Match`, `If-Unmodified-Since`) did not hold: the
+    /// object exists or changed concurrently.
+    PreconditionFailed,
+    /// No answer in time (connect, read or operation timeout, or a stalled transfer).
+    Timeout,
+    /// The service could not be reached (connection refused, DNS, TLS, closed early).
+    Unreachable,
+    /// The service failed on its side (HTTP 5xx, `InternalError`, `KMSInternalException`).
+    ServiceInternal,
+    /// The service rejected the request as invalid (wrong region, bad argument, a key in
+    /// the wrong state).
+    InvalidRequest,
+    /// Anything else, including answers that could not be read.
+    Other,
+}
+
+impl ServiceErrorKind {
+    /// Classifies an AWS error code (and the HTTP status when there is no code, as for
+    /// HEAD answers) into a kind.
+    pub fn from_code(code: Option<&str>, status: Option<u16>) -> ServiceErrorKind {
+        use ServiceErrorKind as K;
+        match code {
+            Some(
+                "SlowDown"
+                | "Throttling"
+                | "ThrottlingException"
+                | "ThrottledException"
+                | "RequestLimitExceeded"
+                | "TooManyRequestsException"
+                | "LimitExceededException"
+                | "RequestThrottled"
+                | "RequestThrottledException"
+                | "ProvisionedThroughputExceededException",
+            ) => K::Throttled,
+            Some(
+                "AccessDenied"
+                | "AccessDeniedException"
+                | "AllAccessDisabled"
+                | "InvalidAccessKeyId"
+                | "SignatureDoesNotMatch"
+                | "ExpiredToken"
+                | "ExpiredTokenException"
+                | "InvalidToken"
+                | "UnrecognizedClientException"
+                | "InvalidClientTokenId"
+                | "AccountProblem",
+            ) => K::AccessDenied,
+            Some(
+                "NoSuchKey" | "NotFound" | "NoSuchBucket" | "NoSuchUpload" | "NoSuchVersion"
+                | "NotFoundException",
+            ) => K::NotFound,
+            Some("PreconditionFailed" | "ConditionalRequestConflict") => K::PreconditionFailed,
+            Some("RequestTimeout" | "RequestTimeoutException" | "DependencyTimeoutException") => {
+                K::Timeout
+            }
+            Some(
+                "InternalError"
+                | "InternalFailure"
+                | "ServiceUnavailable"
+                | "ServiceUnavailableException"
+                | "KMSInternalException"
+                | "KMSInternalError",
+            ) => K::ServiceInternal,
+            Some(
+                "InvalidRequest"
+                | "InvalidArgument"
+                | "ValidationException"
+                | "PermanentRedirect"
+                | "AuthorizationHeaderMalformed"
+                | "InvalidBucketName"
+                | "KeyTooLongError"
+                | "EntityTooLarge"
+                | "EntityTooSmall"
+                | "InvalidPart"
+                | "InvalidPartOrder"
+                | "DisabledException"
+                | "KMSInvalidStateException"
+                | "InvalidKeyUsageException"
+                | "KeyUnavailableException"
+                | "InvalidArnException",
+            ) => K::InvalidRequest,
+            _ => match status {
+                Some(403) => K::AccessDenied,
+                Some(404) => K::NotFound,
+                Some(412) => K::PreconditionFailed,
+                Some(429) | Some(503) => K::Throttled,
+                Some(408) => K::Timeout,
+                Some(s) if s >= 500 => K::ServiceInternal,
+                Some(400) => K::InvalidRequest,
+                _ => K::Other,
+            },
+        }
+    }
+}
+
+/// A failure of S3 or KMS, classified and with what the service said: its error code,
+/// request id (for support cases) and the operation, plus a one-line message for people.
+///
+/// Boxed inside, so that [`Error`] stays small on every `Result` path.
+#[derive(Debug)]
+pub struct ServiceError(Box<ServiceErrorInner>);
+
+#[derive(Debug)]
+struct ServiceErrorInner {
+    service: Service,
+    kind: ServiceErrorKind,
+    operation: Option<String>,
+    code: Option<String>,
+    request_id: Option<String>,
+    message: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl ServiceError {
+    /// A failure of `service` of `kind`, described by `message` (one sentence: what
+    /// happened and what to do).
+    pub fn new(service: Service, kind: ServiceErrorKind, message: impl Into<String>) -> Self {
+        ServiceError(Box::new(ServiceErrorInner {
+            service,
+            kind,
+            operation: None,
+            code: None,
+            request_id: None,
+            message: message.into(),
+            source: None,
+        }))
+    }
+
+    /// Names the operation that failed (`GetObject`, `Decrypt`…).
+    pub fn with_operation(mut self, operation: impl Into<String>) -> Self {
+        self.0.operation = Some(operation.into());
+        self
+    }
+
+    /// Keeps the service's error code.
+    pub fn with_code(mut self, code: Option<String>) -> Self {
+        self.0.code = code;
+        self
+    }
+
+    /// Keeps the service's request id.
+    pub fn with_request_id(mut self, request_id: Option<String>) -> Self {
+        self.0.request_id = request_id;
+        self
+    }
+
+    /// Keeps the underlying error (an SDK error) for `source()` chains.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.0.source = Some(Box::new(source));
+        self
+    }
+
+    /// Replaces the message (to add context such as the object's URL).
+    pub fn with_message(mut self, message: impl Into<String>) -> Self {
+        self.0.message = message.into();
+        self
+    }
+
+    /// Which service failed.
+    pub fn service(&self) -> Service {
+        self.0.service
+    }
+
+    /// What kind of failure it was.
+    pub fn kind(&self) -> ServiceErrorKind {
+        self.0.kind
+    }
+
+    /// The operation that failed, if known.
+    pub fn operation(&self) -> Option<&str> {
+        self.0.operation.as_deref()
+    }
+
+    /// The service's error code (`NoSuchKey`, `ThrottlingException`…), if it sent one.
+    pub fn code(&self) -> Option<&str> {
+        self.0.code.as_deref()
+    }
+
+    /// The service's request id, if it sent one.
+    pub fn request_id(&self) -> Option<&str> {
+        self.0.request_id.as_deref()
+    }
+
+    /// The one-line message for people.
+    pub fn message(&self) -> &str {
+        &self.0.message
+    }
+}
+
+impl fmt::Display for ServiceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.message)
+    }
+}
+
+impl std::error::Error for ServiceError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0
+            .source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
 /// Result alias used across the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_codes_are_classified() {
+        use ServiceErrorKind as K;
+        let cases = [
+            (Some("SlowDown"), None, K::Throttled),
+            (Some("ThrottlingException"), Some(400), K::Throttled),
+            (Some("AccessDenied"), Some(403), K::AccessDenied),
+            (Some("NoSuchKey"), Some(404), K::NotFound),
+            (Some("NotFoundException"), Some(400), K::NotFound),
+            (Some("PreconditionFailed"), Some(412), K::PreconditionFailed),
+            (Some("RequestTimeout"), Some(400), K::Timeout),
+            (Some("InternalError"), Some(500), K::ServiceInternal),
+            (
+                Some("KMSInvalidStateException"),
+                Some(400),
+                K::InvalidRequest,
+            ),
+            (None, Some(404), K::NotFound),
+            (None, Some(412), K::PreconditionFailed),
+            (None, Some(503), K::Throttled),
+            (None, Some(502), K::ServiceInternal),
+            (Some("SomethingNew"), Some(418), K::Other),
+            (None, None, K::Other),
+        ];
+        for (code, status, kind) in cases {
+            assert_eq!(
+                ServiceErrorKind::from_code(code, status),
+                kind,
+                "{code:?} {status:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn service_errors_keep_code_request_id_and_source() {
+        let e = Error::Storage(
+            ServiceError::new(
+                Service::S3,
+                ServiceErrorKind::NotFound,
+                "GetObject s3://b/k: NoSuchKey",
+            )
+            .with_operation("GetObject")
+            .with_code(Some("NoSuchKey".into()))
+            .with_request_id(Some("REQ1".into()))
+            .with_source(io::Error::other("inner")),
+        );
+        let s = e.service_error().expect("a service error");
+        assert_eq!(
+            (
+                s.kind(),
+                s.code(),
+                s.request_id(),
+                s.operation(),
+                s.service()
+            ),
+            (
+                ServiceErrorKind::NotFound,
+                Some("NoSuchKey"),
+                Some("REQ1"),
+                Some("GetObject"),
+                Service::S3
+            )
+        );
+        assert_eq!(
+            e.to_string(),
+            "storage error: GetObject s3://b/k: NoSuchKey"
+        );
+        let inner = std::error::Error::source(&e).expect("source kept");
+        assert_eq!(inner.to_string(), "inner");
+        assert!(!e.is_key_service());
+        assert!(Error::key_service("x").is_key_service());
+    }
+}

@@ -134,15 +134,14 @@ impl Kms {
             .map(str::to_string)
             .or_else(|| self.default_region())
             .ok_or_else(|| {
-                Error::KeyService(
-                    "no AWS region configured: pass --region, set AWS_REGION, or use a key ARN"
-                        .into(),
+                Error::key_service(
+                    "no AWS region configured: pass --region, set AWS_REGION, or use a key ARN",
                 )
             })?;
         let mut clients = self
             .clients
             .lock()
-            .map_err(|_| Error::KeyService("KMS client cache poisoned".into()))?;
+            .map_err(|_| Error::key_service("KMS client cache poisoned"))?;
         let client = clients.entry(region.clone()).or_insert_with(|| {
             let conf = aws_sdk_kms::config::Builder::from(&self.config)
                 .region(Region::new(region))
@@ -167,7 +166,7 @@ impl Kms {
         out.key_metadata()
             .map(|m| m.arn().unwrap_or(m.key_id()).to_string())
             .ok_or_else(|| {
-                Error::KeyService(format!("DescribeKey for {key} returned no key metadata"))
+                Error::key_service(format!("DescribeKey for {key} returned no key metadata"))
             })
     }
 
@@ -293,17 +292,32 @@ impl Kms {
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
+        use crate::error::{Service, ServiceError, ServiceErrorKind};
+        let typed = |kind: ServiceErrorKind, code: Option<&str>, message: String| {
+            Error::KeyService(
+                ServiceError::new(Service::Kms, kind, message)
+                    .with_operation(op)
+                    .with_code(code.map(str::to_string))
+                    .with_request_id(e.request_id().map(str::to_string)),
+            )
+        };
         if let Some(t) = crate::aws::transport_failure(&e) {
             let endpoint = self.endpoint().unwrap_or("the regional AWS KMS endpoint");
-            return Error::KeyService(format!(
-                "KMS {op} for {key}: {}",
-                t.sentence("KMS", endpoint, "--kms-timeout")
-            ));
+            return typed(
+                t.kind(),
+                None,
+                format!(
+                    "KMS {op} for {key}: {}",
+                    t.sentence("KMS", endpoint, "--kms-timeout")
+                ),
+            );
         }
         let request_id = e
             .request_id()
             .map(|id| format!(" (request id {id})"))
             .unwrap_or_default();
+        let status = e.raw_response().map(|r| r.status().as_u16());
+        let kind = ServiceErrorKind::from_code(e.code(), status);
         let code = e.code().unwrap_or("").to_string();
         let msg = crate::aws::one_line(e.message().unwrap_or(""));
         let hint = match code.as_str() {
@@ -337,15 +351,21 @@ impl Kms {
                     .raw_response()
                     .map(|r| format!(" (HTTP {})", r.status().as_u16()))
                     .unwrap_or_default();
-                return Error::KeyService(format!(
-                    "KMS {op} for {key}: KMS at {endpoint} sent an answer sealstream could not read{status}{request_id}; check that the endpoint is KMS and retry"
-                ));
+                return typed(
+                    kind,
+                    None,
+                    format!(
+                        "KMS {op} for {key}: KMS at {endpoint} sent an answer sealstream could not read{status}{request_id}; check that the endpoint is KMS and retry"
+                    ),
+                );
             }
             _ => "see the AWS KMS documentation for this error code".into(),
         };
-        Error::KeyService(format!(
-            "KMS {op} for {key}: {code}: {msg}{request_id}; {hint}"
-        ))
+        typed(
+            kind,
+            Some(&code),
+            format!("KMS {op} for {key}: {code}: {msg}{request_id}; {hint}"),
+        )
     }
 }
 
@@ -420,7 +440,7 @@ mod zeroizing_blob_tests {
 fn data_key_from(blob: Option<&Blob>, op: &str, key: &str) -> Result<DataKey> {
     let bytes = blob.map(Blob::as_ref).unwrap_or_default();
     let arr: Zeroizing<[u8; 32]> = Zeroizing::new(bytes.try_into().map_err(|_| {
-        Error::KeyService(format!(
+        Error::key_service(format!(
             "KMS {op} for {key} returned a {}-byte data key, expected 32",
             bytes.len()
         ))
@@ -430,10 +450,10 @@ fn data_key_from(blob: Option<&Blob>, op: &str, key: &str) -> Result<DataKey> {
 
 fn stanza_from(key_id: Option<&str>, blob: Option<&Blob>, op: &str, key: &str) -> Result<Stanza> {
     let arn = key_id
-        .ok_or_else(|| Error::KeyService(format!("KMS {op} for {key} returned no key id")))?;
+        .ok_or_else(|| Error::key_service(format!("KMS {op} for {key} returned no key id")))?;
     let wrapped = blob.map(|b| b.as_ref().to_vec()).unwrap_or_default();
     if wrapped.is_empty() {
-        return Err(Error::KeyService(format!(
+        return Err(Error::key_service(format!(
             "KMS {op} for {key} returned no ciphertext"
         )));
     }
@@ -570,20 +590,20 @@ impl KmsKey {
     ) -> Result<String> {
         let mut slot = lazy
             .lock()
-            .map_err(|_| Error::KeyService("KMS key resolution poisoned".into()))?;
+            .map_err(|_| Error::key_service("KMS key resolution poisoned"))?;
         if slot.is_none() {
             *slot = Some(self.kms.resolve_arn(&self.name).map_err(|e| match e {
-                Error::KeyService(m) => m,
+                Error::KeyService(m) => m.message().to_string(),
                 other => other.to_string(),
             }));
         }
         match slot.as_ref() {
             Some(Ok(arn)) => Ok(arn.clone()),
-            Some(Err(m)) => Err(Error::KeyService(format!(
+            Some(Err(m)) => Err(Error::key_service(format!(
                 "resolving --kms-key {} to its ARN: {m}",
                 self.name
             ))),
-            None => Err(Error::KeyService("KMS key resolution lost".into())),
+            None => Err(Error::key_service("KMS key resolution lost")),
         }
     }
 }

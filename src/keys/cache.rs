@@ -95,7 +95,7 @@ pub fn with_slot<V, T>(
     let slot = {
         let mut slots = slots
             .lock()
-            .map_err(|_| Error::KeyService("data-key cache poisoned".into()))?;
+            .map_err(|_| Error::key_service("data-key cache poisoned"))?;
         // A slot only the map holds is idle: nobody can clone it while we hold the map
         // lock, so locking it here never waits. Dropped values zeroize themselves.
         slots.retain(|k, s| {
@@ -250,7 +250,7 @@ mod tests {
                     .unwrap()
                     .recv_timeout(Duration::from_secs(30));
                 if released.is_err() {
-                    return Err(Error::KeyService("never released".into()));
+                    return Err(Error::key_service("never released"));
                 }
             }
             let s = Stanza {

@@ -193,7 +193,7 @@ pub fn unwrap_any(
                 Ok(true) => {}
                 Ok(false) => continue,
                 Err(e) => {
-                    service |= e.exit_code() == 5;
+                    service |= e.is_key_service();
                     failures.push(fail(e.to_string()));
                     continue;
                 }
@@ -216,7 +216,7 @@ pub fn unwrap_any(
                 Err(e) => {
                     // Authentication failures (exit 4) and key-service failures (exit 5)
                     // alike: record and go on with the next candidate.
-                    service |= e.exit_code() == 5;
+                    service |= e.is_key_service();
                     e.to_string()
                 }
             };
@@ -298,7 +298,7 @@ mod tests {
     }
 
     fn down(_: &Stanza) -> Result<DataKey> {
-        Err(Error::KeyService("KMS unreachable".into()))
+        Err(Error::key_service("KMS unreachable"))
     }
     fn invalid(_: &Stanza) -> Result<DataKey> {
         Err(Error::UnwrapFailed(vec![]))

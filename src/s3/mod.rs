@@ -596,7 +596,7 @@ impl ObjectInfo {
 
 /// A storage error naming the object, the operation and the reason.
 fn storage(url: &S3Url, op: &str, msg: &str) -> Error {
-    Error::Storage(format!("{op} {url}: {msg}"))
+    Error::storage(format!("{op} {url}: {msg}"))
 }
 
 /// What S3 errors call the endpoint: the last connection's override, or the region's.
@@ -618,13 +618,29 @@ fn sdk_error<E>(url: &S3Url, op: &str, e: SdkError<E, HttpResponse>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
+    use crate::error::{Service, ServiceError, ServiceErrorKind};
+    let typed =
+        |kind: ServiceErrorKind, code: Option<String>, request_id: Option<String>, msg: &str| {
+            Error::Storage(
+                ServiceError::new(Service::S3, kind, format!("{op} {url}: {msg}"))
+                    .with_operation(op)
+                    .with_code(code)
+                    .with_request_id(request_id),
+            )
+        };
     if let Some(t) = crate::aws::transport_failure(&e) {
         let flags = "--s3-read-timeout / --s3-timeout / --s3-connect-timeout";
-        return storage(url, op, &t.sentence("S3", &endpoint_label(), flags));
+        return typed(
+            t.kind(),
+            None,
+            None,
+            &t.sentence("S3", &endpoint_label(), flags),
+        );
     }
     let status = e.raw_response().map(|r| r.status().as_u16());
-    let request_id = e
-        .request_id()
+    let request_id = e.request_id().map(str::to_string);
+    let request_id_text = request_id
+        .as_ref()
         .map(|id| format!(" (request id {id})"))
         .unwrap_or_default();
     let code = e.code().map(str::to_string).or_else(|| {
@@ -638,6 +654,7 @@ where
             _ => None,
         }
     });
+    let kind = ServiceErrorKind::from_code(code.as_deref(), status);
     let msg = e
         .message()
         .map(|m| format!(": {}", crate::aws::one_line(m)))
@@ -650,11 +667,12 @@ where
             (_, Some(s)) => format!("HTTP {s} without an error code"),
             _ => "an answer sealstream could not read".into(),
         };
-        return storage(
-            url,
-            op,
+        return typed(
+            kind,
+            None,
+            request_id,
             &format!(
-                "{} at {} sent {what}{request_id}; check that the endpoint is S3 and retry",
+                "{} at {} sent {what}{request_id_text}; check that the endpoint is S3 and retry",
                 "S3",
                 endpoint_label()
             ),
@@ -675,7 +693,8 @@ where
         "PreconditionFailed" => "the object changed while sealstream was working on it",
         _ => "see the S3 documentation for this error code",
     };
-    storage(url, op, &format!("{code}{msg}{request_id}; {hint}"))
+    let text = format!("{code}{msg}{request_id_text}; {hint}");
+    typed(kind, Some(code), request_id, &text)
 }
 
 // ---- cleanup on signals --------------------------------------------------------------

@@ -100,7 +100,7 @@ where
 
 /// The error for a rewrap that found the object changed before it wrote anything.
 fn changed_before_write(url: &S3Url) -> Error {
-    Error::Storage(format!(
+    Error::storage(format!(
         "{url}: the object changed after sealstream read it (another rewrap or writer got \
          there first), so nothing was written; run rewrap again on the current object"
     ))
@@ -196,7 +196,7 @@ impl S3 {
 
         // 2. Verify that what is there now is what was written, over what was read.
         let now = self.head(url).map_err(|e| {
-            Error::Storage(format!(
+            Error::storage(format!(
                 "{url}: the copy succeeded but sealstream could not read the object back to \
                  check it, so the old header object (if any) was kept; run `sealstream inspect` \
                  on it: {e}"
@@ -223,7 +223,7 @@ impl S3 {
                 }
                 HeaderLocation::Inline(_) => String::new(),
             };
-            return Err(Error::Storage(format!(
+            return Err(Error::storage(format!(
                 "{url}: another writer replaced the object right after this rewrap wrote it, \
                  so the new header is not the current one{kept}; inspect the object and run \
                  rewrap again"
@@ -234,7 +234,7 @@ impl S3 {
             real_version(&written.version_id),
         ) {
             let history = self.previous_version(url, mine, &obj.head).map_err(|e| {
-                Error::Storage(format!(
+                Error::storage(format!(
                     "{url}: the new header was written (version {mine}), but sealstream could \
                      not check that no other version was stored while it ran, so the old \
                      header object (if any) was kept; grant s3:ListBucketVersions or check the \
@@ -258,7 +258,7 @@ impl S3 {
                 new_companion.as_deref(),
             )
             .map_err(|e| {
-                Error::Storage(format!(
+                Error::storage(format!(
                     "the object was rewrapped, but its old header object could not be deleted \
                      and still holds the removed keys; delete it: {e}"
                 ))
@@ -342,12 +342,12 @@ impl S3 {
                 if let Some(ck) = new_companion {
                     let _ = self.delete(&url.with_key(ck.clone()));
                 }
-                Error::Storage(format!(
+                Error::storage(format!(
                     "{url}: the object was deleted while this rewrap ran; the version this \
                      rewrap wrote was removed again, so the object stays deleted"
                 ))
             }
-            Err(e) => Error::Storage(format!(
+            Err(e) => Error::storage(format!(
                 "{url}: the object was deleted while this rewrap ran, and this rewrap's \
                  version {mine} brought it back; removing that version failed ({}). Delete \
                  version {mine} if the object should stay deleted",
@@ -368,7 +368,7 @@ impl S3 {
     ) -> Error {
         let url = &obj.url;
         let Some(theirs) = previous else {
-            return Error::Storage(format!(
+            return Error::storage(format!(
                 "{url}: the version sealstream read ({}) is no longer the one before this \
                  rewrap's version {mine}; another writer changed the object meanwhile. Check \
                  the object's versions and run rewrap again",
@@ -394,13 +394,13 @@ impl S3 {
                 if let Some(ck) = new_companion {
                     let _ = self.delete(&url.with_key(ck.clone()));
                 }
-                Error::Storage(format!(
+                Error::storage(format!(
                     "{url}: another writer stored version {theirs} while this rewrap ran; the \
                      rewrap was undone by making that version current again, so nothing was \
                      lost but the keys were not changed: run rewrap again on the current object"
                 ))
             }
-            Err(e) => Error::Storage(format!(
+            Err(e) => Error::storage(format!(
                 "{url}: another writer stored version {theirs} while this rewrap ran, and this \
                  rewrap's version {mine} (the old body) replaced it; restoring it failed ({}). \
                  Make version {theirs} current again (copy it onto the key), then rewrap again",
@@ -521,7 +521,7 @@ impl S3 {
         let id = created
             .upload_id()
             .map(str::to_string)
-            .ok_or_else(|| Error::Storage(format!("{url}: no upload id")))?;
+            .ok_or_else(|| Error::storage(format!("{url}: no upload id")))?;
         let live = super::live_register(self, url);
         super::live_update(live, |u| u.upload_id = Some(id.clone()));
         let total = h.content_length;

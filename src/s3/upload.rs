@@ -246,7 +246,7 @@ fn unique_suffix() -> Result<u64> {
 /// A failed `If-None-Match: *` means someone else created the object meanwhile.
 fn precondition_as_exists(url: &S3Url, e: Error) -> Error {
     match &e {
-        Error::Storage(m) if m.contains("PreconditionFailed") => {
+        Error::Storage(s) if s.kind() == crate::error::ServiceErrorKind::PreconditionFailed => {
             Error::OutputExists(url.to_string())
         }
         _ => e,
@@ -340,7 +340,7 @@ impl<'a> PartSink<'a> {
             )
             .map_err(|e| sdk_error(url, "CreateMultipartUpload", e))?;
         let id = out.upload_id().map(str::to_string).ok_or_else(|| {
-            Error::Storage(format!(
+            Error::storage(format!(
                 "CreateMultipartUpload {url}: the service returned no upload id"
             ))
         })?;
@@ -358,7 +358,7 @@ impl<'a> PartSink<'a> {
             .s3
             .rt
             .block_on(Arc::clone(&self.sem).acquire_owned())
-            .map_err(|_| Error::Storage("upload slots closed".into()))?;
+            .map_err(|_| Error::storage("upload slots closed"))?;
         if let Some(e) = self.take_error() {
             return Err(e);
         }
@@ -460,17 +460,17 @@ impl<'a> PartSink<'a> {
             .shared
             .lock()
             .map(|mut s| std::mem::take(&mut s.parts))
-            .map_err(|_| Error::Storage("upload state poisoned".into()))?;
+            .map_err(|_| Error::storage("upload state poisoned"))?;
         parts.sort_by_key(|p| p.part_number());
         let count = parts.len() as u64;
         if count != self.part - 1 {
-            return Err(Error::Storage(format!(
+            return Err(Error::storage(format!(
                 "{url}: {count} of {} parts were stored",
                 self.part - 1
             )));
         }
         let Some(id) = self.upload_id.clone() else {
-            return Err(Error::Storage("no upload id".into()));
+            return Err(Error::storage("no upload id"));
         };
         let mut req = self
             .s3
