@@ -79,6 +79,110 @@ pub fn seal_header(
     Ok((header, cipher))
 }
 
+/// One object's header with the payload cipher that seals its body: what a sealing sink
+/// (a file, an S3 upload, an async writer) needs, so that none of them sees the data key
+/// or the payload cipher's construction. Made by [`Sealing::new`] with a fresh salt.
+pub struct Sealing {
+    header: Header,
+    cipher: PayloadCipher,
+}
+
+impl std::fmt::Debug for Sealing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sealing")
+            .field("header", &self.header)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sealing {
+    /// Prepares a new object under `dek` (wrapped as `stanzas`): a fresh salt gives it its
+    /// own payload key and key commitment even when the data key is reused (a cache).
+    pub fn new(dek: &DataKey, stanzas: Vec<Stanza>, params: &EncryptParams<'_>) -> Result<Self> {
+        let mut salt = [0u8; SALT_LEN];
+        keys::fill_random(&mut salt)?;
+        let (header, cipher) = seal_header(dek, salt, stanzas, params)?;
+        Ok(Sealing { header, cipher })
+    }
+
+    /// Prepares a new object under a fresh data key wrapped for every provider.
+    pub fn for_providers(
+        providers: &[&dyn KeyProvider],
+        params: &EncryptParams<'_>,
+    ) -> Result<Self> {
+        let (dek, stanzas) = keys::wrap_for_all(providers, &params.context)?;
+        Sealing::new(&dek, stanzas, params)
+    }
+
+    /// The header to store in front of (or beside) the body.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The payload cipher, for this crate's sealing drivers only.
+    pub(crate) fn cipher(&self) -> &PayloadCipher {
+        &self.cipher
+    }
+
+    /// Splits into the header and cipher, for this crate's drivers that own them.
+    #[allow(dead_code)]
+    pub(crate) fn into_parts(self) -> (Header, PayloadCipher) {
+        (self.header, self.cipher)
+    }
+}
+
+/// An object whose data key was recovered and checked against the header's key
+/// commitment: what an opening source (a file, an S3 download, an async reader) needs to
+/// release authenticated plaintext, without seeing the data key.
+pub struct Opening {
+    header: Header,
+    cipher: PayloadCipher,
+}
+
+impl std::fmt::Debug for Opening {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opening")
+            .field("header", &self.header)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Opening {
+    /// Checks the expected context, unwraps a stanza and verifies the key commitment
+    /// (see [`unwrap_data_key`]).
+    pub fn unlock(
+        header: Header,
+        providers: &[&dyn KeyProvider],
+        expected_context: &Context,
+        backend: Backend,
+    ) -> Result<Self> {
+        let cipher = unlock(&header, providers, expected_context, backend)?;
+        Ok(Opening { header, cipher })
+    }
+
+    /// Opens with a data key already verified for this header (a cached unwrap).
+    pub fn with_verified_key(header: Header, dek: &DataKey, backend: Backend) -> Self {
+        let cipher = cipher_for(&header, dek, backend);
+        Opening { header, cipher }
+    }
+
+    /// The header that was unlocked.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The payload cipher, for this crate's opening drivers only.
+    pub(crate) fn cipher(&self) -> &PayloadCipher {
+        &self.cipher
+    }
+
+    /// Splits into the header and cipher, for this crate's drivers that own them.
+    #[allow(dead_code)]
+    pub(crate) fn into_parts(self) -> (Header, PayloadCipher) {
+        (self.header, self.cipher)
+    }
+}
+
 /// Encrypts `input` to `output` under a fresh data key wrapped for every provider.
 pub fn encrypt<R, W>(
     input: R,
@@ -108,16 +212,21 @@ where
     R: Read + Send,
     W: Write,
 {
-    let mut salt = [0u8; SALT_LEN];
-    keys::fill_random(&mut salt)?;
-    let (header, cipher) = seal_header(dek, salt, stanzas, params)?;
-    let bytes = header
+    let sealing = Sealing::new(dek, stanzas, params)?;
+    let bytes = sealing
+        .header()
         .to_bytes()
         .map_err(|e| Error::Usage(format!("cannot write this header: {e}")))?;
     output
         .write_all(&bytes)
         .map_err(|e| Error::io("writing output", e))?;
-    engine::seal(&cipher, params.chunk_size, input, output, &params.engine)
+    engine::seal(
+        sealing.cipher(),
+        params.chunk_size,
+        input,
+        output,
+        &params.engine,
+    )
 }
 
 /// Recovers and verifies the data key of a parsed header.
@@ -168,10 +277,10 @@ where
     W: Write,
 {
     let (header, _) = Header::read_from(&mut input)?;
-    let cipher = unlock(&header, providers, &params.expected_context, params.backend)?;
+    let opening = Opening::unlock(header, providers, &params.expected_context, params.backend)?;
     engine::open(
-        &cipher,
-        header.chunk_size,
+        opening.cipher(),
+        opening.header().chunk_size,
         input,
         output,
         OpenParams::default(),
