@@ -23,5 +23,5 @@ pub use error::{Error, HeaderError, Result};
 pub use format::{Context, Header, Suite};
 pub use keys::local::LocalKey;
 pub use keys::{DataKey, KeyProvider};
-pub use reader::{Decryptor, StreamReader};
+pub use reader::{Decryptor, SequentialReader, StreamReader};
 pub use writer::{Encryptor, StreamWriter};

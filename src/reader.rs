@@ -16,6 +16,10 @@
 //! under its index and the final flag the layout gives it, so a plain read of a damaged
 //! chunk fails too, and nothing from an unauthenticated chunk is ever returned.
 //!
+//! For inputs that cannot seek (pipes, sockets, request bodies),
+//! [`Decryptor::unlock_sequential`] gives a [`SequentialReader`], a plain `Read` that
+//! decrypts front to back with the same guarantees.
+//!
 //! Errors cross `std::io` as `io::Error`s carrying the sealstream [`Error`]
 //! (authentication failures have kind `InvalidData`); get it back with
 //! [`crate::writer::into_error`] or [`crate::writer::error_ref`].
@@ -104,6 +108,31 @@ impl<R: Read> Decryptor<R> {
     pub fn with_backend(mut self, backend: Backend) -> Decryptor<R> {
         self.backend = backend;
         self
+    }
+
+    /// Like [`Decryptor::unlock`] for an input that cannot seek (a pipe, a socket, an HTTP
+    /// body): returns a [`SequentialReader`] that decrypts front to back. Fails here on a
+    /// wrong key or context.
+    pub fn unlock_sequential(
+        self,
+        providers: &[&dyn KeyProvider],
+        expected_context: &Context,
+    ) -> Result<SequentialReader<R>> {
+        let cipher = envelope::unlock(&self.header, providers, expected_context, self.backend)?;
+        let stride = self.header.chunk_size as usize + TAG_LEN;
+        Ok(SequentialReader {
+            input: self.input,
+            cipher,
+            chunk_size: self.header.chunk_size as usize,
+            buf: Zeroizing::new(vec![0u8; stride]),
+            scratch: Zeroizing::new(Vec::with_capacity(stride)),
+            next_index: 0,
+            carry: None,
+            start: 0,
+            end: 0,
+            done: false,
+            failed: None,
+        })
     }
 }
 
@@ -313,4 +342,138 @@ impl<R: Read + Seek> Seek for StreamReader<R> {
         self.pos = new;
         Ok(new)
     }
+}
+
+/// The decrypting `Read` for non-seekable inputs, returned by
+/// [`Decryptor::unlock_sequential`].
+///
+/// Reads one chunk ahead by a single byte to tell the final chunk from the others (the
+/// final chunk is the one the input ends after), opens each chunk under its index and
+/// final flag, and returns its plaintext only after that. End of file is reported only
+/// after the final chunk authenticated, so a cut stream fails instead of ending early.
+/// The first error is final: every later read reports it. For a `Read` → `Write` copy on
+/// all cores, [`crate::envelope::decrypt`] is faster.
+pub struct SequentialReader<R> {
+    input: R,
+    cipher: PayloadCipher,
+    chunk_size: usize,
+    /// One chunk; `buf[start..end]` is authenticated plaintext not yet returned.
+    buf: Zeroizing<Vec<u8>>,
+    scratch: Zeroizing<Vec<u8>>,
+    next_index: u64,
+    /// The look-ahead byte: the first byte of the next chunk.
+    carry: Option<u8>,
+    start: usize,
+    end: usize,
+    /// The final chunk has been opened.
+    done: bool,
+    failed: Option<(io::ErrorKind, String)>,
+}
+
+impl<R> std::fmt::Debug for SequentialReader<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SequentialReader")
+            .field("next_index", &self.next_index)
+            .field("done", &self.done)
+            .field("failed", &self.failed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Read> SequentialReader<R> {
+    /// Gives the underlying reader back.
+    pub fn into_inner(self) -> R {
+        self.input
+    }
+
+    /// Reads and opens the next chunk into `buf`.
+    fn next_chunk(&mut self) -> Result<()> {
+        let stride = self.chunk_size + TAG_LEN;
+        let index = self.next_index;
+        let read_err = |e| Error::io("reading input", e);
+        let mut got = 0;
+        if let Some(c) = self.carry.take() {
+            self.buf[0] = c;
+            got = 1;
+        }
+        got += read_full(&mut self.input, &mut self.buf[got..stride]).map_err(read_err)?;
+        let mut eof = got < stride;
+        if !eof {
+            let mut one = [0u8; 1];
+            if read_full(&mut self.input, &mut one).map_err(read_err)? == 0 {
+                eof = true;
+            } else {
+                self.carry = Some(one[0]);
+            }
+        }
+        let chunk = &mut self.buf[..got];
+        let n = if eof {
+            if got == 0 && index == 0 {
+                return Err(Error::Truncated {
+                    detail: "the body has no chunks at all".into(),
+                });
+            }
+            if got < TAG_LEN {
+                return Err(Error::Truncated {
+                    detail: format!(
+                        "the last chunk ({index}) has {got} bytes, fewer than its {TAG_LEN}-byte tag"
+                    ),
+                });
+            }
+            let n = self
+                .cipher
+                .open_final_chunk(index, chunk, &mut self.scratch)?;
+            self.done = true;
+            n
+        } else {
+            self.cipher.open_chunk(index, false, chunk)?
+        };
+        self.next_index += 1;
+        self.start = 0;
+        self.end = n;
+        Ok(())
+    }
+
+    fn read_some(&mut self, out: &mut [u8]) -> Result<usize> {
+        while self.start == self.end && !self.done && !out.is_empty() {
+            self.next_chunk()?;
+        }
+        let take = out.len().min(self.end - self.start);
+        out[..take].copy_from_slice(&self.buf[self.start..self.start + take]);
+        self.start += take;
+        Ok(take)
+    }
+}
+
+impl<R: Read> Read for SequentialReader<R> {
+    /// Returns buffered plaintext, or reads and authenticates the next chunk first.
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if let Some((kind, msg)) = &self.failed {
+            return Err(io::Error::new(
+                *kind,
+                format!(
+                    "an earlier read failed ({msg}); the rest of this stream cannot be trusted"
+                ),
+            ));
+        }
+        self.read_some(out).map_err(|e| {
+            let e = to_io(e);
+            self.failed = Some((e.kind(), e.to_string()));
+            e
+        })
+    }
+}
+
+/// Reads until `buf` is full or the input ends; returns the bytes read.
+fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
 }

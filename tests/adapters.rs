@@ -14,7 +14,7 @@ use sealstream::error::Error;
 use sealstream::format::{Context, Suite};
 use sealstream::keys::local::LocalKey;
 use sealstream::keys::{DataKey, KeyProvider};
-use sealstream::reader::{Decryptor, StreamReader};
+use sealstream::reader::{Decryptor, SequentialReader, StreamReader};
 use sealstream::writer::{Encryptor, StreamWriter, error_ref, into_error};
 
 const CS: usize = 4096;
@@ -541,4 +541,110 @@ fn an_object_embedded_at_an_offset_reads() {
     let mut t = Vec::new();
     r.read_to_end(&mut t).unwrap();
     assert!(t == pt[pt.len() - 20..]);
+}
+
+// ---- SequentialReader: a plain `Read` for inputs that cannot seek ----
+
+/// A `Read` that is not `Seek` and hands out at most `max` bytes per call.
+struct Pipe<'a> {
+    data: &'a [u8],
+    max: usize,
+}
+
+impl Read for Pipe<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = buf.len().min(self.max).min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+fn sequential<'a>(ct: &'a [u8], k: &LocalKey, max: usize) -> SequentialReader<Pipe<'a>> {
+    Decryptor::new(Pipe { data: ct, max })
+        .unwrap()
+        .unlock_sequential(&providers(k), &Context::new())
+        .unwrap()
+}
+
+/// Reads to the end in `step`-byte reads; returns what was read and the error, if any.
+fn drain<R: Read>(r: &mut R, step: usize) -> (Vec<u8>, Option<io::Error>) {
+    let mut got = Vec::new();
+    let mut b = vec![0u8; step];
+    loop {
+        match r.read(&mut b) {
+            Ok(0) => return (got, None),
+            Ok(n) => got.extend_from_slice(&b[..n]),
+            Err(e) => return (got, Some(e)),
+        }
+    }
+}
+
+#[test]
+fn sequential_reader_round_trips_both_ways() {
+    let k = key(1);
+    for suite in SUITES {
+        for len in SIZES {
+            let pt = data(len);
+            let by_engine = seal(&pt, &k, suite, CS as u32);
+            let by_writer = seal_by_writer(&pt, &k, suite, 1000);
+            for ct in [&by_engine, &by_writer] {
+                for (max, step) in [(usize::MAX, 64 * 1024), (1, 7), (CS + 3, CS - 1)] {
+                    let mut r = sequential(ct, &k, max);
+                    let (got, err) = drain(&mut r, step);
+                    assert!(err.is_none(), "{suite:?} len {len}: {err:?}");
+                    assert!(got == pt, "{suite:?} len {len} max {max} step {step}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn sequential_reader_stops_at_damage_with_only_authentic_bytes() {
+    let k = key(1);
+    let pt = data(6 * CS); // 6 full chunks
+    let ct = seal(&pt, &k, Suite::ChaCha20Poly1305, CS as u32);
+    let hl = header_len(&ct);
+    let c0 = ct[hl..hl + STRIDE as usize].to_vec();
+    let cut = ct[..hl + 4 * STRIDE as usize].to_vec();
+    let stray = [ct.clone(), vec![1u8; 5]].concat();
+    let extended = [ct.clone(), c0].concat();
+    let tampered = flip(&ct, hl + 2 * STRIDE as usize + 9);
+    let cases: [(&str, &[u8], usize); 4] = [
+        // Chunk 3 is authentic but not final, and the input ends after it: withheld.
+        ("cut at a chunk boundary", &cut, 3 * CS),
+        ("5 stray bytes after the final chunk", &stray, 5 * CS),
+        ("extended by a copy of chunk 0", &extended, 5 * CS),
+        ("chunk 2 tampered", &tampered, 2 * CS),
+    ];
+    for (what, bad, authentic) in cases {
+        let mut r = sequential(bad, &k, usize::MAX);
+        let (got, err) = drain(&mut r, 1000);
+        let err = err.unwrap_or_else(|| panic!("{what}: read to a clean end"));
+        let e = sealstream_err(&err);
+        assert!(
+            matches!(e, Error::Truncated { .. } | Error::ChunkAuth { .. }),
+            "{what}: {e:?}"
+        );
+        assert!(
+            got == pt[..authentic],
+            "{what}: exactly the authentic chunks"
+        );
+        // The failure is final: the position in the stream is lost.
+        let again = r.read(&mut [0u8; 10]).unwrap_err();
+        assert!(again.to_string().contains("earlier read failed"), "{what}: {again}");
+    }
+    // An unfinished writer's output: truncated.
+    let mut out = Vec::new();
+    let mut w = writer_for(&k, Suite::Aes256Gcm, &mut out);
+    w.write_all(&pt).unwrap();
+    drop(w);
+    let (got, err) = drain(&mut sequential(&out, &k, usize::MAX), 1000);
+    let err = err.expect("an unfinished object never ends cleanly");
+    assert!(
+        matches!(sealstream_err(&err), Error::Truncated { .. }),
+        "{err:?}"
+    );
+    assert!(pt.starts_with(&got) && got.len() < pt.len());
 }
