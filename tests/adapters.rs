@@ -633,7 +633,10 @@ fn sequential_reader_stops_at_damage_with_only_authentic_bytes() {
         );
         // The failure is final: the position in the stream is lost.
         let again = r.read(&mut [0u8; 10]).unwrap_err();
-        assert!(again.to_string().contains("earlier read failed"), "{what}: {again}");
+        assert!(
+            again.to_string().contains("earlier read failed"),
+            "{what}: {again}"
+        );
     }
     // An unfinished writer's output: truncated.
     let mut out = Vec::new();
