@@ -46,7 +46,7 @@
 //! # }
 //! ```
 
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, BufRead, Read, Seek, SeekFrom};
 
 use zeroize::Zeroizing;
 
@@ -283,14 +283,13 @@ impl<R: Read + Seek> StreamReader<R> {
         Ok(())
     }
 
-    fn read_some(&mut self, out: &mut [u8]) -> Result<usize> {
-        if out.is_empty() {
-            return Ok(0);
-        }
+    /// The authenticated plaintext from the position to the end of its chunk (empty at
+    /// the authenticated end), loading the chunk if needed.
+    fn fill(&mut self) -> Result<&[u8]> {
         if self.pos >= self.layout.plaintext_len {
             // "End of file" is a claim about the length: make sure it is the real end.
             self.verify_end()?;
-            return Ok(0);
+            return Ok(&[]);
         }
         let index = self.pos / self.layout.chunk_size;
         if self.loaded.map(|(i, _)| i) != Some(index) {
@@ -298,8 +297,7 @@ impl<R: Read + Seek> StreamReader<R> {
         }
         let n = self.loaded.map_or(0, |(_, n)| n);
         let off = (self.pos - index * self.layout.chunk_size) as usize;
-        let take = out.len().min(n.saturating_sub(off));
-        if take == 0 {
+        if off >= n {
             // Unreachable: an authenticated chunk below the length covers the position.
             // Never report it as end of file.
             return Err(Error::io(
@@ -307,7 +305,16 @@ impl<R: Read + Seek> StreamReader<R> {
                 io::Error::other("internal error: chunk does not cover the read position"),
             ));
         }
-        out[..take].copy_from_slice(&self.buf[off..off + take]);
+        Ok(&self.buf[off..n])
+    }
+
+    fn read_some(&mut self, out: &mut [u8]) -> Result<usize> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        let avail = self.fill()?;
+        let take = out.len().min(avail.len());
+        out[..take].copy_from_slice(&avail[..take]);
         self.pos += take as u64;
         Ok(take)
     }
@@ -318,6 +325,18 @@ impl<R: Read + Seek> Read for StreamReader<R> {
     /// authenticating it first if needed.
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         self.read_some(out).map_err(to_io)
+    }
+}
+
+impl<R: Read + Seek> BufRead for StreamReader<R> {
+    /// The rest of the current chunk, without a copy (so wrapping the reader in a
+    /// `BufReader` is unnecessary).
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.fill().map_err(to_io)
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.pos += amt as u64;
     }
 }
 
@@ -434,33 +453,67 @@ impl<R: Read> SequentialReader<R> {
         Ok(())
     }
 
-    fn read_some(&mut self, out: &mut [u8]) -> Result<usize> {
-        while self.start == self.end && !self.done && !out.is_empty() {
+    /// Unreturned plaintext, reading the next chunk if none is left (empty at the end).
+    fn fill(&mut self) -> Result<&[u8]> {
+        while self.start == self.end && !self.done {
             self.next_chunk()?;
         }
-        let take = out.len().min(self.end - self.start);
-        out[..take].copy_from_slice(&self.buf[self.start..self.start + take]);
+        Ok(&self.buf[self.start..self.end])
+    }
+
+    fn read_some(&mut self, out: &mut [u8]) -> Result<usize> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        let avail = self.fill()?;
+        let take = out.len().min(avail.len());
+        out[..take].copy_from_slice(&avail[..take]);
         self.start += take;
         Ok(take)
+    }
+
+    fn check_failed(&self) -> io::Result<()> {
+        match &self.failed {
+            None => Ok(()),
+            Some((kind, msg)) => Err(io::Error::new(
+                *kind,
+                format!(
+                    "an earlier read failed ({msg}); the rest of this stream cannot be trusted"
+                ),
+            )),
+        }
+    }
+
+    fn poison(&mut self, e: Error) -> io::Error {
+        let e = to_io(e);
+        self.failed = Some((e.kind(), e.to_string()));
+        e
     }
 }
 
 impl<R: Read> Read for SequentialReader<R> {
     /// Returns buffered plaintext, or reads and authenticates the next chunk first.
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if let Some((kind, msg)) = &self.failed {
-            return Err(io::Error::new(
-                *kind,
-                format!(
-                    "an earlier read failed ({msg}); the rest of this stream cannot be trusted"
-                ),
-            ));
+        self.check_failed()?;
+        match self.read_some(out) {
+            Ok(n) => Ok(n),
+            Err(e) => Err(self.poison(e)),
         }
-        self.read_some(out).map_err(|e| {
-            let e = to_io(e);
-            self.failed = Some((e.kind(), e.to_string()));
-            e
-        })
+    }
+}
+
+impl<R: Read> BufRead for SequentialReader<R> {
+    /// The rest of the current chunk, without a copy.
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.check_failed()?;
+        if let Err(e) = self.fill() {
+            return Err(self.poison(e));
+        }
+        Ok(&self.buf[self.start..self.end])
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.start = (self.start + amt).min(self.end);
     }
 }
 

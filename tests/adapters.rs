@@ -651,3 +651,49 @@ fn sequential_reader_stops_at_damage_with_only_authentic_bytes() {
     );
     assert!(pt.starts_with(&got) && got.len() < pt.len());
 }
+
+#[test]
+fn both_readers_are_bufread_without_a_copy() {
+    use std::io::BufRead;
+    let k = key(1);
+    let text: String = (0..3000).map(|i| format!("line {i}\n")).collect();
+    let ct = seal(text.as_bytes(), &k, Suite::Aes256Gcm, CS as u32);
+    let expected: Vec<&str> = text.lines().collect();
+
+    let mut r = reader(&ct, &k);
+    let lines: Vec<String> = (&mut r).lines().map(|l| l.unwrap()).collect();
+    assert_eq!(lines, expected);
+    // fill_buf gives at most the rest of one chunk, from the position.
+    r.seek(SeekFrom::Start(CS as u64 - 3)).unwrap();
+    assert_eq!(r.fill_buf().unwrap(), &text.as_bytes()[CS - 3..CS]);
+    r.consume(3);
+    assert_eq!(r.fill_buf().unwrap(), &text.as_bytes()[CS..2 * CS]);
+
+    let r = sequential(&ct, &k, 1000);
+    let lines: Vec<String> = r.lines().map(|l| l.unwrap()).collect();
+    assert_eq!(lines, expected);
+
+    // A tampered chunk stops `lines` with an error, never a silent end.
+    let bad = flip(&ct, header_len(&ct) + STRIDE as usize + 5);
+    let mut r = reader(&bad, &k);
+    let res: Result<Vec<String>, io::Error> = (&mut r).lines().collect();
+    assert!(matches!(
+        sealstream_err(&res.unwrap_err()),
+        Error::ChunkAuth { index: 1 }
+    ));
+    let res: Result<Vec<String>, io::Error> = sequential(&bad, &k, 1000).lines().collect();
+    assert!(matches!(
+        sealstream_err(&res.unwrap_err()),
+        Error::ChunkAuth { index: 1 }
+    ));
+}
+
+#[test]
+fn the_adapters_can_move_to_another_thread() {
+    fn send<T: Send>() {}
+    send::<Encryptor>();
+    send::<StreamWriter<std::fs::File>>();
+    send::<Decryptor<std::fs::File>>();
+    send::<StreamReader<std::fs::File>>();
+    send::<SequentialReader<std::fs::File>>();
+}
