@@ -142,8 +142,9 @@ impl<R: Read + Seek> Decryptor<R> {
     /// byte 0. Fails here, before any plaintext, on a wrong key or context.
     ///
     /// Pass every key you might use at once: the stanzas are tried against all of them.
-    /// Also fails if the ciphertext length is impossible for the chunk size (a body cut
-    /// inside a tag, or no body at all).
+    /// The object must run to the end of the input (its length is where the input ends).
+    /// Also fails if that length is impossible for the chunk size (a body cut inside a
+    /// tag, or no body at all).
     pub fn unlock(
         mut self,
         providers: &[&dyn KeyProvider],
