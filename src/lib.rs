@@ -12,12 +12,16 @@ pub mod keys;
 pub mod kms;
 pub mod primitives;
 pub mod range;
+pub mod reader;
 pub mod s3;
 pub mod size;
 pub mod text;
+pub mod writer;
 
 pub use envelope::{DecryptParams, EncryptParams, decrypt, encrypt};
 pub use error::{Error, HeaderError, Result};
 pub use format::{Context, Header, Suite};
 pub use keys::local::LocalKey;
 pub use keys::{DataKey, KeyProvider};
+pub use reader::{Decryptor, SequentialReader, StreamReader};
+pub use writer::{Encryptor, StreamWriter};
