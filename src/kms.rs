@@ -168,7 +168,7 @@ impl Kms {
             .or_else(|| self.default_region())
             .ok_or_else(|| {
                 Error::key_service(
-                    "no AWS region configured: pass --region, set AWS_REGION, or use a key ARN",
+                    "no AWS region configured: set one in the configuration (AWS_REGION) or use a key ARN",
                 )
             })?;
         let mut clients = self
@@ -323,7 +323,11 @@ impl Kms {
                 None,
                 format!(
                     "KMS {op} for {key}: {}",
-                    t.sentence("KMS", endpoint, "--kms-timeout")
+                    t.sentence(
+                        "KMS",
+                        endpoint,
+                        "the operation timeout of the KMS client's configuration",
+                    )
                 ),
             );
         }
@@ -354,11 +358,11 @@ impl Kms {
             }
             "KMSInvalidStateException" => "the key is pending deletion or unavailable".into(),
             "ThrottlingException" | "LimitExceededException" => format!(
-                "still throttled after {} attempts; retry later or raise --kms-max-attempts",
+                "still throttled after {} attempts; retry later or raise the retry attempts of the KMS client's configuration",
                 self.max_attempts()
             ),
             "UnrecognizedClientException" | "InvalidSignatureException" => {
-                "check the credentials (--profile, AWS_*)".into()
+                "check the credentials (profile, AWS_* environment)".into()
             }
             "" => {
                 let endpoint = self.endpoint().unwrap_or("the regional AWS KMS endpoint");
@@ -616,7 +620,7 @@ impl KmsKey {
         match outcome {
             Ok(arn) => Ok(arn.clone()),
             Err(m) => Err(Error::key_service(format!(
-                "resolving --kms-key {} to its ARN: {m}",
+                "resolving the KMS key {} to its ARN: {m}",
                 self.name
             ))),
         }
@@ -701,7 +705,7 @@ impl KmsDiscovery {
     pub fn new(kms: &Arc<Kms>, accounts: Vec<String>) -> Result<KmsDiscovery> {
         if accounts.is_empty() {
             return Err(Error::Usage(
-                "--kms-discovery needs at least one --kms-allow-account ACCOUNT".into(),
+                "KMS discovery needs at least one allowed account".into(),
             ));
         }
         let label = format!("discovery(accounts {})", accounts.join(","));
@@ -732,7 +736,7 @@ impl AsyncKeyProvider for KmsDiscovery {
 
     fn wrap<'a>(&'a self, _dek: &'a DataKey, _c: &'a Context) -> BoxFuture<'a, Result<Stanza>> {
         Box::pin(std::future::ready(Err(Error::Usage(
-            "KMS discovery can only decrypt; name a key with --kms-key to encrypt".into(),
+            "KMS discovery can only decrypt; name a key (KmsKey) to encrypt".into(),
         ))))
     }
 

@@ -444,7 +444,7 @@ where
             provider: id.to_string(),
             key_id: format!("({count} more stanza{})", if count == 1 { "" } else { "s" }),
             reason: format!(
-                "not tried: at most {max} {id} unwraps per object; if you trust this file, raise --kms-max-decrypts"
+                "not tried: at most {max} {id} unwraps per object; if you trust this file, raise the per-object unwrap budget (with_max_decrypts)"
             ),
         });
     }
@@ -557,7 +557,7 @@ mod tests {
         assert_eq!(e.exit_code(), 4);
         let msg = e.to_string();
         assert!(msg.contains("(18 more stanzas)"), "{msg}");
-        assert!(msg.contains("--kms-max-decrypts"), "{msg}");
+        assert!(msg.contains("unwrap budget"), "{msg}");
 
         let kms = stub("aws-kms", invalid, Some(100));
         let _ = unwrap_any(&stanzas, &[&kms], &Context::new(), &accept_7).unwrap_err();
