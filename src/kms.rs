@@ -763,10 +763,10 @@ impl AsyncKeyProvider for KmsDiscovery {
 ///
 /// [`blocking::Kms`] owns a small current-thread runtime, loads the AWS configuration the
 /// way the CLI wants it (profile, region, retries, timeouts, retry notes) and drives the
-/// async [`super::Kms`] on it; [`blocking::KmsKey`] and [`blocking::KmsDiscovery`] are
+/// async [`Kms`] on it; [`blocking::KmsKey`] and [`blocking::KmsDiscovery`] are
 /// synchronous [`crate::keys::KeyProvider`]s. Like any blocking call, these must not be
 /// used from inside an async runtime (tokio panics on the nested `block_on`): async code
-/// uses [`super::Kms`] directly.
+/// uses [`Kms`] directly.
 pub mod blocking {
     use std::sync::Arc;
     use std::time::Duration;

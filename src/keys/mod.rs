@@ -1,7 +1,12 @@
 //! Data keys and the key-provider seam.
 //!
-//! A [`KeyProvider`] wraps and unwraps 256-bit data keys. The local key-encryption key
-//! ([`local::LocalKey`]) is one provider; AWS KMS plugs in through the same trait.
+//! A [`KeyProvider`] wraps and unwraps 256-bit data keys synchronously; an
+//! [`AsyncKeyProvider`] does the same with futures, for services. The local key-encryption
+//! key ([`local::LocalKey`]) is both (it never blocks: [`NonBlocking`]); AWS KMS is async
+//! ([`crate::kms::KmsKey`]) with a blocking layer for the CLI
+//! ([`crate::kms::blocking::KmsKey`]). The rules of wrapping and unwrapping
+//! ([`wrap_for_all`], [`unwrap_any`]) are written once, as async code that the synchronous
+//! entry points drive on the calling thread.
 
 pub mod cache;
 pub mod local;
