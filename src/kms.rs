@@ -305,18 +305,37 @@ impl Kms {
         e: SdkError<E, aws_sdk_kms::config::http::HttpResponse>,
     ) -> Error
     where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        use crate::error::{Service, ServiceError, ServiceErrorKind};
-        let typed = |kind: ServiceErrorKind, code: Option<&str>, message: String| {
-            Error::KeyService(
+        use crate::error::{Service, ServiceError};
+        let request_id = e.request_id().map(str::to_string);
+        match self.describe_error(op, key, &e) {
+            Ok((kind, code, message)) => Error::KeyService(
                 ServiceError::new(Service::Kms, kind, message)
                     .with_operation(op)
-                    .with_code(code.map(str::to_string))
-                    .with_request_id(e.request_id().map(str::to_string)),
-            )
+                    .with_code(code)
+                    .with_request_id(request_id)
+                    .with_source(e),
+            ),
+            Err(authentication) => authentication,
+        }
+    }
+
+    /// The kind, code and message of a KMS failure, or the authentication failure it is.
+    fn describe_error<E>(
+        &self,
+        op: &str,
+        key: &str,
+        e: &SdkError<E, aws_sdk_kms::config::http::HttpResponse>,
+    ) -> std::result::Result<(crate::error::ServiceErrorKind, Option<String>, String), Error>
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        use crate::error::ServiceErrorKind;
+        let typed = |kind: ServiceErrorKind, code: Option<&str>, message: String| {
+            Ok((kind, code.map(str::to_string), message))
         };
-        if let Some(t) = crate::aws::transport_failure(&e) {
+        if let Some(t) = crate::aws::transport_failure(e) {
             let endpoint = self.endpoint().unwrap_or("the regional AWS KMS endpoint");
             return typed(
                 t.kind(),
@@ -341,13 +360,13 @@ impl Kms {
         let msg = crate::aws::one_line(e.message().unwrap_or(""));
         let hint = match code.as_str() {
             "InvalidCiphertextException" | "IncorrectKeyException" => {
-                return Error::UnwrapFailed(vec![StanzaFailure {
+                return Err(Error::UnwrapFailed(vec![StanzaFailure {
                     provider: PROVIDER_ID.into(),
                     key_id: key.into(),
                     reason: format!(
                         "KMS {op}: {code}: the wrapped key or the encryption context does not match ({msg})"
                     ),
-                }]);
+                }]));
             }
             "AccessDeniedException" => {
                 format!("check that your identity may call kms:{op} on this key")

@@ -145,6 +145,11 @@ async fn round_trip(kms: Arc<Kms>, ep: &str) {
     assert_eq!(se.kind(), ServiceErrorKind::InvalidRequest, "{se}");
     assert_eq!(se.code(), Some("DisabledException"), "{se}");
     assert_eq!(se.operation(), Some("GenerateDataKey"), "{se}");
+    assert!(se.request_id().is_some(), "{se}");
+    assert!(
+        std::error::Error::source(se).is_some(),
+        "the SDK error is kept as the source"
+    );
     assert_eq!(e.exit_code(), 5);
 
     // Discovery restricted to moto's account opens it; another account is not tried.
