@@ -250,3 +250,46 @@ async fn kms_providers_inside_a_current_thread_runtime_do_not_panic() {
     let rotated = kms.re_encrypt(&new.stanzas[0], &c, &ctx()).await.unwrap();
     assert_eq!(rotated.key_id, c);
 }
+
+/// The lazy alias lookup and the decrypt cache are single flight across tasks running in
+/// parallel: two tasks opening the same object through an alias cost one `DescribeKey` and
+/// one `Decrypt` (counted by the fault proxy, which forwards everything here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
+async fn parallel_tasks_share_one_lookup_and_one_decrypt() {
+    let Some(ep) = endpoint("parallel_tasks_share_one_lookup_and_one_decrypt") else {
+        return;
+    };
+    let arn = create_key(&ep, "us-east-1");
+    let alias = format!("alias/{}", unique("shared"));
+    create_alias(&ep, "us-east-1", &alias, &arn);
+    let proxy = common::proxy::Proxy::start(&ep);
+    let kms = Kms::from_conf(
+        &sdk_config_at(Some(&proxy.url)).await,
+        KmsSettings::default(),
+    );
+    let (dek, stanza) = KmsKey::for_wrapping(&kms, &arn)
+        .generate(&ctx())
+        .await
+        .unwrap()
+        .unwrap();
+    let key = Arc::new(KmsKey::trusted(&kms, &alias).unwrap());
+    let stanzas = Arc::new(vec![stanza]);
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let (key, stanzas) = (Arc::clone(&key), Arc::clone(&stanzas));
+            tokio::spawn(async move {
+                keys::unwrap_any_async(&stanzas, &[&*key], &ctx(), &|_| true).await
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap().expose(), dek.expose());
+    }
+    assert_eq!(proxy.calls("DescribeKey"), 1, "one alias lookup");
+    assert_eq!(
+        proxy.calls("Decrypt"),
+        1,
+        "one Decrypt, the rest from the cache"
+    );
+}
