@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use crate::engine::{self, EngineOptions, OpenParams, StreamStats};
 use crate::error::{Error, Result};
 use crate::format::{Context, Header, Layout, SALT_LEN, Stanza, Suite, limits};
-use crate::keys::{self, DataKey, KeyProvider};
+use crate::keys::{self, AsyncKeyProvider, DataKey, Inline, KeyProvider, block_on, inline};
 use crate::primitives::aead::Backend;
 use crate::primitives::kdf;
 use crate::primitives::stream::PayloadCipher;
@@ -114,6 +114,16 @@ impl Sealing {
         Sealing::new(&dek, stanzas, params)
     }
 
+    /// [`Sealing::for_providers`] with async providers (KMS awaited on the caller's
+    /// runtime).
+    pub async fn for_providers_async(
+        providers: &[&dyn AsyncKeyProvider],
+        params: &EncryptParams<'_>,
+    ) -> Result<Self> {
+        let (dek, stanzas) = keys::wrap_for_all_async(providers, &params.context).await?;
+        Sealing::new(&dek, stanzas, params)
+    }
+
     /// The header to store in front of (or beside) the body.
     pub fn header(&self) -> &Header {
         &self.header
@@ -157,6 +167,18 @@ impl Opening {
         backend: Backend,
     ) -> Result<Self> {
         let cipher = unlock(&header, providers, expected_context, backend)?;
+        Ok(Opening { header, cipher })
+    }
+
+    /// [`Opening::unlock`] with async providers (same checks, same order).
+    pub async fn unlock_async(
+        header: Header,
+        providers: &[&dyn AsyncKeyProvider],
+        expected_context: &Context,
+        backend: Backend,
+    ) -> Result<Self> {
+        let dek = unwrap_data_key_async(&header, providers, expected_context).await?;
+        let cipher = cipher_for(&header, &dek, backend);
         Ok(Opening { header, cipher })
     }
 
@@ -239,13 +261,33 @@ pub fn unwrap_data_key(
     providers: &[&dyn KeyProvider],
     expected_context: &Context,
 ) -> Result<DataKey> {
+    let inline = inline(providers);
+    let refs: Vec<&Inline<'_>> = inline.iter().collect();
+    block_on(unwrap_data_key_core(header, &refs, expected_context))
+}
+
+/// [`unwrap_data_key`] with async providers.
+pub async fn unwrap_data_key_async(
+    header: &Header,
+    providers: &[&dyn AsyncKeyProvider],
+    expected_context: &Context,
+) -> Result<DataKey> {
+    unwrap_data_key_core(header, providers, expected_context).await
+}
+
+/// The one implementation of [`unwrap_data_key`] (sync and async).
+async fn unwrap_data_key_core<P: AsyncKeyProvider + ?Sized>(
+    header: &Header,
+    providers: &[&P],
+    expected_context: &Context,
+) -> Result<DataKey> {
     header.context.require(expected_context)?;
     let digest = header.digest();
     let commits = |dek: &DataKey| {
         let derived = kdf::derive(dek.expose(), &header.salt, &digest);
         kdf::commitment_matches(&header.commitment, &derived.commitment)
     };
-    keys::unwrap_any(&header.stanzas, providers, &header.context, &commits)
+    keys::unwrap_any_core(&header.stanzas, providers, &header.context, &commits).await
 }
 
 /// Recovers the payload cipher for a parsed header (all checks of [`unwrap_data_key`]).
@@ -302,7 +344,30 @@ pub fn rewrap(
     add: &[&dyn KeyProvider],
     remove: &[String],
 ) -> Result<Header> {
-    let dek = unwrap_data_key(header, unlock_with, &Context::new())?;
+    let (unlock_with, add) = (inline(unlock_with), inline(add));
+    let unlock_refs: Vec<&Inline<'_>> = unlock_with.iter().collect();
+    let add_refs: Vec<&Inline<'_>> = add.iter().collect();
+    block_on(rewrap_core(header, &unlock_refs, &add_refs, remove))
+}
+
+/// [`rewrap`] with async providers (same rules, same lockout guard).
+pub async fn rewrap_async(
+    header: &Header,
+    unlock_with: &[&dyn AsyncKeyProvider],
+    add: &[&dyn AsyncKeyProvider],
+    remove: &[String],
+) -> Result<Header> {
+    rewrap_core(header, unlock_with, add, remove).await
+}
+
+/// The one implementation of [`rewrap`] (sync and async).
+async fn rewrap_core<P: AsyncKeyProvider + ?Sized>(
+    header: &Header,
+    unlock_with: &[&P],
+    add: &[&P],
+    remove: &[String],
+) -> Result<Header> {
+    let dek = unwrap_data_key_core(header, unlock_with, &Context::new()).await?;
     for r in remove {
         if !header.stanzas.iter().any(|s| stanza_named(s, r)) {
             return Err(Error::Usage(format!(
@@ -319,7 +384,7 @@ pub fn rewrap(
         .collect();
     let kept = stanzas.len();
     for p in add {
-        stanzas.push(p.wrap(&dek, &header.context)?);
+        stanzas.push(p.wrap(&dek, &header.context).await?);
     }
     if stanzas.is_empty() {
         return Err(Error::Usage(
@@ -333,7 +398,7 @@ pub fn rewrap(
     new.validate()
         .map_err(|e| Error::Usage(format!("cannot write this header: {e}")))?;
     if !remove.is_empty() {
-        refuse_lockout(&new, kept, unlock_with, add)?;
+        refuse_lockout(&new, kept, unlock_with, add).await?;
     }
     Ok(new)
 }
@@ -343,23 +408,22 @@ pub fn rewrap(
 /// Kept stanzas (`new.stanzas[..kept]`) are checked with every key at hand; if none
 /// verifies, each added stanza is unwrapped by the provider that just wrapped it (for KMS
 /// that is a `Decrypt`: it proves the caller can really use the new key).
-fn refuse_lockout(
+async fn refuse_lockout<P: AsyncKeyProvider + ?Sized>(
     new: &Header,
     kept: usize,
-    unlock_with: &[&dyn KeyProvider],
-    add: &[&dyn KeyProvider],
+    unlock_with: &[&P],
+    add: &[&P],
 ) -> Result<()> {
     let digest = new.digest();
-    let held: Vec<&dyn KeyProvider> = unlock_with.iter().chain(add).copied().collect();
-    if new.stanzas[..kept]
-        .iter()
-        .any(|s| matches!(check_stanza(new, &digest, s, &held), StanzaCheck::Verified))
-    {
-        return Ok(());
+    let held: Vec<&P> = unlock_with.iter().chain(add).copied().collect();
+    for s in &new.stanzas[..kept] {
+        if let StanzaCheck::Verified = check_stanza(new, &digest, s, &held).await {
+            return Ok(());
+        }
     }
     let mut why = String::new();
     for (p, s) in add.iter().zip(&new.stanzas[kept..]) {
-        match check_with(new, &digest, s, *p) {
+        match check_with(new, &digest, s, *p).await {
             StanzaCheck::Verified => return Ok(()),
             StanzaCheck::Failed(e) => {
                 why = format!(
@@ -396,26 +460,43 @@ pub enum StanzaCheck {
 /// result with the header's key commitment. Used by `inspect --verify` and before
 /// removing keys, so a user can see which keys really open a file.
 pub fn verify_stanzas(header: &Header, providers: &[&dyn KeyProvider]) -> Vec<StanzaCheck> {
+    let inline = inline(providers);
+    let refs: Vec<&Inline<'_>> = inline.iter().collect();
+    block_on(verify_stanzas_core(header, &refs))
+}
+
+/// [`verify_stanzas`] with async providers.
+pub async fn verify_stanzas_async(
+    header: &Header,
+    providers: &[&dyn AsyncKeyProvider],
+) -> Vec<StanzaCheck> {
+    verify_stanzas_core(header, providers).await
+}
+
+async fn verify_stanzas_core<P: AsyncKeyProvider + ?Sized>(
+    header: &Header,
+    providers: &[&P],
+) -> Vec<StanzaCheck> {
     let digest = header.digest();
-    header
-        .stanzas
-        .iter()
-        .map(|s| check_stanza(header, &digest, s, providers))
-        .collect()
+    let mut checks = Vec::with_capacity(header.stanzas.len());
+    for s in &header.stanzas {
+        checks.push(check_stanza(header, &digest, s, providers).await);
+    }
+    checks
 }
 
 /// Checks one stanza of `header` (whose digest is `digest`) with every matching provider.
-fn check_stanza(
+async fn check_stanza<P: AsyncKeyProvider + ?Sized>(
     header: &Header,
     digest: &[u8; 32],
     s: &Stanza,
-    providers: &[&dyn KeyProvider],
+    providers: &[&P],
 ) -> StanzaCheck {
     let mut result = StanzaCheck::NotChecked;
     for p in providers.iter().filter(|p| p.matches(s)) {
         // A lazily resolved key (an alias) may turn out not to be this stanza's key, or
         // its lookup may fail: the latter is this stanza's failure, like an unwrap's.
-        match p.confirm(s) {
+        match p.confirm(s).await {
             Ok(true) => {}
             Ok(false) => continue,
             Err(e) => {
@@ -423,7 +504,7 @@ fn check_stanza(
                 continue;
             }
         }
-        match check_with(header, digest, s, *p) {
+        match check_with(header, digest, s, *p).await {
             StanzaCheck::Verified => return StanzaCheck::Verified,
             other => result = other,
         }
@@ -432,8 +513,13 @@ fn check_stanza(
 }
 
 /// Unwraps one stanza with one provider and compares the result with the commitment.
-fn check_with(header: &Header, digest: &[u8; 32], s: &Stanza, p: &dyn KeyProvider) -> StanzaCheck {
-    match p.unwrap(s, &header.context) {
+async fn check_with<P: AsyncKeyProvider + ?Sized>(
+    header: &Header,
+    digest: &[u8; 32],
+    s: &Stanza,
+    p: &P,
+) -> StanzaCheck {
+    match p.unwrap(s, &header.context).await {
         Ok(dek) => {
             let derived = kdf::derive(dek.expose(), &header.salt, digest);
             if kdf::commitment_matches(&header.commitment, &derived.commitment) {

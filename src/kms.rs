@@ -2,10 +2,14 @@
 //! same data key for every further key (each in its own region), and `Decrypt` with the
 //! stanza's key pinned.
 //!
-//! The crypto core is synchronous, so this module owns a small tokio runtime and blocks on
-//! each call. Credentials, region, profile and endpoint come from the standard AWS
-//! configuration chain (`aws-config`), so the same code talks to real AWS and to the local
-//! emulator (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_KMS`).
+//! Async first: [`Kms`] is built from the caller's `aws_config::SdkConfig`
+//! ([`Kms::from_conf`]) or KMS client ([`Kms::from_client`]) and its calls are awaited on
+//! the caller's runtime (multi-thread or current-thread); [`KmsKey`] and [`KmsDiscovery`]
+//! are [`AsyncKeyProvider`]s. The CLI and synchronous callers use [`blocking`], which owns
+//! a small runtime, loads the standard AWS configuration chain (`aws-config`: credentials,
+//! region, profile, endpoint, so the same code talks to real AWS and to the local emulator
+//! via `AWS_ENDPOINT_URL`/`AWS_ENDPOINT_URL_KMS`) and implements the synchronous
+//! [`crate::keys::KeyProvider`].
 //!
 //! Decryption never calls KMS for a key the caller did not choose: either the caller names
 //! the keys it trusts ([`KmsKey::trusted`]: a key ARN is used as given, an alias or key id
@@ -14,9 +18,8 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use aws_config::timeout::TimeoutConfig;
 use aws_sdk_kms::Client;
 use aws_sdk_kms::config::Region;
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
@@ -27,23 +30,28 @@ use zeroize::Zeroizing;
 
 use crate::error::{Error, Result, StanzaFailure};
 use crate::format::{Context, Stanza};
-use crate::keys::cache::{Slots, with_slot};
-use crate::keys::{DataKey, KeyProvider};
+use crate::keys::cache::SingleFlight;
+use crate::keys::{AsyncKeyProvider, BoxFuture, DataKey};
 
 /// Provider id of KMS stanzas.
 pub const PROVIDER_ID: &str = "aws-kms";
 
 /// How to reach KMS and how hard to try.
+///
+/// [`Kms::from_conf`] and [`Kms::from_client`] honour `region` (an override of the
+/// configuration's region), the decrypt cache and `retry_notes`; retries and timeouts are
+/// the caller's configuration's. `profile`, `max_attempts` and `operation_timeout` are
+/// used when [`blocking::Kms::connect`] loads the configuration itself.
 #[derive(Debug, Clone)]
 pub struct KmsSettings {
-    /// Region override (else the configuration chain's region).
+    /// Region override (else the configuration's region).
     pub region: Option<String>,
-    /// Named profile override.
+    /// Named profile override ([`blocking::Kms::connect`] only).
     pub profile: Option<String>,
     /// Attempts per call, including the first (throttling and transient errors are retried
-    /// with exponential backoff and jitter).
+    /// with exponential backoff and jitter) ([`blocking::Kms::connect`] only).
     pub max_attempts: u32,
-    /// Upper bound on one call including all retries.
+    /// Upper bound on one call including all retries ([`blocking::Kms::connect`] only).
     pub operation_timeout: Duration,
     /// How long an unwrapped data key is reused for the same stanza and context within
     /// this process (ranged reads, batches); zero disables the cache.
@@ -68,64 +76,89 @@ impl Default for KmsSettings {
     }
 }
 
-/// A connection to KMS: the loaded AWS configuration, one client per region, and the
-/// runtime that drives them.
+/// A connection to KMS: the caller's configuration, one client per region (built from
+/// that configuration), and the cache of unwrapped data keys. No runtime of its own: every
+/// call is an `async fn` awaited by the caller.
 pub struct Kms {
-    rt: tokio::runtime::Runtime,
-    config: aws_config::SdkConfig,
+    /// The KMS configuration every regional client is derived from.
+    base: aws_sdk_kms::Config,
+    /// The endpoint override, if known (named in connection errors).
+    endpoint: Option<String>,
+    /// Regional clients; the lock is never held across an await.
     clients: Mutex<HashMap<String, Client>>,
     /// Unwrapped data keys by (key ARN, wrapped blob, context); zeroized on eviction/drop.
     /// Single flight per entry: one slow or hostile stanza does not hold up the others.
-    unwrapped: Slots<(DataKey, std::time::Instant)>,
+    unwrapped: SingleFlight<(DataKey, Instant)>,
     settings: KmsSettings,
 }
 
 impl std::fmt::Debug for Kms {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Kms")
-            .field("region", &self.config.region())
-            .field("endpoint", &self.config.endpoint_url())
+            .field("region", &self.base.region())
+            .field("endpoint", &self.endpoint)
             .finish_non_exhaustive()
     }
 }
 
 impl Kms {
-    /// Loads the AWS configuration chain (no network call yet).
-    pub fn connect(settings: KmsSettings) -> Result<Arc<Kms>> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Error::io("starting the KMS client runtime", e))?;
-        let config = crate::aws::load_config(
-            &rt,
-            &crate::aws::AwsOptions {
-                region: settings.region.clone(),
-                profile: settings.profile.clone(),
-                max_attempts: settings.max_attempts,
-                initial_backoff: Duration::from_millis(50),
-                max_backoff: Duration::from_secs(5),
-                timeouts: TimeoutConfig::builder()
-                    .operation_timeout(settings.operation_timeout)
-                    .build(),
-                stall_grace: None,
-            },
-        )?;
-        Ok(Arc::new(Kms {
-            rt,
-            config,
+    /// KMS from the caller's AWS configuration (credentials, region, endpoint, retries,
+    /// timeouts, HTTP client): a service keeps one `SdkConfig` for all its clients. Makes
+    /// no network call.
+    pub fn from_conf(conf: &aws_config::SdkConfig, settings: KmsSettings) -> Arc<Kms> {
+        let endpoint = conf.endpoint_url().map(str::to_string);
+        Kms::build(aws_sdk_kms::config::Builder::from(conf), endpoint, settings)
+    }
+
+    /// KMS from the caller's client (its configuration is reused for the clients of other
+    /// regions a key ARN names). Makes no network call.
+    pub fn from_client(client: Client, settings: KmsSettings) -> Arc<Kms> {
+        Kms::build(client.config().to_builder(), None, settings)
+    }
+
+    fn build(
+        mut builder: aws_sdk_kms::config::Builder,
+        endpoint: Option<String>,
+        settings: KmsSettings,
+    ) -> Arc<Kms> {
+        if let Some(r) = &settings.region {
+            builder = builder.region(Region::new(r.clone()));
+        }
+        let plain = builder.build();
+        let attempts = plain
+            .retry_config()
+            .map_or(settings.max_attempts, |r| r.max_attempts());
+        let base = plain
+            .to_builder()
+            .interceptor(crate::aws::RetryNotes {
+                service: "KMS",
+                max_attempts: attempts,
+                enabled: settings.retry_notes,
+            })
+            .build();
+        Arc::new(Kms {
+            base,
+            endpoint,
             clients: Mutex::new(HashMap::new()),
-            unwrapped: Mutex::new(HashMap::new()),
+            unwrapped: SingleFlight::default(),
             settings,
-        }))
+        })
     }
 
     /// The endpoint override in use, if any (named in connection errors).
     pub fn endpoint(&self) -> Option<&str> {
-        self.config.endpoint_url()
+        self.endpoint.as_deref()
     }
 
     fn default_region(&self) -> Option<String> {
-        self.config.region().map(|r| r.to_string())
+        self.base.region().map(|r| r.to_string())
+    }
+
+    /// Attempts per call, as configured (for "still throttled after N attempts").
+    fn max_attempts(&self) -> u32 {
+        self.base
+            .retry_config()
+            .map_or(self.settings.max_attempts, |r| r.max_attempts())
     }
 
     /// A client for `region` (the key's own region for ARNs, else the default).
@@ -135,7 +168,7 @@ impl Kms {
             .or_else(|| self.default_region())
             .ok_or_else(|| {
                 Error::key_service(
-                    "no AWS region configured: pass --region, set AWS_REGION, or use a key ARN",
+                    "no AWS region configured: set one in the configuration (AWS_REGION) or use a key ARN",
                 )
             })?;
         let mut clients = self
@@ -143,25 +176,19 @@ impl Kms {
             .lock()
             .map_err(|_| Error::key_service("KMS client cache poisoned"))?;
         let client = clients.entry(region.clone()).or_insert_with(|| {
-            let conf = aws_sdk_kms::config::Builder::from(&self.config)
-                .region(Region::new(region))
-                .interceptor(crate::aws::RetryNotes {
-                    service: "KMS",
-                    max_attempts: self.settings.max_attempts,
-                    enabled: self.settings.retry_notes,
-                })
-                .build();
-            Client::from_conf(conf)
+            Client::from_conf(self.base.to_builder().region(Region::new(region)).build())
         });
         Ok(client.clone())
     }
 
     /// Resolves a key id, alias or ARN to the key's ARN with `DescribeKey`.
-    pub fn resolve_arn(&self, key: &str) -> Result<String> {
+    pub async fn resolve_arn(&self, key: &str) -> Result<String> {
         let client = self.client(region_of(key).as_deref())?;
-        let out = self
-            .rt
-            .block_on(client.describe_key().key_id(key).send())
+        let out = client
+            .describe_key()
+            .key_id(key)
+            .send()
+            .await
             .map_err(|e| self.service_error("DescribeKey", key, e))?;
         out.key_metadata()
             .map(|m| m.arn().unwrap_or(m.key_id()).to_string())
@@ -170,88 +197,79 @@ impl Kms {
             })
     }
 
-    fn generate(&self, key: &str, context: &Context) -> Result<(DataKey, Stanza)> {
+    async fn generate(&self, key: &str, context: &Context) -> Result<(DataKey, Stanza)> {
         let client = self.client(region_of(key).as_deref())?;
-        let out = self
-            .rt
-            .block_on(
-                client
-                    .generate_data_key()
-                    .key_id(key)
-                    .key_spec(DataKeySpec::Aes256)
-                    .set_encryption_context(kms_context(context))
-                    .send(),
-            )
+        let out = client
+            .generate_data_key()
+            .key_id(key)
+            .key_spec(DataKeySpec::Aes256)
+            .set_encryption_context(kms_context(context))
+            .send()
+            .await
             .map_err(|e| self.service_error("GenerateDataKey", key, e))?;
         let dek = data_key_from(out.plaintext(), "GenerateDataKey", key)?;
         let stanza = stanza_from(out.key_id(), out.ciphertext_blob(), "GenerateDataKey", key)?;
         Ok((dek, stanza))
     }
 
-    fn encrypt(&self, key: &str, dek: &DataKey, context: &Context) -> Result<Stanza> {
+    async fn encrypt(&self, key: &str, dek: &DataKey, context: &Context) -> Result<Stanza> {
         let client = self.client(region_of(key).as_deref())?;
-        let out = self
-            .rt
-            .block_on(
-                client
-                    .encrypt()
-                    .key_id(key)
-                    .plaintext(zeroizing_blob(*dek.expose()))
-                    .set_encryption_context(kms_context(context))
-                    .send(),
-            )
+        let out = client
+            .encrypt()
+            .key_id(key)
+            .plaintext(zeroizing_blob(*dek.expose()))
+            .set_encryption_context(kms_context(context))
+            .send()
+            .await
             .map_err(|e| self.service_error("Encrypt", key, e))?;
         stanza_from(out.key_id(), out.ciphertext_blob(), "Encrypt", key)
     }
 
-    fn decrypt(&self, stanza: &Stanza, context: &Context) -> Result<DataKey> {
+    async fn decrypt(&self, stanza: &Stanza, context: &Context) -> Result<DataKey> {
         let max_age = self.settings.decrypt_cache_max_age;
         if max_age.is_zero() || self.settings.decrypt_cache_entries == 0 {
-            return self.decrypt_uncached(stanza, context);
+            return self.decrypt_uncached(stanza, context).await;
         }
         // Single flight per stanza and context: files sharing a data key never call KMS
         // twice for it, even when decrypted concurrently, while calls for other stanzas
         // (another file, another region) go ahead at the same time.
-        with_slot(
-            &self.unwrapped,
-            unwrap_cache_key(stanza, context),
-            self.settings.decrypt_cache_entries,
-            |(_, at)| at.elapsed() < max_age,
-            |(_, at)| *at,
-            |slot| {
-                if let Some((dek, at)) = slot.as_ref()
-                    && at.elapsed() < max_age
-                {
-                    return Ok(dek.clone());
-                }
-                *slot = None;
-                let dek = self.decrypt_uncached(stanza, context)?;
-                *slot = Some((dek.clone(), std::time::Instant::now()));
-                Ok(dek)
-            },
-        )?
+        let mut slot = self
+            .unwrapped
+            .slot(
+                unwrap_cache_key(stanza, context),
+                self.settings.decrypt_cache_entries,
+                |(_, at)| at.elapsed() < max_age,
+                |(_, at)| *at,
+            )
+            .await?;
+        if let Some((dek, at)) = slot.as_ref()
+            && at.elapsed() < max_age
+        {
+            return Ok(dek.clone());
+        }
+        *slot = None;
+        let dek = self.decrypt_uncached(stanza, context).await?;
+        *slot = Some((dek.clone(), Instant::now()));
+        Ok(dek)
     }
 
-    fn decrypt_uncached(&self, stanza: &Stanza, context: &Context) -> Result<DataKey> {
+    async fn decrypt_uncached(&self, stanza: &Stanza, context: &Context) -> Result<DataKey> {
         let arn = &stanza.key_id;
         let client = self.client(region_of(arn).as_deref())?;
-        let out = self
-            .rt
-            .block_on(
-                client
-                    .decrypt()
-                    .key_id(arn)
-                    .ciphertext_blob(Blob::new(stanza.wrapped.clone()))
-                    .set_encryption_context(kms_context(context))
-                    .send(),
-            )
+        let out = client
+            .decrypt()
+            .key_id(arn)
+            .ciphertext_blob(Blob::new(stanza.wrapped.clone()))
+            .set_encryption_context(kms_context(context))
+            .send()
+            .await
             .map_err(|e| self.service_error("Decrypt", arn, e))?;
         data_key_from(out.plaintext(), "Decrypt", arn)
     }
 
     /// Re-wraps a KMS stanza for `destination` with `ReEncrypt`: the plaintext data key
     /// never leaves KMS. The call goes to the stanza key's region.
-    pub fn re_encrypt(
+    pub async fn re_encrypt(
         &self,
         stanza: &Stanza,
         destination: &str,
@@ -260,18 +278,15 @@ impl Kms {
         let source = &stanza.key_id;
         let client = self.client(region_of(source).as_deref())?;
         let ctx = kms_context(context);
-        let out = self
-            .rt
-            .block_on(
-                client
-                    .re_encrypt()
-                    .ciphertext_blob(Blob::new(stanza.wrapped.clone()))
-                    .source_key_id(source)
-                    .destination_key_id(destination)
-                    .set_source_encryption_context(ctx.clone())
-                    .set_destination_encryption_context(ctx)
-                    .send(),
-            )
+        let out = client
+            .re_encrypt()
+            .ciphertext_blob(Blob::new(stanza.wrapped.clone()))
+            .source_key_id(source)
+            .destination_key_id(destination)
+            .set_source_encryption_context(ctx.clone())
+            .set_destination_encryption_context(ctx)
+            .send()
+            .await
             .map_err(|e| self.service_error("ReEncrypt", source, e))?;
         stanza_from(
             out.key_id(),
@@ -290,25 +305,48 @@ impl Kms {
         e: SdkError<E, aws_sdk_kms::config::http::HttpResponse>,
     ) -> Error
     where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        use crate::error::{Service, ServiceError, ServiceErrorKind};
-        let typed = |kind: ServiceErrorKind, code: Option<&str>, message: String| {
-            Error::KeyService(
+        use crate::error::{Service, ServiceError};
+        let request_id = e.request_id().map(str::to_string);
+        match self.describe_error(op, key, &e) {
+            Ok((kind, code, message)) => Error::KeyService(
                 ServiceError::new(Service::Kms, kind, message)
                     .with_operation(op)
-                    .with_code(code.map(str::to_string))
-                    .with_request_id(e.request_id().map(str::to_string)),
-            )
+                    .with_code(code)
+                    .with_request_id(request_id)
+                    .with_source(e),
+            ),
+            Err(authentication) => authentication,
+        }
+    }
+
+    /// The kind, code and message of a KMS failure, or the authentication failure it is.
+    fn describe_error<E>(
+        &self,
+        op: &str,
+        key: &str,
+        e: &SdkError<E, aws_sdk_kms::config::http::HttpResponse>,
+    ) -> std::result::Result<(crate::error::ServiceErrorKind, Option<String>, String), Error>
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        use crate::error::ServiceErrorKind;
+        let typed = |kind: ServiceErrorKind, code: Option<&str>, message: String| {
+            Ok((kind, code.map(str::to_string), message))
         };
-        if let Some(t) = crate::aws::transport_failure(&e) {
+        if let Some(t) = crate::aws::transport_failure(e) {
             let endpoint = self.endpoint().unwrap_or("the regional AWS KMS endpoint");
             return typed(
                 t.kind(),
                 None,
                 format!(
                     "KMS {op} for {key}: {}",
-                    t.sentence("KMS", endpoint, "--kms-timeout")
+                    t.sentence(
+                        "KMS",
+                        endpoint,
+                        "the operation timeout of the KMS client's configuration",
+                    )
                 ),
             );
         }
@@ -322,13 +360,13 @@ impl Kms {
         let msg = crate::aws::one_line(e.message().unwrap_or(""));
         let hint = match code.as_str() {
             "InvalidCiphertextException" | "IncorrectKeyException" => {
-                return Error::UnwrapFailed(vec![StanzaFailure {
+                return Err(Error::UnwrapFailed(vec![StanzaFailure {
                     provider: PROVIDER_ID.into(),
                     key_id: key.into(),
                     reason: format!(
                         "KMS {op}: {code}: the wrapped key or the encryption context does not match ({msg})"
                     ),
-                }]);
+                }]));
             }
             "AccessDeniedException" => {
                 format!("check that your identity may call kms:{op} on this key")
@@ -339,11 +377,11 @@ impl Kms {
             }
             "KMSInvalidStateException" => "the key is pending deletion or unavailable".into(),
             "ThrottlingException" | "LimitExceededException" => format!(
-                "still throttled after {} attempts; retry later or raise --kms-max-attempts",
-                self.settings.max_attempts
+                "still throttled after {} attempts; retry later or raise the retry attempts of the KMS client's configuration",
+                self.max_attempts()
             ),
             "UnrecognizedClientException" | "InvalidSignatureException" => {
-                "check the credentials (--profile, AWS_*)".into()
+                "check the credentials (profile, AWS_* environment)".into()
             }
             "" => {
                 let endpoint = self.endpoint().unwrap_or("the regional AWS KMS endpoint");
@@ -502,8 +540,10 @@ pub struct KmsKey {
     /// it exactly.
     arn: Option<String>,
     /// Trusted for decryption but not an ARN: resolved with `DescribeKey` the first time a
-    /// stanza could be this key; the outcome (ARN, or the failure's message) is kept.
-    lazy: Option<Mutex<Option<std::result::Result<String, String>>>>,
+    /// stanza could be this key; the outcome (ARN, or the failure's message) is kept. An
+    /// async once-cell: concurrent callers wait for the one lookup without holding a lock
+    /// across the call.
+    lazy: Option<tokio::sync::OnceCell<std::result::Result<String, String>>>,
     /// Most stanzas sent to KMS per object (see [`DEFAULT_MAX_DECRYPTS_PER_OBJECT`]).
     max_decrypts: usize,
 }
@@ -551,7 +591,7 @@ impl KmsKey {
             kms: Arc::clone(kms),
             name: name.to_string(),
             arn: is_key_arn.then(|| name.to_string()),
-            lazy: (!is_key_arn).then(|| Mutex::new(None)),
+            lazy: (!is_key_arn).then(tokio::sync::OnceCell::new),
             max_decrypts: DEFAULT_MAX_DECRYPTS_PER_OBJECT,
         })
     }
@@ -584,31 +624,37 @@ impl KmsKey {
 
     /// The ARN of a lazily resolved key: looked up once, success or failure kept for the
     /// life of this key (a batch does not pay an unreachable region's timeout per object).
-    fn resolved(
+    async fn resolved(
         &self,
-        lazy: &Mutex<Option<std::result::Result<String, String>>>,
+        lazy: &tokio::sync::OnceCell<std::result::Result<String, String>>,
     ) -> Result<String> {
-        let mut slot = lazy
-            .lock()
-            .map_err(|_| Error::key_service("KMS key resolution poisoned"))?;
-        if slot.is_none() {
-            *slot = Some(self.kms.resolve_arn(&self.name).map_err(|e| match e {
-                Error::KeyService(m) => m.message().to_string(),
-                other => other.to_string(),
-            }));
-        }
-        match slot.as_ref() {
-            Some(Ok(arn)) => Ok(arn.clone()),
-            Some(Err(m)) => Err(Error::key_service(format!(
-                "resolving --kms-key {} to its ARN: {m}",
+        let outcome = lazy
+            .get_or_init(|| async {
+                self.kms.resolve_arn(&self.name).await.map_err(|e| match e {
+                    Error::KeyService(m) => m.message().to_string(),
+                    other => other.to_string(),
+                })
+            })
+            .await;
+        match outcome {
+            Ok(arn) => Ok(arn.clone()),
+            Err(m) => Err(Error::key_service(format!(
+                "resolving the KMS key {} to its ARN: {m}",
                 self.name
             ))),
-            None => Err(Error::key_service("KMS key resolution lost")),
+        }
+    }
+
+    /// See [`AsyncKeyProvider::confirm`]: an alias or key id is resolved here, once.
+    async fn confirm_async(&self, stanza: &Stanza) -> Result<bool> {
+        match &self.lazy {
+            Some(lazy) => Ok(self.resolved(lazy).await? == stanza.key_id),
+            None => Ok(AsyncKeyProvider::matches(self, stanza)),
         }
     }
 }
 
-impl KeyProvider for KmsKey {
+impl AsyncKeyProvider for KmsKey {
     fn provider_id(&self) -> &str {
         PROVIDER_ID
     }
@@ -617,16 +663,23 @@ impl KeyProvider for KmsKey {
         self.arn.as_deref().unwrap_or(&self.name)
     }
 
-    fn generate(&self, context: &Context) -> Result<Option<(DataKey, Stanza)>> {
-        self.kms.generate(&self.name, context).map(Some)
+    fn generate<'a>(
+        &'a self,
+        context: &'a Context,
+    ) -> BoxFuture<'a, Result<Option<(DataKey, Stanza)>>> {
+        Box::pin(async move { self.kms.generate(&self.name, context).await.map(Some) })
     }
 
-    fn wrap(&self, dek: &DataKey, context: &Context) -> Result<Stanza> {
-        self.kms.encrypt(&self.name, dek, context)
+    fn wrap<'a>(&'a self, dek: &'a DataKey, context: &'a Context) -> BoxFuture<'a, Result<Stanza>> {
+        Box::pin(self.kms.encrypt(&self.name, dek, context))
     }
 
-    fn unwrap(&self, stanza: &Stanza, context: &Context) -> Result<DataKey> {
-        self.kms.decrypt(stanza, context)
+    fn unwrap<'a>(
+        &'a self,
+        stanza: &'a Stanza,
+        context: &'a Context,
+    ) -> BoxFuture<'a, Result<DataKey>> {
+        Box::pin(self.kms.decrypt(stanza, context))
     }
 
     fn matches(&self, stanza: &Stanza) -> bool {
@@ -638,11 +691,8 @@ impl KeyProvider for KmsKey {
             }
     }
 
-    fn confirm(&self, stanza: &Stanza) -> Result<bool> {
-        match &self.lazy {
-            Some(lazy) => Ok(self.resolved(lazy)? == stanza.key_id),
-            None => Ok(self.matches(stanza)),
-        }
+    fn confirm<'a>(&'a self, stanza: &'a Stanza) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(self.confirm_async(stanza))
     }
 
     fn unwrap_budget(&self) -> Option<usize> {
@@ -674,7 +724,7 @@ impl KmsDiscovery {
     pub fn new(kms: &Arc<Kms>, accounts: Vec<String>) -> Result<KmsDiscovery> {
         if accounts.is_empty() {
             return Err(Error::Usage(
-                "--kms-discovery needs at least one --kms-allow-account ACCOUNT".into(),
+                "KMS discovery needs at least one allowed account".into(),
             ));
         }
         let label = format!("discovery(accounts {})", accounts.join(","));
@@ -694,7 +744,7 @@ impl KmsDiscovery {
     }
 }
 
-impl KeyProvider for KmsDiscovery {
+impl AsyncKeyProvider for KmsDiscovery {
     fn provider_id(&self) -> &str {
         PROVIDER_ID
     }
@@ -703,14 +753,18 @@ impl KeyProvider for KmsDiscovery {
         &self.label
     }
 
-    fn wrap(&self, _dek: &DataKey, _context: &Context) -> Result<Stanza> {
-        Err(Error::Usage(
-            "KMS discovery can only decrypt; name a key with --kms-key to encrypt".into(),
-        ))
+    fn wrap<'a>(&'a self, _dek: &'a DataKey, _c: &'a Context) -> BoxFuture<'a, Result<Stanza>> {
+        Box::pin(std::future::ready(Err(Error::Usage(
+            "KMS discovery can only decrypt; name a key (KmsKey) to encrypt".into(),
+        ))))
     }
 
-    fn unwrap(&self, stanza: &Stanza, context: &Context) -> Result<DataKey> {
-        self.kms.decrypt(stanza, context)
+    fn unwrap<'a>(
+        &'a self,
+        stanza: &'a Stanza,
+        context: &'a Context,
+    ) -> BoxFuture<'a, Result<DataKey>> {
+        Box::pin(self.kms.decrypt(stanza, context))
     }
 
     fn matches(&self, stanza: &Stanza) -> bool {
@@ -721,6 +775,196 @@ impl KeyProvider for KmsDiscovery {
 
     fn unwrap_budget(&self) -> Option<usize> {
         Some(self.max_decrypts)
+    }
+}
+
+/// The blocking layer over the async KMS types, for the CLI and synchronous callers.
+///
+/// [`blocking::Kms`] owns a small current-thread runtime, loads the AWS configuration the
+/// way the CLI wants it (profile, region, retries, timeouts, retry notes) and drives the
+/// async [`Kms`] on it; [`blocking::KmsKey`] and [`blocking::KmsDiscovery`] are
+/// synchronous [`crate::keys::KeyProvider`]s. Like any blocking call, these must not be
+/// used from inside an async runtime (tokio panics on the nested `block_on`): async code
+/// uses [`Kms`] directly.
+pub mod blocking {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use aws_config::timeout::TimeoutConfig;
+
+    use crate::error::{Error, Result};
+    use crate::format::{Context, Stanza};
+    use crate::keys::{AsyncKeyProvider, DataKey, KeyProvider};
+
+    pub use super::KmsSettings;
+
+    /// A KMS connection with the runtime that drives it.
+    pub struct Kms {
+        rt: tokio::runtime::Runtime,
+        config: aws_config::SdkConfig,
+        inner: Arc<super::Kms>,
+    }
+
+    impl std::fmt::Debug for Kms {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("Kms")
+                .field("inner", &self.inner)
+                .finish_non_exhaustive()
+        }
+    }
+
+    impl Kms {
+        /// Loads the AWS configuration chain with `settings` (profile, region, attempts,
+        /// operation timeout; no network call yet) and starts the runtime.
+        pub fn connect(settings: KmsSettings) -> Result<Arc<Kms>> {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Error::io("starting the KMS client runtime", e))?;
+            let config = crate::aws::load_config(
+                &rt,
+                &crate::aws::AwsOptions {
+                    region: settings.region.clone(),
+                    profile: settings.profile.clone(),
+                    max_attempts: settings.max_attempts,
+                    initial_backoff: Duration::from_millis(50),
+                    max_backoff: Duration::from_secs(5),
+                    timeouts: TimeoutConfig::builder()
+                        .operation_timeout(settings.operation_timeout)
+                        .build(),
+                    stall_grace: None,
+                },
+            )?;
+            let inner = super::Kms::from_conf(&config, settings);
+            Ok(Arc::new(Kms { rt, config, inner }))
+        }
+
+        /// The loaded AWS configuration (to build other clients the same way).
+        pub fn sdk_config(&self) -> &aws_config::SdkConfig {
+            &self.config
+        }
+
+        /// The async KMS this drives.
+        pub fn as_async(&self) -> &Arc<super::Kms> {
+            &self.inner
+        }
+
+        /// The endpoint override in use, if any.
+        pub fn endpoint(&self) -> Option<&str> {
+            self.inner.endpoint()
+        }
+
+        /// See [`super::Kms::resolve_arn`].
+        pub fn resolve_arn(&self, key: &str) -> Result<String> {
+            self.rt.block_on(self.inner.resolve_arn(key))
+        }
+
+        /// See [`super::Kms::re_encrypt`].
+        pub fn re_encrypt(
+            &self,
+            stanza: &Stanza,
+            destination: &str,
+            context: &Context,
+        ) -> Result<Stanza> {
+            self.rt
+                .block_on(self.inner.re_encrypt(stanza, destination, context))
+        }
+    }
+
+    /// Drives an async provider on a blocking [`Kms`]'s runtime: the one bridge from the
+    /// async providers to [`KeyProvider`].
+    #[derive(Debug)]
+    pub struct Blocking<P> {
+        kms: Arc<Kms>,
+        inner: P,
+    }
+
+    /// A synchronous [`super::KmsKey`].
+    pub type KmsKey = Blocking<super::KmsKey>;
+    /// A synchronous [`super::KmsDiscovery`].
+    pub type KmsDiscovery = Blocking<super::KmsDiscovery>;
+
+    impl<P> Blocking<P> {
+        /// The async provider inside.
+        pub fn as_async(&self) -> &P {
+            &self.inner
+        }
+    }
+
+    impl Blocking<super::KmsKey> {
+        /// See [`super::KmsKey::for_wrapping`].
+        pub fn for_wrapping(kms: &Arc<Kms>, name: &str) -> KmsKey {
+            Blocking {
+                kms: Arc::clone(kms),
+                inner: super::KmsKey::for_wrapping(&kms.inner, name),
+            }
+        }
+
+        /// See [`super::KmsKey::trusted`].
+        pub fn trusted(kms: &Arc<Kms>, name: &str) -> Result<KmsKey> {
+            Ok(Blocking {
+                kms: Arc::clone(kms),
+                inner: super::KmsKey::trusted(&kms.inner, name)?,
+            })
+        }
+
+        /// See [`super::KmsKey::with_max_decrypts`].
+        pub fn with_max_decrypts(self, n: usize) -> KmsKey {
+            Blocking {
+                kms: self.kms,
+                inner: self.inner.with_max_decrypts(n),
+            }
+        }
+
+        /// See [`super::KmsKey::arn`].
+        pub fn arn(&self) -> Option<&str> {
+            self.inner.arn()
+        }
+    }
+
+    impl Blocking<super::KmsDiscovery> {
+        /// See [`super::KmsDiscovery::new`].
+        pub fn new(kms: &Arc<Kms>, accounts: Vec<String>) -> Result<KmsDiscovery> {
+            Ok(Blocking {
+                kms: Arc::clone(kms),
+                inner: super::KmsDiscovery::new(&kms.inner, accounts)?,
+            })
+        }
+
+        /// See [`super::KmsDiscovery::with_max_decrypts`].
+        pub fn with_max_decrypts(self, n: usize) -> KmsDiscovery {
+            Blocking {
+                kms: self.kms,
+                inner: self.inner.with_max_decrypts(n),
+            }
+        }
+    }
+
+    impl<P: AsyncKeyProvider> KeyProvider for Blocking<P> {
+        fn provider_id(&self) -> &str {
+            self.inner.provider_id()
+        }
+        fn key_id(&self) -> &str {
+            self.inner.key_id()
+        }
+        fn generate(&self, context: &Context) -> Result<Option<(DataKey, Stanza)>> {
+            self.kms.rt.block_on(self.inner.generate(context))
+        }
+        fn wrap(&self, dek: &DataKey, context: &Context) -> Result<Stanza> {
+            self.kms.rt.block_on(self.inner.wrap(dek, context))
+        }
+        fn unwrap(&self, stanza: &Stanza, context: &Context) -> Result<DataKey> {
+            self.kms.rt.block_on(self.inner.unwrap(stanza, context))
+        }
+        fn matches(&self, stanza: &Stanza) -> bool {
+            self.inner.matches(stanza)
+        }
+        fn confirm(&self, stanza: &Stanza) -> Result<bool> {
+            self.kms.rt.block_on(self.inner.confirm(stanza))
+        }
+        fn unwrap_budget(&self) -> Option<usize> {
+            self.inner.unwrap_budget()
+        }
     }
 }
 

@@ -317,7 +317,8 @@ fn errors_carry_no_key_material() {
 #[test]
 #[ignore = "needs the emulator (scripts/test.sh runs it)"]
 fn kms_unwrap_cache_and_keys() {
-    use sealstream::kms::{Kms, KmsDiscovery, KmsKey, KmsSettings};
+    use sealstream::kms::KmsSettings;
+    use sealstream::kms::blocking::{Kms, KmsDiscovery, KmsKey};
 
     let Some(ep) = common::moto::endpoint("kms_unwrap_cache_and_keys") else {
         return;

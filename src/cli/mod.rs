@@ -4,6 +4,7 @@
 //! and output streams, and turns errors into messages and exit codes.
 
 pub mod batch;
+mod hints;
 pub mod output;
 pub mod progress;
 mod s3;
@@ -23,7 +24,8 @@ use crate::format::{Context, Header, Suite, limits};
 use crate::keys::KeyProvider;
 use crate::keys::cache::{CacheLimits, DataKeyCache};
 use crate::keys::local::{self, LocalKey};
-use crate::kms::{Kms, KmsDiscovery, KmsKey, KmsSettings};
+use crate::kms::KmsSettings;
+use crate::kms::blocking::{Kms, KmsDiscovery, KmsKey};
 use crate::primitives::aead::Backend;
 use crate::range::{self, ByteRange};
 use output::Sink;
@@ -337,7 +339,7 @@ pub fn main() -> i32 {
         // rest of the input was neither read nor authenticated.
         Err((e, _)) if e.is_broken_pipe() => 141,
         Err((e, stdout_dirty)) => {
-            eprintln!("sealstream: error: {e}");
+            eprintln!("sealstream: error: {}", hints::render(&e));
             if stdout_dirty {
                 match output::direct_output_name() {
                     Some(n) => eprintln!(
@@ -716,8 +718,9 @@ fn batch_report(
 ) -> Result<()> {
     for (i, e) in &failures {
         eprintln!(
-            "sealstream: error: {}: {e}",
-            crate::text::escape(&jobs[*i].input.display().to_string())
+            "sealstream: error: {}: {}",
+            crate::text::escape(&jobs[*i].input.display().to_string()),
+            hints::render(e)
         );
     }
     match failures.first() {
@@ -1114,7 +1117,7 @@ fn check_label(c: &envelope::StanzaCheck) -> (Option<bool>, Option<String>) {
     match c {
         envelope::StanzaCheck::Verified => (Some(true), None),
         envelope::StanzaCheck::NotChecked => (None, Some("no matching key offered".into())),
-        envelope::StanzaCheck::Failed(e) => (Some(false), Some(e.to_string())),
+        envelope::StanzaCheck::Failed(e) => (Some(false), Some(hints::render(e))),
     }
 }
 

@@ -8,12 +8,16 @@
 //! context; cached keys are zeroized when they are evicted or the cache is dropped.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use tokio::sync::Mutex;
 
 use crate::error::{Error, Result};
 use crate::format::{Context, Stanza};
-use crate::keys::{DataKey, KeyProvider, wrap_for_all};
+use crate::keys::{
+    AsyncKeyProvider, DataKey, Inline, KeyProvider, block_on, inline, wrap_for_all_core,
+};
 
 /// How long and how much one cached data key may be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,15 +41,24 @@ struct Entry {
     bytes: u64,
 }
 
-/// Per-key single flight: one slot per cache key, each behind its own lock.
+/// Per-key single flight: one slot per cache key, each behind its own async lock.
 ///
-/// The map lock is held only to find or create a slot, never across the work done in it
-/// (a KMS call), so callers for the same key run one at a time (the second reuses what the
-/// first stored) while callers for different keys run concurrently: one slow or hostile
-/// key cannot stall the others.
+/// The map lock (a std mutex) is held only to find or create a slot, never across the
+/// work done in it (a KMS call), so callers for the same key run one at a time (the
+/// second reuses what the first stored) while callers for different keys run
+/// concurrently: one slow or hostile key cannot stall the others. The slot lock is a
+/// `tokio::sync::Mutex`, so it may be held across an `.await` (async callers) and is
+/// runtime-agnostic (the synchronous callers park their thread on it).
 pub struct SingleFlight<V> {
-    slots: Slots<V>,
+    slots: std::sync::Mutex<HashMap<Vec<u8>, SharedSlot<V>>>,
 }
+
+/// One slot of a [`SingleFlight`], shared by the map and the caller holding it.
+type SharedSlot<V> = Arc<Mutex<Option<V>>>;
+
+/// A locked slot of a [`SingleFlight`]: the cached value (if any), for the holder alone
+/// until dropped.
+pub type Slot<V> = tokio::sync::OwnedMutexGuard<Option<V>>;
 
 impl<V> std::fmt::Debug for SingleFlight<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -56,72 +69,55 @@ impl<V> std::fmt::Debug for SingleFlight<V> {
 impl<V> Default for SingleFlight<V> {
     fn default() -> Self {
         SingleFlight {
-            slots: Mutex::new(HashMap::new()),
+            slots: std::sync::Mutex::new(HashMap::new()),
         }
     }
 }
 
 impl<V> SingleFlight<V> {
-    /// Runs `work` on the slot of `key` (its cached value, if any), with that slot locked.
+    /// Locks the slot of `key` (waiting while another caller holds it) and returns it.
     ///
     /// Idle slots whose value `keep` rejects (too old) or that hold nothing are dropped
     /// first; when `max_entries` would be exceeded, the idle slot with the oldest `created`
     /// time is evicted. Slots in use by another caller are never evicted, so the map can
     /// briefly exceed `max_entries` by the number of calls in flight.
-    pub fn with_slot<T>(
+    pub async fn slot(
         &self,
         key: Vec<u8>,
         max_entries: usize,
         keep: impl Fn(&V) -> bool,
         created: impl Fn(&V) -> Instant,
-        work: impl FnOnce(&mut Option<V>) -> T,
-    ) -> Result<T> {
-        with_slot(&self.slots, key, max_entries, keep, created, work)
-    }
-}
-
-/// The slots of a [`SingleFlight`], for owners that keep the map themselves (`kms::Kms`).
-pub type Slots<V> = Mutex<HashMap<Vec<u8>, Arc<Mutex<Option<V>>>>>;
-
-/// [`SingleFlight::with_slot`] on a bare slot map.
-pub fn with_slot<V, T>(
-    slots: &Slots<V>,
-    key: Vec<u8>,
-    max_entries: usize,
-    keep: impl Fn(&V) -> bool,
-    created: impl Fn(&V) -> Instant,
-    work: impl FnOnce(&mut Option<V>) -> T,
-) -> Result<T> {
-    let slot = {
-        let mut slots = slots
-            .lock()
-            .map_err(|_| Error::key_service("data-key cache poisoned"))?;
-        // A slot only the map holds is idle: nobody can clone it while we hold the map
-        // lock, so locking it here never waits. Dropped values zeroize themselves.
-        slots.retain(|k, s| {
-            k == &key || Arc::strong_count(s) > 1 || lock(s).as_ref().is_some_and(&keep)
-        });
-        if !slots.contains_key(&key) && slots.len() >= max_entries.max(1) {
-            let oldest = slots
-                .iter()
-                .filter(|(_, s)| Arc::strong_count(s) == 1)
-                .filter_map(|(k, s)| lock(s).as_ref().map(|v| (created(v), k.clone())))
-                .min_by_key(|(at, _)| *at)
-                .map(|(_, k)| k);
-            if let Some(k) = oldest {
-                slots.remove(&k);
+    ) -> Result<Slot<V>> {
+        let slot = {
+            let mut slots = self
+                .slots
+                .lock()
+                .map_err(|_| Error::key_service("data-key cache poisoned"))?;
+            // A slot only the map holds is idle: nobody can clone it while we hold the map
+            // lock, so `try_lock` on it always succeeds. Dropped values zeroize themselves.
+            slots.retain(|k, s| {
+                k == &key
+                    || Arc::strong_count(s) > 1
+                    || s.try_lock().map_or(true, |v| v.as_ref().is_some_and(&keep))
+            });
+            if !slots.contains_key(&key) && slots.len() >= max_entries.max(1) {
+                let oldest = slots
+                    .iter()
+                    .filter(|(_, s)| Arc::strong_count(s) == 1)
+                    .filter_map(|(k, s)| {
+                        let v = s.try_lock().ok()?;
+                        v.as_ref().map(|v| (created(v), k.clone()))
+                    })
+                    .min_by_key(|(at, _)| *at)
+                    .map(|(_, k)| k);
+                if let Some(k) = oldest {
+                    slots.remove(&k);
+                }
             }
-        }
-        Arc::clone(slots.entry(key).or_default())
-    };
-    let mut value = lock(&slot);
-    Ok(work(&mut value))
-}
-
-/// Locks a slot; a caller that panicked inside `work` leaves at worst a stale value, which
-/// `keep` and the callers' own checks still judge, so poisoning is not fatal here.
-fn lock<V>(m: &Mutex<V>) -> std::sync::MutexGuard<'_, V> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+            Arc::clone(slots.entry(key).or_default())
+        };
+        Ok(slot.lock_owned().await)
+    }
 }
 
 /// A cache of data keys for one set of wrapping keys.
@@ -158,36 +154,58 @@ impl DataKeyCache {
         context: &Context,
         len: u64,
     ) -> Result<(DataKey, Vec<Stanza>)> {
+        let inline = inline(providers);
+        let refs: Vec<&Inline<'_>> = inline.iter().collect();
+        block_on(self.data_key_core(&refs, context, len))
+    }
+
+    /// [`DataKeyCache::data_key`] for async providers (same limits, same single flight).
+    pub async fn data_key_async(
+        &self,
+        providers: &[&dyn AsyncKeyProvider],
+        context: &Context,
+        len: u64,
+    ) -> Result<(DataKey, Vec<Stanza>)> {
+        self.data_key_core(providers, context, len).await
+    }
+
+    async fn data_key_core<P: AsyncKeyProvider + ?Sized>(
+        &self,
+        providers: &[&P],
+        context: &Context,
+        len: u64,
+    ) -> Result<(DataKey, Vec<Stanza>)> {
         let l = self.limits;
-        self.entries.with_slot(
-            context.to_bytes(),
-            MAX_ENTRIES,
-            |e| e.created.elapsed() < l.max_age,
-            |e| e.created,
-            |slot| {
-                if let Some(e) = slot.as_mut() {
-                    let fits = e.created.elapsed() < l.max_age
-                        && e.objects < l.max_objects
-                        && e.bytes.saturating_add(len) <= l.max_bytes;
-                    if fits {
-                        e.objects += 1;
-                        e.bytes += len;
-                        return Ok((e.dek.clone(), e.stanzas.clone()));
-                    }
-                }
-                // An evicted entry is dropped here; DataKey zeroizes itself.
-                *slot = None;
-                let (dek, stanzas) = wrap_for_all(providers, context)?;
-                *slot = Some(Entry {
-                    dek: dek.clone(),
-                    stanzas: stanzas.clone(),
-                    created: Instant::now(),
-                    objects: 1,
-                    bytes: len,
-                });
-                Ok((dek, stanzas))
-            },
-        )?
+        let mut slot = self
+            .entries
+            .slot(
+                context.to_bytes(),
+                MAX_ENTRIES,
+                |e| e.created.elapsed() < l.max_age,
+                |e| e.created,
+            )
+            .await?;
+        if let Some(e) = slot.as_mut() {
+            let fits = e.created.elapsed() < l.max_age
+                && e.objects < l.max_objects
+                && e.bytes.saturating_add(len) <= l.max_bytes;
+            if fits {
+                e.objects += 1;
+                e.bytes += len;
+                return Ok((e.dek.clone(), e.stanzas.clone()));
+            }
+        }
+        // An evicted entry is dropped here; DataKey zeroizes itself.
+        *slot = None;
+        let (dek, stanzas) = wrap_for_all_core(providers, context).await?;
+        *slot = Some(Entry {
+            dek: dek.clone(),
+            stanzas: stanzas.clone(),
+            created: Instant::now(),
+            objects: 1,
+            bytes: len,
+        });
+        Ok((dek, stanzas))
     }
 }
 
@@ -229,7 +247,7 @@ mod tests {
     struct Blocking {
         calls: AtomicU32,
         entered: std::sync::mpsc::SyncSender<()>,
-        release: Mutex<std::sync::mpsc::Receiver<()>>,
+        release: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
     }
 
     impl KeyProvider for Blocking {
@@ -278,7 +296,7 @@ mod tests {
         let p = Blocking {
             calls: AtomicU32::new(0),
             entered: entered_tx,
-            release: Mutex::new(release_rx),
+            release: std::sync::Mutex::new(release_rx),
         };
         (p, entered_rx, release_tx)
     }
@@ -328,18 +346,75 @@ mod tests {
     fn single_flight_evicts_the_oldest_idle_entry_at_the_limit() {
         let sf: SingleFlight<Instant> = SingleFlight::default();
         for i in 0..5u8 {
-            sf.with_slot(
-                vec![i],
-                3,
-                |_| true,
-                |at| *at,
-                |v| *v = Some(Instant::now()),
-            )
-            .unwrap();
+            let mut slot = block_on(sf.slot(vec![i], 3, |_| true, |at| *at)).unwrap();
+            *slot = Some(Instant::now());
         }
         let held = sf.slots.lock().unwrap();
         assert_eq!(held.len(), 3);
         assert!(held.contains_key(&vec![4u8]) && !held.contains_key(&vec![0u8]));
+    }
+
+    /// An async provider whose `generate` sleeps (a slow KMS), counting calls.
+    struct Slow(AtomicU32);
+
+    impl AsyncKeyProvider for Slow {
+        fn provider_id(&self) -> &str {
+            "test"
+        }
+        fn key_id(&self) -> &str {
+            "k"
+        }
+        fn generate<'a>(
+            &'a self,
+            _: &'a Context,
+        ) -> crate::keys::BoxFuture<'a, Result<Option<(DataKey, Stanza)>>> {
+            Box::pin(async move {
+                let n = self.0.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let s = Stanza {
+                    provider: "test".into(),
+                    key_id: "k".into(),
+                    wrapped: vec![n as u8],
+                };
+                Ok(Some((DataKey::from_bytes([n as u8; 32]), s)))
+            })
+        }
+        fn wrap<'a>(
+            &'a self,
+            _: &'a DataKey,
+            _: &'a Context,
+        ) -> crate::keys::BoxFuture<'a, Result<Stanza>> {
+            unreachable!()
+        }
+        fn unwrap<'a>(
+            &'a self,
+            _: &'a Stanza,
+            _: &'a Context,
+        ) -> crate::keys::BoxFuture<'a, Result<DataKey>> {
+            unreachable!()
+        }
+    }
+
+    /// Concurrent tasks on one current-thread runtime: the slot lock is held across the
+    /// provider's await without blocking the thread, and the second task reuses the key.
+    #[test]
+    fn async_callers_share_one_fetch_on_a_current_thread_runtime() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let p = Slow(AtomicU32::new(0));
+        let c = DataKeyCache::new(limits(u64::MAX, u64::MAX, Duration::from_secs(60)));
+        let ctx = Context::new();
+        let providers: [&dyn AsyncKeyProvider; 1] = [&p];
+        let (a, b) = rt.block_on(async {
+            tokio::join!(
+                c.data_key_async(&providers, &ctx, 1),
+                c.data_key_async(&providers, &ctx, 1)
+            )
+        });
+        assert_eq!(a.unwrap().0.expose(), b.unwrap().0.expose());
+        assert_eq!(p.0.load(Ordering::SeqCst), 1, "one fetch, one waiter");
     }
 
     fn limits(objects: u64, bytes: u64, age: Duration) -> CacheLimits {

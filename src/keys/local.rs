@@ -284,6 +284,9 @@ impl LocalKey {
     }
 }
 
+/// Wrapping and unwrapping are local computation: a local key serves async callers inline.
+impl crate::keys::NonBlocking for LocalKey {}
+
 impl KeyProvider for LocalKey {
     fn provider_id(&self) -> &str {
         PROVIDER_ID

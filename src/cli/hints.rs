@@ -1,0 +1,121 @@
+//! The CLI's wording of library errors.
+//!
+//! The library's messages say what to change in terms a library user has (the KMS client's
+//! configuration, a provider's unwrap budget); they never name this binary's flags. Here
+//! each such piece of advice is mapped to the flag that changes it, so the CLI prints the
+//! sentences it always printed. The advice is matched wherever it appears, including in
+//! the per-stanza reasons of a failed unwrap (which the library keeps as text).
+
+use crate::error::Error;
+
+/// (the library's advice, the CLI's) — the left side is exactly what `kms` and `keys`
+/// write; `hints::tests` checks that each still appears in a library message.
+const ADVICE: &[(&str, &str)] = &[
+    (
+        "raise the retry attempts of the KMS client's configuration",
+        "raise --kms-max-attempts",
+    ),
+    (
+        "the operation timeout of the KMS client's configuration",
+        "--kms-timeout",
+    ),
+    (
+        "check the credentials (profile, AWS_* environment)",
+        "check the credentials (--profile, AWS_*)",
+    ),
+    (
+        "no AWS region configured: set one in the configuration (AWS_REGION) or use a key ARN",
+        "no AWS region configured: pass --region, set AWS_REGION, or use a key ARN",
+    ),
+    ("resolving the KMS key ", "resolving --kms-key "),
+    (
+        "raise the per-object unwrap budget (with_max_decrypts)",
+        "raise --kms-max-decrypts",
+    ),
+    (
+        "KMS discovery needs at least one allowed account",
+        "--kms-discovery needs at least one --kms-allow-account ACCOUNT",
+    ),
+    (
+        "name a key (KmsKey) to encrypt",
+        "name a key with --kms-key to encrypt",
+    ),
+];
+
+/// The message the CLI prints for `e`.
+pub fn render(e: &Error) -> String {
+    apply(&e.to_string())
+}
+
+/// Replaces the library's advice in `msg` with the CLI's flags.
+pub fn apply(msg: &str) -> String {
+    let mut out = msg.to_string();
+    for (library, cli) in ADVICE {
+        if out.contains(library) {
+            out = out.replace(library, cli);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{Context, Stanza};
+    use crate::keys::{DataKey, KeyProvider};
+
+    #[test]
+    fn every_advice_is_still_written_by_the_library() {
+        // The library's sources hold each left side verbatim: a reworded message would
+        // silently lose its flag hint otherwise.
+        let sources = [include_str!("../kms.rs"), include_str!("../keys/mod.rs")];
+        for (library, _) in ADVICE {
+            let needle = library.trim_end();
+            assert!(
+                sources.iter().any(|s| s.contains(needle)),
+                "no library message says {library:?}"
+            );
+        }
+    }
+
+    struct Refuses;
+    impl KeyProvider for Refuses {
+        fn provider_id(&self) -> &str {
+            "aws-kms"
+        }
+        fn key_id(&self) -> &str {
+            "k"
+        }
+        fn wrap(&self, _: &DataKey, _: &Context) -> crate::Result<Stanza> {
+            unreachable!()
+        }
+        fn unwrap(&self, _: &Stanza, _: &Context) -> crate::Result<DataKey> {
+            Err(Error::UnwrapFailed(vec![]))
+        }
+        fn matches(&self, _: &Stanza) -> bool {
+            true
+        }
+        fn unwrap_budget(&self) -> Option<usize> {
+            Some(1)
+        }
+    }
+
+    #[test]
+    fn nested_stanza_reasons_get_the_flag_too() {
+        let stanzas: Vec<Stanza> = (0..3u8)
+            .map(|i| Stanza {
+                provider: "aws-kms".into(),
+                key_id: "k".into(),
+                wrapped: vec![i],
+            })
+            .collect();
+        let e = crate::keys::unwrap_any(&stanzas, &[&Refuses], &Context::new(), &|_| false)
+            .unwrap_err();
+        assert!(!e.to_string().contains("--kms-max-decrypts"), "{e}");
+        assert!(
+            render(&e).contains("raise --kms-max-decrypts"),
+            "{}",
+            render(&e)
+        );
+    }
+}
