@@ -640,6 +640,28 @@ pub fn one_line(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::Transport;
+
+    /// What the library reports names no command-line flag (the CLI adds them).
+    #[test]
+    fn plain_sentences_name_no_flag() {
+        for t in [
+            Transport::NoCredentials,
+            Transport::Credentials("expired".into()),
+            Transport::Refused,
+            Transport::Dns,
+            Transport::Timeout("read timeout".into()),
+            Transport::Stalled,
+            Transport::Closed,
+            Transport::Tls("bad cert".into()),
+            Transport::Other("x".into()),
+        ] {
+            let s = t.plain_sentence("S3", "http://ep");
+            assert!(!s.contains("--"), "{s}");
+            assert!(s.contains("S3") || s.contains("credentials"), "{s}");
+        }
+    }
+
     use super::*;
     use aws_sdk_s3::operation as op;
     use aws_smithy_runtime_api::client::interceptors::context::Input;

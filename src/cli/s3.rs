@@ -493,3 +493,63 @@ fn run_jobs(
     f.sort_by_key(|(i, _)| *i);
     f
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ServiceError;
+
+    fn s3_error(kind: ServiceErrorKind, code: Option<&str>, msg: &str) -> Error {
+        Error::Storage(
+            ServiceError::new(Service::S3, kind, msg).with_code(code.map(str::to_string)),
+        )
+    }
+
+    /// The library's messages name no flag; the CLI adds the ones that help, by code or
+    /// kind, in the sentences it printed before the split.
+    #[test]
+    fn hints_name_the_flags_by_code_and_kind() {
+        let cases = [
+            (
+                s3_error(
+                    ServiceErrorKind::InvalidRequest,
+                    Some("PermanentRedirect"),
+                    "x",
+                ),
+                "x; the bucket is in another region; pass --region or set AWS_REGION",
+            ),
+            (
+                s3_error(ServiceErrorKind::Throttled, Some("SlowDown"), "x"),
+                "x; the service kept failing after retries; try again later, lower --concurrency or raise --s3-max-attempts",
+            ),
+            (
+                s3_error(
+                    ServiceErrorKind::Timeout,
+                    None,
+                    "no answer; check the network",
+                ),
+                "no answer; check the network, or raise --s3-read-timeout / --s3-timeout / --s3-connect-timeout",
+            ),
+            (
+                s3_error(
+                    ServiceErrorKind::Credentials,
+                    None,
+                    "no AWS credentials found (…); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+                ),
+                "no AWS credentials found (…); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or pass --profile NAME for a configured profile",
+            ),
+            (
+                s3_error(ServiceErrorKind::Unreachable, None, "refused"),
+                "refused",
+            ),
+        ];
+        for (e, want) in cases {
+            let Error::Storage(se) = hint(e) else {
+                panic!("kind changed")
+            };
+            assert_eq!(se.message(), want);
+        }
+        // Other errors pass through untouched.
+        assert!(matches!(hint(Error::Usage("u".into())), Error::Usage(m) if m == "u"));
+    }
+}
