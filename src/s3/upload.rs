@@ -117,7 +117,7 @@ pub fn part_plan_for(
 ) -> Result<PartPlan> {
     if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&part_size) {
         return Err(Error::Usage(format!(
-            "--part-size {part_size} is outside S3's limits 5MiB..5GiB"
+            "the part size {part_size} is outside S3's limits 5MiB..5GiB (S3Settings::part_size)"
         )));
     }
     let cs = u64::from(chunk_size);
