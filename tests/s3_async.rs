@@ -377,6 +377,48 @@ async fn abort_all(test: &str) {
     env.assert_nothing_left("abort_all").await;
 }
 
+/// An upload that fails (no such bucket) returns its error even though its input never
+/// ends nor yields again: the input is not awaited once the uploader has stopped.
+async fn failure_with_a_stalled_input(test: &str) {
+    let env = setup(test).await;
+    let url = S3Url::parse(&format!("s3://{}-missing/x", env.bucket)).expect("url");
+    let (mut w, r) = tokio::io::duplex(1 << 20);
+    let writer = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        w.write_all(&vec![7u8; 8 * MIB]).await.expect("write");
+        // Keep the stream open, silent, for longer than the test may take.
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        drop(w);
+    });
+    let err = tokio::time::timeout(
+        Duration::from_secs(60),
+        env.s3
+            .put_encrypted(&url, r, sealing(&[key(1)]), &PutOptions::default()),
+    )
+    .await
+    .expect("a failed upload must return while its input is silent")
+    .expect_err("no such bucket");
+    let kind = err.service_error().map(|s| s.kind());
+    assert_eq!(
+        kind,
+        Some(sealstream::error::ServiceErrorKind::NotFound),
+        "{err}"
+    );
+    writer.abort();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
+async fn a_failed_upload_returns_while_its_input_is_silent_multi_thread() {
+    failure_with_a_stalled_input("failed_upload_silent_input_mt").await;
+}
+
+#[tokio::test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
+async fn a_failed_upload_returns_while_its_input_is_silent_current_thread() {
+    failure_with_a_stalled_input("failed_upload_silent_input_ct").await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the emulator (scripts/test.sh runs it)"]
 async fn round_trips_multi_thread() {

@@ -7,7 +7,6 @@
 
 use std::io::{Read, Write};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use tokio::sync::mpsc;
 
@@ -170,8 +169,7 @@ impl S3 {
             let r = upload_parts(&mut writer, rx).await;
             (writer, r)
         });
-        let closed = Arc::new(AtomicBool::new(false));
-        let mut sink = PartSink::new(tx, prepared.plan, opts.progress, Arc::clone(&closed));
+        let mut sink = PartSink::new(tx, prepared.plan, opts.progress);
         let sealed = seal_to_parts(
             sealing.cipher(),
             sealing.header().chunk_size,
@@ -189,7 +187,7 @@ impl S3 {
                 )));
             }
         };
-        match resolve(url, !opts.force, sealed, uploaded, &closed) {
+        match resolve(url, !opts.force, sealed, uploaded) {
             Ok((stats, written)) => self
                 .rt
                 .block_on(s3.finish_put(url, prepared, stats, written)),

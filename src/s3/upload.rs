@@ -11,7 +11,6 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
@@ -253,8 +252,6 @@ impl S3 {
         let (part_tx, part_rx) = mpsc::channel(1);
         let (in_tx, in_rx) = mpsc::channel(2);
         let (ret_tx, ret_rx) = mpsc::unbounded_channel();
-        let closed = Arc::new(AtomicBool::new(false));
-        let sink_closed = Arc::clone(&closed);
         let progress = opts.progress.clone();
         let threads = opts.threads;
         let engine = tokio::task::spawn_blocking(move || {
@@ -263,7 +260,7 @@ impl S3 {
                 ..EngineOptions::default()
             };
             let p = progress.as_deref().map(|f| f as &(dyn Fn(u64) + Sync));
-            let mut sink = PartSink::new(part_tx, plan, p, sink_closed);
+            let mut sink = PartSink::new(part_tx, plan, p);
             let reader = ChannelReader {
                 rx: in_rx,
                 ret: ret_tx,
@@ -274,11 +271,25 @@ impl S3 {
             let chunk_size = sealing.header().chunk_size;
             seal_to_parts(sealing.cipher(), chunk_size, reader, &mut sink, &eo)
         });
-        let (_, uploaded) = tokio::join!(feed(input, in_tx, ret_rx), upload_parts(writer, part_rx));
+        // Feed the engine while the parts go up; once the uploader is done (complete, or
+        // failed), stop reading the input: an input that never yields again (a quiet
+        // socket) must not keep a failed upload from returning.
+        let uploaded = {
+            let feeding = feed(input, in_tx, ret_rx);
+            let uploading = upload_parts(writer, part_rx);
+            tokio::pin!(feeding, uploading);
+            let mut fed = false;
+            loop {
+                tokio::select! {
+                    () = &mut feeding, if !fed => fed = true,
+                    r = &mut uploading => break r,
+                }
+            }
+        };
         let sealed = engine
             .await
             .map_err(|e| Error::storage(format!("the sealing engine stopped: {e}")))?;
-        let (stats, written) = resolve(url, !prepared.force, sealed, uploaded, &closed)?;
+        let (stats, written) = resolve(url, !prepared.force, sealed, uploaded)?;
         st.writer = None;
         let prepared = st
             .prepared
@@ -420,20 +431,19 @@ impl PutState {
     }
 }
 
-/// Uploads what the sealing engine sends until its last part, then completes.
+/// Uploads what the sealing engine sends until its last part, then completes; `None`
+/// when the engine stopped before its last part (its own error says why).
 pub(super) async fn upload_parts(
     writer: &mut MultipartWriter,
     mut rx: mpsc::Receiver<PartMsg>,
-) -> Result<Written> {
+) -> Result<Option<Written>> {
     while let Some(m) = rx.recv().await {
         match m {
             PartMsg::Part(b) => writer.write_part(b).await?,
-            PartMsg::Last(b) => return writer.finish(b).await,
+            PartMsg::Last(b) => return writer.finish(b).await.map(Some),
         }
     }
-    Err(Error::storage(
-        "the encrypted body ended before its last part (the sealing side stopped)",
-    ))
+    Ok(None)
 }
 
 /// Seals `input` into parts for the uploader (on the engine's threads).
@@ -450,33 +460,23 @@ pub(super) fn seal_to_parts<R: Read + Send>(
     Ok(stats)
 }
 
-/// Which failure to report when both sides of an upload stopped: the uploader's when the
-/// engine stopped because the uploader went away, else the engine's (the input's).
+/// Which failure to report when an upload stopped: the uploader's if it failed (the
+/// engine then stopped because its parts or its input were cut off), else the engine's
+/// (the input's, say).
 pub(super) fn resolve(
     url: &S3Url,
     create_only: bool,
     sealed: Result<StreamStats>,
-    uploaded: Result<Written>,
-    closed: &AtomicBool,
+    uploaded: Result<Option<Written>>,
 ) -> Result<(StreamStats, Written)> {
-    let up = |e: Error| {
-        if create_only {
-            precondition_as_exists(url, e)
-        } else {
-            e
-        }
-    };
     match (sealed, uploaded) {
-        (Ok(s), Ok(w)) => Ok((s, w)),
+        (Ok(s), Ok(Some(w))) => Ok((s, w)),
+        (_, Err(u)) if create_only => Err(precondition_as_exists(url, u)),
+        (_, Err(u)) => Err(u),
         (Err(e), Ok(_)) => Err(e),
-        (Ok(_), Err(u)) => Err(up(u)),
-        (Err(e), Err(u)) => {
-            if closed.load(Ordering::Relaxed) {
-                Err(up(u))
-            } else {
-                Err(e)
-            }
-        }
+        (Ok(_), Ok(None)) => Err(Error::storage(format!(
+            "{url}: the encrypted body ended before its last part"
+        ))),
     }
 }
 
@@ -586,7 +586,6 @@ pub(super) struct PartSink<'a> {
     tx: mpsc::Sender<PartMsg>,
     plan: PartPlan,
     progress: Option<&'a (dyn Fn(u64) + Sync)>,
-    closed: Arc<AtomicBool>,
     buf: Vec<u8>,
     /// Number of the part being filled (1-based).
     part: u64,
@@ -597,13 +596,11 @@ impl<'a> PartSink<'a> {
         tx: mpsc::Sender<PartMsg>,
         plan: PartPlan,
         progress: Option<&'a (dyn Fn(u64) + Sync)>,
-        closed: Arc<AtomicBool>,
     ) -> PartSink<'a> {
         PartSink {
             tx,
             plan,
             progress,
-            closed,
             buf: Vec::new(),
             part: 1,
         }
@@ -622,7 +619,6 @@ impl<'a> PartSink<'a> {
             PartMsg::Part(body)
         };
         if self.tx.blocking_send(msg).is_err() {
-            self.closed.store(true, Ordering::Relaxed);
             return Err(io::Error::other("the upload stopped"));
         }
         if let Some(p) = self.progress {
