@@ -456,6 +456,12 @@ fn two_interleaved_rewraps_in_a_versioned_bucket_do_not_lose_an_update() {
         .expect_err("A must notice B");
     assert_eq!(err.exit_code(), 6, "{err}");
     assert!(err.to_string().contains("another writer"), "{err}");
+    // Typed: a caller can tell a lost race (retry on the current object) from a failure.
+    assert_eq!(
+        err.service_error().map(|s| s.kind()),
+        Some(sealstream::error::ServiceErrorKind::PreconditionFailed),
+        "{err}"
+    );
     assert_eq!(e.decrypt("o", 2).0, 4, "B's removal was lost");
     let (c, pt, msg) = e.decrypt("o", 3);
     assert_eq!((c, pt.as_slice()), (0, &b"data"[..]), "{msg}");

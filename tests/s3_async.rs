@@ -205,6 +205,24 @@ async fn round_trips(test: &str) {
         }
     }
 
+    // Deleting an object removes its companion too.
+    let cleanup = env
+        .s3
+        .delete_object(&env.url("multipart"))
+        .await
+        .expect("delete_object");
+    assert!(
+        matches!(cleanup, sealstream::s3::CompanionCleanup::Deleted(_)),
+        "{cleanup:?}"
+    );
+    let left: Vec<String> = env
+        .keys()
+        .await
+        .into_iter()
+        .filter(|k| k.starts_with("multipart"))
+        .collect();
+    assert!(left.is_empty(), "left after delete_object: {left:?}");
+
     // An Opening of another object is refused before any GET.
     let other = env.url("other");
     let k1 = [key(1)];

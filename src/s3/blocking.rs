@@ -125,6 +125,11 @@ impl S3 {
         self.rt.block_on(self.inner.list(url))
     }
 
+    /// [`super::S3::delete_object`].
+    pub fn delete_object(&self, url: &S3Url) -> Result<super::CompanionCleanup> {
+        self.rt.block_on(self.inner.delete_object(url))
+    }
+
     /// [`super::S3::abort_all`]: safe to call from a signal handler's thread.
     pub fn abort_all(&self) {
         self.rt.block_on(self.inner.abort_all())

@@ -499,6 +499,17 @@ impl S3 {
         }
     }
 
+    /// Deletes an encrypted object and then its companion header object, the latter only if
+    /// it provably is this object's (named after it and holding its header; else it is
+    /// left alone and the report says why). A missing object is [`Error::Storage`] of kind
+    /// `NotFound`.
+    pub async fn delete_object(&self, url: &S3Url) -> Result<CompanionCleanup> {
+        url.require_object()?;
+        let head = self.head(url).await?.ok_or_else(|| not_found(url))?;
+        self.delete(url).await?;
+        self.clean_companion(url, &head.metadata, None, None).await
+    }
+
     /// Lists object keys under `prefix` (companion objects excluded), with their sizes.
     pub async fn list(&self, url: &S3Url) -> Result<Vec<(String, u64)>> {
         async {
@@ -649,7 +660,39 @@ fn not_found(url: &S3Url) -> Error {
 
 /// A storage error naming the object, the operation and the reason.
 fn storage(url: &S3Url, op: &str, msg: &str) -> Error {
-    Error::storage(format!("{op} {url}: {msg}"))
+    use crate::error::{Service, ServiceError, ServiceErrorKind};
+    Error::Storage(
+        ServiceError::new(
+            Service::S3,
+            ServiceErrorKind::Other,
+            format!("{op} {url}: {msg}"),
+        )
+        .with_operation(op),
+    )
+}
+
+/// Another writer changed the object while sealstream worked on it (found by sealstream's
+/// own checks, so there is no service code): a [`ServiceErrorKind::PreconditionFailed`]
+/// a caller can retry on.
+///
+/// [`ServiceErrorKind::PreconditionFailed`]: crate::error::ServiceErrorKind::PreconditionFailed
+fn conflict(op: &str, message: String) -> Error {
+    use crate::error::{Service, ServiceError, ServiceErrorKind};
+    Error::Storage(
+        ServiceError::new(Service::S3, ServiceErrorKind::PreconditionFailed, message)
+            .with_operation(op),
+    )
+}
+
+/// Puts `e` in context (`f` gets its text and writes the new message), keeping the kind,
+/// code, request id and operation of a storage error; anything else becomes one of kind
+/// `Other`.
+fn with_context(e: Error, f: impl FnOnce(&str) -> String) -> Error {
+    let text = f(&e.to_string());
+    match e {
+        Error::Storage(se) => Error::Storage(se.with_message(text)),
+        _ => Error::storage(text),
+    }
 }
 
 /// Maps an SDK error to [`Error::Storage`]: its kind, the service's error code, message

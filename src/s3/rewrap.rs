@@ -17,7 +17,8 @@ use std::collections::HashMap;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective};
 
 use super::{
-    CompanionCleanup, Head, HeaderLocation, ObjectInfo, S3, S3Url, encode_key, object, sdk_error,
+    CompanionCleanup, Head, HeaderLocation, ObjectInfo, S3, S3Url, conflict, encode_key, object,
+    sdk_error, with_context,
 };
 use crate::error::{Error, Result};
 use crate::format::Header;
@@ -101,10 +102,13 @@ where
 
 /// The error for a rewrap that found the object changed before it wrote anything.
 fn changed_before_write(url: &S3Url) -> Error {
-    Error::storage(format!(
-        "{url}: the object changed after sealstream read it (another rewrap or writer got \
+    conflict(
+        "CopyObject",
+        format!(
+            "{url}: the object changed after sealstream read it (another rewrap or writer got \
          there first), so nothing was written; run rewrap again on the current object"
-    ))
+        ),
+    )
 }
 
 impl S3 {
@@ -198,11 +202,13 @@ impl S3 {
 
         // 2. Verify that what is there now is what was written, over what was read.
         let now = self.head(url).await.map_err(|e| {
-            Error::storage(format!(
-                "{url}: the copy succeeded but sealstream could not read the object back to \
+            with_context(e, |e| {
+                format!(
+                    "{url}: the copy succeeded but sealstream could not read the object back to \
                  check it, so the old header object (if any) was kept; run `sealstream inspect` \
                  on it: {e}"
-            ))
+                )
+            })
         })?;
         let ours = now.as_ref().is_some_and(|h| {
             h.metadata.len() == metadata.len()
@@ -225,11 +231,14 @@ impl S3 {
                 }
                 HeaderLocation::Inline(_) => String::new(),
             };
-            return Err(Error::storage(format!(
-                "{url}: another writer replaced the object right after this rewrap wrote it, \
+            return Err(conflict(
+                "HeadObject",
+                format!(
+                    "{url}: another writer replaced the object right after this rewrap wrote it, \
                  so the new header is not the current one{kept}; inspect the object and run \
                  rewrap again"
-            )));
+                ),
+            ));
         }
         if let (Some(read), Some(mine)) = (
             real_version(&obj.head.version_id),
@@ -239,12 +248,14 @@ impl S3 {
                 .previous_version(url, mine, &obj.head)
                 .await
                 .map_err(|e| {
-                    Error::storage(format!(
-                        "{url}: the new header was written (version {mine}), but sealstream could \
-                     not check that no other version was stored while it ran, so the old \
-                     header object (if any) was kept; grant s3:ListBucketVersions or check the \
-                     object's versions yourself: {e}"
-                    ))
+                    with_context(e, |e| {
+                        format!(
+                            "{url}: the new header was written (version {mine}), but \
+                             sealstream could not check that no other version was stored \
+                             while it ran, so the old header object (if any) was kept; grant \
+                             s3:ListBucketVersions or check the object's versions yourself: {e}"
+                        )
+                    })
                 })?;
             if history.deleted {
                 return Err(self.undo_resurrection(url, mine, &new_companion).await);
@@ -266,10 +277,12 @@ impl S3 {
             )
             .await
             .map_err(|e| {
-                Error::storage(format!(
-                    "the object was rewrapped, but its old header object could not be deleted \
+                with_context(e, |e| {
+                    format!(
+                        "the object was rewrapped, but its old header object could not be deleted \
                      and still holds the removed keys; delete it: {e}"
-                ))
+                    )
+                })
             })?;
         Ok(RewrapReport {
             companion: new_companion,
@@ -356,17 +369,21 @@ impl S3 {
                 if let Some(ck) = new_companion {
                     let _ = self.delete(&url.with_key(ck.clone())).await;
                 }
-                Error::storage(format!(
-                    "{url}: the object was deleted while this rewrap ran; the version this \
+                conflict(
+                    "ListObjectVersions",
+                    format!(
+                        "{url}: the object was deleted while this rewrap ran; the version this \
                      rewrap wrote was removed again, so the object stays deleted"
-                ))
+                    ),
+                )
             }
-            Err(e) => Error::storage(format!(
-                "{url}: the object was deleted while this rewrap ran, and this rewrap's \
-                 version {mine} brought it back; removing that version failed ({}). Delete \
-                 version {mine} if the object should stay deleted",
-                sdk_error(&self.endpoint, url, "DeleteObject", e)
-            )),
+            Err(e) => with_context(sdk_error(&self.endpoint, url, "DeleteObject", e), |m| {
+                format!(
+                    "{url}: the object was deleted while this rewrap ran, and this rewrap's \
+                 version {mine} brought it back; removing that version failed ({m}). Delete \
+                 version {mine} if the object should stay deleted"
+                )
+            }),
         }
     }
 
@@ -382,12 +399,15 @@ impl S3 {
     ) -> Error {
         let url = &obj.url;
         let Some(theirs) = previous else {
-            return Error::storage(format!(
-                "{url}: the version sealstream read ({}) is no longer the one before this \
+            return conflict(
+                "ListObjectVersions",
+                format!(
+                    "{url}: the version sealstream read ({}) is no longer the one before this \
                  rewrap's version {mine}; another writer changed the object meanwhile. Check \
                  the object's versions and run rewrap again",
-                obj.head.version_id.as_deref().unwrap_or("?")
-            ));
+                    obj.head.version_id.as_deref().unwrap_or("?")
+                ),
+            );
         };
         let source = format!(
             "{}/{}?versionId={}",
@@ -408,18 +428,22 @@ impl S3 {
                 if let Some(ck) = new_companion {
                     let _ = self.delete(&url.with_key(ck.clone())).await;
                 }
-                Error::storage(format!(
-                    "{url}: another writer stored version {theirs} while this rewrap ran; the \
+                conflict(
+                    "ListObjectVersions",
+                    format!(
+                        "{url}: another writer stored version {theirs} while this rewrap ran; the \
                      rewrap was undone by making that version current again, so nothing was \
                      lost but the keys were not changed: run rewrap again on the current object"
-                ))
+                    ),
+                )
             }
-            Err(e) => Error::storage(format!(
-                "{url}: another writer stored version {theirs} while this rewrap ran, and this \
-                 rewrap's version {mine} (the old body) replaced it; restoring it failed ({}). \
-                 Make version {theirs} current again (copy it onto the key), then rewrap again",
-                sdk_error(&self.endpoint, url, "CopyObject", e)
-            )),
+            Err(e) => with_context(sdk_error(&self.endpoint, url, "CopyObject", e), |m| {
+                format!(
+                    "{url}: another writer stored version {theirs} while this rewrap ran, and this \
+                 rewrap's version {mine} (the old body) replaced it; restoring it failed ({m}). \
+                 Make version {theirs} current again (copy it onto the key), then rewrap again"
+                )
+            }),
         }
     }
 
