@@ -377,7 +377,7 @@ fn http_status_reason(status: u16) -> String {
 ///   get no wall-clock bound, so a multi-GiB part on a slow link is not killed; each
 ///   attempt is bounded instead by the connect timeout, by stalled-stream protection
 ///   (a body below 1 byte/s for the grace period fails), and by the first-byte timeout,
-///   which [`FirstByteClient`] starts once the request body has been sent.
+///   which the first-byte client (`FirstByteClient`) starts once the request body has been sent.
 #[derive(Debug)]
 pub struct S3Timeouts {
     /// Whole-operation bound for the operations that do not move data.

@@ -573,8 +573,8 @@ impl Pool {
 }
 
 /// [`RangedReader`] as a blocking `Read` (see [`RangedReader::into_blocking_read`]). A
-/// failed GET is reported as an I/O error whose typed cause [`BlockingRangedRead::error_slot`]
-/// keeps.
+/// failed GET is reported as an I/O error carrying its message (inside the crate, the
+/// typed error is kept aside for the caller).
 pub struct BlockingRangedRead {
     inner: RangedReader,
     cur: Vec<u8>,
