@@ -151,6 +151,38 @@ async fn opening(
     (obj, Arc::new(o))
 }
 
+/// An output that accepts `self.0` bytes, then fails.
+struct FailingWriter(usize);
+
+impl tokio::io::AsyncWrite for FailingWriter {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if self.0 == 0 {
+            return std::task::Poll::Ready(Err(std::io::Error::other("disk full")));
+        }
+        let n = buf.len().min(self.0);
+        self.0 -= n;
+        std::task::Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
 async fn round_trips(test: &str) {
     let env = setup(test).await;
     let keys = twelve();
@@ -204,6 +236,20 @@ async fn round_trips(test: &str) {
             assert!(got == pt[a..b], "{name} {r}: range differs");
         }
     }
+
+    // An output that fails mid-way ends the download with its error (the engine is not
+    // left blocked on a full channel or on a buffer that never comes back).
+    let (obj, open) = opening(&env, &env.url("multipart"), &keys).await;
+    let mut failing = FailingWriter(600_000);
+    let err = tokio::time::timeout(
+        Duration::from_secs(60),
+        env.s3
+            .get_decrypted(&obj, open, &mut failing, &GetOptions::default()),
+    )
+    .await
+    .expect("a failed output must end the download")
+    .expect_err("the output failed");
+    assert!(err.to_string().contains("disk full"), "{err}");
 
     // Deleting an object removes its companion too.
     let cleanup = env

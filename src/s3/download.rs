@@ -147,7 +147,9 @@ impl S3 {
             }
             let _ = ret_tx.send(buf);
         }
+        // Both ends the engine may be blocked on: the full channel and the buffer returns.
         drop(rx);
+        drop(ret_tx);
         let opened = engine
             .await
             .map_err(|e| Error::storage(format!("the opening engine stopped: {e}")))?;
