@@ -64,6 +64,12 @@ pub struct AwsOptions {
 /// prefer the environment and silently ignore `--profile`), and a profile that is defined
 /// in neither the config nor the credentials file is a usage error (exit 2).
 pub fn load_config(rt: &tokio::runtime::Runtime, o: &AwsOptions) -> Result<aws_config::SdkConfig> {
+    rt.block_on(load_sdk_config(o))
+}
+
+/// [`load_config`] as a future, for callers inside a runtime (any flavor): the async-first
+/// [`crate::s3::S3::connect`] uses it, so no private runtime and no `block_on` is needed.
+pub async fn load_sdk_config(o: &AwsOptions) -> Result<aws_config::SdkConfig> {
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
         .build_https();
@@ -88,7 +94,7 @@ pub fn load_config(rt: &tokio::runtime::Runtime, o: &AwsOptions) -> Result<aws_c
         loader = loader.region(Region::new(r.clone()));
     }
     if let Some(p) = &o.profile {
-        check_profile(rt, p)?;
+        check_profile(p).await?;
         // The same HTTPS client as the services (a profile may assume a role via STS).
         let provider_config = aws_config::provider_config::ProviderConfig::without_region()
             .with_http_client(http)
@@ -100,23 +106,24 @@ pub fn load_config(rt: &tokio::runtime::Runtime, o: &AwsOptions) -> Result<aws_c
                 .build(),
         );
     }
-    Ok(rt.block_on(loader.load()))
+    Ok(loader.load().await)
 }
 
 /// Fails (exit 2) unless `name` is a profile of the shared config or credentials file.
-fn check_profile(rt: &tokio::runtime::Runtime, name: &str) -> Result<()> {
+async fn check_profile(name: &str) -> Result<()> {
     let files = format!(
         "{} and {}",
         std::env::var("AWS_CONFIG_FILE").unwrap_or_else(|_| "~/.aws/config".into()),
         std::env::var("AWS_SHARED_CREDENTIALS_FILE")
             .unwrap_or_else(|_| "~/.aws/credentials".into())
     );
-    let set = rt.block_on(aws_config::profile::load(
+    let set = aws_config::profile::load(
         &aws_types::os_shim_internal::Fs::real(),
         &aws_types::os_shim_internal::Env::real(),
         &Default::default(),
         None,
-    ));
+    )
+    .await;
     match set {
         Ok(set) if set.get_profile(name).is_some() => Ok(()),
         Ok(_) => Err(Error::Usage(format!(
@@ -370,7 +377,7 @@ fn http_status_reason(status: u16) -> String {
 ///   get no wall-clock bound, so a multi-GiB part on a slow link is not killed; each
 ///   attempt is bounded instead by the connect timeout, by stalled-stream protection
 ///   (a body below 1 byte/s for the grace period fails), and by the first-byte timeout,
-///   which [`FirstByteClient`] starts once the request body has been sent.
+///   which the first-byte client (`FirstByteClient`) starts once the request body has been sent.
 #[derive(Debug)]
 pub struct S3Timeouts {
     /// Whole-operation bound for the operations that do not move data.
@@ -473,6 +480,21 @@ impl Transport {
             Transport::Closed => "the connection was closed before the answer was complete".into(),
             Transport::Tls(m) => format!("TLS: {m}"),
             Transport::Other(m) => m.clone(),
+        }
+    }
+
+    /// [`Transport::sentence`] without any command-line flag: what a library reports (the
+    /// CLI appends the flags that raise a bound or pick a profile, by error kind).
+    pub fn plain_sentence(&self, service: &str, endpoint: &str) -> String {
+        match self {
+            Transport::NoCredentials => "no AWS credentials found (environment, shared config and credentials files, web identity, container and instance metadata were tried); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".into(),
+            Transport::Timeout(m) => format!(
+                "no answer from {service} at {endpoint} in time ({m}); check the endpoint and the network"
+            ),
+            Transport::Stalled => format!(
+                "the transfer with {service} at {endpoint} stalled (no progress for the grace period); check the network"
+            ),
+            other => other.sentence(service, endpoint, ""),
         }
     }
 
@@ -618,6 +640,28 @@ pub fn one_line(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::Transport;
+
+    /// What the library reports names no command-line flag (the CLI adds them).
+    #[test]
+    fn plain_sentences_name_no_flag() {
+        for t in [
+            Transport::NoCredentials,
+            Transport::Credentials("expired".into()),
+            Transport::Refused,
+            Transport::Dns,
+            Transport::Timeout("read timeout".into()),
+            Transport::Stalled,
+            Transport::Closed,
+            Transport::Tls("bad cert".into()),
+            Transport::Other("x".into()),
+        ] {
+            let s = t.plain_sentence("S3", "http://ep");
+            assert!(!s.contains("--"), "{s}");
+            assert!(s.contains("S3") || s.contains("credentials"), "{s}");
+        }
+    }
+
     use super::*;
     use aws_sdk_s3::operation as op;
     use aws_smithy_runtime_api::client::interceptors::context::Input;

@@ -253,6 +253,11 @@ pub enum Error {
     /// denied from a missing key, and the service's code and request id are kept.
     KeyService(ServiceError),
 
+    // ---- exit 130: cancelled ----
+    /// The caller cancelled the operation (a cancellation token) and what it had written
+    /// (a multipart upload, a companion object) was removed: nothing was stored.
+    Cancelled(String),
+
     // ---- exit 6: storage ----
     /// A storage service (S3) failed; [`ServiceError::kind`] tells throttling from access
     /// denied from a missing object or a failed precondition.
@@ -279,6 +284,7 @@ impl Error {
             Error::BatchFailed { exit_code, .. }
             | Error::StanzasFailedVerification { exit_code, .. } => *exit_code,
             Error::Storage(_) => 6,
+            Error::Cancelled(_) => 130,
         }
     }
 
@@ -439,6 +445,7 @@ impl fmt::Display for Error {
                 write!(f, "{object}: sealstream object metadata: {reason}")
             }
             Error::KeyService(m) => write!(f, "key service error: {m}"),
+            Error::Cancelled(what) => write!(f, "cancelled: {what}; nothing was stored"),
             Error::StanzasFailedVerification { failed, total, .. } => write!(
                 f,
                 "{failed} of {total} stanzas failed verification (see the listing); those keys cannot open this file"

@@ -20,7 +20,8 @@ use base64::Engine as _;
 use common::moto::{self, unique};
 use common::proxy::{Fault, Proxy};
 use common::*;
-use sealstream::s3::{ObjectInfo, RewrapStage, S3, S3Settings, S3Url};
+use sealstream::s3::blocking::S3;
+use sealstream::s3::{ObjectInfo, RewrapStage, S3Settings, S3Url};
 use sealstream::{KeyProvider, LocalKey};
 
 struct Env {
@@ -165,7 +166,7 @@ impl Env {
     }
 }
 
-fn connect() -> std::sync::Arc<S3> {
+fn connect() -> S3 {
     S3::connect(S3Settings::default()).expect("connect")
 }
 
@@ -440,13 +441,27 @@ fn two_interleaved_rewraps_in_a_versioned_bucket_do_not_lose_an_update() {
     let err = s3
         .replace_header_with(&a, &rewrapped(&a, 1, None, &[3]), &mut |stage| {
             if stage == RewrapStage::BeforeCopy {
-                s3.replace_header(&b, &rewrapped(&b, 1, None, &[2]))
-                    .expect("B's rewrap");
+                // The hook runs inside A's call on the blocking handle's runtime: B's
+                // blocking call runs on a thread of its own, as a second process would.
+                std::thread::scope(|t| {
+                    t.spawn(|| {
+                        s3.replace_header(&b, &rewrapped(&b, 1, None, &[2]))
+                            .expect("B's rewrap")
+                    })
+                    .join()
+                    .expect("B's thread")
+                });
             }
         })
         .expect_err("A must notice B");
     assert_eq!(err.exit_code(), 6, "{err}");
     assert!(err.to_string().contains("another writer"), "{err}");
+    // Typed: a caller can tell a lost race (retry on the current object) from a failure.
+    assert_eq!(
+        err.service_error().map(|s| s.kind()),
+        Some(sealstream::error::ServiceErrorKind::PreconditionFailed),
+        "{err}"
+    );
     assert_eq!(e.decrypt("o", 2).0, 4, "B's removal was lost");
     let (c, pt, msg) = e.decrypt("o", 3);
     assert_eq!((c, pt.as_slice()), (0, &b"data"[..]), "{msg}");

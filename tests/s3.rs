@@ -817,7 +817,8 @@ fn kms_wrapped_object_ranged_read_makes_one_kms_call() {
 #[ignore = "needs the emulator (scripts/test.sh runs it)"]
 fn multipart_copy_rewrap_keeps_the_body() {
     use sealstream::keys::KeyProvider;
-    use sealstream::s3::{S3, S3Settings, S3Url};
+    use sealstream::s3::blocking::S3;
+    use sealstream::s3::{S3Settings, S3Url};
     let Some(e) = setup("multipart_copy") else {
         return;
     };
@@ -943,9 +944,10 @@ fn batch_to_a_prefix_and_back_with_the_data_key_cache() {
 #[test]
 #[ignore = "needs the emulator (scripts/test.sh runs it)"]
 fn an_input_error_mid_upload_aborts() {
-    use sealstream::envelope::EncryptParams;
+    use sealstream::envelope::{EncryptParams, Sealing};
     use sealstream::keys::{self as k, KeyProvider};
-    use sealstream::s3::{PutOptions, S3, S3Settings, S3Url};
+    use sealstream::s3::blocking::{PutOptions, S3};
+    use sealstream::s3::{S3Settings, S3Url};
     let Some(e) = setup("input_error") else {
         return;
     };
@@ -972,15 +974,9 @@ fn an_input_error_mid_upload_aborts() {
     let providers = [&k1 as &dyn KeyProvider];
     let params = EncryptParams::default();
     let (dek, stanzas) = k::wrap_for_all(&providers, &params.context).unwrap();
+    let sealing = Sealing::new(&dek, stanzas, &params).unwrap();
     let err = s3
-        .put_encrypted(
-            &url,
-            Failing(13 * MIB),
-            &dek,
-            stanzas,
-            &params,
-            &PutOptions::default(),
-        )
+        .put_encrypted(&url, Failing(13 * MIB), sealing, &PutOptions::default())
         .unwrap_err();
     assert_eq!(err.exit_code(), 3, "{err}");
     assert!(err.to_string().contains("disk on fire"), "{err}");

@@ -17,7 +17,7 @@ static LIVE_TEMPS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 pub fn install_signal_cleanup() {
     let _ = ctrlc::set_handler(|| {
         remove_live_temps();
-        crate::s3::abort_live_uploads();
+        super::s3::abort_uploads();
         eprintln!("sealstream: interrupted; partial output removed");
         std::process::exit(130);
     });

@@ -3,19 +3,79 @@
 
 use std::io::{self, Write};
 use std::path::Path;
-use std::sync::Arc;
 
 use super::output::{AtomicFile, Sink};
 use super::{
     CliResult, CountingWriter, DecryptArgs, EncryptArgs, InspectArgs, RewrapArgs, backend,
     decryption_keys, encryption_keys, engine_opts, note, open_input, progress,
 };
-use crate::envelope::{self, EncryptParams};
-use crate::error::{Error, Result};
+use crate::envelope::{self, EncryptParams, Opening, Sealing};
+use crate::error::{Error, Result, Service, ServiceErrorKind};
 use crate::format::{Context, body_len_for};
 use crate::keys;
 use crate::range::ByteRange;
-use crate::s3::{CompanionCleanup, GetOptions, HeaderLocation, PutOptions, S3, S3Settings, S3Url};
+use crate::s3::blocking::{GetOptions, PutOptions, S3};
+use crate::s3::{CompanionCleanup, HeaderLocation, S3Settings, S3Url};
+
+/// The S3 handles this process created, so the Ctrl-C/SIGTERM handler can abort their
+/// uploads ([`S3::abort_all`]) before it exits. The CLI's own state: the library keeps
+/// the live uploads in each handle.
+static HANDLES: std::sync::Mutex<Vec<S3>> = std::sync::Mutex::new(Vec::new());
+
+/// Aborts the multipart uploads of every handle this process created and deletes the
+/// companion objects they wrote (the signal handler calls this before exiting).
+pub(super) fn abort_uploads() {
+    let handles = match HANDLES.lock() {
+        Ok(h) => h.clone(),
+        Err(_) => return,
+    };
+    for h in handles {
+        h.abort_all();
+    }
+}
+
+/// What the user can do about an S3 failure, by error code or kind, in terms of this
+/// CLI's flags: appended to the library's message (which names no flag).
+fn hint(e: Error) -> Error {
+    let Error::Storage(se) = e else { return e };
+    if se.service() != Service::S3 {
+        return Error::Storage(se);
+    }
+    let by_code = match se.code() {
+        Some("NoSuchBucket") => Some("; create the bucket or fix its name"),
+        Some("NoSuchKey" | "NotFound") => Some("; check the object key"),
+        Some(
+            "AccessDenied" | "AllAccessDisabled" | "InvalidAccessKeyId" | "SignatureDoesNotMatch",
+        ) => Some(
+            "; check the credentials (--profile, AWS_*) and their S3 permissions on this bucket",
+        ),
+        Some("PermanentRedirect" | "AuthorizationHeaderMalformed") => {
+            Some("; the bucket is in another region; pass --region or set AWS_REGION")
+        }
+        Some("SlowDown" | "ServiceUnavailable" | "InternalError" | "RequestTimeout") => Some(
+            "; the service kept failing after retries; try again later, lower --concurrency or raise --s3-max-attempts",
+        ),
+        Some("PreconditionFailed") => {
+            Some("; the object changed while sealstream was working on it")
+        }
+        Some(_) => Some("; see the S3 documentation for this error code"),
+        None => None,
+    };
+    let suffix = match by_code {
+        Some(h) => h,
+        None => match se.kind() {
+            ServiceErrorKind::Timeout => {
+                ", or raise --s3-read-timeout / --s3-timeout / --s3-connect-timeout"
+            }
+            ServiceErrorKind::Credentials if se.message().starts_with("no AWS credentials") => {
+                ", or pass --profile NAME for a configured profile"
+            }
+            _ => "",
+        },
+    };
+    let msg = format!("{}{suffix}", se.message());
+    Error::Storage(se.with_message(msg))
+}
 
 /// An optional S3 URL (one per command-line input).
 pub(super) type S3UrlOpt = Option<S3Url>;
@@ -29,7 +89,7 @@ pub(super) fn url_of(p: &Path) -> Result<Option<S3Url>> {
 }
 
 /// Connects with the global S3 options.
-pub(super) fn connect(cli: &super::Cli) -> Result<Arc<S3>> {
+pub(super) fn connect(cli: &super::Cli) -> Result<S3> {
     let part_size = crate::size::parse_size(&cli.part_size)
         .map_err(|e| Error::Usage(format!("--part-size: {e}")))?;
     if !(crate::s3::MIN_PART_SIZE..=crate::s3::MAX_PART_SIZE).contains(&part_size) {
@@ -40,7 +100,7 @@ pub(super) fn connect(cli: &super::Cli) -> Result<Arc<S3>> {
     if cli.concurrency == 0 || cli.concurrency > 256 {
         return Err(Error::Usage("--concurrency must be 1..=256".into()));
     }
-    S3::connect(S3Settings {
+    let s3 = S3::connect(S3Settings {
         region: cli.region.clone(),
         profile: cli.profile.clone(),
         max_attempts: cli.s3_max_attempts,
@@ -52,6 +112,11 @@ pub(super) fn connect(cli: &super::Cli) -> Result<Arc<S3>> {
         retry_notes: !cli.quiet,
         ..S3Settings::default()
     })
+    .map_err(hint)?;
+    if let Ok(mut h) = HANDLES.lock() {
+        h.push(s3.clone());
+    }
+    Ok(s3)
 }
 
 /// `encrypt INPUT -o s3://bucket/key`.
@@ -69,12 +134,13 @@ pub(super) fn encrypt(
         super::Input::Stdin => None,
     };
     // Fail before any key-service call if the object exists.
-    if !a.force && s3.head(url)?.is_some() {
+    if !a.force && s3.head(url).map_err(hint)?.is_some() {
         return Err(Error::OutputExists(url.to_string()));
     }
     crate::s3::part_plan_for(params.chunk_size, s3.settings().part_size, plaintext_len)?;
     let ring = encryption_keys(cli, &a.keys, &a.kms_keys)?;
     let (dek, stanzas) = keys::wrap_for_all(&ring.as_refs(), &params.context)?;
+    let sealing = Sealing::new(&dek, stanzas, &params)?;
     let total = plaintext_len.map(|l| body_len_for(l, params.chunk_size));
     let pb = progress::bar(total, cli.quiet, "uploading");
     let inc = |n: u64| pb.inc(n);
@@ -85,11 +151,11 @@ pub(super) fn encrypt(
         progress: Some(&inc),
     };
     let r = match open_input(input_path)? {
-        super::Input::File(f, _) => s3.put_encrypted(url, f, &dek, stanzas, &params, &opts),
-        super::Input::Stdin => s3.put_encrypted(url, io::stdin(), &dek, stanzas, &params, &opts),
+        super::Input::File(f, _) => s3.put_encrypted(url, f, sealing, &opts),
+        super::Input::Stdin => s3.put_encrypted(url, io::stdin(), sealing, &opts),
     };
     pb.finish_and_clear();
-    let rep = r?;
+    let rep = r.map_err(hint)?;
     warn_kept(&rep.old_companion);
     let placement = match &rep.companion {
         Some(c) => format!("header in companion object s3://{}/{c}", url.bucket),
@@ -128,10 +194,10 @@ pub(super) fn decrypt(
     let sink = Sink::open(a.output.as_deref(), a.force, false).map_err(clean)?;
     let to_stdout = sink.is_stdout();
     let s3 = connect(cli).map_err(clean)?;
-    let obj = s3.open_object(url).map_err(clean)?;
+    let obj = s3.open_object(url).map_err(hint).map_err(clean)?;
     let ring = decryption_keys(cli, &a.keys, &a.kms).map_err(clean)?;
-    let cipher =
-        envelope::unlock(&obj.header, &ring.as_refs(), &expected, backend(cli)).map_err(clean)?;
+    let opening = Opening::unlock(obj.header.clone(), &ring.as_refs(), &expected, backend(cli))
+        .map_err(clean)?;
     let total = obj.layout().ok().map(|l| l.plaintext_len);
     let pb = progress::bar(total.filter(|_| range.is_none()), cli.quiet, "downloading");
     let inc = |n: u64| pb.inc(n);
@@ -145,9 +211,10 @@ pub(super) fn decrypt(
             wrote: &mut wrote_any,
         };
         match range {
-            Some(rg) => s3.get_range_decrypted(&obj, &cipher, rg, &mut cw, &opts),
-            None => s3.get_decrypted(&obj, &cipher, &mut cw, &opts),
+            Some(rg) => s3.get_range_decrypted(&obj, &opening, rg, &mut cw, &opts),
+            None => s3.get_decrypted(&obj, &opening, &mut cw, &opts),
         }
+        .map_err(hint)
     });
     pb.finish_and_clear();
     r.map(|_| ()).map_err(|e| (e, to_stdout && wrote_any))
@@ -156,7 +223,7 @@ pub(super) fn decrypt(
 /// `inspect s3://bucket/key`: HEAD (+ companion), never the body.
 pub(super) fn inspect(cli: &super::Cli, a: &InspectArgs, url: &S3Url) -> Result<()> {
     let s3 = connect(cli)?;
-    let obj = s3.open_object(url)?;
+    let obj = s3.open_object(url).map_err(hint)?;
     if let Some(p) = &a.export_header {
         export_header(p, &obj.header)?;
     }
@@ -215,9 +282,9 @@ pub(super) fn export_header(p: &Path, header: &crate::format::Header) -> Result<
 /// `rewrap s3://bucket/key …`: a new header through a server-side copy onto itself.
 pub(super) fn rewrap(cli: &super::Cli, a: &RewrapArgs, url: &S3Url) -> Result<()> {
     let s3 = connect(cli)?;
-    let obj = s3.open_object(url)?;
+    let obj = s3.open_object(url).map_err(hint)?;
     let new = super::rewrapped_header(cli, a, obj.header.clone())?;
-    let rep = s3.replace_header(&obj, &new)?;
+    let rep = s3.replace_header(&obj, &new).map_err(hint)?;
     warn_kept(&rep.old_companion);
     super::report_rewrap(cli, &url.to_string(), &new);
     if let Some(c) = rep.companion {
@@ -265,7 +332,7 @@ pub(super) fn encrypt_batch(
             .metadata()
             .map_err(|e| Error::io(format!("opening input '{}'", job.input.display()), e))?
             .len();
-        if !a.force && s3.head(&url)?.is_some() {
+        if !a.force && s3.head(&url).map_err(hint)?.is_some() {
             return Err(Error::OutputExists(url.to_string()));
         }
         let (dek, stanzas) = match &cache {
@@ -282,7 +349,9 @@ pub(super) fn encrypt_batch(
             progress: None,
         };
         // Progress in plaintext bytes, once the object is stored.
-        s3.put_encrypted(&url, f, &dek, stanzas, &params, &opts)
+        let sealing = Sealing::new(&dek, stanzas, &params)?;
+        s3.put_encrypted(&url, f, sealing, &opts)
+            .map_err(hint)
             .map(|r| {
                 warn_kept(&r.old_companion);
                 inc(r.plaintext_bytes)
@@ -310,7 +379,7 @@ pub(super) fn decrypt_batch(
     let mut objects: Vec<(S3Url, std::path::PathBuf)> = Vec::new();
     for p in prefixes {
         let listed = if p.key.is_empty() || p.key.ends_with('/') {
-            s3.list(p)?
+            s3.list(p).map_err(hint)?
         } else {
             vec![(p.key.clone(), 0)]
         };
@@ -354,8 +423,8 @@ pub(super) fn decrypt_batch(
     let engine = super::batch_engine(cli, a.batch.jobs, &inc);
     let failures = run_jobs(objects.len(), a.batch.jobs, |i| {
         let (url, out) = &objects[i];
-        let obj = s3.open_object(url)?;
-        let cipher = envelope::unlock(&obj.header, &providers, &expected, be)?;
+        let obj = s3.open_object(url).map_err(hint)?;
+        let opening = Opening::unlock(obj.header.clone(), &providers, &expected, be)?;
         if let Some(d) = out.parent() {
             std::fs::create_dir_all(d)
                 .map_err(|e| Error::io(format!("creating '{}'", d.display()), e))?;
@@ -363,7 +432,8 @@ pub(super) fn decrypt_batch(
         let mut af = AtomicFile::create(out, a.force)?;
         {
             let mut w = io::BufWriter::with_capacity(1 << 20, af.file()?);
-            s3.get_decrypted(&obj, &cipher, &mut w, &GetOptions { engine })?;
+            s3.get_decrypted(&obj, &opening, &mut w, &GetOptions { engine })
+                .map_err(hint)?;
             w.flush().map_err(|e| Error::io("writing output", e))?;
         }
         af.commit()
@@ -422,4 +492,64 @@ fn run_jobs(
     let mut f = failures.into_inner().unwrap_or_default();
     f.sort_by_key(|(i, _)| *i);
     f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ServiceError;
+
+    fn s3_error(kind: ServiceErrorKind, code: Option<&str>, msg: &str) -> Error {
+        Error::Storage(
+            ServiceError::new(Service::S3, kind, msg).with_code(code.map(str::to_string)),
+        )
+    }
+
+    /// The library's messages name no flag; the CLI adds the ones that help, by code or
+    /// kind, in the sentences it printed before the split.
+    #[test]
+    fn hints_name_the_flags_by_code_and_kind() {
+        let cases = [
+            (
+                s3_error(
+                    ServiceErrorKind::InvalidRequest,
+                    Some("PermanentRedirect"),
+                    "x",
+                ),
+                "x; the bucket is in another region; pass --region or set AWS_REGION",
+            ),
+            (
+                s3_error(ServiceErrorKind::Throttled, Some("SlowDown"), "x"),
+                "x; the service kept failing after retries; try again later, lower --concurrency or raise --s3-max-attempts",
+            ),
+            (
+                s3_error(
+                    ServiceErrorKind::Timeout,
+                    None,
+                    "no answer; check the network",
+                ),
+                "no answer; check the network, or raise --s3-read-timeout / --s3-timeout / --s3-connect-timeout",
+            ),
+            (
+                s3_error(
+                    ServiceErrorKind::Credentials,
+                    None,
+                    "no AWS credentials found (…); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+                ),
+                "no AWS credentials found (…); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or pass --profile NAME for a configured profile",
+            ),
+            (
+                s3_error(ServiceErrorKind::Unreachable, None, "refused"),
+                "refused",
+            ),
+        ];
+        for (e, want) in cases {
+            let Error::Storage(se) = hint(e) else {
+                panic!("kind changed")
+            };
+            assert_eq!(se.message(), want);
+        }
+        // Other errors pass through untouched.
+        assert!(matches!(hint(Error::Usage("u".into())), Error::Usage(m) if m == "u"));
+    }
 }

@@ -2,23 +2,37 @@
 //! and decrypt while downloading (parallel ranged GETs), authenticated ranged reads that
 //! fetch only the covering chunks, and key rotation by rewriting only the metadata.
 //!
-//! The object form (what is in the body, what is in the metadata) is defined in
-//! [`object`] and specified in docs/FORMAT.md. Like [`crate::kms`], this module owns a
-//! tokio runtime and exposes blocking calls, so the crypto core stays synchronous: the
-//! engine's writer feeds parts to upload tasks, and download tasks feed the engine's reader.
+//! Layers, bottom up (docs/S3.md, "API"):
+//! - [`transfer`]: plain S3 transfers that know nothing of sealstream's format, a
+//!   [`transfer::MultipartWriter`] (fixed-size parts, bounded concurrency, complete or
+//!   abort, create-only with `If-None-Match`) and a [`transfer::RangedReader`]
+//!   (ETag-pinned ranged GETs, bounded prefetch);
+//! - [`object`]: the object form (what is in the body, what is in the metadata), pure;
+//! - [`S3`]: the async-first handle that seals into and opens from objects, built from the
+//!   caller's `SdkConfig` or client and usable in any tokio runtime;
+//! - [`blocking::S3`]: the same with synchronous calls, owning a runtime, for the CLI and
+//!   synchronous programs.
+//!
+//! The crypto core stays synchronous: the engine runs on its own worker threads (started
+//! from `spawn_blocking`, or on the caller's thread in the blocking layer), bridged to the
+//! async transfers by bounded channels.
 //!
 //! Nothing is left behind on failure: an upload that fails for any reason (a part, the
-//! input, a key service, Ctrl-C via [`abort_live_uploads`]) aborts its multipart upload and
-//! deletes the companion object it wrote.
+//! input, a key service), is cancelled through its token, or whose future is dropped,
+//! aborts its multipart upload and deletes the companion object it wrote; and
+//! [`S3::abort_all`] does the same for every upload of a handle (the CLI's Ctrl-C).
 
+pub mod blocking;
 mod download;
+mod live;
 pub mod object;
 mod rewrap;
+pub mod transfer;
 mod upload;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::timeout::TimeoutConfig;
@@ -34,7 +48,8 @@ use crate::format::{Header, Layout};
 pub use download::GetOptions;
 pub use object::HeaderLocation;
 pub use rewrap::{RewrapReport, RewrapStage};
-pub use upload::{PutOptions, PutReport, part_plan_for};
+pub use transfer::{MultipartWriter, RangedReader};
+pub use upload::{PartPlan, PutOptions, PutReport, part_plan_for};
 
 /// S3's smallest part (all but the last part of a multipart upload).
 pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
@@ -175,12 +190,21 @@ impl Default for S3Settings {
     }
 }
 
-/// A connection to S3: the client and the runtime that drives its requests.
+/// A handle on S3 for sealstream's object form: the SDK client, the transfer settings, and
+/// the uploads in progress (so that [`S3::abort_all`] can clean them up). Cheap to clone;
+/// clones share the client and the live-upload registry.
+///
+/// Every method is async and runs in whatever tokio runtime polls it (multi-thread or
+/// current-thread): the handle owns no runtime and never blocks on one. The chunk crypto
+/// runs on the engine's worker threads, started from `spawn_blocking`, never on the
+/// executor's threads. [`blocking::S3`] wraps this for synchronous callers.
+#[derive(Clone)]
 pub struct S3 {
-    rt: tokio::runtime::Runtime,
     client: Client,
-    endpoint: Option<String>,
-    settings: S3Settings,
+    settings: Arc<S3Settings>,
+    /// What error messages call the endpoint (the override, or the region's).
+    endpoint: Arc<str>,
+    live: Arc<live::Registry>,
 }
 
 impl fmt::Debug for S3 {
@@ -193,34 +217,53 @@ impl fmt::Debug for S3 {
 }
 
 impl S3 {
-    /// Loads the AWS configuration chain and builds a client (no network call yet). With an
-    /// endpoint override (`AWS_ENDPOINT_URL[_S3]`), path-style addressing is used.
-    pub fn connect(settings: S3Settings) -> Result<Arc<S3>> {
-        if settings.concurrency == 0 {
-            return Err(Error::Usage("--concurrency must be at least 1".into()));
-        }
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("sealstream-s3")
-            .enable_all()
-            .build()
-            .map_err(|e| Error::io("starting the S3 client runtime", e))?;
-        let config = crate::aws::load_config(
-            &rt,
-            &crate::aws::AwsOptions {
-                region: settings.region.clone(),
-                profile: settings.profile.clone(),
-                max_attempts: settings.max_attempts,
-                initial_backoff: Duration::from_millis(100),
-                max_backoff: Duration::from_secs(10),
-                timeouts: TimeoutConfig::builder()
-                    .connect_timeout(settings.connect_timeout)
-                    .read_timeout(settings.read_timeout)
-                    .build(),
-                stall_grace: Some(settings.read_timeout),
-            },
-        )?;
-        let mut b = aws_sdk_s3::config::Builder::from(&config)
+    /// Loads the AWS configuration chain with the timeouts, retries and first-byte bound
+    /// of `settings` (the CLI's `--s3-*` flags) and builds the handle; no S3 call yet.
+    /// With an endpoint override (`AWS_ENDPOINT_URL[_S3]`), path-style addressing is used.
+    pub async fn connect(settings: S3Settings) -> Result<S3> {
+        check_settings(&settings)?;
+        let config = crate::aws::load_sdk_config(&aws_options(&settings)).await?;
+        let endpoint = std::env::var("AWS_ENDPOINT_URL_S3")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .or_else(|| config.endpoint_url().map(str::to_string));
+        S3::build(&config, endpoint, settings)
+    }
+
+    /// Builds the handle from the caller's own AWS configuration (credentials, region,
+    /// retries, timeouts, HTTP client: whatever the service already uses). sealstream adds
+    /// its per-operation timeout and, with an endpoint override, path-style addressing;
+    /// `settings` supplies the transfer tuning (parts, concurrency, copy threshold).
+    pub fn from_conf(config: &aws_config::SdkConfig, settings: S3Settings) -> Result<S3> {
+        check_settings(&settings)?;
+        S3::build(config, config.endpoint_url().map(str::to_string), settings)
+    }
+
+    /// Wraps a client the caller configured completely (sealstream adds nothing to it);
+    /// `settings` supplies the transfer tuning only.
+    pub fn from_client(client: Client, settings: S3Settings) -> Result<S3> {
+        check_settings(&settings)?;
+        let endpoint = format!(
+            "the S3 endpoint of the given client (region {})",
+            client
+                .config()
+                .region()
+                .map_or_else(|| "unset".to_string(), |r| r.to_string())
+        );
+        Ok(S3 {
+            client,
+            settings: Arc::new(settings),
+            endpoint: endpoint.into(),
+            live: Arc::default(),
+        })
+    }
+
+    fn build(
+        config: &aws_config::SdkConfig,
+        endpoint: Option<String>,
+        settings: S3Settings,
+    ) -> Result<S3> {
+        let mut b = aws_sdk_s3::config::Builder::from(config)
             .interceptor(crate::aws::S3Timeouts {
                 operation_timeout: settings.operation_timeout,
             })
@@ -229,34 +272,27 @@ impl S3 {
                 max_attempts: settings.max_attempts,
                 enabled: settings.retry_notes,
             });
-        let endpoint = std::env::var("AWS_ENDPOINT_URL_S3")
-            .ok()
-            .filter(|s| !s.is_empty())
-            .or_else(|| config.endpoint_url().map(str::to_string));
         if let Some(ep) = &endpoint {
             b = b.endpoint_url(ep).force_path_style(true);
         }
         if config.region().is_none() {
             b = b.region(Region::new("us-east-1"));
         }
-        if let Ok(mut label) = ENDPOINT_LABEL.write() {
-            *label = match &endpoint {
-                Some(ep) => ep.clone(),
-                None => format!(
-                    "the AWS endpoint of region {}",
-                    config
-                        .region()
-                        .map_or_else(|| "us-east-1".to_string(), |r| r.to_string())
-                ),
-            };
-        }
-        let client = Client::from_conf(b.build());
-        Ok(Arc::new(S3 {
-            rt,
-            client,
-            endpoint,
-            settings,
-        }))
+        let label = match &endpoint {
+            Some(ep) => ep.clone(),
+            None => format!(
+                "the AWS endpoint of region {}",
+                config
+                    .region()
+                    .map_or_else(|| "us-east-1".to_string(), |r| r.to_string())
+            ),
+        };
+        Ok(S3 {
+            client: Client::from_conf(b.build()),
+            settings: Arc::new(settings),
+            endpoint: label.into(),
+            live: Arc::default(),
+        })
     }
 
     /// The settings in use.
@@ -264,23 +300,22 @@ impl S3 {
         &self.settings
     }
 
-    /// The SDK client, configured exactly as sealstream's own transfers are (endpoint,
-    /// path style, retries, HTTPS stack): for tools and benchmarks that need raw S3 calls.
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
-    /// Runs a future on this connection's runtime (for use with [`S3::client`]).
-    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
-        self.rt.block_on(f)
+    /// Aborts every multipart upload this handle (or a clone) has in progress and deletes
+    /// the companion objects they wrote, waiting up to 20 s. For a service shutting down or
+    /// a CLI's signal handler: the uploads themselves then fail.
+    pub async fn abort_all(&self) {
+        let left = self.live.take_all();
+        let client = &self.client;
+        let all = left.into_iter().map(|l| async move {
+            let _ = tokio::time::timeout(Duration::from_secs(20), l.clean(client)).await;
+        });
+        futures_util::future::join_all(all).await;
     }
 
     /// HEADs an object and loads its header (from the metadata or the companion object).
-    pub fn open_object(&self, url: &S3Url) -> Result<ObjectInfo> {
+    pub async fn open_object(&self, url: &S3Url) -> Result<ObjectInfo> {
         url.require_object()?;
-        let head = self
-            .head(url)?
-            .ok_or_else(|| storage(url, "HeadObject", "NoSuchKey: the object does not exist"))?;
+        let head = self.head(url).await?.ok_or_else(|| not_found(url))?;
         let meta = &head.metadata;
         let bad = |reason: String| Error::ObjectMetadata {
             object: url.to_string(),
@@ -291,7 +326,7 @@ impl S3 {
             HeaderLocation::Inline(bytes) => object::parse_header(bytes, None).map_err(bad)?,
             HeaderLocation::Companion { key, commitment } => {
                 let curl = url.with_key(key.clone());
-                let bytes = self.get_small(&curl, crate::format::limits::MAX_HEADER_LEN as u64)?
+                let bytes = self.get_small(&curl, crate::format::limits::MAX_HEADER_LEN as u64).await?
                     .ok_or_else(|| {
                         bad(format!(
                             "the header's companion object {curl} is missing (deleted, or the object was copied without it)"
@@ -311,20 +346,20 @@ impl S3 {
     }
 
     /// HEAD: `None` if the object does not exist.
-    pub fn head(&self, url: &S3Url) -> Result<Option<Head>> {
-        let r = self.rt.block_on(
-            self.client
-                .head_object()
-                .bucket(&url.bucket)
-                .key(&url.key)
-                .send(),
-        );
+    pub async fn head(&self, url: &S3Url) -> Result<Option<Head>> {
+        let r = self
+            .client
+            .head_object()
+            .bucket(&url.bucket)
+            .key(&url.key)
+            .send()
+            .await;
         let out = match r {
             Ok(o) => o,
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
                 return Ok(None);
             }
-            Err(e) => return Err(sdk_error(url, "HeadObject", e)),
+            Err(e) => return Err(sdk_error(&self.endpoint, url, "HeadObject", e)),
         };
         let metadata: BTreeMap<String, String> = out
             .metadata()
@@ -354,13 +389,17 @@ impl S3 {
     }
 
     /// GETs a whole small object, refusing anything larger than `max` bytes; `None` on 404.
-    fn get_small(&self, url: &S3Url, max: u64) -> Result<Option<Vec<u8>>> {
-        Ok(self.get_small_tagged(url, max)?.map(|(b, _)| b))
+    async fn get_small(&self, url: &S3Url, max: u64) -> Result<Option<Vec<u8>>> {
+        Ok(self.get_small_tagged(url, max).await?.map(|(b, _)| b))
     }
 
     /// [`S3::get_small`], with the ETag of what was read.
-    fn get_small_tagged(&self, url: &S3Url, max: u64) -> Result<Option<(Vec<u8>, Option<String>)>> {
-        self.rt.block_on(async {
+    async fn get_small_tagged(
+        &self,
+        url: &S3Url,
+        max: u64,
+    ) -> Result<Option<(Vec<u8>, Option<String>)>> {
+        async {
             let r = self
                 .client
                 .get_object()
@@ -373,7 +412,7 @@ impl S3 {
                 Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
                     return Ok(None);
                 }
-                Err(e) => return Err(sdk_error(url, "GetObject", e)),
+                Err(e) => return Err(sdk_error(&self.endpoint, url, "GetObject", e)),
             };
             if out.content_length().unwrap_or(0).max(0) as u64 > max {
                 return Err(Error::ObjectMetadata {
@@ -388,21 +427,20 @@ impl S3 {
                 .await
                 .map_err(|e| storage(url, "GetObject", &format!("reading the body: {e}")))?;
             Ok(Some((body.into_bytes().to_vec(), etag)))
-        })
+        }
+        .await
     }
 
     /// Deletes an object (used for companions); a missing object is not an error.
-    fn delete(&self, url: &S3Url) -> Result<()> {
-        self.rt
-            .block_on(
-                self.client
-                    .delete_object()
-                    .bucket(&url.bucket)
-                    .key(&url.key)
-                    .send(),
-            )
+    async fn delete(&self, url: &S3Url) -> Result<()> {
+        self.client
+            .delete_object()
+            .bucket(&url.bucket)
+            .key(&url.key)
+            .send()
+            .await
             .map(|_| ())
-            .map_err(|e| sdk_error(url, "DeleteObject", e))
+            .map_err(|e| sdk_error(&self.endpoint, url, "DeleteObject", e))
     }
 
     /// Deletes the companion named in `old_meta` (the metadata `url` had before this write)
@@ -411,7 +449,7 @@ impl S3 {
     /// delete is conditional on the ETag of the content checked. Anything else is left
     /// alone and reported as [`CompanionCleanup::Kept`]. `Err` only when a companion that
     /// passed every check could not be deleted.
-    fn clean_companion(
+    async fn clean_companion(
         &self,
         url: &S3Url,
         old_meta: &BTreeMap<String, String>,
@@ -436,7 +474,7 @@ impl S3 {
             return left("is pinned to another key commitment than the header sealstream read");
         }
         let max = crate::format::limits::MAX_HEADER_LEN as u64;
-        let (bytes, etag) = match self.get_small_tagged(&curl, max) {
+        let (bytes, etag) = match self.get_small_tagged(&curl, max).await {
             Ok(Some(got)) => got,
             Ok(None) => return Ok(CompanionCleanup::Nothing),
             Err(e) => return left(&format!("could not be read ({e})")),
@@ -444,26 +482,37 @@ impl S3 {
         if let Err(e) = object::parse_header(&bytes, Some(&pinned)) {
             return left(&format!("does not hold this object's header ({e})"));
         }
-        let r = self.rt.block_on(
-            self.client
-                .delete_object()
-                .bucket(&curl.bucket)
-                .key(&curl.key)
-                .set_if_match(etag)
-                .send(),
-        );
+        let r = self
+            .client
+            .delete_object()
+            .bucket(&curl.bucket)
+            .key(&curl.key)
+            .set_if_match(etag)
+            .send()
+            .await;
         match r {
             Ok(_) => Ok(CompanionCleanup::Deleted(key)),
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
                 Ok(CompanionCleanup::Nothing)
             }
-            Err(e) => Err(sdk_error(&curl, "DeleteObject", e)),
+            Err(e) => Err(sdk_error(&self.endpoint, &curl, "DeleteObject", e)),
         }
     }
 
+    /// Deletes an encrypted object and then its companion header object, the latter only if
+    /// it provably is this object's (named after it and holding its header; else it is
+    /// left alone and the report says why). A missing object is [`Error::Storage`] of kind
+    /// `NotFound`.
+    pub async fn delete_object(&self, url: &S3Url) -> Result<CompanionCleanup> {
+        url.require_object()?;
+        let head = self.head(url).await?.ok_or_else(|| not_found(url))?;
+        self.delete(url).await?;
+        self.clean_companion(url, &head.metadata, None, None).await
+    }
+
     /// Lists object keys under `prefix` (companion objects excluded), with their sizes.
-    pub fn list(&self, url: &S3Url) -> Result<Vec<(String, u64)>> {
-        self.rt.block_on(async {
+    pub async fn list(&self, url: &S3Url) -> Result<Vec<(String, u64)>> {
+        async {
             let mut out = Vec::new();
             let mut token: Option<String> = None;
             loop {
@@ -475,7 +524,7 @@ impl S3 {
                     .set_continuation_token(token.take())
                     .send()
                     .await
-                    .map_err(|e| sdk_error(url, "ListObjectsV2", e))?;
+                    .map_err(|e| sdk_error(&self.endpoint, url, "ListObjectsV2", e))?;
                 for o in r.contents() {
                     if let Some(k) = o.key()
                         && !object::is_companion_key(k)
@@ -490,7 +539,8 @@ impl S3 {
                 }
             }
             Ok(out)
-        })
+        }
+        .await
     }
 }
 
@@ -594,27 +644,63 @@ impl ObjectInfo {
 
 // ---- errors --------------------------------------------------------------------------
 
-/// A storage error naming the object, the operation and the reason.
-fn storage(url: &S3Url, op: &str, msg: &str) -> Error {
-    Error::storage(format!("{op} {url}: {msg}"))
+/// HEAD found no object where one must be.
+fn not_found(url: &S3Url) -> Error {
+    use crate::error::{Service, ServiceError, ServiceErrorKind};
+    Error::Storage(
+        ServiceError::new(
+            Service::S3,
+            ServiceErrorKind::NotFound,
+            format!("HeadObject {url}: NoSuchKey: the object does not exist"),
+        )
+        .with_operation("HeadObject")
+        .with_code(Some("NoSuchKey".into())),
+    )
 }
 
-/// What S3 errors call the endpoint: the last connection's override, or the region's.
-static ENDPOINT_LABEL: std::sync::RwLock<String> = std::sync::RwLock::new(String::new());
+/// A storage error naming the object, the operation and the reason.
+fn storage(url: &S3Url, op: &str, msg: &str) -> Error {
+    use crate::error::{Service, ServiceError, ServiceErrorKind};
+    Error::Storage(
+        ServiceError::new(
+            Service::S3,
+            ServiceErrorKind::Other,
+            format!("{op} {url}: {msg}"),
+        )
+        .with_operation(op),
+    )
+}
 
-fn endpoint_label() -> String {
-    match ENDPOINT_LABEL.read() {
-        Ok(l) if !l.is_empty() => l.clone(),
-        _ => "the AWS endpoint".into(),
+/// Another writer changed the object while sealstream worked on it (found by sealstream's
+/// own checks, so there is no service code): a [`ServiceErrorKind::PreconditionFailed`]
+/// a caller can retry on.
+///
+/// [`ServiceErrorKind::PreconditionFailed`]: crate::error::ServiceErrorKind::PreconditionFailed
+fn conflict(op: &str, message: String) -> Error {
+    use crate::error::{Service, ServiceError, ServiceErrorKind};
+    Error::Storage(
+        ServiceError::new(Service::S3, ServiceErrorKind::PreconditionFailed, message)
+            .with_operation(op),
+    )
+}
+
+/// Puts `e` in context (`f` gets its text and writes the new message), keeping the kind,
+/// code, request id and operation of a storage error; anything else becomes one of kind
+/// `Other`.
+fn with_context(e: Error, f: impl FnOnce(&str) -> String) -> Error {
+    let text = f(&e.to_string());
+    match e {
+        Error::Storage(se) => Error::Storage(se.with_message(text)),
+        _ => Error::storage(text),
     }
 }
 
-/// Maps an SDK error to exit 6 with one sentence (what happened, what to do): the
-/// service's error code, message and request id, or what kept the request from getting
-/// an answer (credentials, refused, DNS, timeout); a failed `If-None-Match` precondition
-/// keeps its code so callers can turn it into [`Error::OutputExists`]. Never a `Debug`
-/// dump of the SDK error.
-fn sdk_error<E>(url: &S3Url, op: &str, e: SdkError<E, HttpResponse>) -> Error
+/// Maps an SDK error to [`Error::Storage`]: its kind, the service's error code, message
+/// and request id, or what kept the request from getting an answer (credentials, refused,
+/// DNS, timeout) naming `endpoint`; a failed `If-None-Match` precondition keeps its kind
+/// so callers can turn it into [`Error::OutputExists`]. Never a `Debug` dump, and no
+/// command-line flag: the CLI adds those.
+fn sdk_error<E>(endpoint: &str, url: &S3Url, op: &str, e: SdkError<E, HttpResponse>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
@@ -629,13 +715,7 @@ where
             )
         };
     if let Some(t) = crate::aws::transport_failure(&e) {
-        let flags = "--s3-read-timeout / --s3-timeout / --s3-connect-timeout";
-        return typed(
-            t.kind(),
-            None,
-            None,
-            &t.sentence("S3", &endpoint_label(), flags),
-        );
+        return typed(t.kind(), None, None, &t.plain_sentence("S3", endpoint));
     }
     let status = e.raw_response().map(|r| r.status().as_u16());
     let request_id = e.request_id().map(str::to_string);
@@ -673,109 +753,37 @@ where
             request_id,
             &format!(
                 "{} at {} sent {what}{request_id_text}; check that the endpoint is S3 and retry",
-                "S3",
-                endpoint_label()
+                "S3", endpoint
             ),
         );
     };
-    let hint = match code.as_str() {
-        "NoSuchBucket" => "create the bucket or fix its name",
-        "NoSuchKey" | "NotFound" => "check the object key",
-        "AccessDenied" | "AllAccessDisabled" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" => {
-            "check the credentials (--profile, AWS_*) and their S3 permissions on this bucket"
-        }
-        "PermanentRedirect" | "AuthorizationHeaderMalformed" => {
-            "the bucket is in another region; pass --region or set AWS_REGION"
-        }
-        "SlowDown" | "ServiceUnavailable" | "InternalError" | "RequestTimeout" => {
-            "the service kept failing after retries; try again later, lower --concurrency or raise --s3-max-attempts"
-        }
-        "PreconditionFailed" => "the object changed while sealstream was working on it",
-        _ => "see the S3 documentation for this error code",
-    };
-    let text = format!("{code}{msg}{request_id_text}; {hint}");
+    // What to do about a code (a flag, a permission) is the caller's to say: the CLI
+    // appends it by code (src/cli/s3.rs), a service maps the kind.
+    let text = format!("{code}{msg}{request_id_text}");
     typed(kind, Some(code), request_id, &text)
 }
 
-// ---- cleanup on signals --------------------------------------------------------------
-
-struct LiveUpload {
-    id: u64,
-    client: Client,
-    handle: tokio::runtime::Handle,
-    bucket: String,
-    key: String,
-    upload_id: Option<String>,
-    companion: Option<String>,
-}
-
-static LIVE: Mutex<Vec<LiveUpload>> = Mutex::new(Vec::new());
-static NEXT_LIVE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-
-/// Aborts every multipart upload in progress and deletes the companion objects they wrote.
-///
-/// The CLI calls this from its Ctrl-C/SIGTERM handler before exiting, so an interrupted
-/// upload leaves no orphaned parts (which S3 would bill for) and no half-written object.
-pub fn abort_live_uploads() {
-    let list = match LIVE.lock() {
-        Ok(mut l) => std::mem::take(&mut *l),
-        Err(_) => return,
-    };
-    for u in list {
-        let fut = async {
-            if let Some(id) = &u.upload_id {
-                let _ = u
-                    .client
-                    .abort_multipart_upload()
-                    .bucket(&u.bucket)
-                    .key(&u.key)
-                    .upload_id(id)
-                    .send()
-                    .await;
-            }
-            if let Some(c) = &u.companion {
-                let _ = u
-                    .client
-                    .delete_object()
-                    .bucket(&u.bucket)
-                    .key(c)
-                    .send()
-                    .await;
-            }
-        };
-        let _ = u
-            .handle
-            .block_on(async { tokio::time::timeout(Duration::from_secs(20), fut).await });
+/// Fails early on settings no transfer can run with.
+fn check_settings(settings: &S3Settings) -> Result<()> {
+    if settings.concurrency == 0 {
+        return Err(Error::Usage("the S3 concurrency must be at least 1".into()));
     }
+    Ok(())
 }
 
-fn live_register(s3: &S3, url: &S3Url) -> u64 {
-    let id = NEXT_LIVE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    if let Ok(mut l) = LIVE.lock() {
-        l.push(LiveUpload {
-            id,
-            client: s3.client.clone(),
-            handle: s3.rt.handle().clone(),
-            bucket: url.bucket.clone(),
-            key: url.key.clone(),
-            upload_id: None,
-            companion: None,
-        });
-    }
-    id
-}
-
-fn live_update(id: u64, f: impl FnOnce(&mut LiveUpload)) {
-    if let Ok(mut l) = LIVE.lock()
-        && let Some(u) = l.iter_mut().find(|u| u.id == id)
-    {
-        f(u);
-    }
-}
-
-fn live_unregister(id: u64) {
-    if let Ok(mut l) = LIVE.lock() {
-        l.retain(|u| u.id != id);
+/// How [`S3::connect`] loads the configuration chain for `settings`.
+fn aws_options(settings: &S3Settings) -> crate::aws::AwsOptions {
+    crate::aws::AwsOptions {
+        region: settings.region.clone(),
+        profile: settings.profile.clone(),
+        max_attempts: settings.max_attempts,
+        initial_backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_secs(10),
+        timeouts: TimeoutConfig::builder()
+            .connect_timeout(settings.connect_timeout)
+            .read_timeout(settings.read_timeout)
+            .build(),
+        stall_grace: Some(settings.read_timeout),
     }
 }
 

@@ -17,7 +17,8 @@ use std::collections::HashMap;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective};
 
 use super::{
-    CompanionCleanup, Head, HeaderLocation, ObjectInfo, S3, S3Url, encode_key, object, sdk_error,
+    CompanionCleanup, Head, HeaderLocation, ObjectInfo, S3, S3Url, conflict, encode_key, object,
+    sdk_error, with_context,
 };
 use crate::error::{Error, Result};
 use crate::format::Header;
@@ -84,6 +85,7 @@ fn real_version(v: &Option<String>) -> Option<&str> {
 /// the object changed after it was read: nothing was written. Judged by the service's error
 /// code, not by the text of [`sdk_error`].
 fn copy_error<E>(
+    endpoint: &str,
     url: &S3Url,
     op: &str,
     e: aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
@@ -94,16 +96,19 @@ where
     use aws_sdk_s3::error::ProvideErrorMetadata as _;
     match e.code() {
         Some("PreconditionFailed" | "ConditionalRequestConflict") => changed_before_write(url),
-        _ => sdk_error(url, op, e),
+        _ => sdk_error(endpoint, url, op, e),
     }
 }
 
 /// The error for a rewrap that found the object changed before it wrote anything.
 fn changed_before_write(url: &S3Url) -> Error {
-    Error::storage(format!(
-        "{url}: the object changed after sealstream read it (another rewrap or writer got \
+    conflict(
+        "CopyObject",
+        format!(
+            "{url}: the object changed after sealstream read it (another rewrap or writer got \
          there first), so nothing was written; run rewrap again on the current object"
-    ))
+        ),
+    )
 }
 
 impl S3 {
@@ -111,17 +116,17 @@ impl S3 {
     /// object's other user metadata, content type and other attributes. The write happens
     /// only if the object is still exactly what was read, and is verified afterwards, so a
     /// concurrent rewrap or a new version is never silently lost (module docs).
-    pub fn replace_header(&self, obj: &ObjectInfo, new: &Header) -> Result<RewrapReport> {
-        self.replace_header_with(obj, new, &mut |_| {})
+    pub async fn replace_header(&self, obj: &ObjectInfo, new: &Header) -> Result<RewrapReport> {
+        self.replace_header_with(obj, new, &mut |_| {}).await
     }
 
     /// [`S3::replace_header`], calling `hook` at each [`RewrapStage`]: tests use it to
     /// interleave a concurrent writer deterministically.
-    pub fn replace_header_with(
+    pub async fn replace_header_with(
         &self,
         obj: &ObjectInfo,
         new: &Header,
-        hook: &mut dyn FnMut(RewrapStage),
+        hook: &mut (dyn FnMut(RewrapStage) + Send),
     ) -> Result<RewrapReport> {
         let url = &obj.url;
         if new.commitment != obj.header.commitment || new.digest() != obj.header.digest() {
@@ -139,7 +144,7 @@ impl S3 {
             &new.commitment,
             &url.key,
             other_size,
-            super::upload::unique_suffix_pub()?,
+            super::upload::unique_suffix()?,
         )
         .map_err(Error::Usage)?;
         let mut metadata: HashMap<String, String> = other
@@ -150,43 +155,44 @@ impl S3 {
 
         let new_companion = placement.companion.as_ref().map(|(k, _)| k.clone());
         if let Some((ck, b)) = &placement.companion {
-            self.put_companion(&url.with_key(ck.clone()), b.clone())?;
+            self.put_companion(&url.with_key(ck.clone()), b.clone())
+                .await?;
         }
         // Deletes the companion this rewrap wrote, unless the current object names it.
-        let drop_new_companion = |current: Option<&Head>| {
+        let drop_new_companion = async |current: Option<&Head>| {
             if let Some(ck) = &new_companion
                 && current.is_none_or(|h| !object::names_companion(&h.metadata, ck))
             {
-                let _ = self.delete(&url.with_key(ck.clone()));
+                let _ = self.delete(&url.with_key(ck.clone())).await;
             }
         };
 
         // 1. Write only over exactly the state that was read.
-        match self.head(url) {
+        match self.head(url).await {
             Ok(Some(now)) if now.same_state(&obj.head) => {}
             Ok(_) => {
-                drop_new_companion(None);
+                drop_new_companion(None).await;
                 return Err(changed_before_write(url));
             }
             Err(e) => {
-                drop_new_companion(None);
+                drop_new_companion(None).await;
                 return Err(e);
             }
         }
         hook(RewrapStage::BeforeCopy);
         let multipart = obj.head.content_length > self.settings.copy_threshold;
         let copied = if multipart {
-            self.copy_multipart(obj, metadata.clone())
+            self.copy_multipart(obj, metadata.clone()).await
         } else {
-            self.copy_single(obj, metadata.clone())
+            self.copy_single(obj, metadata.clone()).await
         };
         let written = match copied {
             Ok(w) => w,
             Err(e) => {
                 // A copy reported as failed may still have landed (a lost response): keep
                 // the new companion if the object names it, or if that cannot be told.
-                if let Ok(current) = self.head(url) {
-                    drop_new_companion(current.as_ref());
+                if let Ok(current) = self.head(url).await {
+                    drop_new_companion(current.as_ref()).await;
                 }
                 return Err(e);
             }
@@ -195,12 +201,14 @@ impl S3 {
         hook(RewrapStage::AfterCopy);
 
         // 2. Verify that what is there now is what was written, over what was read.
-        let now = self.head(url).map_err(|e| {
-            Error::storage(format!(
-                "{url}: the copy succeeded but sealstream could not read the object back to \
+        let now = self.head(url).await.map_err(|e| {
+            with_context(e, |e| {
+                format!(
+                    "{url}: the copy succeeded but sealstream could not read the object back to \
                  check it, so the old header object (if any) was kept; run `sealstream inspect` \
                  on it: {e}"
-            ))
+                )
+            })
         })?;
         let ours = now.as_ref().is_some_and(|h| {
             h.metadata.len() == metadata.len()
@@ -213,7 +221,7 @@ impl S3 {
                     .is_none_or(|v| h.version_id.as_deref() == Some(v))
         });
         if !ours {
-            drop_new_companion(now.as_ref());
+            drop_new_companion(now.as_ref()).await;
             let kept = match &obj.location {
                 HeaderLocation::Companion { key, .. } => {
                     format!(
@@ -223,29 +231,39 @@ impl S3 {
                 }
                 HeaderLocation::Inline(_) => String::new(),
             };
-            return Err(Error::storage(format!(
-                "{url}: another writer replaced the object right after this rewrap wrote it, \
+            return Err(conflict(
+                "HeadObject",
+                format!(
+                    "{url}: another writer replaced the object right after this rewrap wrote it, \
                  so the new header is not the current one{kept}; inspect the object and run \
                  rewrap again"
-            )));
+                ),
+            ));
         }
         if let (Some(read), Some(mine)) = (
             real_version(&obj.head.version_id),
             real_version(&written.version_id),
         ) {
-            let history = self.previous_version(url, mine, &obj.head).map_err(|e| {
-                Error::storage(format!(
-                    "{url}: the new header was written (version {mine}), but sealstream could \
-                     not check that no other version was stored while it ran, so the old \
-                     header object (if any) was kept; grant s3:ListBucketVersions or check the \
-                     object's versions yourself: {e}"
-                ))
-            })?;
+            let history = self
+                .previous_version(url, mine, &obj.head)
+                .await
+                .map_err(|e| {
+                    with_context(e, |e| {
+                        format!(
+                            "{url}: the new header was written (version {mine}), but \
+                             sealstream could not check that no other version was stored \
+                             while it ran, so the old header object (if any) was kept; grant \
+                             s3:ListBucketVersions or check the object's versions yourself: {e}"
+                        )
+                    })
+                })?;
             if history.deleted {
-                return Err(self.undo_resurrection(url, mine, &new_companion));
+                return Err(self.undo_resurrection(url, mine, &new_companion).await);
             }
             if history.previous.as_deref() != Some(read) {
-                return Err(self.undo_lost_race(obj, mine, history.previous, &new_companion));
+                return Err(self
+                    .undo_lost_race(obj, mine, history.previous, &new_companion)
+                    .await);
             }
         }
 
@@ -257,11 +275,14 @@ impl S3 {
                 Some(&obj.header.commitment),
                 new_companion.as_deref(),
             )
+            .await
             .map_err(|e| {
-                Error::storage(format!(
-                    "the object was rewrapped, but its old header object could not be deleted \
+                with_context(e, |e| {
+                    format!(
+                        "the object was rewrapped, but its old header object could not be deleted \
                      and still holds the removed keys; delete it: {e}"
-                ))
+                    )
+                })
             })?;
         Ok(RewrapReport {
             companion: new_companion,
@@ -273,8 +294,8 @@ impl S3 {
     /// The version of `url` written just before `mine` (versions newest first, as S3
     /// lists them; `None` if `mine` is the oldest or is not listed), and whether a delete
     /// marker was placed after the version `read`.
-    fn previous_version(&self, url: &S3Url, mine: &str, read: &Head) -> Result<History> {
-        self.rt.block_on(async {
+    async fn previous_version(&self, url: &S3Url, mine: &str, read: &Head) -> Result<History> {
+        async {
             let mut key_marker: Option<String> = None;
             let mut version_marker: Option<String> = None;
             let mut seen_mine = false;
@@ -289,7 +310,7 @@ impl S3 {
                     .set_version_id_marker(version_marker.take())
                     .send()
                     .await
-                    .map_err(|e| sdk_error(url, "ListObjectVersions", e))?;
+                    .map_err(|e| sdk_error(&self.endpoint, url, "ListObjectVersions", e))?;
                 // A delete marker no older than the version read: the object was deleted
                 // meanwhile (S3 lists markers apart from versions; Last-Modified has
                 // one-second resolution, so a marker in the same second counts: safe side).
@@ -322,44 +343,54 @@ impl S3 {
                     });
                 }
             }
-        })
+        }
+        .await
     }
 
     /// The object was deleted between the read and the copy, and the copy (pinned to the
     /// version read) brought it back: delete the version this rewrap wrote, so the delete
     /// marker is current again, and explain.
-    fn undo_resurrection(&self, url: &S3Url, mine: &str, new_companion: &Option<String>) -> Error {
-        let removed = self.rt.block_on(
-            self.client
-                .delete_object()
-                .bucket(&url.bucket)
-                .key(&url.key)
-                .version_id(mine)
-                .send(),
-        );
+    async fn undo_resurrection(
+        &self,
+        url: &S3Url,
+        mine: &str,
+        new_companion: &Option<String>,
+    ) -> Error {
+        let removed = self
+            .client
+            .delete_object()
+            .bucket(&url.bucket)
+            .key(&url.key)
+            .version_id(mine)
+            .send()
+            .await;
         match removed {
             Ok(_) => {
                 if let Some(ck) = new_companion {
-                    let _ = self.delete(&url.with_key(ck.clone()));
+                    let _ = self.delete(&url.with_key(ck.clone())).await;
                 }
-                Error::storage(format!(
-                    "{url}: the object was deleted while this rewrap ran; the version this \
+                conflict(
+                    "ListObjectVersions",
+                    format!(
+                        "{url}: the object was deleted while this rewrap ran; the version this \
                      rewrap wrote was removed again, so the object stays deleted"
-                ))
+                    ),
+                )
             }
-            Err(e) => Error::storage(format!(
-                "{url}: the object was deleted while this rewrap ran, and this rewrap's \
-                 version {mine} brought it back; removing that version failed ({}). Delete \
-                 version {mine} if the object should stay deleted",
-                sdk_error(url, "DeleteObject", e)
-            )),
+            Err(e) => with_context(sdk_error(&self.endpoint, url, "DeleteObject", e), |m| {
+                format!(
+                    "{url}: the object was deleted while this rewrap ran, and this rewrap's \
+                 version {mine} brought it back; removing that version failed ({m}). Delete \
+                 version {mine} if the object should stay deleted"
+                )
+            }),
         }
     }
 
     /// A version (`previous`) was written between the read and the copy, and the copy put
     /// the old body and a header derived from the old one on top of it. Make that version
     /// current again (a server-side copy of it, metadata and all) and explain.
-    fn undo_lost_race(
+    async fn undo_lost_race(
         &self,
         obj: &ObjectInfo,
         mine: &str,
@@ -368,12 +399,15 @@ impl S3 {
     ) -> Error {
         let url = &obj.url;
         let Some(theirs) = previous else {
-            return Error::storage(format!(
-                "{url}: the version sealstream read ({}) is no longer the one before this \
+            return conflict(
+                "ListObjectVersions",
+                format!(
+                    "{url}: the version sealstream read ({}) is no longer the one before this \
                  rewrap's version {mine}; another writer changed the object meanwhile. Check \
                  the object's versions and run rewrap again",
-                obj.head.version_id.as_deref().unwrap_or("?")
-            ));
+                    obj.head.version_id.as_deref().unwrap_or("?")
+                ),
+            );
         };
         let source = format!(
             "{}/{}?versionId={}",
@@ -381,48 +415,50 @@ impl S3 {
             encode_key(&url.key),
             encode_key(&theirs)
         );
-        let restored = self.rt.block_on(
-            self.client
-                .copy_object()
-                .bucket(&url.bucket)
-                .key(&url.key)
-                .copy_source(source)
-                .send(),
-        );
+        let restored = self
+            .client
+            .copy_object()
+            .bucket(&url.bucket)
+            .key(&url.key)
+            .copy_source(source)
+            .send()
+            .await;
         match restored {
             Ok(_) => {
                 if let Some(ck) = new_companion {
-                    let _ = self.delete(&url.with_key(ck.clone()));
+                    let _ = self.delete(&url.with_key(ck.clone())).await;
                 }
-                Error::storage(format!(
-                    "{url}: another writer stored version {theirs} while this rewrap ran; the \
+                conflict(
+                    "ListObjectVersions",
+                    format!(
+                        "{url}: another writer stored version {theirs} while this rewrap ran; the \
                      rewrap was undone by making that version current again, so nothing was \
                      lost but the keys were not changed: run rewrap again on the current object"
-                ))
+                    ),
+                )
             }
-            Err(e) => Error::storage(format!(
-                "{url}: another writer stored version {theirs} while this rewrap ran, and this \
-                 rewrap's version {mine} (the old body) replaced it; restoring it failed ({}). \
-                 Make version {theirs} current again (copy it onto the key), then rewrap again",
-                sdk_error(url, "CopyObject", e)
-            )),
+            Err(e) => with_context(sdk_error(&self.endpoint, url, "CopyObject", e), |m| {
+                format!(
+                    "{url}: another writer stored version {theirs} while this rewrap ran, and this \
+                 rewrap's version {mine} (the old body) replaced it; restoring it failed ({m}). \
+                 Make version {theirs} current again (copy it onto the key), then rewrap again"
+                )
+            }),
         }
     }
 
-    fn put_companion(&self, url: &super::S3Url, bytes: Vec<u8>) -> Result<()> {
-        self.rt
-            .block_on(
-                self.client
-                    .put_object()
-                    .bucket(&url.bucket)
-                    .key(&url.key)
-                    .content_type("application/octet-stream")
-                    .if_none_match("*")
-                    .body(bytes.into())
-                    .send(),
-            )
+    async fn put_companion(&self, url: &super::S3Url, bytes: Vec<u8>) -> Result<()> {
+        self.client
+            .put_object()
+            .bucket(&url.bucket)
+            .key(&url.key)
+            .content_type("application/octet-stream")
+            .if_none_match("*")
+            .body(bytes.into())
+            .send()
+            .await
             .map(|_| ())
-            .map_err(|e| sdk_error(url, "PutObject", e))
+            .map_err(|e| sdk_error(&self.endpoint, url, "PutObject", e))
     }
 
     fn copy_source(obj: &ObjectInfo) -> String {
@@ -444,7 +480,11 @@ impl S3 {
         }
     }
 
-    fn copy_single(&self, obj: &ObjectInfo, metadata: HashMap<String, String>) -> Result<Written> {
+    async fn copy_single(
+        &self,
+        obj: &ObjectInfo,
+        metadata: HashMap<String, String>,
+    ) -> Result<Written> {
         let h = &obj.head;
         let url = &obj.url;
         let req = self
@@ -459,32 +499,30 @@ impl S3 {
             .metadata_directive(MetadataDirective::Replace)
             .set_metadata(Some(metadata));
         let req = carry_attributes!(req, h);
-        self.rt
-            .block_on(req.send())
+        req.send()
+            .await
             .map(|out| Written {
                 etag: out
                     .copy_object_result()
                     .and_then(|r| r.e_tag().map(str::to_string)),
                 version_id: out.version_id().map(str::to_string),
             })
-            .map_err(|e| copy_error(url, "CopyObject", e))
+            .map_err(|e| copy_error(&self.endpoint, url, "CopyObject", e))
     }
 
     /// The object's tags as a `Tagging` header value (a multipart copy does not carry them
     /// over by itself, unlike `CopyObject`).
-    fn tagging(&self, obj: &ObjectInfo) -> Result<Option<String>> {
+    async fn tagging(&self, obj: &ObjectInfo) -> Result<Option<String>> {
         let url = &obj.url;
         let out = self
-            .rt
-            .block_on(
-                self.client
-                    .get_object_tagging()
-                    .bucket(&url.bucket)
-                    .key(&url.key)
-                    .set_version_id(obj.head.version_id.clone())
-                    .send(),
-            )
-            .map_err(|e| sdk_error(url, "GetObjectTagging", e))?;
+            .client
+            .get_object_tagging()
+            .bucket(&url.bucket)
+            .key(&url.key)
+            .set_version_id(obj.head.version_id.clone())
+            .send()
+            .await
+            .map_err(|e| sdk_error(&self.endpoint, url, "GetObjectTagging", e))?;
         let pairs: Vec<String> = out
             .tag_set()
             .iter()
@@ -499,14 +537,14 @@ impl S3 {
         Ok((!pairs.is_empty()).then(|| pairs.join("&")))
     }
 
-    fn copy_multipart(
+    async fn copy_multipart(
         &self,
         obj: &ObjectInfo,
         metadata: HashMap<String, String>,
     ) -> Result<Written> {
         let h = &obj.head;
         let url = &obj.url;
-        let tagging = self.tagging(obj)?;
+        let tagging = self.tagging(obj).await?;
         let create = self
             .client
             .create_multipart_upload()
@@ -514,16 +552,23 @@ impl S3 {
             .key(&url.key)
             .set_metadata(Some(metadata))
             .set_tagging(tagging);
-        let created = self
-            .rt
-            .block_on(carry_attributes!(create, h).send())
-            .map_err(|e| sdk_error(url, "CreateMultipartUpload", e))?;
+        let created = carry_attributes!(create, h)
+            .send()
+            .await
+            .map_err(|e| sdk_error(&self.endpoint, url, "CreateMultipartUpload", e))?;
         let id = created
             .upload_id()
             .map(str::to_string)
             .ok_or_else(|| Error::storage(format!("{url}: no upload id")))?;
-        let live = super::live_register(self, url);
-        super::live_update(live, |u| u.upload_id = Some(id.clone()));
+        let mut live = super::live::Guard::new(
+            &self.client,
+            &self.live,
+            super::live::Leftover::Upload {
+                bucket: url.bucket.clone(),
+                key: url.key.clone(),
+                upload_id: id.clone(),
+            },
+        );
         let total = h.content_length;
         let part = self
             .settings
@@ -531,7 +576,7 @@ impl S3 {
             .clamp(super::MIN_PART_SIZE, super::MAX_PART_SIZE)
             .max(total.div_ceil(super::MAX_PARTS));
         let source = Self::copy_source(obj);
-        let result = self.rt.block_on(async {
+        let result = async {
             let mut ranges = Vec::new();
             let mut a = 0;
             while a < total {
@@ -552,10 +597,9 @@ impl S3 {
                     .set_copy_source_if_match(h.etag.clone())
                     .set_copy_source_if_unmodified_since(Self::unmodified_since(h));
                 async move {
-                    let out = req
-                        .send()
-                        .await
-                        .map_err(|e| copy_error(url, &format!("UploadPartCopy {n} of"), e))?;
+                    let out = req.send().await.map_err(|e| {
+                        copy_error(&self.endpoint, url, &format!("UploadPartCopy {n} of"), e)
+                    })?;
                     Ok::<_, Error>(
                         CompletedPart::builder()
                             .part_number(n)
@@ -587,23 +631,18 @@ impl S3 {
                 .set_if_match(h.etag.clone())
                 .send()
                 .await
-                .map_err(|e| copy_error(url, "CompleteMultipartUpload", e))?;
+                .map_err(|e| copy_error(&self.endpoint, url, "CompleteMultipartUpload", e))?;
             Ok::<_, Error>(Written {
                 etag: out.e_tag().map(str::to_string),
                 version_id: out.version_id().map(str::to_string),
             })
-        });
-        if result.is_err() {
-            let _ = self.rt.block_on(
-                self.client
-                    .abort_multipart_upload()
-                    .bucket(&url.bucket)
-                    .key(&url.key)
-                    .upload_id(&id)
-                    .send(),
-            );
         }
-        super::live_unregister(live);
+        .await;
+        if result.is_err() {
+            live.clean().await;
+        } else {
+            live.disarm();
+        }
         result
     }
 }

@@ -1,50 +1,67 @@
-//! Encrypt while uploading: the engine seals chunks on all cores and writes them, in
-//! order, into part buffers; each full part goes to an upload task, at most `concurrency`
-//! at a time. The writer blocks when every slot is busy, so memory stays bounded by
+//! Encrypt while uploading: the engine seals chunks on all cores (its own threads, never
+//! the async executor's) and writes them, in order, into part buffers; each full part goes
+//! through a bounded channel to a [`MultipartWriter`], which uploads at most `concurrency`
+//! at a time. The engine blocks when every slot is busy, so memory stays bounded by
 //! `(concurrency + 2) × part size` plus the engine's own buffers, whatever the input size.
+//!
+//! The same pieces serve both layers: [`S3::put_encrypted`] runs the engine under
+//! `spawn_blocking` and feeds it from an `AsyncRead`; the blocking layer runs it on the
+//! caller's thread with the caller's `Read`.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
-use tokio::sync::Semaphore;
-use tokio::task::JoinHandle;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
+use super::live::{Guard, Leftover};
+use super::transfer::{MultipartWriter, WriterOptions, Written};
 use super::{
-    CompanionCleanup, MAX_OBJECT_SIZE, MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE, S3, S3Url,
-    live_register, live_unregister, live_update, object, sdk_error,
+    CompanionCleanup, Head, MAX_OBJECT_SIZE, MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE, S3, S3Url,
+    object, sdk_error,
 };
-use crate::engine::{self, EngineOptions};
-use crate::envelope::{self, EncryptParams};
+use crate::engine::{self, EngineOptions, StreamStats};
+use crate::envelope::Sealing;
 use crate::error::{Error, Result};
-use crate::format::{SALT_LEN, Stanza, TAG_LEN, body_len_for};
-use crate::keys::{self, DataKey};
+use crate::format::{Header, TAG_LEN, body_len_for};
+use crate::keys;
+use crate::primitives::stream::PayloadCipher;
 
 /// Parts doubled in size after every this many parts when the input length is unknown.
 const GROWTH_EVERY: u64 = 1000;
 
-/// How to upload one object.
-#[derive(Clone, Copy, Default)]
-pub struct PutOptions<'a> {
+/// Bytes per buffer between an `AsyncRead` input and the sealing engine.
+const FEED_BUF: usize = 256 * 1024;
+/// Buffers between an `AsyncRead` input and the sealing engine (recycled).
+const FEED_BUFS: usize = 4;
+
+/// How to upload one object (async layer).
+#[derive(Clone, Default)]
+pub struct PutOptions {
     /// Replace an existing object (else the upload is refused up front and made
     /// conditional with `If-None-Match: *`).
     pub force: bool,
-    /// Plaintext length if known (a file); `None` for a stream such as stdin.
+    /// Plaintext length if known (a file); `None` for a stream.
     pub plaintext_len: Option<u64>,
-    /// Engine tuning (threads).
-    pub engine: EngineOptions<'a>,
-    /// Called with the number of body bytes each time a part (or the object) is stored.
-    pub progress: Option<&'a (dyn Fn(u64) + Sync)>,
+    /// Engine worker threads for the chunk crypto (0 = one per core).
+    pub threads: usize,
+    /// Called with the number of body bytes each time a part is handed to the uploader.
+    pub progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
+    /// Cancels the upload: it aborts its multipart upload, deletes the companion it wrote
+    /// and returns [`Error::Cancelled`].
+    pub cancel: Option<CancellationToken>,
 }
 
-impl std::fmt::Debug for PutOptions<'_> {
+impl std::fmt::Debug for PutOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PutOptions")
             .field("force", &self.force)
             .field("plaintext_len", &self.plaintext_len)
+            .field("threads", &self.threads)
             .finish_non_exhaustive()
     }
 }
@@ -60,7 +77,7 @@ pub struct PutReport {
     pub parts: u64,
     /// The companion object holding the header, if it did not fit in the metadata.
     pub companion: Option<String>,
-    /// What happened to the replaced object's companion (`--force`): deleted only when it
+    /// What happened to the replaced object's companion (`force`): deleted only when it
     /// provably belonged to the replaced object, else left alone and said so.
     pub old_companion: CompanionCleanup,
 }
@@ -99,7 +116,7 @@ pub fn part_plan_for(
 ) -> Result<PartPlan> {
     if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&part_size) {
         return Err(Error::Usage(format!(
-            "--part-size {part_size} is outside S3's limits 5MiB..5GiB"
+            "the part size {part_size} is outside S3's limits 5MiB..5GiB (S3Settings::part_size)"
         )));
     }
     let cs = u64::from(chunk_size);
@@ -125,31 +142,177 @@ pub fn part_plan_for(
     })
 }
 
+/// An upload that passed its checks: the part plan, the object's metadata, and the
+/// companion object written (guarded until the object is complete).
+pub(super) struct Prepared {
+    pub(super) plan: PartPlan,
+    existing: Option<Head>,
+    metadata: HashMap<String, String>,
+    companion: Option<(String, Guard)>,
+    force: bool,
+}
+
+impl Prepared {
+    /// How the body's writer creates the object.
+    pub(super) fn writer_options(&self) -> WriterOptions {
+        WriterOptions {
+            concurrency: 0,
+            metadata: self.metadata.clone(),
+            content_type: None,
+            create_only: !self.force,
+        }
+    }
+
+    /// Deletes the companion this upload wrote (the object was not stored).
+    pub(super) async fn cleanup(&mut self) {
+        if let Some((_, g)) = &mut self.companion {
+            g.clean().await;
+        }
+    }
+}
+
+/// What the sealing engine hands the uploader.
+pub(super) enum PartMsg {
+    /// A full part that is not the last.
+    Part(Bytes),
+    /// The last part (possibly the whole object).
+    Last(Bytes),
+}
+
+/// What the async input side hands the sealing engine.
+pub(super) enum InMsg {
+    Data(Vec<u8>),
+    End,
+    Failed(io::Error),
+}
+
 impl S3 {
-    /// Encrypts `input` into the object at `url` under `dek` (wrapped as `stanzas`): the
-    /// header goes to the metadata (or a companion object), the chunks to the body.
-    pub fn put_encrypted<R: Read + Send>(
+    /// Encrypts `input` into the object at `url` as `sealing` prepares it (its header goes
+    /// to the metadata or a companion object, the chunks to the body).
+    ///
+    /// The chunk crypto runs on the engine's threads (started with `spawn_blocking`); this
+    /// future reads `input`, uploads parts and can be polled by any runtime flavor. If it
+    /// fails, is cancelled through [`PutOptions::cancel`] (→ [`Error::Cancelled`]) or is
+    /// dropped, the multipart upload is aborted and the companion deleted (in the
+    /// background when dropped).
+    pub async fn put_encrypted<R>(
         &self,
         url: &S3Url,
         input: R,
-        dek: &DataKey,
-        stanzas: Vec<Stanza>,
-        params: &EncryptParams<'_>,
-        opts: &PutOptions<'_>,
-    ) -> Result<PutReport> {
+        sealing: Sealing,
+        opts: &PutOptions,
+    ) -> Result<PutReport>
+    where
+        R: AsyncRead + Unpin,
+    {
+        let cancel = opts.cancel.clone().unwrap_or_default();
+        let mut st = PutState::default();
+        let outcome = {
+            let work = self.put_work(&mut st, url, input, sealing, opts);
+            tokio::pin!(work);
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => None,
+                r = &mut work => Some(r),
+            }
+        };
+        match outcome {
+            Some(Ok(report)) => Ok(report),
+            Some(Err(e)) => {
+                st.cleanup().await;
+                Err(e)
+            }
+            None => {
+                st.cleanup().await;
+                Err(Error::Cancelled(format!("the upload to {url}")))
+            }
+        }
+    }
+
+    async fn put_work<R>(
+        &self,
+        st: &mut PutState,
+        url: &S3Url,
+        input: R,
+        sealing: Sealing,
+        opts: &PutOptions,
+    ) -> Result<PutReport>
+    where
+        R: AsyncRead + Unpin,
+    {
+        let prepared = self
+            .prepare_put(url, sealing.header(), opts.force, opts.plaintext_len)
+            .await?;
+        let plan = prepared.plan;
+        let writer_opts = prepared.writer_options();
+        let prepared = st.prepared.insert(prepared);
+        let writer = st
+            .writer
+            .insert(MultipartWriter::new(self, url, writer_opts));
+        let (part_tx, part_rx) = mpsc::channel(1);
+        let (in_tx, in_rx) = mpsc::channel(2);
+        let (ret_tx, ret_rx) = mpsc::unbounded_channel();
+        let progress = opts.progress.clone();
+        let threads = opts.threads;
+        let engine = tokio::task::spawn_blocking(move || {
+            let eo = EngineOptions {
+                threads,
+                ..EngineOptions::default()
+            };
+            let p = progress.as_deref().map(|f| f as &(dyn Fn(u64) + Sync));
+            let mut sink = PartSink::new(part_tx, plan, p);
+            let reader = ChannelReader {
+                rx: in_rx,
+                ret: ret_tx,
+                cur: Vec::new(),
+                pos: 0,
+                done: false,
+            };
+            let chunk_size = sealing.header().chunk_size;
+            seal_to_parts(sealing.cipher(), chunk_size, reader, &mut sink, &eo)
+        });
+        // Feed the engine while the parts go up; once the uploader is done (complete, or
+        // failed), stop reading the input: an input that never yields again (a quiet
+        // socket) must not keep a failed upload from returning.
+        let uploaded = {
+            let feeding = feed(input, in_tx, ret_rx);
+            let uploading = upload_parts(writer, part_rx);
+            tokio::pin!(feeding, uploading);
+            let mut fed = false;
+            loop {
+                tokio::select! {
+                    () = &mut feeding, if !fed => fed = true,
+                    r = &mut uploading => break r,
+                }
+            }
+        };
+        let sealed = engine
+            .await
+            .map_err(|e| Error::storage(format!("the sealing engine stopped: {e}")))?;
+        let (stats, written) = resolve(url, !prepared.force, sealed, uploaded)?;
+        st.writer = None;
+        let prepared = st
+            .prepared
+            .take()
+            .ok_or_else(|| Error::storage("upload state lost"))?;
+        self.finish_put(url, prepared, stats, written).await
+    }
+
+    /// Checks the target and the part plan, places the header and writes the companion
+    /// object if the header goes there.
+    pub(super) async fn prepare_put(
+        &self,
+        url: &S3Url,
+        header: &Header,
+        force: bool,
+        plaintext_len: Option<u64>,
+    ) -> Result<Prepared> {
         url.require_object()?;
-        let plan = part_plan_for(
-            params.chunk_size,
-            self.settings.part_size,
-            opts.plaintext_len,
-        )?;
-        let existing = self.head(url)?;
-        if existing.is_some() && !opts.force {
+        let plan = part_plan_for(header.chunk_size, self.settings.part_size, plaintext_len)?;
+        let existing = self.head(url).await?;
+        if existing.is_some() && !force {
             return Err(Error::OutputExists(url.to_string()));
         }
-        let mut salt = [0u8; SALT_LEN];
-        keys::fill_random(&mut salt)?;
-        let (header, cipher) = envelope::seal_header(dek, salt, stanzas, params)?;
         let header_bytes = header
             .to_bytes()
             .map_err(|e| Error::Usage(format!("cannot write this header: {e}")))?;
@@ -161,48 +324,62 @@ impl S3 {
             unique_suffix()?,
         )
         .map_err(Error::Usage)?;
-        let metadata: BTreeMap<String, String> = placement.metadata.iter().cloned().collect();
-
-        let live = live_register(self, url);
-        let result = (|| {
-            let companion = match &placement.companion {
-                Some((ck, bytes)) => {
-                    let curl = url.with_key(ck.clone());
-                    live_update(live, |u| u.companion = Some(ck.clone()));
-                    self.put_small(&curl, bytes.clone(), true)?;
-                    Some(ck.clone())
-                }
-                None => None,
-            };
-            let mut sink = PartSink::new(self, url, metadata, plan, opts, live);
-            let sealed = engine::seal(&cipher, params.chunk_size, input, &mut sink, &opts.engine);
-            let r = match sealed {
-                Ok(stats) => sink.finish().map(|(body_bytes, parts)| PutReport {
-                    plaintext_bytes: stats.plaintext_bytes,
-                    body_bytes,
-                    parts,
-                    companion,
-                    old_companion: CompanionCleanup::Nothing,
-                }),
-                Err(e) => Err(sink.take_error().unwrap_or(e)),
-            };
-            if r.is_err() {
-                sink.abort();
+        let metadata: HashMap<String, String> = placement.metadata.iter().cloned().collect();
+        let mut prepared = Prepared {
+            plan,
+            existing,
+            metadata,
+            companion: None,
+            force,
+        };
+        if let Some((ck, bytes)) = &placement.companion {
+            let curl = url.with_key(ck.clone());
+            let guard = Guard::new(
+                &self.client,
+                &self.live,
+                Leftover::Object {
+                    bucket: curl.bucket.clone(),
+                    key: curl.key.clone(),
+                },
+            );
+            prepared.companion = Some((ck.clone(), guard));
+            if let Err(e) = self.put_small(&curl, bytes.clone(), true).await {
+                prepared.cleanup().await;
+                return Err(e);
             }
-            r
-        })();
-        if result.is_err()
-            && let Some((ck, _)) = &placement.companion
-        {
-            let _ = self.delete(&url.with_key(ck.clone()));
         }
-        live_unregister(live);
-        let mut report = result?;
+        Ok(prepared)
+    }
+
+    /// The object is stored: keep the companion, and delete the replaced object's old one
+    /// if it provably was its own.
+    pub(super) async fn finish_put(
+        &self,
+        url: &S3Url,
+        mut prepared: Prepared,
+        stats: StreamStats,
+        written: Written,
+    ) -> Result<PutReport> {
+        let companion = match &mut prepared.companion {
+            Some((ck, g)) => {
+                g.disarm();
+                Some(ck.clone())
+            }
+            None => None,
+        };
+        let mut report = PutReport {
+            plaintext_bytes: stats.plaintext_bytes,
+            body_bytes: written.bytes,
+            parts: written.parts,
+            companion,
+            old_companion: CompanionCleanup::Nothing,
+        };
         // A replaced object's old companion would otherwise linger with its keys; but only
         // one named after this key and holding the old header is ours to delete.
-        if let Some(old) = &existing {
+        if let Some(old) = &prepared.existing {
             report.old_companion = self
                 .clean_companion(url, &old.metadata, None, report.companion.as_deref())
+                .await
                 .unwrap_or_else(|e| {
                     CompanionCleanup::Kept(format!(
                         "{url}: the replaced object's header object could not be deleted and \
@@ -214,7 +391,12 @@ impl S3 {
     }
 
     /// PUTs a small object (a companion header), never over an existing one unless `force`.
-    fn put_small(&self, url: &S3Url, bytes: Vec<u8>, exclusive: bool) -> Result<()> {
+    pub(super) async fn put_small(
+        &self,
+        url: &S3Url,
+        bytes: Vec<u8>,
+        exclusive: bool,
+    ) -> Result<()> {
         let mut req = self
             .client
             .put_object()
@@ -225,19 +407,164 @@ impl S3 {
         if exclusive {
             req = req.if_none_match("*");
         }
-        self.rt
-            .block_on(req.send())
-            .map(|_| ())
-            .map_err(|e| precondition_as_exists(url, sdk_error(url, "PutObject", e)))
+        req.send().await.map(|_| ()).map_err(|e| {
+            precondition_as_exists(url, sdk_error(&self.endpoint, url, "PutObject", e))
+        })
+    }
+}
+
+/// What an async upload holds that must be cleaned up if it does not complete.
+#[derive(Default)]
+struct PutState {
+    prepared: Option<Prepared>,
+    writer: Option<MultipartWriter>,
+}
+
+impl PutState {
+    async fn cleanup(&mut self) {
+        if let Some(w) = &mut self.writer {
+            w.abort().await;
+        }
+        if let Some(p) = &mut self.prepared {
+            p.cleanup().await;
+        }
+    }
+}
+
+/// Uploads what the sealing engine sends until its last part, then completes; `None`
+/// when the engine stopped before its last part (its own error says why).
+pub(super) async fn upload_parts(
+    writer: &mut MultipartWriter,
+    mut rx: mpsc::Receiver<PartMsg>,
+) -> Result<Option<Written>> {
+    while let Some(m) = rx.recv().await {
+        match m {
+            PartMsg::Part(b) => writer.write_part(b).await?,
+            PartMsg::Last(b) => return writer.finish(b).await.map(Some),
+        }
+    }
+    Ok(None)
+}
+
+/// Seals `input` into parts for the uploader (on the engine's threads).
+pub(super) fn seal_to_parts<R: Read + Send>(
+    cipher: &PayloadCipher,
+    chunk_size: u32,
+    input: R,
+    sink: &mut PartSink<'_>,
+    eo: &EngineOptions<'_>,
+) -> Result<StreamStats> {
+    let stats = engine::seal(cipher, chunk_size, input, &mut *sink, eo)?;
+    sink.finish()
+        .map_err(|e| Error::io("handing the last part to the uploader", e))?;
+    Ok(stats)
+}
+
+/// Which failure to report when an upload stopped: the uploader's if it failed (the
+/// engine then stopped because its parts or its input were cut off), else the engine's
+/// (the input's, say).
+pub(super) fn resolve(
+    url: &S3Url,
+    create_only: bool,
+    sealed: Result<StreamStats>,
+    uploaded: Result<Option<Written>>,
+) -> Result<(StreamStats, Written)> {
+    match (sealed, uploaded) {
+        (Ok(s), Ok(Some(w))) => Ok((s, w)),
+        (_, Err(u)) if create_only => Err(precondition_as_exists(url, u)),
+        (_, Err(u)) => Err(u),
+        (Err(e), Ok(_)) => Err(e),
+        (Ok(_), Ok(None)) => Err(Error::storage(format!(
+            "{url}: the encrypted body ended before its last part"
+        ))),
+    }
+}
+
+/// Reads an `AsyncRead` into recycled buffers for the engine's [`ChannelReader`].
+async fn feed<R: AsyncRead + Unpin>(
+    mut input: R,
+    tx: mpsc::Sender<InMsg>,
+    mut ret: mpsc::UnboundedReceiver<Vec<u8>>,
+) {
+    let mut allocated = 0;
+    loop {
+        let mut buf = match ret.try_recv() {
+            Ok(b) => b,
+            Err(_) if allocated < FEED_BUFS => {
+                allocated += 1;
+                Vec::with_capacity(FEED_BUF)
+            }
+            Err(_) => match ret.recv().await {
+                Some(b) => b,
+                None => return, // the engine stopped
+            },
+        };
+        buf.resize(FEED_BUF, 0);
+        match input.read(&mut buf).await {
+            Ok(0) => {
+                let _ = tx.send(InMsg::End).await;
+                return;
+            }
+            Ok(n) => {
+                buf.truncate(n);
+                if tx.send(InMsg::Data(buf)).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(InMsg::Failed(e)).await;
+                return;
+            }
+        }
+    }
+}
+
+/// The engine's input when the caller's input is async: buffers from [`feed`], returned
+/// for reuse once read. A channel closed without an end marker is an error (the upload's
+/// future was dropped or cancelled), never a short object.
+struct ChannelReader {
+    rx: mpsc::Receiver<InMsg>,
+    ret: mpsc::UnboundedSender<Vec<u8>>,
+    cur: Vec<u8>,
+    pos: usize,
+    done: bool,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.cur.len() {
+            if self.done {
+                return Ok(0);
+            }
+            let spent = std::mem::take(&mut self.cur);
+            if spent.capacity() > 0 {
+                let _ = self.ret.send(spent);
+            }
+            self.pos = 0;
+            match self.rx.blocking_recv() {
+                Some(InMsg::Data(b)) => self.cur = b,
+                Some(InMsg::End) => {
+                    self.done = true;
+                    return Ok(0);
+                }
+                Some(InMsg::Failed(e)) => return Err(e),
+                None => {
+                    return Err(io::Error::other(
+                        "the input stopped before its end (the upload was cancelled)",
+                    ));
+                }
+            }
+        }
+        let rest = &self.cur[self.pos..];
+        let n = buf.len().min(rest.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        self.pos += n;
+        Ok(n)
     }
 }
 
 /// 64 random bits for a companion object's name.
-pub(super) fn unique_suffix_pub() -> Result<u64> {
-    unique_suffix()
-}
-
-fn unique_suffix() -> Result<u64> {
+pub(super) fn unique_suffix() -> Result<u64> {
     let mut b = [0u8; 8];
     keys::fill_random(&mut b)?;
     Ok(u64::from_le_bytes(b))
@@ -253,291 +580,73 @@ fn precondition_as_exists(url: &S3Url, e: Error) -> Error {
     }
 }
 
-/// Shared between the writer and the upload tasks.
-#[derive(Default)]
-struct Shared {
-    parts: Vec<CompletedPart>,
-    error: Option<Error>,
-}
-
-/// The engine's output: cuts the body into parts and hands them to upload tasks.
-struct PartSink<'a> {
-    s3: &'a S3,
-    url: S3Url,
-    metadata: BTreeMap<String, String>,
+/// The engine's output: cuts the body into parts of the plan and hands them to the
+/// uploader through a bounded channel (blocking while it is full).
+pub(super) struct PartSink<'a> {
+    tx: mpsc::Sender<PartMsg>,
     plan: PartPlan,
-    force: bool,
     progress: Option<&'a (dyn Fn(u64) + Sync)>,
-    live: u64,
     buf: Vec<u8>,
     /// Number of the part being filled (1-based).
     part: u64,
-    upload_id: Option<String>,
-    sem: Arc<Semaphore>,
-    tasks: Vec<JoinHandle<()>>,
-    shared: Arc<Mutex<Shared>>,
-    body_bytes: u64,
 }
 
 impl<'a> PartSink<'a> {
-    fn new(
-        s3: &'a S3,
-        url: &S3Url,
-        metadata: BTreeMap<String, String>,
+    pub(super) fn new(
+        tx: mpsc::Sender<PartMsg>,
         plan: PartPlan,
-        opts: &PutOptions<'a>,
-        live: u64,
+        progress: Option<&'a (dyn Fn(u64) + Sync)>,
     ) -> PartSink<'a> {
         PartSink {
-            s3,
-            url: url.clone(),
-            metadata,
+            tx,
             plan,
-            force: opts.force,
-            progress: opts.progress,
-            live,
+            progress,
             buf: Vec::new(),
             part: 1,
-            upload_id: None,
-            sem: Arc::new(Semaphore::new(s3.settings.concurrency)),
-            tasks: Vec::new(),
-            shared: Arc::new(Mutex::new(Shared::default())),
-            body_bytes: 0,
         }
-    }
-
-    fn take_error(&mut self) -> Option<Error> {
-        self.shared.lock().ok().and_then(|mut s| s.error.take())
-    }
-
-    fn failed(&self) -> bool {
-        self.shared.lock().map_or(true, |s| s.error.is_some())
     }
 
     fn target(&self) -> usize {
         self.plan.part_len(self.part) as usize
     }
 
-    /// Starts the multipart upload (on the first part that is known not to be the last).
-    fn ensure_upload(&mut self) -> Result<String> {
-        if let Some(id) = &self.upload_id {
-            return Ok(id.clone());
-        }
-        let url = &self.url;
-        let out = self
-            .s3
-            .rt
-            .block_on(
-                self.s3
-                    .client
-                    .create_multipart_upload()
-                    .bucket(&url.bucket)
-                    .key(&url.key)
-                    .content_type("application/octet-stream")
-                    .checksum_algorithm(ChecksumAlgorithm::Crc32)
-                    .set_metadata(Some(self.metadata.clone().into_iter().collect()))
-                    .send(),
-            )
-            .map_err(|e| sdk_error(url, "CreateMultipartUpload", e))?;
-        let id = out.upload_id().map(str::to_string).ok_or_else(|| {
-            Error::storage(format!(
-                "CreateMultipartUpload {url}: the service returned no upload id"
-            ))
-        })?;
-        live_update(self.live, |u| u.upload_id = Some(id.clone()));
-        self.upload_id = Some(id.clone());
-        Ok(id)
-    }
-
-    /// Sends the filled buffer as part `self.part` (waiting for a free slot).
-    fn send_part(&mut self) -> Result<()> {
-        let upload_id = self.ensure_upload()?;
-        let body = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(0)));
+    fn send(&mut self, last: bool) -> io::Result<()> {
+        let body = Bytes::from(std::mem::take(&mut self.buf));
         let len = body.len() as u64;
-        let permit = self
-            .s3
-            .rt
-            .block_on(Arc::clone(&self.sem).acquire_owned())
-            .map_err(|_| Error::storage("upload slots closed"))?;
-        if let Some(e) = self.take_error() {
-            return Err(e);
+        let msg = if last {
+            PartMsg::Last(body)
+        } else {
+            PartMsg::Part(body)
+        };
+        if self.tx.blocking_send(msg).is_err() {
+            return Err(io::Error::other("the upload stopped"));
         }
-        let client = self.s3.client.clone();
-        let url = self.url.clone();
-        let shared = Arc::clone(&self.shared);
-        let n = self.part as i32;
-        let task = self.s3.rt.spawn(async move {
-            let r = client
-                .upload_part()
-                .bucket(&url.bucket)
-                .key(&url.key)
-                .upload_id(upload_id)
-                .part_number(n)
-                .checksum_algorithm(ChecksumAlgorithm::Crc32)
-                .body(ByteStream::from(body))
-                .send()
-                .await;
-            let mut s = match shared.lock() {
-                Ok(s) => s,
-                Err(_) => return,
-            };
-            match r {
-                Ok(out) => s.parts.push(
-                    CompletedPart::builder()
-                        .part_number(n)
-                        .set_e_tag(out.e_tag)
-                        .set_checksum_crc32(out.checksum_crc32)
-                        .build(),
-                ),
-                Err(e) => {
-                    if s.error.is_none() {
-                        s.error = Some(sdk_error(&url, &format!("UploadPart {n} of"), e));
-                    }
-                }
-            }
-            drop(permit);
-        });
-        self.tasks.push(task);
-        self.body_bytes += len;
         if let Some(p) = self.progress {
             // Reported when handed to the uploader; bounded lead of `concurrency` parts.
             p(len);
         }
         self.part += 1;
-        // Allocated (exactly one part) when the next byte arrives.
-        self.buf = Vec::new();
         Ok(())
     }
 
-    /// Waits for every upload task.
-    fn join_all(&mut self) {
-        let tasks = std::mem::take(&mut self.tasks);
-        self.s3.rt.block_on(async {
-            for t in tasks {
-                let _ = t.await;
-            }
-        });
-    }
-
-    /// Uploads what is left and completes the object; returns (body bytes, parts).
-    fn finish(&mut self) -> Result<(u64, u64)> {
-        if let Some(e) = self.take_error() {
-            return Err(e);
-        }
-        let url = self.url.clone();
-        if self.upload_id.is_none() {
-            // Everything fit in one part: a single PutObject.
-            let len = self.buf.len() as u64;
-            let mut req = self
-                .s3
-                .client
-                .put_object()
-                .bucket(&url.bucket)
-                .key(&url.key)
-                .content_type("application/octet-stream")
-                .set_metadata(Some(self.metadata.clone().into_iter().collect()))
-                .body(ByteStream::from(std::mem::take(&mut self.buf)));
-            if !self.force {
-                req = req.if_none_match("*");
-            }
-            self.s3
-                .rt
-                .block_on(req.send())
-                .map_err(|e| precondition_as_exists(&url, sdk_error(&url, "PutObject", e)))?;
-            if let Some(p) = self.progress {
-                p(len);
-            }
-            return Ok((len, 0));
-        }
-        if !self.buf.is_empty() {
-            self.send_part()?;
-        }
-        self.join_all();
-        if let Some(e) = self.take_error() {
-            return Err(e);
-        }
-        let mut parts = self
-            .shared
-            .lock()
-            .map(|mut s| std::mem::take(&mut s.parts))
-            .map_err(|_| Error::storage("upload state poisoned"))?;
-        parts.sort_by_key(|p| p.part_number());
-        let count = parts.len() as u64;
-        if count != self.part - 1 {
-            return Err(Error::storage(format!(
-                "{url}: {count} of {} parts were stored",
-                self.part - 1
-            )));
-        }
-        let Some(id) = self.upload_id.clone() else {
-            return Err(Error::storage("no upload id"));
-        };
-        let mut req = self
-            .s3
-            .client
-            .complete_multipart_upload()
-            .bucket(&url.bucket)
-            .key(&url.key)
-            .upload_id(id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build(),
-            );
-        if !self.force {
-            req = req.if_none_match("*");
-        }
-        self.s3.rt.block_on(req.send()).map_err(|e| {
-            precondition_as_exists(&url, sdk_error(&url, "CompleteMultipartUpload", e))
-        })?;
-        self.upload_id = None; // completed: nothing to abort any more
-        live_update(self.live, |u| u.upload_id = None);
-        Ok((self.body_bytes, count))
-    }
-
-    /// Cancels in-flight parts and aborts the multipart upload (retried by the SDK).
-    fn abort(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-        self.join_all();
-        if let Some(id) = self.upload_id.take() {
-            let url = &self.url;
-            let _ = self.s3.rt.block_on(
-                self.s3
-                    .client
-                    .abort_multipart_upload()
-                    .bucket(&url.bucket)
-                    .key(&url.key)
-                    .upload_id(id)
-                    .send(),
-            );
-            live_update(self.live, |u| u.upload_id = None);
-        }
+    /// Hands over the last part.
+    pub(super) fn finish(&mut self) -> io::Result<()> {
+        self.send(true)
     }
 }
 
 impl Write for PartSink<'_> {
     fn write(&mut self, mut data: &[u8]) -> io::Result<usize> {
         let n = data.len();
-        if self.failed() {
-            return Err(io::Error::other("an upload part failed"));
-        }
         while !data.is_empty() {
             let target = self.target();
             if self.buf.len() == target {
                 // Full, and more data follows: this part is not the last.
-                if let Err(e) = self.send_part() {
-                    // Keep the typed error (exit 6, with the service's code) for the caller.
-                    let msg = e.to_string();
-                    if let Ok(mut s) = self.shared.lock() {
-                        s.error.get_or_insert(e);
-                    }
-                    return Err(io::Error::other(msg));
-                }
+                self.send(false)?;
             }
             let target = self.target();
             if self.buf.capacity() == 0 {
+                // Allocated (exactly one part) when the first byte of a part arrives.
                 self.buf.reserve_exact(target);
             }
             let take = (target - self.buf.len()).min(data.len());
