@@ -2,16 +2,18 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "aws")]
 pub mod aws;
-pub mod cli;
 pub mod engine;
 pub mod envelope;
 pub mod error;
 pub mod format;
 pub mod keys;
+#[cfg(feature = "kms")]
 pub mod kms;
 pub mod primitives;
 pub mod range;
+#[cfg(feature = "s3")]
 pub mod s3;
 pub mod size;
 pub mod text;

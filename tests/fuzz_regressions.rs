@@ -197,6 +197,7 @@ fn keyfile_corpus_parses_or_fails_cleanly() {
 
 /// The s3_metadata seeds are meaningful: the `inline-*` and `companion-*` seeds hold valid
 /// headers in both placements, and `lost` is a metadata set without sealstream's entries.
+#[cfg(feature = "s3")]
 #[test]
 fn s3_metadata_seeds_are_valid_object_metadata() {
     use sealstream::s3::object::{self, HeaderLocation};

@@ -11,6 +11,8 @@
 //! * `decrypt BODY --header-from H` refuses an H with bytes after its header (§15.2).
 //!
 //! S3 tests run against the emulator through the fault proxy (`tests/common/proxy.rs`).
+// Most of this file drives the binary; its helpers are unused without the `cli` feature.
+#![cfg_attr(not(feature = "cli"), allow(dead_code, unused_imports))]
 
 mod common;
 
@@ -148,6 +150,7 @@ impl Seek for Untouchable {
     }
 }
 
+#[cfg(feature = "cli")]
 #[test]
 fn start_after_end_is_a_usage_error_before_any_read() {
     // Library: decrypt_range refuses it without touching the input.
@@ -187,6 +190,7 @@ fn start_after_end_is_a_usage_error_before_any_read() {
 
 // ---- the file path ----
 
+#[cfg(feature = "cli")]
 #[test]
 fn file_ranges_on_a_truncated_file_fail_before_writing() {
     let s = Scratch::new();
@@ -230,6 +234,7 @@ fn file_ranges_on_a_truncated_file_fail_before_writing() {
     }
 }
 
+#[cfg(feature = "cli")]
 #[test]
 fn header_from_refuses_trailing_bytes() {
     let s = Scratch::new();
@@ -379,6 +384,7 @@ impl Env {
     }
 }
 
+#[cfg(feature = "cli")]
 #[test]
 #[ignore = "needs the emulator (scripts/test.sh runs it)"]
 fn s3_end_relative_ranges_on_a_cut_or_extended_object_write_nothing() {
@@ -451,6 +457,7 @@ fn s3_end_relative_ranges_on_a_cut_or_extended_object_write_nothing() {
     }
 }
 
+#[cfg(feature = "cli")]
 #[test]
 #[ignore = "needs the emulator (scripts/test.sh runs it)"]
 fn s3_unsatisfiable_range_is_reported_after_authenticating_the_final_chunk() {
@@ -480,6 +487,7 @@ fn s3_unsatisfiable_range_is_reported_after_authenticating_the_final_chunk() {
     assert!(e.proxy.requests().is_empty(), "{:?}", e.proxy.requests());
 }
 
+#[cfg(feature = "cli")]
 #[test]
 #[ignore = "needs the emulator (scripts/test.sh runs it)"]
 fn s3_ranged_gets_are_pinned_to_the_etag_and_a_replaced_object_fails() {

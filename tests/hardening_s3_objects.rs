@@ -11,6 +11,8 @@
 //! Races are interleaved deterministically: by reading the object (the library's
 //! `open_object`) before the other writer runs, or with `replace_header_with`'s hook, which
 //! runs just before the copy, after every check the rewrap makes before writing.
+// Compiled only with the `cli` feature: this file runs the `sealstream` binary.
+#![cfg(feature = "cli")]
 
 mod common;
 

@@ -118,6 +118,7 @@ fn stray_bytes_after_full_final_chunk_are_rejected_by_ranged_reads() {
 }
 
 /// The exact case: an 8192-byte file plus 5 bytes must be exit 4 with no output.
+#[cfg(feature = "cli")]
 #[test]
 fn cli_rejects_8192_byte_file_plus_5_stray_bytes() {
     let s = Scratch::new();
@@ -306,6 +307,7 @@ fn chunk_indices_past_the_limit_are_rejected_on_open() {
 /// `encrypt DIR --output-dir OUT` walks DIR without following symlinks (src/cli/batch.rs:
 /// following them could loop or leave the tree): a symlink to a file outside the tree and a
 /// symlink loop produce no output, and the regular file next to them is encrypted.
+#[cfg(feature = "cli")]
 #[test]
 fn batch_walk_skips_symlinks() {
     let s = Scratch::new();
@@ -378,6 +380,7 @@ fn range_past_a_truncated_end_is_truncation_not_unsatisfiable() {
 /// companion (`sealstream-companion` + `sealstream-commitment`), never both: both at once is
 /// rejected (the header would otherwise be taken from whichever the reader prefers). Built
 /// from the checked-in fuzz seeds, so no emulator is needed.
+#[cfg(feature = "s3")]
 #[test]
 fn s3_metadata_with_both_header_and_companion_is_rejected() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/s3_metadata");

@@ -187,6 +187,7 @@ fn range_parser() {
     }
 }
 
+#[cfg(feature = "cli")]
 #[test]
 fn cli_range_matches_slice() {
     let s = Scratch::new();

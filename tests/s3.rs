@@ -6,6 +6,8 @@
 //!
 //! Parts are S3's real 5 MiB minimum (no emulator knob), so multi-part objects here are
 //! 10-16 MiB.
+// Compiled only with the `cli` feature: this file runs the `sealstream` binary.
+#![cfg(feature = "cli")]
 
 mod common;
 

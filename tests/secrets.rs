@@ -314,6 +314,7 @@ fn errors_carry_no_key_material() {
 /// `Kms` holds the unwrap cache (data keys by stanza and context); `KmsKey` and
 /// `KmsDiscovery` hold an `Arc<Kms>`. Needs the emulator (ignored under plain `cargo test`;
 /// scripts/test.sh runs it).
+#[cfg(feature = "kms")]
 #[test]
 #[ignore = "needs the emulator (scripts/test.sh runs it)"]
 fn kms_unwrap_cache_and_keys() {

@@ -31,6 +31,7 @@ use sealstream::keys::local::LocalKey;
 use sealstream::keys::{DataKey, KeyProvider};
 use sealstream::primitives::aead::Backend;
 use sealstream::range::{self, ByteRange};
+#[cfg(feature = "s3")]
 use sealstream::s3::object::{self, HeaderLocation};
 
 const FORMAT_TAG: &str = "sealstream-test-vectors-v1";
@@ -2373,6 +2374,7 @@ fn library_decrypts_every_vector() {
     }
 }
 
+#[cfg(feature = "cli")]
 #[test]
 fn cli_decrypts_every_vector() {
     let m = load_manifest();
@@ -2532,6 +2534,7 @@ fn library_ranged_reads_match_vectors() {
     assert!(n >= 40, "only {n} range cases");
 }
 
+#[cfg(feature = "cli")]
 #[test]
 fn cli_ranged_reads_match_vectors() {
     let m = load_manifest();
@@ -2775,6 +2778,7 @@ fn too_many_chunks_streaming_decoder_stops_at_the_counter_limit() {
 }
 
 /// The object form's metadata maps through `s3::object::locate` and `parse_header`.
+#[cfg(feature = "s3")]
 #[test]
 fn object_metadata_cases_match_vectors() {
     let m = load_manifest();

@@ -1,6 +1,6 @@
 //! The `sealstream` command line: parses arguments, calls the library, reports.
 //!
-//! Nothing here does cryptography; it maps flags to [`crate::envelope`] calls, picks input
+//! Nothing here does cryptography; it maps flags to [`sealstream::envelope`] calls, picks input
 //! and output streams, and turns errors into messages and exit codes.
 
 pub mod batch;
@@ -16,17 +16,17 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::engine::EngineOptions;
-use crate::envelope::{self, DecryptParams, EncryptParams};
-use crate::error::{Error, Result};
-use crate::format::{Context, Header, Suite, limits};
-use crate::keys::KeyProvider;
-use crate::keys::cache::{CacheLimits, DataKeyCache};
-use crate::keys::local::{self, LocalKey};
-use crate::kms::{Kms, KmsDiscovery, KmsKey, KmsSettings};
-use crate::primitives::aead::Backend;
-use crate::range::{self, ByteRange};
 use output::Sink;
+use sealstream::engine::EngineOptions;
+use sealstream::envelope::{self, DecryptParams, EncryptParams};
+use sealstream::error::{Error, Result};
+use sealstream::format::{Context, Header, Suite, limits};
+use sealstream::keys::KeyProvider;
+use sealstream::keys::cache::{CacheLimits, DataKeyCache};
+use sealstream::keys::local::{self, LocalKey};
+use sealstream::kms::{Kms, KmsDiscovery, KmsKey, KmsSettings};
+use sealstream::primitives::aead::Backend;
+use sealstream::range::{self, ByteRange};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -82,12 +82,12 @@ pub struct Cli {
     pub kms_timeout: u64,
     /// Most KMS stanzas sent to KMS for one object when decrypting (identical stanzas
     /// count once); bounds what a hostile file with many stanzas can cost.
-    #[arg(long, global = true, value_name = "N", default_value_t = crate::kms::DEFAULT_MAX_DECRYPTS_PER_OBJECT, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=32))]
+    #[arg(long, global = true, value_name = "N", default_value_t = sealstream::kms::DEFAULT_MAX_DECRYPTS_PER_OBJECT, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=32))]
     pub kms_max_decrypts: usize,
     /// S3: parts uploaded, or ranged GETs downloaded, at once. Memory for an S3 transfer is
     /// bounded by about (N + 2) × --part-size plus the engine's buffers (a few MiB),
     /// whatever the object's size.
-    #[arg(long, global = true, value_name = "N", default_value_t = crate::s3::DEFAULT_CONCURRENCY)]
+    #[arg(long, global = true, value_name = "N", default_value_t = sealstream::s3::DEFAULT_CONCURRENCY)]
     pub concurrency: usize,
     /// S3: plaintext bytes per part and per ranged GET (5MiB..5GiB, whole chunks). Grown for
     /// large files so an upload needs at most 10,000 parts; from stdin (length unknown)
@@ -107,14 +107,14 @@ pub struct Cli {
     /// S3: upper bound in seconds on an operation that does not move data (HEAD, List,
     /// create/abort multipart, delete), retries included. Transfers (GET, PUT, parts,
     /// copies) have no wall-clock bound; they are bounded by the two timeouts below.
-    #[arg(long, global = true, value_name = "SECONDS", default_value_t = crate::s3::DEFAULT_OPERATION_TIMEOUT.as_secs(), env = "SEALSTREAM_S3_TIMEOUT")]
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = sealstream::s3::DEFAULT_OPERATION_TIMEOUT.as_secs(), env = "SEALSTREAM_S3_TIMEOUT")]
     pub s3_timeout: u64,
     /// S3: seconds to wait for a connection to the endpoint.
-    #[arg(long, global = true, value_name = "SECONDS", default_value_t = crate::s3::DEFAULT_CONNECT_TIMEOUT.as_secs(), env = "SEALSTREAM_S3_CONNECT_TIMEOUT")]
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = sealstream::s3::DEFAULT_CONNECT_TIMEOUT.as_secs(), env = "SEALSTREAM_S3_CONNECT_TIMEOUT")]
     pub s3_connect_timeout: u64,
     /// S3: seconds to wait for the first byte of an answer once the request (body included)
     /// is sent, and longest time a transfer may make no progress.
-    #[arg(long, global = true, value_name = "SECONDS", default_value_t = crate::s3::DEFAULT_READ_TIMEOUT.as_secs(), env = "SEALSTREAM_S3_READ_TIMEOUT")]
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = sealstream::s3::DEFAULT_READ_TIMEOUT.as_secs(), env = "SEALSTREAM_S3_READ_TIMEOUT")]
     pub s3_read_timeout: u64,
     /// The command to run.
     #[command(subcommand)]
@@ -575,7 +575,7 @@ fn same_file(input: Option<&Path>, output: Option<&Path>) -> bool {
 fn encrypt(cli: &Cli, a: &EncryptArgs) -> Result<()> {
     let suite = Suite::from_name(&a.suite)
         .ok_or_else(|| Error::Usage(format!("unknown suite '{}'", a.suite)))?;
-    let cs = crate::size::parse_size(&a.chunk_size)
+    let cs = sealstream::size::parse_size(&a.chunk_size)
         .map_err(|e| Error::Usage(format!("--chunk-size: {e}")))?;
     if cs < u64::from(limits::MIN_CHUNK_SIZE) || cs > u64::from(limits::MAX_CHUNK_SIZE) {
         return Err(Error::Usage(format!(
@@ -612,7 +612,7 @@ fn encrypt(cli: &Cli, a: &EncryptArgs) -> Result<()> {
         Input::Stdin => None,
     };
     if let Some(len) = total {
-        crate::format::check_plaintext_len(len, params.chunk_size)?;
+        sealstream::format::check_plaintext_len(len, params.chunk_size)?;
     }
     let pb = progress::bar(total, cli.quiet, "encrypting");
     let inc = |n: u64| pb.inc(n);
@@ -675,7 +675,7 @@ fn cache_limits(a: &EncryptArgs) -> Result<Option<CacheLimits>> {
         return Ok(None);
     };
     let max_bytes = match &a.cache_max_bytes {
-        Some(b) => crate::size::parse_size(b)
+        Some(b) => sealstream::size::parse_size(b)
             .map_err(|e| Error::Usage(format!("--cache-max-bytes: {e}")))?,
         None => u64::MAX,
     };
@@ -717,7 +717,7 @@ fn batch_report(
     for (i, e) in &failures {
         eprintln!(
             "sealstream: error: {}: {e}",
-            crate::text::escape(&jobs[*i].input.display().to_string())
+            sealstream::text::escape(&jobs[*i].input.display().to_string())
         );
     }
     match failures.first() {
@@ -757,10 +757,10 @@ fn encrypt_batch(
     };
     let failures = batch::run(&jobs, a.batch.jobs, a.force, |_, f, w| {
         let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-        crate::format::check_plaintext_len(len, params.chunk_size)?;
+        sealstream::format::check_plaintext_len(len, params.chunk_size)?;
         let (dek, stanzas) = match &cache {
             Some(c) => c.data_key(&providers, &params.context, len)?,
-            None => crate::keys::wrap_for_all(&providers, &params.context)?,
+            None => sealstream::keys::wrap_for_all(&providers, &params.context)?,
         };
         envelope::encrypt_with_data_key(f, w, &dek, stanzas, &params).map(|_| ())
     });
@@ -805,12 +805,12 @@ fn decrypt_batch(cli: &Cli, a: &DecryptArgs, dir: &Path) -> Result<()> {
     let failures = batch::run(&jobs, a.batch.jobs, a.force, |_, mut f, w| {
         let (header, _) = Header::read_from(&mut f)?;
         let cipher = envelope::unlock(&header, &providers, &expected, be)?;
-        crate::engine::open(
+        sealstream::engine::open(
             &cipher,
             header.chunk_size,
             f,
             w,
-            crate::engine::OpenParams::default(),
+            sealstream::engine::OpenParams::default(),
             &opts,
         )
         .map(|_| ())
@@ -917,12 +917,12 @@ fn decrypt(cli: &Cli, a: &DecryptArgs) -> CliResult {
                         &mut cw,
                         &opts,
                     ),
-                    None => crate::engine::open(
+                    None => sealstream::engine::open(
                         &cipher,
                         header.chunk_size,
                         &mut f,
                         &mut cw,
-                        crate::engine::OpenParams::default(),
+                        sealstream::engine::OpenParams::default(),
                         &opts,
                     ),
                 }
@@ -946,8 +946,8 @@ fn read_header_file(p: &Path) -> Result<Vec<u8>> {
     f.take(u64::from(limits::MAX_HEADER_LEN) + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| Error::io(what(), e))?;
-    use crate::error::HeaderError::TrailingBytes;
-    match crate::s3::object::parse_exact(&bytes) {
+    use sealstream::error::HeaderError::TrailingBytes;
+    match sealstream::s3::object::parse_exact(&bytes) {
         Ok(_) => Ok(bytes),
         Err(TrailingBytes { header_len, given }) => Err(Error::Header(TrailingBytes {
             header_len,
@@ -1115,6 +1115,9 @@ fn check_label(c: &envelope::StanzaCheck) -> (Option<bool>, Option<String>) {
         envelope::StanzaCheck::Verified => (Some(true), None),
         envelope::StanzaCheck::NotChecked => (None, Some("no matching key offered".into())),
         envelope::StanzaCheck::Failed(e) => (Some(false), Some(e.to_string())),
+        // `StanzaCheck` is `#[non_exhaustive]`: an outcome this build does not know is
+        // reported as unchecked rather than guessed.
+        _ => (None, Some("check outcome unknown to this build".into())),
     }
 }
 
@@ -1149,7 +1152,7 @@ pub fn inspection_json(
         None => (None, None, None),
     };
     serde_json::json!({
-        "version": crate::format::VERSION,
+        "version": sealstream::format::VERSION,
         "suite": h.suite.name(),
         "chunk_size": h.chunk_size,
         "header_len": info.header_len,
@@ -1171,7 +1174,7 @@ fn inspection_text(
     let mut s = String::new();
     s.push_str(&format!(
         "format:         sealstream v{}\n",
-        crate::format::VERSION
+        sealstream::format::VERSION
     ));
     s.push_str(&format!("suite:          {}\n", h.suite.name()));
     s.push_str(&format!("chunk size:     {} bytes\n", h.chunk_size));
@@ -1197,8 +1200,8 @@ fn inspection_text(
         for (k, v) in h.context.iter() {
             s.push_str(&format!(
                 "  {}={}\n",
-                crate::text::escape(k),
-                crate::text::escape(v)
+                sealstream::text::escape(k),
+                sealstream::text::escape(v)
             ));
         }
     }
@@ -1206,14 +1209,14 @@ fn inspection_text(
     for (i, st) in h.stanzas.iter().enumerate() {
         let status = match checks.and_then(|c| c.get(i)).map(check_label) {
             Some((Some(true), _)) => "  [verified]".to_string(),
-            Some((Some(false), Some(r))) => format!("  [FAILED: {}]", crate::text::escape(&r)),
+            Some((Some(false), Some(r))) => format!("  [FAILED: {}]", sealstream::text::escape(&r)),
             Some((None, _)) => "  [not checked: no matching key]".to_string(),
             _ => String::new(),
         };
         s.push_str(&format!(
             "  {:<8} {}{status}\n",
-            crate::text::escape(&st.provider),
-            crate::text::escape(&st.key_id)
+            sealstream::text::escape(&st.provider),
+            sealstream::text::escape(&st.key_id)
         ));
     }
     s
@@ -1326,14 +1329,14 @@ fn report_rewrap(cli: &Cli, shown: &str, new: &Header) {
         cli.quiet,
         &format!(
             "rewrapped '{}': {} stanza(s): {}",
-            crate::text::escape(shown),
+            sealstream::text::escape(shown),
             new.stanzas.len(),
             new.stanzas
                 .iter()
                 .map(|s| format!(
                     "{}:{}",
-                    crate::text::escape(&s.provider),
-                    crate::text::escape(&s.key_id)
+                    sealstream::text::escape(&s.provider),
+                    sealstream::text::escape(&s.key_id)
                 ))
                 .collect::<Vec<_>>()
                 .join(", ")

@@ -8,7 +8,7 @@ use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use crate::error::{Error, Result};
+use sealstream::error::{Error, Result};
 
 static LIVE_TEMPS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
@@ -17,7 +17,7 @@ static LIVE_TEMPS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 pub fn install_signal_cleanup() {
     let _ = ctrlc::set_handler(|| {
         remove_live_temps();
-        crate::s3::abort_live_uploads();
+        sealstream::s3::abort_live_uploads();
         eprintln!("sealstream: interrupted; partial output removed");
         std::process::exit(130);
     });

@@ -1,5 +1,5 @@
 //! The S3 side of the commands: `encrypt -o s3://…`, `decrypt s3://…`, `inspect s3://…`,
-//! `rewrap s3://…`. Argument handling and reporting only; the work is in [`crate::s3`].
+//! `rewrap s3://…`. Argument handling and reporting only; the work is in [`sealstream::s3`].
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -10,12 +10,14 @@ use super::{
     CliResult, CountingWriter, DecryptArgs, EncryptArgs, InspectArgs, RewrapArgs, backend,
     decryption_keys, encryption_keys, engine_opts, note, open_input, progress,
 };
-use crate::envelope::{self, EncryptParams};
-use crate::error::{Error, Result};
-use crate::format::{Context, body_len_for};
-use crate::keys;
-use crate::range::ByteRange;
-use crate::s3::{CompanionCleanup, GetOptions, HeaderLocation, PutOptions, S3, S3Settings, S3Url};
+use sealstream::envelope::{self, EncryptParams};
+use sealstream::error::{Error, Result};
+use sealstream::format::{Context, body_len_for};
+use sealstream::keys;
+use sealstream::range::ByteRange;
+use sealstream::s3::{
+    CompanionCleanup, GetOptions, HeaderLocation, PutOptions, S3, S3Settings, S3Url,
+};
 
 /// An optional S3 URL (one per command-line input).
 pub(super) type S3UrlOpt = Option<S3Url>;
@@ -30,9 +32,9 @@ pub(super) fn url_of(p: &Path) -> Result<Option<S3Url>> {
 
 /// Connects with the global S3 options.
 pub(super) fn connect(cli: &super::Cli) -> Result<Arc<S3>> {
-    let part_size = crate::size::parse_size(&cli.part_size)
+    let part_size = sealstream::size::parse_size(&cli.part_size)
         .map_err(|e| Error::Usage(format!("--part-size: {e}")))?;
-    if !(crate::s3::MIN_PART_SIZE..=crate::s3::MAX_PART_SIZE).contains(&part_size) {
+    if !(sealstream::s3::MIN_PART_SIZE..=sealstream::s3::MAX_PART_SIZE).contains(&part_size) {
         return Err(Error::Usage(format!(
             "--part-size {part_size} is outside S3's limits 5MiB..5GiB"
         )));
@@ -72,7 +74,7 @@ pub(super) fn encrypt(
     if !a.force && s3.head(url)?.is_some() {
         return Err(Error::OutputExists(url.to_string()));
     }
-    crate::s3::part_plan_for(params.chunk_size, s3.settings().part_size, plaintext_len)?;
+    sealstream::s3::part_plan_for(params.chunk_size, s3.settings().part_size, plaintext_len)?;
     let ring = encryption_keys(cli, &a.keys, &a.kms_keys)?;
     let (dek, stanzas) = keys::wrap_for_all(&ring.as_refs(), &params.context)?;
     let total = plaintext_len.map(|l| body_len_for(l, params.chunk_size));
@@ -187,9 +189,9 @@ pub(super) fn inspect(cli: &super::Cli, a: &InspectArgs, url: &S3Url) -> Result<
     } else {
         format!(
             "object:         {}\nbody:           {} bytes (the file form is the header followed by the body)\nheader in:      {}\n{}",
-            crate::text::escape(&url.to_string()),
+            sealstream::text::escape(&url.to_string()),
             obj.head.content_length,
-            crate::text::escape(&location),
+            sealstream::text::escape(&location),
             super::inspection_text(&info, checks.as_deref())
         )
     };
@@ -201,7 +203,7 @@ pub(super) fn inspect(cli: &super::Cli, a: &InspectArgs, url: &S3Url) -> Result<
 }
 
 /// Writes the header bytes to a new file (never over an existing one).
-pub(super) fn export_header(p: &Path, header: &crate::format::Header) -> Result<()> {
+pub(super) fn export_header(p: &Path, header: &sealstream::format::Header) -> Result<()> {
     let bytes = header
         .to_bytes()
         .map_err(|e| Error::Usage(format!("cannot write this header: {e}")))?;
@@ -226,7 +228,7 @@ pub(super) fn rewrap(cli: &super::Cli, a: &RewrapArgs, url: &S3Url) -> Result<()
             &format!(
                 "the header is in the companion object s3://{}/{}",
                 url.bucket,
-                crate::text::escape(&c)
+                sealstream::text::escape(&c)
             ),
         );
     }
@@ -240,7 +242,7 @@ pub(super) fn encrypt_batch(
     a: &EncryptArgs,
     prefix: &S3Url,
     params: EncryptParams<'_>,
-    cache: Option<crate::keys::cache::CacheLimits>,
+    cache: Option<sealstream::keys::cache::CacheLimits>,
 ) -> Result<()> {
     if a.inputs.is_empty() {
         return Err(Error::Usage(
@@ -252,7 +254,7 @@ pub(super) fn encrypt_batch(
     let s3 = connect(cli)?;
     let ring = encryption_keys(cli, &a.keys, &a.kms_keys)?;
     let providers = ring.as_refs();
-    let cache = cache.map(crate::keys::cache::DataKeyCache::new);
+    let cache = cache.map(sealstream::keys::cache::DataKeyCache::new);
     let pb = progress::bar(Some(super::batch_total(&jobs)), cli.quiet, "uploading");
     let inc = |n: u64| pb.inc(n);
     let engine = super::batch_engine(cli, a.batch.jobs, &inc);
@@ -275,7 +277,7 @@ pub(super) fn encrypt_batch(
         let opts = PutOptions {
             force: a.force,
             plaintext_len: Some(len),
-            engine: crate::engine::EngineOptions {
+            engine: sealstream::engine::EngineOptions {
                 progress: None,
                 ..engine
             },

@@ -100,8 +100,18 @@ impl<R: Seek> Seek for CountingReader<R> {
 
 // ---- CLI helpers ----
 
+/// The `sealstream` binary. It is built only with the `cli` feature; test files that run
+/// it are compiled only then (`#![cfg(feature = "cli")]` or the test's own `cfg`).
+#[cfg(feature = "cli")]
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_sealstream")
+}
+
+/// Without the `cli` feature Cargo still names the binary (and a stale one may be on disk),
+/// so a test that reaches for it fails loudly instead of running an old build.
+#[cfg(not(feature = "cli"))]
+pub fn bin() -> &'static str {
+    panic!("this test runs the sealstream binary: mark it #[cfg(feature = \"cli\")]")
 }
 
 /// A fresh directory for one test, with its own SEALSTREAM_HOME.
