@@ -119,10 +119,10 @@ fn check_profile(rt: &tokio::runtime::Runtime, name: &str) -> Result<()> {
     ));
     match set {
         Ok(set) if set.get_profile(name).is_some() => Ok(()),
-        Ok(_) => Err(Error::Usage(format!(
+        Ok(_) => Err(Error::InvalidArgument(format!(
             "AWS profile '{name}' is not defined in {files}; check the name given to --profile"
         ))),
-        Err(e) => Err(Error::Usage(format!(
+        Err(e) => Err(Error::InvalidArgument(format!(
             "cannot read the AWS profile files ({files}) for --profile {name}: {}",
             one_line(&e.to_string())
         ))),

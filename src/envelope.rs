@@ -72,7 +72,7 @@ pub fn seal_header(
     };
     header
         .validate()
-        .map_err(|e| Error::Usage(format!("cannot write this header: {e}")))?;
+        .map_err(|e| Error::InvalidArgument(format!("cannot write this header: {e}")))?;
     let derived = kdf::derive(dek.expose(), &salt, &header.digest());
     header.commitment = derived.commitment;
     let cipher = PayloadCipher::new(params.suite, params.backend, &derived.payload_key);
@@ -216,7 +216,7 @@ where
     let bytes = sealing
         .header()
         .to_bytes()
-        .map_err(|e| Error::Usage(format!("cannot write this header: {e}")))?;
+        .map_err(|e| Error::InvalidArgument(format!("cannot write this header: {e}")))?;
     output
         .write_all(&bytes)
         .map_err(|e| Error::io("writing output", e))?;
@@ -293,7 +293,7 @@ where
 /// Unwraps with `unlock_with` (verifying the commitment), drops stanzas whose key id is in
 /// `remove` (as `key_id` or `provider:key_id`), and wraps for every key in `add` (replacing a
 /// stanza of the same key). Refuses to leave the object with no stanza, and, when removing,
-/// refuses ([`Error::Usage`], exit 2) unless a stanza of the new list verifies against the
+/// refuses ([`Error::InvalidArgument`], exit 2) unless a stanza of the new list verifies against the
 /// key commitment with the keys at hand (`unlock_with` and `add`): removing the one stanza
 /// that works while keeping one that never does would lock the data out.
 pub fn rewrap(
@@ -305,7 +305,7 @@ pub fn rewrap(
     let dek = unwrap_data_key(header, unlock_with, &Context::new())?;
     for r in remove {
         if !header.stanzas.iter().any(|s| stanza_named(s, r)) {
-            return Err(Error::Usage(format!(
+            return Err(Error::InvalidArgument(format!(
                 "--remove-key {r}: the file has no stanza with that key id (see `sealstream inspect`)"
             )));
         }
@@ -322,7 +322,7 @@ pub fn rewrap(
         stanzas.push(p.wrap(&dek, &header.context)?);
     }
     if stanzas.is_empty() {
-        return Err(Error::Usage(
+        return Err(Error::InvalidArgument(
             "rewrap would remove every wrapped key and make the file undecryptable; add a key with --add-key".into(),
         ));
     }
@@ -331,7 +331,7 @@ pub fn rewrap(
         ..header.clone()
     };
     new.validate()
-        .map_err(|e| Error::Usage(format!("cannot write this header: {e}")))?;
+        .map_err(|e| Error::InvalidArgument(format!("cannot write this header: {e}")))?;
     if !remove.is_empty() {
         refuse_lockout(&new, kept, unlock_with, add)?;
     }
@@ -371,7 +371,7 @@ fn refuse_lockout(
             StanzaCheck::NotChecked => {}
         }
     }
-    Err(Error::Usage(format!(
+    Err(Error::InvalidArgument(format!(
         "--remove-key refused: none of the stanzas that would remain verifies with the keys you gave, so the file could become undecryptable{why}; keep a stanza whose key you pass with -k/--kms-key, or add one with --add-key"
     )))
 }

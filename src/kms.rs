@@ -673,7 +673,7 @@ impl KmsDiscovery {
     /// Discovery restricted to `accounts` (must not be empty).
     pub fn new(kms: &Arc<Kms>, accounts: Vec<String>) -> Result<KmsDiscovery> {
         if accounts.is_empty() {
-            return Err(Error::Usage(
+            return Err(Error::InvalidArgument(
                 "--kms-discovery needs at least one --kms-allow-account ACCOUNT".into(),
             ));
         }
@@ -704,7 +704,7 @@ impl KeyProvider for KmsDiscovery {
     }
 
     fn wrap(&self, _dek: &DataKey, _context: &Context) -> Result<Stanza> {
-        Err(Error::Usage(
+        Err(Error::InvalidArgument(
             "KMS discovery can only decrypt; name a key with --kms-key to encrypt".into(),
         ))
     }

@@ -4,7 +4,9 @@
 //! and output streams, and turns errors into messages and exit codes.
 
 pub mod batch;
+pub mod exit;
 pub mod output;
+pub mod parse;
 pub mod progress;
 mod s3;
 
@@ -16,11 +18,13 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use exit::Failure;
 use output::Sink;
+use parse::{parse_context, parse_duration};
 use sealstream::engine::EngineOptions;
 use sealstream::envelope::{self, DecryptParams, EncryptParams};
 use sealstream::error::{Error, Result};
-use sealstream::format::{Context, Header, Suite, limits};
+use sealstream::format::{Header, Suite, limits};
 use sealstream::keys::KeyProvider;
 use sealstream::keys::cache::{CacheLimits, DataKeyCache};
 use sealstream::keys::local::{self, LocalKey};
@@ -331,11 +335,11 @@ pub fn main() -> i32 {
     };
     output::install_signal_cleanup();
     match run(&cli) {
-        Ok(()) => 0,
+        Ok(()) => exit::OK,
         // The reader of our output went away (`| head`): stop quietly, as `cat` does, with
         // the status a shell shows for a process killed by SIGPIPE (128 + 13). Not 0: the
         // rest of the input was neither read nor authenticated.
-        Err((e, _)) if e.is_broken_pipe() => 141,
+        Err((e, _)) if e.is_broken_pipe() => exit::BROKEN_PIPE,
         Err((e, stdout_dirty)) => {
             eprintln!("sealstream: error: {e}");
             if stdout_dirty {
@@ -348,21 +352,27 @@ pub fn main() -> i32 {
                     ),
                 }
             }
-            e.exit_code()
+            e.code()
         }
     }
 }
 
-type CliResult = std::result::Result<(), (Error, bool)>;
+/// A command's outcome, with whether stdout already got (now incomplete) output.
+type CliResult = std::result::Result<(), (Failure, bool)>;
+
+/// A command's outcome when it never writes to stdout before failing.
+type Outcome = std::result::Result<(), Failure>;
 
 fn run(cli: &Cli) -> CliResult {
-    let clean = |e: Error| (e, false);
+    let clean = |e: Failure| (e, false);
     match &cli.command {
-        Command::Keygen { output } => keygen(output.as_deref(), cli.quiet).map_err(clean),
+        Command::Keygen { output } => {
+            keygen(output.as_deref(), cli.quiet).map_err(|e| clean(e.into()))
+        }
         Command::Encrypt(a) => encrypt(cli, a).map_err(clean),
         Command::Decrypt(a) => decrypt(cli, a),
         Command::Inspect(a) => inspect(cli, a).map_err(clean),
-        Command::Rewrap(a) => rewrap(cli, a).map_err(clean),
+        Command::Rewrap(a) => rewrap(cli, a).map_err(|e| clean(e.into())),
     }
 }
 
@@ -406,18 +416,6 @@ fn keygen(out: Option<&Path>, quiet: bool) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Parses `-c KEY=VALUE` flags into a context.
-pub fn parse_context(pairs: &[String]) -> Result<Context> {
-    let mut kv = Vec::with_capacity(pairs.len());
-    for p in pairs {
-        let (k, v) = p
-            .split_once('=')
-            .ok_or_else(|| Error::Usage(format!("context '{p}' is not KEY=VALUE")))?;
-        kv.push((k.to_string(), v.to_string()));
-    }
-    Context::from_pairs(kv)
 }
 
 /// The keys one command holds, in the order they are used: for encryption the first one
@@ -572,15 +570,15 @@ fn same_file(input: Option<&Path>, output: Option<&Path>) -> bool {
     }
 }
 
-fn encrypt(cli: &Cli, a: &EncryptArgs) -> Result<()> {
+fn encrypt(cli: &Cli, a: &EncryptArgs) -> Outcome {
     let suite = Suite::from_name(&a.suite)
-        .ok_or_else(|| Error::Usage(format!("unknown suite '{}'", a.suite)))?;
+        .ok_or_else(|| Error::InvalidArgument(format!("unknown suite '{}'", a.suite)))?;
     let cs = sealstream::size::parse_size(&a.chunk_size)
-        .map_err(|e| Error::Usage(format!("--chunk-size: {e}")))?;
+        .map_err(|e| Error::InvalidArgument(format!("--chunk-size: {e}")))?;
     if cs < u64::from(limits::MIN_CHUNK_SIZE) || cs > u64::from(limits::MAX_CHUNK_SIZE) {
-        return Err(Error::Usage(format!(
-            "--chunk-size {cs} is outside 4KiB..16MiB"
-        )));
+        return Err(
+            Error::InvalidArgument(format!("--chunk-size {cs} is outside 4KiB..16MiB")).into(),
+        );
     }
     let context = parse_context(&a.context)?;
     let cache = cache_limits(a)?;
@@ -599,10 +597,10 @@ fn encrypt(cli: &Cli, a: &EncryptArgs) -> Result<()> {
     }
     let input_path = single_input(&a.inputs)?;
     if let Some(url) = a.output.as_deref().map(s3::url_of).transpose()?.flatten() {
-        return s3::encrypt(cli, a, input_path, &url, params);
+        return Ok(s3::encrypt(cli, a, input_path, &url, params)?);
     }
     if same_file(input_path, a.output.as_deref()) {
-        return Err(Error::Usage("input and output are the same file".into()));
+        return Err(Error::InvalidArgument("input and output are the same file".into()).into());
     }
     let input = open_input(input_path)?;
     let keys = encryption_keys(cli, &a.keys, &a.kms_keys)?;
@@ -626,48 +624,24 @@ fn encrypt(cli: &Cli, a: &EncryptArgs) -> Result<()> {
         Input::File(f, _) => envelope::encrypt(f, w, &providers, &params),
     });
     pb.finish_and_clear();
-    r.map(|_| ())
+    r.map(|_| ()).map_err(Failure::from)
 }
 
 /// The one input of a single-file command (stdin when absent).
 fn single_input(inputs: &[PathBuf]) -> Result<Option<&Path>> {
     if inputs.len() > 1 {
-        return Err(Error::Usage(
+        return Err(Error::InvalidArgument(
             "several inputs need --output-dir DIR (one output file per input)".into(),
         ));
     }
     let p = inputs.first().map(PathBuf::as_path);
     if let Some(p) = p.filter(|p| p.is_dir()) {
-        return Err(Error::Usage(format!(
+        return Err(Error::InvalidArgument(format!(
             "'{}' is a directory; use --output-dir DIR to process the files in it",
             p.display()
         )));
     }
     Ok(p)
-}
-
-/// Parses a duration: seconds, or a number with `s`, `m`, `h` or `d`.
-pub fn parse_duration(s: &str) -> Result<Duration> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| Error::Usage(format!("'{s}' is not a duration (e.g. 30s, 5m, 1h)")))?;
-    let mult = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86400,
-        _ => {
-            return Err(Error::Usage(format!(
-                "'{s}': unknown duration unit '{unit}' (use s, m, h or d)"
-            )));
-        }
-    };
-    n.checked_mul(mult)
-        .map(Duration::from_secs)
-        .ok_or_else(|| Error::Usage(format!("'{s}' is too long")))
 }
 
 fn cache_limits(a: &EncryptArgs) -> Result<Option<CacheLimits>> {
@@ -676,7 +650,7 @@ fn cache_limits(a: &EncryptArgs) -> Result<Option<CacheLimits>> {
     };
     let max_bytes = match &a.cache_max_bytes {
         Some(b) => sealstream::size::parse_size(b)
-            .map_err(|e| Error::Usage(format!("--cache-max-bytes: {e}")))?,
+            .map_err(|e| Error::InvalidArgument(format!("--cache-max-bytes: {e}")))?,
         None => u64::MAX,
     };
     Ok(Some(CacheLimits {
@@ -713,11 +687,12 @@ fn batch_report(
     failures: Vec<(usize, Error)>,
     quiet: bool,
     verb: &str,
-) -> Result<()> {
+) -> Outcome {
     for (i, e) in &failures {
         eprintln!(
-            "sealstream: error: {}: {e}",
-            sealstream::text::escape(&jobs[*i].input.display().to_string())
+            "sealstream: error: {}: {}",
+            sealstream::text::escape(&jobs[*i].input.display().to_string()),
+            exit::message(e)
         );
     }
     match failures.first() {
@@ -725,10 +700,10 @@ fn batch_report(
             note(quiet, &format!("{verb} {} file(s)", jobs.len()));
             Ok(())
         }
-        Some((_, first)) => Err(Error::BatchFailed {
+        Some((_, first)) => Err(Failure::BatchFailed {
             failed: failures.len(),
             total: jobs.len(),
-            exit_code: first.exit_code(),
+            code: exit::code(first),
         }),
     }
 }
@@ -739,11 +714,11 @@ fn encrypt_batch(
     dir: &Path,
     params: EncryptParams<'_>,
     cache: Option<CacheLimits>,
-) -> Result<()> {
+) -> Outcome {
     if a.inputs.is_empty() {
-        return Err(Error::Usage(
-            "--output-dir needs input files or directories".into(),
-        ));
+        return Err(
+            Error::InvalidArgument("--output-dir needs input files or directories".into()).into(),
+        );
     }
     let jobs = batch::plan(&a.inputs, dir, &|n| format!("{n}.seal"))?;
     let keys = encryption_keys(cli, &a.keys, &a.kms_keys)?;
@@ -768,11 +743,11 @@ fn encrypt_batch(
     batch_report(&jobs, failures, cli.quiet, "encrypted")
 }
 
-fn decrypt_batch(cli: &Cli, a: &DecryptArgs, dir: &Path) -> Result<()> {
+fn decrypt_batch(cli: &Cli, a: &DecryptArgs, dir: &Path) -> Outcome {
     if a.inputs.is_empty() {
-        return Err(Error::Usage(
-            "--output-dir needs input files or directories".into(),
-        ));
+        return Err(
+            Error::InvalidArgument("--output-dir needs input files or directories".into()).into(),
+        );
     }
     let urls: Vec<s3::S3UrlOpt> = a
         .inputs
@@ -782,14 +757,17 @@ fn decrypt_batch(cli: &Cli, a: &DecryptArgs, dir: &Path) -> Result<()> {
     if urls.iter().any(Option::is_some) {
         let prefixes: Option<Vec<_>> = urls.into_iter().collect();
         let prefixes = prefixes.ok_or_else(|| {
-            Error::Usage("mix of s3:// and local inputs; decrypt them in separate runs".into())
+            Error::InvalidArgument(
+                "mix of s3:// and local inputs; decrypt them in separate runs".into(),
+            )
         })?;
         return s3::decrypt_batch(cli, a, &prefixes, dir);
     }
     if a.range.is_some() {
-        return Err(Error::Usage(
+        return Err(Error::InvalidArgument(
             "--range works on one file, not with --output-dir".into(),
-        ));
+        )
+        .into());
     }
     let expected = parse_context(&a.context)?;
     let jobs = batch::plan(&a.inputs, dir, &|n| match n.strip_suffix(".seal") {
@@ -820,7 +798,7 @@ fn decrypt_batch(cli: &Cli, a: &DecryptArgs, dir: &Path) -> Result<()> {
 }
 
 fn decrypt(cli: &Cli, a: &DecryptArgs) -> CliResult {
-    let clean = |e: Error| (e, false);
+    let clean = |e: Error| (Failure::from(e), false);
     let expected = parse_context(&a.context).map_err(clean)?;
     let range = a
         .range
@@ -829,7 +807,7 @@ fn decrypt(cli: &Cli, a: &DecryptArgs) -> CliResult {
         .transpose()
         .map_err(clean)?;
     if let Some(dir) = &a.batch.output_dir {
-        return decrypt_batch(cli, a, dir).map_err(clean);
+        return decrypt_batch(cli, a, dir).map_err(|e| (e, false));
     }
     if let Some(url) = a
         .inputs
@@ -844,7 +822,7 @@ fn decrypt(cli: &Cli, a: &DecryptArgs) -> CliResult {
     }
     let input_path = single_input(&a.inputs).map_err(clean)?;
     if same_file(input_path, a.output.as_deref()) {
-        return Err(clean(Error::Usage(
+        return Err(clean(Error::InvalidArgument(
             "input and output are the same file".into(),
         )));
     }
@@ -854,7 +832,7 @@ fn decrypt(cli: &Cli, a: &DecryptArgs) -> CliResult {
         None => None,
     };
     if range.is_some() && matches!(input, Input::Stdin) {
-        return Err(clean(Error::Usage(
+        return Err(clean(Error::InvalidArgument(
             "--range needs a seekable INPUT file, not stdin".into(),
         )));
     }
@@ -931,7 +909,8 @@ fn decrypt(cli: &Cli, a: &DecryptArgs) -> CliResult {
             r
         }
     };
-    r.map(|_| ()).map_err(|e| (e, to_stdout && wrote_any))
+    r.map(|_| ())
+        .map_err(|e| (Failure::from(e), to_stdout && wrote_any))
 }
 
 /// Reads a saved header from `p`: exactly one header and nothing after it (FORMAT.md
@@ -1033,7 +1012,7 @@ impl<W: Write + ?Sized> Write for CountingWriter<'_, W> {
     }
 }
 
-fn inspect(cli: &Cli, a: &InspectArgs) -> Result<()> {
+fn inspect(cli: &Cli, a: &InspectArgs) -> Outcome {
     if let Some(url) = a.input.as_deref().map(s3::url_of).transpose()?.flatten() {
         return s3::inspect(cli, a, &url);
     }
@@ -1078,7 +1057,7 @@ fn verification_outcome(
     info: &envelope::Inspection,
     checks: Option<&[envelope::StanzaCheck]>,
     verify: bool,
-) -> Result<()> {
+) -> Outcome {
     let failed: Vec<&Error> = checks
         .into_iter()
         .flatten()
@@ -1092,10 +1071,10 @@ fn verification_outcome(
         .flatten()
         .any(|c| matches!(c, envelope::StanzaCheck::Verified));
     match failed.first() {
-        Some(e) => Err(Error::StanzasFailedVerification {
+        Some(e) => Err(Failure::StanzasFailedVerification {
             failed: failed.len(),
             total: info.header.stanzas.len(),
-            exit_code: e.exit_code(),
+            code: exit::code(e),
         }),
         None if verify && !verified => Err(Error::NoMatchingKey {
             stanzas: info
@@ -1105,7 +1084,8 @@ fn verification_outcome(
                 .map(|s| format!("{}:{}", s.provider, s.key_id))
                 .collect(),
             offered: vec![],
-        }),
+        }
+        .into()),
         None => Ok(()),
     }
 }
@@ -1114,7 +1094,7 @@ fn check_label(c: &envelope::StanzaCheck) -> (Option<bool>, Option<String>) {
     match c {
         envelope::StanzaCheck::Verified => (Some(true), None),
         envelope::StanzaCheck::NotChecked => (None, Some("no matching key offered".into())),
-        envelope::StanzaCheck::Failed(e) => (Some(false), Some(e.to_string())),
+        envelope::StanzaCheck::Failed(e) => (Some(false), Some(exit::message(e))),
         // `StanzaCheck` is `#[non_exhaustive]`: an outcome this build does not know is
         // reported as unchecked rather than guessed.
         _ => (None, Some("check outcome unknown to this build".into())),
@@ -1249,7 +1229,7 @@ fn rotate_kms_stanzas(
         }
     }
     if rotated == 0 {
-        return Err(Error::Usage(format!(
+        return Err(Error::InvalidArgument(format!(
             "--rotate-to-kms-key: the file has no stanza of {}",
             from.join(", ")
         )));
@@ -1261,12 +1241,12 @@ fn rewrap(cli: &Cli, a: &RewrapArgs) -> Result<()> {
     let shown = a.file.display().to_string();
     let changes_keys = !(a.add.is_empty() && a.add_kms.is_empty() && a.remove.is_empty());
     if !changes_keys && a.rotate_to.is_none() {
-        return Err(Error::Usage(
+        return Err(Error::InvalidArgument(
             "rewrap needs --add-key KEYFILE, --add-kms-key KEY, --remove-key KEYID or --rotate-to-kms-key KEY".into(),
         ));
     }
     if a.rotate_to.is_some() && a.kms.kms_keys.is_empty() {
-        return Err(Error::Usage(
+        return Err(Error::InvalidArgument(
             "--rotate-to-kms-key needs the current KMS key(s) with --kms-key".into(),
         ));
     }
@@ -1282,7 +1262,7 @@ fn rewrap(cli: &Cli, a: &RewrapArgs) -> Result<()> {
     let new = rewrapped_header(cli, a, header)?;
     let bytes = new
         .to_bytes()
-        .map_err(|e| Error::Usage(format!("cannot write this header: {e}")))?;
+        .map_err(|e| Error::InvalidArgument(format!("cannot write this header: {e}")))?;
     // Through a symlink, the real file is rewritten (the link stays a link).
     let mut out = output::AtomicFile::replacing(&a.file, &meta)?;
     {

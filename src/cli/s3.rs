@@ -33,14 +33,16 @@ pub(super) fn url_of(p: &Path) -> Result<Option<S3Url>> {
 /// Connects with the global S3 options.
 pub(super) fn connect(cli: &super::Cli) -> Result<Arc<S3>> {
     let part_size = sealstream::size::parse_size(&cli.part_size)
-        .map_err(|e| Error::Usage(format!("--part-size: {e}")))?;
+        .map_err(|e| Error::InvalidArgument(format!("--part-size: {e}")))?;
     if !(sealstream::s3::MIN_PART_SIZE..=sealstream::s3::MAX_PART_SIZE).contains(&part_size) {
-        return Err(Error::Usage(format!(
+        return Err(Error::InvalidArgument(format!(
             "--part-size {part_size} is outside S3's limits 5MiB..5GiB"
         )));
     }
     if cli.concurrency == 0 || cli.concurrency > 256 {
-        return Err(Error::Usage("--concurrency must be 1..=256".into()));
+        return Err(Error::InvalidArgument(
+            "--concurrency must be 1..=256".into(),
+        ));
     }
     S3::connect(S3Settings {
         region: cli.region.clone(),
@@ -120,9 +122,9 @@ pub(super) fn decrypt(
     expected: Context,
     range: Option<ByteRange>,
 ) -> CliResult {
-    let clean = |e: Error| (e, false);
+    let clean = |e: Error| (super::Failure::from(e), false);
     if a.header_from.is_some() {
-        return Err(clean(Error::Usage(
+        return Err(clean(Error::InvalidArgument(
             "--header-from is for a body downloaded by another tool; an s3:// input brings its own header".into(),
         )));
     }
@@ -152,11 +154,12 @@ pub(super) fn decrypt(
         }
     });
     pb.finish_and_clear();
-    r.map(|_| ()).map_err(|e| (e, to_stdout && wrote_any))
+    r.map(|_| ())
+        .map_err(|e| (super::Failure::from(e), to_stdout && wrote_any))
 }
 
 /// `inspect s3://bucket/key`: HEAD (+ companion), never the body.
-pub(super) fn inspect(cli: &super::Cli, a: &InspectArgs, url: &S3Url) -> Result<()> {
+pub(super) fn inspect(cli: &super::Cli, a: &InspectArgs, url: &S3Url) -> super::Outcome {
     let s3 = connect(cli)?;
     let obj = s3.open_object(url)?;
     if let Some(p) = &a.export_header {
@@ -206,7 +209,7 @@ pub(super) fn inspect(cli: &super::Cli, a: &InspectArgs, url: &S3Url) -> Result<
 pub(super) fn export_header(p: &Path, header: &sealstream::format::Header) -> Result<()> {
     let bytes = header
         .to_bytes()
-        .map_err(|e| Error::Usage(format!("cannot write this header: {e}")))?;
+        .map_err(|e| Error::InvalidArgument(format!("cannot write this header: {e}")))?;
     let mut out = AtomicFile::create(p, false)?;
     out.file()?
         .write_all(&bytes)
@@ -243,11 +246,11 @@ pub(super) fn encrypt_batch(
     prefix: &S3Url,
     params: EncryptParams<'_>,
     cache: Option<sealstream::keys::cache::CacheLimits>,
-) -> Result<()> {
+) -> super::Outcome {
     if a.inputs.is_empty() {
-        return Err(Error::Usage(
-            "--output-dir needs input files or directories".into(),
-        ));
+        return Err(
+            Error::InvalidArgument("--output-dir needs input files or directories".into()).into(),
+        );
     }
     let jobs = super::batch::plan(&a.inputs, Path::new(""), &|n| n.to_string())?;
     let keys_of: Vec<String> = jobs.iter().map(|j| key_under(prefix, &j.output)).collect();
@@ -301,13 +304,14 @@ pub(super) fn decrypt_batch(
     a: &DecryptArgs,
     prefixes: &[S3Url],
     dir: &Path,
-) -> Result<()> {
+) -> super::Outcome {
     if a.range.is_some() {
-        return Err(Error::Usage(
+        return Err(Error::InvalidArgument(
             "--range works on one object, not with --output-dir".into(),
-        ));
+        )
+        .into());
     }
-    let expected = super::parse_context(&a.context)?;
+    let expected = super::parse::parse_context(&a.context)?;
     let s3 = connect(cli)?;
     let mut objects: Vec<(S3Url, std::path::PathBuf)> = Vec::new();
     for p in prefixes {
@@ -326,10 +330,11 @@ pub(super) fn decrypt_batch(
             let mut out = dir.to_path_buf();
             for part in rel.split('/').filter(|s| !s.is_empty()) {
                 if part == ".." || part == "." {
-                    return Err(Error::Usage(format!(
+                    return Err(Error::InvalidArgument(format!(
                         "object key '{k}' has a '{part}' component; refusing to write outside {}",
                         dir.display()
-                    )));
+                    ))
+                    .into());
                 }
                 out.push(part);
             }
@@ -337,9 +342,9 @@ pub(super) fn decrypt_batch(
         }
     }
     if objects.is_empty() {
-        return Err(Error::Usage(
-            "no objects under the given prefix(es)".to_string(),
-        ));
+        return Err(
+            Error::InvalidArgument("no objects under the given prefix(es)".to_string()).into(),
+        );
     }
     let jobs: Vec<super::batch::Job> = objects
         .iter()
