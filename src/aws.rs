@@ -25,9 +25,10 @@ use aws_credential_types::provider::error::CredentialsError;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
+#[cfg(feature = "s3")]
+use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
 use aws_smithy_runtime_api::client::interceptors::context::{
-    BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
-    FinalizerInterceptorContextRef,
+    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
 };
 use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, Metadata};
 use aws_smithy_runtime_api::client::result::{ConnectorError, SdkError};
@@ -371,12 +372,14 @@ fn http_status_reason(status: u16) -> String {
 ///   attempt is bounded instead by the connect timeout, by stalled-stream protection
 ///   (a body below 1 byte/s for the grace period fails), and by the first-byte timeout,
 ///   which [`FirstByteClient`] starts once the request body has been sent.
+#[cfg(feature = "s3")]
 #[derive(Debug)]
 pub struct S3Timeouts {
     /// Whole-operation bound for the operations that do not move data.
     pub operation_timeout: Duration,
 }
 
+#[cfg(feature = "s3")]
 fn moves_data(input: &aws_smithy_runtime_api::client::interceptors::context::Input) -> bool {
     use aws_sdk_s3::operation as op;
     input
@@ -399,6 +402,7 @@ fn moves_data(input: &aws_smithy_runtime_api::client::interceptors::context::Inp
             .is_some()
 }
 
+#[cfg(feature = "s3")]
 impl Intercept for S3Timeouts {
     fn name(&self) -> &'static str {
         "sealstream-s3-timeouts"
@@ -619,9 +623,12 @@ pub fn one_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(feature = "s3")]
     use aws_sdk_s3::operation as op;
+    #[cfg(feature = "s3")]
     use aws_smithy_runtime_api::client::interceptors::context::Input;
 
+    #[cfg(feature = "s3")]
     #[test]
     fn only_operations_that_do_not_move_data_get_a_wall_clock_bound() {
         let data_ops = [

@@ -13,13 +13,13 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use common::*;
+use sealstream::Backend;
 use sealstream::engine::EngineOptions;
 use sealstream::envelope;
 use sealstream::error::{Error, HeaderError};
 use sealstream::format::{Context, Header, Suite};
 use sealstream::keys::KeyProvider;
 use sealstream::keys::local::LocalKey;
-use sealstream::primitives::aead::Backend;
 use sealstream::range::{self, ByteRange};
 
 fn fuzz_dir() -> PathBuf {

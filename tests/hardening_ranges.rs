@@ -66,7 +66,7 @@ fn encrypt_file(s: &Scratch, pt: &[u8]) -> (std::path::PathBuf, Vec<u8>) {
 
 // ---- the planner, as a library ----
 
-fn cipher_for(ct: &[u8]) -> (sealstream::primitives::stream::PayloadCipher, Layout) {
+fn cipher_for(ct: &[u8]) -> (sealstream::PayloadCipher, Layout) {
     let k = key(1);
     let (h, hl) = Header::parse(ct).unwrap();
     let providers: [&dyn KeyProvider; 1] = [&k];

@@ -11,12 +11,13 @@ mod common;
 use std::io::Cursor;
 
 use common::*;
+use sealstream::Backend;
 use sealstream::engine::EngineOptions;
 use sealstream::error::Error;
 use sealstream::format::{Context, Header, Suite};
 use sealstream::keys::KeyProvider;
-use sealstream::primitives::aead::Backend;
 use sealstream::range::{ByteRange, decrypt_range};
+use sealstream::testkit::ChunkCipher as _;
 
 /// Plaintext sizes that end on a chunk boundary for the chunk sizes used below.
 const CASES: &[(u32, usize)] = &[(4096, 8192), (8192, 8192), (4096, 4096)];
@@ -240,9 +241,9 @@ fn fuzz_sh_requires_libfuzzers_final_line() {
 /// fails only when both are gone (docs/TESTING.md, redundant guards).
 #[test]
 fn chunk_indices_past_the_limit_are_rejected_on_open() {
+    use sealstream::PayloadCipher;
     use sealstream::engine::{self, OpenParams};
     use sealstream::format::limits::MAX_CHUNKS;
-    use sealstream::primitives::stream::PayloadCipher;
     let cipher = PayloadCipher::new(Suite::Aes256Gcm, Backend::Ring, &[0x42; 32]);
     let cs = 4096u32;
     // Two chunks sealed at the last legal index and one past it (the seal side refuses the

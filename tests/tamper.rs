@@ -4,11 +4,12 @@
 mod common;
 
 use common::*;
+use sealstream::PayloadCipher;
 use sealstream::envelope::{self, EncryptParams};
 use sealstream::error::{Error, HeaderError};
 use sealstream::format::{Context, Header, Suite};
 use sealstream::keys::{DataKey, KeyProvider};
-use sealstream::primitives::stream::PayloadCipher;
+use sealstream::testkit::ChunkCipher as _;
 
 const CS: usize = 4096;
 const STRIDE: usize = CS + 16;
@@ -377,7 +378,7 @@ fn every_tamper_case_fails_with_the_right_error_in_the_library() {
             &c.bytes,
             &[used],
             &require,
-            sealstream::primitives::aead::Backend::Ring,
+            sealstream::Backend::Ring,
             Default::default(),
         );
         match r {
@@ -677,7 +678,7 @@ fn rewrap_keeps_tamper_evidence() {
             &after,
             &[&k3],
             &require,
-            sealstream::primitives::aead::Backend::Ring,
+            sealstream::Backend::Ring,
             Default::default(),
         );
         match r {

@@ -23,16 +23,17 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use sealstream::Backend;
 use sealstream::engine::{self, EngineOptions};
 use sealstream::envelope::{self, DecryptParams, EncryptParams};
 use sealstream::error::{Error, HeaderError};
 use sealstream::format::{Context, FIXED_LEN, Header, Layout, Stanza, Suite, TAG_LEN};
 use sealstream::keys::local::LocalKey;
 use sealstream::keys::{DataKey, KeyProvider};
-use sealstream::primitives::aead::Backend;
 use sealstream::range::{self, ByteRange};
 #[cfg(feature = "s3")]
 use sealstream::s3::object::{self, HeaderLocation};
+use sealstream::testkit::ChunkCipher as _;
 
 const FORMAT_TAG: &str = "sealstream-test-vectors-v1";
 /// Every error class a vector may name (tests/vectors/README.md).
@@ -441,7 +442,7 @@ fn foreign_wrapped() -> Vec<u8> {
 }
 
 /// Header and payload cipher from recorded inputs (`seal_header` + `wrap_with_nonce`).
-fn sealed_header(b: &Build) -> (Header, sealstream::primitives::stream::PayloadCipher) {
+fn sealed_header(b: &Build) -> (Header, sealstream::PayloadCipher) {
     let dek = DataKey::from_bytes(unhex(&b.dek));
     let ctx = context_of(&b.context);
     let stanzas: Vec<Stanza> = b

@@ -21,6 +21,7 @@ use clap::{Args, Parser, Subcommand};
 use exit::Failure;
 use output::Sink;
 use parse::{parse_context, parse_duration};
+use sealstream::Backend;
 use sealstream::engine::EngineOptions;
 use sealstream::envelope::{self, DecryptParams, EncryptParams};
 use sealstream::error::{Error, Result};
@@ -29,7 +30,6 @@ use sealstream::keys::KeyProvider;
 use sealstream::keys::cache::{CacheLimits, DataKeyCache};
 use sealstream::keys::local::{self, LocalKey};
 use sealstream::kms::{Kms, KmsDiscovery, KmsKey, KmsSettings};
-use sealstream::primitives::aead::Backend;
 use sealstream::range::{self, ByteRange};
 
 const EXIT_CODES: &str = "\

@@ -9,12 +9,12 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use sealstream::Backend;
 use sealstream::engine::EngineOptions;
 use sealstream::envelope::{self, DecryptParams, EncryptParams};
 use sealstream::format::{Context, Header, Suite};
 use sealstream::keys::KeyProvider;
 use sealstream::keys::local::LocalKey;
-use sealstream::primitives::aead::Backend;
 
 pub fn key(n: u8) -> LocalKey {
     LocalKey::from_bytes([n; 32])
