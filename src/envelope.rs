@@ -1,7 +1,7 @@
 //! Envelope encryption of one object: data key → header → STREAM body, and back.
 //!
 //! This is the library's main entry point. It ties the key providers ([`crate::keys`]),
-//! the header ([`crate::format`]), the key schedule ([`crate::primitives::kdf`]) and the
+//! the header ([`crate::format`]), the key schedule (HKDF, crate-private) and the
 //! engine ([`crate::engine`]) together, and owns the order of checks on decrypt:
 //! header syntax → expected context → unwrap → key commitment → chunks.
 
