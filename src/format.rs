@@ -135,8 +135,8 @@ impl fmt::Display for HeaderError {
             HeaderError::TrailingBytes { header_len, given } => write!(
                 f,
                 "{given} bytes were given for a {header_len}-byte header (trailing bytes: a \
-                 stored or saved header is exactly the header, as `inspect --export-header` \
-                 writes it, and a whole sealstream file is not a header)"
+                 stored or saved header is exactly the header's bytes, and a whole \
+                 sealstream file is not a header)"
             ),
         }
     }
@@ -519,6 +519,21 @@ impl Header {
         Ok(out)
     }
 
+    /// Parses bytes that must be exactly one header with nothing after it (FORMAT.md
+    /// §15.2): the rule for a header stored apart from its body (a detached header file,
+    /// object metadata, a companion object), so that no stored header carries bytes a
+    /// reader would silently ignore.
+    pub fn parse_exact(bytes: &[u8]) -> Result<Header, HeaderError> {
+        let (header, len) = Header::parse(bytes)?;
+        if len != bytes.len() {
+            return Err(HeaderError::TrailingBytes {
+                header_len: len as u64,
+                given: bytes.len() as u64,
+            });
+        }
+        Ok(header)
+    }
+
     /// Parses a complete header from the start of `bytes`; returns it and its length.
     ///
     /// Bytes after the header (the body) are ignored.
@@ -804,7 +819,7 @@ pub fn check_plaintext_len(plaintext_len: u64, chunk_size: u32) -> Result<()> {
 
 /// The encrypt-side error for an input above 2^32 chunks: an invalid argument, since a
 /// larger chunk size makes the same input fit.
-pub fn too_many_chunks(chunk_size: u32) -> Error {
+pub(crate) fn too_many_chunks(chunk_size: u32) -> Error {
     Error::InvalidArgument(format!(
         "the input is larger than 2^32 chunks of {chunk_size} bytes ({} bytes), the format's \
          limit per object; use a larger chunk size",
@@ -850,6 +865,26 @@ mod tests {
         assert_eq!(p, h);
         assert_eq!(len, bytes.len());
         assert_eq!(p.to_bytes().unwrap(), bytes);
+    }
+
+    #[test]
+    fn parse_exact_refuses_trailing_bytes() {
+        let h = sample();
+        let mut bytes = h.to_bytes().unwrap();
+        assert_eq!(Header::parse_exact(&bytes).unwrap(), h);
+        let len = bytes.len() as u64;
+        bytes.push(0);
+        assert_eq!(
+            Header::parse_exact(&bytes),
+            Err(HeaderError::TrailingBytes {
+                header_len: len,
+                given: len + 1
+            })
+        );
+        assert_eq!(
+            Header::parse_exact(&bytes[..10]),
+            Err(HeaderError::Truncated)
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@
 
 use std::fmt;
 
-use sealstream::error::Error;
+use sealstream::error::{Error, HeaderError};
 use sealstream::text::escape;
 
 /// Success.
@@ -73,6 +73,9 @@ pub fn message(e: &Error) -> String {
                 );
             }
             m
+        }
+        Error::Header(HeaderError::TrailingBytes { .. }) => {
+            format!("{e}; `inspect --export-header` writes a header file")
         }
         e => e.to_string(),
     }
@@ -146,7 +149,7 @@ impl fmt::Display for Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sealstream::error::{HeaderError, ServiceError, ServiceErrorKind};
+    use sealstream::error::{ServiceError, ServiceErrorKind};
     use std::io;
 
     /// Every documented code, from a representative of each class.
@@ -212,6 +215,13 @@ mod tests {
                     offered: vec![],
                 },
                 "--kms-key",
+            ),
+            (
+                Error::Header(HeaderError::TrailingBytes {
+                    header_len: 1,
+                    given: 2,
+                }),
+                "--export-header",
             ),
         ];
         for (e, flag) in cases {

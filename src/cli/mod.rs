@@ -926,7 +926,7 @@ fn read_header_file(p: &Path) -> Result<Vec<u8>> {
         .read_to_end(&mut bytes)
         .map_err(|e| Error::io(what(), e))?;
     use sealstream::error::HeaderError::TrailingBytes;
-    match sealstream::s3::object::parse_exact(&bytes) {
+    match Header::parse_exact(&bytes) {
         Ok(_) => Ok(bytes),
         Err(TrailingBytes { header_len, given }) => Err(Error::Header(TrailingBytes {
             header_len,
