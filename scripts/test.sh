@@ -127,7 +127,9 @@ done_step
 # of the AWS SDK, tokio, clap or indicatif.
 section "core only: cargo build / cargo test --no-default-features"
 cargo build --no-default-features
-if cargo tree --no-default-features -e normal --prefix none | grep -E '^(aws-|tokio |clap |indicatif |ctrlc |hyper )'; then
+# (cargo tree first, so that its own failure stops the script instead of reading as "none")
+core_tree="$(cargo tree --no-default-features -e normal --prefix none)"
+if grep -E '^(aws-|tokio |clap |indicatif |ctrlc |hyper )' <<<"$core_tree"; then
     echo "ERROR: the core (--no-default-features) depends on the crates listed above" >&2
     exit 1
 fi
