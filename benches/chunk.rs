@@ -5,10 +5,11 @@ use std::hint::black_box;
 use std::io;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use sealstream::Backend;
+use sealstream::PayloadCipher;
 use sealstream::engine::{self, EngineOptions, OpenParams};
 use sealstream::format::{Context, Header, Stanza, Suite};
-use sealstream::primitives::aead::Backend;
-use sealstream::primitives::stream::PayloadCipher;
+use sealstream::testkit::ChunkCipher as _;
 
 const SUITES: [Suite; 2] = [Suite::Aes256Gcm, Suite::ChaCha20Poly1305];
 const BACKENDS: [Backend; 2] = [Backend::Ring, Backend::RustCrypto];

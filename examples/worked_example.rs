@@ -26,8 +26,8 @@ use sealstream::error::HeaderError;
 use sealstream::format::{Context, FIXED_LEN, Header, SALT_LEN, Suite, TAG_LEN};
 use sealstream::keys::local::LocalKey;
 use sealstream::keys::{DataKey, KeyProvider};
-use sealstream::primitives::kdf::{self, COMMITMENT_LABEL, PAYLOAD_KEY_LABEL};
-use sealstream::primitives::stream;
+use sealstream::testkit::kdf::{self, COMMITMENT_LABEL, PAYLOAD_KEY_LABEL};
+use sealstream::testkit::stream;
 
 const CHUNK_SIZE: u32 = 4096;
 const PLAINTEXT_LEN: usize = 5000;
@@ -192,7 +192,7 @@ fn build(
     let payload_key = hmac_sha256(&prk, &[PAYLOAD_KEY_LABEL, &h, &[1]]);
     let commitment = hmac_sha256(&prk, &[COMMITMENT_LABEL, &h, &[1]]);
     let d = kdf::derive(dek.expose(), &salt, &h);
-    assert_eq!(*d.payload_key, payload_key);
+    assert_eq!(*sealstream::testkit::payload_key(&d), payload_key);
     assert_eq!(d.commitment, commitment);
     assert_eq!(header.commitment, commitment);
     assert_eq!(&file[52..84], &commitment);

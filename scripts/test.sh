@@ -3,7 +3,8 @@
 #
 #   1. installs what it needs (moto[server] into .tools/moto-venv; rustfmt/clippy if missing)
 #   2. starts a fresh local AWS emulator (moto) on a free port, always stopped on exit
-#   3. cargo fmt --check, cargo clippy -D warnings,
+#   3. cargo fmt --check, cargo clippy -D warnings (full and core-only feature sets),
+#      the core alone: cargo build / cargo test --no-default-features (no AWS, tokio, clap),
 #      cargo test --all-targets -- --include-ignored (the emulator tests), cargo test --doc
 #   4. cargo deny (licenses, bans, sources, advisories) against deny.toml
 #   5. a fuzz smoke: every fuzz target for FUZZ_SECONDS (default 30) each (scripts/fuzz.sh)
@@ -113,6 +114,27 @@ done_step
 
 section "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
+done_step
+
+section "cargo clippy --no-default-features --all-targets -- -D warnings"
+cargo clippy --no-default-features --all-targets -- -D warnings
+done_step
+
+# ---- the core alone (issue 15): what `default-features = false` gives a library user ----
+# The library without the cli/s3/kms/async features: format, local keys, envelope, engine,
+# range. Tests that run the binary or need S3/KMS are compiled out (#[cfg(feature)]), so
+# this run proves the core builds and passes on its own. `cargo tree` proves it links none
+# of the AWS SDK, tokio's runtime (only its runtime-free `sync` module: no mio, no tokio-util),
+# clap or indicatif.
+section "core only: cargo build / cargo test --no-default-features"
+cargo build --no-default-features
+# (cargo tree first, so that its own failure stops the script instead of reading as "none")
+core_tree="$(cargo tree --no-default-features -e normal --prefix none)"
+if grep -E '^(aws-|tokio-util |mio |clap |indicatif |ctrlc |hyper )' <<<"$core_tree"; then
+    echo "ERROR: the core (--no-default-features) depends on the crates listed above" >&2
+    exit 1
+fi
+cargo test --no-default-features --no-fail-fast
 done_step
 
 # Extra args before a `--` go to cargo, after it to the test binaries; --include-ignored

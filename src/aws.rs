@@ -25,9 +25,10 @@ use aws_credential_types::provider::error::CredentialsError;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
+#[cfg(feature = "s3")]
+use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
 use aws_smithy_runtime_api::client::interceptors::context::{
-    BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
-    FinalizerInterceptorContextRef,
+    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
 };
 use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, Metadata};
 use aws_smithy_runtime_api::client::result::{ConnectorError, SdkError};
@@ -126,10 +127,10 @@ async fn check_profile(name: &str) -> Result<()> {
     .await;
     match set {
         Ok(set) if set.get_profile(name).is_some() => Ok(()),
-        Ok(_) => Err(Error::Usage(format!(
+        Ok(_) => Err(Error::InvalidArgument(format!(
             "AWS profile '{name}' is not defined in {files}; check the name given to --profile"
         ))),
-        Err(e) => Err(Error::Usage(format!(
+        Err(e) => Err(Error::InvalidArgument(format!(
             "cannot read the AWS profile files ({files}) for --profile {name}: {}",
             one_line(&e.to_string())
         ))),
@@ -378,12 +379,14 @@ fn http_status_reason(status: u16) -> String {
 ///   attempt is bounded instead by the connect timeout, by stalled-stream protection
 ///   (a body below 1 byte/s for the grace period fails), and by the first-byte timeout,
 ///   which the first-byte client (`FirstByteClient`) starts once the request body has been sent.
+#[cfg(feature = "s3")]
 #[derive(Debug)]
 pub struct S3Timeouts {
     /// Whole-operation bound for the operations that do not move data.
     pub operation_timeout: Duration,
 }
 
+#[cfg(feature = "s3")]
 fn moves_data(input: &aws_smithy_runtime_api::client::interceptors::context::Input) -> bool {
     use aws_sdk_s3::operation as op;
     input
@@ -406,6 +409,7 @@ fn moves_data(input: &aws_smithy_runtime_api::client::interceptors::context::Inp
             .is_some()
 }
 
+#[cfg(feature = "s3")]
 impl Intercept for S3Timeouts {
     fn name(&self) -> &'static str {
         "sealstream-s3-timeouts"
@@ -663,9 +667,12 @@ mod tests {
     }
 
     use super::*;
+    #[cfg(feature = "s3")]
     use aws_sdk_s3::operation as op;
+    #[cfg(feature = "s3")]
     use aws_smithy_runtime_api::client::interceptors::context::Input;
 
+    #[cfg(feature = "s3")]
     #[test]
     fn only_operations_that_do_not_move_data_get_a_wall_clock_bound() {
         let data_ops = [

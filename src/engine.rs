@@ -186,7 +186,7 @@ where
     W: Write,
 {
     if !(limits::MIN_CHUNK_SIZE..=limits::MAX_CHUNK_SIZE).contains(&chunk_size) {
-        return Err(Error::Usage(format!(
+        return Err(Error::InvalidArgument(format!(
             "chunk size {chunk_size} outside {}..={}",
             limits::MIN_CHUNK_SIZE,
             limits::MAX_CHUNK_SIZE

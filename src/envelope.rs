@@ -1,7 +1,7 @@
 //! Envelope encryption of one object: data key → header → STREAM body, and back.
 //!
 //! This is the library's main entry point. It ties the key providers ([`crate::keys`]),
-//! the header ([`crate::format`]), the key schedule ([`crate::primitives::kdf`]) and the
+//! the header ([`crate::format`]), the key schedule (HKDF, crate-private) and the
 //! engine ([`crate::engine`]) together, and owns the order of checks on decrypt:
 //! header syntax → expected context → unwrap → key commitment → chunks.
 
@@ -72,7 +72,7 @@ pub fn seal_header(
     };
     header
         .validate()
-        .map_err(|e| Error::Usage(format!("cannot write this header: {e}")))?;
+        .map_err(|e| Error::InvalidArgument(format!("cannot write this header: {e}")))?;
     let derived = kdf::derive(dek.expose(), &salt, &header.digest());
     header.commitment = derived.commitment;
     let cipher = PayloadCipher::new(params.suite, params.backend, &derived.payload_key);
@@ -238,7 +238,7 @@ where
     let bytes = sealing
         .header()
         .to_bytes()
-        .map_err(|e| Error::Usage(format!("cannot write this header: {e}")))?;
+        .map_err(|e| Error::InvalidArgument(format!("cannot write this header: {e}")))?;
     output
         .write_all(&bytes)
         .map_err(|e| Error::io("writing output", e))?;
@@ -335,7 +335,7 @@ where
 /// Unwraps with `unlock_with` (verifying the commitment), drops stanzas whose key id is in
 /// `remove` (as `key_id` or `provider:key_id`), and wraps for every key in `add` (replacing a
 /// stanza of the same key). Refuses to leave the object with no stanza, and, when removing,
-/// refuses ([`Error::Usage`], exit 2) unless a stanza of the new list verifies against the
+/// refuses ([`Error::InvalidArgument`], exit 2) unless a stanza of the new list verifies against the
 /// key commitment with the keys at hand (`unlock_with` and `add`): removing the one stanza
 /// that works while keeping one that never does would lock the data out.
 pub fn rewrap(
@@ -370,7 +370,7 @@ async fn rewrap_core<P: AsyncKeyProvider + ?Sized>(
     let dek = unwrap_data_key_core(header, unlock_with, &Context::new()).await?;
     for r in remove {
         if !header.stanzas.iter().any(|s| stanza_named(s, r)) {
-            return Err(Error::Usage(format!(
+            return Err(Error::InvalidArgument(format!(
                 "--remove-key {r}: the file has no stanza with that key id (see `sealstream inspect`)"
             )));
         }
@@ -387,7 +387,7 @@ async fn rewrap_core<P: AsyncKeyProvider + ?Sized>(
         stanzas.push(p.wrap(&dek, &header.context).await?);
     }
     if stanzas.is_empty() {
-        return Err(Error::Usage(
+        return Err(Error::InvalidArgument(
             "rewrap would remove every wrapped key and make the file undecryptable; add a key with --add-key".into(),
         ));
     }
@@ -396,7 +396,7 @@ async fn rewrap_core<P: AsyncKeyProvider + ?Sized>(
         ..header.clone()
     };
     new.validate()
-        .map_err(|e| Error::Usage(format!("cannot write this header: {e}")))?;
+        .map_err(|e| Error::InvalidArgument(format!("cannot write this header: {e}")))?;
     if !remove.is_empty() {
         refuse_lockout(&new, kept, unlock_with, add).await?;
     }
@@ -435,7 +435,7 @@ async fn refuse_lockout<P: AsyncKeyProvider + ?Sized>(
             StanzaCheck::NotChecked => {}
         }
     }
-    Err(Error::Usage(format!(
+    Err(Error::InvalidArgument(format!(
         "--remove-key refused: none of the stanzas that would remain verifies with the keys you gave, so the file could become undecryptable{why}; keep a stanza whose key you pass with -k/--kms-key, or add one with --add-key"
     )))
 }

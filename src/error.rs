@@ -1,141 +1,15 @@
-//! Error types: one enum with precise variants, each mapped to a documented exit code.
+//! Error types: one enum, [`Error`], with precise variants a caller can match, and
+//! [`ServiceError`] for S3 and KMS failures, classified by [`ServiceErrorKind`].
 //!
-//! Every variant's `Display` names the problem *and* what the user can do about it,
-//! because these messages are what the CLI prints.
+//! Every variant's `Display` names the problem *and* what the caller can do about it, in
+//! terms of this library (no command-line flags): the `sealstream` binary maps errors to
+//! its exit codes and adds its own flag hints when it prints them.
 
 use std::fmt;
 use std::io;
 
-/// What went wrong in a header that failed to parse.
-///
-/// Kept separate from [`Error`] so that callers (tests, fuzzers, other tools) can match the
-/// exact structural fault without string comparisons.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum HeaderError {
-    /// The input does not start with the sealstream magic bytes.
-    BadMagic,
-    /// The format version byte is not one this build understands.
-    UnsupportedVersion(u8),
-    /// The suite id is not assigned.
-    UnknownSuite(u8),
-    /// A reserved field is not zero.
-    ReservedNonZero,
-    /// The chunk size is outside the allowed range.
-    ChunkSizeOutOfRange(u32),
-    /// The declared header length is outside the allowed range.
-    HeaderLenOutOfRange(u32),
-    /// The declared header length disagrees with the fields it contains.
-    HeaderLenMismatch {
-        /// Length stored in the header.
-        declared: u32,
-        /// Length the fields actually occupy.
-        actual: u64,
-    },
-    /// The input ended inside the header.
-    Truncated,
-    /// Too many encryption-context pairs.
-    TooManyContextPairs(usize),
-    /// A context key or value is too long, empty where it must not be, or the block too large.
-    ContextFieldLength,
-    /// A context key or value is not valid UTF-8.
-    ContextNotUtf8,
-    /// Context keys are not strictly increasing (non-canonical or duplicate).
-    ContextNotCanonical,
-    /// No wrapped-key stanza at all.
-    NoStanzas,
-    /// More stanzas than allowed.
-    TooManyStanzas(usize),
-    /// A stanza's provider id is empty, too long or has a forbidden character.
-    BadProviderId,
-    /// A stanza's key id is empty, too long or not printable ASCII.
-    BadKeyId,
-    /// A stanza's wrapped key is empty or too long.
-    BadWrappedKeyLength(usize),
-    /// Bytes follow a header that must stand alone (object-form metadata, a companion
-    /// object, `--header-from`): FORMAT.md §15.2 forbids them, so nothing is ignored.
-    TrailingBytes {
-        /// The header's length.
-        header_len: u64,
-        /// Bytes given in all (at least this many).
-        given: u64,
-    },
-}
-
-impl fmt::Display for HeaderError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use crate::format::limits;
-        match self {
-            HeaderError::BadMagic => write!(f, "not a sealstream file (bad magic bytes)"),
-            HeaderError::UnsupportedVersion(v) => write!(
-                f,
-                "unsupported format version {v} (this build reads version {}); upgrade sealstream",
-                crate::format::VERSION
-            ),
-            HeaderError::UnknownSuite(s) => write!(f, "unknown cipher suite id {s:#04x}"),
-            HeaderError::ReservedNonZero => write!(f, "reserved header field is not zero"),
-            HeaderError::ChunkSizeOutOfRange(c) => write!(
-                f,
-                "chunk size {c} outside {}..={}",
-                limits::MIN_CHUNK_SIZE,
-                limits::MAX_CHUNK_SIZE
-            ),
-            HeaderError::HeaderLenOutOfRange(l) => write!(
-                f,
-                "header length {l} outside {}..={}",
-                limits::MIN_HEADER_LEN,
-                limits::MAX_HEADER_LEN
-            ),
-            HeaderError::HeaderLenMismatch { declared, actual } => write!(
-                f,
-                "header length field says {declared} bytes but its fields take {actual}"
-            ),
-            HeaderError::Truncated => write!(f, "input ends inside the header"),
-            HeaderError::TooManyContextPairs(n) => write!(
-                f,
-                "{n} encryption-context pairs (limit {})",
-                limits::MAX_CONTEXT_PAIRS
-            ),
-            HeaderError::ContextFieldLength => write!(
-                f,
-                "encryption-context field length out of bounds (key 1..={} bytes, value ..={} bytes, block ..={} bytes)",
-                limits::MAX_CONTEXT_KEY_LEN,
-                limits::MAX_CONTEXT_VALUE_LEN,
-                limits::MAX_CONTEXT_BLOCK_LEN
-            ),
-            HeaderError::ContextNotUtf8 => write!(f, "encryption-context field is not UTF-8"),
-            HeaderError::ContextNotCanonical => write!(
-                f,
-                "encryption-context keys are not in strictly increasing byte order"
-            ),
-            HeaderError::NoStanzas => write!(f, "no wrapped-key stanza"),
-            HeaderError::TooManyStanzas(n) => {
-                write!(f, "{n} wrapped-key stanzas (limit {})", limits::MAX_STANZAS)
-            }
-            HeaderError::BadProviderId => write!(
-                f,
-                "stanza provider id must be 1..={} bytes of [a-z0-9-]",
-                limits::MAX_PROVIDER_ID_LEN
-            ),
-            HeaderError::BadKeyId => write!(
-                f,
-                "stanza key id must be 1..={} bytes of printable ASCII (no spaces)",
-                limits::MAX_KEY_ID_LEN
-            ),
-            HeaderError::BadWrappedKeyLength(n) => write!(
-                f,
-                "stanza wrapped key is {n} bytes (allowed 1..={})",
-                limits::MAX_WRAPPED_KEY_LEN
-            ),
-            HeaderError::TrailingBytes { header_len, given } => write!(
-                f,
-                "{given} bytes were given for a {header_len}-byte header (trailing bytes: a \
-                 stored or saved header is exactly the header, as `inspect --export-header` \
-                 writes it, and a whole sealstream file is not a header)"
-            ),
-        }
-    }
-}
+#[doc(no_inline)]
+pub use crate::format::HeaderError;
 
 /// Why a stanza could not be unwrapped, reported per stanza so users can see each reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,16 +24,20 @@ pub struct StanzaFailure {
 
 /// Every failure sealstream reports.
 ///
-/// Variants are grouped by exit code (see [`Error::exit_code`]); the grouping is part of the
-/// CLI contract documented in the README.
+/// Variants are grouped by what the caller can do: fix the request
+/// ([`Error::InvalidArgument`]), fix the environment (I/O, key files), distrust the data
+/// ([`Error::is_authentication`]), or retry / fix access to a service
+/// ([`Error::service_error`]).
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
-    // ---- exit 2: usage ----
-    /// The caller asked for something invalid (bad option value, unsatisfiable range…).
-    Usage(String),
+    // ---- the request ----
+    /// The caller asked for something invalid: a parameter out of range, an unsatisfiable
+    /// byte range, a context that breaks the format's limits, a rewrap that would leave no
+    /// usable key. The message says which value and what is allowed.
+    InvalidArgument(String),
 
-    // ---- exit 3: I/O ----
+    // ---- the environment: files and streams ----
     /// An I/O operation failed; the string says which file or stream.
     Io {
         /// What was being done ("reading input 'x'").
@@ -167,7 +45,7 @@ pub enum Error {
         /// The underlying error.
         source: io::Error,
     },
-    /// The output exists and `--force` was not given.
+    /// The output exists and replacing it was not asked for (nothing was written).
     OutputExists(String),
     /// A local key file is malformed.
     KeyFile {
@@ -177,7 +55,7 @@ pub enum Error {
         reason: String,
     },
 
-    // ---- exit 4: authentication ----
+    // ---- authentication: the data or the key is not what it claims ----
     /// The header is malformed (bad magic, version, limits…).
     Header(HeaderError),
     /// The caller's expected context disagrees with the file's.
@@ -197,7 +75,8 @@ pub enum Error {
     /// Keys matched stanzas by id but every unwrap failed authentication.
     UnwrapFailed(Vec<StanzaFailure>),
     /// Every matching stanza failed and at least one failure was the key service's (KMS
-    /// refused, was unreachable or kept throttling): exit 5, with each stanza's reason.
+    /// refused, was unreachable or kept throttling), with each stanza's reason: retrying
+    /// later may succeed, unlike [`Error::UnwrapFailed`].
     KeyServiceStanzas(Vec<StanzaFailure>),
     /// The data key does not match the header's key-commitment value.
     CommitmentMismatch,
@@ -227,67 +106,21 @@ pub enum Error {
         reason: String,
     },
 
-    // ---- batch: the first failure's code ----
-    /// Some files of a batch failed (each was reported as it failed).
-    BatchFailed {
-        /// Files that failed.
-        failed: usize,
-        /// Files in the batch.
-        total: usize,
-        /// Exit code of the first failure (in input order).
-        exit_code: i32,
-    },
-
-    /// `inspect --verify`: some stanzas with a matching key failed to verify.
-    StanzasFailedVerification {
-        /// Stanzas that failed.
-        failed: usize,
-        /// Stanzas in the file.
-        total: usize,
-        /// Exit code of the first failure (4 authentication, 5 key service).
-        exit_code: i32,
-    },
-
-    // ---- exit 5: key service ----
+    // ---- services ----
     /// A key service (KMS) failed; [`ServiceError::kind`] tells throttling from access
     /// denied from a missing key, and the service's code and request id are kept.
     KeyService(ServiceError),
 
-    // ---- exit 130: cancelled ----
     /// The caller cancelled the operation (a cancellation token) and what it had written
     /// (a multipart upload, a companion object) was removed: nothing was stored.
     Cancelled(String),
 
-    // ---- exit 6: storage ----
     /// A storage service (S3) failed; [`ServiceError::kind`] tells throttling from access
     /// denied from a missing object or a failed precondition.
     Storage(ServiceError),
 }
 
 impl Error {
-    /// Exit code for this error, as documented in the README and `--help`.
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            Error::Usage(_) => 2,
-            Error::Io { .. } | Error::OutputExists(_) | Error::KeyFile { .. } => 3,
-            Error::Header(_)
-            | Error::ContextMismatch { .. }
-            | Error::NoMatchingKey { .. }
-            | Error::UnwrapFailed(_)
-            | Error::CommitmentMismatch
-            | Error::ChunkAuth { .. }
-            | Error::Truncated { .. }
-            | Error::LastChunkEmpty { .. }
-            | Error::TooManyChunks
-            | Error::ObjectMetadata { .. } => 4,
-            Error::KeyService(_) | Error::KeyServiceStanzas(_) => 5,
-            Error::BatchFailed { exit_code, .. }
-            | Error::StanzasFailedVerification { exit_code, .. } => *exit_code,
-            Error::Storage(_) => 6,
-            Error::Cancelled(_) => 130,
-        }
-    }
-
     /// Wraps an `io::Error` with a description of what was being done.
     pub fn io(what: impl Into<String>, source: io::Error) -> Self {
         Error::Io {
@@ -296,8 +129,8 @@ impl Error {
         }
     }
 
-    /// True when writing failed because the reader closed the pipe (`| head`): the CLI
-    /// then stops quietly, as `cat` does, instead of reporting an error.
+    /// True when writing failed because the reader closed the pipe (a consumer such as
+    /// `| head` or a client that hung up): often not a failure worth reporting.
     pub fn is_broken_pipe(&self) -> bool {
         matches!(self, Error::Io { source, .. } if source.kind() == io::ErrorKind::BrokenPipe)
     }
@@ -335,9 +168,24 @@ impl Error {
         }
     }
 
-    /// True for errors that mean "the data or key failed authentication" (exit 4).
+    /// True for errors that mean "the data or the key failed authentication": the input is
+    /// malformed, truncated or tampered with, or it was not sealed for the keys and context
+    /// given. Retrying does not help; distrust the input (nothing unauthenticated was
+    /// released).
     pub fn is_authentication(&self) -> bool {
-        self.exit_code() == 4
+        matches!(
+            self,
+            Error::Header(_)
+                | Error::ContextMismatch { .. }
+                | Error::NoMatchingKey { .. }
+                | Error::UnwrapFailed(_)
+                | Error::CommitmentMismatch
+                | Error::ChunkAuth { .. }
+                | Error::Truncated { .. }
+                | Error::LastChunkEmpty { .. }
+                | Error::TooManyChunks
+                | Error::ObjectMetadata { .. }
+        )
     }
 }
 
@@ -350,11 +198,11 @@ impl From<HeaderError> for Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Usage(m) => write!(f, "{m}"),
+            Error::InvalidArgument(m) => write!(f, "{m}"),
             Error::Io { what, source } => write!(f, "{what}: {source}"),
             Error::OutputExists(p) => write!(
                 f,
-                "output '{p}' already exists; choose another path or pass --force to replace it"
+                "output '{p}' already exists and was left untouched; choose another path or allow replacing it"
             ),
             Error::KeyFile { path, reason } => write!(
                 f,
@@ -367,12 +215,12 @@ impl fmt::Display for Error {
             Error::ContextMismatch { key, found } => match found {
                 None => write!(
                     f,
-                    "encryption context mismatch: the file has no '{}' pair you required; check -c values",
+                    "encryption context mismatch: the file has no '{}' pair you required; check the expected context",
                     crate::text::escape(key)
                 ),
                 Some(v) => write!(
                     f,
-                    "encryption context mismatch: the file has {}=\"{}\", not the value you required; check -c values",
+                    "encryption context mismatch: the file has {}=\"{}\", not the value you required; check the expected context",
                     crate::text::escape(key),
                     crate::text::escape(v)
                 ),
@@ -380,15 +228,12 @@ impl fmt::Display for Error {
             Error::NoMatchingKey { stanzas, offered } => {
                 write!(
                     f,
-                    "no key to decrypt: the file is wrapped for [{}] but the keys offered are [{}]; pass the right key with -k",
+                    "no key to decrypt: the file is wrapped for [{}] but the keys offered are [{}]; offer a key it is wrapped for",
                     crate::text::escape(&stanzas.join(", ")),
                     crate::text::escape(&offered.join(", "))
                 )?;
                 if stanzas.iter().any(|s| s.starts_with("aws-kms:")) {
-                    write!(
-                        f,
-                        ", or trust its KMS key with --kms-key KEY (or --kms-discovery --kms-allow-account ACCOUNT)"
-                    )?;
+                    write!(f, ", or trust the KMS key it names")?;
                 }
                 Ok(())
             }
@@ -439,21 +284,13 @@ impl fmt::Display for Error {
             ),
             Error::TooManyChunks => write!(
                 f,
-                "input too large for this chunk size (more than 2^32 chunks); use a larger --chunk-size"
+                "more than 2^32 chunks, the format's limit per payload key: the input is corrupt or was not sealed with this chunk size"
             ),
             Error::ObjectMetadata { object, reason } => {
                 write!(f, "{object}: sealstream object metadata: {reason}")
             }
             Error::KeyService(m) => write!(f, "key service error: {m}"),
             Error::Cancelled(what) => write!(f, "cancelled: {what}; nothing was stored"),
-            Error::StanzasFailedVerification { failed, total, .. } => write!(
-                f,
-                "{failed} of {total} stanzas failed verification (see the listing); those keys cannot open this file"
-            ),
-            Error::BatchFailed { failed, total, .. } => write!(
-                f,
-                "{failed} of {total} files failed (reasons above); the others were written"
-            ),
             Error::Storage(m) => write!(f, "storage error: {m}"),
         }
     }

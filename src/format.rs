@@ -5,11 +5,142 @@
 //! [`limits`] before anything is allocated.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::io::Read;
 
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, HeaderError, Result};
+use crate::error::{Error, Result};
+
+/// What went wrong in a header that failed to parse.
+///
+/// Kept separate from [`Error`] so that callers (tests, fuzzers, other tools) can match the
+/// exact structural fault without string comparisons.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HeaderError {
+    /// The input does not start with the sealstream magic bytes.
+    BadMagic,
+    /// The format version byte is not one this build understands.
+    UnsupportedVersion(u8),
+    /// The suite id is not assigned.
+    UnknownSuite(u8),
+    /// A reserved field is not zero.
+    ReservedNonZero,
+    /// The chunk size is outside the allowed range.
+    ChunkSizeOutOfRange(u32),
+    /// The declared header length is outside the allowed range.
+    HeaderLenOutOfRange(u32),
+    /// The declared header length disagrees with the fields it contains.
+    HeaderLenMismatch {
+        /// Length stored in the header.
+        declared: u32,
+        /// Length the fields actually occupy.
+        actual: u64,
+    },
+    /// The input ended inside the header.
+    Truncated,
+    /// Too many encryption-context pairs.
+    TooManyContextPairs(usize),
+    /// A context key or value is too long, empty where it must not be, or the block too large.
+    ContextFieldLength,
+    /// A context key or value is not valid UTF-8.
+    ContextNotUtf8,
+    /// Context keys are not strictly increasing (non-canonical or duplicate).
+    ContextNotCanonical,
+    /// No wrapped-key stanza at all.
+    NoStanzas,
+    /// More stanzas than allowed.
+    TooManyStanzas(usize),
+    /// A stanza's provider id is empty, too long or has a forbidden character.
+    BadProviderId,
+    /// A stanza's key id is empty, too long or not printable ASCII.
+    BadKeyId,
+    /// A stanza's wrapped key is empty or too long.
+    BadWrappedKeyLength(usize),
+    /// Bytes follow a header that must stand alone (object-form metadata, a companion
+    /// object, `--header-from`): FORMAT.md §15.2 forbids them, so nothing is ignored.
+    TrailingBytes {
+        /// The header's length.
+        header_len: u64,
+        /// Bytes given in all (at least this many).
+        given: u64,
+    },
+}
+
+impl fmt::Display for HeaderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HeaderError::BadMagic => write!(f, "not a sealstream file (bad magic bytes)"),
+            HeaderError::UnsupportedVersion(v) => write!(
+                f,
+                "unsupported format version {v} (this build reads version {}); upgrade sealstream",
+                VERSION
+            ),
+            HeaderError::UnknownSuite(s) => write!(f, "unknown cipher suite id {s:#04x}"),
+            HeaderError::ReservedNonZero => write!(f, "reserved header field is not zero"),
+            HeaderError::ChunkSizeOutOfRange(c) => write!(
+                f,
+                "chunk size {c} outside {}..={}",
+                limits::MIN_CHUNK_SIZE,
+                limits::MAX_CHUNK_SIZE
+            ),
+            HeaderError::HeaderLenOutOfRange(l) => write!(
+                f,
+                "header length {l} outside {}..={}",
+                limits::MIN_HEADER_LEN,
+                limits::MAX_HEADER_LEN
+            ),
+            HeaderError::HeaderLenMismatch { declared, actual } => write!(
+                f,
+                "header length field says {declared} bytes but its fields take {actual}"
+            ),
+            HeaderError::Truncated => write!(f, "input ends inside the header"),
+            HeaderError::TooManyContextPairs(n) => write!(
+                f,
+                "{n} encryption-context pairs (limit {})",
+                limits::MAX_CONTEXT_PAIRS
+            ),
+            HeaderError::ContextFieldLength => write!(
+                f,
+                "encryption-context field length out of bounds (key 1..={} bytes, value ..={} bytes, block ..={} bytes)",
+                limits::MAX_CONTEXT_KEY_LEN,
+                limits::MAX_CONTEXT_VALUE_LEN,
+                limits::MAX_CONTEXT_BLOCK_LEN
+            ),
+            HeaderError::ContextNotUtf8 => write!(f, "encryption-context field is not UTF-8"),
+            HeaderError::ContextNotCanonical => write!(
+                f,
+                "encryption-context keys are not in strictly increasing byte order"
+            ),
+            HeaderError::NoStanzas => write!(f, "no wrapped-key stanza"),
+            HeaderError::TooManyStanzas(n) => {
+                write!(f, "{n} wrapped-key stanzas (limit {})", limits::MAX_STANZAS)
+            }
+            HeaderError::BadProviderId => write!(
+                f,
+                "stanza provider id must be 1..={} bytes of [a-z0-9-]",
+                limits::MAX_PROVIDER_ID_LEN
+            ),
+            HeaderError::BadKeyId => write!(
+                f,
+                "stanza key id must be 1..={} bytes of printable ASCII (no spaces)",
+                limits::MAX_KEY_ID_LEN
+            ),
+            HeaderError::BadWrappedKeyLength(n) => write!(
+                f,
+                "stanza wrapped key is {n} bytes (allowed 1..={})",
+                limits::MAX_WRAPPED_KEY_LEN
+            ),
+            HeaderError::TrailingBytes { header_len, given } => write!(
+                f,
+                "{given} bytes were given for a {header_len}-byte header (trailing bytes: a \
+                 stored or saved header is exactly the header's bytes, and a whole \
+                 sealstream file is not a header)"
+            ),
+        }
+    }
+}
 
 /// Magic bytes that open every sealstream file.
 pub const MAGIC: [u8; 8] = *b"SEALSTRM";
@@ -128,13 +259,14 @@ impl Context {
         for (k, v) in pairs {
             let k = k.into();
             if map.insert(k.clone(), v.into()).is_some() {
-                return Err(Error::Usage(format!(
+                return Err(Error::InvalidArgument(format!(
                     "encryption-context key '{k}' given twice; give each key once"
                 )));
             }
         }
         let ctx = Context(map);
-        ctx.validate().map_err(|e| Error::Usage(e.to_string()))?;
+        ctx.validate()
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         Ok(ctx)
     }
 
@@ -385,6 +517,21 @@ impl Header {
         }
         debug_assert_eq!(out.len(), len);
         Ok(out)
+    }
+
+    /// Parses bytes that must be exactly one header with nothing after it (FORMAT.md
+    /// §15.2): the rule for a header stored apart from its body (a detached header file,
+    /// object metadata, a companion object), so that no stored header carries bytes a
+    /// reader would silently ignore.
+    pub fn parse_exact(bytes: &[u8]) -> Result<Header, HeaderError> {
+        let (header, len) = Header::parse(bytes)?;
+        if len != bytes.len() {
+            return Err(HeaderError::TrailingBytes {
+                header_len: len as u64,
+                given: bytes.len() as u64,
+            });
+        }
+        Ok(header)
     }
 
     /// Parses a complete header from the start of `bytes`; returns it and its length.
@@ -670,11 +817,12 @@ pub fn check_plaintext_len(plaintext_len: u64, chunk_size: u32) -> Result<()> {
     Ok(())
 }
 
-/// The encrypt-side error for an input above 2^32 chunks (exit 2: pick a larger chunk size).
-pub fn too_many_chunks(chunk_size: u32) -> Error {
-    Error::Usage(format!(
+/// The encrypt-side error for an input above 2^32 chunks: an invalid argument, since a
+/// larger chunk size makes the same input fit.
+pub(crate) fn too_many_chunks(chunk_size: u32) -> Error {
+    Error::InvalidArgument(format!(
         "the input is larger than 2^32 chunks of {chunk_size} bytes ({} bytes), the format's \
-         limit per object; use a larger --chunk-size",
+         limit per object; use a larger chunk size",
         u64::from(chunk_size) << 32
     ))
 }
@@ -720,6 +868,26 @@ mod tests {
     }
 
     #[test]
+    fn parse_exact_refuses_trailing_bytes() {
+        let h = sample();
+        let mut bytes = h.to_bytes().unwrap();
+        assert_eq!(Header::parse_exact(&bytes).unwrap(), h);
+        let len = bytes.len() as u64;
+        bytes.push(0);
+        assert_eq!(
+            Header::parse_exact(&bytes),
+            Err(HeaderError::TrailingBytes {
+                header_len: len,
+                given: len + 1
+            })
+        );
+        assert_eq!(
+            Header::parse_exact(&bytes[..10]),
+            Err(HeaderError::Truncated)
+        );
+    }
+
+    #[test]
     fn layout_math() {
         let l = Layout::from_lengths(100, 4096, 100 + 4096 + 16 + 5 + 16).unwrap();
         assert_eq!(l.chunk_count, 2);
@@ -747,8 +915,8 @@ mod limit_tests {
         let max = u64::from(cs) << 32;
         assert!(check_plaintext_len(max, cs).is_ok());
         let e = check_plaintext_len(max + 1, cs).unwrap_err();
-        assert_eq!(e.exit_code(), 2, "{e}");
-        assert!(e.to_string().contains("--chunk-size"));
+        assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
+        assert!(e.to_string().contains("use a larger chunk size"), "{e}");
         assert!(check_plaintext_len(u64::MAX, limits::MAX_CHUNK_SIZE).is_err());
     }
 }

@@ -723,7 +723,7 @@ impl KmsDiscovery {
     /// Discovery restricted to `accounts` (must not be empty).
     pub fn new(kms: &Arc<Kms>, accounts: Vec<String>) -> Result<KmsDiscovery> {
         if accounts.is_empty() {
-            return Err(Error::Usage(
+            return Err(Error::InvalidArgument(
                 "KMS discovery needs at least one allowed account".into(),
             ));
         }
@@ -754,7 +754,7 @@ impl AsyncKeyProvider for KmsDiscovery {
     }
 
     fn wrap<'a>(&'a self, _dek: &'a DataKey, _c: &'a Context) -> BoxFuture<'a, Result<Stanza>> {
-        Box::pin(std::future::ready(Err(Error::Usage(
+        Box::pin(std::future::ready(Err(Error::InvalidArgument(
             "KMS discovery can only decrypt; name a key (KmsKey) to encrypt".into(),
         ))))
     }

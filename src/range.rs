@@ -31,10 +31,10 @@ impl ByteRange {
     /// them, but library callers can construct them.
     pub fn validate(self) -> Result<ByteRange> {
         match self {
-            ByteRange::Suffix(0) => Err(Error::Usage(
+            ByteRange::Suffix(0) => Err(Error::InvalidArgument(
                 "a suffix range needs at least one byte".into(),
             )),
-            ByteRange::Inclusive(s, e) if e < s => Err(Error::Usage(format!(
+            ByteRange::Inclusive(s, e) if e < s => Err(Error::InvalidArgument(format!(
                 "invalid range {s}-{e}: END is before START"
             ))),
             r => Ok(r),
@@ -44,7 +44,7 @@ impl ByteRange {
     /// Parses `START-END`, `START-` or `-N`; bounds accept sizes (`64KiB`) and sums (`1GiB+5`).
     pub fn parse(s: &str) -> Result<ByteRange> {
         let bad = |why: &str| {
-            Error::Usage(format!(
+            Error::InvalidArgument(format!(
                 "invalid range '{s}': {why}; use START-END (inclusive), START- or -N, e.g. 0-1023, 1MiB-, -4KiB"
             ))
         };
@@ -208,7 +208,7 @@ pub fn plan(range: ByteRange, layout: &Layout) -> Result<RangePlan> {
     let range = range.validate()?;
     let len = layout.plaintext_len;
     let unsatisfiable = |start: u64| {
-        Error::Usage(format!(
+        Error::InvalidArgument(format!(
             "range starts at byte {start} but the plaintext is only {len} bytes long"
         ))
     };

@@ -1,4 +1,6 @@
-//! Parsing of human sizes (`64KiB`, `1GiB+5`) used by the CLI for chunk sizes and ranges.
+//! Parsing of human sizes (`64KiB`, `1GiB+5`), as people write chunk sizes, part sizes and
+//! byte offsets: public so that a service reading such values from its configuration or a
+//! request accepts exactly what the command line accepts.
 
 /// Parses a size: digits with an optional binary suffix (`K`/`KiB`, `M`/`MiB`, `G`/`GiB`,
 /// `T`/`TiB`, case-insensitive), or a sum of such terms joined by `+`.

@@ -109,7 +109,7 @@ impl Encryptor {
         let bytes = self
             .header
             .to_bytes()
-            .map_err(|e| Error::Usage(format!("cannot write this header: {e}")))?;
+            .map_err(|e| Error::InvalidArgument(format!("cannot write this header: {e}")))?;
         output
             .write_all(&bytes)
             .map_err(|e| Error::io("writing output", e))?;

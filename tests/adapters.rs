@@ -257,6 +257,7 @@ fn a_failed_write_is_sticky() {
     }
 }
 
+#[cfg(feature = "cli")]
 #[test]
 fn seek_and_read_match_the_cli_range_output() {
     let s = Scratch::new();

@@ -5,10 +5,11 @@
 use std::alloc::System;
 use std::io;
 
+use sealstream::Backend;
+use sealstream::PayloadCipher;
 use sealstream::engine::{self, EngineOptions, OpenParams};
 use sealstream::format::Suite;
-use sealstream::primitives::aead::Backend;
-use sealstream::primitives::stream::PayloadCipher;
+use sealstream::testkit::ChunkCipher as _;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
 #[global_allocator]

@@ -1,5 +1,7 @@
 //! Batch mode: directories and several inputs into --output-dir, layout kept, each file
 //! committed on its own, and one failure reported without losing the others.
+// Compiled only with the `cli` feature: this file runs the `sealstream` binary.
+#![cfg(feature = "cli")]
 
 mod common;
 

@@ -1,5 +1,7 @@
 //! Command-line behaviour: the embedded default key, keygen, stdin/stdout, --force,
 //! atomic outputs, exit codes, inspect, and rewrap.
+// Compiled only with the `cli` feature: this file runs the `sealstream` binary.
+#![cfg(feature = "cli")]
 
 mod common;
 

@@ -14,6 +14,8 @@
 //! request's `Authorization` header shows which access key id signed it. The emulator
 //! tests at the end (retry notes through the fault proxy) are `#[ignore]`d and run by
 //! `scripts/test.sh`.
+// Compiled only with the `cli` feature: this file runs the `sealstream` binary.
+#![cfg(feature = "cli")]
 
 mod common;
 

@@ -7,6 +7,8 @@
 //! - 17: temporaries are private, final outputs get the umask's mode, key files stay 0600.
 //!
 //! Every special file here is made inside a private temporary directory (never /dev).
+// Compiled only with the `cli` feature: this file runs the `sealstream` binary.
+#![cfg(feature = "cli")]
 #![cfg(unix)]
 
 mod common;

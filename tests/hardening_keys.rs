@@ -2,6 +2,8 @@
 //!
 //! Each test reproduces the attack or mistake through the CLI (or the library where the
 //! CLI cannot build the input) and fails without its fix.
+// Compiled only with the `cli` feature: this file runs the `sealstream` binary.
+#![cfg(feature = "cli")]
 
 mod common;
 

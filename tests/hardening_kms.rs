@@ -3,6 +3,8 @@
 //! (a KMS outage does not stop a local key), and a bound on the KMS work one hostile file
 //! can cause in discovery mode. KMS traffic goes through the fault proxy
 //! (tests/common/proxy.rs), which counts calls per operation.
+// Compiled only with the `cli` feature: this file runs the `sealstream` binary.
+#![cfg(feature = "cli")]
 
 mod common;
 

@@ -1,5 +1,7 @@
 //! Issue 14, item 22: places where docs/FORMAT.md had to state a rule, checked against the
 //! binary and the library (the test vectors in tests/vectors.rs cover the rest).
+// Compiled only with the `cli` feature: this file runs the `sealstream` binary.
+#![cfg(feature = "cli")]
 
 mod common;
 

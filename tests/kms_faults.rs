@@ -2,6 +2,8 @@
 //! (tests/common/proxy.rs): throttling and 5xx that clear after N calls (retried, and the
 //! call count is exact), permanent errors (not retried), endless throttling (bounded), and
 //! a disabled key in one region while another region's stanza still works.
+// Compiled only with the `cli` feature: this file runs the `sealstream` binary.
+#![cfg(feature = "cli")]
 
 mod common;
 

@@ -4,10 +4,11 @@
 
 use std::io::{self, Read, Write};
 
+use sealstream::Backend;
+use sealstream::PayloadCipher;
 use sealstream::engine::{self, EngineOptions, OpenParams};
 use sealstream::format::Suite;
-use sealstream::primitives::aead::Backend;
-use sealstream::primitives::stream::PayloadCipher;
+use sealstream::testkit::ChunkCipher as _;
 
 const TOTAL: u64 = 4 * (1 << 30) + (1 << 29) + 12345; // 4.5 GiB + a ragged tail
 const CS: u32 = 65536;

@@ -8,13 +8,14 @@
 
 use std::io::{self, Read, Seek, SeekFrom};
 
+use sealstream::PayloadCipher;
 use sealstream::engine::EngineOptions;
 use sealstream::envelope::{self, EncryptParams};
 use sealstream::format::{Context, Header, Stanza, Suite};
 use sealstream::keys::local::LocalKey;
 use sealstream::keys::{DataKey, KeyProvider};
-use sealstream::primitives::stream::PayloadCipher;
 use sealstream::range::{ByteRange, decrypt_range};
+use sealstream::testkit::ChunkCipher as _;
 
 const CS: u64 = 64 * 1024;
 const STRIDE: u64 = CS + 16;

@@ -5,10 +5,10 @@ mod common;
 
 use common::*;
 use proptest::prelude::*;
+use sealstream::Backend;
 use sealstream::engine::EngineOptions;
 use sealstream::envelope::EncryptParams;
 use sealstream::format::{Context, Header, Layout, Suite, body_len_for};
-use sealstream::primitives::aead::Backend;
 
 const SUITES: [Suite; 2] = [Suite::Aes256Gcm, Suite::ChaCha20Poly1305];
 

@@ -6,6 +6,8 @@
 //! dropping the upload's future (background cleanup), each leaving no multipart upload,
 //! no companion and no object.
 
+#![cfg(feature = "s3")]
+
 mod common;
 
 use std::sync::Arc;
@@ -284,7 +286,7 @@ async fn round_trips(test: &str) {
         .get_decrypted(&obj, wrong, &mut out, &GetOptions::default())
         .await
         .expect_err("another object's Opening");
-    assert!(matches!(err, Error::Usage(_)), "{err}");
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
     assert!(err.to_string().contains("another object"), "{err}");
     assert!(out.is_empty());
 }
@@ -380,7 +382,6 @@ async fn cancel_by_token(test: &str) {
         .expect("join")
         .expect_err("cancelled");
     assert!(matches!(err, Error::Cancelled(_)), "{err}");
-    assert_eq!(err.exit_code(), 130);
     // Cleaned up before the error was returned: no waiting here.
     env.assert_nothing_left("cancelled by token").await;
 }

@@ -5,6 +5,8 @@
 //!
 //! The tests that need the emulator are `#[ignore = "needs the emulator ..."]` and fail
 //! without `AWS_ENDPOINT_URL`, like the other emulator tests (docs/TESTING.md).
+// Compiled only with the `s3` feature: this file drives the S3 SDK directly.
+#![cfg(feature = "s3")]
 
 mod common;
 

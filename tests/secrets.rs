@@ -19,14 +19,15 @@
 mod common;
 
 use base64::Engine as _;
+use sealstream::Backend;
+use sealstream::PayloadCipher;
 use sealstream::envelope;
 use sealstream::format::{Context, Header, Suite};
 use sealstream::keys::cache::{CacheLimits, DataKeyCache};
 use sealstream::keys::local::LocalKey;
 use sealstream::keys::{DataKey, KeyProvider};
-use sealstream::primitives::aead::Backend;
-use sealstream::primitives::kdf;
-use sealstream::primitives::stream::PayloadCipher;
+use sealstream::testkit::ChunkCipher as _;
+use sealstream::testkit::kdf;
 
 /// Two test secrets: bytes that are mostly non-printable, and printable ASCII (so a raw
 /// leak, e.g. through a lossy string conversion, would show as text). Neither shares an
@@ -171,7 +172,7 @@ fn data_keys_and_local_keys() {
 fn derived_keys_and_payload_ciphers() {
     for s in secrets() {
         let derived = kdf::derive(&s, &[1; 32], &[2; 32]);
-        let payload_key = *derived.payload_key;
+        let payload_key = *sealstream::testkit::payload_key(&derived);
         assert_debug_clean("kdf::Derived", &derived, &[&payload_key, &s]);
 
         for suite in [Suite::Aes256Gcm, Suite::ChaCha20Poly1305] {
@@ -207,7 +208,8 @@ fn stanzas_and_headers() {
     };
     let (header, cipher) =
         envelope::seal_header(&dek, [3; 32], vec![stanza.clone()], &params).unwrap();
-    let payload_key = *kdf::derive(&dek_bytes, &[3; 32], &header.digest()).payload_key;
+    let payload_key =
+        *sealstream::testkit::payload_key(&kdf::derive(&dek_bytes, &[3; 32], &header.digest()));
     let all: [&[u8]; 4] = [&kek_bytes, &dek_bytes, &payload_key, &stanza.wrapped];
     assert_debug_clean("Header", &header, &all);
     assert_debug_clean("PayloadCipher (seal_header)", &cipher, &all);
@@ -314,6 +316,7 @@ fn errors_carry_no_key_material() {
 /// `Kms` holds the unwrap cache (data keys by stanza and context); `KmsKey` and
 /// `KmsDiscovery` hold an `Arc<Kms>`. Needs the emulator (ignored under plain `cargo test`;
 /// scripts/test.sh runs it).
+#[cfg(feature = "kms")]
 #[test]
 #[ignore = "needs the emulator (scripts/test.sh runs it)"]
 fn kms_unwrap_cache_and_keys() {

@@ -19,7 +19,7 @@ use sealstream::envelope::{self, DecryptParams};
 use sealstream::error::Error;
 use sealstream::format::{Context, Header};
 use sealstream::keys::KeyProvider;
-use sealstream::primitives::aead::Backend;
+use sealstream::Backend;
 use sealstream_fuzz::{
     Case, Recorder, RunOpts, Truth, fuzz_key, outcome, stats_enabled, structured,
 };

@@ -346,7 +346,7 @@ impl HeaderSpec {
                 c
             }
             Err(e) => {
-                assert!(matches!(e, Error::Usage(_)), "context error class: {e:?}");
+                assert!(matches!(e, Error::InvalidArgument(_)), "context error class: {e:?}");
                 assert!(
                     !context_allowed(&pairs),
                     "Context refused pairs with lengths {lens:?}: {e}"

@@ -28,7 +28,7 @@ use sealstream::envelope::{self, EncryptParams};
 use sealstream::format::{Context, Stanza, Suite, TAG_LEN};
 use sealstream::keys::DataKey;
 use sealstream::keys::local::LocalKey;
-use sealstream::primitives::aead::Backend;
+use sealstream::Backend;
 use sealstream::range::ByteRange;
 
 /// Bytes of the key every fuzz file is encrypted to (and that every target decrypts with).

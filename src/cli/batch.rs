@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::error::{Error, Result};
+use sealstream::error::{Error, Result};
 
 use super::output::AtomicFile;
 
@@ -38,7 +38,9 @@ pub fn plan(
             let name = input
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
-                .ok_or_else(|| Error::Usage(format!("'{}' has no file name", input.display())))?;
+                .ok_or_else(|| {
+                    Error::InvalidArgument(format!("'{}' has no file name", input.display()))
+                })?;
             jobs.push(Job {
                 input: input.clone(),
                 output: out_dir.join(rename(&name)),
@@ -48,7 +50,7 @@ pub fn plan(
     let mut seen = std::collections::HashSet::new();
     for j in &jobs {
         if !seen.insert(j.output.clone()) {
-            return Err(Error::Usage(format!(
+            return Err(Error::InvalidArgument(format!(
                 "two inputs would both be written to '{}'",
                 j.output.display()
             )));

@@ -6,7 +6,7 @@
 //! sentences it always printed. The advice is matched wherever it appears, including in
 //! the per-stanza reasons of a failed unwrap (which the library keeps as text).
 
-use crate::error::Error;
+use sealstream::error::Error;
 
 /// (the library's advice, the CLI's) — the left side is exactly what `kms` and `keys`
 /// write; `hints::tests` checks that each still appears in a library message.
@@ -61,8 +61,8 @@ pub fn apply(msg: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::{Context, Stanza};
-    use crate::keys::{DataKey, KeyProvider};
+    use sealstream::format::{Context, Stanza};
+    use sealstream::keys::{DataKey, KeyProvider};
 
     #[test]
     fn every_advice_is_still_written_by_the_library() {
@@ -86,10 +86,10 @@ mod tests {
         fn key_id(&self) -> &str {
             "k"
         }
-        fn wrap(&self, _: &DataKey, _: &Context) -> crate::Result<Stanza> {
+        fn wrap(&self, _: &DataKey, _: &Context) -> sealstream::Result<Stanza> {
             unreachable!()
         }
-        fn unwrap(&self, _: &Stanza, _: &Context) -> crate::Result<DataKey> {
+        fn unwrap(&self, _: &Stanza, _: &Context) -> sealstream::Result<DataKey> {
             Err(Error::UnwrapFailed(vec![]))
         }
         fn matches(&self, _: &Stanza) -> bool {
@@ -109,7 +109,7 @@ mod tests {
                 wrapped: vec![i],
             })
             .collect();
-        let e = crate::keys::unwrap_any(&stanzas, &[&Refuses], &Context::new(), &|_| false)
+        let e = sealstream::keys::unwrap_any(&stanzas, &[&Refuses], &Context::new(), &|_| false)
             .unwrap_err();
         assert!(!e.to_string().contains("--kms-max-decrypts"), "{e}");
         assert!(

@@ -8,7 +8,7 @@ use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use crate::error::{Error, Result};
+use sealstream::error::{Error, Result};
 
 static LIVE_TEMPS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
@@ -505,7 +505,7 @@ impl Sink {
             Some(p) => {
                 let mut af = AtomicFile::create(p, force)?;
                 if refuse_terminal && af.is_direct() && af.file()?.is_terminal() {
-                    return Err(Error::Usage(format!(
+                    return Err(Error::InvalidArgument(format!(
                         "refusing to write ciphertext to the terminal '{}'; give a file or pipe",
                         p.display()
                     )));
@@ -517,7 +517,7 @@ impl Sink {
 
     fn stdout(refuse_terminal: bool) -> Result<Sink> {
         if refuse_terminal && io::stdout().is_terminal() {
-            return Err(Error::Usage(
+            return Err(Error::InvalidArgument(
                 "refusing to write ciphertext to a terminal; use -o FILE or redirect stdout".into(),
             ));
         }

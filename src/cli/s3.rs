@@ -1,5 +1,5 @@
 //! The S3 side of the commands: `encrypt -o s3://…`, `decrypt s3://…`, `inspect s3://…`,
-//! `rewrap s3://…`. Argument handling and reporting only; the work is in [`crate::s3`].
+//! `rewrap s3://…`. Argument handling and reporting only; the work is in [`sealstream::s3`].
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -9,13 +9,13 @@ use super::{
     CliResult, CountingWriter, DecryptArgs, EncryptArgs, InspectArgs, RewrapArgs, backend,
     decryption_keys, encryption_keys, engine_opts, note, open_input, progress,
 };
-use crate::envelope::{self, EncryptParams, Opening, Sealing};
-use crate::error::{Error, Result, Service, ServiceErrorKind};
-use crate::format::{Context, body_len_for};
-use crate::keys;
-use crate::range::ByteRange;
-use crate::s3::blocking::{GetOptions, PutOptions, S3};
-use crate::s3::{CompanionCleanup, HeaderLocation, S3Settings, S3Url};
+use sealstream::envelope::{self, EncryptParams, Opening, Sealing};
+use sealstream::error::{Error, Result, Service, ServiceErrorKind};
+use sealstream::format::{Context, body_len_for};
+use sealstream::keys;
+use sealstream::range::ByteRange;
+use sealstream::s3::blocking::{GetOptions, PutOptions, S3};
+use sealstream::s3::{CompanionCleanup, HeaderLocation, S3Settings, S3Url};
 
 /// The S3 handles this process created, so the Ctrl-C/SIGTERM handler can abort their
 /// uploads ([`S3::abort_all`]) before it exits. The CLI's own state: the library keeps
@@ -90,15 +90,17 @@ pub(super) fn url_of(p: &Path) -> Result<Option<S3Url>> {
 
 /// Connects with the global S3 options.
 pub(super) fn connect(cli: &super::Cli) -> Result<S3> {
-    let part_size = crate::size::parse_size(&cli.part_size)
-        .map_err(|e| Error::Usage(format!("--part-size: {e}")))?;
-    if !(crate::s3::MIN_PART_SIZE..=crate::s3::MAX_PART_SIZE).contains(&part_size) {
-        return Err(Error::Usage(format!(
+    let part_size = sealstream::size::parse_size(&cli.part_size)
+        .map_err(|e| Error::InvalidArgument(format!("--part-size: {e}")))?;
+    if !(sealstream::s3::MIN_PART_SIZE..=sealstream::s3::MAX_PART_SIZE).contains(&part_size) {
+        return Err(Error::InvalidArgument(format!(
             "--part-size {part_size} is outside S3's limits 5MiB..5GiB"
         )));
     }
     if cli.concurrency == 0 || cli.concurrency > 256 {
-        return Err(Error::Usage("--concurrency must be 1..=256".into()));
+        return Err(Error::InvalidArgument(
+            "--concurrency must be 1..=256".into(),
+        ));
     }
     let s3 = S3::connect(S3Settings {
         region: cli.region.clone(),
@@ -137,7 +139,7 @@ pub(super) fn encrypt(
     if !a.force && s3.head(url).map_err(hint)?.is_some() {
         return Err(Error::OutputExists(url.to_string()));
     }
-    crate::s3::part_plan_for(params.chunk_size, s3.settings().part_size, plaintext_len)?;
+    sealstream::s3::part_plan_for(params.chunk_size, s3.settings().part_size, plaintext_len)?;
     let ring = encryption_keys(cli, &a.keys, &a.kms_keys)?;
     let (dek, stanzas) = keys::wrap_for_all(&ring.as_refs(), &params.context)?;
     let sealing = Sealing::new(&dek, stanzas, &params)?;
@@ -184,9 +186,9 @@ pub(super) fn decrypt(
     expected: Context,
     range: Option<ByteRange>,
 ) -> CliResult {
-    let clean = |e: Error| (e, false);
+    let clean = |e: Error| (super::Failure::from(e), false);
     if a.header_from.is_some() {
-        return Err(clean(Error::Usage(
+        return Err(clean(Error::InvalidArgument(
             "--header-from is for a body downloaded by another tool; an s3:// input brings its own header".into(),
         )));
     }
@@ -217,11 +219,12 @@ pub(super) fn decrypt(
         .map_err(hint)
     });
     pb.finish_and_clear();
-    r.map(|_| ()).map_err(|e| (e, to_stdout && wrote_any))
+    r.map(|_| ())
+        .map_err(|e| (super::Failure::from(e), to_stdout && wrote_any))
 }
 
 /// `inspect s3://bucket/key`: HEAD (+ companion), never the body.
-pub(super) fn inspect(cli: &super::Cli, a: &InspectArgs, url: &S3Url) -> Result<()> {
+pub(super) fn inspect(cli: &super::Cli, a: &InspectArgs, url: &S3Url) -> super::Outcome {
     let s3 = connect(cli)?;
     let obj = s3.open_object(url).map_err(hint)?;
     if let Some(p) = &a.export_header {
@@ -254,9 +257,9 @@ pub(super) fn inspect(cli: &super::Cli, a: &InspectArgs, url: &S3Url) -> Result<
     } else {
         format!(
             "object:         {}\nbody:           {} bytes (the file form is the header followed by the body)\nheader in:      {}\n{}",
-            crate::text::escape(&url.to_string()),
+            sealstream::text::escape(&url.to_string()),
             obj.head.content_length,
-            crate::text::escape(&location),
+            sealstream::text::escape(&location),
             super::inspection_text(&info, checks.as_deref())
         )
     };
@@ -268,10 +271,10 @@ pub(super) fn inspect(cli: &super::Cli, a: &InspectArgs, url: &S3Url) -> Result<
 }
 
 /// Writes the header bytes to a new file (never over an existing one).
-pub(super) fn export_header(p: &Path, header: &crate::format::Header) -> Result<()> {
+pub(super) fn export_header(p: &Path, header: &sealstream::format::Header) -> Result<()> {
     let bytes = header
         .to_bytes()
-        .map_err(|e| Error::Usage(format!("cannot write this header: {e}")))?;
+        .map_err(|e| Error::InvalidArgument(format!("cannot write this header: {e}")))?;
     let mut out = AtomicFile::create(p, false)?;
     out.file()?
         .write_all(&bytes)
@@ -293,7 +296,7 @@ pub(super) fn rewrap(cli: &super::Cli, a: &RewrapArgs, url: &S3Url) -> Result<()
             &format!(
                 "the header is in the companion object s3://{}/{}",
                 url.bucket,
-                crate::text::escape(&c)
+                sealstream::text::escape(&c)
             ),
         );
     }
@@ -307,19 +310,19 @@ pub(super) fn encrypt_batch(
     a: &EncryptArgs,
     prefix: &S3Url,
     params: EncryptParams<'_>,
-    cache: Option<crate::keys::cache::CacheLimits>,
-) -> Result<()> {
+    cache: Option<sealstream::keys::cache::CacheLimits>,
+) -> super::Outcome {
     if a.inputs.is_empty() {
-        return Err(Error::Usage(
-            "--output-dir needs input files or directories".into(),
-        ));
+        return Err(
+            Error::InvalidArgument("--output-dir needs input files or directories".into()).into(),
+        );
     }
     let jobs = super::batch::plan(&a.inputs, Path::new(""), &|n| n.to_string())?;
     let keys_of: Vec<String> = jobs.iter().map(|j| key_under(prefix, &j.output)).collect();
     let s3 = connect(cli)?;
     let ring = encryption_keys(cli, &a.keys, &a.kms_keys)?;
     let providers = ring.as_refs();
-    let cache = cache.map(crate::keys::cache::DataKeyCache::new);
+    let cache = cache.map(sealstream::keys::cache::DataKeyCache::new);
     let pb = progress::bar(Some(super::batch_total(&jobs)), cli.quiet, "uploading");
     let inc = |n: u64| pb.inc(n);
     let engine = super::batch_engine(cli, a.batch.jobs, &inc);
@@ -342,7 +345,7 @@ pub(super) fn encrypt_batch(
         let opts = PutOptions {
             force: a.force,
             plaintext_len: Some(len),
-            engine: crate::engine::EngineOptions {
+            engine: sealstream::engine::EngineOptions {
                 progress: None,
                 ..engine
             },
@@ -368,13 +371,14 @@ pub(super) fn decrypt_batch(
     a: &DecryptArgs,
     prefixes: &[S3Url],
     dir: &Path,
-) -> Result<()> {
+) -> super::Outcome {
     if a.range.is_some() {
-        return Err(Error::Usage(
+        return Err(Error::InvalidArgument(
             "--range works on one object, not with --output-dir".into(),
-        ));
+        )
+        .into());
     }
-    let expected = super::parse_context(&a.context)?;
+    let expected = super::parse::parse_context(&a.context)?;
     let s3 = connect(cli)?;
     let mut objects: Vec<(S3Url, std::path::PathBuf)> = Vec::new();
     for p in prefixes {
@@ -393,10 +397,11 @@ pub(super) fn decrypt_batch(
             let mut out = dir.to_path_buf();
             for part in rel.split('/').filter(|s| !s.is_empty()) {
                 if part == ".." || part == "." {
-                    return Err(Error::Usage(format!(
+                    return Err(Error::InvalidArgument(format!(
                         "object key '{k}' has a '{part}' component; refusing to write outside {}",
                         dir.display()
-                    )));
+                    ))
+                    .into());
                 }
                 out.push(part);
             }
@@ -404,9 +409,9 @@ pub(super) fn decrypt_batch(
         }
     }
     if objects.is_empty() {
-        return Err(Error::Usage(
-            "no objects under the given prefix(es)".to_string(),
-        ));
+        return Err(
+            Error::InvalidArgument("no objects under the given prefix(es)".to_string()).into(),
+        );
     }
     let jobs: Vec<super::batch::Job> = objects
         .iter()
@@ -497,7 +502,7 @@ fn run_jobs(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::ServiceError;
+    use sealstream::error::ServiceError;
 
     fn s3_error(kind: ServiceErrorKind, code: Option<&str>, msg: &str) -> Error {
         Error::Storage(
@@ -550,6 +555,8 @@ mod tests {
             assert_eq!(se.message(), want);
         }
         // Other errors pass through untouched.
-        assert!(matches!(hint(Error::Usage("u".into())), Error::Usage(m) if m == "u"));
+        assert!(
+            matches!(hint(Error::InvalidArgument("u".into())), Error::InvalidArgument(m) if m == "u")
+        );
     }
 }

@@ -355,8 +355,10 @@ mod tests {
     }
 
     /// An async provider whose `generate` sleeps (a slow KMS), counting calls.
+    #[cfg(feature = "async")]
     struct Slow(AtomicU32);
 
+    #[cfg(feature = "async")]
     impl AsyncKeyProvider for Slow {
         fn provider_id(&self) -> &str {
             "test"
@@ -397,6 +399,7 @@ mod tests {
 
     /// Concurrent tasks on one current-thread runtime: the slot lock is held across the
     /// provider's await without blocking the thread, and the second task reuses the key.
+    #[cfg(feature = "async")]
     #[test]
     fn async_callers_share_one_fetch_on_a_current_thread_runtime() {
         let rt = tokio::runtime::Builder::new_current_thread()

@@ -353,7 +353,7 @@ pub fn default_key_path() -> Result<PathBuf> {
             .join(".config")
             .join("sealstream")
             .join("local.key")),
-        None => Err(Error::Usage(
+        None => Err(Error::InvalidArgument(
             "cannot locate the default key: set SEALSTREAM_HOME or HOME, or pass -k KEYFILE".into(),
         )),
     }

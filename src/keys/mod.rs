@@ -298,7 +298,7 @@ pub(crate) async fn wrap_for_all_core<P: AsyncKeyProvider + ?Sized>(
 ) -> Result<(DataKey, Vec<Stanza>)> {
     if providers.len() > crate::format::limits::MAX_STANZAS {
         // Refuse before any key service is called.
-        return Err(Error::Usage(format!(
+        return Err(Error::InvalidArgument(format!(
             "{} wrapping keys given; an object holds at most {}",
             providers.len(),
             crate::format::limits::MAX_STANZAS
@@ -306,7 +306,7 @@ pub(crate) async fn wrap_for_all_core<P: AsyncKeyProvider + ?Sized>(
     }
     let (first, rest) = providers
         .split_first()
-        .ok_or_else(|| Error::Usage("no wrapping key given".into()))?;
+        .ok_or_else(|| Error::InvalidArgument("no wrapping key given".into()))?;
     let (dek, first_stanza) = match first.generate(context).await? {
         Some(pair) => pair,
         None => {
@@ -544,10 +544,10 @@ mod tests {
         let local = stub("local", invalid, None);
         let stanzas = [stanza("local", "L", b"y"), stanza("aws-kms", "A", b"x")];
         let e = unwrap_any(&stanzas, &[&local, &kms], &Context::new(), &accept_7).unwrap_err();
-        assert_eq!(e.exit_code(), 5, "{e}");
+        assert!(e.is_key_service(), "{e}");
         let kms = stub("aws-kms", invalid, Some(8));
         let e = unwrap_any(&stanzas, &[&local, &kms], &Context::new(), &accept_7).unwrap_err();
-        assert_eq!(e.exit_code(), 4, "{e}");
+        assert!(e.is_authentication(), "{e}");
     }
 
     #[test]
@@ -559,7 +559,7 @@ mod tests {
         }
         let e = unwrap_any(&stanzas, &[&kms], &Context::new(), &accept_7).unwrap_err();
         assert_eq!(kms.calls.load(Ordering::SeqCst), 3, "budget of 3");
-        assert_eq!(e.exit_code(), 4);
+        assert!(e.is_authentication());
         let msg = e.to_string();
         assert!(msg.contains("(18 more stanzas)"), "{msg}");
         assert!(msg.contains("unwrap budget"), "{msg}");
@@ -649,10 +649,10 @@ mod tests {
         // Exit 5 when a failure was the service's, 4 when all were authentication.
         let bad = AsyncStub(stub("local", invalid, None));
         let e = unwrap_async(&stanzas, &[&kms, &bad]).unwrap_err();
-        assert_eq!(e.exit_code(), 5, "{e}");
+        assert!(e.is_key_service(), "{e}");
         let kms4 = AsyncStub(stub("aws-kms", invalid, Some(8)));
         let e = unwrap_async(&stanzas, &[&kms4, &bad]).unwrap_err();
-        assert_eq!(e.exit_code(), 4, "{e}");
+        assert!(e.is_authentication(), "{e}");
     }
 
     #[test]

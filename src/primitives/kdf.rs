@@ -25,7 +25,7 @@ pub const COMMITMENT_LABEL: &[u8] = b"sealstream v1 key commitment";
 /// The two values derived from a data key for one object.
 pub struct Derived {
     /// Key for the body chunks.
-    pub payload_key: Zeroizing<[u8; 32]>,
+    pub(crate) payload_key: Zeroizing<[u8; 32]>,
     /// Commitment stored in (or checked against) the header.
     pub commitment: [u8; COMMITMENT_LEN],
 }

@@ -16,7 +16,14 @@ pub fn nonce(index: u64, last: bool) -> [u8; 12] {
     n
 }
 
-/// The body cipher for one object: a payload-keyed AEAD plus the nonce schedule.
+/// The body cipher of one sealed object: the payload key (derived from the data key and
+/// the header) in an AEAD backend, plus the STREAM nonce schedule.
+///
+/// Why it is public: it is what [`envelope::unlock`](crate::envelope::unlock) returns once
+/// a key has opened a header, so a caller can authenticate the header once and then
+/// decrypt the body, or any byte range of it ([`range::decrypt_range`](crate::range::decrypt_range)),
+/// without unwrapping the data key again. Its chunk operations are internal. `Debug` shows
+/// no key material.
 pub struct PayloadCipher {
     aead: Box<dyn ChunkAead>,
 }
@@ -29,7 +36,7 @@ impl std::fmt::Debug for PayloadCipher {
 
 impl PayloadCipher {
     /// Keys a payload cipher; the key bytes are copied into the backend's key schedule.
-    pub fn new(suite: Suite, backend: Backend, payload_key: &[u8; 32]) -> Self {
+    pub(crate) fn new(suite: Suite, backend: Backend, payload_key: &[u8; 32]) -> Self {
         PayloadCipher {
             aead: new_chunk_aead(suite, backend, payload_key),
         }
@@ -38,7 +45,13 @@ impl PayloadCipher {
     /// Seals `chunk[..len]` in place and writes the tag to `chunk[len..len + 16]`.
     ///
     /// `chunk` must be at least `len + 16` bytes.
-    pub fn seal_chunk(&self, index: u64, last: bool, chunk: &mut [u8], len: usize) -> Result<()> {
+    pub(crate) fn seal_chunk(
+        &self,
+        index: u64,
+        last: bool,
+        chunk: &mut [u8],
+        len: usize,
+    ) -> Result<()> {
         if index >= limits::MAX_CHUNKS {
             return Err(Error::TooManyChunks);
         }
@@ -50,7 +63,7 @@ impl PayloadCipher {
 
     /// Opens one sealed chunk (`data || tag`) in place; on success `chunk[..len-16]` is
     /// plaintext. On failure no plaintext is left in `chunk`.
-    pub fn open_chunk(&self, index: u64, last: bool, chunk: &mut [u8]) -> Result<usize> {
+    pub(crate) fn open_chunk(&self, index: u64, last: bool, chunk: &mut [u8]) -> Result<usize> {
         let body = chunk
             .len()
             .checked_sub(TAG_LEN)
@@ -74,7 +87,7 @@ impl PayloadCipher {
     /// A chunk that authenticates as *non-final* where the stream ends means the stream was
     /// cut at a chunk boundary. `scratch` keeps a copy of the ciphertext for the second try
     /// (some backends wipe the buffer on failure); it is only used on the error path.
-    pub fn open_final_chunk(
+    pub(crate) fn open_final_chunk(
         &self,
         index: u64,
         chunk: &mut [u8],

@@ -52,7 +52,7 @@ pub(super) fn check_opening(obj: &ObjectInfo, opening: &Opening) -> Result<()> {
         || h.chunk_size != obj.header.chunk_size
         || h.suite != obj.header.suite
     {
-        return Err(Error::Usage(format!(
+        return Err(Error::InvalidArgument(format!(
             "the Opening given for {} was unlocked from another object's header (its key \
              commitment differs); unlock this object's header (ObjectInfo::header)",
             obj.url

@@ -88,9 +88,9 @@ impl S3Url {
 
     /// Parses `s3://bucket/key` (or `s3://bucket/prefix/`, `s3://bucket`).
     pub fn parse(s: &str) -> Result<S3Url> {
-        let rest = s
-            .strip_prefix("s3://")
-            .ok_or_else(|| Error::Usage(format!("'{s}' is not an s3://bucket/key URL")))?;
+        let rest = s.strip_prefix("s3://").ok_or_else(|| {
+            Error::InvalidArgument(format!("'{s}' is not an s3://bucket/key URL"))
+        })?;
         let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
         let valid_bucket = (3..=63).contains(&bucket.len())
             && bucket
@@ -99,12 +99,12 @@ impl S3Url {
             && !bucket.starts_with(['.', '-'])
             && !bucket.ends_with(['.', '-']);
         if !valid_bucket {
-            return Err(Error::Usage(format!(
+            return Err(Error::InvalidArgument(format!(
                 "'{s}': '{bucket}' is not a valid S3 bucket name (3-63 of a-z 0-9 . -)"
             )));
         }
         if key.len() > object::MAX_KEY_LEN {
-            return Err(Error::Usage(format!(
+            return Err(Error::InvalidArgument(format!(
                 "'{s}': the object key is longer than S3's {} bytes",
                 object::MAX_KEY_LEN
             )));
@@ -126,7 +126,7 @@ impl S3Url {
     /// Requires a non-empty object key that is not a prefix.
     pub fn require_object(&self) -> Result<()> {
         if self.key.is_empty() || self.key.ends_with('/') {
-            return Err(Error::Usage(format!(
+            return Err(Error::InvalidArgument(format!(
                 "{self} names a prefix, not an object; give the full key (s3://bucket/path/name)"
             )));
         }
@@ -766,7 +766,9 @@ where
 /// Fails early on settings no transfer can run with.
 fn check_settings(settings: &S3Settings) -> Result<()> {
     if settings.concurrency == 0 {
-        return Err(Error::Usage("the S3 concurrency must be at least 1".into()));
+        return Err(Error::InvalidArgument(
+            "the S3 concurrency must be at least 1".into(),
+        ));
     }
     Ok(())
 }

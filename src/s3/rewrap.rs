@@ -130,13 +130,13 @@ impl S3 {
     ) -> Result<RewrapReport> {
         let url = &obj.url;
         if new.commitment != obj.header.commitment || new.digest() != obj.header.digest() {
-            return Err(Error::Usage(
+            return Err(Error::InvalidArgument(
                 "rewrap may only change the wrapped keys of an object".into(),
             ));
         }
         let bytes = new
             .to_bytes()
-            .map_err(|e| Error::Usage(format!("cannot write this header: {e}")))?;
+            .map_err(|e| Error::InvalidArgument(format!("cannot write this header: {e}")))?;
         let other: Vec<(&str, &str)> = obj.head.other_metadata().collect();
         let other_size = object::metadata_size(other.iter().copied());
         let placement = object::place(
@@ -146,7 +146,7 @@ impl S3 {
             other_size,
             super::upload::unique_suffix()?,
         )
-        .map_err(Error::Usage)?;
+        .map_err(Error::InvalidArgument)?;
         let mut metadata: HashMap<String, String> = other
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

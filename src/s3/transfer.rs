@@ -686,7 +686,7 @@ mod tests {
         let ranges: Vec<(u64, u64)> = (0..10).map(|i| (i * 100, 100)).collect();
         let mut r = pipeline(rt.handle(), ranges, 3, |buf, off, len| async move {
             if off == 500 {
-                Err(Error::Usage("segment 5 failed".into()))
+                Err(Error::InvalidArgument("segment 5 failed".into()))
             } else {
                 fake(buf, off, len).await
             }
@@ -697,6 +697,6 @@ mod tests {
         assert!(e.to_string().contains("segment 5 failed"), "{e}");
         assert_eq!(out.len(), 500, "the five segments before the failure");
         let slot = r.error_slot().lock().expect("lock").take();
-        assert!(matches!(slot, Some(Error::Usage(_))), "{slot:?}");
+        assert!(matches!(slot, Some(Error::InvalidArgument(_))), "{slot:?}");
     }
 }

@@ -115,7 +115,7 @@ pub fn part_plan_for(
     plaintext_len: Option<u64>,
 ) -> Result<PartPlan> {
     if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&part_size) {
-        return Err(Error::Usage(format!(
+        return Err(Error::InvalidArgument(format!(
             "the part size {part_size} is outside S3's limits 5MiB..5GiB (S3Settings::part_size)"
         )));
     }
@@ -128,7 +128,7 @@ pub fn part_plan_for(
         crate::format::check_plaintext_len(len, chunk_size)?;
         let body = body_len_for(len, chunk_size);
         if body > MAX_OBJECT_SIZE {
-            return Err(Error::Usage(format!(
+            return Err(Error::InvalidArgument(format!(
                 "the encrypted object would be {body} bytes, more than S3's 5 TiB limit"
             )));
         }
@@ -315,7 +315,7 @@ impl S3 {
         }
         let header_bytes = header
             .to_bytes()
-            .map_err(|e| Error::Usage(format!("cannot write this header: {e}")))?;
+            .map_err(|e| Error::InvalidArgument(format!("cannot write this header: {e}")))?;
         let placement = object::place(
             &header_bytes,
             &header.commitment,
@@ -323,7 +323,7 @@ impl S3 {
             0,
             unique_suffix()?,
         )
-        .map_err(Error::Usage)?;
+        .map_err(Error::InvalidArgument)?;
         let metadata: HashMap<String, String> = placement.metadata.iter().cloned().collect();
         let mut prepared = Prepared {
             plan,

@@ -9,12 +9,12 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use sealstream::Backend;
 use sealstream::engine::EngineOptions;
 use sealstream::envelope::{self, DecryptParams, EncryptParams};
 use sealstream::format::{Context, Header, Suite};
 use sealstream::keys::KeyProvider;
 use sealstream::keys::local::LocalKey;
-use sealstream::primitives::aead::Backend;
 
 pub fn key(n: u8) -> LocalKey {
     LocalKey::from_bytes([n; 32])
@@ -100,8 +100,18 @@ impl<R: Seek> Seek for CountingReader<R> {
 
 // ---- CLI helpers ----
 
+/// The `sealstream` binary. It is built only with the `cli` feature; test files that run
+/// it are compiled only then (`#![cfg(feature = "cli")]` or the test's own `cfg`).
+#[cfg(feature = "cli")]
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_sealstream")
+}
+
+/// Without the `cli` feature Cargo still names the binary (and a stale one may be on disk),
+/// so a test that reaches for it fails loudly instead of running an old build.
+#[cfg(not(feature = "cli"))]
+pub fn bin() -> &'static str {
+    panic!("this test runs the sealstream binary: mark it #[cfg(feature = \"cli\")]")
 }
 
 /// A fresh directory for one test, with its own SEALSTREAM_HOME.
