@@ -169,6 +169,9 @@ pub enum Error {
     },
     /// The output exists and `--force` was not given.
     OutputExists(String),
+    /// The operation was cancelled (its `CancelToken` was set) before it finished; what
+    /// was written so far is incomplete (an encrypted output has no final chunk).
+    Cancelled,
     /// A local key file is malformed.
     KeyFile {
         /// The key file path.
@@ -262,7 +265,10 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage(_) => 2,
-            Error::Io { .. } | Error::OutputExists(_) | Error::KeyFile { .. } => 3,
+            Error::Io { .. }
+            | Error::Cancelled
+            | Error::OutputExists(_)
+            | Error::KeyFile { .. } => 3,
             Error::Header(_)
             | Error::ContextMismatch { .. }
             | Error::NoMatchingKey { .. }
@@ -311,6 +317,10 @@ impl fmt::Display for Error {
         match self {
             Error::Usage(m) => write!(f, "{m}"),
             Error::Io { what, source } => write!(f, "{what}: {source}"),
+            Error::Cancelled => write!(
+                f,
+                "cancelled before the end: the output is incomplete; discard it and run again"
+            ),
             Error::OutputExists(p) => write!(
                 f,
                 "output '{p}' already exists; choose another path or pass --force to replace it"

@@ -4,7 +4,6 @@
 
 pub mod aws;
 pub mod cli;
-pub mod engine;
 pub mod envelope;
 pub mod error;
 pub mod format;
@@ -14,7 +13,11 @@ pub mod primitives;
 pub mod range;
 pub mod s3;
 pub mod size;
+pub mod stream;
 pub mod text;
+
+/// The STREAM engine under its former name; new code uses [`stream`].
+pub use stream as engine;
 
 pub use envelope::{DecryptParams, EncryptParams, decrypt, encrypt};
 pub use error::{Error, HeaderError, Result};
