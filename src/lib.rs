@@ -2,6 +2,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "async")]
+pub mod aio;
 pub mod aws;
 pub mod cli;
 pub mod envelope;

@@ -63,6 +63,77 @@ fn allocations_do_not_grow_with_chunk_count() {
     for on in [On::Private, On::Shared(&shared), On::Global] {
         sync_case(on);
     }
+    #[cfg(feature = "async")]
+    for on in [On::Shared(&shared), On::Global] {
+        async_case(on);
+    }
+}
+
+/// The async drivers and adapters (src/aio) on a current-thread runtime: the same bound.
+#[cfg(feature = "async")]
+fn async_case(on: On<'_>) {
+    use sealstream::aio;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let cipher = PayloadCipher::new(Suite::Aes256Gcm, Backend::Ring, &[7; 32]);
+    let n = 64usize;
+    let small = vec![1u8; n * CS as usize + 10];
+    let large = vec![1u8; 4 * n * CS as usize + 10];
+    let mut out_s = Vec::with_capacity(small.len() * 2);
+    let mut out_l = Vec::with_capacity(large.len() * 2);
+    let mut sink = vec![0u8; 100_000];
+    // Every run: (seal, open, writer, reader) allocations.
+    let mut run = |pt: &[u8], out: &mut Vec<u8>| {
+        let o = opts(on);
+        out.clear();
+        let r = Region::new(GLOBAL);
+        rt.block_on(aio::seal(&cipher, CS, pt, &mut *out, &o))
+            .unwrap();
+        let seal = r.change().allocations;
+        let r = Region::new(GLOBAL);
+        rt.block_on(aio::open(
+            &cipher,
+            CS,
+            &out[..],
+            tokio::io::sink(),
+            OpenParams::default(),
+            &o,
+        ))
+        .unwrap();
+        let open = r.change().allocations;
+        let r = Region::new(GLOBAL);
+        rt.block_on(async {
+            let mut w = aio::EncryptWriter::new(&cipher, CS, tokio::io::sink(), &o).unwrap();
+            for piece in pt.chunks(10_000) {
+                w.write_all(piece).await.unwrap();
+            }
+            w.shutdown().await.unwrap();
+        });
+        let writer = r.change().allocations;
+        let r = Region::new(GLOBAL);
+        rt.block_on(async {
+            let mut rd =
+                aio::DecryptReader::new(&cipher, CS, &out[..], OpenParams::default(), &o).unwrap();
+            while rd.read(&mut sink).await.unwrap() > 0 {}
+        });
+        let reader = r.change().allocations;
+        (seal, open, writer, reader)
+    };
+    run(&small, &mut out_s); // warm-up
+    let a = run(&small, &mut out_s);
+    let b = run(&large, &mut out_l);
+    eprintln!(
+        "async {on:?}: (seal, open, writer, reader) {a:?} vs {b:?} ({n} vs {} chunks)",
+        4 * n
+    );
+    assert!(b.0 <= a.0 + 4, "aio::seal: {a:?} -> {b:?}");
+    assert!(b.1 <= a.1 + 4, "aio::open: {a:?} -> {b:?}");
+    assert!(b.2 <= a.2 + 4, "EncryptWriter: {a:?} -> {b:?}");
+    assert!(b.3 <= a.3 + 4, "DecryptReader: {a:?} -> {b:?}");
+    assert!(a.0 < 64 && a.2 < 64, "async start-up allocations: {a:?}");
 }
 
 fn sync_case(on: On<'_>) {
