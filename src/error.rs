@@ -111,8 +111,10 @@ pub enum Error {
     /// denied from a missing key, and the service's code and request id are kept.
     KeyService(ServiceError),
 
-    /// The caller cancelled the operation (a cancellation token) and what it had written
-    /// (a multipart upload, a companion object) was removed: nothing was stored.
+    /// The caller cancelled the operation (a `CancelToken` or a cancellation token) before
+    /// it finished. The sentence says what was cancelled and what is left: a stream's
+    /// output is incomplete (an encrypted output has no final chunk, so it never decrypts
+    /// as whole); an S3 upload's parts and companion were removed, so nothing was stored.
     Cancelled(String),
 
     /// A storage service (S3) failed; [`ServiceError::kind`] tells throttling from access
@@ -121,6 +123,14 @@ pub enum Error {
 }
 
 impl Error {
+    /// A stream stopped by its `CancelToken`: the output written so far is incomplete.
+    pub fn stream_cancelled() -> Self {
+        Error::Cancelled(
+            "the stream was stopped before the end; the output is incomplete: discard it and run again"
+                .into(),
+        )
+    }
+
     /// Wraps an `io::Error` with a description of what was being done.
     pub fn io(what: impl Into<String>, source: io::Error) -> Self {
         Error::Io {
@@ -290,7 +300,7 @@ impl fmt::Display for Error {
                 write!(f, "{object}: sealstream object metadata: {reason}")
             }
             Error::KeyService(m) => write!(f, "key service error: {m}"),
-            Error::Cancelled(what) => write!(f, "cancelled: {what}; nothing was stored"),
+            Error::Cancelled(what) => write!(f, "cancelled: {what}"),
             Error::Storage(m) => write!(f, "storage error: {m}"),
         }
     }

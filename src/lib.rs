@@ -104,10 +104,12 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "async")]
+#[cfg_attr(docsrs, doc(cfg(feature = "async")))]
+pub mod aio;
 #[cfg(feature = "aws")]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "s3", feature = "kms"))))]
 pub mod aws;
-pub mod engine;
 pub mod envelope;
 pub mod error;
 pub mod format;
@@ -122,8 +124,12 @@ pub mod reader;
 #[cfg_attr(docsrs, doc(cfg(feature = "s3")))]
 pub mod s3;
 pub mod size;
+pub mod stream;
 pub mod text;
 pub mod writer;
+
+/// The STREAM engine under its former name; new code uses [`stream`].
+pub use stream as engine;
 
 pub use envelope::{DecryptParams, EncryptParams, decrypt, encrypt};
 pub use error::{Error, HeaderError, Result};

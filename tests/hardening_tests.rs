@@ -45,6 +45,7 @@ fn stray_bytes_after_full_final_chunk_are_rejected_by_the_library() {
                         threads,
                         batch_bytes,
                         progress: None,
+                        ..EngineOptions::default()
                     };
                     let r = open_with(&bad, &[&k], &Context::new(), Backend::Ring, engine);
                     match r {
@@ -267,6 +268,7 @@ fn chunk_indices_past_the_limit_are_rejected_on_open() {
             threads: 1,
             batch_bytes,
             progress: None,
+            ..EngineOptions::default()
         };
         let mut out = Vec::new();
         let r = engine::open(

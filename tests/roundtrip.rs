@@ -65,6 +65,7 @@ fn many_batches_threads_and_batch_geometry() {
                     threads,
                     batch_bytes,
                     progress: None,
+                    ..EngineOptions::default()
                 },
                 ..params(Suite::ChaCha20Poly1305, cs)
             };
@@ -73,6 +74,7 @@ fn many_batches_threads_and_batch_geometry() {
                 threads: 5 - threads,
                 batch_bytes: batch_bytes * 2,
                 progress: None,
+                ..EngineOptions::default()
             };
             let back = open_with(&ct, &[&k], &Context::new(), Backend::Ring, engine).unwrap();
             assert!(
@@ -118,6 +120,7 @@ fn output_is_independent_of_threads_and_batches() {
                         threads,
                         batch_bytes,
                         progress: None,
+                        ..EngineOptions::default()
                     };
                     sealstream::engine::seal(&cipher, 4096, &pt[..], &mut file, &opts).unwrap();
                     match &reference {
@@ -136,6 +139,7 @@ fn output_is_independent_of_threads_and_batches() {
                     threads,
                     batch_bytes,
                     progress: None,
+                    ..EngineOptions::default()
                 };
                 for be in [Backend::Ring, Backend::RustCrypto] {
                     let got = open_with(&file, &[&k], &Context::new(), be, opts).unwrap();
@@ -204,6 +208,7 @@ fn progress_reports_every_byte() {
             progress: Some(&cb),
             batch_bytes: 8192,
             threads: 2,
+            ..EngineOptions::default()
         },
         ..params(Suite::Aes256Gcm, 4096)
     };
@@ -225,13 +230,13 @@ proptest! {
         let suite = if chacha { Suite::ChaCha20Poly1305 } else { Suite::Aes256Gcm };
         let pt = data(len);
         let p = EncryptParams {
-            engine: EngineOptions { threads, batch_bytes: batch * cs as usize, progress: None },
+            engine: EngineOptions { threads, batch_bytes: batch * cs as usize, progress: None, ..EngineOptions::default() },
             ..params(suite, cs)
         };
         let ct = seal_with(&pt, &[&k], &p);
         prop_assert_eq!(ct.len() - header_len(&ct), body_len_for(len as u64, cs) as usize);
         let back = open_with(&ct, &[&k], &Context::new(), Backend::RustCrypto,
-            EngineOptions { threads: 4 - threads, batch_bytes: cs as usize, progress: None }).unwrap();
+            EngineOptions { threads: 4 - threads, batch_bytes: cs as usize, progress: None, ..EngineOptions::default() }).unwrap();
         prop_assert!(back == pt);
     }
 }

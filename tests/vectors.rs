@@ -2368,6 +2368,7 @@ fn library_decrypts_every_vector() {
         threads: 2,
         batch_bytes: 1,
         progress: None,
+        ..EngineOptions::default()
     };
     for v in &m.vectors {
         check_library(v, Backend::Ring, EngineOptions::default());
@@ -2525,6 +2526,7 @@ fn library_ranged_reads_match_vectors() {
         threads: 2,
         batch_bytes: 1,
         progress: None,
+        ..EngineOptions::default()
     };
     let mut n = 0;
     for v in &m.vectors {
@@ -2735,6 +2737,7 @@ fn too_many_chunks_streaming_decoder_stops_at_the_counter_limit() {
         threads: 1,
         batch_bytes: 1,
         progress: None,
+        ..EngineOptions::default()
     };
     let from = |first_index| engine::OpenParams {
         first_index,
@@ -2912,6 +2915,7 @@ fn two_body_defects_depend_on_read_ahead() {
         threads: 1,
         batch_bytes: 1,
         progress: None,
+        ..EngineOptions::default()
     });
     assert!(matches!(e, Error::ChunkAuth { index: 0 }), "{e:?}");
     // The ranged reader knows the length and checks the layout first.

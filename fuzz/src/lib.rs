@@ -455,6 +455,7 @@ impl RunOpts {
                 _ => engine::DEFAULT_BATCH_BYTES,
             },
             progress: None,
+            ..EngineOptions::default()
         }
     }
 

@@ -5,6 +5,8 @@
 //! cross-check every chunk and available to users who prefer a pure-Rust stack.
 
 use aes_gcm::aead::{AeadInOut, KeyInit};
+use std::sync::Arc;
+
 use zeroize::Zeroizing;
 
 use crate::format::{Suite, TAG_LEN};
@@ -40,14 +42,17 @@ pub enum Backend {
 }
 
 /// Builds a chunk AEAD for `suite` keyed with `key` using `backend`.
-pub fn new_chunk_aead(suite: Suite, backend: Backend, key: &[u8; 32]) -> Box<dyn ChunkAead> {
+///
+/// Shared (`Arc`) so that a payload cipher can be handed to pool workers without copying
+/// its key schedule: built in place, so no moved-from copy of it is left behind.
+pub fn new_chunk_aead(suite: Suite, backend: Backend, key: &[u8; 32]) -> Arc<dyn ChunkAead> {
     match backend {
-        Backend::Ring => Box::new(RingAead::new(suite, key)),
+        Backend::Ring => Arc::new(RingAead::new(suite, key)),
         Backend::RustCrypto => match suite {
-            Suite::ChaCha20Poly1305 => Box::new(RcAead(chacha20poly1305::ChaCha20Poly1305::new(
+            Suite::ChaCha20Poly1305 => Arc::new(RcAead(chacha20poly1305::ChaCha20Poly1305::new(
                 &chacha20poly1305::Key::from(*Zeroizing::new(*key)),
             ))),
-            Suite::Aes256Gcm => Box::new(RcAead(aes_gcm::Aes256Gcm::new(&aes_gcm::Key::<
+            Suite::Aes256Gcm => Arc::new(RcAead(aes_gcm::Aes256Gcm::new(&aes_gcm::Key::<
                 aes_gcm::Aes256Gcm,
             >::from(
                 *Zeroizing::new(*key)

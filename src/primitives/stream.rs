@@ -4,6 +4,8 @@
 //! Binding the index prevents reordering, dropping and duplicating chunks; binding the final
 //! flag prevents truncation at a chunk boundary and appending chunks.
 
+use std::sync::Arc;
+
 use crate::error::{Error, Result};
 use crate::format::{Suite, TAG_LEN, limits};
 use crate::primitives::aead::{Backend, ChunkAead, TagBytes, new_chunk_aead};
@@ -24,8 +26,13 @@ pub fn nonce(index: u64, last: bool) -> [u8; 12] {
 /// decrypt the body, or any byte range of it ([`range::decrypt_range`](crate::range::decrypt_range)),
 /// without unwrapping the data key again. Its chunk operations are internal. `Debug` shows
 /// no key material.
+///
+/// Cloning shares the same key schedule (a reference count), so the worker pool can hold
+/// the cipher of every stream it serves; the key is wiped when the last clone is dropped
+/// (for the backends that wipe, see `aead`).
+#[derive(Clone)]
 pub struct PayloadCipher {
-    aead: Box<dyn ChunkAead>,
+    aead: Arc<dyn ChunkAead>,
 }
 
 impl std::fmt::Debug for PayloadCipher {

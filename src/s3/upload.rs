@@ -224,7 +224,9 @@ impl S3 {
             }
             None => {
                 st.cleanup().await;
-                Err(Error::Cancelled(format!("the upload to {url}")))
+                Err(Error::Cancelled(format!(
+                    "the upload to {url} was stopped and its parts and companion removed; nothing was stored"
+                )))
             }
         }
     }

@@ -1,0 +1,345 @@
+//! The async pipeline core shared by the drivers and the adapters: batches filled from an
+//! `AsyncRead` (pull) or from `poll_write` calls (push), crypto on the worker pool, output to
+//! an `AsyncWrite` (push) or to `poll_read` calls (pull). Everything is poll-based state in
+//! one struct, so a driver or adapter future owns it, and dropping that future drops it:
+//! the stream's queued pool work is cancelled and its buffers are freed.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::error::{Error, Result};
+use crate::format::TAG_LEN;
+use crate::primitives::stream::PayloadCipher;
+use crate::stream::framer::{Batch, Framer};
+use crate::stream::{
+    CancelToken, Completions, EngineOptions, StreamStats, Submitter, geometry, io_error,
+};
+
+/// What one pump of a side achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Moved bytes or batches; pump again.
+    Progress,
+    /// Waiting: a waker is registered, or the other side must free a buffer first.
+    Blocked,
+    /// This side is finished.
+    Done,
+}
+
+pub(crate) struct Pipe<'a, F> {
+    pub(crate) framer: F,
+    /// `None` once the last batch was submitted (dropping it closes the stream's input).
+    sub: Option<Submitter>,
+    done: Completions,
+    free: Vec<Batch>,
+    filling: Option<Batch>,
+    out: Option<Batch>,
+    out_pos: usize,
+    in_flight: usize,
+    pub(crate) stats: StreamStats,
+    progress: Option<&'a (dyn Fn(u64) + Sync)>,
+    cancel: Option<CancelToken>,
+}
+
+impl<'a, F: Framer> Pipe<'a, F> {
+    pub(crate) fn new(
+        cipher: &PayloadCipher,
+        chunk_size: u32,
+        framer: F,
+        opts: &EngineOptions<'_>,
+        progress: Option<&'a (dyn Fn(u64) + Sync)>,
+    ) -> Result<Self> {
+        let pool = opts.resolve_pool()?;
+        let (window, cpb) = geometry(chunk_size, opts);
+        let cs = chunk_size as usize;
+        let (sub, done) = pool.stream(cipher, cs, F::OP, window);
+        let free = (0..window)
+            .map(|_| Batch::new(cpb * (cs + TAG_LEN)))
+            .collect();
+        Ok(Pipe {
+            framer,
+            sub: Some(sub),
+            done,
+            free,
+            filling: None,
+            out: None,
+            out_pos: 0,
+            in_flight: 0,
+            stats: StreamStats::default(),
+            progress,
+            cancel: opts.cancel.cloned(),
+        })
+    }
+
+    fn check_cancel(&self) -> Result<()> {
+        if self.cancel.as_ref().is_some_and(CancelToken::is_cancelled) {
+            return Err(Error::stream_cancelled());
+        }
+        Ok(())
+    }
+
+    /// True when every submitted batch was written or read out.
+    pub(crate) fn drained(&self) -> bool {
+        self.in_flight == 0 && self.out.is_none()
+    }
+
+    /// The batch being filled, starting one from the free list if needed.
+    fn filling(&mut self) -> Option<&mut Batch> {
+        if self.filling.is_none() {
+            let mut b = self.free.pop()?;
+            self.framer.begin(&mut b);
+            self.filling = Some(b);
+        }
+        self.filling.as_mut()
+    }
+
+    /// Closes the batch being filled and hands it to the workers.
+    pub(crate) fn submit_filling(&mut self, eof: bool) -> Result<()> {
+        let Some(mut b) = self.filling.take() else {
+            return Err(crate::stream::internal("no batch to submit"));
+        };
+        self.framer.finish_batch(&mut b, eof)?;
+        if let Some(s) = self.sub.as_mut() {
+            s.submit(b);
+            self.in_flight += 1;
+        }
+        if eof {
+            self.sub = None;
+        }
+        Ok(())
+    }
+
+    /// Push input: copies what fits of `data` (0 only when no buffer is free). A full batch
+    /// is submitted as non-final here, because `data` proves that more input follows.
+    pub(crate) fn push_input(&mut self, data: &[u8]) -> Result<usize> {
+        self.check_cancel()?;
+        if data.is_empty() {
+            return Ok(0);
+        }
+        if self
+            .filling
+            .as_ref()
+            .is_some_and(|b| self.framer.is_full(b))
+        {
+            self.submit_filling(false)?;
+        }
+        let Pipe {
+            framer,
+            filling,
+            free,
+            ..
+        } = self;
+        if filling.is_none() {
+            let Some(mut b) = free.pop() else {
+                return Ok(0);
+            };
+            framer.begin(&mut b);
+            *filling = Some(b);
+        }
+        Ok(filling.as_mut().map_or(0, |b| framer.fill(b, data)))
+    }
+
+    /// Push input, end: submits the final batch (an empty input gets its one empty chunk).
+    /// `Ok(false)` when no buffer is free yet.
+    pub(crate) fn finish_input(&mut self) -> Result<bool> {
+        self.check_cancel()?;
+        if self.sub.is_none() {
+            return Ok(true);
+        }
+        if self.filling().is_none() {
+            return Ok(false);
+        }
+        self.submit_filling(true)?;
+        Ok(true)
+    }
+
+    /// Pull input: reads into free batches and submits them until the reader is pending,
+    /// no buffer is free, or the input ended.
+    pub(crate) fn pull_input<R: AsyncRead + Unpin + ?Sized>(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: &mut R,
+    ) -> Result<Step> {
+        let mut step = Step::Blocked;
+        loop {
+            if self.sub.is_none() {
+                return Ok(Step::Done);
+            }
+            self.check_cancel()?;
+            let Pipe {
+                framer,
+                filling,
+                free,
+                ..
+            } = self;
+            if filling.is_none() {
+                let Some(mut b) = free.pop() else {
+                    return Ok(step);
+                };
+                framer.begin(&mut b);
+                *filling = Some(b);
+            }
+            let Some(b) = filling.as_mut() else {
+                return Ok(step);
+            };
+            if framer.is_full(b) {
+                // One byte past a full batch tells whether more input follows.
+                let mut one = [0u8; 1];
+                let mut rb = ReadBuf::new(&mut one);
+                match Pin::new(&mut *r).poll_read(cx, &mut rb) {
+                    Poll::Pending => return Ok(step),
+                    Poll::Ready(Err(e)) => return Err(io_error("reading input", e)),
+                    Poll::Ready(Ok(())) => {}
+                }
+                let eof = rb.filled().is_empty();
+                if !eof {
+                    framer.set_lookahead(one[0]);
+                }
+                self.submit_filling(eof)?;
+                step = Step::Progress;
+                continue;
+            }
+            let spare = framer.spare(b);
+            let mut rb = ReadBuf::new(spare);
+            match Pin::new(&mut *r).poll_read(cx, &mut rb) {
+                Poll::Pending => return Ok(step),
+                Poll::Ready(Err(e)) => return Err(io_error("reading input", e)),
+                Poll::Ready(Ok(())) => {}
+            }
+            let n = rb.filled().len();
+            step = Step::Progress;
+            if n == 0 {
+                self.submit_filling(true)?;
+            } else {
+                framer.advance(b, n);
+            }
+        }
+    }
+
+    /// Takes the next finished batch into `out` (`Done` when there is none left).
+    fn next_out(&mut self, cx: &mut Context<'_>) -> Step {
+        if self.out.is_some() {
+            return Step::Progress;
+        }
+        match self.done.poll_next(cx) {
+            Poll::Pending => Step::Blocked,
+            Poll::Ready(None) => Step::Done,
+            Poll::Ready(Some(mut b)) => {
+                self.in_flight -= 1;
+                let rel = self.framer.release(&mut b);
+                self.stats.plaintext_bytes += rel.output;
+                self.stats.chunks += rel.chunks;
+                if let Some(p) = self.progress {
+                    p(rel.progress);
+                }
+                self.out_pos = b.out.start;
+                self.out = Some(b);
+                Step::Progress
+            }
+        }
+    }
+
+    /// After the out batch is fully delivered: its error, or its buffer back to the list.
+    fn retire_out(&mut self) -> Result<()> {
+        if let Some(mut b) = self.out.take() {
+            if let Some((_, e)) = b.error.take() {
+                return Err(e);
+            }
+            self.free.push(b);
+        }
+        Ok(())
+    }
+
+    /// Push output: writes finished batches, in order, to `w`.
+    pub(crate) fn push_output<W: AsyncWrite + Unpin + ?Sized>(
+        &mut self,
+        cx: &mut Context<'_>,
+        w: &mut W,
+    ) -> Result<Step> {
+        let mut step = Step::Blocked;
+        loop {
+            match self.next_out(cx) {
+                Step::Progress => {}
+                Step::Blocked => return Ok(step),
+                Step::Done => return Ok(Step::Done),
+            }
+            self.check_cancel()?;
+            let Some(b) = self.out.as_ref() else {
+                return Ok(step);
+            };
+            if self.out_pos < b.out.end {
+                let piece = self.framer.piece(b, self.out_pos);
+                match Pin::new(&mut *w).poll_write(cx, piece) {
+                    Poll::Pending => return Ok(step),
+                    Poll::Ready(Err(e)) => return Err(io_error("writing output", e)),
+                    Poll::Ready(Ok(0)) => {
+                        return Err(io_error(
+                            "writing output",
+                            io::Error::from(io::ErrorKind::WriteZero),
+                        ));
+                    }
+                    Poll::Ready(Ok(n)) => self.out_pos += n,
+                }
+            } else {
+                self.retire_out()?;
+            }
+            step = Step::Progress;
+        }
+    }
+
+    /// Pull output: copies released bytes into `buf`. `Progress` when some were copied.
+    pub(crate) fn pull_output(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Result<Step> {
+        loop {
+            match self.next_out(cx) {
+                Step::Progress => {}
+                other => return Ok(other),
+            }
+            self.check_cancel()?;
+            let Some(b) = self.out.as_ref() else {
+                return Ok(Step::Blocked);
+            };
+            if self.out_pos < b.out.end {
+                let piece = self.framer.piece(b, self.out_pos);
+                let n = piece.len().min(buf.remaining());
+                buf.put_slice(&piece[..n]);
+                self.out_pos += n;
+                return Ok(Step::Progress);
+            }
+            self.retire_out()?;
+        }
+    }
+
+    /// Drives a whole stream from `r` to `w` (the drivers).
+    pub(crate) fn poll_run<R, W>(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: &mut R,
+        w: &mut W,
+    ) -> Poll<Result<StreamStats>>
+    where
+        R: AsyncRead + Unpin + ?Sized,
+        W: AsyncWrite + Unpin + ?Sized,
+    {
+        loop {
+            let a = self.pull_input(cx, r)?;
+            let b = self.push_output(cx, w)?;
+            if b == Step::Done {
+                return match Pin::new(&mut *w).poll_flush(cx) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(io_error("writing output", e))),
+                    Poll::Ready(Ok(())) => Poll::Ready(Ok(self.stats)),
+                };
+            }
+            if a != Step::Progress && b != Step::Progress {
+                return Poll::Pending;
+            }
+        }
+    }
+}
