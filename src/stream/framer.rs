@@ -79,6 +79,7 @@ pub(crate) trait Framer: Send {
     /// Records `n` bytes written into [`Framer::spare`].
     fn advance(&self, b: &mut Batch, n: usize);
     /// True when no input byte fits any more: the batch waits for look-ahead or finish.
+    #[cfg_attr(not(feature = "async"), allow(dead_code))]
     fn is_full(&self, b: &Batch) -> bool;
     /// Remembers the look-ahead byte read past a full batch; it starts the next batch.
     fn set_lookahead(&mut self, byte: u8);
@@ -92,6 +93,7 @@ pub(crate) trait Framer: Send {
     fn piece<'b>(&self, b: &'b Batch, pos: usize) -> &'b [u8];
 
     /// Push mode: copies as much of `src` as fits; returns the bytes taken.
+    #[cfg_attr(not(feature = "async"), allow(dead_code))]
     fn fill(&self, b: &mut Batch, src: &[u8]) -> usize {
         let mut took = 0;
         while took < src.len() {

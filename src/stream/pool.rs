@@ -338,6 +338,7 @@ impl Completions {
     }
 
     /// The next batch in order, for async drivers; `Ready(None)` as for [`Self::wait`].
+    #[cfg_attr(not(feature = "async"), allow(dead_code))]
     pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Batch>> {
         let shared = Arc::clone(&self.shared);
         let mut d = shared.lock();
