@@ -469,8 +469,23 @@ fn a_cancel_token_stops_async_and_blocking_streams() {
         cancel: Some(&token),
         ..small_batches()
     };
-    let mut out = Vec::new();
-    let r = stream::seal(&c, CS, io::repeat(1), &mut out, &opts);
+    // Capped, so that a broken cancellation fails (write error) instead of filling memory.
+    struct Capped(Vec<u8>);
+    impl io::Write for Capped {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            if self.0.len() + b.len() > 256 << 20 {
+                return Err(io::Error::other("test cap: the stream was not cancelled"));
+            }
+            self.0.extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut capped = Capped(Vec::new());
+    let r = stream::seal(&c, CS, io::repeat(1), &mut capped, &opts);
+    let out = capped.0;
     canceller.join().unwrap();
     assert!(matches!(r, Err(Error::Cancelled(_))), "{r:?}");
     assert_not_a_stream(&c, &out, "cancelled stream::seal");

@@ -96,6 +96,8 @@ impl<W: AsyncWrite + Unpin> EncryptWriter<W> {
     }
 
     /// This writer as a `Sink<Bytes>`; closing the sink shuts the writer down (final chunk).
+    /// `FramedWrite` is a sink for several item types, so name it when closing:
+    /// `SinkExt::<Bytes>::close(&mut sink).await`.
     pub fn into_sink(self) -> FramedWrite<Self, BytesCodec> {
         FramedWrite::new(self, BytesCodec::new())
     }
@@ -225,10 +227,14 @@ impl<F: Framer, R: AsyncRead + Unpin> PipeReader<F, R> {
         let r = (|| loop {
             // Reading ahead keeps the workers busy while the caller consumes.
             let input = self.pipe.pull_input(cx, &mut self.inner)?;
+            let free = self.pipe.free_buffers();
             match self.pipe.pull_output(cx, buf)? {
                 Step::Progress => return Ok(Poll::Ready(())),
                 Step::Done => return Ok(Poll::Ready(())), // end of stream
                 Step::Blocked if input == Step::Progress => {}
+                // Batches that released nothing (skip / limit) freed their buffers: the
+                // input side can go on; without this, nothing in flight would wake us.
+                Step::Blocked if self.pipe.free_buffers() > free => {}
                 Step::Blocked => return Ok(Poll::Pending),
             }
         })();

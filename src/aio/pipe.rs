@@ -81,6 +81,11 @@ impl<'a, F: Framer> Pipe<'a, F> {
         Ok(())
     }
 
+    /// Buffers on the free list.
+    pub(crate) fn free_buffers(&self) -> usize {
+        self.free.len()
+    }
+
     /// True when every submitted batch was written or read out.
     pub(crate) fn drained(&self) -> bool {
         self.in_flight == 0 && self.out.is_none()
