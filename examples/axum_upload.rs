@@ -22,7 +22,7 @@
 //!
 //! **Status codes** come from the error's kind, not its message
 //! ([`sealstream::error::ServiceErrorKind`]): S3 `NotFound` → 404, `AccessDenied` → 403,
-//! `PreconditionFailed` → 412, `Throttled` → 503, `Timeout` → 504, unreachable → 502; a
+//! `PreconditionFailed` (and an existing object under `If-None-Match: *`) → 412, `Throttled` → 503, `Timeout` → 504, unreachable → 502; a
 //! context that does not match → 403; stored data that fails authentication (tampered,
 //! truncated, not sealed for our key) → 502 with no plaintext; a bad request → 400; a range
 //! that is not satisfiable (judged on the authenticated length) → 416.
@@ -191,7 +191,10 @@ async fn put_object(
     let input = StreamReader::new(body.into_data_stream().map_err(io::Error::other));
     let opts = PutOptions {
         // HTTP PUT replaces, unless the client asked for create-only.
-        force: headers.get(header::IF_NONE_MATCH).map(HeaderValue::as_bytes) != Some(b"*"),
+        force: headers
+            .get(header::IF_NONE_MATCH)
+            .map(HeaderValue::as_bytes)
+            != Some(b"*"),
         ..PutOptions::default()
     };
     // If the client hangs up, the body stream fails, so does this upload, and its multipart
@@ -290,9 +293,8 @@ async fn get_object(
             Msg::Failed(e) => Some((Err(io::Error::other(e.to_string())), rx)),
         }
     });
-    let body = Body::from_stream(
-        futures_util::stream::iter(first.map(Ok::<_, io::Error>)).chain(rest),
-    );
+    let body =
+        Body::from_stream(futures_util::stream::iter(first.map(Ok::<_, io::Error>)).chain(rest));
 
     let mut resp = Response::new(body);
     if let Some(r) = range {
@@ -320,7 +322,11 @@ fn content_range(r: ByteRange, len: u64) -> String {
             format!("bytes {s}-{}/{len}", len.saturating_sub(1))
         }
         ByteRange::Suffix(n) => {
-            format!("bytes {}-{}/{len}", len.saturating_sub(n), len.saturating_sub(1))
+            format!(
+                "bytes {}-{}/{len}",
+                len.saturating_sub(n),
+                len.saturating_sub(1)
+            )
         }
     }
 }
@@ -421,6 +427,10 @@ fn status_for(e: &Error) -> StatusCode {
             StatusCode::SERVICE_UNAVAILABLE
         }
         Error::KeyService(_) | Error::KeyServiceStanzas(_) => StatusCode::BAD_GATEWAY,
+        // Create-only (`If-None-Match: *`) and the object exists. Found by sealstream's HEAD
+        // before any upload; a writer racing in after it loses at S3's own
+        // `If-None-Match` and arrives above as `PreconditionFailed`.
+        Error::OutputExists(_) => StatusCode::PRECONDITION_FAILED,
         // The client's context expectation does not hold for this object.
         Error::ContextMismatch { .. } => StatusCode::FORBIDDEN,
         // Stored data that fails authentication: tampered, truncated, not ours.

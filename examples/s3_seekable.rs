@@ -160,7 +160,13 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
             .force_path_style(conf.endpoint_url().is_some())
             .build(),
     );
-    if plain.head_bucket().bucket(&url.bucket).send().await.is_err() {
+    if plain
+        .head_bucket()
+        .bucket(&url.bucket)
+        .send()
+        .await
+        .is_err()
+    {
         plain.create_bucket().bucket(&url.bucket).send().await?;
     }
 
