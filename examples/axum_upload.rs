@@ -74,25 +74,20 @@ use tokio::sync::mpsc;
 use tokio_util::io::StreamReader;
 use tokio_util::sync::PollSender;
 
-/// The service's key: one to wrap new data keys for, and the same key trusted to unwrap.
-enum Keys {
-    Local(LocalKey),
-    Kms { wrap: KmsKey, unwrap: KmsKey },
+/// The service's key: one to wrap new data keys for, and the same key trusted to unwrap
+/// (for KMS these are two values: `for_wrapping` and `trusted`).
+struct Keys {
+    wrap: Arc<dyn AsyncKeyProvider>,
+    unwrap: Arc<dyn AsyncKeyProvider>,
 }
 
 impl Keys {
     fn for_wrapping(&self) -> [&dyn AsyncKeyProvider; 1] {
-        match self {
-            Keys::Local(k) => [k],
-            Keys::Kms { wrap, .. } => [wrap],
-        }
+        [self.wrap.as_ref()]
     }
 
     fn for_unwrapping(&self) -> [&dyn AsyncKeyProvider; 1] {
-        match self {
-            Keys::Local(k) => [k],
-            Keys::Kms { unwrap, .. } => [unwrap],
-        }
+        [self.unwrap.as_ref()]
     }
 }
 
@@ -126,15 +121,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let keys = match std::env::var("SEALSTREAM_KMS_KEY") {
         Ok(name) => {
             let kms = Kms::from_conf(&conf, KmsSettings::default());
-            Keys::Kms {
-                wrap: KmsKey::for_wrapping(&kms, &name),
-                unwrap: KmsKey::trusted(&kms, &name)?,
+            Keys {
+                wrap: Arc::new(KmsKey::for_wrapping(&kms, &name)),
+                unwrap: Arc::new(KmsKey::trusted(&kms, &name)?),
             }
         }
         Err(_) => {
             let path = std::env::var("SEALSTREAM_KEY_FILE")
                 .map_err(|_| "set SEALSTREAM_KMS_KEY (a KMS key) or SEALSTREAM_KEY_FILE")?;
-            Keys::Local(LocalKey::load(std::path::Path::new(&path))?)
+            let key: Arc<dyn AsyncKeyProvider> =
+                Arc::new(LocalKey::load(std::path::Path::new(&path))?);
+            Keys {
+                wrap: key.clone(),
+                unwrap: key,
+            }
         }
     };
     let s3 = S3::from_conf(&conf, S3Settings::default())?;
