@@ -22,6 +22,8 @@ fi
 FMT_COLOR=auto
 if [ -n "${CI:-}" ]; then
     export CARGO_TERM_COLOR=never
+    # A cold CI build is never rebuilt incrementally; the incremental caches only cost disk.
+    export CARGO_INCREMENTAL=0
     FMT_COLOR=never
 elif [ ! -t 1 ]; then
     FMT_COLOR=never
