@@ -158,6 +158,10 @@ section "cargo test --all-targets --no-fail-fast ${cargo_args[*]:+${cargo_args[*
 cargo test --all-targets --no-fail-fast ${cargo_args[@]+"${cargo_args[@]}"} -- --include-ignored ${test_args[@]+"${test_args[@]}"}
 done_step
 
+section "independent implementation of the part-wise worked example (FORMAT.md §17.6)"
+"$ROOT/.tools/moto-venv/bin/python" scripts/parts_vector.py
+done_step
+
 section "cargo test --doc${*:+ $*}"
 cargo test --doc "$@"
 done_step

@@ -11,8 +11,9 @@ use crate::engine::{self, EngineOptions, OpenParams, StreamStats};
 use crate::error::{Error, Result};
 use crate::format::{Context, Header, Layout, SALT_LEN, Stanza, Suite, limits};
 use crate::keys::{self, AsyncKeyProvider, DataKey, Inline, KeyProvider, block_on, inline};
+use crate::parts;
 use crate::primitives::aead::Backend;
-use crate::primitives::kdf;
+use crate::primitives::kdf::{self, PartKeys};
 use crate::primitives::stream::PayloadCipher;
 
 /// How to encrypt one object.
@@ -85,6 +86,8 @@ pub fn seal_header(
 pub struct Sealing {
     header: Header,
     cipher: PayloadCipher,
+    parts: PartKeys,
+    backend: Backend,
 }
 
 impl std::fmt::Debug for Sealing {
@@ -102,7 +105,69 @@ impl Sealing {
         let mut salt = [0u8; SALT_LEN];
         keys::fill_random(&mut salt)?;
         let (header, cipher) = seal_header(dek, salt, stanzas, params)?;
-        Ok(Sealing { header, cipher })
+        let parts = PartKeys::new(dek.expose(), &header.salt, &header.digest());
+        Ok(Sealing {
+            header,
+            cipher,
+            parts,
+            backend: params.backend,
+        })
+    }
+
+    /// Resumes sealing an object whose header was written earlier (another process started
+    /// the multipart upload whose parts this one seals): `dek` must be the header's data
+    /// key, which the key commitment proves before anything is sealed under it.
+    pub fn resume(header: Header, dek: &DataKey, backend: Backend) -> Result<Self> {
+        let derived = kdf::derive(dek.expose(), &header.salt, &header.digest());
+        if !kdf::commitment_matches(&header.commitment, &derived.commitment) {
+            return Err(Error::CommitmentMismatch);
+        }
+        let cipher = PayloadCipher::new(header.suite, backend, &derived.payload_key);
+        let parts = PartKeys::new(dek.expose(), &header.salt, &header.digest());
+        Ok(Sealing {
+            header,
+            cipher,
+            parts,
+            backend,
+        })
+    }
+
+    /// Prepares one part of a part-wise body (FORMAT.md §17) under a fresh random salt, so
+    /// that uploading the same part number again never reuses a key and nonce.
+    pub fn seal_part(&self, number: u32) -> Result<PartSealing> {
+        if number == 0 || number > parts::MAX_PARTS {
+            return Err(Error::InvalidArgument(format!(
+                "part number {number} is outside 1..={}",
+                parts::MAX_PARTS
+            )));
+        }
+        let mut salt = [0u8; parts::PART_SALT_LEN];
+        keys::fill_random(&mut salt)?;
+        Ok(self.seal_part_with_salt(number, salt))
+    }
+
+    /// [`Sealing::seal_part`] with a given salt: for test vectors only (a salt must never
+    /// be reused for the same object and part number).
+    #[doc(hidden)]
+    pub fn seal_part_with_salt(
+        &self,
+        number: u32,
+        salt: [u8; parts::PART_SALT_LEN],
+    ) -> PartSealing {
+        let key = self.parts.part_key(number, &salt);
+        PartSealing {
+            number,
+            salt,
+            cipher: PayloadCipher::new(self.header.suite, self.backend, &key),
+        }
+    }
+
+    /// The authenticated manifest of a completed part-wise body: the parts that make the
+    /// object, in order, with the salts and plaintext lengths they were sealed with.
+    pub fn part_manifest(&self, entries: Vec<parts::PartEntry>) -> Result<Vec<u8>> {
+        let manifest =
+            parts::Manifest::new(entries, self.header.chunk_size).map_err(Error::PartManifest)?;
+        Ok(manifest.encode(&self.parts.manifest_key()))
     }
 
     /// Prepares a new object under a fresh data key wrapped for every provider.
@@ -147,6 +212,42 @@ impl Sealing {
 pub struct Opening {
     header: Header,
     cipher: PayloadCipher,
+    parts: PartKeys,
+    backend: Backend,
+}
+
+/// One part of a part-wise body being sealed (FORMAT.md §17): its number and fresh salt,
+/// which the writer must record for the manifest, and the part's cipher.
+pub struct PartSealing {
+    number: u32,
+    salt: [u8; parts::PART_SALT_LEN],
+    cipher: PayloadCipher,
+}
+
+impl std::fmt::Debug for PartSealing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartSealing")
+            .field("number", &self.number)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartSealing {
+    /// The part number this part is keyed for.
+    pub fn number(&self) -> u32 {
+        self.number
+    }
+
+    /// The part's salt: goes into the manifest entry of this part.
+    pub fn salt(&self) -> &[u8; parts::PART_SALT_LEN] {
+        &self.salt
+    }
+
+    /// The part's cipher, for this crate's sealing drivers only.
+    #[allow(dead_code)]
+    pub(crate) fn cipher(&self) -> &PayloadCipher {
+        &self.cipher
+    }
 }
 
 impl std::fmt::Debug for Opening {
@@ -166,8 +267,8 @@ impl Opening {
         expected_context: &Context,
         backend: Backend,
     ) -> Result<Self> {
-        let cipher = unlock(&header, providers, expected_context, backend)?;
-        Ok(Opening { header, cipher })
+        let dek = unwrap_data_key(&header, providers, expected_context)?;
+        Ok(Opening::with_verified_key(header, &dek, backend))
     }
 
     /// [`Opening::unlock`] with async providers (same checks, same order).
@@ -178,14 +279,36 @@ impl Opening {
         backend: Backend,
     ) -> Result<Self> {
         let dek = unwrap_data_key_async(&header, providers, expected_context).await?;
-        let cipher = cipher_for(&header, &dek, backend);
-        Ok(Opening { header, cipher })
+        Ok(Opening::with_verified_key(header, &dek, backend))
     }
 
     /// Opens with a data key already verified for this header (a cached unwrap).
     pub fn with_verified_key(header: Header, dek: &DataKey, backend: Backend) -> Self {
         let cipher = cipher_for(&header, dek, backend);
-        Opening { header, cipher }
+        let parts = PartKeys::new(dek.expose(), &header.salt, &header.digest());
+        Opening {
+            header,
+            cipher,
+            parts,
+            backend,
+        }
+    }
+
+    /// Verifies a part-wise body's manifest (FORMAT.md §17) against this object's key and
+    /// the stored body length, and places its parts: the authenticated map a reader needs
+    /// before it fetches any part.
+    pub fn part_layout(&self, manifest: &[u8], body_len: u64) -> Result<parts::PartLayout> {
+        let chunk_size = self.header.chunk_size;
+        let manifest = parts::Manifest::decode(manifest, &self.parts.manifest_key(), chunk_size)
+            .map_err(Error::PartManifest)?;
+        parts::PartLayout::new(&manifest, chunk_size, body_len).map_err(Error::PartManifest)
+    }
+
+    /// The cipher of one part of a part-wise body, for this crate's opening drivers only.
+    #[allow(dead_code)]
+    pub(crate) fn part_cipher(&self, entry: &parts::PartEntry) -> PayloadCipher {
+        let key = self.parts.part_key(entry.number, &entry.salt);
+        PayloadCipher::new(self.header.suite, self.backend, &key)
     }
 
     /// The header that was unlocked.
@@ -555,4 +678,72 @@ pub fn inspect(header: Header, header_len: u64, ciphertext_len: Option<u64>) -> 
         ciphertext_len,
         layout,
     }
+}
+
+/// Seals one part of a part-wise body (FORMAT.md §17): the part's plaintext as a v1 body
+/// (§6) under the part's own key. Its ciphertext is `parts::part_ciphertext_len` bytes.
+pub fn seal_part_body<R, W>(
+    part: &PartSealing,
+    chunk_size: u32,
+    input: R,
+    output: W,
+    opts: &EngineOptions<'_>,
+) -> Result<StreamStats>
+where
+    R: Read + Send,
+    W: Write,
+{
+    engine::seal(&part.cipher, chunk_size, input, output, opts)
+}
+
+/// Decrypts a part-wise body read from `body` (positioned anywhere; it is sought): all of
+/// it, every part authenticated whole, or only `range`, reading just the covering chunks of
+/// the parts it touches. `layout` comes from [`Opening::part_layout`]. Returns the
+/// plaintext bytes written.
+pub fn open_part_wise<R, W>(
+    opening: &Opening,
+    layout: &parts::PartLayout,
+    mut body: R,
+    range: Option<crate::range::ByteRange>,
+    mut output: W,
+    opts: &EngineOptions<'_>,
+) -> Result<u64>
+where
+    R: Read + std::io::Seek + Send,
+    W: Write,
+{
+    use std::io::SeekFrom;
+    let reads: Vec<parts::PartRead> = match range {
+        Some(r) => layout.plan(r)?.2,
+        None => layout
+            .parts()
+            .iter()
+            .enumerate()
+            .map(|(index, p)| parts::PartRead {
+                index,
+                body_range: p.body_offset
+                    ..p.body_offset
+                        + parts::part_ciphertext_len(p.entry.plaintext_len, layout.chunk_size()),
+                params: OpenParams::default(),
+            })
+            .collect(),
+    };
+    let mut written = 0;
+    for read in reads {
+        let part = &layout.parts()[read.index];
+        let cipher = opening.part_cipher(&part.entry);
+        body.seek(SeekFrom::Start(read.body_range.start))
+            .map_err(|e| Error::io("seeking the body", e))?;
+        let len = read.body_range.end - read.body_range.start;
+        let stats = engine::open(
+            &cipher,
+            layout.chunk_size(),
+            (&mut body).take(len),
+            &mut output,
+            read.params,
+            opts,
+        )?;
+        written += stats.plaintext_bytes;
+    }
+    Ok(written)
 }

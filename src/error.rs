@@ -106,6 +106,11 @@ pub enum Error {
         reason: String,
     },
 
+    /// A part-wise body's manifest (FORMAT.md §17) is malformed, does not authenticate, or
+    /// does not describe the stored body: whole parts were dropped, reordered, added or
+    /// truncated, or the manifest is another object's.
+    PartManifest(crate::parts::ManifestError),
+
     // ---- services ----
     /// A key service (KMS) failed; [`ServiceError::kind`] tells throttling from access
     /// denied from a missing key, and the service's code and request id are kept.
@@ -195,6 +200,7 @@ impl Error {
                 | Error::LastChunkEmpty { .. }
                 | Error::TooManyChunks
                 | Error::ObjectMetadata { .. }
+                | Error::PartManifest(_)
         )
     }
 }
@@ -295,6 +301,10 @@ impl fmt::Display for Error {
             Error::TooManyChunks => write!(
                 f,
                 "more than 2^32 chunks, the format's limit per payload key: the input is corrupt or was not sealed with this chunk size"
+            ),
+            Error::PartManifest(e) => write!(
+                f,
+                "part-wise object: {e}; the stored object is not what its writer completed"
             ),
             Error::ObjectMetadata { object, reason } => {
                 write!(f, "{object}: sealstream object metadata: {reason}")

@@ -117,6 +117,7 @@ pub mod keys;
 #[cfg(feature = "kms")]
 #[cfg_attr(docsrs, doc(cfg(feature = "kms")))]
 pub mod kms;
+pub mod parts;
 mod primitives;
 pub mod range;
 pub mod reader;

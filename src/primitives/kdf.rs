@@ -72,3 +72,73 @@ pub fn derive(dek: &[u8; 32], salt: &[u8; 32], header_digest: &[u8; 32]) -> Deri
 pub fn commitment_matches(stored: &[u8; COMMITMENT_LEN], derived: &[u8; COMMITMENT_LEN]) -> bool {
     stored.ct_eq(derived).into()
 }
+
+/// HKDF info label for the key of one part of a part-wise body (FORMAT.md §17).
+pub const PART_KEY_LABEL: &[u8] = b"sealstream v1 part key";
+/// HKDF info label for the MAC key of a part-wise body's manifest (FORMAT.md §17).
+pub const MANIFEST_KEY_LABEL: &[u8] = b"sealstream v1 part manifest key";
+/// Bytes of the random salt each part of a part-wise body is sealed under.
+pub const PART_SALT_LEN: usize = 16;
+
+/// The keys of a part-wise body (FORMAT.md §17): one per uploaded part, plus the manifest's
+/// MAC key, all expanded from the object's PRK and header digest. Held by `Sealing` and
+/// `Opening` so that parts can be keyed on demand without keeping the data key itself.
+///
+/// Zeroization: the PRK lives only inside the self-wiping HMAC states of `Hkdf` (checked at
+/// compile time above); derived keys are returned in `Zeroizing` buffers.
+#[derive(Clone)]
+pub struct PartKeys {
+    hk: Hkdf<Sha256>,
+    header_digest: [u8; 32],
+}
+
+impl std::fmt::Debug for PartKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PartKeys { .. }")
+    }
+}
+
+impl PartKeys {
+    /// Extracts the object's PRK from the data key and salt (the same PRK as [`derive`]).
+    pub fn new(dek: &[u8; 32], salt: &[u8; 32], header_digest: &[u8; 32]) -> Self {
+        let (mut prk, hk) = Hkdf::<Sha256>::extract(Some(salt), dek);
+        prk.as_mut_slice().zeroize();
+        PartKeys {
+            hk,
+            header_digest: *header_digest,
+        }
+    }
+
+    /// `HKDF-Expand(PRK, PART_KEY_LABEL || H || BE32(number) || part_salt, 32)`.
+    pub fn part_key(&self, number: u32, part_salt: &[u8; PART_SALT_LEN]) -> Zeroizing<[u8; 32]> {
+        let mut info = [0u8; 22 + 32 + 4 + PART_SALT_LEN];
+        let n = PART_KEY_LABEL.len();
+        info[..n].copy_from_slice(PART_KEY_LABEL);
+        info[n..n + 32].copy_from_slice(&self.header_digest);
+        info[n + 32..n + 36].copy_from_slice(&number.to_be_bytes());
+        info[n + 36..].copy_from_slice(part_salt);
+        self.expand(&info)
+    }
+
+    /// `HKDF-Expand(PRK, MANIFEST_KEY_LABEL || H, 32)`: the manifest's HMAC-SHA-256 key.
+    pub fn manifest_key(&self) -> Zeroizing<[u8; 32]> {
+        let mut info = [0u8; 31 + 32];
+        let n = MANIFEST_KEY_LABEL.len();
+        info[..n].copy_from_slice(MANIFEST_KEY_LABEL);
+        info[n..].copy_from_slice(&self.header_digest);
+        self.expand(&info)
+    }
+
+    fn expand(&self, info: &[u8]) -> Zeroizing<[u8; 32]> {
+        let mut out = Zeroizing::new([0u8; 32]);
+        // 32-byte outputs are far below HKDF-SHA-256's 8160-byte maximum: expand cannot fail.
+        #[allow(clippy::expect_used)]
+        self.hk
+            .expand(info, &mut out[..])
+            .expect("32-byte HKDF output is within limits");
+        out
+    }
+}
+
+// The label lengths the fixed-size info buffers above are laid out for.
+const _: () = assert!(PART_KEY_LABEL.len() == 22 && MANIFEST_KEY_LABEL.len() == 31);
