@@ -8,8 +8,66 @@
 use std::fmt;
 use std::io;
 
-#[doc(no_inline)]
-pub use crate::format::HeaderError;
+/// What went wrong in a header that failed to parse ([`crate::format`]'s error, also
+/// reachable as `sealstream::format::HeaderError`).
+///
+/// Kept separate from [`Error`] (which wraps it as [`Error::Header`]) so that callers
+/// (tests, fuzzers, other tools) can match the exact structural fault without string
+/// comparisons. It is declared here so that `error` imports no other module; its messages,
+/// which quote the format's limits, are written in `format`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HeaderError {
+    /// The input does not start with the sealstream magic bytes.
+    BadMagic,
+    /// The format version byte is not one this build understands.
+    UnsupportedVersion(u8),
+    /// The suite id is not assigned.
+    UnknownSuite(u8),
+    /// A reserved field is not zero.
+    ReservedNonZero,
+    /// The chunk size is outside the allowed range.
+    ChunkSizeOutOfRange(u32),
+    /// The declared header length is outside the allowed range.
+    HeaderLenOutOfRange(u32),
+    /// The declared header length disagrees with the fields it contains.
+    HeaderLenMismatch {
+        /// Length stored in the header.
+        declared: u32,
+        /// Length the fields actually occupy.
+        actual: u64,
+    },
+    /// The input ended inside the header.
+    Truncated,
+    /// Too many encryption-context pairs.
+    TooManyContextPairs(usize),
+    /// A context key or value is too long, empty where it must not be, or the block too large.
+    ContextFieldLength,
+    /// A context key or value is not valid UTF-8.
+    ContextNotUtf8,
+    /// Context keys are not strictly increasing (non-canonical or duplicate).
+    ContextNotCanonical,
+    /// No wrapped-key stanza at all.
+    NoStanzas,
+    /// More stanzas than allowed.
+    TooManyStanzas(usize),
+    /// A stanza's provider id is empty, too long or has a forbidden character.
+    BadProviderId,
+    /// A stanza's key id is empty, too long or not printable ASCII.
+    BadKeyId,
+    /// A stanza's wrapped key is empty or too long.
+    BadWrappedKeyLength(usize),
+    /// Bytes follow a header that must stand alone (object-form metadata, a companion
+    /// object, `--header-from`): FORMAT.md §15.2 forbids them, so nothing is ignored.
+    TrailingBytes {
+        /// The header's length.
+        header_len: u64,
+        /// Bytes given in all (at least this many).
+        given: u64,
+    },
+}
+
+impl std::error::Error for HeaderError {}
 
 /// Why a stanza could not be unwrapped, reported per stanza so users can see each reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
