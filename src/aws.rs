@@ -1,13 +1,13 @@
-//! AWS plumbing shared by [`crate::kms`] and [`crate::s3`]: one way to load the standard
+//! AWS plumbing shared by `kms` and `s3` (features of the same names): one way to load the standard
 //! configuration chain (credentials, region, profile, `AWS_ENDPOINT_URL…`), with the HTTPS
 //! client on rustls + ring (no second crypto library, no C build) and the SDK's standard
 //! retry mode (exponential backoff with jitter for throttling and transient faults).
 //!
 //! It also holds what both services need so that a failure is bounded and explained:
-//! - an explicit `--profile` wins over credentials in the environment, and an unknown
+//! - an explicitly named profile wins over credentials in the environment, and an unknown
 //!   profile is a usage error ([`load_config`]);
 //! - [`RetryNotes`] says on stderr, one line per retry, what is retried and why;
-//! - [`S3Timeouts`] gives every S3 operation a bound that fits it, and the first-byte
+//! - `S3Timeouts` (feature `s3`) gives every S3 operation a bound that fits it, and the first-byte
 //!   timeout starts when the request body has been sent (see docs/S3.md);
 //! - [`transport_failure`] turns an SDK error that is not the service's own answer (no
 //!   credentials, refused, DNS, timeout…) into one sentence, never a `Debug` dump.
@@ -69,7 +69,7 @@ pub fn load_config(rt: &tokio::runtime::Runtime, o: &AwsOptions) -> Result<aws_c
 }
 
 /// [`load_config`] as a future, for callers inside a runtime (any flavor): the async-first
-/// [`crate::s3::S3::connect`] uses it, so no private runtime and no `block_on` is needed.
+/// `s3::S3::connect` uses it, so no private runtime and no `block_on` is needed.
 pub async fn load_sdk_config(o: &AwsOptions) -> Result<aws_config::SdkConfig> {
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
