@@ -23,109 +23,104 @@ fn size() -> usize {
         << 20
 }
 
+/// The variants measured, in the order of [`Setup::run`]'s index.
+const NAMES: [&str; 8] = [
+    "seal/sync",
+    "seal/async-current-thread",
+    "seal/async-multi-thread",
+    "seal/EncryptWriter",
+    "open/sync",
+    "open/async-current-thread",
+    "open/async-multi-thread",
+    "open/DecryptReader",
+];
+
+/// The input, its ciphertext, the cipher and both runtimes: what every variant runs on.
+struct Setup {
+    pt: Vec<u8>,
+    ct: Vec<u8>,
+    cipher: PayloadCipher,
+    opts: EngineOptions<'static>,
+    current: tokio::runtime::Runtime,
+    multi: tokio::runtime::Runtime,
+}
+
+impl Setup {
+    fn new(size: usize) -> Setup {
+        let pt = vec![0x17u8; size];
+        let cipher = PayloadCipher::new(Suite::Aes256Gcm, Backend::Ring, &[3; 32]);
+        let opts = EngineOptions::default();
+        let current = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let multi = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        let mut ct = Vec::with_capacity(size + size / 1000);
+        stream::seal(&cipher, CS, &pt[..], &mut ct, &opts).unwrap();
+        Setup {
+            pt,
+            ct,
+            cipher,
+            opts,
+            current,
+            multi,
+        }
+    }
+
+    /// One run of variant `v` (`NAMES[v]`): seals into `out` (cleared first) or opens into
+    /// a sink; `buf` is the `DecryptReader`'s read buffer.
+    fn run(&self, v: usize, out: &mut Vec<u8>, buf: &mut [u8]) {
+        let (cipher, opts) = (&self.cipher, &self.opts);
+        let (pt, ct) = (&self.pt[..], &self.ct[..]);
+        out.clear();
+        let r = match v {
+            0 => stream::seal(cipher, CS, pt, &mut *out, opts),
+            1 | 2 => {
+                let rt = if v == 1 { &self.current } else { &self.multi };
+                rt.block_on(aio::seal(cipher, CS, pt, &mut *out, opts))
+            }
+            3 => self.current.block_on(async {
+                let mut w = aio::EncryptWriter::new(cipher, CS, &mut *out, opts).unwrap();
+                w.write_all(pt).await.unwrap();
+                w.shutdown().await.unwrap();
+                Ok(w.stats())
+            }),
+            4 => stream::open(cipher, CS, ct, io::sink(), OpenParams::default(), opts),
+            5 | 6 => {
+                let rt = if v == 5 { &self.current } else { &self.multi };
+                rt.block_on(aio::open(
+                    cipher,
+                    CS,
+                    ct,
+                    tokio::io::sink(),
+                    OpenParams::default(),
+                    opts,
+                ))
+            }
+            _ => self.current.block_on(async {
+                let mut r =
+                    aio::DecryptReader::new(cipher, CS, ct, OpenParams::default(), opts).unwrap();
+                while r.read(buf).await.unwrap() > 0 {}
+                Ok(r.stats())
+            }),
+        };
+        r.unwrap();
+    }
+}
+
 fn async_vs_sync(c: &mut Criterion) {
     let size = size();
-    let pt = vec![0x17u8; size];
-    let cipher = PayloadCipher::new(Suite::Aes256Gcm, Backend::Ring, &[3; 32]);
-    let opts = EngineOptions::default();
-    let current = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    let multi = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .unwrap();
-    let mut ct = Vec::with_capacity(size + size / 1000);
-    stream::seal(&cipher, CS, &pt[..], &mut ct, &opts).unwrap();
-    let mut out = Vec::with_capacity(ct.len());
-
+    let s = Setup::new(size);
+    let mut out = Vec::with_capacity(s.ct.len());
+    let mut buf = vec![0u8; 256 * 1024];
     let mut g = c.benchmark_group("async_vs_sync");
     g.sample_size(10);
     g.throughput(Throughput::Bytes(size as u64));
-    g.bench_function("seal/sync", |b| {
-        b.iter(|| {
-            out.clear();
-            stream::seal(&cipher, CS, &pt[..], &mut out, &opts).unwrap()
-        })
-    });
-    g.bench_function("seal/async-current-thread", |b| {
-        b.iter(|| {
-            out.clear();
-            current
-                .block_on(aio::seal(&cipher, CS, &pt[..], &mut out, &opts))
-                .unwrap()
-        })
-    });
-    g.bench_function("seal/async-multi-thread", |b| {
-        b.iter(|| {
-            out.clear();
-            multi
-                .block_on(aio::seal(&cipher, CS, &pt[..], &mut out, &opts))
-                .unwrap()
-        })
-    });
-    g.bench_function("seal/EncryptWriter", |b| {
-        b.iter(|| {
-            out.clear();
-            current.block_on(async {
-                let mut w = aio::EncryptWriter::new(&cipher, CS, &mut out, &opts).unwrap();
-                w.write_all(&pt).await.unwrap();
-                w.shutdown().await.unwrap();
-            })
-        })
-    });
-    g.bench_function("open/sync", |b| {
-        b.iter(|| {
-            stream::open(
-                &cipher,
-                CS,
-                &ct[..],
-                io::sink(),
-                OpenParams::default(),
-                &opts,
-            )
-            .unwrap()
-        })
-    });
-    g.bench_function("open/async-current-thread", |b| {
-        b.iter(|| {
-            current
-                .block_on(aio::open(
-                    &cipher,
-                    CS,
-                    &ct[..],
-                    tokio::io::sink(),
-                    OpenParams::default(),
-                    &opts,
-                ))
-                .unwrap()
-        })
-    });
-    g.bench_function("open/async-multi-thread", |b| {
-        b.iter(|| {
-            multi
-                .block_on(aio::open(
-                    &cipher,
-                    CS,
-                    &ct[..],
-                    tokio::io::sink(),
-                    OpenParams::default(),
-                    &opts,
-                ))
-                .unwrap()
-        })
-    });
-    let mut buf = vec![0u8; 256 * 1024];
-    g.bench_function("open/DecryptReader", |b| {
-        b.iter(|| {
-            current.block_on(async {
-                let mut r =
-                    aio::DecryptReader::new(&cipher, CS, &ct[..], OpenParams::default(), &opts)
-                        .unwrap();
-                while r.read(&mut buf).await.unwrap() > 0 {}
-            })
-        })
-    });
+    for (v, name) in NAMES.iter().enumerate() {
+        g.bench_function(*name, |b| b.iter(|| s.run(v, &mut out, &mut buf)));
+    }
     g.finish();
 }
 
@@ -135,71 +130,11 @@ fn async_vs_sync(c: &mut Criterion) {
 fn interleaved(rounds: usize) {
     use std::time::Instant;
     let size = size();
-    let pt = vec![0x17u8; size];
-    let cipher = PayloadCipher::new(Suite::Aes256Gcm, Backend::Ring, &[3; 32]);
-    let opts = EngineOptions::default();
-    let current = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    let multi = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .unwrap();
-    let mut ct = Vec::with_capacity(size + size / 1000);
-    stream::seal(&cipher, CS, &pt[..], &mut ct, &opts).unwrap();
-    let mut out = Vec::with_capacity(ct.len());
-    let names = [
-        "seal/sync",
-        "seal/async-current-thread",
-        "seal/async-multi-thread",
-        "seal/EncryptWriter",
-        "open/sync",
-        "open/async-current-thread",
-        "open/async-multi-thread",
-        "open/DecryptReader",
-    ];
+    let s = Setup::new(size);
+    let mut out = Vec::with_capacity(s.ct.len());
     let mut buf = vec![0u8; 256 * 1024];
-    let mut run = |v: usize, out: &mut Vec<u8>| {
-        out.clear();
-        let r = match v {
-            0 => stream::seal(&cipher, CS, &pt[..], &mut *out, &opts),
-            1 => current.block_on(aio::seal(&cipher, CS, &pt[..], &mut *out, &opts)),
-            2 => multi.block_on(aio::seal(&cipher, CS, &pt[..], &mut *out, &opts)),
-            3 => current.block_on(async {
-                let mut w = aio::EncryptWriter::new(&cipher, CS, &mut *out, &opts).unwrap();
-                w.write_all(&pt).await.unwrap();
-                w.shutdown().await.unwrap();
-                Ok(w.stats())
-            }),
-            4 => stream::open(
-                &cipher,
-                CS,
-                &ct[..],
-                io::sink(),
-                OpenParams::default(),
-                &opts,
-            ),
-            5 | 6 => {
-                let rt = if v == 5 { &current } else { &multi };
-                rt.block_on(aio::open(
-                    &cipher,
-                    CS,
-                    &ct[..],
-                    tokio::io::sink(),
-                    OpenParams::default(),
-                    &opts,
-                ))
-            }
-            _ => current.block_on(async {
-                let mut r =
-                    aio::DecryptReader::new(&cipher, CS, &ct[..], OpenParams::default(), &opts)
-                        .unwrap();
-                while r.read(&mut buf).await.unwrap() > 0 {}
-                Ok(r.stats())
-            }),
-        };
-        r.unwrap();
-    };
+    let names = NAMES;
+    let mut run = |v: usize, out: &mut Vec<u8>| s.run(v, out, &mut buf);
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
     for v in 0..names.len() {
         run(v, &mut out); // warm-up

@@ -1,13 +1,13 @@
-//! AWS plumbing shared by [`crate::kms`] and [`crate::s3`]: one way to load the standard
+//! AWS plumbing shared by `kms` and `s3` (features of the same names): one way to load the standard
 //! configuration chain (credentials, region, profile, `AWS_ENDPOINT_URL…`), with the HTTPS
 //! client on rustls + ring (no second crypto library, no C build) and the SDK's standard
 //! retry mode (exponential backoff with jitter for throttling and transient faults).
 //!
 //! It also holds what both services need so that a failure is bounded and explained:
-//! - an explicit `--profile` wins over credentials in the environment, and an unknown
+//! - an explicitly named profile wins over credentials in the environment, and an unknown
 //!   profile is a usage error ([`load_config`]);
 //! - [`RetryNotes`] says on stderr, one line per retry, what is retried and why;
-//! - [`S3Timeouts`] gives every S3 operation a bound that fits it, and the first-byte
+//! - `S3Timeouts` (feature `s3`) gives every S3 operation a bound that fits it, and the first-byte
 //!   timeout starts when the request body has been sent (see docs/S3.md);
 //! - [`transport_failure`] turns an SDK error that is not the service's own answer (no
 //!   credentials, refused, DNS, timeout…) into one sentence, never a `Debug` dump.
@@ -69,7 +69,7 @@ pub fn load_config(rt: &tokio::runtime::Runtime, o: &AwsOptions) -> Result<aws_c
 }
 
 /// [`load_config`] as a future, for callers inside a runtime (any flavor): the async-first
-/// [`crate::s3::S3::connect`] uses it, so no private runtime and no `block_on` is needed.
+/// `s3::S3::connect` uses it, so no private runtime and no `block_on` is needed.
 pub async fn load_sdk_config(o: &AwsOptions) -> Result<aws_config::SdkConfig> {
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
@@ -128,10 +128,10 @@ async fn check_profile(name: &str) -> Result<()> {
     match set {
         Ok(set) if set.get_profile(name).is_some() => Ok(()),
         Ok(_) => Err(Error::InvalidArgument(format!(
-            "AWS profile '{name}' is not defined in {files}; check the name given to --profile"
+            "AWS profile '{name}' is not defined in {files}; check the AWS profile name"
         ))),
         Err(e) => Err(Error::InvalidArgument(format!(
-            "cannot read the AWS profile files ({files}) for --profile {name}: {}",
+            "cannot read the AWS profile files ({files}) for the AWS profile '{name}': {}",
             one_line(&e.to_string())
         ))),
     }
@@ -435,6 +435,10 @@ impl Intercept for S3Timeouts {
 
 // ---- errors that are not the service's answer ----------------------------------------
 
+/// What a missing credential chain is reported as. Names the library-level remedies only;
+/// the CLI adds its `--profile` flag (by error kind).
+const NO_CREDENTIALS: &str = "no AWS credentials found (environment, shared config and credentials files, web identity, container and instance metadata were tried); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY";
+
 /// Why a call got no usable answer from the service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Transport {
@@ -487,11 +491,11 @@ impl Transport {
         }
     }
 
-    /// [`Transport::sentence`] without any command-line flag: what a library reports (the
-    /// CLI appends the flags that raise a bound or pick a profile, by error kind).
+    /// [`Transport::sentence`] without the advice to raise a bound: for callers whose bounds
+    /// are not the user's to raise through this library (S3's), where the CLI appends the
+    /// flags that raise a bound or pick a profile, by error kind.
     pub fn plain_sentence(&self, service: &str, endpoint: &str) -> String {
         match self {
-            Transport::NoCredentials => "no AWS credentials found (environment, shared config and credentials files, web identity, container and instance metadata were tried); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".into(),
             Transport::Timeout(m) => format!(
                 "no answer from {service} at {endpoint} in time ({m}); check the endpoint and the network"
             ),
@@ -503,11 +507,11 @@ impl Transport {
     }
 
     /// One sentence: what happened, and what to do.
-    /// `service` is "S3"/"KMS", `endpoint` what was called, `timeout_flags` the flags
-    /// that raise the bounds.
-    pub fn sentence(&self, service: &str, endpoint: &str, timeout_flags: &str) -> String {
+    /// `service` is "S3"/"KMS", `endpoint` what was called, `timeout_advice` the setting
+    /// that raises the bounds, in the caller's terms (KMS names its client configuration).
+    pub fn sentence(&self, service: &str, endpoint: &str, timeout_advice: &str) -> String {
         match self {
-            Transport::NoCredentials => "no AWS credentials found (environment, shared config and credentials files, web identity, container and instance metadata were tried); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or pass --profile NAME for a configured profile".into(),
+            Transport::NoCredentials => NO_CREDENTIALS.into(),
             Transport::Credentials(m) => format!(
                 "could not load AWS credentials: {m}; check the profile or the environment's AWS_* variables"
             ),
@@ -518,10 +522,10 @@ impl Transport {
                 "cannot resolve the host of {service} at {endpoint}; check the endpoint (AWS_ENDPOINT_URL), the region and the network"
             ),
             Transport::Timeout(m) => format!(
-                "no answer from {service} at {endpoint} in time ({m}); check the endpoint and the network, or raise {timeout_flags}"
+                "no answer from {service} at {endpoint} in time ({m}); check the endpoint and the network, or raise {timeout_advice}"
             ),
             Transport::Stalled => format!(
-                "the transfer with {service} at {endpoint} stalled (no progress for the grace period); check the network, or raise {timeout_flags}"
+                "the transfer with {service} at {endpoint} stalled (no progress for the grace period); check the network, or raise {timeout_advice}"
             ),
             Transport::Closed => format!(
                 "{service} at {endpoint} closed the connection before answering; check the endpoint and any proxy in between, then retry"
@@ -662,6 +666,8 @@ mod tests {
         ] {
             let s = t.plain_sentence("S3", "http://ep");
             assert!(!s.contains("--"), "{s}");
+            let k = t.sentence("KMS", "http://ep", "the KMS timeout");
+            assert!(!k.contains("--"), "{k}");
             assert!(s.contains("S3") || s.contains("credentials"), "{s}");
         }
     }
@@ -740,7 +746,7 @@ mod tests {
         assert_eq!(classify(&refused), Some(Transport::Refused));
         let dns = Wrap(std::io::Error::other("dns error: failed to lookup address"));
         assert_eq!(classify(&dns), Some(Transport::Dns));
-        let s = Transport::Refused.sentence("S3", "http://127.0.0.1:9", "--s3-timeout");
+        let s = Transport::Refused.sentence("S3", "http://127.0.0.1:9", "the timeout");
         assert!(s.contains("http://127.0.0.1:9") && !s.contains('\n'), "{s}");
         let long = "x".repeat(1000) + "\nsecond line";
         assert!(one_line(&long).chars().count() <= 201);

@@ -8,7 +8,7 @@
 use std::io::{Read, Write};
 
 use crate::engine::{self, EngineOptions, OpenParams, StreamStats};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, RewrapRefusal, StanzaFailure};
 use crate::format::{Context, Header, Layout, SALT_LEN, Stanza, Suite, limits};
 use crate::keys::{self, AsyncKeyProvider, DataKey, Inline, KeyProvider, block_on, inline};
 use crate::parts;
@@ -458,7 +458,7 @@ where
 /// Unwraps with `unlock_with` (verifying the commitment), drops stanzas whose key id is in
 /// `remove` (as `key_id` or `provider:key_id`), and wraps for every key in `add` (replacing a
 /// stanza of the same key). Refuses to leave the object with no stanza, and, when removing,
-/// refuses ([`Error::InvalidArgument`], exit 2) unless a stanza of the new list verifies against the
+/// refuses ([`Error::RewrapRefused`]) unless a stanza of the new list verifies against the
 /// key commitment with the keys at hand (`unlock_with` and `add`): removing the one stanza
 /// that works while keeping one that never does would lock the data out.
 pub fn rewrap(
@@ -493,9 +493,7 @@ async fn rewrap_core<P: AsyncKeyProvider + ?Sized>(
     let dek = unwrap_data_key_core(header, unlock_with, &Context::new()).await?;
     for r in remove {
         if !header.stanzas.iter().any(|s| stanza_named(s, r)) {
-            return Err(Error::InvalidArgument(format!(
-                "--remove-key {r}: the file has no stanza with that key id (see `sealstream inspect`)"
-            )));
+            return Err(Error::RewrapRefused(RewrapRefusal::NoSuchStanza(r.clone())));
         }
     }
     let mut stanzas: Vec<Stanza> = header
@@ -510,9 +508,7 @@ async fn rewrap_core<P: AsyncKeyProvider + ?Sized>(
         stanzas.push(p.wrap(&dek, &header.context).await?);
     }
     if stanzas.is_empty() {
-        return Err(Error::InvalidArgument(
-            "rewrap would remove every wrapped key and make the file undecryptable; add a key with --add-key".into(),
-        ));
+        return Err(Error::RewrapRefused(RewrapRefusal::NoStanzaLeft));
     }
     let new = Header {
         stanzas,
@@ -526,7 +522,7 @@ async fn rewrap_core<P: AsyncKeyProvider + ?Sized>(
     Ok(new)
 }
 
-/// `--remove-key` guard: some stanza of `new` must verify against the key commitment.
+/// The removal guard: some stanza of `new` must verify against the key commitment.
 ///
 /// Kept stanzas (`new.stanzas[..kept]`) are checked with every key at hand; if none
 /// verifies, each added stanza is unwrapped by the provider that just wrapped it (for KMS
@@ -544,23 +540,21 @@ async fn refuse_lockout<P: AsyncKeyProvider + ?Sized>(
             return Ok(());
         }
     }
-    let mut why = String::new();
+    let mut added = None;
     for (p, s) in add.iter().zip(&new.stanzas[kept..]) {
         match check_with(new, &digest, s, *p).await {
             StanzaCheck::Verified => return Ok(()),
             StanzaCheck::Failed(e) => {
-                why = format!(
-                    " (the added key {} could not open its own stanza: {})",
-                    crate::text::escape(p.key_id()),
-                    crate::text::escape(&e.to_string())
-                );
+                added = Some(StanzaFailure {
+                    provider: s.provider.clone(),
+                    key_id: p.key_id().to_string(),
+                    reason: e.to_string(),
+                });
             }
             StanzaCheck::NotChecked => {}
         }
     }
-    Err(Error::InvalidArgument(format!(
-        "--remove-key refused: none of the stanzas that would remain verifies with the keys you gave, so the file could become undecryptable{why}; keep a stanza whose key you pass with -k/--kms-key, or add one with --add-key"
-    )))
+    Err(Error::RewrapRefused(RewrapRefusal::WouldLockOut { added }))
 }
 
 fn stanza_named(s: &Stanza, name: &str) -> bool {
@@ -746,4 +740,39 @@ where
         written += stats.plaintext_bytes;
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::LocalKey;
+    use crate::error::RewrapRefusal;
+
+    /// Rewrap refusals are typed (the CLI words them with its flags) and their own text
+    /// names no command-line flag.
+    #[test]
+    fn rewrap_refusals_are_typed_and_flag_free() {
+        let (a, b) = (LocalKey::from_bytes([1; 32]), LocalKey::from_bytes([2; 32]));
+        let mut sealed = Vec::new();
+        let keys: [&dyn KeyProvider; 1] = [&a];
+        encrypt(&b"x"[..], &mut sealed, &keys, &EncryptParams::default()).unwrap();
+        let (header, _) = Header::parse(&sealed).unwrap();
+        let cases = [
+            (
+                vec![b.id().to_string()],
+                RewrapRefusal::NoSuchStanza(b.id().into()),
+            ),
+            (vec![a.id().to_string()], RewrapRefusal::NoStanzaLeft),
+        ];
+        for (remove, want) in cases {
+            match rewrap(&header, &keys, &[], &remove) {
+                Err(Error::RewrapRefused(got)) => {
+                    assert_eq!(got, want);
+                    let text = Error::RewrapRefused(got).to_string();
+                    assert!(!text.contains("--") && !text.contains(" -"), "{text}");
+                }
+                other => panic!("{remove:?}: {other:?}"),
+            }
+        }
+    }
 }

@@ -8,8 +8,66 @@
 use std::fmt;
 use std::io;
 
-#[doc(no_inline)]
-pub use crate::format::HeaderError;
+/// What went wrong in a header that failed to parse ([`crate::format`]'s error, also
+/// reachable as `sealstream::format::HeaderError`).
+///
+/// Kept separate from [`Error`] (which wraps it as [`Error::Header`]) so that callers
+/// (tests, fuzzers, other tools) can match the exact structural fault without string
+/// comparisons. It is declared here so that `error` imports no other module; its messages,
+/// which quote the format's limits, are written in `format`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HeaderError {
+    /// The input does not start with the sealstream magic bytes.
+    BadMagic,
+    /// The format version byte is not one this build understands.
+    UnsupportedVersion(u8),
+    /// The suite id is not assigned.
+    UnknownSuite(u8),
+    /// A reserved field is not zero.
+    ReservedNonZero,
+    /// The chunk size is outside the allowed range.
+    ChunkSizeOutOfRange(u32),
+    /// The declared header length is outside the allowed range.
+    HeaderLenOutOfRange(u32),
+    /// The declared header length disagrees with the fields it contains.
+    HeaderLenMismatch {
+        /// Length stored in the header.
+        declared: u32,
+        /// Length the fields actually occupy.
+        actual: u64,
+    },
+    /// The input ended inside the header.
+    Truncated,
+    /// Too many encryption-context pairs.
+    TooManyContextPairs(usize),
+    /// A context key or value is too long, empty where it must not be, or the block too large.
+    ContextFieldLength,
+    /// A context key or value is not valid UTF-8.
+    ContextNotUtf8,
+    /// Context keys are not strictly increasing (non-canonical or duplicate).
+    ContextNotCanonical,
+    /// No wrapped-key stanza at all.
+    NoStanzas,
+    /// More stanzas than allowed.
+    TooManyStanzas(usize),
+    /// A stanza's provider id is empty, too long or has a forbidden character.
+    BadProviderId,
+    /// A stanza's key id is empty, too long or not printable ASCII.
+    BadKeyId,
+    /// A stanza's wrapped key is empty or too long.
+    BadWrappedKeyLength(usize),
+    /// Bytes follow a header that must stand alone (object-form metadata, a companion
+    /// object, `--header-from`): FORMAT.md §15.2 forbids them, so nothing is ignored.
+    TrailingBytes {
+        /// The header's length.
+        header_len: u64,
+        /// Bytes given in all (at least this many).
+        given: u64,
+    },
+}
+
+impl std::error::Error for HeaderError {}
 
 /// Why a stanza could not be unwrapped, reported per stanza so users can see each reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +78,64 @@ pub struct StanzaFailure {
     pub key_id: String,
     /// Human-readable reason.
     pub reason: String,
+}
+
+/// Why a rewrap ([`crate::envelope::rewrap`]) refused to build a new header.
+///
+/// Each case is a request that would remove access to the data or cannot be carried out;
+/// nothing was changed, and the remedy is to ask differently.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RewrapRefusal {
+    /// A key named for removal (as `key_id` or `provider:key_id`) has no stanza in the
+    /// header.
+    NoSuchStanza(String),
+    /// The new header would have no stanza at all: nothing could ever decrypt it.
+    NoStanzaLeft,
+    /// Stanzas were to be removed, but none of those that would remain verifies against
+    /// the key commitment with the keys given, so the data could be locked out.
+    WouldLockOut {
+        /// An added key that could not open the stanza it had just written, and why
+        /// (`None` when no added key was tried).
+        added: Option<StanzaFailure>,
+    },
+}
+
+impl fmt::Display for RewrapRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RewrapRefusal::NoSuchStanza(name) => write!(
+                f,
+                "cannot remove key '{}': the header has no stanza with that key id (its stanzas list them)",
+                crate::text::escape(name)
+            ),
+            RewrapRefusal::NoStanzaLeft => f.write_str(
+                "rewrap would remove every wrapped key and make the file undecryptable; add a key",
+            ),
+            RewrapRefusal::WouldLockOut { added } => write!(
+                f,
+                "removing those keys was refused: none of the stanzas that would remain verifies \
+                 with the keys given, so the file could become undecryptable{}; keep a stanza \
+                 whose key is among the unlocking keys, or add a key",
+                RewrapRefusal::why(added)
+            ),
+        }
+    }
+}
+
+impl RewrapRefusal {
+    /// The parenthesis naming the added key that failed, or nothing: shared with the CLI's
+    /// wording of [`RewrapRefusal::WouldLockOut`].
+    pub fn why(added: &Option<StanzaFailure>) -> String {
+        match added {
+            Some(s) => format!(
+                " (the added key {} could not open its own stanza: {})",
+                crate::text::escape(&s.key_id),
+                crate::text::escape(&s.reason)
+            ),
+            None => String::new(),
+        }
+    }
 }
 
 /// Every failure sealstream reports.
@@ -33,9 +149,13 @@ pub struct StanzaFailure {
 pub enum Error {
     // ---- the request ----
     /// The caller asked for something invalid: a parameter out of range, an unsatisfiable
-    /// byte range, a context that breaks the format's limits, a rewrap that would leave no
-    /// usable key. The message says which value and what is allowed.
+    /// byte range, a context that breaks the format's limits. The message says which value
+    /// and what is allowed.
     InvalidArgument(String),
+    /// A rewrap was refused because of what it was asked to do (remove a key the header
+    /// does not have, or leave no stanza that the keys at hand can verify); the header was
+    /// not changed. Typed, so that a caller (the CLI) can word the remedy in its own terms.
+    RewrapRefused(RewrapRefusal),
 
     // ---- the environment: files and streams ----
     /// An I/O operation failed; the string says which file or stream.
@@ -215,6 +335,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::InvalidArgument(m) => write!(f, "{m}"),
+            Error::RewrapRefused(r) => write!(f, "{r}"),
             Error::Io { what, source } => write!(f, "{what}: {source}"),
             Error::OutputExists(p) => write!(
                 f,

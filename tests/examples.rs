@@ -246,7 +246,7 @@ fn plaintext(len: usize) -> Vec<u8> {
 }
 
 fn bucket() -> String {
-    moto::unique("ex").to_ascii_lowercase().replace('_', "-")
+    moto::unique_bucket("ex")
 }
 
 #[test]

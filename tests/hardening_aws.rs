@@ -32,6 +32,14 @@ use common::*;
 /// below "hangs silently for 15 minutes". Only a safety net so CI cannot hang.
 const WALL_LIMIT: Duration = Duration::from_secs(100);
 
+/// A KMS key no test creates: every call naming it fails (or never leaves) before its
+/// existence matters.
+const ARN: &str = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+/// Encrypts p.bin for [`ARN`]: the KMS command of these tests.
+const KMS_ENCRYPT: [&str; 6] = ["encrypt", "p.bin", "-o", "p.seal", "--kms-key", ARN];
+/// Decrypts an S3 object with the local key into out.bin: the S3 command of these tests.
+const S3_DECRYPT: [&str; 6] = ["decrypt", "-k", "k.key", "s3://bucket/obj", "-o", "out.bin"];
+
 /// A scratch dir with a local key, a small plaintext and an AWS environment that points
 /// at `endpoint` with private (empty) AWS config files and no instance metadata.
 struct Env {
@@ -322,7 +330,7 @@ fn stalled_endpoint_encrypt_and_decrypt_fail_with_exit_6_naming_endpoint_and_tim
     let stalled = Stalled::start();
     for args in [
         &["encrypt", "-k", "k.key", "p.bin", "-o", "s3://bucket/obj"][..],
-        &["decrypt", "-k", "k.key", "s3://bucket/obj", "-o", "out.bin"][..],
+        &S3_DECRYPT[..],
     ] {
         let mut c = e.cmd(&stalled.url, true);
         Env::env_credentials(&mut c);
@@ -348,7 +356,7 @@ fn stalled_endpoint_encrypt_and_decrypt_fail_with_exit_6_naming_endpoint_and_tim
 fn retries_against_a_stalled_endpoint_are_announced_unless_quiet() {
     let e = Env::new();
     let stalled = Stalled::start();
-    let args = ["decrypt", "-k", "k.key", "s3://bucket/obj", "-o", "out.bin"];
+    let args = S3_DECRYPT;
 
     let mut c = e.cmd(&stalled.url, false);
     Env::env_credentials(&mut c);
@@ -418,7 +426,7 @@ fn no_credentials_is_one_sentence_with_the_right_exit_code() {
     // Nothing would answer anyway: the failure must be found before any connection.
     let ep = refused_endpoint();
     let mut c = e.cmd(&ep, true);
-    c.args(["decrypt", "-k", "k.key", "s3://bucket/obj", "-o", "out.bin"]);
+    c.args(S3_DECRYPT);
     let o = run_bounded(&mut c);
     let err = assert_one_short_line(&o, "S3 without credentials");
     assert_eq!(code(&o), 6, "{err}");
@@ -426,14 +434,7 @@ fn no_credentials_is_one_sentence_with_the_right_exit_code() {
     assert!(err.contains("AWS_ACCESS_KEY_ID"), "says what to do: {err}");
 
     let mut c = e.cmd(&ep, true);
-    c.args([
-        "encrypt",
-        "p.bin",
-        "-o",
-        "p.seal",
-        "--kms-key",
-        "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
-    ]);
+    c.args(KMS_ENCRYPT);
     let o = run_bounded(&mut c);
     let err = assert_one_short_line(&o, "KMS without credentials");
     assert_eq!(code(&o), 5, "{err}");
@@ -448,7 +449,7 @@ fn refused_connection_is_one_sentence_naming_the_endpoint() {
     let mut c = e.cmd(&ep, true);
     Env::env_credentials(&mut c)
         .env("SEALSTREAM_S3_MAX_ATTEMPTS", "2")
-        .args(["decrypt", "-k", "k.key", "s3://bucket/obj", "-o", "out.bin"]);
+        .args(S3_DECRYPT);
     let o = run_bounded(&mut c);
     let err = assert_one_short_line(&o, "S3 refused");
     assert_eq!(code(&o), 6, "{err}");
@@ -460,14 +461,7 @@ fn refused_connection_is_one_sentence_naming_the_endpoint() {
     let mut c = e.cmd(&ep, true);
     Env::env_credentials(&mut c)
         .env("SEALSTREAM_KMS_MAX_ATTEMPTS", "2")
-        .args([
-            "encrypt",
-            "p.bin",
-            "-o",
-            "p.seal",
-            "--kms-key",
-            "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
-        ]);
+        .args(KMS_ENCRYPT);
     let o = run_bounded(&mut c);
     let err = assert_one_short_line(&o, "KMS refused");
     assert_eq!(code(&o), 5, "{err}");
@@ -525,16 +519,8 @@ fn an_explicit_profile_wins_over_environment_credentials() {
     let mut c = e.cmd(&rec.url, true);
     Env::env_credentials(&mut c)
         .env("SEALSTREAM_KMS_MAX_ATTEMPTS", "1")
-        .args([
-            "--profile",
-            "other",
-            "encrypt",
-            "p.bin",
-            "-o",
-            "p.seal",
-            "--kms-key",
-            "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
-        ]);
+        .args(["--profile", "other"])
+        .args(KMS_ENCRYPT);
     let o = run_bounded(&mut c);
     assert_eq!(code(&o), 5, "{}", stderr(&o));
     let ids = rec.key_ids();
@@ -566,7 +552,7 @@ fn an_unknown_profile_is_a_usage_error_before_any_request() {
             "-o",
             "p.seal",
             "--kms-key",
-            "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            ARN,
         ][..],
     ] {
         let mut c = e.cmd(&rec.url, true);

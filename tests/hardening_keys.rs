@@ -54,6 +54,28 @@ fn file_with_a_dead_stanza(s: &Scratch, a: &LocalKey, b: &LocalKey) -> Vec<u8> {
     bytes
 }
 
+/// `rewrap` with `args` is refused as a lock-out (exit 2) and leaves `file` as `before`.
+fn assert_lockout_refused(s: &Scratch, args: &[&str], file: &str, before: &[u8]) {
+    let o = s.run(args);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--remove-key refused"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read(s.path(file)).unwrap(), before);
+}
+
+/// `rewrap FILE -k KEYFILE --remove-key REMOVE` succeeds and leaves one stanza, which
+/// `a` opens.
+fn assert_removed_leaving_a(s: &Scratch, file: &str, keyfile: &str, remove: &str, a: &LocalKey) {
+    let o = s.run(&["rewrap", file, "-k", keyfile, "--remove-key", remove]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let after = std::fs::read(s.path(file)).unwrap();
+    assert_eq!(Header::parse(&after).unwrap().0.stanzas.len(), 1);
+    assert_eq!(open(&after, a).expect("a opens it"), data(5000));
+}
+
 #[test]
 fn remove_key_refuses_to_leave_only_stanzas_that_never_verify() {
     let s = Scratch::new();
@@ -74,14 +96,7 @@ fn remove_key_refuses_to_leave_only_stanzas_that_never_verify() {
         let mut args = vec!["rewrap", "keep.seal", "-k", ka];
         args.extend_from_slice(extra);
         args.extend_from_slice(&["--remove-key", a.id()]);
-        let o = s.run(&args);
-        assert_eq!(code(&o), 2, "{}", stderr(&o));
-        assert!(
-            stderr(&o).contains("--remove-key refused"),
-            "{}",
-            stderr(&o)
-        );
-        assert_eq!(std::fs::read(s.path("keep.seal")).unwrap(), before);
+        assert_lockout_refused(&s, &args, "keep.seal", &before);
         assert_eq!(s.files(), ["a.key", "b.key", "c.key", "keep.seal"]);
     }
 
@@ -102,11 +117,7 @@ fn remove_key_refuses_to_leave_only_stanzas_that_never_verify() {
 
     // Removing the dead stanza while a verified one remains is fine too.
     write(&s.path("keep.seal"), &before);
-    let o = s.run(&["rewrap", "keep.seal", "-k", ka, "--remove-key", b.id()]);
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
-    let after = std::fs::read(s.path("keep.seal")).unwrap();
-    assert_eq!(Header::parse(&after).unwrap().0.stanzas.len(), 1);
-    assert_eq!(open(&after, &a).expect("a opens it"), data(5000));
+    assert_removed_leaving_a(&s, "keep.seal", ka, b.id(), &a);
 }
 
 // ---- item 12: key-file content is never echoed ----
@@ -483,7 +494,7 @@ fn remove_key_checks_kms_stanzas_against_the_commitment() {
     let before = [h.to_bytes().expect("header bytes"), ct[hl..].to_vec()].concat();
     write(&s.path("k.seal"), &before);
 
-    let o = s.run(&[
+    let args = [
         "rewrap",
         "k.seal",
         "-k",
@@ -492,20 +503,9 @@ fn remove_key_checks_kms_stanzas_against_the_commitment() {
         &arn,
         "--remove-key",
         a.id(),
-    ]);
-    assert_eq!(code(&o), 2, "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("--remove-key refused"),
-        "{}",
-        stderr(&o)
-    );
-    assert_eq!(std::fs::read(s.path("k.seal")).unwrap(), before);
-
-    let o = s.run(&["rewrap", "k.seal", "-k", ka, "--remove-key", &arn]);
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
-    let after = std::fs::read(s.path("k.seal")).unwrap();
-    assert_eq!(Header::parse(&after).unwrap().0.stanzas.len(), 1);
-    assert_eq!(open(&after, &a).expect("a opens it"), data(5000));
+    ];
+    assert_lockout_refused(&s, &args, "k.seal", &before);
+    assert_removed_leaving_a(&s, "k.seal", ka, &arn, &a);
 }
 
 #[test]

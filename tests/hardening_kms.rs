@@ -12,37 +12,19 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
-use common::moto::{create_alias, create_key, endpoint, kms, unique};
-use common::proxy::{Fault, Proxy};
+use common::moto::{create_alias, create_key, kms, unique};
+use common::proxy::{Fault, KmsEnv as Env, Proxy};
 use common::*;
 
-struct Env {
-    s: Scratch,
-    pt: Vec<u8>,
-    proxy: Proxy,
-    upstream: String,
-}
-
 fn setup(test: &str) -> Env {
-    let authority = endpoint(test).expect("AWS_ENDPOINT_URL must point at the emulator");
-    let s = Scratch::new();
-    let pt = data(70_000);
-    write(&s.path("p.bin"), &pt);
-    Env {
-        s,
-        pt,
-        proxy: Proxy::start(&authority),
-        upstream: authority,
-    }
+    Env::start(test, 70_000).expect("AWS_ENDPOINT_URL must point at the emulator")
 }
 
 impl Env {
     /// Runs the CLI with KMS traffic sent to `kms_url`, with small retry and time bounds
     /// so a failing region costs little.
     fn run_via(&self, kms_url: &str, args: &[&str]) -> std::process::Output {
-        self.s
-            .cmd()
-            .env("AWS_ENDPOINT_URL_KMS", kms_url)
+        self.cmd_via(kms_url)
             .args(["--kms-max-attempts", "2", "--kms-timeout", "3"])
             .args(args)
             .output()

@@ -19,7 +19,7 @@ mod common;
 use std::io::{Read, Seek, SeekFrom};
 use std::process::{Command, Output, Stdio};
 
-use common::moto::{self, endpoint, unique};
+use common::moto::{self, endpoint};
 use common::proxy::Proxy;
 use common::*;
 use sealstream::engine::EngineOptions;
@@ -303,7 +303,7 @@ fn setup(test: &str) -> Env {
     let up = endpoint(test).unwrap_or_else(|| {
         panic!("{test} needs the emulator: run scripts/test.sh (AWS_ENDPOINT_URL is not set)")
     });
-    let bucket = unique("srng").to_ascii_lowercase().replace('_', "-");
+    let bucket = moto::unique_bucket("srng");
     moto::create_bucket(&up, &bucket);
     let s = Scratch::new();
     let key = s.keyfile("k.key", &key(1));
@@ -322,15 +322,8 @@ impl Env {
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = self.s.cmd();
-        c.env("AWS_ENDPOINT_URL", &self.proxy.url)
-            .env_remove("AWS_ENDPOINT_URL_S3")
-            .env_remove("AWS_ENDPOINT_URL_KMS")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_REGION", "us-east-1")
-            .env_remove("AWS_PROFILE")
-            .args(["--part-size", "5MiB", "--s3-max-attempts", "2"])
+        let mut c = self.s.s3_cmd(&self.proxy.url);
+        c.args(["--part-size", "5MiB", "--s3-max-attempts", "2"])
             .args(args)
             .args(["-k", self.key.to_str().unwrap()]);
         c

@@ -19,7 +19,7 @@ mod common;
 use std::process::Output;
 
 use base64::Engine as _;
-use common::moto::{self, unique};
+use common::moto;
 use common::proxy::{Fault, Proxy};
 use common::*;
 use sealstream::s3::blocking::S3;
@@ -34,7 +34,7 @@ struct Env {
 
 fn setup(test: &str, versioned: bool) -> Env {
     let up = moto::endpoint(test).expect("this test needs the emulator (AWS_ENDPOINT_URL)");
-    let bucket = unique("hso").to_ascii_lowercase().replace('_', "-");
+    let bucket = moto::unique_bucket("hso");
     moto::create_bucket(&up, &bucket);
     if versioned {
         let body = "<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>";
@@ -65,15 +65,8 @@ impl Env {
 
     /// Runs the CLI against `endpoint` (the emulator, or a fault proxy in front of it).
     fn run_at(&self, endpoint: &str, args: &[&str]) -> Output {
-        let mut c = self.s.cmd();
-        c.env("AWS_ENDPOINT_URL", endpoint)
-            .env_remove("AWS_ENDPOINT_URL_S3")
-            .env_remove("AWS_PROFILE")
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_REGION", "us-east-1")
-            .args(args);
-        c.output().expect("run sealstream")
+        let o = self.s.s3_cmd(endpoint).args(args).output();
+        o.expect("run sealstream")
     }
 
     fn ok(&self, args: &[&str]) -> Output {

@@ -7,39 +7,18 @@
 
 mod common;
 
-use common::moto::{create_key, endpoint};
-use common::proxy::{Fault, Proxy};
+use common::moto::create_key;
+use common::proxy::{Fault, KmsEnv as Env, Proxy};
 use common::*;
 
-struct Env {
-    s: Scratch,
-    pt: Vec<u8>,
-    proxy: Proxy,
-    upstream: String,
-}
-
 fn setup(test: &str) -> Option<Env> {
-    let authority = endpoint(test)?;
-    let s = Scratch::new();
-    let pt = data(100_000);
-    write(&s.path("p.bin"), &pt);
-    Some(Env {
-        s,
-        pt,
-        proxy: Proxy::start(&authority),
-        upstream: authority,
-    })
+    Env::start(test, 100_000)
 }
 
 impl Env {
     /// Runs the CLI with KMS traffic routed through the proxy.
     fn run(&self, args: &[&str]) -> std::process::Output {
-        self.s
-            .cmd()
-            .env("AWS_ENDPOINT_URL_KMS", &self.proxy.url)
-            .args(args)
-            .output()
-            .unwrap()
+        self.cmd_via(&self.proxy.url).args(args).output().unwrap()
     }
 }
 

@@ -14,7 +14,7 @@ mod common;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::moto::{self, endpoint, unique};
+use common::moto::{self, endpoint};
 use common::proxy::{Fault, Proxy};
 use common::*;
 
@@ -43,7 +43,7 @@ struct Env {
 
 fn setup(test: &str) -> Option<Env> {
     let up = endpoint(test)?;
-    let bucket = unique("ss3").to_ascii_lowercase().replace('_', "-");
+    let bucket = moto::unique_bucket("ss3");
     moto::create_bucket(&up, &bucket);
     Some(Env {
         s: Scratch::new(),
@@ -59,15 +59,8 @@ impl Env {
     }
 
     fn cmd(&self) -> Command {
-        let mut c = self.s.cmd();
-        c.env("AWS_ENDPOINT_URL", &self.proxy.url)
-            .env_remove("AWS_ENDPOINT_URL_S3")
-            .env_remove("AWS_ENDPOINT_URL_KMS")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_REGION", "us-east-1")
-            .env_remove("AWS_PROFILE")
-            .args(["--part-size", "5MiB", "--s3-max-attempts", "3"]);
+        let mut c = self.s.s3_cmd(&self.proxy.url);
+        c.args(["--part-size", "5MiB", "--s3-max-attempts", "3"]);
         c
     }
 

@@ -52,7 +52,7 @@ struct Env {
 async fn setup(test: &str) -> Env {
     let up = moto::endpoint(test).expect("emulator");
     let endpoint = format!("http://{up}");
-    let bucket = moto::unique("sa").to_ascii_lowercase().replace('_', "-");
+    let bucket = moto::unique_bucket("sa");
     let conf = caller_config(&endpoint).await;
     let plain = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&conf)

@@ -249,6 +249,56 @@ impl<F: Framer, R: AsyncRead + Unpin> PipeReader<F, R> {
     }
 }
 
+impl<F: Framer, R> PipeReader<F, R> {
+    fn new(
+        cipher: &PayloadCipher,
+        chunk_size: u32,
+        framer: F,
+        inner: R,
+        opts: &EngineOptions<'_>,
+    ) -> Result<Self> {
+        Ok(PipeReader {
+            pipe: pipe(cipher, chunk_size, framer, opts)?,
+            inner,
+            failed: false,
+        })
+    }
+}
+
+/// What the two pipe readers share besides [`PipeReader`]: `Debug`, `stats`,
+/// `into_stream` and the `AsyncRead` impl (`$stats` and `$stream` are their docs).
+macro_rules! pipe_reader {
+    ($name:ident, stats: $stats:literal, stream: $stream:literal) => {
+        impl<R> std::fmt::Debug for $name<R> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($name)).finish_non_exhaustive()
+            }
+        }
+
+        impl<R: AsyncRead + Unpin> $name<R> {
+            #[doc = $stats]
+            pub fn stats(&self) -> StreamStats {
+                self.r.pipe.stats
+            }
+
+            #[doc = $stream]
+            pub fn into_stream(self) -> ReaderStream<Self> {
+                ReaderStream::with_capacity(self, 64 * 1024)
+            }
+        }
+
+        impl<R: AsyncRead + Unpin> AsyncRead for $name<R> {
+            fn poll_read(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &mut ReadBuf<'_>,
+            ) -> Poll<io::Result<()>> {
+                self.get_mut().r.poll_read(cx, buf)
+            }
+        }
+    };
+}
+
 /// An `AsyncRead` that decrypts a STREAM body read from `inner` and yields only plaintext
 /// of chunks that authenticated: the shape a service needs to serve decrypted content (as
 /// a response body via [`Self::into_stream`]). A failed chunk, a truncation or trailing
@@ -256,12 +306,6 @@ impl<F: Framer, R: AsyncRead + Unpin> PipeReader<F, R> {
 /// the plaintext of the failing chunk is never returned.
 pub struct DecryptReader<R> {
     r: PipeReader<OpenFramer, R>,
-}
-
-impl<R> std::fmt::Debug for DecryptReader<R> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DecryptReader").finish_non_exhaustive()
-    }
 }
 
 impl<R: AsyncRead + Unpin> DecryptReader<R> {
@@ -276,35 +320,16 @@ impl<R: AsyncRead + Unpin> DecryptReader<R> {
     ) -> Result<Self> {
         let (_, cpb) = geometry(chunk_size, opts);
         let framer = OpenFramer::new(chunk_size, cpb, params);
-        Ok(DecryptReader {
-            r: PipeReader {
-                pipe: pipe(cipher, chunk_size, framer, opts)?,
-                inner,
-                failed: false,
-            },
-        })
-    }
-
-    /// Plaintext bytes released and chunks authenticated so far.
-    pub fn stats(&self) -> StreamStats {
-        self.r.pipe.stats
-    }
-
-    /// This reader as a `Stream<Item = io::Result<Bytes>>` of plaintext.
-    pub fn into_stream(self) -> ReaderStream<Self> {
-        ReaderStream::with_capacity(self, 64 * 1024)
+        let r = PipeReader::new(cipher, chunk_size, framer, inner, opts)?;
+        Ok(DecryptReader { r })
     }
 }
 
-impl<R: AsyncRead + Unpin> AsyncRead for DecryptReader<R> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        self.get_mut().r.poll_read(cx, buf)
-    }
-}
+pipe_reader!(
+    DecryptReader,
+    stats: "Plaintext bytes released and chunks authenticated so far.",
+    stream: "This reader as a `Stream<Item = io::Result<Bytes>>` of plaintext."
+);
 
 /// An `AsyncRead` of ciphertext: encrypts the plaintext read from `inner` into a STREAM
 /// body (no header; prepend it). The shape for handing an encrypted body to something that
@@ -312,12 +337,6 @@ impl<R: AsyncRead + Unpin> AsyncRead for DecryptReader<R> {
 /// produced only when `inner` reaches its end.
 pub struct EncryptReader<R> {
     r: PipeReader<SealFramer, R>,
-}
-
-impl<R> std::fmt::Debug for EncryptReader<R> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EncryptReader").finish_non_exhaustive()
-    }
 }
 
 impl<R: AsyncRead + Unpin> EncryptReader<R> {
@@ -329,32 +348,14 @@ impl<R: AsyncRead + Unpin> EncryptReader<R> {
         opts: &EngineOptions<'_>,
     ) -> Result<Self> {
         let (_, cpb) = geometry(chunk_size, opts);
-        Ok(EncryptReader {
-            r: PipeReader {
-                pipe: pipe(cipher, chunk_size, SealFramer::new(chunk_size, cpb), opts)?,
-                inner,
-                failed: false,
-            },
-        })
-    }
-
-    /// Plaintext bytes sealed and chunks produced so far.
-    pub fn stats(&self) -> StreamStats {
-        self.r.pipe.stats
-    }
-
-    /// This reader as a `Stream<Item = io::Result<Bytes>>` of ciphertext.
-    pub fn into_stream(self) -> ReaderStream<Self> {
-        ReaderStream::with_capacity(self, 64 * 1024)
+        let framer = SealFramer::new(chunk_size, cpb);
+        let r = PipeReader::new(cipher, chunk_size, framer, inner, opts)?;
+        Ok(EncryptReader { r })
     }
 }
 
-impl<R: AsyncRead + Unpin> AsyncRead for EncryptReader<R> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        self.get_mut().r.poll_read(cx, buf)
-    }
-}
+pipe_reader!(
+    EncryptReader,
+    stats: "Plaintext bytes sealed and chunks produced so far.",
+    stream: "This reader as a `Stream<Item = io::Result<Bytes>>` of ciphertext."
+);

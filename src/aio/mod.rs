@@ -20,7 +20,7 @@
 //! is written, queued pool work is skipped, the buffers are freed, and an encrypted output
 //! has no final chunk, so it is never a valid sealstream stream. A
 //! [`CancelToken`](crate::stream::CancelToken) in the options does the same from elsewhere,
-//! with [`Error::Cancelled`](crate::Error::Cancelled).
+//! with [`Error::Cancelled`].
 //!
 //! Errors: the drivers return [`crate::Error`]; the adapters, being `AsyncRead` /
 //! `AsyncWrite`, return `io::Error`s that carry it ([`error_of`] gets it back).

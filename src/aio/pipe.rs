@@ -91,14 +91,15 @@ impl<'a, F: Framer> Pipe<'a, F> {
         self.in_flight == 0 && self.out.is_none()
     }
 
-    /// The batch being filled, starting one from the free list if needed.
-    fn filling(&mut self) -> Option<&mut Batch> {
+    /// The batch being filled, starting one from the free list if needed (`None` when no
+    /// buffer is free), with the framer that fills it.
+    fn filling(&mut self) -> Option<(&mut F, &mut Batch)> {
         if self.filling.is_none() {
             let mut b = self.free.pop()?;
             self.framer.begin(&mut b);
             self.filling = Some(b);
         }
-        self.filling.as_mut()
+        Some((&mut self.framer, self.filling.as_mut()?))
     }
 
     /// Closes the batch being filled and hands it to the workers.
@@ -131,20 +132,7 @@ impl<'a, F: Framer> Pipe<'a, F> {
         {
             self.submit_filling(false)?;
         }
-        let Pipe {
-            framer,
-            filling,
-            free,
-            ..
-        } = self;
-        if filling.is_none() {
-            let Some(mut b) = free.pop() else {
-                return Ok(0);
-            };
-            framer.begin(&mut b);
-            *filling = Some(b);
-        }
-        Ok(filling.as_mut().map_or(0, |b| framer.fill(b, data)))
+        Ok(self.filling().map_or(0, |(framer, b)| framer.fill(b, data)))
     }
 
     /// Push input, end: submits the final batch (an empty input gets its one empty chunk).
@@ -174,20 +162,7 @@ impl<'a, F: Framer> Pipe<'a, F> {
                 return Ok(Step::Done);
             }
             self.check_cancel()?;
-            let Pipe {
-                framer,
-                filling,
-                free,
-                ..
-            } = self;
-            if filling.is_none() {
-                let Some(mut b) = free.pop() else {
-                    return Ok(step);
-                };
-                framer.begin(&mut b);
-                *filling = Some(b);
-            }
-            let Some(b) = filling.as_mut() else {
+            let Some((framer, b)) = self.filling() else {
                 return Ok(step);
             };
             if framer.is_full(b) {

@@ -9,7 +9,7 @@
 
 use std::fmt;
 
-use sealstream::error::{Error, HeaderError};
+use sealstream::error::{Error, HeaderError, RewrapRefusal};
 use sealstream::text::escape;
 
 /// Success.
@@ -37,7 +37,7 @@ const UNKNOWN: i32 = 1;
 /// The exit code of a library error.
 pub fn code(e: &Error) -> i32 {
     match e {
-        Error::InvalidArgument(_) => USAGE,
+        Error::InvalidArgument(_) | Error::RewrapRefused(_) => USAGE,
         Error::Io { .. } | Error::OutputExists(_) | Error::KeyFile { .. } => IO,
         Error::KeyService(_) | Error::KeyServiceStanzas(_) => KEY_SERVICE,
         Error::Storage(_) => STORAGE,
@@ -78,6 +78,23 @@ pub fn message(e: &Error) -> String {
             }
             m
         }
+        Error::RewrapRefused(r) => match r {
+            RewrapRefusal::NoSuchStanza(name) => format!(
+                "--remove-key {}: the file has no stanza with that key id (see `sealstream inspect`)",
+                escape(name)
+            ),
+            RewrapRefusal::NoStanzaLeft => "rewrap would remove every wrapped key and make the \
+                 file undecryptable; add a key with --add-key"
+                .into(),
+            RewrapRefusal::WouldLockOut { added } => format!(
+                "--remove-key refused: none of the stanzas that would remain verifies with the \
+                 keys you gave, so the file could become undecryptable{}; keep a stanza whose \
+                 key you pass with -k/--kms-key, or add one with --add-key",
+                RewrapRefusal::why(added)
+            ),
+            // A refusal newer than this wording: the library's own sentence.
+            r => r.to_string(),
+        },
         Error::Header(HeaderError::TrailingBytes { .. }) => {
             format!("{e}; `inspect --export-header` writes a header file")
         }
@@ -163,6 +180,7 @@ mod tests {
         let svc = |k| ServiceError::new(sealstream::error::Service::S3, k, "x");
         let cases: Vec<(Error, i32)> = vec![
             (Error::InvalidArgument("x".into()), 2),
+            (Error::RewrapRefused(RewrapRefusal::NoStanzaLeft), 2),
             (Error::io("reading", io::Error::other("x")), 3),
             (Error::OutputExists("o".into()), 3),
             (
@@ -227,6 +245,18 @@ mod tests {
                     given: 2,
                 }),
                 "--export-header",
+            ),
+            (
+                Error::RewrapRefused(RewrapRefusal::NoSuchStanza("lk1-x".into())),
+                "--remove-key lk1-x",
+            ),
+            (
+                Error::RewrapRefused(RewrapRefusal::NoStanzaLeft),
+                "--add-key",
+            ),
+            (
+                Error::RewrapRefused(RewrapRefusal::WouldLockOut { added: None }),
+                "--remove-key refused",
             ),
         ];
         for (e, flag) in cases {

@@ -40,6 +40,18 @@ const ADVICE: &[(&str, &str)] = &[
         "name a key (KmsKey) to encrypt",
         "name a key with --kms-key to encrypt",
     ),
+    // `aws`: the credential chain and the profile check.
+    (
+        "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+        "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or pass --profile NAME for a configured profile",
+    ),
+    (
+        "check the AWS profile name",
+        "check the name given to --profile",
+    ),
+    ("for the AWS profile '", "for --profile '"),
+    // `keys::local`: the default key's location.
+    ("or give the key file's path", "or pass -k KEYFILE"),
 ];
 
 /// The message the CLI prints for `e`.
@@ -47,11 +59,12 @@ pub fn render(e: &Error) -> String {
     apply(&e.to_string())
 }
 
-/// Replaces the library's advice in `msg` with the CLI's flags.
+/// Replaces the library's advice in `msg` with the CLI's flags. Idempotent: advice already
+/// worded for the CLI (S3's credential hint, added by kind in `cli::s3`) is left alone.
 pub fn apply(msg: &str) -> String {
     let mut out = msg.to_string();
     for (library, cli) in ADVICE {
-        if out.contains(library) {
+        if out.contains(library) && !out.contains(cli) {
             out = out.replace(library, cli);
         }
     }
@@ -68,7 +81,12 @@ mod tests {
     fn every_advice_is_still_written_by_the_library() {
         // The library's sources hold each left side verbatim: a reworded message would
         // silently lose its flag hint otherwise.
-        let sources = [include_str!("../kms.rs"), include_str!("../keys/mod.rs")];
+        let sources = [
+            include_str!("../kms.rs"),
+            include_str!("../keys/mod.rs"),
+            include_str!("../keys/local.rs"),
+            include_str!("../aws.rs"),
+        ];
         for (library, _) in ADVICE {
             let needle = library.trim_end();
             assert!(
@@ -76,6 +94,26 @@ mod tests {
                 "no library message says {library:?}"
             );
         }
+    }
+
+    /// The credential and profile advice of `aws` gets `--profile`, once, whether or not
+    /// `cli::s3` already added it by error kind.
+    #[test]
+    fn aws_advice_gets_the_profile_flag_once() {
+        let lib = "KMS Decrypt for k: no AWS credentials found (…); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY";
+        let cli = apply(lib);
+        assert!(
+            cli.ends_with(", or pass --profile NAME for a configured profile"),
+            "{cli}"
+        );
+        assert_eq!(apply(&cli), cli);
+        assert_eq!(cli.matches("--profile").count(), 1, "{cli}");
+        let profile =
+            apply("AWS profile 'x' is not defined in a and b; check the AWS profile name");
+        assert!(
+            profile.ends_with("check the name given to --profile"),
+            "{profile}"
+        );
     }
 
     struct Refuses;

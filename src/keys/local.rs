@@ -201,7 +201,7 @@ impl LocalKey {
             )));
         }
         let text = std::str::from_utf8(&buf).map_err(|_| {
-            bad("it is not UTF-8 text; a key file is what `sealstream keygen` writes".into())
+            bad("it is not UTF-8 text; a key file is the text `LocalKey::save_new` writes".into())
         })?;
         Ok((LocalKey::parse(text, &shown)?, warnings))
     }
@@ -354,7 +354,7 @@ pub fn default_key_path() -> Result<PathBuf> {
             .join("sealstream")
             .join("local.key")),
         None => Err(Error::InvalidArgument(
-            "cannot locate the default key: set SEALSTREAM_HOME or HOME, or pass -k KEYFILE".into(),
+            "cannot locate the default key: set SEALSTREAM_HOME or HOME, or give the key file's path".into(),
         )),
     }
 }

@@ -3,8 +3,8 @@
 //! A [`KeyProvider`] wraps and unwraps 256-bit data keys synchronously; an
 //! [`AsyncKeyProvider`] does the same with futures, for services. The local key-encryption
 //! key ([`local::LocalKey`]) is both (it never blocks: [`NonBlocking`]); AWS KMS is async
-//! ([`crate::kms::KmsKey`]) with a blocking layer for the CLI
-//! ([`crate::kms::blocking::KmsKey`]). The rules of wrapping and unwrapping
+//! (`kms::KmsKey`, feature `kms`) with a blocking layer for the CLI
+//! (`kms::blocking::KmsKey`). The rules of wrapping and unwrapping
 //! ([`wrap_for_all`], [`unwrap_any`]) are written once, as async code that the synchronous
 //! entry points drive on the calling thread.
 
@@ -80,7 +80,7 @@ impl std::fmt::Debug for DataKey {
 /// Something that can wrap a data key into a stanza and unwrap it again, synchronously.
 ///
 /// For the CLI and synchronous callers. A network-backed implementation (the blocking KMS
-/// layer, [`crate::kms::blocking`]) drives its own runtime inside these calls, so it must
+/// layer, `kms::blocking`) drives its own runtime inside these calls, so it must
 /// not be called from inside an async runtime; async code uses [`AsyncKeyProvider`].
 pub trait KeyProvider: Send + Sync {
     /// The provider id stored in stanzas (`local`, `aws-kms`, …).

@@ -205,8 +205,8 @@ impl S3 {
             with_context(e, |e| {
                 format!(
                     "{url}: the copy succeeded but sealstream could not read the object back to \
-                 check it, so the old header object (if any) was kept; run `sealstream inspect` \
-                 on it: {e}"
+                 check it, so the old header object (if any) was kept; read the object's header \
+                 to check it: {e}"
                 )
             })
         })?;

@@ -136,6 +136,20 @@ impl Scratch {
             .arg("--quiet");
         c
     }
+    /// [`Scratch::cmd`] talking to S3 (and KMS) at `endpoint` only (`http://host:port`),
+    /// with static test credentials: no profile, no per-service endpoint from the
+    /// environment, so that a test's proxy sees every request.
+    pub fn s3_cmd(&self, endpoint: &str) -> Command {
+        let mut c = self.cmd();
+        c.env("AWS_ENDPOINT_URL", endpoint)
+            .env_remove("AWS_ENDPOINT_URL_S3")
+            .env_remove("AWS_ENDPOINT_URL_KMS")
+            .env_remove("AWS_PROFILE")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1");
+        c
+    }
     pub fn run(&self, args: &[&str]) -> Output {
         self.cmd().args(args).output().expect("run sealstream")
     }

@@ -296,6 +296,11 @@ fn expect_status(r: &Response, want: u16, what: &str) {
     );
 }
 
+/// A bucket name no other test in this run uses (S3 names: lower case, no `_`).
+pub fn unique_bucket(prefix: &str) -> String {
+    unique(prefix).to_ascii_lowercase().replace('_', "-")
+}
+
 /// Creates `bucket` (an existing bucket of ours is fine).
 pub fn create_bucket(authority: &str, bucket: &str) {
     let r = s3(authority, "PUT", &format!("/{bucket}"), &[], b"");

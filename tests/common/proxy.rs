@@ -905,3 +905,40 @@ fn status_of(head: &Head) -> io::Result<u16> {
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| bad(format!("bad status line {:?}", head.start)))
 }
+
+/// A scratch directory with a plaintext `p.bin` and a [`Proxy`] in front of the emulator's
+/// KMS: the setting of the KMS fault tests (tests/kms_faults.rs, tests/hardening_kms.rs).
+pub struct KmsEnv {
+    /// The test's directory.
+    pub s: super::Scratch,
+    /// The contents of `p.bin`.
+    pub pt: Vec<u8>,
+    /// The proxy the CLI's KMS traffic goes through.
+    pub proxy: Proxy,
+    /// The emulator itself (`host:port`), for creating keys behind the proxy's back.
+    pub upstream: String,
+}
+
+impl KmsEnv {
+    /// `None` without the emulator (see [`super::moto::endpoint`]); `p.bin` holds
+    /// `pt_len` bytes of [`super::data`].
+    pub fn start(test: &str, pt_len: usize) -> Option<KmsEnv> {
+        let upstream = super::moto::endpoint(test)?;
+        let s = super::Scratch::new();
+        let pt = super::data(pt_len);
+        super::write(&s.path("p.bin"), &pt);
+        Some(KmsEnv {
+            s,
+            pt,
+            proxy: Proxy::start(&upstream),
+            upstream,
+        })
+    }
+
+    /// The CLI with its KMS traffic sent to `kms_url` (the proxy, or another endpoint).
+    pub fn cmd_via(&self, kms_url: &str) -> std::process::Command {
+        let mut c = self.s.cmd();
+        c.env("AWS_ENDPOINT_URL_KMS", kms_url);
+        c
+    }
+}
