@@ -229,7 +229,7 @@ pub enum Error {
     /// A part-wise body's manifest (FORMAT.md §17) is malformed, does not authenticate, or
     /// does not describe the stored body: whole parts were dropped, reordered, added or
     /// truncated, or the manifest is another object's.
-    PartManifest(crate::parts::ManifestError),
+    PartManifest(ManifestError),
 
     // ---- services ----
     /// A key service (KMS) failed; [`ServiceError::kind`] tells throttling from access
@@ -688,6 +688,60 @@ impl std::error::Error for ServiceError {
 
 /// Result alias used across the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What is wrong with a part-wise body's manifest or with the object it describes
+/// (FORMAT.md §17). All are authentication failures: the stored object is not what its
+/// writer completed. Declared here so that `error` needs no other module; its `Display`
+/// lives in `parts`, beside the limits it quotes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ManifestError {
+    /// Shorter than an empty manifest, longer than 10,000 entries, or not a whole number
+    /// of entries.
+    BadLength(usize),
+    /// The MAC does not verify: the manifest was modified, or belongs to another object
+    /// (another data key or header).
+    MacMismatch,
+    /// The magic bytes are not `SEALPRTS`.
+    BadMagic,
+    /// A manifest version this build does not read.
+    UnsupportedVersion(u8),
+    /// Reserved bytes are not zero.
+    ReservedNonZero,
+    /// The count field disagrees with the number of entries present.
+    CountMismatch {
+        /// The count field.
+        declared: u32,
+        /// Entries present.
+        present: usize,
+    },
+    /// No parts at all.
+    NoParts,
+    /// A part number outside `1..=10000`.
+    PartNumberOutOfRange(u32),
+    /// Part numbers are not strictly increasing (a duplicate or out-of-order entry).
+    PartsNotIncreasing {
+        /// The offending number.
+        number: u32,
+        /// The number before it.
+        previous: u32,
+    },
+    /// A part whose ciphertext would exceed S3's 5 GiB part limit, or the format's chunk limit.
+    PartTooLarge {
+        /// The part's number.
+        number: u32,
+        /// Its plaintext length.
+        plaintext_len: u64,
+    },
+    /// The object's body length is not the sum of its parts' ciphertext lengths: whole
+    /// parts or bytes were removed, added or truncated.
+    BodyLengthMismatch {
+        /// What the manifest's parts add up to.
+        expected: u64,
+        /// What the object holds.
+        actual: u64,
+    },
+}
 
 #[cfg(test)]
 mod tests {

@@ -17,6 +17,7 @@ use std::ops::Range;
 
 use ring::hmac;
 
+pub use crate::error::ManifestError;
 use crate::format::{Layout, TAG_LEN, limits};
 use crate::range::{self, ByteRange};
 use crate::stream::OpenParams;
@@ -40,58 +41,6 @@ pub const MAX_PART_LEN: u64 = 5 * 1024 * 1024 * 1024;
 /// The longest valid manifest (10,000 entries), checked before anything is parsed.
 pub const MAX_MANIFEST_LEN: usize =
     MANIFEST_PREFIX_LEN + MAX_PARTS as usize * MANIFEST_ENTRY_LEN + MANIFEST_MAC_LEN;
-
-/// What is wrong with a manifest or with the object it describes. All are authentication
-/// failures: the stored object is not what its writer completed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ManifestError {
-    /// Shorter than an empty manifest, longer than 10,000 entries, or not a whole number
-    /// of entries.
-    BadLength(usize),
-    /// The MAC does not verify: the manifest was modified, or belongs to another object
-    /// (another data key or header).
-    MacMismatch,
-    /// The magic bytes are not `SEALPRTS`.
-    BadMagic,
-    /// A manifest version this build does not read.
-    UnsupportedVersion(u8),
-    /// Reserved bytes are not zero.
-    ReservedNonZero,
-    /// The count field disagrees with the number of entries present.
-    CountMismatch {
-        /// The count field.
-        declared: u32,
-        /// Entries present.
-        present: usize,
-    },
-    /// No parts at all.
-    NoParts,
-    /// A part number outside `1..=10000`.
-    PartNumberOutOfRange(u32),
-    /// Part numbers are not strictly increasing (a duplicate or out-of-order entry).
-    PartsNotIncreasing {
-        /// The offending number.
-        number: u32,
-        /// The number before it.
-        previous: u32,
-    },
-    /// A part whose ciphertext would exceed S3's 5 GiB part limit, or the format's chunk limit.
-    PartTooLarge {
-        /// The part's number.
-        number: u32,
-        /// Its plaintext length.
-        plaintext_len: u64,
-    },
-    /// The object's body length is not the sum of its parts' ciphertext lengths: whole
-    /// parts or bytes were removed, added or truncated.
-    BodyLengthMismatch {
-        /// What the manifest's parts add up to.
-        expected: u64,
-        /// What the object holds.
-        actual: u64,
-    },
-}
 
 impl fmt::Display for ManifestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
