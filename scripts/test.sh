@@ -114,6 +114,10 @@ section "cargo fmt --all -- --check"
 cargo fmt --all -- --check --color "$FMT_COLOR"
 done_step
 
+section "no import circles between top-level modules (scripts/module_cycles.py)"
+python3 scripts/module_cycles.py
+done_step
+
 section "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 done_step
