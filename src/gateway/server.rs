@@ -1,0 +1,230 @@
+//! Serving: hyper connections, the s3s service with its authentication and host
+//! configuration, `/healthz`, a request limit, request ids in logs and responses, and a
+//! graceful shutdown.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context as TaskContext, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use s3s::service::{S3Service, S3ServiceBuilder};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::Gateway;
+use crate::{Error, Result};
+
+/// The request path answered without authentication (only when the request carries no
+/// signature, so a bucket called `healthz` stays reachable for signed clients).
+const HEALTH_PATH: &str = "/healthz";
+
+struct Shared {
+    s3s: S3Service,
+    permits: Arc<Semaphore>,
+    next_id: AtomicU64,
+    /// Distinguishes request ids of gateway processes started in the same second.
+    instance: u32,
+}
+
+pub(super) async fn serve(
+    gw: Gateway,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<()> {
+    let mut builder = S3ServiceBuilder::new(gw.svc.clone());
+    builder.set_auth(gw.creds.to_auth());
+    match gw.config.virtual_host_domains.len() {
+        0 => {}
+        1 => {
+            let d = s3s::host::SingleDomain::new(&gw.config.virtual_host_domains[0])
+                .map_err(|e| Error::InvalidArgument(format!("virtual host domain: {e}")))?;
+            builder.set_host(d);
+        }
+        _ => {
+            let d = s3s::host::MultiDomain::new(&gw.config.virtual_host_domains)
+                .map_err(|e| Error::InvalidArgument(format!("virtual host domains: {e}")))?;
+            builder.set_host(d);
+        }
+    }
+    let mut instance = [0u8; 4];
+    crate::keys::fill_random(&mut instance)?;
+    let shared = Arc::new(Shared {
+        s3s: builder.build(),
+        permits: Arc::new(Semaphore::new(gw.config.max_requests)),
+        next_id: AtomicU64::new(0),
+        instance: u32::from_be_bytes(instance),
+    });
+
+    let mut conn = ConnBuilder::new(TokioExecutor::new());
+    conn.http1()
+        .max_buf_size(gw.config.max_header_bytes.max(8192))
+        .header_read_timeout(std::time::Duration::from_secs(30))
+        .timer(hyper_util::rt::TokioTimer::new());
+    conn.http2()
+        .max_header_list_size(u32::try_from(gw.config.max_header_bytes).unwrap_or(u32::MAX));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    tracing::info!(
+        listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        "sealstream gateway serving"
+    );
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.as_mut() => break,
+        };
+        let shared = shared.clone();
+        let svc = hyper::service::service_fn(move |req| handle(shared.clone(), req));
+        let c = conn
+            .serve_connection(TokioIo::new(stream), svc)
+            .into_owned();
+        let c = graceful.watch(c);
+        tokio::spawn(async move {
+            if let Err(e) = c.await {
+                tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    tracing::info!("shutting down: no new connections; waiting for requests in flight");
+    drop(listener);
+    match tokio::time::timeout(gw.config.shutdown_grace, graceful.shutdown()).await {
+        Ok(()) => tracing::info!("all requests finished"),
+        Err(_) => tracing::warn!(
+            grace = ?gw.config.shutdown_grace,
+            "requests still running after the shutdown grace period were cut off"
+        ),
+    }
+    Ok(())
+}
+
+/// One request: health check, request limit, request id, then s3s.
+async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+) -> std::result::Result<Response<s3s::Body>, Infallible> {
+    let n = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let id = format!("{:08X}{n:08X}", shared.instance);
+    let start = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let signed = req.headers().contains_key(http::header::AUTHORIZATION)
+        || req
+            .uri()
+            .query()
+            .is_some_and(|q| q.contains("X-Amz-Signature=") || q.contains("Signature="));
+    if path == HEALTH_PATH && !signed && method == http::Method::GET {
+        return Ok(plain(StatusCode::OK, "ok\n", &id));
+    }
+    let Ok(permit) = shared.permits.clone().try_acquire_owned() else {
+        tracing::warn!(request_id = %id, %method, %path, "too many requests in flight: 503");
+        return Ok(slow_down(&id));
+    };
+    let span = tracing::info_span!("request", request_id = %id);
+    let _enter = span.enter();
+    drop(_enter);
+    let resp = {
+        use tracing::Instrument;
+        shared
+            .s3s
+            .call(req.map(s3s::Body::from))
+            .instrument(span.clone())
+            .await
+    };
+    let mut resp = match resp {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(request_id = %id, error = ?e, "internal error");
+            plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n", &id)
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-amz-request-id", v);
+    }
+    tracing::info!(
+        request_id = %id,
+        %method,
+        %path,
+        status = resp.status().as_u16(),
+        ms = start.elapsed().as_millis() as u64,
+        "request"
+    );
+    // The permit lives as long as the response body: a streaming GET counts until its
+    // last byte is sent (or the client goes away).
+    let resp = resp.map(|body| {
+        s3s::Body::http_body(PermitBody {
+            inner: body,
+            _permit: permit,
+        })
+    });
+    Ok(resp)
+}
+
+fn plain(status: StatusCode, text: &'static str, id: &str) -> Response<s3s::Body> {
+    let mut r = Response::new(s3s::Body::from(Bytes::from_static(text.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain"),
+    );
+    if let Ok(v) = HeaderValue::from_str(id) {
+        r.headers_mut().insert("x-amz-request-id", v);
+    }
+    r
+}
+
+fn slow_down(id: &str) -> Response<s3s::Body> {
+    let xml = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code><Message>The \
+         gateway is handling its maximum number of requests; retry with backoff.</Message>\
+         <RequestId>{id}</RequestId></Error>"
+    );
+    let mut r = Response::new(s3s::Body::from(xml));
+    *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/xml"),
+    );
+    if let Ok(v) = HeaderValue::from_str(id) {
+        r.headers_mut().insert("x-amz-request-id", v);
+    }
+    r
+}
+
+/// A response body that holds a request permit until it is dropped.
+struct PermitBody {
+    inner: s3s::Body,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl http_body::Body for PermitBody {
+    type Data = Bytes;
+    type Error = <s3s::Body as http_body::Body>::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<std::result::Result<http_body::Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
