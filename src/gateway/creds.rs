@@ -151,12 +151,33 @@ impl ClientCredentials {
     }
 
     /// The s3s authenticator holding these keys.
-    pub(crate) fn to_auth(&self) -> s3s::auth::SimpleAuth {
-        let mut auth = s3s::auth::SimpleAuth::new();
-        for (id, (_, secret)) in &self.keys {
-            auth.register(id.clone(), secret.clone().into());
+    pub(crate) fn to_auth(&self) -> Auth {
+        Auth {
+            keys: self
+                .keys
+                .iter()
+                .map(|(id, (_, secret))| (id.clone(), secret.clone().into()))
+                .collect(),
         }
-        auth
+    }
+}
+
+/// Looks up a client's secret for s3s's signature checks; an unknown access key id gets
+/// S3's own answer (403 InvalidAccessKeyId), as a client would get from S3.
+pub(crate) struct Auth {
+    keys: BTreeMap<String, s3s::auth::SecretKey>,
+}
+
+#[async_trait::async_trait]
+impl s3s::auth::S3Auth for Auth {
+    async fn get_secret_key(&self, access_key: &str) -> s3s::S3Result<s3s::auth::SecretKey> {
+        self.keys.get(access_key).cloned().ok_or_else(|| {
+            super::errors::error(
+                "InvalidAccessKeyId",
+                http::StatusCode::FORBIDDEN,
+                "The AWS Access Key Id you provided does not exist in our records.",
+            )
+        })
     }
 }
 

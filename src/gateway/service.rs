@@ -431,6 +431,12 @@ impl s3s::S3 for Service {
         req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let trailer_names = trailer_checksums(&req.headers)?;
+        tracing::debug!(
+            payload = ?req.headers.get("x-amz-content-sha256"),
+            trailer = ?req.headers.get("x-amz-trailer"),
+            encoding = ?req.headers.get("content-encoding"),
+            "PutObject body"
+        );
         let trailers = req.trailing_headers.clone();
         let mut input = req.input;
         refuse_reserved(&input.key)?;
