@@ -367,7 +367,7 @@ c.copy_object(Bucket=B, Key="o/copy2.bin", CopySource={"Bucket": B, "Key": "o/a.
               MetadataDirective="REPLACE", Metadata={"color": "blue"}, ContentType="text/y")
 g = c.get_object(Bucket=B, Key="o/copy2.bin")
 assert g["Body"].read() == data and g["Metadata"] == {"color": "blue"} and g["ContentType"] == "text/y"
-# a presigned GET fetched with a plain HTTP client
+# a presigned GET fetched with a plain HTTP client (boto3's default here: a SigV2 URL)
 url = c.generate_presigned_url("get_object", Params={"Bucket": B, "Key": "o/a.bin"}, ExpiresIn=300)
 assert urllib.request.urlopen(url).read() == data
 try:
@@ -375,6 +375,16 @@ try:
     raise AssertionError("tampered presigned URL accepted")
 except urllib.error.HTTPError as e:
     assert e.code == 403, e.code
+# a presigned PUT (SigV4 query, UNSIGNED-PAYLOAD) with a plain HTTP client
+v4 = boto3.client("s3", endpoint_url=GW, region_name="us-east-1",
+                  config=Config(s3={"addressing_style": "path"}, signature_version="s3v4"))
+url = v4.generate_presigned_url("put_object", Params={"Bucket": B, "Key": "o/pre.bin"}, ExpiresIn=300)
+# (urllib's default Content-Type, form-urlencoded, makes moto mangle the stored body)
+urllib.request.urlopen(urllib.request.Request(url, data=data[:7000], method="PUT",
+                                              headers={"Content-Type": "application/octet-stream"}))
+assert c.get_object(Bucket=B, Key="o/pre.bin")["Body"].read() == data[:7000]
+assert up.get_object(Bucket=B, Key="o/pre.bin")["ContentLength"] == 7016
+c.delete_object(Bucket=B, Key="o/pre.bin")
 # deletes: the companion goes with its object
 c.delete_object(Bucket=B, Key="o/comp.bin")
 assert not [k for k in upstream_keys("o/") if "comp.bin" in k], upstream_keys("o/")
@@ -652,4 +662,87 @@ print("ALL OK")
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(std::net::TcpStream::connect(&gw.authority).is_err());
+}
+
+/// A streaming body for the Rust SDK: it cannot be buffered, so the SDK sends it as
+/// `aws-chunked` with signed chunks and a CRC32 trailer
+/// (`STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER`).
+struct Streamed(Vec<bytes::Bytes>);
+
+impl http_body::Body for Streamed {
+    type Data = bytes::Bytes;
+    type Error = std::io::Error;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>> {
+        let next = if self.0.is_empty() {
+            None
+        } else {
+            Some(Ok(http_body::Frame::data(self.0.remove(0))))
+        };
+        std::task::Poll::Ready(next)
+    }
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.0.iter().map(|b| b.len() as u64).sum())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
+async fn rust_sdk_aws_chunked_with_trailer() {
+    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+    let gw = Gateway::start(
+        "rust_sdk_aws_chunked_with_trailer",
+        &["--log", "sealstream=debug"],
+    );
+    let b = gw.bucket();
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let conf = aws_sdk_s3::config::Builder::new()
+        .behavior_version(BehaviorVersion::latest())
+        .http_client(http)
+        .endpoint_url(&gw.url)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(CLIENT_ID, CLIENT_SECRET, None, None, "t"))
+        .force_path_style(true)
+        .build();
+    let client = aws_sdk_s3::Client::from_conf(conf);
+    let plain = data(300_000);
+    let pieces: Vec<bytes::Bytes> = plain
+        .chunks(70_000)
+        .map(|c| bytes::Bytes::copy_from_slice(c))
+        .collect();
+    let body = aws_sdk_s3::primitives::ByteStream::new(
+        aws_smithy_types::body::SdkBody::from_body_1_x(Streamed(pieces)),
+    );
+    client
+        .put_object()
+        .bucket(&b)
+        .key("sdk.bin")
+        .content_length(300_000)
+        .body(body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("PutObject: {e:?}\n{}", gw.log()));
+    let log = gw.log();
+    assert!(
+        log.contains("STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER")
+            && log.contains("x-amz-checksum-crc32"),
+        "the SDK did not send aws-chunked with a trailer:\n{log}"
+    );
+    let got = client
+        .get_object()
+        .bucket(&b)
+        .key("sdk.bin")
+        .send()
+        .await
+        .expect("GetObject");
+    let got = got.body.collect().await.expect("body").into_bytes();
+    assert!(got == plain[..]);
+    let raw = moto::get_object(&gw.upstream, &b, "sdk.bin").expect("upstream");
+    assert_eq!(raw.len(), 300_000 + 5 * 16);
 }
