@@ -714,7 +714,7 @@ async fn rust_sdk_aws_chunked_with_trailer() {
     let plain = data(300_000);
     let pieces: Vec<bytes::Bytes> = plain
         .chunks(70_000)
-        .map(|c| bytes::Bytes::copy_from_slice(c))
+        .map(bytes::Bytes::copy_from_slice)
         .collect();
     let body = aws_sdk_s3::primitives::ByteStream::new(
         aws_smithy_types::body::SdkBody::from_body_1_x(Streamed(pieces)),

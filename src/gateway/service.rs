@@ -635,15 +635,15 @@ impl s3s::S3 for Service {
             self.clean_companion(&url, &old.metadata, companion.as_deref())
                 .await;
         }
-        let verified = failure_free_checksums(&input);
         let output = PutObjectOutput {
             e_tag: out.e_tag().and_then(parse_etag),
             version_id: out.version_id().map(str::to_string),
-            checksum_crc32: verified.0,
-            checksum_crc32c: verified.1,
-            checksum_crc64nvme: verified.2,
-            checksum_sha1: verified.3,
-            checksum_sha256: verified.4,
+            // The checksums the client sent, all verified on the plaintext by now.
+            checksum_crc32: input.checksum_crc32,
+            checksum_crc32c: input.checksum_crc32c,
+            checksum_crc64nvme: input.checksum_crc64nvme,
+            checksum_sha1: input.checksum_sha1,
+            checksum_sha256: input.checksum_sha256,
             ..PutObjectOutput::default()
         };
         tracing::info!(object = %url, plaintext = len, body = body_len, "stored");
@@ -1466,25 +1466,6 @@ fn header_checksums(i: &PutObjectInput) -> S3Result<Vec<(&'static str, String)>>
         v.push(("content-md5", md5.clone()));
     }
     Ok(v)
-}
-
-/// The checksum values a successful PUT echoes: those the client gave and we verified.
-fn failure_free_checksums(
-    i: &PutObjectInput,
-) -> (
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-) {
-    (
-        i.checksum_crc32.clone(),
-        i.checksum_crc32c.clone(),
-        i.checksum_crc64nvme.clone(),
-        i.checksum_sha1.clone(),
-        i.checksum_sha256.clone(),
-    )
 }
 
 /// Checksums announced as trailers (`x-amz-trailer`) of an aws-chunked body.
