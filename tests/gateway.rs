@@ -746,3 +746,50 @@ async fn rust_sdk_aws_chunked_with_trailer() {
     let raw = moto::get_object(&gw.upstream, &b, "sdk.bin").expect("upstream");
     assert_eq!(raw.len(), 300_000 + 5 * 16);
 }
+
+#[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
+fn virtual_hosted_style_and_request_limit() {
+    let gw = Gateway::start(
+        "virtual_hosted_style_and_request_limit",
+        &["--virtual-host-domain", "s3.gw.test", "--max-requests", "1"],
+    );
+    let b = gw.bucket();
+    let port = gw.authority.rsplit(':').next().unwrap().to_string();
+    gw.python(
+        r#"
+from urllib.parse import urlsplit, urlunsplit
+port = os.environ["GW_PORT"]
+vh = boto3.client("s3", endpoint_url="http://s3.gw.test:" + port, region_name="us-east-1",
+                  config=Config(s3={"addressing_style": "virtual"}, retries={"max_attempts": 1}))
+hosts = []
+def to_loopback(request, **kw):
+    # BUCKET.s3.gw.test does not resolve: connect to 127.0.0.1, keep the signed Host.
+    u = urlsplit(request.url)
+    hosts.append(u.netloc)
+    request.headers["Host"] = u.netloc
+    request.url = urlunsplit((u.scheme, "127.0.0.1:" + port, u.path, u.query, u.fragment))
+vh.meta.events.register("before-send.s3", to_loopback)
+vh.put_object(Bucket=B, Key="vh/a.txt", Body=b"virtual hosted")
+assert vh.get_object(Bucket=B, Key="vh/a.txt")["Body"].read() == b"virtual hosted"
+assert [o["Key"] for o in vh.list_objects_v2(Bucket=B)["Contents"]] == ["vh/a.txt"]
+assert hosts[0] == B + ".s3.gw.test:" + port, hosts
+# path-style still works beside it
+assert c.get_object(Bucket=B, Key="vh/a.txt")["Body"].read() == b"virtual hosted"
+# the request limit: a GET whose body is not read holds the only slot
+data = os.urandom(12 << 20)
+c.put_object(Bucket=B, Key="big.bin", Body=data)
+g = c.get_object(Bucket=B, Key="big.bin")
+assert err(lambda: c.head_object(Bucket=B, Key="vh/a.txt"))[1] == 503
+assert err(lambda: c.get_object(Bucket=B, Key="vh/a.txt")) == ("SlowDown", 503)
+assert g["Body"].read() == data
+g["Body"].close()
+import time
+time.sleep(0.5)
+assert c.head_object(Bucket=B, Key="vh/a.txt")["ContentLength"] == 14
+print("ALL OK")
+"#,
+        &b,
+        &[("GW_PORT", port)],
+    );
+}

@@ -144,7 +144,23 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
         shutdown_grace: Duration::from_secs(a.shutdown_grace),
         ..GatewayConfig::default()
     };
+    // Each GET holds about (concurrency + 2) ranged-GET segments of --part-size: with
+    // the CLI's defaults (4 × 8 MiB) that is ~48 MiB per request in flight.
+    let part_size = sealstream::size::parse_size(&cli.part_size)
+        .map_err(|e| Error::InvalidArgument(format!("--part-size: {e}")))?;
+    if !(sealstream::s3::MIN_PART_SIZE..=sealstream::s3::MAX_PART_SIZE).contains(&part_size) {
+        return Err(Error::InvalidArgument(format!(
+            "--part-size {part_size} is outside S3's limits 5MiB..5GiB"
+        )));
+    }
+    if cli.concurrency == 0 || cli.concurrency > 256 {
+        return Err(Error::InvalidArgument(
+            "--concurrency must be 1..=256".into(),
+        ));
+    }
     let settings = S3Settings {
+        part_size,
+        concurrency: cli.concurrency,
         region: cli.region.clone(),
         profile: cli.profile.clone(),
         max_attempts: cli.s3_max_attempts,

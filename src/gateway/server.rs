@@ -39,18 +39,8 @@ pub(super) async fn serve(
 ) -> Result<()> {
     let mut builder = S3ServiceBuilder::new(gw.svc.clone());
     builder.set_auth(gw.creds.to_auth());
-    match gw.config.virtual_host_domains.len() {
-        0 => {}
-        1 => {
-            let d = s3s::host::SingleDomain::new(&gw.config.virtual_host_domains[0])
-                .map_err(|e| Error::InvalidArgument(format!("virtual host domain: {e}")))?;
-            builder.set_host(d);
-        }
-        _ => {
-            let d = s3s::host::MultiDomain::new(&gw.config.virtual_host_domains)
-                .map_err(|e| Error::InvalidArgument(format!("virtual host domains: {e}")))?;
-            builder.set_host(d);
-        }
+    if !gw.config.virtual_host_domains.is_empty() {
+        builder.set_host(Domains::new(&gw.config.virtual_host_domains)?);
     }
     let mut instance = [0u8; 4];
     crate::keys::fill_random(&mut instance)?;
@@ -172,6 +162,27 @@ async fn handle(
     Ok(resp)
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use s3s::host::S3Host as _;
+
+    #[test]
+    fn virtual_hosts() {
+        let d = Domains::new(&["s3.example.com".into()]).unwrap();
+        let b = |h: &str| d.parse_host_header(h).unwrap().bucket().map(str::to_string);
+        assert_eq!(b("my-bucket.s3.example.com").as_deref(), Some("my-bucket"));
+        assert_eq!(
+            b("my.bucket.s3.example.com:9000").as_deref(),
+            Some("my.bucket")
+        );
+        assert_eq!(b("s3.example.com:9000"), None);
+        assert_eq!(b("gateway.internal:9000"), None);
+        assert_eq!(b("xs3.example.com"), None);
+        assert!(Domains::new(&["s3.example.com:9000".into()]).is_err());
+    }
+}
+
 fn plain(status: StatusCode, text: &'static str, id: &str) -> Response<s3s::Body> {
     let mut r = Response::new(s3s::Body::from(Bytes::from_static(text.as_bytes())));
     *r.status_mut() = status;
@@ -201,6 +212,56 @@ fn slow_down(id: &str) -> Response<s3s::Body> {
         r.headers_mut().insert("x-amz-request-id", v);
     }
     r
+}
+
+/// Virtual-hosted-style addressing: `BUCKET.DOMAIN[:PORT]` names a bucket; the domain
+/// itself, an IP address or any other host is path-style. (s3s's own `SingleDomain`
+/// compares the port too and takes an unknown host for a bucket name, which breaks
+/// path-style requests through another name of the gateway.)
+struct Domains(Vec<String>);
+
+impl Domains {
+    fn new(domains: &[String]) -> Result<Domains> {
+        let mut v = Vec::new();
+        for d in domains {
+            let d = d.trim().trim_end_matches('.').to_ascii_lowercase();
+            if d.is_empty()
+                || d.contains(':')
+                || !d.split('.').all(|l| {
+                    !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                })
+            {
+                return Err(Error::InvalidArgument(format!(
+                    "virtual host domain '{d}' is not a domain name (no port, no scheme)"
+                )));
+            }
+            v.push(d);
+        }
+        Ok(Domains(v))
+    }
+}
+
+impl s3s::host::S3Host for Domains {
+    fn parse_host_header<'a>(&'a self, host: &'a str) -> s3s::S3Result<s3s::host::VirtualHost<'a>> {
+        let name = match host.rsplit_once(':') {
+            Some((h, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => host,
+        };
+        for d in &self.0 {
+            if name.eq_ignore_ascii_case(d) {
+                return Ok(s3s::host::VirtualHost::new(d.as_str()));
+            }
+            if name.len() > d.len() + 1
+                && name.is_char_boundary(name.len() - d.len() - 1)
+                && name[name.len() - d.len()..].eq_ignore_ascii_case(d)
+                && name.as_bytes()[name.len() - d.len() - 1] == b'.'
+            {
+                let bucket = &name[..name.len() - d.len() - 1];
+                return Ok(s3s::host::VirtualHost::new(d.as_str()).with_bucket(bucket));
+            }
+        }
+        Ok(s3s::host::VirtualHost::new(name))
+    }
 }
 
 /// A response body that holds a request permit until it is dropped.
