@@ -162,27 +162,6 @@ async fn handle(
     Ok(resp)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use s3s::host::S3Host as _;
-
-    #[test]
-    fn virtual_hosts() {
-        let d = Domains::new(&["s3.example.com".into()]).unwrap();
-        let b = |h: &str| d.parse_host_header(h).unwrap().bucket().map(str::to_string);
-        assert_eq!(b("my-bucket.s3.example.com").as_deref(), Some("my-bucket"));
-        assert_eq!(
-            b("my.bucket.s3.example.com:9000").as_deref(),
-            Some("my.bucket")
-        );
-        assert_eq!(b("s3.example.com:9000"), None);
-        assert_eq!(b("gateway.internal:9000"), None);
-        assert_eq!(b("xs3.example.com"), None);
-        assert!(Domains::new(&["s3.example.com:9000".into()]).is_err());
-    }
-}
-
 fn plain(status: StatusCode, text: &'static str, id: &str) -> Response<s3s::Body> {
     let mut r = Response::new(s3s::Body::from(Bytes::from_static(text.as_bytes())));
     *r.status_mut() = status;
@@ -287,5 +266,26 @@ impl http_body::Body for PermitBody {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use s3s::host::S3Host as _;
+
+    #[test]
+    fn virtual_hosts() {
+        let d = Domains::new(&["s3.example.com".into()]).unwrap();
+        let b = |h: &str| d.parse_host_header(h).unwrap().bucket().map(str::to_string);
+        assert_eq!(b("my-bucket.s3.example.com").as_deref(), Some("my-bucket"));
+        assert_eq!(
+            b("my.bucket.s3.example.com:9000").as_deref(),
+            Some("my.bucket")
+        );
+        assert_eq!(b("s3.example.com:9000"), None);
+        assert_eq!(b("gateway.internal:9000"), None);
+        assert_eq!(b("xs3.example.com"), None);
+        assert!(Domains::new(&["s3.example.com:9000".into()]).is_err());
     }
 }
