@@ -348,6 +348,8 @@ ups = upstream_keys("o/")
 comp = [k for k in ups if k.startswith("o/comp.bin.sealstream-header-")]
 assert len(comp) == 1, ups
 assert c.get_object(Bucket=B, Key="o/comp.bin")["Body"].read() == data[:5000]
+# its companion stays in this bucket: a copy to another bucket is refused, not broken
+assert err(lambda: c.copy_object(Bucket=B + "-other", Key="x", CopySource={"Bucket": B, "Key": "o/comp.bin"})) == ("NotImplemented", 501)
 want = {"o/a.bin": 300_000, "o/sha.bin": 1000, "o/crc.bin": 1000, "o/comp.bin": 5000}
 l2 = {o["Key"]: o["Size"] for o in c.list_objects_v2(Bucket=B, Prefix="o/")["Contents"]}
 assert l2 == want, l2
@@ -791,5 +793,56 @@ print("ALL OK")
 "#,
         &b,
         &[("GW_PORT", port)],
+    );
+}
+
+#[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
+fn kms_key_and_context() {
+    let up = endpoint("kms_key_and_context").expect("emulator");
+    let key = moto::create_key(&up, "us-east-1");
+    let gw = Gateway::start(
+        "kms_key_and_context",
+        &["--kms-key", &key, "-c", "tenant=acme"],
+    );
+    let b = gw.bucket();
+    gw.python(
+        r#"
+data = os.urandom(150_000)
+c.put_object(Bucket=B, Key="k.bin", Body=data)
+assert c.get_object(Bucket=B, Key="k.bin")["Body"].read() == data
+assert c.get_object(Bucket=B, Key="k.bin", Range="bytes=-5")["Body"].read() == data[-5:]
+assert c.head_object(Bucket=B, Key="k.bin")["ContentLength"] == 150_000
+print("ALL OK")
+"#,
+        &b,
+        &[],
+    );
+    // The object is a KMS-wrapped sealstream object with the context bound: the CLI opens
+    // it with the key and the context, and not without the context.
+    let dec = |ctx: &[&str]| {
+        let mut args = vec!["decrypt", "--kms-key", key.as_str()];
+        args.extend_from_slice(ctx);
+        let src = format!("s3://{b}/k.bin");
+        args.extend_from_slice(&[src.as_str(), "-o", "-"]);
+        gw.scratch.run(&args)
+    };
+    let o = dec(&["-c", "tenant=acme"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(o.stdout.len(), 150_000);
+    let o = dec(&["-c", "tenant=other"]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    // A gateway with another context refuses it with our code, before any byte.
+    let other = Gateway::start(
+        "kms_key_and_context",
+        &["--kms-key", &key, "-c", "tenant=other"],
+    );
+    other.python(
+        r#"
+assert err(lambda: c.get_object(Bucket=B, Key="k.bin")) == ("SealstreamNoKey", 403)
+print("ALL OK")
+"#,
+        &b,
+        &[],
     );
 }

@@ -23,6 +23,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
 use tokio_util::io::StreamReader;
 use tokio_util::sync::PollSender;
+use tracing::Instrument as _;
 
 use super::errors::{self, error, from_error, from_sdk, invalid_argument, not_implemented};
 use super::{GatewayConfig, GatewayKeys, PlaintextObjects};
@@ -703,26 +704,29 @@ impl s3s::S3 for Service {
         let (tx, mut rx) = mpsc::channel::<Msg>(4);
         let s3 = self.inner.s3.clone();
         let task_info = info.clone();
-        tokio::spawn(async move {
-            let mut out = ChannelWriter {
-                tx: PollSender::new(tx.clone()),
-            };
-            let opening = Arc::new(opening);
-            let opts = GetOptions::default();
-            let r = match range {
-                Some(r) => {
-                    s3.get_range_decrypted(&task_info, opening, r, &mut out, &opts)
-                        .await
+        tokio::spawn(
+            async move {
+                let mut out = ChannelWriter {
+                    tx: PollSender::new(tx.clone()),
+                };
+                let opening = Arc::new(opening);
+                let opts = GetOptions::default();
+                let r = match range {
+                    Some(r) => {
+                        s3.get_range_decrypted(&task_info, opening, r, &mut out, &opts)
+                            .await
+                    }
+                    None => s3.get_decrypted(&task_info, opening, &mut out, &opts).await,
+                };
+                if let Err(e) = r {
+                    if !e.is_broken_pipe() {
+                        tracing::warn!(object = %task_info.url, error = %e, "GET failed");
+                    }
+                    let _ = tx.send(Msg::Error(e)).await;
                 }
-                None => s3.get_decrypted(&task_info, opening, &mut out, &opts).await,
-            };
-            if let Err(e) = r {
-                if !e.is_broken_pipe() {
-                    tracing::warn!(object = %task_info.url, error = %e, "GET failed");
-                }
-                let _ = tx.send(Msg::Error(e)).await;
             }
-        });
+            .instrument(tracing::Span::current()),
+        );
         // Headers wait for the first authenticated bytes (or the end): a failure before
         // them is an ordinary error answer; for a range that depends on where the object
         // ends, the final chunk (hence the length) is authenticated by then.
