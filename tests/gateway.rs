@@ -286,6 +286,36 @@ fn aws_cli_v2_round_trip() {
     ok(&o, "aws s3 cp to stdout");
     assert!(o.stdout == small);
 
+    // sync a small tree up, again (nothing to do: sizes are compared in plaintext), down.
+    let tree = gw.scratch.path("tree");
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    write(&tree.join("a.txt"), b"alpha\n");
+    write(&tree.join("sub/b.bin"), &data(70_000));
+    write(&tree.join("sub/empty"), b"");
+    let prefix = format!("s3://{b}/tree/");
+    ok(
+        &gw.aws(&["s3", "sync", "tree", &prefix], None),
+        "aws s3 sync up",
+    );
+    let again = gw.aws(&["s3", "sync", "tree", &prefix], None);
+    ok(&again, "aws s3 sync again");
+    assert!(
+        again.stdout.is_empty(),
+        "a second sync uploaded again: {}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+    ok(
+        &gw.aws(&["s3", "sync", &prefix, "tree2"], None),
+        "aws s3 sync down",
+    );
+    for f in ["a.txt", "sub/b.bin", "sub/empty"] {
+        assert!(
+            std::fs::read(tree.join(f)).unwrap()
+                == std::fs::read(gw.scratch.path("tree2").join(f)).unwrap(),
+            "{f}"
+        );
+    }
+
     ok(&gw.aws(&["s3", "rm", &stdin_dst], None), "aws s3 rm");
     assert!(moto::get_object(&gw.upstream, &b, "dir/stdin.txt").is_none());
     let ls = gw.aws(&["s3", "ls", &format!("s3://{b}/dir/")], None);
