@@ -33,6 +33,10 @@ struct Gateway {
 
 impl Gateway {
     fn start(test: &str, extra: &[&str]) -> Gateway {
+        Gateway::start_with_env(test, extra, &[])
+    }
+
+    fn start_with_env(test: &str, extra: &[&str], env: &[(&str, &str)]) -> Gateway {
         let upstream = endpoint(test).expect("emulator");
         let scratch = Scratch::new();
         let creds = scratch.path("clients.ini");
@@ -43,14 +47,19 @@ impl Gateway {
             )
             .as_bytes(),
         );
+        // The same local key in every gateway (objects of one test's gateways interoperate),
+        // unless the test gives a KMS key: then only that one, so KMS is really needed.
         let key = scratch.keyfile("gw.key", &common::key(7));
         let mut cmd = Command::new(bin());
         cmd.env("SEALSTREAM_HOME", scratch.path("home"))
-            .args(["serve", "--listen", "127.0.0.1:0", "-k"])
-            .arg(&key)
-            .arg("--client-credentials")
+            .args(["serve", "--listen", "127.0.0.1:0"]);
+        if !extra.contains(&"--kms-key") {
+            cmd.arg("-k").arg(&key);
+        }
+        cmd.arg("--client-credentials")
             .arg(&creds)
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(scratch.path("gateway.log")).expect("log file"));
         let mut child = cmd.spawn().expect("start sealstream serve");
@@ -292,6 +301,16 @@ fn aws_cli_v2_round_trip() {
     write(&tree.join("a.txt"), b"alpha\n");
     write(&tree.join("sub/b.bin"), &data(70_000));
     write(&tree.join("sub/empty"), b"");
+    // (mtimes an hour back: `sync` re-uploads a file newer than the object's Last-Modified,
+    // which has one-second resolution, so a file written this second could be sent twice)
+    let past = std::time::SystemTime::now() - Duration::from_secs(3600);
+    for f in ["a.txt", "sub/b.bin", "sub/empty"] {
+        let file = std::fs::File::options()
+            .write(true)
+            .open(tree.join(f))
+            .unwrap();
+        file.set_modified(past).unwrap();
+    }
     let prefix = format!("s3://{b}/tree/");
     ok(
         &gw.aws(&["s3", "sync", "tree", &prefix], None),
@@ -862,6 +881,34 @@ print("ALL OK")
     assert_eq!(o.stdout.len(), 150_000);
     let o = dec(&["-c", "tenant=other"]);
     assert_eq!(code(&o), 4, "{}", stderr(&o));
+    // HEAD and listings make no KMS call: they work with KMS unreachable, GET does not.
+    let no_kms = Gateway::start_with_env(
+        "kms_key_and_context",
+        &[
+            "--kms-key",
+            &key,
+            "-c",
+            "tenant=acme",
+            "--kms-max-attempts",
+            "2",
+        ],
+        // S3 stays on the emulator (AWS_ENDPOINT_URL_S3 wins for S3); KMS gets a dead
+        // endpoint. (AWS_ENDPOINT_URL_KMS alone did not reach the library's KMS client.)
+        &[
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
+            ("AWS_ENDPOINT_URL_S3", &format!("http://{up}")),
+        ],
+    );
+    no_kms.python(
+        r#"
+assert c.head_object(Bucket=B, Key="k.bin")["ContentLength"] == 150_000
+assert [(o["Key"], o["Size"]) for o in c.list_objects_v2(Bucket=B)["Contents"]] == [("k.bin", 150_000)]
+assert err(lambda: c.get_object(Bucket=B, Key="k.bin"))[1] in (500, 503)
+print("ALL OK")
+"#,
+        &b,
+        &[],
+    );
     // A gateway with another context refuses it with our code, before any byte.
     let other = Gateway::start(
         "kms_key_and_context",

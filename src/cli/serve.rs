@@ -178,8 +178,18 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
         let (client, conf) = Gateway::upstream_client(&settings).await?;
         let mut keys = GatewayKeys::default();
         if !a.kms_keys.is_empty() {
+            // The loaded configuration carries the S3 retry settings; KMS gets its own.
+            let kms_conf = conf
+                .to_builder()
+                .retry_config(
+                    aws_smithy_types::retry::RetryConfig::standard()
+                        .with_max_attempts(cli.kms_max_attempts.max(1))
+                        .with_initial_backoff(Duration::from_millis(100))
+                        .with_max_backoff(Duration::from_secs(10)),
+                )
+                .build();
             let kms = Kms::from_conf(
-                &conf,
+                &kms_conf,
                 KmsSettings {
                     max_attempts: cli.kms_max_attempts,
                     operation_timeout: Duration::from_secs(cli.kms_timeout.max(1)),
