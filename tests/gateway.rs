@@ -909,6 +909,55 @@ print("ALL OK")
         &b,
         &[],
     );
+    // KMS cost: one Decrypt per object, however many GETs (sequential, and concurrent
+    // ranged ones as download tools send), through the KMS provider's single-flight cache
+    // of unwrapped data keys. Counted in the SDK's own debug log of a fresh gateway.
+    let counted = Gateway::start(
+        "kms_key_and_context",
+        &[
+            "--kms-key",
+            &key,
+            "-c",
+            "tenant=acme",
+            "--log",
+            "info,aws_smithy_runtime=debug,aws_sdk_kms=debug",
+        ],
+    );
+    counted.python(
+        r#"
+import threading
+for _ in range(3):
+    assert len(c.get_object(Bucket=B, Key="k.bin")["Body"].read()) == 150_000
+errors = []
+def ranged(i):
+    try:
+        r = c.get_object(Bucket=B, Key="k.bin", Range="bytes=%d-%d" % (i * 30000, i * 30000 + 29999))
+        assert len(r["Body"].read()) == 30000
+    except Exception as e:
+        errors.append(e)
+ts = [threading.Thread(target=ranged, args=(i,)) for i in range(5)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+assert not errors, errors
+print("ALL OK")
+"#,
+        &b,
+        &[],
+    );
+    let log = counted.log();
+    let mut ids: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("rpc.method=\"Decrypt\""))
+        .filter_map(|l| l.split("sdk_invocation_id=").nth(1))
+        .filter_map(|r| r.split([' ', '}']).next())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(
+        ids.len(),
+        1,
+        "KMS Decrypt calls for 8 GETs of one object: {ids:?}"
+    );
     // A gateway with another context refuses it with our code, before any byte.
     let other = Gateway::start(
         "kms_key_and_context",
