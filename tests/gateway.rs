@@ -630,6 +630,41 @@ print("ALL OK")
         None,
     );
     assert!(!o.status.success(), "aws s3api get-object reported success");
+    // /metrics counts them (and is served without a signature, like /healthz).
+    let metrics = raw_get(&gw.authority, "/metrics");
+    let value = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing:\n{metrics}"))
+    };
+    assert!(
+        value("sealstream_gateway_authentication_failures_total ") >= 3,
+        "{metrics}"
+    );
+    assert!(
+        value("sealstream_gateway_plaintext_bytes_sent_total ") >= 1 << 20,
+        "{metrics}"
+    );
+    assert!(value("sealstream_gateway_plaintext_bytes_received_total ") == (3 << 20) + 200_000);
+    assert!(
+        metrics.contains("sealstream_gateway_requests_total{method=\"GET\",status=\"409\"}"),
+        "{metrics}"
+    );
+}
+
+/// A plain unsigned GET; the whole answer (head and body) as text.
+fn raw_get(authority: &str, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(authority).expect("connect");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    resp
 }
 
 #[test]

@@ -17,6 +17,7 @@
 
 mod creds;
 mod errors;
+mod metrics;
 mod server;
 mod service;
 
@@ -107,6 +108,7 @@ impl std::fmt::Debug for GatewayKeys {
 #[derive(Clone)]
 pub struct Gateway {
     svc: service::Service,
+    metrics: Arc<metrics::Metrics>,
     creds: ClientCredentials,
     config: Arc<GatewayConfig>,
 }
@@ -150,8 +152,10 @@ impl Gateway {
         }
         let s3 = S3::from_client(client.clone(), settings)?;
         let config = Arc::new(config);
+        let metrics = Arc::new(metrics::Metrics::default());
         Ok(Gateway {
-            svc: service::Service::new(client, s3, keys, config.clone()),
+            svc: service::Service::new(client, s3, keys, config.clone(), metrics.clone()),
+            metrics,
             creds,
             config,
         })

@@ -23,10 +23,14 @@ use crate::{Error, Result};
 /// The request path answered without authentication (only when the request carries no
 /// signature, so a bucket called `healthz` stays reachable for signed clients).
 const HEALTH_PATH: &str = "/healthz";
+/// Prometheus metrics, under the same rule as [`HEALTH_PATH`].
+const METRICS_PATH: &str = "/metrics";
 
 struct Shared {
     s3s: S3Service,
     permits: Arc<Semaphore>,
+    max_requests: usize,
+    metrics: Arc<super::metrics::Metrics>,
     next_id: AtomicU64,
     /// Distinguishes request ids of gateway processes started in the same second.
     instance: u32,
@@ -47,6 +51,8 @@ pub(super) async fn serve(
     let shared = Arc::new(Shared {
         s3s: builder.build(),
         permits: Arc::new(Semaphore::new(gw.config.max_requests)),
+        max_requests: gw.config.max_requests,
+        metrics: gw.metrics.clone(),
         next_id: AtomicU64::new(0),
         instance: u32::from_be_bytes(instance),
     });
@@ -116,10 +122,22 @@ async fn handle(
             .query()
             .is_some_and(|q| q.contains("X-Amz-Signature=") || q.contains("Signature="));
     if path == HEALTH_PATH && !signed && method == http::Method::GET {
-        return Ok(plain(StatusCode::OK, "ok\n", &id));
+        return Ok(plain(StatusCode::OK, "ok\n".into(), &id));
+    }
+    if path == METRICS_PATH && !signed && method == http::Method::GET {
+        let in_flight = shared.max_requests - shared.permits.available_permits();
+        let text = shared.metrics.render(in_flight, shared.max_requests);
+        let mut r = plain(StatusCode::OK, text, &id);
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        );
+        return Ok(r);
     }
     let Ok(permit) = shared.permits.clone().try_acquire_owned() else {
         tracing::warn!(request_id = %id, %method, %path, "too many requests in flight: 503");
+        super::metrics::Metrics::add(&shared.metrics.rejected, 1);
+        shared.metrics.record(&method, 503);
         return Ok(slow_down(&id));
     };
     let span = tracing::info_span!("request", request_id = %id);
@@ -137,12 +155,17 @@ async fn handle(
         Ok(r) => r,
         Err(e) => {
             tracing::error!(request_id = %id, error = ?e, "internal error");
-            plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n", &id)
+            plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error\n".into(),
+                &id,
+            )
         }
     };
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-amz-request-id", v);
     }
+    shared.metrics.record(&method, resp.status().as_u16());
     tracing::info!(
         request_id = %id,
         %method,
@@ -162,8 +185,8 @@ async fn handle(
     Ok(resp)
 }
 
-fn plain(status: StatusCode, text: &'static str, id: &str) -> Response<s3s::Body> {
-    let mut r = Response::new(s3s::Body::from(Bytes::from_static(text.as_bytes())));
+fn plain(status: StatusCode, text: String, id: &str) -> Response<s3s::Body> {
+    let mut r = Response::new(s3s::Body::from(text));
     *r.status_mut() = status;
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,

@@ -26,6 +26,7 @@ use tokio_util::sync::PollSender;
 use tracing::Instrument as _;
 
 use super::errors::{self, error, from_error, from_sdk, invalid_argument, not_implemented};
+use super::metrics::Metrics;
 use super::{GatewayConfig, GatewayKeys, PlaintextObjects};
 use crate::envelope::{EncryptParams, Opening, Sealing};
 use crate::format::{COMMITMENT_LEN, body_len_for, limits};
@@ -52,6 +53,7 @@ struct Inner {
     s3: S3,
     keys: GatewayKeys,
     config: Arc<GatewayConfig>,
+    metrics: Arc<Metrics>,
     /// (bucket, key, ETag) → plaintext size, or `None` for a plaintext object: what a
     /// listing would otherwise HEAD again every time.
     sizes: Mutex<HashMap<(String, String, String), Option<u64>>>,
@@ -80,6 +82,7 @@ impl Service {
         s3: S3,
         keys: GatewayKeys,
         config: Arc<GatewayConfig>,
+        metrics: Arc<Metrics>,
     ) -> Service {
         Service {
             inner: Arc::new(Inner {
@@ -87,6 +90,7 @@ impl Service {
                 s3,
                 keys,
                 config,
+                metrics,
                 sizes: Mutex::default(),
             }),
         }
@@ -127,6 +131,7 @@ impl Service {
     /// The header of a sealstream object, checked as `S3::open_object` checks it.
     async fn load_header(&self, url: S3Url, head: Head) -> S3Result<ObjectInfo> {
         let bad = |reason: String| {
+            Metrics::add(&self.inner.metrics.auth_failures, 1);
             from_error(
                 &Error::ObjectMetadata {
                     object: url.to_string(),
@@ -418,7 +423,11 @@ impl Service {
         });
         let mut o = output_from_head(head, out.content_length.unwrap_or(0));
         o.content_range = out.content_range;
-        o.body = Some(StreamingBlob::wrap(BodyStream { first: None, rx }));
+        o.body = Some(StreamingBlob::wrap(BodyStream {
+            first: None,
+            rx,
+            metrics: self.inner.metrics.clone(),
+        }));
         Ok(o)
     }
 }
@@ -647,6 +656,7 @@ impl s3s::S3 for Service {
             checksum_sha256: input.checksum_sha256,
             ..PutObjectOutput::default()
         };
+        Metrics::add(&self.inner.metrics.bytes_in, len);
         tracing::info!(object = %url, plaintext = len, body = body_len, "stored");
         Ok(S3Response::new(output))
     }
@@ -703,6 +713,7 @@ impl s3s::S3 for Service {
 
         let (tx, mut rx) = mpsc::channel::<Msg>(4);
         let s3 = self.inner.s3.clone();
+        let metrics = self.inner.metrics.clone();
         let task_info = info.clone();
         tokio::spawn(
             async move {
@@ -719,6 +730,9 @@ impl s3s::S3 for Service {
                     None => s3.get_decrypted(&task_info, opening, &mut out, &opts).await,
                 };
                 if let Err(e) = r {
+                    if e.is_authentication() {
+                        Metrics::add(&metrics.auth_failures, 1);
+                    }
                     if !e.is_broken_pipe() {
                         tracing::warn!(object = %task_info.url, error = %e, "GET failed");
                     }
@@ -757,7 +771,11 @@ impl s3s::S3 for Service {
         };
         let mut o = output_from_head(&info.head, length as i64);
         o.content_range = content_range;
-        o.body = Some(StreamingBlob::wrap(BodyStream { first, rx }));
+        o.body = Some(StreamingBlob::wrap(BodyStream {
+            first,
+            rx,
+            metrics: self.inner.metrics.clone(),
+        }));
         Ok(S3Response::new(o))
     }
 
@@ -1806,6 +1824,7 @@ impl AsyncWrite for ChannelWriter {
 struct BodyStream {
     first: Option<Bytes>,
     rx: mpsc::Receiver<Msg>,
+    metrics: Arc<Metrics>,
 }
 
 impl futures_util::Stream for BodyStream {
@@ -1813,10 +1832,14 @@ impl futures_util::Stream for BodyStream {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
         if let Some(b) = self.first.take() {
+            Metrics::add(&self.metrics.bytes_out, b.len() as u64);
             return Poll::Ready(Some(Ok(b)));
         }
         match ready!(self.rx.poll_recv(cx)) {
-            Some(Msg::Data(b)) => Poll::Ready(Some(Ok(b))),
+            Some(Msg::Data(b)) => {
+                Metrics::add(&self.metrics.bytes_out, b.len() as u64);
+                Poll::Ready(Some(Ok(b)))
+            }
             Some(Msg::Error(e)) => Poll::Ready(Some(Err(io::Error::other(format!(
                 "the object failed while streaming; the response is aborted: {e}"
             ))))),
