@@ -78,7 +78,10 @@ impl Gateway {
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}: {}", log_of(&scratch)))
             .to_string();
-        let authority = url.trim_start_matches("http://").to_string();
+        let authority = url
+            .trim_start_matches("https://")
+            .trim_start_matches("http://")
+            .to_string();
         Gateway {
             child,
             url,
@@ -1005,5 +1008,118 @@ print("ALL OK")
 "#,
         &b,
         &[],
+    );
+}
+
+#[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
+fn https_with_boto3_and_the_aws_cli() {
+    // A self-signed certificate for 127.0.0.1, made with the openssl command.
+    let certs = Scratch::new();
+    let (cert, key) = (certs.path("cert.pem"), certs.path("key.pem"));
+    let o = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let gw = Gateway::start(
+        "https_with_boto3_and_the_aws_cli",
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--log",
+            "info,sealstream=debug",
+        ],
+    );
+    assert!(gw.url.starts_with("https://"), "{}", gw.url);
+    let b = gw.bucket();
+    gw.python(
+        r#"
+tls = boto3.client("s3", endpoint_url=GW, region_name="us-east-1", verify=os.environ["CA"],
+                   config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+data = os.urandom(200_000)
+tls.put_object(Bucket=B, Key="tls.bin", Body=data, Metadata={"via": "https"})
+g = tls.get_object(Bucket=B, Key="tls.bin")
+assert g["Body"].read() == data and g["Metadata"] == {"via": "https"}
+assert tls.get_object(Bucket=B, Key="tls.bin", Range="bytes=5-9")["Body"].read() == data[5:10]
+# an unverified certificate is refused by the client (the gateway is really on TLS)
+strict = boto3.client("s3", endpoint_url=GW, region_name="us-east-1",
+                      config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+try:
+    strict.head_object(Bucket=B, Key="tls.bin")
+    raise AssertionError("self-signed certificate accepted without the CA")
+except AssertionError:
+    raise
+except Exception as e:
+    assert "SSL" in type(e).__name__ or "certificate" in str(e).lower(), repr(e)
+print("ALL OK")
+"#,
+        &b,
+        &[("CA", cert.to_str().unwrap().to_string())],
+    );
+    write(&gw.scratch.path("up.bin"), &data(100_000));
+    let ca = cert.to_str().unwrap();
+    ok(
+        &gw.aws(
+            &[
+                "--ca-bundle",
+                ca,
+                "s3",
+                "cp",
+                "up.bin",
+                &format!("s3://{b}/cli.bin"),
+            ],
+            None,
+        ),
+        "aws s3 cp over https",
+    );
+    ok(
+        &gw.aws(
+            &[
+                "--ca-bundle",
+                ca,
+                "s3",
+                "cp",
+                &format!("s3://{b}/cli.bin"),
+                "down.bin",
+            ],
+            None,
+        ),
+        "aws s3 cp down over https",
+    );
+    assert!(std::fs::read(gw.scratch.path("down.bin")).unwrap() == data(100_000));
+    // What the clients sent as bodies over TLS (reported, and both must have worked).
+    let log = gw.log();
+    let forms: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("PutObject body"))
+        .filter_map(|l| l.split("payload=").nth(1))
+        .collect();
+    println!("PutObject bodies over https: {forms:?}");
+    assert_eq!(forms.len(), 2, "{log}");
+    // boto3: aws-chunked, unsigned, with a CRC32 trailer; the AWS CLI: UNSIGNED-PAYLOAD.
+    assert!(
+        forms[0].starts_with("Some(\"STREAMING-UNSIGNED-PAYLOAD-TRAILER\")")
+            && forms[0].contains("x-amz-checksum-crc32"),
+        "{forms:?}"
+    );
+    assert!(
+        forms[1].starts_with("Some(\"UNSIGNED-PAYLOAD\")"),
+        "{forms:?}"
     );
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Args;
 use sealstream::error::{Error, Result};
 use sealstream::gateway::{
-    ClientCredentials, Gateway, GatewayConfig, GatewayKeys, PlaintextObjects,
+    ClientCredentials, Gateway, GatewayConfig, GatewayKeys, PlaintextObjects, TlsFiles,
 };
 use sealstream::keys::AsyncKeyProvider;
 use sealstream::keys::local::LocalKey;
@@ -104,6 +104,22 @@ pub struct ServeArgs {
         default_value_t = 30
     )]
     pub shutdown_grace: u64,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "SEALSTREAM_TLS_CERT",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "SEALSTREAM_TLS_KEY",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
     /// Log filter (tracing syntax, e.g. info, debug, sealstream=debug,s3s=info); logs go
     /// to stderr.
     #[arg(
@@ -142,6 +158,13 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
         virtual_host_domains: a.virtual_host_domains.clone(),
         list_head_concurrency: a.list_concurrency,
         shutdown_grace: Duration::from_secs(a.shutdown_grace),
+        tls: match (&a.tls_cert, &a.tls_key) {
+            (Some(c), Some(k)) => Some(TlsFiles {
+                cert_chain: c.clone(),
+                key: k.clone(),
+            }),
+            _ => None,
+        },
         ..GatewayConfig::default()
     };
     // Each GET holds about (concurrency + 2) ranged-GET segments of --part-size: with
@@ -220,7 +243,12 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
             .local_addr()
             .map_err(|e| Error::io("reading the listening address", e))?;
         // First line on stdout: how a supervisor (or a test) finds a port chosen with :0.
-        println!("listening on http://{addr}");
+        let scheme = if a.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        println!("listening on {scheme}://{addr}");
         gw.serve(listener, shutdown_signal()).await
     })
 }

@@ -63,6 +63,18 @@ pub struct GatewayConfig {
     pub size_cache_entries: usize,
     /// How long in-flight requests may take to finish after shutdown is asked for.
     pub shutdown_grace: std::time::Duration,
+    /// Serve HTTPS with this certificate and key (else plain HTTP, for a TLS-terminating
+    /// proxy in front or a loopback-only deployment).
+    pub tls: Option<TlsFiles>,
+}
+
+/// A certificate chain and its private key, both PEM files, for HTTPS on the listener.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// PEM certificate chain, leaf first.
+    pub cert_chain: std::path::PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: std::path::PathBuf,
 }
 
 impl Default for GatewayConfig {
@@ -76,6 +88,7 @@ impl Default for GatewayConfig {
             list_head_concurrency: 16,
             size_cache_entries: 100_000,
             shutdown_grace: std::time::Duration::from_secs(30),
+            tls: None,
         }
     }
 }

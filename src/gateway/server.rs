@@ -64,6 +64,10 @@ pub(super) async fn serve(
         .timer(hyper_util::rt::TokioTimer::new());
     conn.http2()
         .max_header_list_size(u32::try_from(gw.config.max_header_bytes).unwrap_or(u32::MAX));
+    let tls = match &gw.config.tls {
+        Some(files) => Some(tls_acceptor(files)?),
+        None => None,
+    };
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     tracing::info!(
@@ -84,15 +88,47 @@ pub(super) async fn serve(
         };
         let shared = shared.clone();
         let svc = hyper::service::service_fn(move |req| handle(shared.clone(), req));
-        let c = conn
-            .serve_connection(TokioIo::new(stream), svc)
-            .into_owned();
-        let c = graceful.watch(c);
-        tokio::spawn(async move {
-            if let Err(e) = c.await {
-                tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+        match &tls {
+            None => {
+                let c = conn
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .into_owned();
+                let c = graceful.watch(c);
+                tokio::spawn(async move {
+                    if let Err(e) = c.await {
+                        tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+                    }
+                });
             }
-        });
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                let conn = conn.clone();
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let handshake = tokio::time::timeout(
+                        std::time::Duration::from_secs(10),
+                        acceptor.accept(stream),
+                    );
+                    let stream = match handshake.await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(peer = %peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let c = conn
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .into_owned();
+                    if let Err(e) = watcher.watch(c).await {
+                        tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+        }
     }
     tracing::info!("shutting down: no new connections; waiting for requests in flight");
     drop(listener);
@@ -104,6 +140,38 @@ pub(super) async fn serve(
         ),
     }
     Ok(())
+}
+
+/// The rustls acceptor for `files` (ring provider, TLS 1.2 and 1.3, ALPN h2 and http/1.1).
+fn tls_acceptor(files: &super::TlsFiles) -> Result<tokio_rustls::TlsAcceptor> {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |what: &str, path: &std::path::Path, e: &dyn std::fmt::Display| {
+        Error::InvalidArgument(format!("TLS {what} '{}': {e}", path.display()))
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert_chain)
+        .map_err(|e| bad("certificate chain", &files.cert_chain, &e))?
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| bad("certificate chain", &files.cert_chain, &e))?;
+    if certs.is_empty() {
+        return Err(bad(
+            "certificate chain",
+            &files.cert_chain,
+            &"no CERTIFICATE in the file",
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| bad("key", &files.key, &e))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| Error::InvalidArgument(format!("TLS: {e}")))?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| bad("certificate and key", &files.cert_chain, &e))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// One request: health check, request limit, request id, then s3s.
