@@ -87,11 +87,31 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+section "S3 clients for the gateway tests (AWS CLI v2, boto3)"
+# tests/gateway.rs drives `sealstream serve` with clients nobody here wrote: the AWS CLI v2
+# from Debian's `awscli` package, run as /usr/bin/aws (another `aws`, e.g. a pip-installed
+# v1, may stand earlier on PATH and is not used), and boto3 from the emulator's venv.
+if ! /usr/bin/aws --version 2>/dev/null | grep -q '^aws-cli/2\.'; then
+    echo "installing Debian's awscli (AWS CLI v2) for tests/gateway.rs"
+    if [ "$(id -u)" = 0 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y awscli
+    else
+        sudo DEBIAN_FRONTEND=noninteractive apt-get install -y awscli
+    fi
+fi
+/usr/bin/aws --version
+done_step
+
 section "emulator (moto) install + start"
 # Fresh in-memory state for every run: stop any emulator left over from an earlier run.
 emulator_stop
 emulator_start
 EMULATOR_ENDPOINT="$(emulator_endpoint)"
+# boto3 comes with moto[server]; check it is importable where tests/gateway.rs looks.
+if ! "$ROOT/.tools/moto-venv/bin/python" -c 'import boto3' 2>/dev/null; then
+    "$ROOT/.tools/moto-venv/bin/pip" install --quiet boto3
+fi
+"$ROOT/.tools/moto-venv/bin/python" -c 'import boto3; print("boto3", boto3.__version__)'
 done_step
 
 export AWS_ENDPOINT_URL="$EMULATOR_ENDPOINT"

@@ -113,6 +113,9 @@ pub mod aws;
 pub mod envelope;
 pub mod error;
 pub mod format;
+#[cfg(feature = "gateway")]
+#[cfg_attr(docsrs, doc(cfg(feature = "gateway")))]
+pub mod gateway;
 pub mod keys;
 #[cfg(feature = "kms")]
 #[cfg_attr(docsrs, doc(cfg(feature = "kms")))]

@@ -10,6 +10,7 @@ pub mod output;
 pub mod parse;
 pub mod progress;
 mod s3;
+mod serve;
 
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};
@@ -147,6 +148,9 @@ pub enum Command {
     /// Change which keys can open FILE without touching its body (atomic replace).
     #[command(after_help = EXIT_CODES)]
     Rewrap(RewrapArgs),
+    /// Run an S3-compatible gateway: clients read and write through it with any S3 tool,
+    /// objects are stored encrypted upstream (docs/GATEWAY.md).
+    Serve(serve::ServeArgs),
 }
 
 /// `encrypt` options.
@@ -335,7 +339,10 @@ pub fn main() -> i32 {
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
-    output::install_signal_cleanup();
+    // The gateway handles SIGTERM/Ctrl-C itself (graceful shutdown).
+    if !matches!(cli.command, Command::Serve(_)) {
+        output::install_signal_cleanup();
+    }
     match run(&cli) {
         Ok(()) => exit::OK,
         // The reader of our output went away (`| head`): stop quietly, as `cat` does, with
@@ -375,6 +382,7 @@ fn run(cli: &Cli) -> CliResult {
         Command::Decrypt(a) => decrypt(cli, a),
         Command::Inspect(a) => inspect(cli, a).map_err(clean),
         Command::Rewrap(a) => rewrap(cli, a).map_err(|e| clean(e.into())),
+        Command::Serve(a) => serve::serve(cli, a).map_err(|e| clean(e.into())),
     }
 }
 

@@ -1,0 +1,277 @@
+//! `sealstream serve`: flags (and their environment variables, for containers) into a
+//! `sealstream::gateway::Gateway`; the gateway itself is library code.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use sealstream::error::{Error, Result};
+use sealstream::gateway::{
+    ClientCredentials, Gateway, GatewayConfig, GatewayKeys, PlaintextObjects, TlsFiles,
+};
+use sealstream::keys::AsyncKeyProvider;
+use sealstream::keys::local::LocalKey;
+use sealstream::kms::{Kms, KmsKey, KmsSettings};
+use sealstream::s3::S3Settings;
+
+use super::Cli;
+use super::parse::parse_context;
+
+/// `serve` options. Every flag can also come from the environment variable named in its
+/// help (lists separated by commas there).
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (HOST:PORT; port 0 picks a free one, printed on stdout).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "SEALSTREAM_LISTEN",
+        default_value = "127.0.0.1:9000"
+    )]
+    pub listen: String,
+    /// AWS KMS key (id, alias or ARN) new objects' data keys are wrapped for, and trusted
+    /// to unwrap them (repeatable; the first generates each data key).
+    #[arg(
+        long = "kms-key",
+        value_name = "KEY",
+        env = "SEALSTREAM_KMS_KEY",
+        value_delimiter = ','
+    )]
+    pub kms_keys: Vec<String>,
+    /// Local key file new objects' data keys are wrapped for, and used to unwrap them
+    /// (repeatable).
+    #[arg(
+        short = 'k',
+        long = "key",
+        value_name = "KEYFILE",
+        env = "SEALSTREAM_KEY",
+        value_delimiter = ','
+    )]
+    pub keys: Vec<PathBuf>,
+    /// Encryption context pair stamped on every object written and required of every
+    /// object read (repeatable).
+    #[arg(
+        short = 'c',
+        long = "context",
+        value_name = "KEY=VALUE",
+        env = "SEALSTREAM_CONTEXT",
+        value_delimiter = ','
+    )]
+    pub context: Vec<String>,
+    /// The access keys clients sign with: an AWS shared-credentials file (one [section]
+    /// per client with aws_access_key_id and aws_secret_access_key). Not the gateway's own
+    /// upstream credentials, which come from the AWS chain.
+    #[arg(long, value_name = "FILE", env = "SEALSTREAM_CLIENT_CREDENTIALS")]
+    pub client_credentials: PathBuf,
+    /// Serve upstream objects that are not sealstream objects unchanged (for migrating a
+    /// bucket); by default they are refused with SealstreamNotEncrypted.
+    #[arg(long, env = "SEALSTREAM_SERVE_PLAINTEXT_OBJECTS")]
+    pub serve_plaintext_objects: bool,
+    /// Domain for virtual-hosted-style requests (BUCKET.DOMAIN), repeatable; without it
+    /// only path-style requests are understood.
+    #[arg(
+        long = "virtual-host-domain",
+        value_name = "DOMAIN",
+        env = "SEALSTREAM_VIRTUAL_HOST_DOMAIN",
+        value_delimiter = ','
+    )]
+    pub virtual_host_domains: Vec<String>,
+    /// Requests handled at once; more get 503 SlowDown (clients retry).
+    #[arg(
+        long,
+        value_name = "N",
+        env = "SEALSTREAM_MAX_REQUESTS",
+        default_value_t = 256
+    )]
+    pub max_requests: usize,
+    /// Largest request head (request line plus headers) in bytes; larger ones get 431.
+    #[arg(long, value_name = "BYTES", env = "SEALSTREAM_MAX_HEADER_BYTES", default_value_t = 64 * 1024)]
+    pub max_header_bytes: usize,
+    /// HEAD requests in flight per listing (listings report plaintext sizes).
+    #[arg(
+        long,
+        value_name = "N",
+        env = "SEALSTREAM_LIST_CONCURRENCY",
+        default_value_t = 16
+    )]
+    pub list_concurrency: usize,
+    /// Seconds requests in flight may take to finish after SIGTERM or Ctrl-C.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        env = "SEALSTREAM_SHUTDOWN_GRACE",
+        default_value_t = 30
+    )]
+    pub shutdown_grace: u64,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "SEALSTREAM_TLS_CERT",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "SEALSTREAM_TLS_KEY",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// Log filter (tracing syntax, e.g. info, debug, sealstream=debug,s3s=info); logs go
+    /// to stderr.
+    #[arg(
+        long,
+        value_name = "FILTER",
+        env = "SEALSTREAM_LOG",
+        default_value = "info"
+    )]
+    pub log: String,
+}
+
+/// Runs the gateway until SIGTERM or Ctrl-C.
+pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&a.log)
+        .map_err(|e| Error::InvalidArgument(format!("--log '{}': {e}", a.log)))?;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+    if a.kms_keys.is_empty() && a.keys.is_empty() {
+        return Err(Error::InvalidArgument(
+            "serve needs a key to encrypt with: --kms-key KEY or -k KEYFILE".into(),
+        ));
+    }
+    let creds = ClientCredentials::load(&a.client_credentials)?;
+    let config = GatewayConfig {
+        context: parse_context(&a.context)?,
+        plaintext_objects: if a.serve_plaintext_objects {
+            PlaintextObjects::Serve
+        } else {
+            PlaintextObjects::Refuse
+        },
+        max_requests: a.max_requests,
+        max_header_bytes: a.max_header_bytes,
+        virtual_host_domains: a.virtual_host_domains.clone(),
+        list_head_concurrency: a.list_concurrency,
+        shutdown_grace: Duration::from_secs(a.shutdown_grace),
+        tls: match (&a.tls_cert, &a.tls_key) {
+            (Some(c), Some(k)) => Some(TlsFiles {
+                cert_chain: c.clone(),
+                key: k.clone(),
+            }),
+            _ => None,
+        },
+        ..GatewayConfig::default()
+    };
+    // Each GET holds about (concurrency + 2) ranged-GET segments of --part-size: with
+    // the CLI's defaults (4 × 8 MiB) that is ~48 MiB per request in flight.
+    let part_size = sealstream::size::parse_size(&cli.part_size)
+        .map_err(|e| Error::InvalidArgument(format!("--part-size: {e}")))?;
+    if !(sealstream::s3::MIN_PART_SIZE..=sealstream::s3::MAX_PART_SIZE).contains(&part_size) {
+        return Err(Error::InvalidArgument(format!(
+            "--part-size {part_size} is outside S3's limits 5MiB..5GiB"
+        )));
+    }
+    if cli.concurrency == 0 || cli.concurrency > 256 {
+        return Err(Error::InvalidArgument(
+            "--concurrency must be 1..=256".into(),
+        ));
+    }
+    let settings = S3Settings {
+        part_size,
+        concurrency: cli.concurrency,
+        region: cli.region.clone(),
+        profile: cli.profile.clone(),
+        max_attempts: cli.s3_max_attempts,
+        connect_timeout: Duration::from_secs(cli.s3_connect_timeout.max(1)),
+        read_timeout: Duration::from_secs(cli.s3_read_timeout.max(1)),
+        operation_timeout: Duration::from_secs(cli.s3_timeout.max(1)),
+        retry_notes: false,
+        ..S3Settings::default()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("starting the async runtime", e))?;
+    rt.block_on(async {
+        let (client, conf) = Gateway::upstream_client(&settings).await?;
+        let mut keys = GatewayKeys::default();
+        if !a.kms_keys.is_empty() {
+            // The loaded configuration carries the S3 retry settings; KMS gets its own.
+            let kms_conf = conf
+                .to_builder()
+                .retry_config(
+                    aws_smithy_types::retry::RetryConfig::standard()
+                        .with_max_attempts(cli.kms_max_attempts.max(1))
+                        .with_initial_backoff(Duration::from_millis(100))
+                        .with_max_backoff(Duration::from_secs(10)),
+                )
+                .build();
+            let kms = Kms::from_conf(
+                &kms_conf,
+                KmsSettings {
+                    max_attempts: cli.kms_max_attempts,
+                    operation_timeout: Duration::from_secs(cli.kms_timeout.max(1)),
+                    retry_notes: false,
+                    ..KmsSettings::default()
+                },
+            );
+            for k in &a.kms_keys {
+                keys.wrap.push(Arc::new(KmsKey::for_wrapping(&kms, k)));
+                let trusted = KmsKey::trusted(&kms, k)?.with_max_decrypts(cli.kms_max_decrypts);
+                keys.unwrap.push(Arc::new(trusted));
+            }
+        }
+        for p in &a.keys {
+            let (key, warnings) = LocalKey::load_with_warnings(p)?;
+            for w in warnings {
+                tracing::warn!("{w}");
+            }
+            let key: Arc<dyn AsyncKeyProvider> = Arc::new(key);
+            keys.wrap.push(key.clone());
+            keys.unwrap.push(key);
+        }
+        let gw = Gateway::new(config, client, settings.clone(), keys, creds)?;
+        let listener = tokio::net::TcpListener::bind(&a.listen)
+            .await
+            .map_err(|e| Error::io(format!("listening on {}", a.listen), e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::io("reading the listening address", e))?;
+        // First line on stdout: how a supervisor (or a test) finds a port chosen with :0.
+        let scheme = if a.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        println!("listening on {scheme}://{addr}");
+        gw.serve(listener, shutdown_signal()).await
+    })
+}
+
+/// Completes on SIGTERM or Ctrl-C (SIGINT).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested");
+}

@@ -1,0 +1,222 @@
+//! An S3-compatible gateway that encrypts on the way in and decrypts on the way out, so
+//! that every S3 client (the AWS CLI, the SDKs, backup tools) gets sealstream's envelope
+//! encryption without knowing about it. docs/GATEWAY.md describes operations, errors and
+//! limits; this module is the library form (the `sealstream serve` command only parses
+//! flags and calls it).
+//!
+//! ```text
+//!  S3 client ──SigV4 (client credentials)──► Gateway (s3s: routing, XML, SigV4, aws-chunked)
+//!                                              │  PutObject: body → EncryptReader → PutObject
+//!                                              │  GetObject: S3::get_(range_)decrypted → body
+//!                                              ▼
+//!                              upstream S3 (the gateway's own AWS credentials)
+//! ```
+//!
+//! The gateway keeps no state of its own: every object carries its header (metadata or
+//! companion object, FORMAT.md §15), so any number of gateways can serve one bucket.
+
+mod creds;
+mod errors;
+mod metrics;
+mod server;
+mod service;
+
+use std::sync::Arc;
+
+use crate::keys::AsyncKeyProvider;
+use crate::s3::{S3, S3Settings};
+use crate::{Context, Result};
+
+pub use creds::ClientCredentials;
+pub use errors::{CODE_AUTHENTICATION_FAILED, CODE_NO_KEY, CODE_NOT_SEALSTREAM};
+
+/// What the gateway does with an upstream object that is not a sealstream object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PlaintextObjects {
+    /// Refuse it with [`CODE_NOT_SEALSTREAM`]: a client must never mistake an unencrypted
+    /// object for one the gateway protects.
+    #[default]
+    Refuse,
+    /// Serve it unchanged (GET, HEAD, copy), for migrating a bucket to encryption. New
+    /// objects are still always written encrypted.
+    Serve,
+}
+
+/// How the gateway behaves; everything but the keys and the upstream.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Encryption context stamped on every object written and required of every object
+    /// read (authenticated, not secret).
+    pub context: Context,
+    /// Upstream objects without sealstream metadata.
+    pub plaintext_objects: PlaintextObjects,
+    /// Requests handled at once; more are answered `503 SlowDown` at once, which SDKs
+    /// retry with backoff. Each GET or PUT in flight holds the engine's buffers (a few MiB).
+    pub max_requests: usize,
+    /// Largest request head (request line and headers) accepted; larger ones get 431.
+    pub max_header_bytes: usize,
+    /// Domains for virtual-hosted-style requests (`bucket.DOMAIN`); empty = path-style only.
+    pub virtual_host_domains: Vec<String>,
+    /// HEAD requests in flight at once per listing (plaintext sizes, docs/GATEWAY.md).
+    pub list_head_concurrency: usize,
+    /// Entries kept by the listing's size cache (key + ETag → plaintext size).
+    pub size_cache_entries: usize,
+    /// How long in-flight requests may take to finish after shutdown is asked for.
+    pub shutdown_grace: std::time::Duration,
+    /// Serve HTTPS with this certificate and key (else plain HTTP, for a TLS-terminating
+    /// proxy in front or a loopback-only deployment).
+    pub tls: Option<TlsFiles>,
+}
+
+/// A certificate chain and its private key, both PEM files, for HTTPS on the listener.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// PEM certificate chain, leaf first.
+    pub cert_chain: std::path::PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: std::path::PathBuf,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            context: Context::default(),
+            plaintext_objects: PlaintextObjects::Refuse,
+            max_requests: 256,
+            max_header_bytes: 64 * 1024,
+            virtual_host_domains: Vec::new(),
+            list_head_concurrency: 16,
+            size_cache_entries: 100_000,
+            shutdown_grace: std::time::Duration::from_secs(30),
+            tls: None,
+        }
+    }
+}
+
+/// The keys of a gateway: which wrap new data keys, which are trusted to unwrap.
+#[derive(Clone, Default)]
+pub struct GatewayKeys {
+    /// Providers every new object's data key is wrapped for (the first one generates it;
+    /// a KMS key makes one GenerateDataKey call per upload).
+    pub wrap: Vec<Arc<dyn AsyncKeyProvider>>,
+    /// Providers tried, in order, to unwrap an object's data key on GET.
+    pub unwrap: Vec<Arc<dyn AsyncKeyProvider>>,
+}
+
+impl std::fmt::Debug for GatewayKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ids = |v: &[Arc<dyn AsyncKeyProvider>]| {
+            v.iter()
+                .map(|p| format!("{}:{}", p.provider_id(), p.key_id()))
+                .collect::<Vec<_>>()
+        };
+        f.debug_struct("GatewayKeys")
+            .field("wrap", &ids(&self.wrap))
+            .field("unwrap", &ids(&self.unwrap))
+            .finish()
+    }
+}
+
+/// A configured gateway, ready to serve on a listener. Cheap to clone (shared state).
+#[derive(Clone)]
+pub struct Gateway {
+    svc: service::Service,
+    metrics: Arc<metrics::Metrics>,
+    creds: ClientCredentials,
+    config: Arc<GatewayConfig>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("config", &self.config)
+            .field("clients", &self.creds)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// Builds a gateway forwarding through `client` (the gateway's own upstream
+    /// credentials and endpoint; use path-style addressing with an endpoint override).
+    /// The library's [`S3`] handle is built over the same client: the gateway also needs
+    /// the raw client for calls it passes through (bucket calls, listings, copies).
+    pub fn new(
+        config: GatewayConfig,
+        client: aws_sdk_s3::Client,
+        settings: S3Settings,
+        keys: GatewayKeys,
+        creds: ClientCredentials,
+    ) -> Result<Gateway> {
+        if keys.wrap.is_empty() {
+            return Err(crate::Error::InvalidArgument(
+                "the gateway needs at least one key to encrypt new objects for (a KMS key or a local key file)".into(),
+            ));
+        }
+        if creds.is_empty() {
+            return Err(crate::Error::InvalidArgument(
+                "the gateway needs at least one client credential (access key id and secret)"
+                    .into(),
+            ));
+        }
+        if config.max_requests == 0 || config.list_head_concurrency == 0 {
+            return Err(crate::Error::InvalidArgument(
+                "max_requests and list_head_concurrency must be at least 1".into(),
+            ));
+        }
+        let s3 = S3::from_client(client.clone(), settings)?;
+        let config = Arc::new(config);
+        let metrics = Arc::new(metrics::Metrics::default());
+        Ok(Gateway {
+            svc: service::Service::new(client, s3, keys, config.clone(), metrics.clone()),
+            metrics,
+            creds,
+            config,
+        })
+    }
+
+    /// Builds the upstream client from the standard AWS chain with `settings`' timeouts
+    /// and retries: the endpoint override (`AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`) is
+    /// honoured and then addressed path-style. Returns the loaded configuration too, so a
+    /// KMS client can share it.
+    pub async fn upstream_client(
+        settings: &S3Settings,
+    ) -> Result<(aws_sdk_s3::Client, aws_config::SdkConfig)> {
+        let opts = crate::aws::AwsOptions {
+            region: settings.region.clone(),
+            profile: settings.profile.clone(),
+            max_attempts: settings.max_attempts,
+            initial_backoff: std::time::Duration::from_millis(100),
+            max_backoff: std::time::Duration::from_secs(10),
+            timeouts: aws_smithy_types::timeout::TimeoutConfig::builder()
+                .connect_timeout(settings.connect_timeout)
+                .read_timeout(settings.read_timeout)
+                .build(),
+            stall_grace: Some(settings.read_timeout),
+        };
+        let conf = crate::aws::load_sdk_config(&opts).await?;
+        let endpoint = std::env::var("AWS_ENDPOINT_URL_S3")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .or_else(|| conf.endpoint_url().map(str::to_string));
+        let mut b = aws_sdk_s3::config::Builder::from(&conf).interceptor(crate::aws::S3Timeouts {
+            operation_timeout: settings.operation_timeout,
+        });
+        if let Some(ep) = endpoint {
+            b = b.endpoint_url(ep).force_path_style(true);
+        }
+        if conf.region().is_none() {
+            b = b.region(aws_types::region::Region::new("us-east-1"));
+        }
+        Ok((aws_sdk_s3::Client::from_conf(b.build()), conf))
+    }
+
+    /// Serves on `listener` until `shutdown` completes; then stops accepting, lets the
+    /// requests in flight finish (up to [`GatewayConfig::shutdown_grace`]) and returns.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<()> {
+        server::serve(self, listener, shutdown).await
+    }
+}

@@ -1,0 +1,1872 @@
+//! The S3 operations: what each one does to stay encrypted end to end (docs/GATEWAY.md,
+//! "Operations"). s3s has parsed, routed and authenticated the request before any of this
+//! runs; everything here talks to upstream through the library's [`S3`] handle or, for
+//! what that handle does not offer, the same aws-sdk-s3 client.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll, ready};
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_smithy_types::body::SdkBody;
+use base64::Engine as _;
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
+use http::StatusCode;
+use s3s::dto::*;
+use s3s::stream::ByteStream as _;
+use s3s::{S3Error, S3Request, S3Response, S3Result};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::sync::mpsc;
+use tokio_util::io::StreamReader;
+use tokio_util::sync::PollSender;
+use tracing::Instrument as _;
+
+use super::errors::{self, error, from_error, from_sdk, invalid_argument, not_implemented};
+use super::metrics::Metrics;
+use super::{GatewayConfig, GatewayKeys, PlaintextObjects};
+use crate::envelope::{EncryptParams, Opening, Sealing};
+use crate::format::{COMMITMENT_LEN, body_len_for, limits};
+use crate::keys::AsyncKeyProvider;
+use crate::range::ByteRange;
+use crate::s3::object::{self, HeaderLocation};
+use crate::s3::{GetOptions, Head, ObjectInfo, S3, S3Url};
+use crate::stream::EngineOptions;
+use crate::{Backend, Error};
+
+/// S3's largest single PutObject body.
+const MAX_PUT_BODY: u64 = 5 * 1024 * 1024 * 1024;
+/// Bytes per message between the sealing task and the upstream request body.
+const PUT_BUF: usize = 256 * 1024;
+
+/// The gateway's S3 implementation (shared state behind an `Arc`).
+#[derive(Clone)]
+pub(crate) struct Service {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    s3: S3,
+    keys: GatewayKeys,
+    config: Arc<GatewayConfig>,
+    metrics: Arc<Metrics>,
+    /// (bucket, key, ETag) → plaintext size, or `None` for a plaintext object: what a
+    /// listing would otherwise HEAD again every time.
+    sizes: Mutex<HashMap<(String, String, String), Option<u64>>>,
+}
+
+/// What is stored under a key.
+enum Stored {
+    /// A sealstream object with its parsed header.
+    Sealed(Box<ObjectInfo>),
+    /// An object without sealstream metadata.
+    Plain(Box<Head>),
+}
+
+impl Stored {
+    fn head(&self) -> &Head {
+        match self {
+            Stored::Sealed(i) => &i.head,
+            Stored::Plain(h) => h,
+        }
+    }
+}
+
+impl Service {
+    pub(crate) fn new(
+        client: Client,
+        s3: S3,
+        keys: GatewayKeys,
+        config: Arc<GatewayConfig>,
+        metrics: Arc<Metrics>,
+    ) -> Service {
+        Service {
+            inner: Arc::new(Inner {
+                client,
+                s3,
+                keys,
+                config,
+                metrics,
+                sizes: Mutex::default(),
+            }),
+        }
+    }
+
+    fn wrap_keys(&self) -> Vec<&dyn AsyncKeyProvider> {
+        self.inner.keys.wrap.iter().map(|k| k.as_ref()).collect()
+    }
+
+    fn unwrap_keys(&self) -> Vec<&dyn AsyncKeyProvider> {
+        self.inner.keys.unwrap.iter().map(|k| k.as_ref()).collect()
+    }
+
+    fn serve_plain(&self) -> bool {
+        self.inner.config.plaintext_objects == PlaintextObjects::Serve
+    }
+
+    /// HEADs `bucket/key` and, for a sealstream object, loads its header (from the
+    /// metadata, or the companion object): no KMS call.
+    async fn stat(&self, bucket: &str, key: &str) -> S3Result<Stored> {
+        let url = url(bucket, key);
+        let head = self
+            .inner
+            .s3
+            .head(&url)
+            .await
+            .map_err(|e| from_error(&e, false))?;
+        let Some(head) = head else {
+            return Err(self.missing(bucket, key).await);
+        };
+        if !head.metadata.contains_key(object::META_FORMAT) {
+            return Ok(Stored::Plain(Box::new(head)));
+        }
+        let info = self.load_header(url, head).await?;
+        Ok(Stored::Sealed(Box::new(info)))
+    }
+
+    /// The header of a sealstream object, checked as `S3::open_object` checks it.
+    async fn load_header(&self, url: S3Url, head: Head) -> S3Result<ObjectInfo> {
+        let bad = |reason: String| {
+            Metrics::add(&self.inner.metrics.auth_failures, 1);
+            from_error(
+                &Error::ObjectMetadata {
+                    object: url.to_string(),
+                    reason,
+                },
+                false,
+            )
+        };
+        let location = object::locate(&head.metadata).map_err(bad)?;
+        let header = match &location {
+            HeaderLocation::Inline(bytes) => object::parse_header(bytes, None).map_err(bad)?,
+            HeaderLocation::Companion { key, commitment } => {
+                let bytes = self.get_companion(&url.bucket, key).await?.ok_or_else(|| {
+                    bad(format!(
+                        "the header's companion object s3://{}/{key} is missing",
+                        url.bucket
+                    ))
+                })?;
+                object::parse_header(&bytes, Some(commitment)).map_err(bad)?
+            }
+        };
+        let header_len = header.serialized_len() as u64;
+        Ok(ObjectInfo {
+            url,
+            header,
+            header_len,
+            location,
+            head,
+        })
+    }
+
+    /// GETs a companion header object (at most one header long); `None` if it is missing.
+    async fn get_companion(&self, bucket: &str, key: &str) -> S3Result<Option<Vec<u8>>> {
+        Ok(self
+            .get_companion_tagged(bucket, key)
+            .await?
+            .map(|(b, _)| b))
+    }
+
+    async fn get_companion_tagged(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> S3Result<Option<(Vec<u8>, Option<String>)>> {
+        let r = self
+            .inner
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await;
+        let out = match r {
+            Ok(o) => o,
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(from_sdk("GetObject", &e)),
+        };
+        let max = limits::MAX_HEADER_LEN as i64;
+        if out.content_length().unwrap_or(0) > max {
+            return Err(from_error(
+                &Error::ObjectMetadata {
+                    object: format!("s3://{bucket}/{key}"),
+                    reason: "the companion object is larger than any header".into(),
+                },
+                false,
+            ));
+        }
+        let etag = out.e_tag().map(str::to_string);
+        let body = out.body.collect().await.map_err(|e| {
+            error(
+                "InternalError",
+                StatusCode::BAD_GATEWAY,
+                format!("reading the companion object s3://{bucket}/{key}: {e}"),
+            )
+        })?;
+        Ok(Some((body.into_bytes().to_vec(), etag)))
+    }
+
+    /// NoSuchBucket or NoSuchKey for a HEAD that found nothing (a HEAD answer has no body
+    /// to tell them apart, so the bucket is checked on this path only).
+    async fn missing(&self, bucket: &str, key: &str) -> S3Error {
+        let r = self.inner.client.head_bucket().bucket(bucket).send().await;
+        match r {
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => error(
+                "NoSuchBucket",
+                StatusCode::NOT_FOUND,
+                "The specified bucket does not exist",
+            ),
+            _ => error(
+                "NoSuchKey",
+                StatusCode::NOT_FOUND,
+                format!("The specified key does not exist: {key}"),
+            ),
+        }
+    }
+
+    /// Plaintext size of a listed object, from the cache or a HEAD (no KMS call).
+    async fn listed_size(&self, bucket: &str, key: &str, etag: &str, raw: i64) -> i64 {
+        let ck = (bucket.to_string(), key.to_string(), etag.to_string());
+        if let Ok(cache) = self.inner.sizes.lock()
+            && let Some(v) = cache.get(&ck)
+        {
+            return v.map_or(raw, |n| n as i64);
+        }
+        let size = match self.stat(bucket, key).await {
+            Ok(Stored::Sealed(info)) => match info.layout() {
+                Ok(l) => Some(l.plaintext_len),
+                Err(e) => {
+                    tracing::warn!(bucket, key, error = %e, "listing: object has no valid layout; its stored size is listed");
+                    return raw;
+                }
+            },
+            Ok(Stored::Plain(_)) => None,
+            Err(e) => {
+                tracing::warn!(bucket, key, error = %e, "listing: HEAD failed; the stored size is listed");
+                return raw;
+            }
+        };
+        if let Ok(mut cache) = self.inner.sizes.lock() {
+            if cache.len() >= self.inner.config.size_cache_entries {
+                cache.clear();
+            }
+            cache.insert(ck, size);
+        }
+        size.map_or(raw, |n| n as i64)
+    }
+
+    /// Upstream listing entries → client entries: companions hidden, sizes in plaintext.
+    async fn map_listing(
+        &self,
+        bucket: &str,
+        objects: &[aws_sdk_s3::types::Object],
+    ) -> Vec<Object> {
+        // Owned entries first: the futures below must not borrow the SDK's output (the
+        // trait's futures are `Send` for every lifetime).
+        let entries: Vec<(String, String, Object)> = objects
+            .iter()
+            .filter_map(|o| {
+                let key = o.key()?;
+                if object::is_companion_key(key) {
+                    return None;
+                }
+                let entry = Object {
+                    key: Some(key.to_string()),
+                    size: Some(o.size().unwrap_or(0)),
+                    e_tag: o.e_tag().and_then(parse_etag),
+                    last_modified: o.last_modified().and_then(timestamp),
+                    storage_class: o
+                        .storage_class()
+                        .map(|c| ObjectStorageClass::from(c.as_str().to_string())),
+                    owner: o.owner().map(|w| Owner {
+                        display_name: w.display_name().map(str::to_string),
+                        id: w.id().map(str::to_string),
+                    }),
+                    ..Object::default()
+                };
+                Some((
+                    key.to_string(),
+                    o.e_tag().unwrap_or_default().to_string(),
+                    entry,
+                ))
+            })
+            .collect();
+        let this = self.clone();
+        let bucket = bucket.to_string();
+        futures_util::stream::iter(entries.into_iter().map(move |(key, etag, mut entry)| {
+            let this = this.clone();
+            let bucket = bucket.clone();
+            async move {
+                let raw = entry.size.unwrap_or(0);
+                entry.size = Some(this.listed_size(&bucket, &key, &etag, raw).await);
+                entry
+            }
+        }))
+        .buffered(self.inner.config.list_head_concurrency)
+        .collect()
+        .await
+    }
+
+    /// Deletes a companion named in `old` (the metadata `url` had before it was replaced)
+    /// under the rules of FORMAT.md §15.1: only if named after `url`'s key, holding a
+    /// header with the pinned commitment, and conditional on the ETag of what was checked.
+    ///
+    /// SHIM: the same rules as the library's private `S3::clean_companion`, which the
+    /// gateway cannot call (src/s3 is not to be changed on this branch); fold into the
+    /// library when its API offers it.
+    async fn clean_companion(
+        &self,
+        url: &S3Url,
+        old: &BTreeMap<String, String>,
+        keep: Option<&str>,
+    ) {
+        let (key, pinned): (String, [u8; COMMITMENT_LEN]) =
+            match object::companion_to_clean(&url.key, old) {
+                Ok(Some(c)) => c,
+                Ok(None) => return,
+                Err(reason) => {
+                    tracing::warn!(object = %url, %reason, "old header object left alone");
+                    return;
+                }
+            };
+        if keep == Some(key.as_str()) {
+            return;
+        }
+        let Ok(Some((bytes, etag))) = self.get_companion_tagged(&url.bucket, &key).await else {
+            return;
+        };
+        if let Err(reason) = object::parse_header(&bytes, Some(&pinned)) {
+            tracing::warn!(object = %url, companion = %key, %reason, "old header object does not hold this object's header; left alone");
+            return;
+        }
+        let r = self
+            .inner
+            .client
+            .delete_object()
+            .bucket(&url.bucket)
+            .key(&key)
+            .set_if_match(etag)
+            .send()
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(object = %url, companion = %key, error = %from_sdk("DeleteObject", &e), "could not delete the replaced object's header object");
+        }
+    }
+
+    /// One key of DeleteObject(s): the object, then its companion if provably its own.
+    async fn delete_one(&self, bucket: &str, key: &str, version: Option<&str>) -> S3Result<()> {
+        refuse_reserved(key)?;
+        if let Some(v) = version {
+            // A version delete removes exactly that version (a companion of an older
+            // version may be shared with newer ones): passed through as is.
+            return self
+                .inner
+                .client
+                .delete_object()
+                .bucket(bucket)
+                .key(key)
+                .version_id(v)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| from_sdk("DeleteObject", &e));
+        }
+        match self.inner.s3.delete_object(&url(bucket, key)).await {
+            Ok(crate::s3::CompanionCleanup::Kept(why)) => {
+                tracing::warn!(bucket, key, %why, "companion left alone");
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+            Err(Error::Storage(se)) if se.kind() == crate::error::ServiceErrorKind::NotFound => {
+                // S3 answers 204 for a key that does not exist; but not for a bucket.
+                match self.missing(bucket, key).await {
+                    e if e.code().as_str() == "NoSuchBucket" => Err(e),
+                    _ => Ok(()),
+                }
+            }
+            Err(e) => Err(from_error(&e, false)),
+        }
+    }
+
+    /// Streams an upstream object's body unchanged (plaintext objects, when allowed).
+    async fn get_plain(&self, input: &GetObjectInput, head: &Head) -> S3Result<GetObjectOutput> {
+        let mut req = self
+            .inner
+            .client
+            .get_object()
+            .bucket(&input.bucket)
+            .key(&input.key)
+            .set_if_match(head.etag.clone());
+        if let Some(r) = &input.range {
+            req = req.range(range_header(r));
+        }
+        let out = req.send().await.map_err(|e| from_sdk("GetObject", &e))?;
+        let (tx, rx) = mpsc::channel::<Msg>(4);
+        let mut body = out.body;
+        tokio::spawn(async move {
+            while let Some(b) = body.next().await {
+                let msg = match b {
+                    Ok(b) => Msg::Data(b),
+                    Err(e) => Msg::Failed(io::Error::other(e)),
+                };
+                let failed = matches!(msg, Msg::Failed(_));
+                if tx.send(msg).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        let mut o = output_from_head(head, out.content_length.unwrap_or(0));
+        o.content_range = out.content_range;
+        o.body = Some(StreamingBlob::wrap(BodyStream {
+            first: None,
+            rx,
+            metrics: self.inner.metrics.clone(),
+        }));
+        Ok(o)
+    }
+}
+
+#[async_trait::async_trait]
+impl s3s::S3 for Service {
+    // ---- objects --------------------------------------------------------------------
+
+    async fn put_object(
+        &self,
+        req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
+        let trailer_names = trailer_checksums(&req.headers)?;
+        tracing::debug!(
+            payload = ?req.headers.get("x-amz-content-sha256"),
+            trailer = ?req.headers.get("x-amz-trailer"),
+            encoding = ?req.headers.get("content-encoding"),
+            "PutObject body"
+        );
+        let trailers = req.trailing_headers.clone();
+        let mut input = req.input;
+        refuse_reserved(&input.key)?;
+        if input.sse_customer_key.is_some() || input.write_offset_bytes.is_some() {
+            return Err(not_implemented(
+                "SSE-C and append writes are not offered by the sealstream gateway (objects are already encrypted client-side)",
+            ));
+        }
+        let if_none_match = match &input.if_none_match {
+            None => None,
+            Some(c) if c.is_any() => Some("*".to_string()),
+            Some(_) => {
+                return Err(not_implemented(
+                    "If-None-Match on PutObject supports only '*' (create only)",
+                ));
+            }
+        };
+        let body = input.body.take();
+        let len = match (
+            input.content_length,
+            body.as_ref().and_then(|b| b.remaining_length().exact()),
+        ) {
+            (Some(n), _) if n >= 0 => n as u64,
+            (_, Some(n)) => n as u64,
+            _ => {
+                return Err(error(
+                    "MissingContentLength",
+                    StatusCode::LENGTH_REQUIRED,
+                    "You must provide the Content-Length HTTP header.",
+                ));
+            }
+        };
+        let user_meta: BTreeMap<String, String> = input
+            .metadata
+            .take()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect();
+        if let Some(k) = user_meta.keys().find(|k| object::is_sealstream_key(k)) {
+            return Err(invalid_argument(format!(
+                "user metadata x-amz-meta-{k} is reserved for sealstream's own entries"
+            )));
+        }
+        let expected = header_checksums(&input)?;
+        let url = url(&input.bucket, &input.key);
+
+        // A fresh data key for this object (one KMS call with a KMS key), the header placed
+        // in the metadata or, when all of it would exceed S3's 2 KB, a companion object.
+        let params = EncryptParams {
+            context: self.inner.config.context.clone(),
+            ..EncryptParams::default()
+        };
+        let sealing = Sealing::for_providers_async(&self.wrap_keys(), &params)
+            .await
+            .map_err(|e| from_error(&e, false))?;
+        let header = sealing.header().clone();
+        let body_len = body_len_for(len, header.chunk_size);
+        if body_len > MAX_PUT_BODY {
+            return Err(error(
+                "EntityTooLarge",
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "the encrypted body would be {body_len} bytes, over S3's 5 GiB PutObject limit; \
+                     multipart uploads are not offered by this gateway yet"
+                ),
+            ));
+        }
+        let header_bytes = header
+            .to_bytes()
+            .map_err(|e| from_error(&Error::InvalidArgument(e.to_string()), false))?;
+        let other = object::metadata_size(user_meta.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let mut unique = [0u8; 8];
+        crate::keys::fill_random(&mut unique).map_err(|e| from_error(&e, false))?;
+        let unique = u64::from_be_bytes(unique);
+        let placement = object::place(&header_bytes, &header.commitment, &url.key, other, unique)
+            .map_err(invalid_argument)?;
+        let old = self
+            .inner
+            .s3
+            .head(&url)
+            .await
+            .map_err(|e| from_error(&e, false))?;
+        if old.is_some() && if_none_match.is_some() {
+            return Err(error(
+                "PreconditionFailed",
+                StatusCode::PRECONDITION_FAILED,
+                "At least one of the pre-conditions you specified did not hold",
+            ));
+        }
+        let companion = placement.companion.as_ref().map(|(k, _)| k.clone());
+        if let Some((ck, bytes)) = placement.companion {
+            self.inner
+                .client
+                .put_object()
+                .bucket(&url.bucket)
+                .key(&ck)
+                .content_type("application/octet-stream")
+                .if_none_match("*")
+                .body(ByteStream::from(bytes))
+                .send()
+                .await
+                .map_err(|e| from_sdk("PutObject", &e))?;
+        }
+
+        // The client's body, verified (length, checksums) while it streams, sealed on the
+        // engine's threads, and sent upstream as one PutObject of known length.
+        let failure: Arc<Mutex<Option<S3Error>>> = Arc::default();
+        let reader = StreamReader::new(
+            body.map(|b| b.map_err(io::Error::other).boxed())
+                .unwrap_or_else(|| futures_util::stream::empty().boxed()),
+        );
+        let verify = Verify::new(
+            reader,
+            len,
+            expected,
+            trailer_names,
+            trailers,
+            failure.clone(),
+        );
+        let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(2);
+        let chunk_size = header.chunk_size;
+        let enc = crate::aio::EncryptReader::new(
+            sealing.cipher(),
+            chunk_size,
+            verify,
+            &EngineOptions::default(),
+        )
+        .map_err(|e| from_error(&e, false))?;
+        let pump = tokio::spawn(pump(enc, tx));
+        let mut metadata: HashMap<String, String> = user_meta.into_iter().collect();
+        metadata.extend(placement.metadata);
+        let content_encoding = input.content_encoding.as_deref().and_then(|v| {
+            let kept: Vec<&str> = v
+                .split(',')
+                .map(str::trim)
+                .filter(|e| !e.eq_ignore_ascii_case("aws-chunked") && !e.is_empty())
+                .collect();
+            (!kept.is_empty()).then(|| kept.join(","))
+        });
+        let r = self
+            .inner
+            .client
+            .put_object()
+            .bucket(&url.bucket)
+            .key(&url.key)
+            .content_length(body_len as i64)
+            .body(ByteStream::new(SdkBody::from_body_1_x(ChanBody {
+                rx,
+                left: body_len,
+            })))
+            .set_metadata(Some(metadata))
+            .set_content_type(input.content_type.clone())
+            .set_cache_control(input.cache_control.clone())
+            .set_content_disposition(input.content_disposition.clone())
+            .set_content_encoding(content_encoding)
+            .set_content_language(input.content_language.clone())
+            .set_storage_class(input.storage_class.as_ref().map(|c| c.as_str().into()))
+            .set_server_side_encryption(
+                input
+                    .server_side_encryption
+                    .as_ref()
+                    .map(|c| c.as_str().into()),
+            )
+            .set_ssekms_key_id(input.ssekms_key_id.clone())
+            .set_tagging(input.tagging.clone())
+            .set_if_none_match(if_none_match)
+            .set_if_match(
+                input
+                    .if_match
+                    .as_ref()
+                    .and_then(|c| c.as_etag())
+                    .map(etag_header),
+            )
+            .send()
+            .await;
+        pump.abort();
+        let out = match r {
+            Ok(o) => o,
+            Err(e) => {
+                if let Some(ck) = &companion {
+                    let _ = self
+                        .inner
+                        .client
+                        .delete_object()
+                        .bucket(&url.bucket)
+                        .key(ck)
+                        .send()
+                        .await;
+                }
+                let ours = failure.lock().ok().and_then(|mut f| f.take());
+                return Err(ours.unwrap_or_else(|| from_sdk("PutObject", &e)));
+            }
+        };
+        if let Some(old) = &old {
+            self.clean_companion(&url, &old.metadata, companion.as_deref())
+                .await;
+        }
+        let output = PutObjectOutput {
+            e_tag: out.e_tag().and_then(parse_etag),
+            version_id: out.version_id().map(str::to_string),
+            // The checksums the client sent, all verified on the plaintext by now.
+            checksum_crc32: input.checksum_crc32,
+            checksum_crc32c: input.checksum_crc32c,
+            checksum_crc64nvme: input.checksum_crc64nvme,
+            checksum_sha1: input.checksum_sha1,
+            checksum_sha256: input.checksum_sha256,
+            ..PutObjectOutput::default()
+        };
+        Metrics::add(&self.inner.metrics.bytes_in, len);
+        tracing::info!(object = %url, plaintext = len, body = body_len, "stored");
+        Ok(S3Response::new(output))
+    }
+
+    async fn get_object(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
+        let input = req.input;
+        refuse_reserved(&input.key)?;
+        if input.version_id.is_some() {
+            return Err(not_implemented(
+                "GetObject of a version id is not offered by the sealstream gateway yet",
+            ));
+        }
+        if input.part_number.is_some_and(|n| n != 1) {
+            return Err(not_implemented(
+                "GetObject by part number is not offered (objects are stored as one part)",
+            ));
+        }
+        let stored = self.stat(&input.bucket, &input.key).await?;
+        check_conditions(
+            stored.head(),
+            input.if_match.as_ref(),
+            input.if_none_match.as_ref(),
+            input.if_modified_since.as_ref(),
+            input.if_unmodified_since.as_ref(),
+        )?;
+        let info = match stored {
+            Stored::Plain(head) if self.serve_plain() => {
+                return Ok(S3Response::new(self.get_plain(&input, &head).await?));
+            }
+            Stored::Plain(_) => return Err(errors::not_sealstream(&input.bucket, &input.key)),
+            Stored::Sealed(info) => info,
+        };
+        let range = match &input.range {
+            None => None,
+            Some(r) => Some(to_byte_range(r)?),
+        };
+        let claimed = info
+            .layout()
+            .map_err(|e| from_error(&e, false))?
+            .plaintext_len;
+        // The data key: unwrapped (one KMS call for a KMS stanza) and checked against the
+        // header's key commitment before any body byte is read.
+        let opening = Opening::unlock_async(
+            info.header.clone(),
+            &self.unwrap_keys(),
+            &self.inner.config.context,
+            Backend::default(),
+        )
+        .await
+        .map_err(|e| from_error(&e, false))?;
+
+        let (tx, mut rx) = mpsc::channel::<Msg>(4);
+        let s3 = self.inner.s3.clone();
+        let metrics = self.inner.metrics.clone();
+        let task_info = info.clone();
+        tokio::spawn(
+            async move {
+                let mut out = ChannelWriter {
+                    tx: PollSender::new(tx.clone()),
+                };
+                let opening = Arc::new(opening);
+                let opts = GetOptions::default();
+                let r = match range {
+                    Some(r) => {
+                        s3.get_range_decrypted(&task_info, opening, r, &mut out, &opts)
+                            .await
+                    }
+                    None => s3.get_decrypted(&task_info, opening, &mut out, &opts).await,
+                };
+                if let Err(e) = r {
+                    if e.is_authentication() {
+                        Metrics::add(&metrics.auth_failures, 1);
+                    }
+                    if !e.is_broken_pipe() {
+                        tracing::warn!(object = %task_info.url, error = %e, "GET failed");
+                    }
+                    let _ = tx.send(Msg::Error(e)).await;
+                }
+            }
+            .instrument(tracing::Span::current()),
+        );
+        // Headers wait for the first authenticated bytes (or the end): a failure before
+        // them is an ordinary error answer; for a range that depends on where the object
+        // ends, the final chunk (hence the length) is authenticated by then.
+        let first = match rx.recv().await {
+            Some(Msg::Error(e)) => return Err(from_error(&e, range.is_some())),
+            Some(Msg::Failed(e)) => {
+                return Err(error(
+                    "InternalError",
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    e.to_string(),
+                ));
+            }
+            Some(Msg::Data(b)) => Some(b),
+            None => None,
+        };
+        let (length, content_range) = match range {
+            None => (claimed, None),
+            Some(r) => {
+                let (s, e) = resolve(r, claimed).ok_or_else(|| {
+                    error(
+                        "InvalidRange",
+                        StatusCode::RANGE_NOT_SATISFIABLE,
+                        "The requested range is not satisfiable",
+                    )
+                })?;
+                (e - s + 1, Some(format!("bytes {s}-{e}/{claimed}")))
+            }
+        };
+        let mut o = output_from_head(&info.head, length as i64);
+        o.content_range = content_range;
+        o.body = Some(StreamingBlob::wrap(BodyStream {
+            first,
+            rx,
+            metrics: self.inner.metrics.clone(),
+        }));
+        Ok(S3Response::new(o))
+    }
+
+    async fn head_object(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
+        let input = req.input;
+        refuse_reserved(&input.key)?;
+        if input.version_id.is_some() || input.part_number.is_some_and(|n| n != 1) {
+            return Err(not_implemented(
+                "HeadObject of a version or part is not offered by the sealstream gateway yet",
+            ));
+        }
+        let stored = self.stat(&input.bucket, &input.key).await?;
+        check_conditions(
+            stored.head(),
+            input.if_match.as_ref(),
+            input.if_none_match.as_ref(),
+            input.if_modified_since.as_ref(),
+            input.if_unmodified_since.as_ref(),
+        )?;
+        let size = match &stored {
+            Stored::Sealed(info) => {
+                info.layout()
+                    .map_err(|e| from_error(&e, false))?
+                    .plaintext_len
+            }
+            Stored::Plain(h) if self.serve_plain() => h.content_length,
+            Stored::Plain(_) => return Err(errors::not_sealstream(&input.bucket, &input.key)),
+        };
+        let o = output_from_head(stored.head(), size as i64);
+        Ok(S3Response::new(HeadObjectOutput {
+            accept_ranges: o.accept_ranges,
+            content_length: o.content_length,
+            content_type: o.content_type,
+            cache_control: o.cache_control,
+            content_disposition: o.content_disposition,
+            content_encoding: o.content_encoding,
+            content_language: o.content_language,
+            e_tag: o.e_tag,
+            last_modified: o.last_modified,
+            metadata: o.metadata,
+            storage_class: o.storage_class,
+            version_id: o.version_id,
+            ..HeadObjectOutput::default()
+        }))
+    }
+
+    async fn list_objects_v2(
+        &self,
+        req: S3Request<ListObjectsV2Input>,
+    ) -> S3Result<S3Response<ListObjectsV2Output>> {
+        let i = req.input;
+        let out = self
+            .inner
+            .client
+            .list_objects_v2()
+            .bucket(&i.bucket)
+            .set_prefix(i.prefix.clone())
+            .set_delimiter(i.delimiter.clone())
+            .set_continuation_token(i.continuation_token.clone())
+            .set_start_after(i.start_after.clone())
+            .set_max_keys(i.max_keys)
+            .set_fetch_owner(i.fetch_owner)
+            .send()
+            .await
+            .map_err(|e| from_sdk("ListObjectsV2", &e))?;
+        let contents = self.map_listing(&i.bucket, out.contents()).await;
+        let prefixes = common_prefixes(out.common_prefixes());
+        Ok(S3Response::new(ListObjectsV2Output {
+            name: Some(i.bucket),
+            prefix: i.prefix,
+            delimiter: i.delimiter,
+            max_keys: out.max_keys(),
+            key_count: Some((contents.len() + prefixes.len()) as i32),
+            continuation_token: i.continuation_token,
+            next_continuation_token: out.next_continuation_token().map(str::to_string),
+            is_truncated: out.is_truncated(),
+            start_after: i.start_after,
+            contents: Some(contents),
+            common_prefixes: Some(prefixes),
+            ..ListObjectsV2Output::default()
+        }))
+    }
+
+    async fn list_objects(
+        &self,
+        req: S3Request<ListObjectsInput>,
+    ) -> S3Result<S3Response<ListObjectsOutput>> {
+        let i = req.input;
+        let out = self
+            .inner
+            .client
+            .list_objects()
+            .bucket(&i.bucket)
+            .set_prefix(i.prefix.clone())
+            .set_delimiter(i.delimiter.clone())
+            .set_marker(i.marker.clone())
+            .set_max_keys(i.max_keys)
+            .send()
+            .await
+            .map_err(|e| from_sdk("ListObjects", &e))?;
+        let contents = self.map_listing(&i.bucket, out.contents()).await;
+        Ok(S3Response::new(ListObjectsOutput {
+            name: Some(i.bucket),
+            prefix: i.prefix,
+            delimiter: i.delimiter,
+            marker: i.marker,
+            max_keys: out.max_keys(),
+            is_truncated: out.is_truncated(),
+            next_marker: out.next_marker().map(str::to_string),
+            contents: Some(contents),
+            common_prefixes: Some(common_prefixes(out.common_prefixes())),
+            ..ListObjectsOutput::default()
+        }))
+    }
+
+    async fn delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        let i = req.input;
+        if i.if_match.is_some()
+            || i.if_match_size.is_some()
+            || i.if_match_last_modified_time.is_some()
+        {
+            return Err(not_implemented(
+                "conditional DeleteObject is not offered by the sealstream gateway yet",
+            ));
+        }
+        self.delete_one(&i.bucket, &i.key, i.version_id.as_deref())
+            .await?;
+        Ok(S3Response::new(DeleteObjectOutput {
+            version_id: i.version_id,
+            ..DeleteObjectOutput::default()
+        }))
+    }
+
+    async fn delete_objects(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        let i = req.input;
+        let quiet = i.delete.quiet == Some(true);
+        let bucket = i.bucket.as_str();
+        let results: Vec<(ObjectIdentifier, S3Result<()>)> =
+            futures_util::stream::iter(i.delete.objects.into_iter().map(|o| async move {
+                let r = self
+                    .delete_one(bucket, &o.key, o.version_id.as_deref())
+                    .await;
+                (o, r)
+            }))
+            .buffered(self.inner.config.list_head_concurrency)
+            .collect()
+            .await;
+        let mut deleted = Vec::new();
+        let mut errs = Vec::new();
+        for (o, r) in results {
+            match r {
+                Ok(()) if !quiet => deleted.push(DeletedObject {
+                    key: Some(o.key),
+                    version_id: o.version_id,
+                    ..DeletedObject::default()
+                }),
+                Ok(()) => {}
+                Err(e) => errs.push(s3s::dto::Error {
+                    code: Some(e.code().as_str().to_string()),
+                    key: Some(o.key),
+                    message: e.message().map(str::to_string),
+                    version_id: o.version_id,
+                }),
+            }
+        }
+        Ok(S3Response::new(DeleteObjectsOutput {
+            deleted: Some(deleted),
+            errors: Some(errs),
+            ..DeleteObjectsOutput::default()
+        }))
+    }
+
+    async fn copy_object(
+        &self,
+        req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
+        let i = req.input;
+        refuse_reserved(&i.key)?;
+        let (sb, sk) = match &i.copy_source {
+            CopySource::Bucket {
+                bucket,
+                key,
+                version_id: None,
+            } => (bucket.to_string(), key.to_string()),
+            CopySource::Bucket { .. } => {
+                return Err(not_implemented(
+                    "CopyObject from a version id is not offered by the sealstream gateway yet",
+                ));
+            }
+            _ => {
+                return Err(not_implemented(
+                    "CopyObject from an access point is not offered by the sealstream gateway",
+                ));
+            }
+        };
+        refuse_reserved(&sk)?;
+        let stored = self.stat(&sb, &sk).await?;
+        let replace = i
+            .metadata_directive
+            .as_ref()
+            .is_some_and(|d| d.as_str().eq_ignore_ascii_case("REPLACE"));
+        let mut metadata = None;
+        match &stored {
+            Stored::Plain(_) if !self.serve_plain() => {
+                return Err(errors::not_sealstream(&sb, &sk));
+            }
+            Stored::Plain(_) => {}
+            Stored::Sealed(info) => {
+                if matches!(info.location, HeaderLocation::Companion { .. }) && sb != i.bucket {
+                    return Err(not_implemented(
+                        "this object's header is in a companion object, which cannot follow a copy to another bucket; copy within the bucket, or download and upload",
+                    ));
+                }
+                if replace {
+                    // The client's new metadata plus our entries, copied as they are.
+                    let user: BTreeMap<String, String> = i
+                        .metadata
+                        .clone()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                        .collect();
+                    if let Some(k) = user.keys().find(|k| object::is_sealstream_key(k)) {
+                        return Err(invalid_argument(format!(
+                            "user metadata x-amz-meta-{k} is reserved for sealstream's own entries"
+                        )));
+                    }
+                    let mut all: HashMap<String, String> = user.into_iter().collect();
+                    all.extend(
+                        info.head
+                            .metadata
+                            .iter()
+                            .filter(|(k, _)| object::is_sealstream_key(k))
+                            .map(|(k, v)| (k.clone(), v.clone())),
+                    );
+                    let size =
+                        object::metadata_size(all.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                    if size > object::MAX_USER_METADATA {
+                        return Err(error(
+                            "MetadataTooLarge",
+                            StatusCode::BAD_REQUEST,
+                            "the new metadata plus the object's sealstream header exceed S3's 2 KB",
+                        ));
+                    }
+                    metadata = Some(all);
+                }
+            }
+        }
+        let old = self
+            .inner
+            .s3
+            .head(&url(&i.bucket, &i.key))
+            .await
+            .ok()
+            .flatten();
+        let mut r = self
+            .inner
+            .client
+            .copy_object()
+            .bucket(&i.bucket)
+            .key(&i.key)
+            .copy_source(format!("{sb}/{}", encode_key(&sk)))
+            .set_copy_source_if_match(stored.head().etag.clone())
+            .set_copy_source_if_none_match(
+                i.copy_source_if_none_match
+                    .as_ref()
+                    .and_then(|c| c.as_etag())
+                    .map(etag_header),
+            )
+            .set_storage_class(i.storage_class.as_ref().map(|c| c.as_str().into()))
+            .set_tagging_directive(i.tagging_directive.as_ref().map(|c| c.as_str().into()))
+            .set_tagging(i.tagging.clone());
+        if let Some(c) = i.copy_source_if_match.as_ref().and_then(|c| c.as_etag()) {
+            r = r.copy_source_if_match(etag_header(c));
+        }
+        if replace {
+            r = r
+                .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+                .set_metadata(metadata)
+                .set_content_type(i.content_type.clone())
+                .set_cache_control(i.cache_control.clone())
+                .set_content_disposition(i.content_disposition.clone())
+                .set_content_encoding(i.content_encoding.clone())
+                .set_content_language(i.content_language.clone());
+        }
+        let out = r.send().await.map_err(|e| from_sdk("CopyObject", &e))?;
+        if let Some(old) = old {
+            let dest = url(&i.bucket, &i.key);
+            let keep = match &stored {
+                Stored::Sealed(info) => match &info.location {
+                    HeaderLocation::Companion { key, .. } => Some(key.clone()),
+                    HeaderLocation::Inline(_) => None,
+                },
+                Stored::Plain(_) => None,
+            };
+            self.clean_companion(&dest, &old.metadata, keep.as_deref())
+                .await;
+        }
+        let res = out.copy_object_result();
+        Ok(S3Response::new(CopyObjectOutput {
+            copy_object_result: Some(CopyObjectResult {
+                e_tag: res.and_then(|r| r.e_tag()).and_then(parse_etag),
+                last_modified: res.and_then(|r| r.last_modified()).and_then(timestamp),
+                ..CopyObjectResult::default()
+            }),
+            version_id: out.version_id().map(str::to_string),
+            ..CopyObjectOutput::default()
+        }))
+    }
+
+    // ---- refused: they would need plaintext the gateway does not have, or write it ---
+
+    async fn create_multipart_upload(
+        &self,
+        _req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        Err(multipart_refused())
+    }
+
+    async fn upload_part(
+        &self,
+        _req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        Err(multipart_refused())
+    }
+
+    async fn upload_part_copy(
+        &self,
+        _req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        Err(multipart_refused())
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        _req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        Err(multipart_refused())
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        _req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        Err(multipart_refused())
+    }
+
+    async fn list_parts(
+        &self,
+        _req: S3Request<ListPartsInput>,
+    ) -> S3Result<S3Response<ListPartsOutput>> {
+        Err(multipart_refused())
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        _req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        Err(multipart_refused())
+    }
+
+    async fn select_object_content(
+        &self,
+        _req: S3Request<SelectObjectContentInput>,
+    ) -> S3Result<S3Response<SelectObjectContentOutput>> {
+        Err(not_implemented(
+            "SelectObjectContent runs a query on the stored bytes, which are encrypted: download the object instead",
+        ))
+    }
+
+    async fn get_object_attributes(
+        &self,
+        _req: S3Request<GetObjectAttributesInput>,
+    ) -> S3Result<S3Response<GetObjectAttributesOutput>> {
+        Err(not_implemented(
+            "GetObjectAttributes would report the encrypted object's sizes and checksums: use HeadObject",
+        ))
+    }
+
+    // ---- buckets: passed through ----------------------------------------------------
+
+    async fn list_buckets(
+        &self,
+        _req: S3Request<ListBucketsInput>,
+    ) -> S3Result<S3Response<ListBucketsOutput>> {
+        let out = self
+            .inner
+            .client
+            .list_buckets()
+            .send()
+            .await
+            .map_err(|e| from_sdk("ListBuckets", &e))?;
+        let buckets = out
+            .buckets()
+            .iter()
+            .map(|b| Bucket {
+                name: b.name().map(str::to_string),
+                creation_date: b.creation_date().and_then(timestamp),
+                ..Bucket::default()
+            })
+            .collect();
+        Ok(S3Response::new(ListBucketsOutput {
+            buckets: Some(buckets),
+            owner: out.owner().map(|w| Owner {
+                display_name: w.display_name().map(str::to_string),
+                id: w.id().map(str::to_string),
+            }),
+            ..ListBucketsOutput::default()
+        }))
+    }
+
+    async fn head_bucket(
+        &self,
+        req: S3Request<HeadBucketInput>,
+    ) -> S3Result<S3Response<HeadBucketOutput>> {
+        let out = self
+            .inner
+            .client
+            .head_bucket()
+            .bucket(&req.input.bucket)
+            .send()
+            .await
+            .map_err(|e| from_sdk("HeadBucket", &e))?;
+        Ok(S3Response::new(HeadBucketOutput {
+            bucket_region: out.bucket_region().map(str::to_string),
+            ..HeadBucketOutput::default()
+        }))
+    }
+
+    async fn create_bucket(
+        &self,
+        req: S3Request<CreateBucketInput>,
+    ) -> S3Result<S3Response<CreateBucketOutput>> {
+        let i = req.input;
+        let mut r = self.inner.client.create_bucket().bucket(&i.bucket);
+        if let Some(c) = i
+            .create_bucket_configuration
+            .as_ref()
+            .and_then(|c| c.location_constraint.as_ref())
+        {
+            r = r.create_bucket_configuration(
+                aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                    .location_constraint(c.as_str().into())
+                    .build(),
+            );
+        }
+        let out = r.send().await.map_err(|e| from_sdk("CreateBucket", &e))?;
+        Ok(S3Response::new(CreateBucketOutput {
+            location: out.location().map(str::to_string),
+        }))
+    }
+
+    async fn delete_bucket(
+        &self,
+        req: S3Request<DeleteBucketInput>,
+    ) -> S3Result<S3Response<DeleteBucketOutput>> {
+        self.inner
+            .client
+            .delete_bucket()
+            .bucket(&req.input.bucket)
+            .send()
+            .await
+            .map_err(|e| from_sdk("DeleteBucket", &e))?;
+        Ok(S3Response::new(DeleteBucketOutput::default()))
+    }
+
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        let out = self
+            .inner
+            .client
+            .get_bucket_location()
+            .bucket(&req.input.bucket)
+            .send()
+            .await
+            .map_err(|e| from_sdk("GetBucketLocation", &e))?;
+        Ok(S3Response::new(GetBucketLocationOutput {
+            location_constraint: out
+                .location_constraint()
+                .map(|c| BucketLocationConstraint::from(c.as_str().to_string())),
+        }))
+    }
+}
+
+// ---- helpers ---------------------------------------------------------------------------
+
+fn url(bucket: &str, key: &str) -> S3Url {
+    S3Url {
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+    }
+}
+
+fn multipart_refused() -> S3Error {
+    not_implemented(
+        "multipart uploads are not offered by this sealstream gateway yet (the part-wise format \
+         is being added): upload objects up to 5 GiB with a single PutObject, e.g. raise the \
+         client's multipart threshold (aws configure set default.s3.multipart_threshold 5GB)",
+    )
+}
+
+/// Keys of our companion objects are not client objects: never read, written or deleted
+/// through the gateway (a client could otherwise replace an object's header).
+fn refuse_reserved(key: &str) -> S3Result<()> {
+    if object::is_companion_key(key) {
+        return Err(invalid_argument(format!(
+            "the key {key} has the form of a sealstream header object (*{}<16 hex>), which the gateway reserves",
+            object::COMPANION_INFIX
+        )));
+    }
+    Ok(())
+}
+
+/// Percent-encodes a key for `x-amz-copy-source` (everything but unreserved and '/').
+fn encode_key(key: &str) -> String {
+    let mut s = String::with_capacity(key.len());
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+            s.push(b as char);
+        } else {
+            s.push_str(&format!("%{b:02X}"));
+        }
+    }
+    s
+}
+
+fn parse_etag(s: &str) -> Option<ETag> {
+    ETag::parse_http_header(s.as_bytes()).ok()
+}
+
+fn etag_header(e: &ETag) -> String {
+    match e {
+        ETag::Strong(v) => format!("\"{v}\""),
+        ETag::Weak(v) => format!("W/\"{v}\""),
+    }
+}
+
+fn timestamp(dt: &aws_sdk_s3::primitives::DateTime) -> Option<Timestamp> {
+    std::time::SystemTime::try_from(*dt)
+        .ok()
+        .map(Timestamp::from)
+}
+
+fn secs_of(ts: &Timestamp) -> i64 {
+    time::OffsetDateTime::from(ts.clone()).unix_timestamp()
+}
+
+fn common_prefixes(p: &[aws_sdk_s3::types::CommonPrefix]) -> Vec<CommonPrefix> {
+    p.iter()
+        .map(|c| CommonPrefix {
+            prefix: c.prefix().map(str::to_string),
+        })
+        .collect()
+}
+
+/// The answer's object headers, from what HEAD said: our metadata entries left out.
+fn output_from_head(head: &Head, content_length: i64) -> GetObjectOutput {
+    let metadata: HashMap<String, String> = head
+        .other_metadata()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    GetObjectOutput {
+        accept_ranges: Some("bytes".into()),
+        content_length: Some(content_length),
+        content_type: head.content_type.clone(),
+        cache_control: head.cache_control.clone(),
+        content_disposition: head.content_disposition.clone(),
+        content_encoding: head.content_encoding.clone(),
+        content_language: head.content_language.clone(),
+        e_tag: head.etag.as_deref().and_then(parse_etag),
+        last_modified: head.last_modified.as_ref().and_then(timestamp),
+        metadata: Some(metadata),
+        storage_class: head
+            .storage_class
+            .as_ref()
+            .map(|c| StorageClass::from(c.as_str().to_string())),
+        version_id: head.version_id.clone(),
+        ..GetObjectOutput::default()
+    }
+}
+
+/// RFC 9110 §13.2.2 order: If-Match, else If-Unmodified-Since (412); If-None-Match, else
+/// If-Modified-Since (304), judged on the stored object's ETag and Last-Modified.
+fn check_conditions(
+    head: &Head,
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+    if_modified_since: Option<&Timestamp>,
+    if_unmodified_since: Option<&Timestamp>,
+) -> S3Result<()> {
+    let etag = head.etag.as_deref().and_then(parse_etag);
+    let matches = |c: &ETagCondition| match (c.as_etag(), &etag) {
+        (None, _) => true, // '*': the object exists
+        (Some(want), Some(have)) => want.value() == have.value(),
+        (Some(_), None) => false,
+    };
+    let modified = head
+        .last_modified
+        .as_ref()
+        .map(aws_sdk_s3::primitives::DateTime::secs);
+    let failed = || {
+        error(
+            "PreconditionFailed",
+            StatusCode::PRECONDITION_FAILED,
+            "At least one of the pre-conditions you specified did not hold",
+        )
+    };
+    let not_modified = || error("NotModified", StatusCode::NOT_MODIFIED, "Not Modified");
+    if let Some(c) = if_match {
+        if !matches(c) {
+            return Err(failed());
+        }
+    } else if let (Some(t), Some(m)) = (if_unmodified_since, modified)
+        && m > secs_of(t)
+    {
+        return Err(failed());
+    }
+    if let Some(c) = if_none_match {
+        if matches(c) {
+            return Err(not_modified());
+        }
+    } else if let (Some(t), Some(m)) = (if_modified_since, modified)
+        && m <= secs_of(t)
+    {
+        return Err(not_modified());
+    }
+    Ok(())
+}
+
+fn to_byte_range(r: &Range) -> S3Result<ByteRange> {
+    let br = match *r {
+        Range::Int {
+            first,
+            last: Some(last),
+        } => ByteRange::Inclusive(first, last),
+        Range::Int { first, last: None } => ByteRange::From(first),
+        Range::Suffix { length } => ByteRange::Suffix(length),
+    };
+    br.validate().map_err(|e| {
+        error(
+            "InvalidRange",
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            e.to_string(),
+        )
+    })
+}
+
+fn range_header(r: &Range) -> String {
+    match *r {
+        Range::Int {
+            first,
+            last: Some(last),
+        } => format!("bytes={first}-{last}"),
+        Range::Int { first, last: None } => format!("bytes={first}-"),
+        Range::Suffix { length } => format!("bytes=-{length}"),
+    }
+}
+
+/// First and last byte of `r` in an object of `len` bytes, `None` if unsatisfiable.
+fn resolve(r: ByteRange, len: u64) -> Option<(u64, u64)> {
+    if len == 0 {
+        return None;
+    }
+    match r {
+        ByteRange::Inclusive(s, e) if s < len => Some((s, e.min(len - 1))),
+        ByteRange::From(s) if s < len => Some((s, len - 1)),
+        ByteRange::Suffix(n) if n > 0 => Some((len.saturating_sub(n), len - 1)),
+        _ => None,
+    }
+}
+
+// ---- PUT: checksums --------------------------------------------------------------------
+
+/// The checksum algorithms S3 clients send, by header name.
+const CHECKSUMS: [&str; 5] = [
+    "x-amz-checksum-crc32",
+    "x-amz-checksum-crc32c",
+    "x-amz-checksum-crc64nvme",
+    "x-amz-checksum-sha1",
+    "x-amz-checksum-sha256",
+];
+
+/// Checksums given as headers (and Content-MD5): name → expected base64 value.
+fn header_checksums(i: &PutObjectInput) -> S3Result<Vec<(&'static str, String)>> {
+    let mut v = Vec::new();
+    let given = [
+        &i.checksum_crc32,
+        &i.checksum_crc32c,
+        &i.checksum_crc64nvme,
+        &i.checksum_sha1,
+        &i.checksum_sha256,
+    ];
+    for (name, val) in CHECKSUMS.iter().zip(given) {
+        if let Some(val) = val {
+            v.push((*name, val.clone()));
+        }
+    }
+    if let Some(md5) = &i.content_md5 {
+        v.push(("content-md5", md5.clone()));
+    }
+    Ok(v)
+}
+
+/// Checksums announced as trailers (`x-amz-trailer`) of an aws-chunked body.
+fn trailer_checksums(h: &http::HeaderMap) -> S3Result<Vec<&'static str>> {
+    let mut v = Vec::new();
+    for t in h.get_all("x-amz-trailer") {
+        let t = t
+            .to_str()
+            .map_err(|_| invalid_argument("x-amz-trailer is not text"))?;
+        for name in t.split(',').map(|s| s.trim().to_ascii_lowercase()) {
+            match CHECKSUMS.iter().find(|c| **c == name) {
+                Some(c) => v.push(*c),
+                None if name.is_empty() => {}
+                None => {
+                    return Err(not_implemented(format!(
+                        "the trailer {name} is not supported by the sealstream gateway"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(v)
+}
+
+#[derive(Default)]
+struct Sums {
+    crc32: Option<s3s::crypto::Crc32>,
+    crc32c: Option<s3s::crypto::Crc32c>,
+    crc64: Option<s3s::crypto::Crc64Nvme>,
+    sha1: Option<s3s::crypto::Sha1>,
+    sha256: Option<s3s::crypto::Sha256>,
+    md5: Option<s3s::crypto::Md5>,
+}
+
+impl Sums {
+    fn enable(&mut self, name: &str) {
+        use s3s::crypto::Checksum as _;
+        match name {
+            "x-amz-checksum-crc32" => self.crc32 = Some(s3s::crypto::Crc32::new()),
+            "x-amz-checksum-crc32c" => self.crc32c = Some(s3s::crypto::Crc32c::new()),
+            "x-amz-checksum-crc64nvme" => self.crc64 = Some(s3s::crypto::Crc64Nvme::new()),
+            "x-amz-checksum-sha1" => self.sha1 = Some(s3s::crypto::Sha1::new()),
+            "x-amz-checksum-sha256" => self.sha256 = Some(s3s::crypto::Sha256::new()),
+            "content-md5" => self.md5 = Some(s3s::crypto::Md5::new()),
+            _ => {}
+        }
+    }
+
+    fn update(&mut self, b: &[u8]) {
+        use s3s::crypto::Checksum as _;
+        if let Some(h) = &mut self.crc32 {
+            h.update(b);
+        }
+        if let Some(h) = &mut self.crc32c {
+            h.update(b);
+        }
+        if let Some(h) = &mut self.crc64 {
+            h.update(b);
+        }
+        if let Some(h) = &mut self.sha1 {
+            h.update(b);
+        }
+        if let Some(h) = &mut self.sha256 {
+            h.update(b);
+        }
+        if let Some(h) = &mut self.md5 {
+            h.update(b);
+        }
+    }
+
+    /// name → base64 of each enabled digest.
+    fn finish(self) -> HashMap<&'static str, String> {
+        use s3s::crypto::Checksum as _;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let mut m = HashMap::new();
+        if let Some(h) = self.crc32 {
+            m.insert(CHECKSUMS[0], b64(h.finalize().as_ref()));
+        }
+        if let Some(h) = self.crc32c {
+            m.insert(CHECKSUMS[1], b64(h.finalize().as_ref()));
+        }
+        if let Some(h) = self.crc64 {
+            m.insert(CHECKSUMS[2], b64(h.finalize().as_ref()));
+        }
+        if let Some(h) = self.sha1 {
+            m.insert(CHECKSUMS[3], b64(h.finalize().as_ref()));
+        }
+        if let Some(h) = self.sha256 {
+            m.insert(CHECKSUMS[4], b64(h.finalize().as_ref()));
+        }
+        if let Some(h) = self.md5 {
+            m.insert("content-md5", b64(h.finalize().as_ref()));
+        }
+        m
+    }
+}
+
+/// The client's plaintext as it streams in: counts it against Content-Length and, at its
+/// end, checks every checksum the client sent (headers, or trailers of an aws-chunked
+/// body). A mismatch fails the read *instead of* reporting the end, so the sealing engine
+/// never writes the final chunk and the upstream PutObject never completes.
+struct Verify<R> {
+    inner: R,
+    expected_len: u64,
+    seen: u64,
+    sums: Option<Sums>,
+    expected: Vec<(&'static str, String)>,
+    trailer_names: Vec<&'static str>,
+    trailers: Option<s3s::TrailingHeaders>,
+    failure: Arc<Mutex<Option<S3Error>>>,
+}
+
+impl<R> Verify<R> {
+    fn new(
+        inner: R,
+        expected_len: u64,
+        expected: Vec<(&'static str, String)>,
+        trailer_names: Vec<&'static str>,
+        trailers: Option<s3s::TrailingHeaders>,
+        failure: Arc<Mutex<Option<S3Error>>>,
+    ) -> Self {
+        let mut sums = Sums::default();
+        for (n, _) in &expected {
+            sums.enable(n);
+        }
+        for n in &trailer_names {
+            sums.enable(n);
+        }
+        Verify {
+            inner,
+            expected_len,
+            seen: 0,
+            sums: Some(sums),
+            expected,
+            trailer_names,
+            trailers,
+            failure,
+        }
+    }
+
+    fn fail(&self, e: S3Error) -> io::Error {
+        let msg = e.message().unwrap_or("request body rejected").to_string();
+        if let Ok(mut f) = self.failure.lock() {
+            f.get_or_insert(e);
+        }
+        io::Error::new(io::ErrorKind::InvalidData, msg)
+    }
+
+    /// The end of the body: length and checksums.
+    fn check_end(&mut self) -> Result<(), S3Error> {
+        if self.seen != self.expected_len {
+            return Err(error(
+                "IncompleteBody",
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "You did not provide the number of bytes specified by the Content-Length HTTP header ({} of {})",
+                    self.seen, self.expected_len
+                ),
+            ));
+        }
+        let got = self.sums.take().map(Sums::finish).unwrap_or_default();
+        let bad = |name: &str| {
+            error(
+                "BadDigest",
+                StatusCode::BAD_REQUEST,
+                format!("The {name} you specified did not match the calculated checksum."),
+            )
+        };
+        for (name, want) in &self.expected {
+            if got.get(name) != Some(want) {
+                return Err(bad(name));
+            }
+        }
+        if !self.trailer_names.is_empty() {
+            let trailers = self
+                .trailers
+                .as_ref()
+                .and_then(|t| t.take())
+                .ok_or_else(|| {
+                    invalid_argument("the checksum trailer announced in x-amz-trailer is missing")
+                })?;
+            for name in &self.trailer_names {
+                let want = trailers.get(*name).and_then(|v| v.to_str().ok());
+                if want.is_none() || got.get(name).map(String::as_str) != want {
+                    return Err(bad(name));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Verify<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
+        let new = &buf.filled()[before..];
+        if new.is_empty() {
+            if buf.remaining() > 0 {
+                // End of the body.
+                if let Err(e) = self.check_end() {
+                    return Poll::Ready(Err(self.fail(e)));
+                }
+            }
+            return Poll::Ready(Ok(()));
+        }
+        let n = new.len() as u64;
+        if let Some(s) = &mut self.sums {
+            s.update(new);
+        }
+        self.seen += n;
+        if self.seen > self.expected_len {
+            let e = error(
+                "IncompleteBody",
+                StatusCode::BAD_REQUEST,
+                "the request body is longer than its Content-Length",
+            );
+            return Poll::Ready(Err(self.fail(e)));
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Reads the sealed body and sends it to the upstream request in `PUT_BUF` pieces.
+async fn pump<R: AsyncRead + Unpin>(mut enc: R, tx: mpsc::Sender<io::Result<Bytes>>) {
+    loop {
+        let mut buf = bytes::BytesMut::with_capacity(PUT_BUF);
+        let mut failed = None;
+        while buf.len() < PUT_BUF {
+            match enc.read_buf(&mut buf).await {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        let end = buf.len() < PUT_BUF;
+        if !buf.is_empty() && tx.send(Ok(buf.freeze())).await.is_err() {
+            return;
+        }
+        if let Some(e) = failed {
+            let _ = tx.send(Err(e)).await;
+            return;
+        }
+        if end {
+            return;
+        }
+    }
+}
+
+/// The upstream PutObject's body: what the sealing task sends, of a known length.
+struct ChanBody {
+    rx: mpsc::Receiver<io::Result<Bytes>>,
+    left: u64,
+}
+
+impl http_body::Body for ChanBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, io::Error>>> {
+        match ready!(self.rx.poll_recv(cx)) {
+            Some(Ok(b)) => {
+                self.left = self.left.saturating_sub(b.len() as u64);
+                Poll::Ready(Some(Ok(http_body::Frame::data(b))))
+            }
+            Some(Err(e)) => Poll::Ready(Some(Err(e))),
+            None if self.left > 0 => Poll::Ready(Some(Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the sealed body ended early",
+            )))),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.left)
+    }
+}
+
+// ---- GET: the response body ------------------------------------------------------------
+
+/// What the decrypting task sends the response body.
+enum Msg {
+    /// Authenticated plaintext.
+    Data(Bytes),
+    /// The library stopped with this error: the body is aborted.
+    Error(Error),
+    /// Reading upstream failed (plaintext pass-through): the body is aborted.
+    Failed(io::Error),
+}
+
+/// An `AsyncWrite` into the response channel: waits for room (the download goes no faster
+/// than the client reads) and fails with `BrokenPipe` once the client is gone.
+struct ChannelWriter {
+    tx: PollSender<Msg>,
+}
+
+impl AsyncWrite for ChannelWriter {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let gone = || io::Error::new(io::ErrorKind::BrokenPipe, "the client went away");
+        ready!(self.tx.poll_reserve(cx)).map_err(|_| gone())?;
+        self.tx
+            .send_item(Msg::Data(Bytes::copy_from_slice(buf)))
+            .map_err(|_| gone())?;
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The response body: the first piece (already received), then the channel. An error
+/// message ends the body with an error, which makes hyper abort the connection: the
+/// client sees a broken transfer, never a clean end of a shorter object.
+struct BodyStream {
+    first: Option<Bytes>,
+    rx: mpsc::Receiver<Msg>,
+    metrics: Arc<Metrics>,
+}
+
+impl futures_util::Stream for BodyStream {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        if let Some(b) = self.first.take() {
+            Metrics::add(&self.metrics.bytes_out, b.len() as u64);
+            return Poll::Ready(Some(Ok(b)));
+        }
+        match ready!(self.rx.poll_recv(cx)) {
+            Some(Msg::Data(b)) => {
+                Metrics::add(&self.metrics.bytes_out, b.len() as u64);
+                Poll::Ready(Some(Ok(b)))
+            }
+            Some(Msg::Error(e)) => Poll::Ready(Some(Err(io::Error::other(format!(
+                "the object failed while streaming; the response is aborted: {e}"
+            ))))),
+            Some(Msg::Failed(e)) => Poll::Ready(Some(Err(e))),
+            None => Poll::Ready(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_resolve() {
+        assert_eq!(resolve(ByteRange::Inclusive(0, 9), 100), Some((0, 9)));
+        assert_eq!(resolve(ByteRange::Inclusive(90, 200), 100), Some((90, 99)));
+        assert_eq!(resolve(ByteRange::From(99), 100), Some((99, 99)));
+        assert_eq!(resolve(ByteRange::Suffix(10), 100), Some((90, 99)));
+        assert_eq!(resolve(ByteRange::Suffix(1000), 100), Some((0, 99)));
+        assert_eq!(resolve(ByteRange::From(100), 100), None);
+        assert_eq!(resolve(ByteRange::Inclusive(0, 0), 0), None);
+    }
+
+    #[test]
+    fn reserved_keys() {
+        assert!(refuse_reserved("a/b.sealstream-header-0123456789abcdef").is_err());
+        assert!(refuse_reserved("a/b").is_ok());
+    }
+}

@@ -1,0 +1,1125 @@
+//! `sealstream serve` with real S3 clients nobody here wrote: the AWS CLI v2 (Debian's
+//! `awscli`, run as /usr/bin/aws) and boto3 (from the emulator's venv), against moto
+//! upstream and the gateway started as a child process on a free port.
+//!
+//! scripts/test.sh installs both clients. Objects stay below the clients' multipart
+//! thresholds: multipart uploads are refused until the part-wise format lands (checked
+//! below too).
+#![cfg(feature = "cli")]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::moto::{self, endpoint, unique};
+use common::*;
+
+const CLIENT_ID: &str = "GWCLIENTKEY0001";
+const CLIENT_SECRET: &str = "gateway-client-secret-0001";
+const AWS: &str = "/usr/bin/aws";
+
+/// A running gateway (killed on drop) and the scratch directory it uses.
+struct Gateway {
+    child: Child,
+    url: String,
+    authority: String,
+    upstream: String,
+    scratch: Scratch,
+    key: PathBuf,
+}
+
+impl Gateway {
+    fn start(test: &str, extra: &[&str]) -> Gateway {
+        Gateway::start_with_env(test, extra, &[])
+    }
+
+    fn start_with_env(test: &str, extra: &[&str], env: &[(&str, &str)]) -> Gateway {
+        let upstream = endpoint(test).expect("emulator");
+        let scratch = Scratch::new();
+        let creds = scratch.path("clients.ini");
+        write(
+            &creds,
+            format!(
+                "# test clients\n[tester]\naws_access_key_id = {CLIENT_ID}\naws_secret_access_key = {CLIENT_SECRET}\n"
+            )
+            .as_bytes(),
+        );
+        // The same local key in every gateway (objects of one test's gateways interoperate),
+        // unless the test gives a KMS key: then only that one, so KMS is really needed.
+        let key = scratch.keyfile("gw.key", &common::key(7));
+        let mut cmd = Command::new(bin());
+        cmd.env("SEALSTREAM_HOME", scratch.path("home"))
+            .args(["serve", "--listen", "127.0.0.1:0"]);
+        if !extra.contains(&"--kms-key") {
+            cmd.arg("-k").arg(&key);
+        }
+        cmd.arg("--client-credentials")
+            .arg(&creds)
+            .args(extra)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(scratch.path("gateway.log")).expect("log file"));
+        let mut child = cmd.spawn().expect("start sealstream serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("the gateway did not start: {}", log_of(&scratch)));
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}: {}", log_of(&scratch)))
+            .to_string();
+        let authority = url
+            .trim_start_matches("https://")
+            .trim_start_matches("http://")
+            .to_string();
+        Gateway {
+            child,
+            url,
+            authority,
+            upstream,
+            scratch,
+            key,
+        }
+    }
+
+    fn log(&self) -> String {
+        log_of(&self.scratch)
+    }
+
+    /// The AWS CLI v2 against the gateway, with the client credentials only.
+    fn aws(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        let mut c = Command::new(AWS);
+        c.args(["--endpoint-url", &self.url])
+            .args(args)
+            .current_dir(self.scratch.dir.path());
+        client_env(&mut c, &self.scratch);
+        run_with_stdin(c, stdin)
+    }
+
+    /// A boto3 script (the emulator's venv) with `GW`, `UPSTREAM`, `BUCKET` and the
+    /// client credentials in its environment; it must print `ALL OK` last.
+    fn python(&self, script: &str, bucket: &str, extra_env: &[(&str, String)]) -> String {
+        let path = self.scratch.path("t.py");
+        write(&path, format!("{PY_PRELUDE}\n{script}").as_bytes());
+        let mut c = Command::new(python());
+        c.arg(&path)
+            .current_dir(self.scratch.dir.path())
+            .env("GW", &self.url)
+            .env("UPSTREAM", format!("http://{}", self.upstream))
+            .env("BUCKET", bucket);
+        for (k, v) in extra_env {
+            c.env(k, v);
+        }
+        client_env(&mut c, &self.scratch);
+        let o = c.output().expect("run python");
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(
+            o.status.success() && out.trim_end().ends_with("ALL OK"),
+            "python failed ({:?}):\n{out}\n{}\n--- gateway log:\n{}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr),
+            self.log()
+        );
+        out
+    }
+
+    fn bucket(&self) -> String {
+        let b = unique("gw");
+        moto::create_bucket(&self.upstream, &b);
+        b
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn log_of(s: &Scratch) -> String {
+    std::fs::read_to_string(s.path("gateway.log")).unwrap_or_default()
+}
+
+fn python() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/moto-venv/bin/python")
+}
+
+/// The client side's environment: the gateway's client credentials, no AWS files or
+/// endpoint of the machine (the upstream's credentials must never reach a client).
+fn client_env(c: &mut Command, s: &Scratch) {
+    c.env("AWS_ACCESS_KEY_ID", CLIENT_ID)
+        .env("AWS_SECRET_ACCESS_KEY", CLIENT_SECRET)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", s.path("aws-config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", s.path("aws-credentials"))
+        .env("AWS_PAGER", "")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_CA_BUNDLE");
+}
+
+fn run_with_stdin(mut c: Command, stdin: Option<&[u8]>) -> Output {
+    c.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = c.spawn().expect("spawn client");
+    if let Some(input) = stdin {
+        let mut w = child.stdin.take().expect("stdin");
+        w.write_all(input).expect("write stdin");
+    }
+    child.wait_with_output().expect("client output")
+}
+
+fn ok(o: &Output, what: &str) {
+    assert!(
+        o.status.success(),
+        "{what} failed: {:?}\nstdout: {}\nstderr: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Helpers every boto3 script gets: `c` (client through the gateway), `up` (straight to
+/// moto), `err_code(fn)`.
+const PY_PRELUDE: &str = r#"
+import os, sys, json, hashlib, base64, urllib.request, urllib.error
+import boto3
+from botocore.config import Config
+GW, UP, B = os.environ["GW"], os.environ["UPSTREAM"], os.environ["BUCKET"]
+cfg = Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1, "mode": "standard"})
+c = boto3.client("s3", endpoint_url=GW, region_name="us-east-1", config=cfg)
+up = boto3.client("s3", endpoint_url=UP, region_name="us-east-1", aws_access_key_id="testing",
+                  aws_secret_access_key="testing", config=Config(s3={"addressing_style": "path"}))
+def err(f):
+    try:
+        f()
+    except c.exceptions.ClientError as e:
+        return (e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"])
+    raise AssertionError("expected an error")
+def upstream_keys(prefix=""):
+    r = up.list_objects_v2(Bucket=B, Prefix=prefix)
+    return sorted(o["Key"] for o in r.get("Contents", []))
+"#;
+
+#[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
+fn aws_cli_v2_round_trip() {
+    let gw = Gateway::start("aws_cli_v2_round_trip", &[]);
+    let b = gw.bucket();
+    let v = Command::new(AWS)
+        .arg("--version")
+        .output()
+        .expect("aws --version");
+    assert!(
+        String::from_utf8_lossy(&v.stdout).starts_with("aws-cli/2."),
+        "{AWS} is not the AWS CLI v2: {}",
+        String::from_utf8_lossy(&v.stdout)
+    );
+    let plain = data(300_000);
+    write(&gw.scratch.path("small.bin"), &plain);
+    let dst = format!("s3://{b}/dir/small.bin");
+    ok(
+        &gw.aws(&["s3", "cp", "small.bin", &dst], None),
+        "aws s3 cp up",
+    );
+    // Stored encrypted: the upstream body is not the plaintext and has our metadata.
+    let raw = moto::get_object(&gw.upstream, &b, "dir/small.bin").expect("stored upstream");
+    assert_eq!(
+        raw.len(),
+        300_000 + 5 * 16,
+        "5 chunks of 64 KiB, one tag each"
+    );
+    assert!(!raw.windows(64).any(|w| w == &plain[1000..1064]));
+    let (_, meta, _) = moto::head_object(&gw.upstream, &b, "dir/small.bin").expect("head");
+    assert!(
+        meta.iter().any(|(k, v)| k == "sealstream" && v == "1"),
+        "{meta:?}"
+    );
+
+    ok(
+        &gw.aws(&["s3", "cp", &dst, "back.bin"], None),
+        "aws s3 cp down",
+    );
+    assert!(std::fs::read(gw.scratch.path("back.bin")).unwrap() == plain);
+
+    let ls = gw.aws(&["s3", "ls", &format!("s3://{b}/dir/")], None);
+    ok(&ls, "aws s3 ls");
+    let ls = String::from_utf8_lossy(&ls.stdout).into_owned();
+    assert!(
+        ls.contains(" 300000 small.bin"),
+        "plaintext size listed: {ls}"
+    );
+
+    let r = gw.aws(
+        &[
+            "s3api",
+            "get-object",
+            "--bucket",
+            &b,
+            "--key",
+            "dir/small.bin",
+            "--range",
+            "bytes=70000-70099",
+            "range.out",
+        ],
+        None,
+    );
+    ok(&r, "aws s3api get-object --range");
+    assert!(String::from_utf8_lossy(&r.stdout).contains("bytes 70000-70099/300000"));
+    assert!(std::fs::read(gw.scratch.path("range.out")).unwrap() == plain[70000..70100]);
+
+    // stdin up, stdout down.
+    let small = b"hello from stdin\n".repeat(1000);
+    let stdin_dst = format!("s3://{b}/dir/stdin.txt");
+    ok(
+        &gw.aws(&["s3", "cp", "-", &stdin_dst], Some(&small)),
+        "aws s3 cp -",
+    );
+    let o = gw.aws(&["s3", "cp", &stdin_dst, "-"], None);
+    ok(&o, "aws s3 cp to stdout");
+    assert!(o.stdout == small);
+
+    // sync a small tree up, again (nothing to do: sizes are compared in plaintext), down.
+    let tree = gw.scratch.path("tree");
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    write(&tree.join("a.txt"), b"alpha\n");
+    write(&tree.join("sub/b.bin"), &data(70_000));
+    write(&tree.join("sub/empty"), b"");
+    // (mtimes an hour back: `sync` re-uploads a file newer than the object's Last-Modified,
+    // which has one-second resolution, so a file written this second could be sent twice)
+    let past = std::time::SystemTime::now() - Duration::from_secs(3600);
+    for f in ["a.txt", "sub/b.bin", "sub/empty"] {
+        let file = std::fs::File::options()
+            .write(true)
+            .open(tree.join(f))
+            .unwrap();
+        file.set_modified(past).unwrap();
+    }
+    let prefix = format!("s3://{b}/tree/");
+    ok(
+        &gw.aws(&["s3", "sync", "tree", &prefix], None),
+        "aws s3 sync up",
+    );
+    let again = gw.aws(&["s3", "sync", "tree", &prefix], None);
+    ok(&again, "aws s3 sync again");
+    assert!(
+        again.stdout.is_empty(),
+        "a second sync uploaded again: {}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+    ok(
+        &gw.aws(&["s3", "sync", &prefix, "tree2"], None),
+        "aws s3 sync down",
+    );
+    for f in ["a.txt", "sub/b.bin", "sub/empty"] {
+        assert!(
+            std::fs::read(tree.join(f)).unwrap()
+                == std::fs::read(gw.scratch.path("tree2").join(f)).unwrap(),
+            "{f}"
+        );
+    }
+
+    ok(&gw.aws(&["s3", "rm", &stdin_dst], None), "aws s3 rm");
+    assert!(moto::get_object(&gw.upstream, &b, "dir/stdin.txt").is_none());
+    let ls = gw.aws(&["s3", "ls", &format!("s3://{b}/dir/")], None);
+    assert!(!String::from_utf8_lossy(&ls.stdout).contains("stdin.txt"));
+}
+
+#[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
+fn boto3_operations() {
+    let gw = Gateway::start("boto3_operations", &[]);
+    let b = gw.bucket();
+    gw.python(
+        r#"
+data = os.urandom(300_000)
+r = c.put_object(Bucket=B, Key="o/a.bin", Body=data, ContentType="text/x-test",
+                 Metadata={"color": "red", "n": "1"})
+etag = r["ETag"]
+# whole, then every Range form
+g = c.get_object(Bucket=B, Key="o/a.bin")
+assert g["Body"].read() == data and g["ContentLength"] == 300_000
+assert g["ContentType"] == "text/x-test" and g["Metadata"] == {"color": "red", "n": "1"}, g["Metadata"]
+for rng, want, cr in [("bytes=100-199", data[100:200], "bytes 100-199/300000"),
+                      ("bytes=299990-", data[299990:], "bytes 299990-299999/300000"),
+                      ("bytes=-10", data[-10:], "bytes 299990-299999/300000"),
+                      ("bytes=65530-65545", data[65530:65546], "bytes 65530-65545/300000"),
+                      ("bytes=299000-999999", data[299000:], "bytes 299000-299999/300000")]:
+    g = c.get_object(Bucket=B, Key="o/a.bin", Range=rng)
+    assert g["Body"].read() == want, rng
+    assert g["ContentRange"] == cr and g["ContentLength"] == len(want), (rng, g["ContentRange"])
+assert err(lambda: c.get_object(Bucket=B, Key="o/a.bin", Range="bytes=300000-")) == ("InvalidRange", 416)
+# HEAD: plaintext size, metadata, content type
+h = c.head_object(Bucket=B, Key="o/a.bin")
+assert h["ContentLength"] == 300_000 and h["Metadata"] == {"color": "red", "n": "1"}
+assert h["ContentType"] == "text/x-test" and h["ETag"] == etag
+# conditionals
+assert err(lambda: c.get_object(Bucket=B, Key="o/a.bin", IfMatch='"nope"')) == ("PreconditionFailed", 412)
+assert c.get_object(Bucket=B, Key="o/a.bin", IfMatch=etag)["Body"].read() == data
+assert err(lambda: c.get_object(Bucket=B, Key="o/a.bin", IfNoneMatch=etag))[1] == 304
+import datetime
+future = datetime.datetime(2100, 1, 1, tzinfo=datetime.timezone.utc)
+past = datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc)
+assert err(lambda: c.get_object(Bucket=B, Key="o/a.bin", IfModifiedSince=future))[1] == 304
+assert c.get_object(Bucket=B, Key="o/a.bin", IfModifiedSince=past)["ContentLength"] == 300_000
+assert err(lambda: c.get_object(Bucket=B, Key="o/a.bin", IfUnmodifiedSince=past)) == ("PreconditionFailed", 412)
+# create-only
+assert err(lambda: c.put_object(Bucket=B, Key="o/a.bin", Body=b"x", IfNoneMatch="*")) == ("PreconditionFailed", 412)
+assert c.get_object(Bucket=B, Key="o/a.bin")["Body"].read() == data
+# checksums the SDK computes are verified on the plaintext; a wrong one stores nothing
+c.put_object(Bucket=B, Key="o/sha.bin", Body=data[:1000], ChecksumAlgorithm="SHA256")
+c.put_object(Bucket=B, Key="o/crc.bin", Body=data[:1000], ChecksumAlgorithm="CRC32")
+bad = base64.b64encode(hashlib.sha256(b"other").digest()).decode()
+assert err(lambda: c.put_object(Bucket=B, Key="o/bad.bin", Body=data[:1000], ChecksumSHA256=bad)) == ("BadDigest", 400)
+badmd5 = base64.b64encode(hashlib.md5(b"other").digest()).decode()
+assert err(lambda: c.put_object(Bucket=B, Key="o/bad.bin", Body=data[:1000], ContentMD5=badmd5)) == ("BadDigest", 400)
+assert "o/bad.bin" not in upstream_keys("o/")
+# a header too big for the metadata goes to a companion, which listings hide
+big = {"m%02d" % i: "v" * 60 for i in range(25)}  # 1850 bytes: only the companion form fits
+c.put_object(Bucket=B, Key="o/comp.bin", Body=data[:5000], Metadata=big)
+ups = upstream_keys("o/")
+comp = [k for k in ups if k.startswith("o/comp.bin.sealstream-header-")]
+assert len(comp) == 1, ups
+assert c.get_object(Bucket=B, Key="o/comp.bin")["Body"].read() == data[:5000]
+# its companion stays in this bucket: a copy to another bucket is refused, not broken
+assert err(lambda: c.copy_object(Bucket=B + "-other", Key="x", CopySource={"Bucket": B, "Key": "o/comp.bin"})) == ("NotImplemented", 501)
+want = {"o/a.bin": 300_000, "o/sha.bin": 1000, "o/crc.bin": 1000, "o/comp.bin": 5000}
+l2 = {o["Key"]: o["Size"] for o in c.list_objects_v2(Bucket=B, Prefix="o/")["Contents"]}
+assert l2 == want, l2
+l1 = {o["Key"]: o["Size"] for o in c.list_objects(Bucket=B, Prefix="o/")["Contents"]}
+assert l1 == want, l1
+# pagination and delimiters pass through
+p = c.list_objects_v2(Bucket=B, Prefix="o/", MaxKeys=2)
+assert p["IsTruncated"] and len(p["Contents"]) == 2
+p2 = c.list_objects_v2(Bucket=B, Prefix="o/", ContinuationToken=p["NextContinuationToken"])
+assert len(p["Contents"]) + len(p2["Contents"]) >= 4
+d = c.list_objects_v2(Bucket=B, Delimiter="/")
+assert [x["Prefix"] for x in d["CommonPrefixes"]] == ["o/"]
+# copy: header kept (COPY), metadata replaced (REPLACE)
+c.copy_object(Bucket=B, Key="o/copy.bin", CopySource={"Bucket": B, "Key": "o/a.bin"})
+assert c.get_object(Bucket=B, Key="o/copy.bin")["Body"].read() == data
+c.copy_object(Bucket=B, Key="o/copy2.bin", CopySource={"Bucket": B, "Key": "o/a.bin"},
+              MetadataDirective="REPLACE", Metadata={"color": "blue"}, ContentType="text/y")
+g = c.get_object(Bucket=B, Key="o/copy2.bin")
+assert g["Body"].read() == data and g["Metadata"] == {"color": "blue"} and g["ContentType"] == "text/y"
+# a presigned GET fetched with a plain HTTP client (boto3's default here: a SigV2 URL)
+url = c.generate_presigned_url("get_object", Params={"Bucket": B, "Key": "o/a.bin"}, ExpiresIn=300)
+assert urllib.request.urlopen(url).read() == data
+try:
+    urllib.request.urlopen(url.replace("Signature=", "Signature=0"))
+    raise AssertionError("tampered presigned URL accepted")
+except urllib.error.HTTPError as e:
+    assert e.code == 403, e.code
+# a presigned PUT (SigV4 query, UNSIGNED-PAYLOAD) with a plain HTTP client
+v4 = boto3.client("s3", endpoint_url=GW, region_name="us-east-1",
+                  config=Config(s3={"addressing_style": "path"}, signature_version="s3v4"))
+url = v4.generate_presigned_url("put_object", Params={"Bucket": B, "Key": "o/pre.bin"}, ExpiresIn=300)
+# (urllib's default Content-Type, form-urlencoded, makes moto mangle the stored body)
+urllib.request.urlopen(urllib.request.Request(url, data=data[:7000], method="PUT",
+                                              headers={"Content-Type": "application/octet-stream"}))
+assert c.get_object(Bucket=B, Key="o/pre.bin")["Body"].read() == data[:7000]
+assert up.get_object(Bucket=B, Key="o/pre.bin")["ContentLength"] == 7016
+c.delete_object(Bucket=B, Key="o/pre.bin")
+# deletes: the companion goes with its object
+c.delete_object(Bucket=B, Key="o/comp.bin")
+assert not [k for k in upstream_keys("o/") if "comp.bin" in k], upstream_keys("o/")
+c.delete_object(Bucket=B, Key="o/never-existed")
+r = c.delete_objects(Bucket=B, Delete={"Objects": [{"Key": "o/copy.bin"}, {"Key": "o/copy2.bin"}]})
+assert sorted(x["Key"] for x in r["Deleted"]) == ["o/copy.bin", "o/copy2.bin"]
+assert upstream_keys("o/") == ["o/a.bin", "o/crc.bin", "o/sha.bin"], upstream_keys("o/")
+# bucket calls pass through
+assert B in [x["Name"] for x in c.list_buckets()["Buckets"]]
+c.head_bucket(Bucket=B)
+c.create_bucket(Bucket=B + "-new")
+assert c.get_bucket_location(Bucket=B + "-new").get("LocationConstraint") in (None, "")
+print("ALL OK")
+"#,
+        &b,
+        &[],
+    );
+}
+
+#[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
+fn refusals_and_security() {
+    let gw = Gateway::start("refusals_and_security", &[]);
+    let b = gw.bucket();
+    moto::put_object(&gw.upstream, &b, "plain.txt", b"not encrypted", &[]);
+    gw.python(
+        r#"
+wrong = boto3.client("s3", endpoint_url=GW, region_name="us-east-1", config=cfg,
+                     aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"], aws_secret_access_key="wrong")
+assert err(lambda: wrong.put_object(Bucket=B, Key="w.bin", Body=b"x" * 100)) == ("SignatureDoesNotMatch", 403)
+unknown = boto3.client("s3", endpoint_url=GW, region_name="us-east-1", config=cfg,
+                       aws_access_key_id="AKIANOBODY", aws_secret_access_key="x")
+assert err(lambda: unknown.get_object(Bucket=B, Key="plain.txt")) == ("InvalidAccessKeyId", 403)
+assert err(lambda: unknown.list_objects_v2(Bucket=B)) == ("InvalidAccessKeyId", 403)
+# unsigned requests
+for method, data in [("PUT", b"abc"), ("GET", None)]:
+    try:
+        urllib.request.urlopen(urllib.request.Request(f"{GW}/{B}/u.bin", data=data, method=method))
+        raise AssertionError("unsigned request accepted")
+    except urllib.error.HTTPError as e:
+        assert e.code == 403, e.code
+assert "w.bin" not in upstream_keys() and "u.bin" not in upstream_keys()
+# unknown bucket
+assert err(lambda: c.put_object(Bucket=B + "-missing", Key="k", Body=b"x")) == ("NoSuchBucket", 404)
+assert err(lambda: c.get_object(Bucket=B + "-missing", Key="k")) == ("NoSuchBucket", 404)
+assert err(lambda: c.get_object(Bucket=B, Key="nothing-here")) == ("NoSuchKey", 404)
+# an object that is not a sealstream object is refused, never served as if protected
+assert err(lambda: c.get_object(Bucket=B, Key="plain.txt")) == ("SealstreamNotEncrypted", 409)
+assert err(lambda: c.head_object(Bucket=B, Key="plain.txt"))[1] == 409
+assert err(lambda: c.copy_object(Bucket=B, Key="copy.txt", CopySource={"Bucket": B, "Key": "plain.txt"})) == ("SealstreamNotEncrypted", 409)
+# multipart: refused, nothing started upstream
+assert err(lambda: c.create_multipart_upload(Bucket=B, Key="mp.bin")) == ("NotImplemented", 501)
+assert err(lambda: c.list_multipart_uploads(Bucket=B)) == ("NotImplemented", 501)
+assert err(lambda: c.upload_part(Bucket=B, Key="mp.bin", UploadId="x", PartNumber=1, Body=b"x")) == ("NotImplemented", 501)
+assert not up.list_multipart_uploads(Bucket=B).get("Uploads")
+# our companion keys are reserved
+assert err(lambda: c.put_object(Bucket=B, Key="a.sealstream-header-0123456789abcdef", Body=b"x")) == ("InvalidArgument", 400)
+assert err(lambda: c.put_object(Bucket=B, Key="m.bin", Body=b"x", Metadata={"sealstream-header": "x"})) == ("InvalidArgument", 400)
+assert upstream_keys() == ["plain.txt"], upstream_keys()
+print("ALL OK")
+"#,
+        &b,
+        &[],
+    );
+    // The AWS CLI: a file over its 8 MiB multipart threshold fails, and nothing is stored.
+    write(&gw.scratch.path("nine.bin"), &data(9 << 20));
+    let o = gw.aws(
+        &["s3", "cp", "nine.bin", &format!("s3://{b}/nine.bin")],
+        None,
+    );
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("NotImplemented"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(moto::get_object(&gw.upstream, &b, "nine.bin").is_none());
+    let o = gw.aws(&["s3", "cp", &format!("s3://{b}/plain.txt"), "p.txt"], None);
+    assert!(!o.status.success() && !gw.scratch.path("p.txt").exists());
+
+    // An oversized request head is refused before any S3 processing.
+    let mut s = std::net::TcpStream::connect(&gw.authority).expect("connect");
+    let big = "x".repeat(100 * 1024);
+    let _ = write!(
+        s,
+        "GET /{b}/k HTTP/1.1\r\nHost: {}\r\nX-Big: {big}\r\n\r\n",
+        gw.authority
+    );
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    assert!(
+        resp.starts_with("HTTP/1.1 431"),
+        "{}",
+        &resp[..resp.len().min(200)]
+    );
+    // Health check without credentials.
+    let mut s = std::net::TcpStream::connect(&gw.authority).expect("connect");
+    write!(
+        s,
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(
+        resp.starts_with("HTTP/1.1 200") && resp.ends_with("ok\n"),
+        "{resp}"
+    );
+}
+
+#[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
+fn plaintext_objects_served_only_when_asked() {
+    let gw = Gateway::start(
+        "plaintext_objects_served_only_when_asked",
+        &["--serve-plaintext-objects"],
+    );
+    let b = gw.bucket();
+    moto::put_object(
+        &gw.upstream,
+        &b,
+        "plain.txt",
+        b"0123456789 not encrypted",
+        &[],
+    );
+    gw.python(
+        r#"
+assert c.get_object(Bucket=B, Key="plain.txt")["Body"].read() == b"0123456789 not encrypted"
+g = c.get_object(Bucket=B, Key="plain.txt", Range="bytes=2-4")
+assert g["Body"].read() == b"234", g
+assert c.head_object(Bucket=B, Key="plain.txt")["ContentLength"] == 24
+# new objects are still written encrypted
+c.put_object(Bucket=B, Key="new.bin", Body=b"secret" * 10)
+assert up.get_object(Bucket=B, Key="new.bin")["Body"].read() != b"secret" * 10
+print("ALL OK")
+"#,
+        &b,
+        &[],
+    );
+}
+
+#[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
+fn tampered_objects_fail_in_every_client() {
+    let gw = Gateway::start("tampered_objects_fail_in_every_client", &[]);
+    let b = gw.bucket();
+    // A byte flipped in a late chunk: the answer has started (status 200, the first MiB
+    // sent) when the chunk fails, so the response must be aborted, not ended short.
+    gw.python(
+        r#"
+data = os.urandom(3 << 20)
+c.put_object(Bucket=B, Key="late.bin", Body=data)
+c.put_object(Bucket=B, Key="early.bin", Body=data[:200_000])
+for key, at in [("late.bin", int(2.5 * (1 << 20))), ("early.bin", 10)]:
+    o = up.get_object(Bucket=B, Key=key)
+    body = bytearray(o["Body"].read()); body[at] ^= 1
+    up.put_object(Bucket=B, Key=key, Body=bytes(body), Metadata=o["Metadata"])
+try:
+    got = c.get_object(Bucket=B, Key="late.bin")["Body"].read()
+    raise AssertionError("a tampered object was read to the end: %d bytes" % len(got))
+except AssertionError:
+    raise
+except Exception as e:
+    print("boto3 failed:", type(e).__name__)
+# tampered at the start: an ordinary error answer, with our code
+assert err(lambda: c.get_object(Bucket=B, Key="early.bin")) == ("SealstreamAuthenticationFailed", 409)
+# a range of intact chunks is still served (only the covering chunks are read)
+assert c.get_object(Bucket=B, Key="late.bin", Range="bytes=0-99")["Body"].read() == data[:100]
+print("ALL OK")
+"#,
+        &b,
+        &[],
+    );
+    let o = gw.aws(
+        &["s3", "cp", &format!("s3://{b}/late.bin"), "late.bin"],
+        None,
+    );
+    assert!(!o.status.success(), "aws s3 cp reported success");
+    assert!(!gw.scratch.path("late.bin").exists());
+    let o = gw.aws(&["s3", "cp", &format!("s3://{b}/late.bin"), "-"], None);
+    assert!(!o.status.success(), "aws s3 cp to stdout reported success");
+    let o = gw.aws(
+        &[
+            "s3api",
+            "get-object",
+            "--bucket",
+            &b,
+            "--key",
+            "late.bin",
+            "late2.bin",
+        ],
+        None,
+    );
+    assert!(!o.status.success(), "aws s3api get-object reported success");
+    // /metrics counts them (and is served without a signature, like /healthz).
+    let metrics = raw_get(&gw.authority, "/metrics");
+    let value = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing:\n{metrics}"))
+    };
+    assert!(
+        value("sealstream_gateway_authentication_failures_total ") >= 3,
+        "{metrics}"
+    );
+    assert!(
+        value("sealstream_gateway_plaintext_bytes_sent_total ") >= 1 << 20,
+        "{metrics}"
+    );
+    assert!(value("sealstream_gateway_plaintext_bytes_received_total ") == (3 << 20) + 200_000);
+    assert!(
+        metrics.contains("sealstream_gateway_requests_total{method=\"GET\",status=\"409\"}"),
+        "{metrics}"
+    );
+}
+
+/// A plain unsigned GET; the whole answer (head and body) as text.
+fn raw_get(authority: &str, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(authority).expect("connect");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    resp
+}
+
+#[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
+fn one_format_with_the_cli() {
+    let gw = Gateway::start("one_format_with_the_cli", &[]);
+    let b = gw.bucket();
+    let plain = data(200_000);
+    write(&gw.scratch.path("p.bin"), &plain);
+    // gateway → sealstream decrypt
+    ok(
+        &gw.aws(
+            &["s3", "cp", "p.bin", &format!("s3://{b}/via-gw.bin")],
+            None,
+        ),
+        "upload through the gateway",
+    );
+    let key = gw.key.to_str().unwrap().to_string();
+    let o = gw.scratch.run(&[
+        "decrypt",
+        &format!("s3://{b}/via-gw.bin"),
+        "-k",
+        &key,
+        "-o",
+        "dec.bin",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(std::fs::read(gw.scratch.path("dec.bin")).unwrap() == plain);
+    // sealstream encrypt → gateway
+    let o = gw.scratch.run(&[
+        "encrypt",
+        "p.bin",
+        "-k",
+        &key,
+        "-o",
+        &format!("s3://{b}/via-cli.bin"),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    ok(
+        &gw.aws(
+            &["s3", "cp", &format!("s3://{b}/via-cli.bin"), "back.bin"],
+            None,
+        ),
+        "download through the gateway",
+    );
+    assert!(std::fs::read(gw.scratch.path("back.bin")).unwrap() == plain);
+}
+
+#[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
+fn graceful_shutdown_finishes_requests_in_flight() {
+    let mut gw = Gateway::start("graceful_shutdown_finishes_requests_in_flight", &[]);
+    let b = gw.bucket();
+    let pid = gw.child.id().to_string();
+    gw.python(
+        r#"
+import signal, time
+data = os.urandom(3 << 20)
+c.put_object(Bucket=B, Key="big.bin", Body=data)
+g = c.get_object(Bucket=B, Key="big.bin")
+first = g["Body"].read(1000)
+os.kill(int(os.environ["GW_PID"]), signal.SIGTERM)
+time.sleep(1)
+rest = g["Body"].read()
+assert first + rest == data, len(first + rest)
+print("ALL OK")
+"#,
+        &b,
+        &[("GW_PID", pid)],
+    );
+    let start = Instant::now();
+    loop {
+        if let Some(st) = gw.child.try_wait().expect("wait") {
+            assert!(st.success(), "gateway exit: {st:?}\n{}", gw.log());
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the gateway did not stop after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(std::net::TcpStream::connect(&gw.authority).is_err());
+}
+
+/// A streaming body for the Rust SDK: it cannot be buffered, so the SDK sends it as
+/// `aws-chunked` with signed chunks and a CRC32 trailer
+/// (`STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER`).
+struct Streamed(Vec<bytes::Bytes>);
+
+impl http_body::Body for Streamed {
+    type Data = bytes::Bytes;
+    type Error = std::io::Error;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>> {
+        let next = if self.0.is_empty() {
+            None
+        } else {
+            Some(Ok(http_body::Frame::data(self.0.remove(0))))
+        };
+        std::task::Poll::Ready(next)
+    }
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.0.iter().map(|b| b.len() as u64).sum())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
+async fn rust_sdk_aws_chunked_with_trailer() {
+    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+    let gw = Gateway::start(
+        "rust_sdk_aws_chunked_with_trailer",
+        &["--log", "sealstream=debug"],
+    );
+    let b = gw.bucket();
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let conf = aws_sdk_s3::config::Builder::new()
+        .behavior_version(BehaviorVersion::latest())
+        .http_client(http)
+        .endpoint_url(&gw.url)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(CLIENT_ID, CLIENT_SECRET, None, None, "t"))
+        .force_path_style(true)
+        .build();
+    let client = aws_sdk_s3::Client::from_conf(conf);
+    let plain = data(300_000);
+    let pieces: Vec<bytes::Bytes> = plain
+        .chunks(70_000)
+        .map(bytes::Bytes::copy_from_slice)
+        .collect();
+    let body = aws_sdk_s3::primitives::ByteStream::new(
+        aws_smithy_types::body::SdkBody::from_body_1_x(Streamed(pieces)),
+    );
+    client
+        .put_object()
+        .bucket(&b)
+        .key("sdk.bin")
+        .content_length(300_000)
+        .body(body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("PutObject: {e:?}\n{}", gw.log()));
+    let log = gw.log();
+    assert!(
+        log.contains("STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER")
+            && log.contains("x-amz-checksum-crc32"),
+        "the SDK did not send aws-chunked with a trailer:\n{log}"
+    );
+    let got = client
+        .get_object()
+        .bucket(&b)
+        .key("sdk.bin")
+        .send()
+        .await
+        .expect("GetObject");
+    let got = got.body.collect().await.expect("body").into_bytes();
+    assert!(got == plain[..]);
+    let raw = moto::get_object(&gw.upstream, &b, "sdk.bin").expect("upstream");
+    assert_eq!(raw.len(), 300_000 + 5 * 16);
+}
+
+#[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
+fn virtual_hosted_style_and_request_limit() {
+    let gw = Gateway::start(
+        "virtual_hosted_style_and_request_limit",
+        &["--virtual-host-domain", "s3.gw.test", "--max-requests", "1"],
+    );
+    let b = gw.bucket();
+    let port = gw.authority.rsplit(':').next().unwrap().to_string();
+    gw.python(
+        r#"
+from urllib.parse import urlsplit, urlunsplit
+port = os.environ["GW_PORT"]
+vh = boto3.client("s3", endpoint_url="http://s3.gw.test:" + port, region_name="us-east-1",
+                  config=Config(s3={"addressing_style": "virtual"}, retries={"max_attempts": 1}))
+hosts = []
+def to_loopback(request, **kw):
+    # BUCKET.s3.gw.test does not resolve: connect to 127.0.0.1, keep the signed Host.
+    u = urlsplit(request.url)
+    hosts.append(u.netloc)
+    request.headers["Host"] = u.netloc
+    request.url = urlunsplit((u.scheme, "127.0.0.1:" + port, u.path, u.query, u.fragment))
+vh.meta.events.register("before-send.s3", to_loopback)
+vh.put_object(Bucket=B, Key="vh/a.txt", Body=b"virtual hosted")
+assert vh.get_object(Bucket=B, Key="vh/a.txt")["Body"].read() == b"virtual hosted"
+assert [o["Key"] for o in vh.list_objects_v2(Bucket=B)["Contents"]] == ["vh/a.txt"]
+assert hosts[0] == B + ".s3.gw.test:" + port, hosts
+# path-style still works beside it
+assert c.get_object(Bucket=B, Key="vh/a.txt")["Body"].read() == b"virtual hosted"
+# the request limit: a GET whose body is not read holds the only slot
+data = os.urandom(12 << 20)
+c.put_object(Bucket=B, Key="big.bin", Body=data)
+g = c.get_object(Bucket=B, Key="big.bin")
+assert err(lambda: c.head_object(Bucket=B, Key="vh/a.txt"))[1] == 503
+assert err(lambda: c.get_object(Bucket=B, Key="vh/a.txt")) == ("SlowDown", 503)
+assert g["Body"].read() == data
+g["Body"].close()
+import time
+time.sleep(0.5)
+assert c.head_object(Bucket=B, Key="vh/a.txt")["ContentLength"] == 14
+print("ALL OK")
+"#,
+        &b,
+        &[("GW_PORT", port)],
+    );
+}
+
+#[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
+fn kms_key_and_context() {
+    let up = endpoint("kms_key_and_context").expect("emulator");
+    let key = moto::create_key(&up, "us-east-1");
+    let gw = Gateway::start(
+        "kms_key_and_context",
+        &["--kms-key", &key, "-c", "tenant=acme"],
+    );
+    let b = gw.bucket();
+    gw.python(
+        r#"
+data = os.urandom(150_000)
+c.put_object(Bucket=B, Key="k.bin", Body=data)
+assert c.get_object(Bucket=B, Key="k.bin")["Body"].read() == data
+assert c.get_object(Bucket=B, Key="k.bin", Range="bytes=-5")["Body"].read() == data[-5:]
+assert c.head_object(Bucket=B, Key="k.bin")["ContentLength"] == 150_000
+print("ALL OK")
+"#,
+        &b,
+        &[],
+    );
+    // The object is a KMS-wrapped sealstream object with the context bound: the CLI opens
+    // it with the key and the context, and not without the context.
+    let dec = |ctx: &[&str]| {
+        let mut args = vec!["decrypt", "--kms-key", key.as_str()];
+        args.extend_from_slice(ctx);
+        let src = format!("s3://{b}/k.bin");
+        args.extend_from_slice(&[src.as_str(), "-o", "-"]);
+        gw.scratch.run(&args)
+    };
+    let o = dec(&["-c", "tenant=acme"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(o.stdout.len(), 150_000);
+    let o = dec(&["-c", "tenant=other"]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    // HEAD and listings make no KMS call: they work with KMS unreachable, GET does not.
+    let no_kms = Gateway::start_with_env(
+        "kms_key_and_context",
+        &[
+            "--kms-key",
+            &key,
+            "-c",
+            "tenant=acme",
+            "--kms-max-attempts",
+            "2",
+        ],
+        // S3 stays on the emulator (AWS_ENDPOINT_URL_S3 wins for S3); KMS gets a dead
+        // endpoint. (AWS_ENDPOINT_URL_KMS alone did not reach the library's KMS client.)
+        &[
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
+            ("AWS_ENDPOINT_URL_S3", &format!("http://{up}")),
+        ],
+    );
+    no_kms.python(
+        r#"
+assert c.head_object(Bucket=B, Key="k.bin")["ContentLength"] == 150_000
+assert [(o["Key"], o["Size"]) for o in c.list_objects_v2(Bucket=B)["Contents"]] == [("k.bin", 150_000)]
+assert err(lambda: c.get_object(Bucket=B, Key="k.bin"))[1] in (500, 503)
+print("ALL OK")
+"#,
+        &b,
+        &[],
+    );
+    // KMS cost: one Decrypt per object, however many GETs (sequential, and concurrent
+    // ranged ones as download tools send), through the KMS provider's single-flight cache
+    // of unwrapped data keys. Counted in the SDK's own debug log of a fresh gateway.
+    let counted = Gateway::start(
+        "kms_key_and_context",
+        &[
+            "--kms-key",
+            &key,
+            "-c",
+            "tenant=acme",
+            "--log",
+            "info,aws_smithy_runtime=debug,aws_sdk_kms=debug",
+        ],
+    );
+    counted.python(
+        r#"
+import threading
+for _ in range(3):
+    assert len(c.get_object(Bucket=B, Key="k.bin")["Body"].read()) == 150_000
+errors = []
+def ranged(i):
+    try:
+        r = c.get_object(Bucket=B, Key="k.bin", Range="bytes=%d-%d" % (i * 30000, i * 30000 + 29999))
+        assert len(r["Body"].read()) == 30000
+    except Exception as e:
+        errors.append(e)
+ts = [threading.Thread(target=ranged, args=(i,)) for i in range(5)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+assert not errors, errors
+print("ALL OK")
+"#,
+        &b,
+        &[],
+    );
+    let log = counted.log();
+    let mut ids: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("rpc.method=\"Decrypt\""))
+        .filter_map(|l| l.split("sdk_invocation_id=").nth(1))
+        .filter_map(|r| r.split([' ', '}']).next())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(
+        ids.len(),
+        1,
+        "KMS Decrypt calls for 8 GETs of one object: {ids:?}"
+    );
+    // A gateway with another context refuses it with our code, before any byte.
+    let other = Gateway::start(
+        "kms_key_and_context",
+        &["--kms-key", &key, "-c", "tenant=other"],
+    );
+    other.python(
+        r#"
+assert err(lambda: c.get_object(Bucket=B, Key="k.bin")) == ("SealstreamNoKey", 403)
+print("ALL OK")
+"#,
+        &b,
+        &[],
+    );
+}
+
+#[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
+fn https_with_boto3_and_the_aws_cli() {
+    // A self-signed certificate for 127.0.0.1, made with the openssl command.
+    let certs = Scratch::new();
+    let (cert, key) = (certs.path("cert.pem"), certs.path("key.pem"));
+    let o = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let gw = Gateway::start(
+        "https_with_boto3_and_the_aws_cli",
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--log",
+            "info,sealstream=debug",
+        ],
+    );
+    assert!(gw.url.starts_with("https://"), "{}", gw.url);
+    let b = gw.bucket();
+    gw.python(
+        r#"
+tls = boto3.client("s3", endpoint_url=GW, region_name="us-east-1", verify=os.environ["CA"],
+                   config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+data = os.urandom(200_000)
+tls.put_object(Bucket=B, Key="tls.bin", Body=data, Metadata={"via": "https"})
+g = tls.get_object(Bucket=B, Key="tls.bin")
+assert g["Body"].read() == data and g["Metadata"] == {"via": "https"}
+assert tls.get_object(Bucket=B, Key="tls.bin", Range="bytes=5-9")["Body"].read() == data[5:10]
+# an unverified certificate is refused by the client (the gateway is really on TLS)
+strict = boto3.client("s3", endpoint_url=GW, region_name="us-east-1",
+                      config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+try:
+    strict.head_object(Bucket=B, Key="tls.bin")
+    raise AssertionError("self-signed certificate accepted without the CA")
+except AssertionError:
+    raise
+except Exception as e:
+    assert "SSL" in type(e).__name__ or "certificate" in str(e).lower(), repr(e)
+print("ALL OK")
+"#,
+        &b,
+        &[("CA", cert.to_str().unwrap().to_string())],
+    );
+    write(&gw.scratch.path("up.bin"), &data(100_000));
+    let ca = cert.to_str().unwrap();
+    ok(
+        &gw.aws(
+            &[
+                "--ca-bundle",
+                ca,
+                "s3",
+                "cp",
+                "up.bin",
+                &format!("s3://{b}/cli.bin"),
+            ],
+            None,
+        ),
+        "aws s3 cp over https",
+    );
+    ok(
+        &gw.aws(
+            &[
+                "--ca-bundle",
+                ca,
+                "s3",
+                "cp",
+                &format!("s3://{b}/cli.bin"),
+                "down.bin",
+            ],
+            None,
+        ),
+        "aws s3 cp down over https",
+    );
+    assert!(std::fs::read(gw.scratch.path("down.bin")).unwrap() == data(100_000));
+    // What the clients sent as bodies over TLS (reported, and both must have worked).
+    let log = gw.log();
+    let forms: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("PutObject body"))
+        .filter_map(|l| l.split("payload=").nth(1))
+        .collect();
+    println!("PutObject bodies over https: {forms:?}");
+    assert_eq!(forms.len(), 2, "{log}");
+    // boto3: aws-chunked, unsigned, with a CRC32 trailer; the AWS CLI: UNSIGNED-PAYLOAD.
+    assert!(
+        forms[0].starts_with("Some(\"STREAMING-UNSIGNED-PAYLOAD-TRAILER\")")
+            && forms[0].contains("x-amz-checksum-crc32"),
+        "{forms:?}"
+    );
+    assert!(
+        forms[1].starts_with("Some(\"UNSIGNED-PAYLOAD\")"),
+        "{forms:?}"
+    );
+}
