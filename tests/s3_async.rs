@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, SdkConfig};
@@ -141,7 +140,7 @@ async fn opening(
     env: &Env,
     url: &S3Url,
     keys: &[LocalKey],
-) -> (sealstream::s3::ObjectInfo, Arc<Opening>) {
+) -> (sealstream::s3::ObjectInfo, Opening) {
     let obj = env.s3.open_object(url).await.expect("open_object");
     let o = Opening::unlock(
         obj.header.clone(),
@@ -150,7 +149,7 @@ async fn opening(
         Default::default(),
     )
     .expect("unlock");
-    (obj, Arc::new(o))
+    (obj, o)
 }
 
 /// An output that accepts `self.0` bytes, then fails.
@@ -211,7 +210,7 @@ async fn round_trips(test: &str) {
         let (obj, open) = opening(&env, &url, &keys).await;
         let mut out = Vec::new();
         env.s3
-            .get_decrypted(&obj, Arc::clone(&open), &mut out, &GetOptions::default())
+            .get_decrypted(&obj, &open, &mut out, &GetOptions::default())
             .await
             .expect("get_decrypted");
         assert!(out == pt, "{name}: whole object differs");
@@ -220,13 +219,7 @@ async fn round_trips(test: &str) {
             let range = ByteRange::parse(r).expect("range");
             let mut got = Vec::new();
             env.s3
-                .get_range_decrypted(
-                    &obj,
-                    Arc::clone(&open),
-                    range,
-                    &mut got,
-                    &GetOptions::default(),
-                )
+                .get_range_decrypted(&obj, &open, range, &mut got, &GetOptions::default())
                 .await
                 .expect("ranged get");
             let (a, b) = match r {
@@ -246,7 +239,7 @@ async fn round_trips(test: &str) {
     let err = tokio::time::timeout(
         Duration::from_secs(60),
         env.s3
-            .get_decrypted(&obj, open, &mut failing, &GetOptions::default()),
+            .get_decrypted(&obj, &open, &mut failing, &GetOptions::default()),
     )
     .await
     .expect("a failed output must end the download")
@@ -283,7 +276,7 @@ async fn round_trips(test: &str) {
     let mut out = Vec::new();
     let err = env
         .s3
-        .get_decrypted(&obj, wrong, &mut out, &GetOptions::default())
+        .get_decrypted(&obj, &wrong, &mut out, &GetOptions::default())
         .await
         .expect_err("another object's Opening");
     assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
@@ -331,7 +324,7 @@ async fn tamper(test: &str) {
     let mut out = Vec::new();
     let err = env
         .s3
-        .get_decrypted(&obj, Arc::clone(&open), &mut out, &GetOptions::default())
+        .get_decrypted(&obj, &open, &mut out, &GetOptions::default())
         .await
         .expect_err("tampered");
     assert!(matches!(err, Error::ChunkAuth { index: 1 }), "{err}");
@@ -347,7 +340,7 @@ async fn tamper(test: &str) {
         .s3
         .get_range_decrypted(
             &obj,
-            open,
+            &open,
             ByteRange::parse("70000-70010").unwrap(),
             &mut out,
             &GetOptions::default(),
