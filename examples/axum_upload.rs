@@ -305,8 +305,6 @@ async fn get_object(
         {
             resp.headers_mut().insert(header::CONTENT_RANGE, v);
         }
-        resp.headers_mut()
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(served.len));
     }
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
