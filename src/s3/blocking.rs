@@ -2,7 +2,7 @@
 //! an async runtime. It owns a small tokio runtime (2 workers) and every call is a
 //! `block_on` of the async [`super::S3`] method: the same data path, the same checks and
 //! the same cleanup. The caller's `Read` / `Write` are driven from the calling thread (a
-//! synchronous shim, [`SyncIo`], inside the `block_on`), the S3 requests run on the
+//! synchronous shim, `SyncIo`, inside the `block_on`), the S3 requests run on the
 //! runtime's workers, the chunk crypto on the worker pool of the engine options.
 //!
 //! Call it from ordinary threads, not from inside an async runtime (use
