@@ -886,3 +886,52 @@ async fn concurrent_transfers_start_no_thread_per_call() {
     );
     eprintln!("threads: {base} before, {peak_up} during 8 uploads, {peak_down} during 8 downloads");
 }
+
+/// A part that fails while the input is silent (a quiet socket between two writes of a
+/// client) ends the upload at once with that part's error and aborts the multipart
+/// upload: the parts in flight are watched while the next part fills, not only when it is
+/// handed over (which, with a silent input, would be never).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
+async fn a_part_failing_while_the_input_is_silent_ends_the_upload() {
+    use common::proxy::{Fault, Proxy};
+    use tokio::io::AsyncWriteExt;
+    let env = setup("part_fails_input_silent").await;
+    let up = moto::endpoint("part_fails_input_silent").expect("emulator");
+    let proxy = Proxy::start(&up);
+    // Part 2 is refused every time (403 is not retried).
+    proxy.fail_part(2, None, Fault::aws(403, "AccessDenied"));
+    let s3 = S3::from_conf(
+        &caller_config(&proxy.url).await,
+        S3Settings {
+            part_size: 5 * MIB as u64,
+            concurrency: 3,
+            ..S3Settings::default()
+        },
+    )
+    .expect("from_conf");
+    let url = env.url("quiet/obj");
+    let (mut w, r) = tokio::io::duplex(1 << 20);
+    let writer = tokio::spawn(async move {
+        // Parts 1 and 2 (part 2 goes out once the encryptor knows more follows: its
+        // 1 MiB batches close on a byte past them) and a bit of part 3, then silence.
+        w.write_all(&data(13 * MIB)).await.expect("write");
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        drop(w);
+    });
+    let err = tokio::time::timeout(
+        Duration::from_secs(30),
+        s3.put_encrypted(&url, r, sealing(&[key(1)]), &PutOptions::default()),
+    )
+    .await
+    .expect("a failed part must end the upload while its input is silent")
+    .expect_err("part 2 refused");
+    assert_eq!(
+        err.service_error().map(|s| s.kind()),
+        Some(sealstream::error::ServiceErrorKind::AccessDenied),
+        "{err}"
+    );
+    assert!(err.to_string().contains("UploadPart 2"), "{err}");
+    writer.abort();
+    env.assert_nothing_left("part failed, input silent").await;
+}
