@@ -935,3 +935,38 @@ async fn a_part_failing_while_the_input_is_silent_ends_the_upload() {
     writer.abort();
     env.assert_nothing_left("part failed, input silent").await;
 }
+
+/// The blocking layer is the async one under `block_on`: its engine options' `CancelToken`
+/// stops an upload whose input never ends, with `Error::Cancelled` after the multipart
+/// upload and the companion were removed.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
+async fn the_blocking_layer_cancels_by_its_engine_token() {
+    let env = setup("blocking_cancel_token").await;
+    let url = env.url("bc/obj");
+    let token = sealstream::stream::CancelToken::new();
+    let (s3, t) = (env.s3.clone(), token.clone());
+    let task = tokio::task::spawn_blocking(move || {
+        let s3 = sealstream::s3::blocking::S3::from_async(s3).expect("blocking handle");
+        let opts = sealstream::s3::blocking::PutOptions {
+            engine: sealstream::stream::EngineOptions {
+                cancel: Some(&t),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        s3.put_encrypted(&url, std::io::repeat(7), sealing(&twelve()), &opts)
+    });
+    env.wait_for_upload().await;
+    token.cancel();
+    let Ok(joined) = tokio::time::timeout(Duration::from_secs(30), task).await else {
+        // Stop the endless upload (the handles share their live uploads) before failing,
+        // or the blocking thread would keep the runtime, and the emulator, busy.
+        env.s3.abort_all().await;
+        panic!("the cancelled upload must stop (its input never ends)");
+    };
+    let err = joined.expect("join").expect_err("cancelled");
+    assert!(matches!(err, Error::Cancelled(_)), "{err}");
+    env.assert_nothing_left("blocking layer, cancelled by token")
+        .await;
+}
