@@ -32,7 +32,9 @@ pub struct PutOptions<'a> {
     pub force: bool,
     /// Plaintext length if known (a file); `None` for a stream such as stdin.
     pub plaintext_len: Option<u64>,
-    /// Engine tuning (threads).
+    /// Crypto tuning: `threads` / `pool` choose the worker pool (0 and none = the global
+    /// one); a cancelled `cancel` token stops the upload with [`Error::Cancelled`] after
+    /// cleanup. Its `progress` is not used (see `progress` below).
     pub engine: EngineOptions<'a>,
     /// Called with the number of body bytes each time a part (or the object) is handed
     /// to the uploader.
@@ -51,7 +53,8 @@ impl std::fmt::Debug for PutOptions<'_> {
 /// How to download one object (blocking layer).
 #[derive(Clone, Copy, Default)]
 pub struct GetOptions<'a> {
-    /// Engine tuning (threads, progress in plaintext bytes).
+    /// Crypto tuning (`threads` / `pool`, a `cancel` token) and `progress` in plaintext
+    /// bytes.
     pub engine: EngineOptions<'a>,
 }
 
