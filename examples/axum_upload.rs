@@ -235,7 +235,14 @@ async fn get_object(
         Backend::default(),
     )
     .await?;
-    let claimed_len = obj.layout()?.plaintext_len;
+    // A range is planned first: when it depends on where the plaintext ends, the final
+    // chunk is authenticated now, so the headers below rest on an authentic length and an
+    // unsatisfiable range is a typed error (416) before any body byte.
+    let planned = match range {
+        Some(r) => Some(app.s3.plan_range(&obj, &opening, r).await?),
+        None => None,
+    };
+    let served = planned.as_ref().map(|p| p.served());
 
     // Decrypt in a task that writes into a bounded channel; the response body reads it.
     let (tx, mut rx) = mpsc::channel::<Msg>(4);
@@ -245,19 +252,18 @@ async fn get_object(
         let mut out = ChannelWriter {
             tx: PollSender::new(tx.clone()),
         };
-        let opening = Arc::new(opening);
         let opts = GetOptions::default();
-        let r = match range {
-            Some(r) => {
+        let r = match &planned {
+            Some(p) => {
                 task_app
                     .s3
-                    .get_range_decrypted(&task_obj, opening, r, &mut out, &opts)
+                    .get_planned_range(&task_obj, &opening, p, &mut out, &opts)
                     .await
             }
             None => {
                 task_app
                     .s3
-                    .get_decrypted(&task_obj, opening, &mut out, &opts)
+                    .get_decrypted(&task_obj, &opening, &mut out, &opts)
                     .await
             }
         };
@@ -271,17 +277,9 @@ async fn get_object(
     });
 
     // Headers wait for the first authenticated bytes (or the end): an early failure is a
-    // plain error status, and for an end-relative range the length is authenticated by now.
+    // plain error status.
     let first = match rx.recv().await {
-        Some(Msg::Failed(e)) => {
-            return Err(match (range, ApiError::from(e)) {
-                (Some(_), e) if e.status == StatusCode::BAD_REQUEST => ApiError {
-                    status: StatusCode::RANGE_NOT_SATISFIABLE,
-                    message: e.message,
-                },
-                (_, e) => e,
-            });
-        }
+        Some(Msg::Failed(e)) => return Err(e.into()),
         Some(Msg::Data(b)) => Some(b),
         None => None,
     };
@@ -297,10 +295,14 @@ async fn get_object(
         Body::from_stream(futures_util::stream::iter(first.map(Ok::<_, io::Error>)).chain(rest));
 
     let mut resp = Response::new(body);
-    if let Some(r) = range {
+    if let Some(served) = served {
         *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
-        let value = content_range(r, claimed_len);
-        if let Ok(v) = HeaderValue::from_str(&value) {
+        // `bytes A-B/TOTAL`, or `/*` when the range never reached the final chunk (the
+        // total is then only S3's claim; the bytes themselves are authenticated either way).
+        if let Some(v) = served
+            .content_range()
+            .and_then(|v| HeaderValue::from_str(&v).ok())
+        {
             resp.headers_mut().insert(header::CONTENT_RANGE, v);
         }
     }
@@ -309,26 +311,6 @@ async fn get_object(
         HeaderValue::from_static("application/octet-stream"),
     );
     Ok(resp)
-}
-
-/// `Content-Range` for a range that produced bytes. When the range depends on where the
-/// plaintext ends, the library authenticated the final chunk before the first byte, so the
-/// length is authentic and given; otherwise the length is only S3's claim and is sent as
-/// unknown (`*`, RFC 9110 §14.4): the bytes themselves are authenticated either way.
-fn content_range(r: ByteRange, len: u64) -> String {
-    match r {
-        ByteRange::Inclusive(s, e) if e < len.saturating_sub(1) => format!("bytes {s}-{e}/*"),
-        ByteRange::Inclusive(s, _) | ByteRange::From(s) => {
-            format!("bytes {s}-{}/{len}", len.saturating_sub(1))
-        }
-        ByteRange::Suffix(n) => {
-            format!(
-                "bytes {}-{}/{len}",
-                len.saturating_sub(n),
-                len.saturating_sub(1)
-            )
-        }
-    }
 }
 
 /// One `bytes=` range (HTTP syntax, decimal only). Several ranges are not supported and are
@@ -436,6 +418,7 @@ fn status_for(e: &Error) -> StatusCode {
         // Stored data that fails authentication: tampered, truncated, not ours.
         e if e.is_authentication() => StatusCode::BAD_GATEWAY,
         Error::InvalidArgument(_) => StatusCode::BAD_REQUEST,
+        Error::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
         // Reading the request body failed (the client's stream broke).
         Error::Io { .. } => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,

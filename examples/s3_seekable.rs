@@ -16,7 +16,6 @@
 //! the plaintext, deletes the object and exits 0; any mismatch exits non-zero.
 
 use std::io::SeekFrom;
-use std::sync::Arc;
 
 use sealstream::envelope::{EncryptParams, Opening, Sealing};
 use sealstream::keys::AsyncKeyProvider;
@@ -28,7 +27,7 @@ use sealstream::{Backend, Context, LocalKey, Result};
 struct SeekableObject {
     s3: S3,
     obj: ObjectInfo,
-    opening: Arc<Opening>,
+    opening: Opening,
     pos: u64,
     /// The plaintext length once the final chunk has been authenticated.
     authentic_len: Option<u64>,
@@ -48,7 +47,7 @@ impl SeekableObject {
         Ok(SeekableObject {
             s3: s3.clone(),
             obj,
-            opening: Arc::new(opening),
+            opening,
             pos: 0,
             authentic_len: None,
         })
@@ -66,7 +65,7 @@ impl SeekableObject {
             self.s3
                 .get_range_decrypted(
                     &self.obj,
-                    self.opening.clone(),
+                    &self.opening,
                     ByteRange::Suffix(1),
                     &mut last,
                     &GetOptions::default(),
@@ -113,7 +112,7 @@ impl SeekableObject {
         self.s3
             .get_range_decrypted(
                 &self.obj,
-                self.opening.clone(),
+                &self.opening,
                 range,
                 &mut out,
                 &GetOptions::default(),

@@ -148,14 +148,24 @@ impl RewrapRefusal {
 #[non_exhaustive]
 pub enum Error {
     // ---- the request ----
-    /// The caller asked for something invalid: a parameter out of range, an unsatisfiable
-    /// byte range, a context that breaks the format's limits. The message says which value
-    /// and what is allowed.
+    /// The caller asked for something invalid: a parameter out of range, a malformed byte
+    /// range, a context that breaks the format's limits. The message says which value and
+    /// what is allowed.
     InvalidArgument(String),
     /// A rewrap was refused because of what it was asked to do (remove a key the header
     /// does not have, or leave no stanza that the keys at hand can verify); the header was
     /// not changed. Typed, so that a caller (the CLI) can word the remedy in its own terms.
     RewrapRefused(RewrapRefusal),
+    /// A well-formed byte range that selects nothing of this plaintext: it starts at or
+    /// past the end (or the plaintext is empty). Reported only once the length is
+    /// authenticated (the final chunk opened as final), so a server can answer HTTP 416
+    /// with `Content-Range: bytes */{plaintext_len}` without trusting a claimed length.
+    RangeNotSatisfiable {
+        /// First byte asked for (0 for a suffix range of an empty plaintext).
+        start: u64,
+        /// The authenticated plaintext length.
+        plaintext_len: u64,
+    },
 
     // ---- the environment: files and streams ----
     /// An I/O operation failed; the string says which file or stream.
@@ -336,6 +346,13 @@ impl fmt::Display for Error {
         match self {
             Error::InvalidArgument(m) => write!(f, "{m}"),
             Error::RewrapRefused(r) => write!(f, "{r}"),
+            Error::RangeNotSatisfiable {
+                start,
+                plaintext_len,
+            } => write!(
+                f,
+                "range starts at byte {start} but the plaintext is only {plaintext_len} bytes long; ask for a range that starts before the end"
+            ),
             Error::Io { what, source } => write!(f, "{what}: {source}"),
             Error::OutputExists(p) => write!(
                 f,

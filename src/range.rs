@@ -143,8 +143,8 @@ pub fn depends_on_end(range: ByteRange, layout: &Layout) -> bool {
 /// when the answer depends on where the plaintext ends, reads the final chunk with
 /// `read_chunk(file_offset, length)` and opens it as final *before* the claimed length is
 /// used, so a truncated or extended object fails authentication before any byte is
-/// written. Only then is the range resolved (an unsatisfiable range is a usage error about
-/// an authentic length).
+/// written. Only then is the range resolved (an unsatisfiable range is
+/// [`Error::RangeNotSatisfiable`] about an authentic length).
 ///
 /// `read_chunk` is called at most once; a remote caller turns it into one small ranged GET
 /// (offsets are of the file form: subtract `header_len` for an S3 body).
@@ -203,14 +203,13 @@ impl RangePlan {
 }
 
 /// Resolves a range against a layout (whose length must already be trusted if the range
-/// depends on it).
+/// depends on it). A range starting at or past the end is [`Error::RangeNotSatisfiable`].
 pub fn plan(range: ByteRange, layout: &Layout) -> Result<RangePlan> {
     let range = range.validate()?;
     let len = layout.plaintext_len;
-    let unsatisfiable = |start: u64| {
-        Error::InvalidArgument(format!(
-            "range starts at byte {start} but the plaintext is only {len} bytes long"
-        ))
+    let unsatisfiable = |start: u64| Error::RangeNotSatisfiable {
+        start,
+        plaintext_len: len,
     };
     let (start, end) = match range {
         ByteRange::Inclusive(s, e) => {

@@ -174,6 +174,16 @@ fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body:
 fn read_response(mut r: BufReader<TcpStream>) -> Resp {
     let mut line = String::new();
     r.read_line(&mut line).expect("status line");
+    if line.is_empty() {
+        // The server closed the connection before its status line (its body failed
+        // before the head was flushed): an aborted response, status 0.
+        return Resp {
+            status: 0,
+            headers: Vec::new(),
+            body: Vec::new(),
+            complete: false,
+        };
+    }
     let status: u16 = line
         .split_whitespace()
         .nth(1)
@@ -397,7 +407,9 @@ fn axum_upload_round_trip_ranges_context_and_errors() {
         "delivered bytes are not the plaintext"
     );
     // A range starting just before the tampered chunk fails too: either before any byte
-    // (502) or as a broken 206, and only authentic bytes before the tampered chunk.
+    // (502, or the connection closed before the status line when the failure follows the
+    // first bytes before hyper flushed the head) or as a broken 206, and only authentic
+    // bytes before the tampered chunk.
     let (a, b) = (tampered_chunk_start - 100, tampered_chunk_start + 100);
     let r = request(
         &server.addr,
@@ -412,6 +424,7 @@ fn axum_upload_round_trip_ranges_context_and_errors() {
             assert!(r.body.len() <= 100 && r.body == pt[a..a + r.body.len()]);
         }
         502 => assert!(r.text().contains("chunk"), "{}", r.text()),
+        0 => assert!(r.body.is_empty() && !r.complete),
         s => panic!("tampered range: status {s}: {}", r.text()),
     }
 

@@ -112,7 +112,7 @@ fn the_planner_authenticates_the_end_before_using_it() {
         Ok(ct[o as usize..(o + l) as usize].to_vec())
     })
     .unwrap_err();
-    assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
+    assert!(matches!(e, Error::RangeNotSatisfiable { .. }), "{e}");
     assert!(
         read,
         "unsatisfiable reported without authenticating the final chunk"

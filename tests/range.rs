@@ -110,14 +110,36 @@ fn open_ended_and_suffix_ranges() {
 #[test]
 fn unsatisfiable_ranges_are_usage_errors() {
     let f = fixture(1000);
-    for r in [ByteRange::From(1000), ByteRange::Inclusive(5000, 6000)] {
+    // Typed apart from other invalid arguments (a server answers 416), with the start and
+    // the authenticated length.
+    for (r, start) in [
+        (ByteRange::From(1000), 1000),
+        (ByteRange::Inclusive(5000, 6000), 5000),
+    ] {
         let e = ranged(&f.ct, r).unwrap_err();
-        assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
+        assert!(
+            matches!(
+                e,
+                Error::RangeNotSatisfiable {
+                    start: s,
+                    plaintext_len: 1000
+                } if s == start
+            ),
+            "{e:?}"
+        );
         assert!(!e.is_authentication());
     }
     let empty = fixture(0);
     assert!(matches!(
         ranged(&empty.ct, ByteRange::Suffix(1)),
+        Err(Error::RangeNotSatisfiable {
+            start: 0,
+            plaintext_len: 0
+        })
+    ));
+    // Malformed ranges stay InvalidArgument.
+    assert!(matches!(
+        ranged(&f.ct, ByteRange::Inclusive(5, 3)),
         Err(Error::InvalidArgument(_))
     ));
 }

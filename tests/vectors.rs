@@ -2461,7 +2461,7 @@ fn worked_example_objects_match_format_md() {
 /// Error class of a ranged read: the vector classes, or `unsatisfiable` for the usage error.
 fn range_class(e: &Error) -> (&'static str, Option<u64>) {
     match e {
-        Error::InvalidArgument(_) => ("unsatisfiable", None),
+        Error::RangeNotSatisfiable { .. } => ("unsatisfiable", None),
         e => {
             let (c, i, _) = classify(e);
             (c, i)

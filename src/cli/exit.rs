@@ -37,7 +37,9 @@ const UNKNOWN: i32 = 1;
 /// The exit code of a library error.
 pub fn code(e: &Error) -> i32 {
     match e {
-        Error::InvalidArgument(_) | Error::RewrapRefused(_) => USAGE,
+        Error::InvalidArgument(_) | Error::RewrapRefused(_) | Error::RangeNotSatisfiable { .. } => {
+            USAGE
+        }
         Error::Io { .. } | Error::OutputExists(_) | Error::KeyFile { .. } => IO,
         Error::KeyService(_) | Error::KeyServiceStanzas(_) => KEY_SERVICE,
         Error::Storage(_) => STORAGE,
@@ -181,6 +183,13 @@ mod tests {
         let cases: Vec<(Error, i32)> = vec![
             (Error::InvalidArgument("x".into()), 2),
             (Error::RewrapRefused(RewrapRefusal::NoStanzaLeft), 2),
+            (
+                Error::RangeNotSatisfiable {
+                    start: 5,
+                    plaintext_len: 5,
+                },
+                2,
+            ),
             (Error::io("reading", io::Error::other("x")), 3),
             (Error::OutputExists("o".into()), 3),
             (

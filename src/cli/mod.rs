@@ -92,7 +92,7 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "N", default_value_t = sealstream::kms::DEFAULT_MAX_DECRYPTS_PER_OBJECT, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=32))]
     pub kms_max_decrypts: usize,
     /// S3: parts uploaded, or ranged GETs downloaded, at once. Memory for an S3 transfer is
-    /// bounded by about (N + 2) × --part-size plus the engine's buffers (a few MiB),
+    /// bounded by about (N + 1) × --part-size plus the engine's buffers (a few MiB),
     /// whatever the object's size.
     #[arg(long, global = true, value_name = "N", default_value_t = sealstream::s3::DEFAULT_CONCURRENCY)]
     pub concurrency: usize,

@@ -87,6 +87,9 @@ pub(crate) fn from_error(e: &Error, range: bool) -> S3Error {
             StatusCode::PRECONDITION_FAILED,
             "At least one of the pre-conditions you specified did not hold (the object exists)",
         ),
+        Error::RangeNotSatisfiable { .. } => {
+            error("InvalidRange", StatusCode::RANGE_NOT_SATISFIABLE, text)
+        }
         Error::InvalidArgument(_) if range => {
             error("InvalidRange", StatusCode::RANGE_NOT_SATISFIABLE, text)
         }
@@ -220,7 +223,11 @@ mod tests {
             assert_eq!(s.code().as_str(), code, "{e}");
             assert_eq!(s.status_code().map(|s| s.as_u16()), Some(status), "{e}");
         }
-        let r = from_error(&Error::InvalidArgument("range".into()), true);
+        let unsatisfiable = Error::RangeNotSatisfiable {
+            start: 9,
+            plaintext_len: 9,
+        };
+        let r = from_error(&unsatisfiable, false);
         assert_eq!(
             (r.code().as_str(), r.status_code().map(|s| s.as_u16())),
             ("InvalidRange", Some(416))

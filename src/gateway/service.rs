@@ -720,14 +720,16 @@ impl s3s::S3 for Service {
                 let mut out = ChannelWriter {
                     tx: PollSender::new(tx.clone()),
                 };
-                let opening = Arc::new(opening);
                 let opts = GetOptions::default();
                 let r = match range {
                     Some(r) => {
-                        s3.get_range_decrypted(&task_info, opening, r, &mut out, &opts)
+                        s3.get_range_decrypted(&task_info, &opening, r, &mut out, &opts)
                             .await
                     }
-                    None => s3.get_decrypted(&task_info, opening, &mut out, &opts).await,
+                    None => {
+                        s3.get_decrypted(&task_info, &opening, &mut out, &opts)
+                            .await
+                    }
                 };
                 if let Err(e) = r {
                     if e.is_authentication() {

@@ -1,19 +1,24 @@
 //! The blocking layer: [`S3`] with synchronous calls, for the CLI and for programs without
-//! an async runtime. It owns a small tokio runtime for the S3 requests; the chunk crypto
-//! runs on the caller's thread and the engine's workers, exactly as for local files.
+//! an async runtime. It owns a small tokio runtime (2 workers) and every call is a
+//! `block_on` of the async [`super::S3`] method: the same data path, the same checks and
+//! the same cleanup. The caller's `Read` / `Write` are driven from the calling thread (a
+//! synchronous shim, `SyncIo`, inside the `block_on`), the S3 requests run on the
+//! runtime's workers, the chunk crypto on the worker pool of the engine options.
 //!
 //! Call it from ordinary threads, not from inside an async runtime (use
 //! [`super::S3`] there).
 
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use tokio::sync::mpsc;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::transfer::MultipartWriter;
-use super::upload::{PartSink, resolve, seal_to_parts, upload_parts};
-use super::{Head, ObjectInfo, PutReport, RewrapReport, RewrapStage, S3Settings, S3Url, download};
-use crate::engine::{EngineOptions, StreamStats};
+use super::download::Served;
+use super::upload::PutJob;
+use super::{Head, ObjectInfo, PutReport, RewrapReport, RewrapStage, S3Settings, S3Url};
+use crate::engine::EngineOptions;
 use crate::envelope::{Opening, Sealing};
 use crate::error::{Error, Result};
 use crate::format::Header;
@@ -27,7 +32,9 @@ pub struct PutOptions<'a> {
     pub force: bool,
     /// Plaintext length if known (a file); `None` for a stream such as stdin.
     pub plaintext_len: Option<u64>,
-    /// Engine tuning (threads).
+    /// Crypto tuning: `threads` / `pool` choose the worker pool (0 and none = the global
+    /// one); a cancelled `cancel` token stops the upload with [`Error::Cancelled`] after
+    /// cleanup. Its `progress` is not used (see `progress` below).
     pub engine: EngineOptions<'a>,
     /// Called with the number of body bytes each time a part (or the object) is handed
     /// to the uploader.
@@ -46,7 +53,8 @@ impl std::fmt::Debug for PutOptions<'_> {
 /// How to download one object (blocking layer).
 #[derive(Clone, Copy, Default)]
 pub struct GetOptions<'a> {
-    /// Engine tuning (threads, progress in plaintext bytes).
+    /// Crypto tuning (`threads` / `pool`, a `cancel` token) and `progress` in plaintext
+    /// bytes.
     pub engine: EngineOptions<'a>,
 }
 
@@ -151,9 +159,11 @@ impl S3 {
             .block_on(self.inner.replace_header_with(obj, new, hook))
     }
 
-    /// Encrypts `input` into the object at `url` as `sealing` prepares it: the engine seals
-    /// on this thread (and its workers) while the runtime uploads the parts. On failure
-    /// the multipart upload is aborted and the companion deleted before this returns.
+    /// Encrypts `input` into the object at `url` ([`super::S3::put_encrypted`], same
+    /// errors and bounds): `input` is read on this thread, the crypto runs on the pool of
+    /// `opts.engine`, the parts go up from the runtime. A cancelled `opts.engine.cancel`
+    /// token stops it with [`Error::Cancelled`]. On failure the multipart upload is
+    /// aborted and the companion deleted before this returns.
     pub fn put_encrypted<R: Read + Send>(
         &self,
         url: &S3Url,
@@ -161,68 +171,30 @@ impl S3 {
         sealing: Sealing,
         opts: &PutOptions<'_>,
     ) -> Result<PutReport> {
-        let s3 = &self.inner;
-        let mut prepared = self.rt.block_on(s3.prepare_put(
-            url,
-            sealing.header(),
-            opts.force,
-            opts.plaintext_len,
-        ))?;
-        let mut writer = MultipartWriter::new(s3, url, prepared.writer_options());
-        let (tx, rx) = mpsc::channel(1);
-        let uploader = self.rt.spawn(async move {
-            let r = upload_parts(&mut writer, rx).await;
-            (writer, r)
-        });
-        let mut sink = PartSink::new(tx, prepared.plan, opts.progress);
-        let sealed = seal_to_parts(
-            sealing.cipher(),
-            sealing.header().chunk_size,
-            input,
-            &mut sink,
-            &opts.engine,
-        );
-        drop(sink);
-        let (mut writer, uploaded) = match self.rt.block_on(uploader) {
-            Ok(done) => done,
-            Err(e) => {
-                self.rt.block_on(prepared.cleanup());
-                return Err(Error::storage(format!(
-                    "{url}: the upload task failed: {e}"
-                )));
-            }
+        let job = PutJob {
+            force: opts.force,
+            plaintext_len: opts.plaintext_len,
+            engine: &opts.engine,
+            progress: opts.progress,
         };
-        match resolve(url, !opts.force, sealed, uploaded) {
-            Ok((stats, written)) => self
-                .rt
-                .block_on(s3.finish_put(url, prepared, stats, written)),
-            Err(e) => {
-                self.rt.block_on(async {
-                    writer.abort().await;
-                    prepared.cleanup().await;
-                });
-                Err(e)
-            }
-        }
+        self.rt
+            .block_on(self.inner.put_with(url, SyncIo(input), sealing, &job, None))
     }
 
-    /// Decrypts the whole object to `output` (on this thread); only authenticated
-    /// plaintext is written. `opening` must come from `obj.header`.
+    /// Decrypts the whole object to `output` ([`super::S3::get_decrypted`]); only
+    /// authenticated plaintext is written, from this thread. `opening` must come from
+    /// `obj.header`.
     pub fn get_decrypted<W: Write>(
         &self,
         obj: &ObjectInfo,
         opening: &Opening,
         output: W,
         opts: &GetOptions<'_>,
-    ) -> Result<StreamStats> {
-        download::check_opening(obj, opening)?;
-        download::open_whole(
-            &self.inner,
-            self.rt.handle(),
-            obj,
-            opening.cipher(),
-            output,
-            &opts.engine,
+    ) -> Result<Served> {
+        let mut out = SyncIo(output);
+        self.rt.block_on(
+            self.inner
+                .get_whole_with(obj, opening, &mut out, &opts.engine),
         )
     }
 
@@ -234,16 +206,64 @@ impl S3 {
         range: ByteRange,
         output: W,
         opts: &GetOptions<'_>,
-    ) -> Result<StreamStats> {
-        download::check_opening(obj, opening)?;
-        download::open_range(
-            &self.inner,
-            self.rt.handle(),
-            obj,
-            opening.cipher(),
-            range,
-            output,
-            &opts.engine,
+    ) -> Result<Served> {
+        let mut out = SyncIo(output);
+        self.rt.block_on(
+            self.inner
+                .get_range_with(obj, opening, range, &mut out, &opts.engine),
         )
+    }
+}
+
+/// A synchronous `Read` / `Write` as an `AsyncRead` / `AsyncWrite` whose polls do the I/O
+/// right away (never `Pending`): only for the blocking layer, whose futures run under
+/// `block_on` on the caller's own thread, where blocking is what the caller asked for.
+/// The requests the future starts run on the runtime's workers meanwhile.
+struct SyncIo<T>(T);
+
+// Never pinned structurally: the inner value is only used through `&mut`.
+impl<T> Unpin for SyncIo<T> {}
+
+impl<T: Read> AsyncRead for SyncIo<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            match this.0.read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl<T: Write> AsyncWrite for SyncIo<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        loop {
+            match this.0.write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                r => return Poll::Ready(r),
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.get_mut().0.flush())
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.get_mut().0.flush())
     }
 }

@@ -1,36 +1,38 @@
-//! Download + decrypt: ranged GETs of whole chunks ([`super::transfer::RangedReader`]),
-//! several in flight, delivered in order to the engine's reader, which authenticates every
-//! chunk before it is written. A ranged read fetches only the chunks covering the range.
+//! Download + decrypt, on the async layer: ranged GETs of whole chunks
+//! ([`RangedReader`], several in flight, delivered in order as an `AsyncRead`) feed
+//! [`aio::open`], which authenticates every chunk on the worker pool before a byte of it
+//! is written to the caller's `AsyncWrite`. A ranged read fetches only the chunks covering
+//! the range, after authenticating the final chunk when the answer depends on where the
+//! plaintext ends. No thread is started per download and nothing blocks the executor.
 //!
-//! The engine runs on its own threads: under `spawn_blocking` for [`S3::get_decrypted`]
-//! (its authenticated output crosses to the async writer through a bounded channel of
-//! recycled buffers), or on the caller's thread in the blocking layer.
+//! Failures of a GET travel through the reader as `io::Error`s carrying the typed
+//! [`Error::Storage`]; the driver hands that error back as is (no side slot).
+//!
+//! The blocking layer runs the same futures with `block_on`, its `Write` output behind a
+//! synchronous `AsyncWrite` shim.
 
-use std::io::{self, Write};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::runtime::Handle;
-use tokio::sync::mpsc;
+use tokio::io::AsyncWrite;
 
 use super::transfer::{self, Pin, RangedReader};
 use super::{ObjectInfo, S3};
-use crate::engine::{self, EngineOptions, StreamStats};
+use crate::aio;
 use crate::envelope::Opening;
 use crate::error::{Error, Result};
-use crate::primitives::stream::PayloadCipher;
-use crate::range::{self, ByteRange};
-
-/// Bytes per buffer between the opening engine and an `AsyncWrite` output.
-const OUT_BUF: usize = 256 * 1024;
-/// Buffers between the opening engine and an `AsyncWrite` output (recycled).
-const OUT_BUFS: usize = 4;
+use crate::format::Layout;
+use crate::range::{self, ByteRange, RangePlan};
+use crate::stream::{EngineOptions, OpenParams, Pool, StreamStats};
 
 /// How to download one object (async layer).
 #[derive(Clone, Default)]
 pub struct GetOptions {
-    /// Engine worker threads for the chunk crypto (0 = one per core).
+    /// Worker threads for the chunk crypto: 0 (the default) runs it on the shared
+    /// [`Pool::global`]; N > 0 starts a private pool of N workers for this download.
+    /// Ignored when `pool` is set.
     pub threads: usize,
+    /// Run the chunk crypto on this pool (a service sharing one pool between its streams).
+    pub pool: Option<Pool>,
     /// Called with the number of plaintext bytes each time authenticated bytes are written.
     pub progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
 }
@@ -39,7 +41,62 @@ impl std::fmt::Debug for GetOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GetOptions")
             .field("threads", &self.threads)
+            .field("pool", &self.pool)
             .finish_non_exhaustive()
+    }
+}
+
+/// What a decrypting read serves (from [`S3::plan_range`], before any byte is written) or
+/// served (from the `get_*` calls), for an HTTP handler's `Content-Length` and
+/// `Content-Range` headers: nothing in it rests on an unauthenticated length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Served {
+    /// First plaintext byte served (0 for a whole object).
+    pub start: u64,
+    /// Plaintext bytes served (`Content-Length`).
+    pub len: u64,
+    /// The object's total plaintext length, when it is authenticated: always after a whole
+    /// download; for a range that depends on the end (`START-`, `-N`, reaching or passing
+    /// the end) as soon as it is planned, since the final chunk was opened as final first.
+    /// `None` for a range inside the object, whose final chunk is never read: answer
+    /// `Content-Range: bytes a-b/*` or read [`ObjectInfo::layout`] knowing that it is the
+    /// claimed, not authenticated, length.
+    pub total: Option<u64>,
+    /// Chunks authenticated (0 in a plan: nothing was streamed yet).
+    pub chunks: u64,
+}
+
+impl Served {
+    /// The `Content-Range` value of a ranged answer (`bytes START-END/TOTAL`, `*` for an
+    /// unauthenticated total); `None` when nothing is served (an empty object).
+    pub fn content_range(&self) -> Option<String> {
+        let last = (self.start + self.len)
+            .checked_sub(1)
+            .filter(|_| self.len > 0)?;
+        let total = self
+            .total
+            .map_or_else(|| "*".to_string(), |t| t.to_string());
+        Some(format!("bytes {}-{last}/{total}", self.start))
+    }
+}
+
+/// A byte range resolved against an object, its final chunk authenticated first when the
+/// answer depends on where the plaintext ends ([`S3::plan_range`]); stream it with
+/// [`S3::get_planned_range`]. The split lets an HTTP handler set its headers, or answer
+/// 416 on [`Error::RangeNotSatisfiable`], before the body starts.
+#[derive(Debug, Clone)]
+pub struct PlannedRange {
+    served: Served,
+    plan: RangePlan,
+    layout: Layout,
+    /// The object version planned against (checked when streaming).
+    etag: Option<String>,
+}
+
+impl PlannedRange {
+    /// What will be served (with `chunks` 0).
+    pub fn served(&self) -> Served {
+        self.served
     }
 }
 
@@ -62,161 +119,243 @@ pub(super) fn check_opening(obj: &ObjectInfo, opening: &Opening) -> Result<()> {
 }
 
 impl S3 {
-    /// Decrypts the whole object to `output`; only authenticated plaintext is written.
-    /// `opening` must come from `obj.header` (checked by key commitment).
+    /// Decrypts the whole object to `output`; only authenticated plaintext is written, and
+    /// `output` is flushed (not shut down) at the end. `opening` must come from
+    /// `obj.header` (checked by key commitment). Every GET is pinned to the ETag (and
+    /// version id) of the HEAD in `obj`; S3 failures are [`Error::Storage`] by kind.
+    ///
+    /// Memory: at most `concurrency + 1` segments of about a part each, plus the
+    /// decryptor's batches ([`crate::stream::buffer_memory`]).
     pub async fn get_decrypted<W>(
         &self,
         obj: &ObjectInfo,
-        opening: Arc<Opening>,
+        opening: &Opening,
         output: &mut W,
         opts: &GetOptions,
-    ) -> Result<StreamStats>
+    ) -> Result<Served>
     where
         W: AsyncWrite + Unpin,
     {
-        self.open_async(obj, opening, None, output, opts).await
+        let progress = opts.progress.as_deref().map(|f| f as &(dyn Fn(u64) + Sync));
+        let eo = EngineOptions {
+            threads: opts.threads,
+            pool: opts.pool.as_ref(),
+            progress,
+            ..EngineOptions::default()
+        };
+        self.get_whole_with(obj, opening, output, &eo).await
     }
 
-    /// Decrypts `range` of the plaintext with one ranged GET of the covering chunks, planned
-    /// by [`range::plan_authenticated`]: when the range depends on where the plaintext ends
-    /// (`START-`, `-N`, a range reaching or past the end, an unsatisfiable one), a small
-    /// GET of the final chunk authenticates the length first, so nothing is written, and no
-    /// "bad range" is reported, on the strength of an unauthenticated Content-Length.
-    /// Every GET is pinned to the ETag (and version id) of the HEAD.
+    /// Decrypts `range` of the plaintext to `output` with one ranged GET of the covering
+    /// chunks: [`S3::plan_range`] then [`S3::get_planned_range`]. When the range depends on
+    /// where the plaintext ends (`START-`, `-N`, a range reaching or past the end, an
+    /// unsatisfiable one), a small GET of the final chunk authenticates the length first,
+    /// so nothing is written, and no [`Error::RangeNotSatisfiable`] is reported, on the
+    /// strength of an unauthenticated Content-Length.
     pub async fn get_range_decrypted<W>(
         &self,
         obj: &ObjectInfo,
-        opening: Arc<Opening>,
+        opening: &Opening,
         range: ByteRange,
         output: &mut W,
         opts: &GetOptions,
-    ) -> Result<StreamStats>
+    ) -> Result<Served>
     where
         W: AsyncWrite + Unpin,
     {
-        self.open_async(obj, opening, Some(range), output, opts)
+        let planned = self.plan_range(obj, opening, range).await?;
+        self.get_planned_range(obj, opening, &planned, output, opts)
             .await
     }
 
-    async fn open_async<W>(
+    /// Resolves `range` against `obj` without writing anything: checks `opening`, and when
+    /// the answer depends on where the plaintext ends, GETs the final chunk and opens it as
+    /// final (FORMAT.md §9). A range that starts at or past the authenticated end is
+    /// [`Error::RangeNotSatisfiable`] (HTTP 416); a malformed one (`-0`, END before START)
+    /// is [`Error::InvalidArgument`].
+    pub async fn plan_range(
         &self,
         obj: &ObjectInfo,
-        opening: Arc<Opening>,
-        range: Option<ByteRange>,
+        opening: &Opening,
+        range: ByteRange,
+    ) -> Result<PlannedRange> {
+        check_opening(obj, opening)?;
+        let range = range.validate()?;
+        let layout = obj.layout()?;
+        let hl = obj.header_len;
+        let ends = range::depends_on_end(range, &layout);
+        let mut final_chunk = None;
+        if ends {
+            let last = layout.chunk_count - 1;
+            let (off, len) = (layout.chunk_offset(last), layout.chunk_ciphertext_len(last));
+            let bytes = transfer::fetch(self, &obj.url, &pin_of(obj), off - hl, len).await?;
+            final_chunk = Some((off, len, bytes));
+        }
+        // The one planner: it opens the final chunk fetched above (at the offset it asks
+        // for) before it trusts the length.
+        let plan =
+            range::plan_authenticated(
+                range,
+                &layout,
+                opening.cipher(),
+                |off, len| match final_chunk.take() {
+                    Some((o, l, bytes)) if (o, l) == (off, len) => Ok(bytes),
+                    _ => Err(Error::storage(format!(
+                        "{}: the range planner asked for another chunk than the final one",
+                        obj.url
+                    ))),
+                },
+            )?;
+        Ok(PlannedRange {
+            served: Served {
+                start: plan.start,
+                len: plan.end - plan.start + 1,
+                total: ends.then_some(layout.plaintext_len),
+                chunks: 0,
+            },
+            plan,
+            layout,
+            etag: obj.head.etag.clone(),
+        })
+    }
+
+    /// Streams a range planned by [`S3::plan_range`] for the same `obj` to `output` (only
+    /// authenticated plaintext; flushed, not shut down, at the end).
+    pub async fn get_planned_range<W>(
+        &self,
+        obj: &ObjectInfo,
+        opening: &Opening,
+        planned: &PlannedRange,
         output: &mut W,
         opts: &GetOptions,
+    ) -> Result<Served>
+    where
+        W: AsyncWrite + Unpin,
+    {
+        let progress = opts.progress.as_deref().map(|f| f as &(dyn Fn(u64) + Sync));
+        let eo = EngineOptions {
+            threads: opts.threads,
+            pool: opts.pool.as_ref(),
+            progress,
+            ..EngineOptions::default()
+        };
+        self.get_planned_with(obj, opening, planned, output, &eo)
+            .await
+    }
+
+    /// [`S3::get_decrypted`] with borrowed engine options (the blocking layer's form).
+    pub(super) async fn get_whole_with<W>(
+        &self,
+        obj: &ObjectInfo,
+        opening: &Opening,
+        output: &mut W,
+        eo: &EngineOptions<'_>,
+    ) -> Result<Served>
+    where
+        W: AsyncWrite + Unpin,
+    {
+        check_opening(obj, opening)?;
+        obj.layout()?;
+        let stats = self
+            .open_span(
+                obj,
+                opening,
+                0,
+                obj.head.content_length,
+                OpenParams::default(),
+                output,
+                eo,
+            )
+            .await?;
+        // The final chunk opened as final: the length is authentic.
+        Ok(Served {
+            start: 0,
+            len: stats.plaintext_bytes,
+            total: Some(stats.plaintext_bytes),
+            chunks: stats.chunks,
+        })
+    }
+
+    /// [`S3::get_range_decrypted`] with borrowed engine options (the blocking layer's form).
+    pub(super) async fn get_range_with<W>(
+        &self,
+        obj: &ObjectInfo,
+        opening: &Opening,
+        range: ByteRange,
+        output: &mut W,
+        eo: &EngineOptions<'_>,
+    ) -> Result<Served>
+    where
+        W: AsyncWrite + Unpin,
+    {
+        let planned = self.plan_range(obj, opening, range).await?;
+        self.get_planned_with(obj, opening, &planned, output, eo)
+            .await
+    }
+
+    async fn get_planned_with<W>(
+        &self,
+        obj: &ObjectInfo,
+        opening: &Opening,
+        planned: &PlannedRange,
+        output: &mut W,
+        eo: &EngineOptions<'_>,
+    ) -> Result<Served>
+    where
+        W: AsyncWrite + Unpin,
+    {
+        check_opening(obj, opening)?;
+        if planned.etag != obj.head.etag || obj.layout()? != planned.layout {
+            return Err(Error::InvalidArgument(format!(
+                "the range was planned for another version of {} (plan and stream the same ObjectInfo)",
+                obj.url
+            )));
+        }
+        let layout = &planned.layout;
+        let hl = obj.header_len;
+        let (start, end) = planned.plan.ciphertext_span(layout);
+        let params = planned.plan.open_params(layout);
+        let stats = self
+            .open_span(obj, opening, start - hl, end - hl, params, output, eo)
+            .await?;
+        // A range through the final chunk opened it as final: the length is authentic.
+        let total = planned
+            .served
+            .total
+            .or(params.final_at_eof.then_some(layout.plaintext_len));
+        Ok(Served {
+            total,
+            chunks: stats.chunks,
+            ..planned.served
+        })
+    }
+
+    /// Body bytes `[start, end)` through the decryptor to `output`.
+    #[allow(clippy::too_many_arguments)]
+    async fn open_span<W>(
+        &self,
+        obj: &ObjectInfo,
+        opening: &Opening,
+        start: u64,
+        end: u64,
+        params: OpenParams,
+        output: &mut W,
+        eo: &EngineOptions<'_>,
     ) -> Result<StreamStats>
     where
         W: AsyncWrite + Unpin,
     {
-        check_opening(obj, &opening)?;
-        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(2);
-        let (ret_tx, ret_rx) = std::sync::mpsc::channel::<Vec<u8>>();
-        let s3 = self.clone();
-        let obj = obj.clone();
-        let rt = Handle::current();
-        let progress = opts.progress.clone();
-        let threads = opts.threads;
-        let engine = tokio::task::spawn_blocking(move || {
-            let eo = EngineOptions {
-                threads,
-                progress: progress.as_deref().map(|f| f as &(dyn Fn(u64) + Sync)),
-                ..EngineOptions::default()
-            };
-            let mut w = ChannelWriter {
-                tx,
-                ret: ret_rx,
-                cur: Vec::new(),
-                allocated: 0,
-            };
-            let r = match range {
-                Some(rg) => open_range(&s3, &rt, &obj, opening.cipher(), rg, &mut w, &eo),
-                None => open_whole(&s3, &rt, &obj, opening.cipher(), &mut w, &eo),
-            };
-            r.and_then(|stats| {
-                w.send_current()
-                    .map_err(|e| Error::io("writing output", e))?;
-                Ok(stats)
-            })
-        });
-        let mut write_error = None;
-        while let Some(buf) = rx.recv().await {
-            if let Err(e) = output.write_all(&buf).await {
-                write_error = Some(e);
-                break;
-            }
-            let _ = ret_tx.send(buf);
-        }
-        // Both ends the engine may be blocked on: the full channel and the buffer returns.
-        drop(rx);
-        drop(ret_tx);
-        let opened = engine
-            .await
-            .map_err(|e| Error::storage(format!("the opening engine stopped: {e}")))?;
-        if let Some(e) = write_error {
-            return Err(Error::io("writing output", e));
-        }
-        let stats = opened?;
-        output
-            .flush()
-            .await
-            .map_err(|e| Error::io("writing output", e))?;
-        Ok(stats)
+        let input = segments(self, obj, start, end);
+        aio::open(
+            opening.cipher(),
+            obj.header.chunk_size,
+            input,
+            output,
+            params,
+            eo,
+        )
+        .await
     }
-}
-
-/// Decrypts the whole object to `output` on this (non-runtime) thread; the GETs run on `rt`.
-pub(super) fn open_whole<W: Write>(
-    s3: &S3,
-    rt: &Handle,
-    obj: &ObjectInfo,
-    cipher: &PayloadCipher,
-    output: W,
-    eo: &EngineOptions<'_>,
-) -> Result<StreamStats> {
-    obj.layout()?;
-    let reader = segments(s3, rt, obj, 0, obj.head.content_length).into_blocking_read();
-    let err = reader.error_slot();
-    let r = engine::open(
-        cipher,
-        obj.header.chunk_size,
-        reader,
-        output,
-        engine::OpenParams::default(),
-        eo,
-    );
-    take_download_error(r, &err)
-}
-
-/// Decrypts `range` to `output` on this (non-runtime) thread; the GETs run on `rt`.
-pub(super) fn open_range<W: Write>(
-    s3: &S3,
-    rt: &Handle,
-    obj: &ObjectInfo,
-    cipher: &PayloadCipher,
-    range: ByteRange,
-    output: W,
-    eo: &EngineOptions<'_>,
-) -> Result<StreamStats> {
-    let range = range.validate()?;
-    let layout = obj.layout()?;
-    let hl = obj.header_len;
-    let pin = pin_of(obj);
-    let plan = range::plan_authenticated(range, &layout, cipher, |offset, len| {
-        rt.block_on(transfer::fetch(s3, &obj.url, &pin, offset - hl, len))
-    })?;
-    let (start, end) = plan.ciphertext_span(&layout);
-    let reader = segments(s3, rt, obj, start - hl, end - hl).into_blocking_read();
-    let err = reader.error_slot();
-    let r = engine::open(
-        cipher,
-        obj.header.chunk_size,
-        reader,
-        output,
-        plan.open_params(&layout),
-        eo,
-    );
-    take_download_error(r, &err)
 }
 
 fn pin_of(obj: &ObjectInfo) -> Pin {
@@ -226,75 +365,10 @@ fn pin_of(obj: &ObjectInfo) -> Pin {
     }
 }
 
-/// Body bytes `[start, end)` as whole-chunk segments of about a part each.
-fn segments(s3: &S3, rt: &Handle, obj: &ObjectInfo, start: u64, end: u64) -> RangedReader {
+/// Body bytes `[start, end)` as whole-chunk segments of about a part each, GETs running on
+/// the current runtime.
+fn segments(s3: &S3, obj: &ObjectInfo, start: u64, end: u64) -> RangedReader {
     let stride = u64::from(obj.header.chunk_size) + crate::format::TAG_LEN as u64;
     let seg = (s3.settings.part_size.div_ceil(stride).max(1)) * stride;
-    RangedReader::spawn_on(rt, s3, &obj.url, pin_of(obj), start, end, seg, 0)
-}
-
-/// The engine reports a failed read as an I/O error; the real cause is the download's.
-fn take_download_error(
-    r: Result<StreamStats>,
-    slot: &Arc<Mutex<Option<Error>>>,
-) -> Result<StreamStats> {
-    match r {
-        Err(e) => Err(slot.lock().ok().and_then(|mut s| s.take()).unwrap_or(e)),
-        ok => ok,
-    }
-}
-
-/// The engine's output when the caller's output is async: authenticated plaintext in
-/// recycled buffers, sent to the async side (blocking while the channel is full).
-struct ChannelWriter {
-    tx: mpsc::Sender<Vec<u8>>,
-    ret: std::sync::mpsc::Receiver<Vec<u8>>,
-    cur: Vec<u8>,
-    allocated: usize,
-}
-
-impl ChannelWriter {
-    fn send_current(&mut self) -> io::Result<()> {
-        if self.cur.is_empty() {
-            return Ok(());
-        }
-        let buf = std::mem::take(&mut self.cur);
-        self.tx
-            .blocking_send(buf)
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the output was dropped"))
-    }
-
-    fn fresh(&mut self) -> io::Result<Vec<u8>> {
-        let mut b = match self.ret.try_recv() {
-            Ok(b) => b,
-            Err(_) if self.allocated < OUT_BUFS => {
-                self.allocated += 1;
-                Vec::with_capacity(OUT_BUF)
-            }
-            Err(_) => self
-                .ret
-                .recv()
-                .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the output was dropped"))?,
-        };
-        b.clear();
-        Ok(b)
-    }
-}
-
-impl Write for ChannelWriter {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        if self.cur.capacity() == 0 {
-            self.cur = self.fresh()?;
-        }
-        let take = (OUT_BUF - self.cur.len()).min(data.len());
-        self.cur.extend_from_slice(&data[..take]);
-        if self.cur.len() == OUT_BUF {
-            self.send_current()?;
-        }
-        Ok(take)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
+    RangedReader::new(s3, &obj.url, pin_of(obj), start, end, seg, 0)
 }

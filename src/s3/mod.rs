@@ -13,9 +13,10 @@
 //! - [`blocking::S3`]: the same with synchronous calls, owning a runtime, for the CLI and
 //!   synchronous programs.
 //!
-//! The crypto core stays synchronous: the engine runs on its own worker threads (started
-//! from `spawn_blocking`, or on the caller's thread in the blocking layer), bridged to the
-//! async transfers by bounded channels.
+//! The crypto core stays synchronous and runs on the worker [`Pool`](crate::stream::Pool)
+//! (by default the process-wide one); the async layer's adapters ([`crate::aio`]) connect
+//! it to the transfers in the caller's task: no thread per call, no channel hops, and
+//! dropping a future stops its stream (docs/ARCHITECTURE.md, "S3 layer").
 //!
 //! Nothing is left behind on failure: an upload that fails for any reason (a part, the
 //! input, a key service), is cancelled through its token, or whose future is dropped,
@@ -45,7 +46,7 @@ use aws_sdk_s3::operation::RequestId;
 use crate::error::{Error, Result};
 use crate::format::{Header, Layout};
 
-pub use download::GetOptions;
+pub use download::{GetOptions, PlannedRange, Served};
 pub use object::HeaderLocation;
 pub use rewrap::{RewrapReport, RewrapStage};
 pub use transfer::{MultipartWriter, RangedReader};
@@ -196,8 +197,9 @@ impl Default for S3Settings {
 ///
 /// Every method is async and runs in whatever tokio runtime polls it (multi-thread or
 /// current-thread): the handle owns no runtime and never blocks on one. The chunk crypto
-/// runs on the engine's worker threads, started from `spawn_blocking`, never on the
-/// executor's threads. [`blocking::S3`] wraps this for synchronous callers.
+/// runs on the worker pool (the process-wide [`Pool::global`](crate::stream::Pool::global)
+/// unless the options name another), never on the executor's threads, and no call starts
+/// a thread. [`blocking::S3`] wraps this for synchronous callers.
 #[derive(Clone)]
 pub struct S3 {
     client: Client,

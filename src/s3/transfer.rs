@@ -5,16 +5,20 @@
 //!
 //! Both bound their memory: the writer holds at most `concurrency` parts in flight (its
 //! caller holds the one being filled), the reader at most `concurrency + 1` segments.
+//! Both run on the caller's tokio runtime (parts and GETs are tasks on it); neither starts
+//! a thread of its own.
 
 use std::collections::HashMap;
-use std::io::{self, Read};
+use std::io;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 use futures_util::StreamExt;
+use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
@@ -160,6 +164,21 @@ impl MultipartWriter {
                 self.url
             ))),
             None => Ok(()),
+        }
+    }
+
+    /// Resolves only once a part in flight has failed, with that part's error (parts that
+    /// succeed meanwhile are recorded); pending while none has, and forever when nothing
+    /// is in flight. Cancel-safe: a caller races it against reading the next part's input,
+    /// so that a failed upload returns even while its input stays silent (a quiet socket).
+    pub async fn failed(&mut self) -> Error {
+        loop {
+            if self.inflight.is_empty() {
+                std::future::pending::<()>().await;
+            }
+            if let Err(e) = self.reap_one().await {
+                return e;
+            }
         }
     }
 
@@ -313,10 +332,20 @@ pub struct Pin {
 /// GET: with glibc, freeing one part-sized buffer raises the dynamic mmap threshold above
 /// the part size, later buffers then come from per-thread heaps, and fragmentation pushed
 /// a 2 GiB download's peak RSS ~50 % above the `(concurrency + 2) × part size` bound.
+///
+/// Two ways to consume it: segment by segment ([`RangedReader::next_segment`] +
+/// [`RangedReader::recycle`]), or as an [`AsyncRead`] of the bytes in order (what the
+/// decrypting download feeds to `aio::open`); do not mix them. As an `AsyncRead`, a failed
+/// GET is an `io::Error` carrying the typed [`Error`] (`Error::Storage` with its kind),
+/// which the async drivers hand back as is, and every later read fails too.
 pub struct RangedReader {
     rx: mpsc::Receiver<Result<Vec<u8>>>,
     pool: Pool,
     task: tokio::task::JoinHandle<()>,
+    /// The segment being read by the `AsyncRead` side, and how far.
+    cur: Vec<u8>,
+    pos: usize,
+    failed: bool,
 }
 
 impl std::fmt::Debug for RangedReader {
@@ -390,17 +419,6 @@ impl RangedReader {
     pub fn recycle(&self, buf: Vec<u8>) {
         self.pool.give(buf);
     }
-
-    /// A blocking `Read` over the same bytes, for a synchronous consumer on a thread that
-    /// is not a runtime worker (the engine): the GETs keep running on the runtime.
-    pub fn into_blocking_read(self) -> BlockingRangedRead {
-        BlockingRangedRead {
-            inner: self,
-            cur: Vec::new(),
-            pos: 0,
-            error: Arc::new(Mutex::new(None)),
-        }
-    }
 }
 
 impl Drop for RangedReader {
@@ -449,7 +467,14 @@ where
             }
         }
     });
-    RangedReader { rx, pool, task }
+    RangedReader {
+        rx,
+        pool,
+        task,
+        cur: Vec::new(),
+        pos: 0,
+        failed: false,
+    }
 }
 
 /// One object version, fetched by byte range.
@@ -572,56 +597,35 @@ impl Pool {
     }
 }
 
-/// [`RangedReader`] as a blocking `Read` (see [`RangedReader::into_blocking_read`]). A
-/// failed GET is reported as an I/O error carrying its message (inside the crate, the
-/// typed error is kept aside for the caller).
-pub struct BlockingRangedRead {
-    inner: RangedReader,
-    cur: Vec<u8>,
-    pos: usize,
-    error: Arc<Mutex<Option<Error>>>,
-}
-
-impl std::fmt::Debug for BlockingRangedRead {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BlockingRangedRead").finish_non_exhaustive()
-    }
-}
-
-impl BlockingRangedRead {
-    /// Where the typed error of a failed GET is kept (the `Read` error only carries text).
-    pub(crate) fn error_slot(&self) -> Arc<Mutex<Option<Error>>> {
-        Arc::clone(&self.error)
-    }
-
-    #[cfg(test)]
-    pub(crate) fn pool(&self) -> Pool {
-        self.inner.pool.clone()
-    }
-}
-
-impl Read for BlockingRangedRead {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.cur.len() {
-            self.inner.recycle(std::mem::take(&mut self.cur));
-            self.pos = 0;
-            match self.inner.rx.blocking_recv() {
-                Some(Ok(b)) => self.cur = b,
-                Some(Err(e)) => {
-                    let msg = e.to_string();
-                    if let Ok(mut s) = self.error.lock() {
-                        *s = Some(e);
-                    }
-                    return Err(io::Error::other(msg));
+impl AsyncRead for RangedReader {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.failed {
+            return Poll::Ready(Err(io::Error::other(
+                "a ranged GET failed earlier (see the first error); nothing more is read",
+            )));
+        }
+        while this.pos == this.cur.len() {
+            this.pool.give(std::mem::take(&mut this.cur));
+            this.pos = 0;
+            match this.rx.poll_recv(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(b))) => this.cur = b,
+                Poll::Ready(Some(Err(e))) => {
+                    this.failed = true;
+                    return Poll::Ready(Err(io::Error::other(e)));
                 }
-                None => return Ok(0),
+                Poll::Ready(None) => return Poll::Ready(Ok(())),
             }
         }
-        let rest = &self.cur[self.pos..];
-        let n = buf.len().min(rest.len());
-        buf[..n].copy_from_slice(&rest[..n]);
-        self.pos += n;
-        Ok(n)
+        let n = buf.remaining().min(this.cur.len() - this.pos);
+        buf.put_slice(&this.cur[this.pos..this.pos + n]);
+        this.pos += n;
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -648,6 +652,7 @@ mod tests {
 
     #[test]
     fn segments_arrive_in_order_with_at_most_concurrency_plus_one_buffers() {
+        use tokio::io::AsyncReadExt;
         let rt = runtime();
         for concurrency in [1usize, 4] {
             let seg = 2048u64;
@@ -656,20 +661,23 @@ mod tests {
                 .step_by(seg as usize)
                 .map(|a| (a, seg.min(total - a)))
                 .collect();
-            let mut r = pipeline(rt.handle(), ranges, concurrency, fake).into_blocking_read();
-            let pool = r.pool();
-            let mut out = Vec::new();
-            let mut piece = [0u8; 1000];
-            loop {
-                // A slow reader (≥ 2 ms per segment, fetches take < 3 ms and overlap), so
-                // the fetches run ahead and fill every slot.
-                std::thread::sleep(Duration::from_micros(1000));
-                let n = r.read(&mut piece).expect("read");
-                if n == 0 {
-                    break;
+            let mut r = pipeline(rt.handle(), ranges, concurrency, fake);
+            let pool = r.pool.clone();
+            let out = rt.block_on(async {
+                let mut out = Vec::new();
+                let mut piece = [0u8; 1000];
+                loop {
+                    // A slow reader (≥ 2 ms per segment, fetches take < 3 ms and overlap),
+                    // so the fetches run ahead and fill every slot.
+                    tokio::time::sleep(Duration::from_micros(1000)).await;
+                    let n = r.read(&mut piece).await.expect("read");
+                    if n == 0 {
+                        break;
+                    }
+                    out.extend_from_slice(&piece[..n]);
                 }
-                out.extend_from_slice(&piece[..n]);
-            }
+                out
+            });
             let want: Vec<u8> = (0..total).map(|i| (i % 251) as u8).collect();
             assert!(out == want, "bytes out of order or missing");
             let fresh = pool.fresh.load(std::sync::atomic::Ordering::Relaxed);
@@ -681,7 +689,8 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_segment_ends_the_stream_with_its_error() {
+    fn a_failed_segment_ends_the_stream_with_its_typed_error() {
+        use tokio::io::AsyncReadExt;
         let rt = runtime();
         let ranges: Vec<(u64, u64)> = (0..10).map(|i| (i * 100, 100)).collect();
         let mut r = pipeline(rt.handle(), ranges, 3, |buf, off, len| async move {
@@ -690,13 +699,16 @@ mod tests {
             } else {
                 fake(buf, off, len).await
             }
-        })
-        .into_blocking_read();
+        });
         let mut out = Vec::new();
-        let e = r.read_to_end(&mut out).expect_err("must fail");
-        assert!(e.to_string().contains("segment 5 failed"), "{e}");
+        let e = rt.block_on(r.read_to_end(&mut out)).expect_err("must fail");
         assert_eq!(out.len(), 500, "the five segments before the failure");
-        let slot = r.error_slot().lock().expect("lock").take();
-        assert!(matches!(slot, Some(Error::InvalidArgument(_))), "{slot:?}");
+        // The typed error travels inside the io::Error; the drivers take it out.
+        let typed = crate::stream::io_error("reading input", e);
+        assert!(matches!(typed, Error::InvalidArgument(_)), "{typed:?}");
+        assert!(typed.to_string().contains("segment 5 failed"), "{typed}");
+        // Nothing after a failure reads as an end of stream.
+        let mut more = [0u8; 10];
+        assert!(rt.block_on(r.read(&mut more)).is_err());
     }
 }

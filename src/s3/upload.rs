@@ -1,21 +1,20 @@
-//! Encrypt while uploading: the engine seals chunks on all cores (its own threads, never
-//! the async executor's) and writes them, in order, into part buffers; each full part goes
-//! through a bounded channel to a [`MultipartWriter`], which uploads at most `concurrency`
-//! at a time. The engine blocks when every slot is busy, so memory stays bounded by
-//! `(concurrency + 2) × part size` plus the engine's own buffers, whatever the input size.
+//! Encrypt while uploading, on the async layer: the caller's `AsyncRead` goes through an
+//! [`EncryptReader`] (the chunk crypto runs on the shared worker
+//! [`Pool`](crate::stream::Pool), never on the executor's threads, and no thread is started
+//! per upload), whose ciphertext is cut into parts of whole chunks (FORMAT.md §15.3) and
+//! handed to a [`MultipartWriter`], which uploads at most `concurrency` of them at a time.
+//! Reading the input waits while every slot is busy, so memory stays bounded whatever the
+//! input size (see [`S3::put_encrypted`]).
 //!
-//! The same pieces serve both layers: [`S3::put_encrypted`] runs the engine under
-//! `spawn_blocking` and feeds it from an `AsyncRead`; the blocking layer runs it on the
-//! caller's thread with the caller's `Read`.
+//! The blocking layer runs the same future with `block_on`, its `Read` input behind a
+//! synchronous `AsyncRead` shim.
 
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
 use std::sync::Arc;
 
 use aws_sdk_s3::primitives::ByteStream;
-use bytes::Bytes;
+use bytes::{BufMut, Bytes};
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::live::{Guard, Leftover};
@@ -24,20 +23,15 @@ use super::{
     CompanionCleanup, Head, MAX_OBJECT_SIZE, MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE, S3, S3Url,
     object, sdk_error,
 };
-use crate::engine::{self, EngineOptions, StreamStats};
+use crate::aio::EncryptReader;
 use crate::envelope::Sealing;
 use crate::error::{Error, Result};
 use crate::format::{Header, TAG_LEN, body_len_for};
 use crate::keys;
-use crate::primitives::stream::PayloadCipher;
+use crate::stream::{EngineOptions, Pool, StreamStats, io_error};
 
 /// Parts doubled in size after every this many parts when the input length is unknown.
 const GROWTH_EVERY: u64 = 1000;
-
-/// Bytes per buffer between an `AsyncRead` input and the sealing engine.
-const FEED_BUF: usize = 256 * 1024;
-/// Buffers between an `AsyncRead` input and the sealing engine (recycled).
-const FEED_BUFS: usize = 4;
 
 /// How to upload one object (async layer).
 #[derive(Clone, Default)]
@@ -47,8 +41,12 @@ pub struct PutOptions {
     pub force: bool,
     /// Plaintext length if known (a file); `None` for a stream.
     pub plaintext_len: Option<u64>,
-    /// Engine worker threads for the chunk crypto (0 = one per core).
+    /// Worker threads for the chunk crypto: 0 (the default) runs it on the shared
+    /// [`Pool::global`] (one worker per core, shared by every stream of the process); N > 0
+    /// starts a private pool of N workers for this upload. Ignored when `pool` is set.
     pub threads: usize,
+    /// Run the chunk crypto on this pool (a service sharing one pool between its streams).
+    pub pool: Option<Pool>,
     /// Called with the number of body bytes each time a part is handed to the uploader.
     pub progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
     /// Cancels the upload: it aborts its multipart upload, deletes the companion it wrote
@@ -62,6 +60,7 @@ impl std::fmt::Debug for PutOptions {
             .field("force", &self.force)
             .field("plaintext_len", &self.plaintext_len)
             .field("threads", &self.threads)
+            .field("pool", &self.pool)
             .finish_non_exhaustive()
     }
 }
@@ -171,30 +170,38 @@ impl Prepared {
     }
 }
 
-/// What the sealing engine hands the uploader.
-pub(super) enum PartMsg {
-    /// A full part that is not the last.
-    Part(Bytes),
-    /// The last part (possibly the whole object).
-    Last(Bytes),
-}
-
-/// What the async input side hands the sealing engine.
-pub(super) enum InMsg {
-    Data(Vec<u8>),
-    End,
-    Failed(io::Error),
-}
-
 impl S3 {
     /// Encrypts `input` into the object at `url` as `sealing` prepares it (its header goes
     /// to the metadata or a companion object, the chunks to the body).
     ///
-    /// The chunk crypto runs on the engine's threads (started with `spawn_blocking`); this
-    /// future reads `input`, uploads parts and can be polled by any runtime flavor. If it
-    /// fails, is cancelled through [`PutOptions::cancel`] (→ [`Error::Cancelled`]) or is
-    /// dropped, the multipart upload is aborted and the companion deleted (in the
-    /// background when dropped).
+    /// **Where the work runs.** This future reads `input`, cuts the ciphertext into parts
+    /// and uploads them (as tasks on the current runtime); the chunk crypto runs on the
+    /// worker pool of [`PutOptions::threads`] / [`PutOptions::pool`] (by default the
+    /// process-wide [`Pool::global`]). No thread is started per upload and nothing blocks
+    /// the executor; any runtime flavor can poll it.
+    ///
+    /// **Memory per upload** is bounded whatever the input size: the encryptor's batches
+    /// ([`crate::stream::buffer_memory`] for the header's chunk size, 1.1 MiB with the
+    /// defaults and 2 workers), plus at most `concurrency` parts in flight in the
+    /// [`MultipartWriter`] and the one part being filled, each [`PartPlan::part_len`] bytes
+    /// (whole chunks; 8 MiB by default): `(concurrency + 1) × part` + batches. The input is
+    /// not read while every upload slot is busy.
+    ///
+    /// **Errors.**
+    /// - The object exists and `force` is not set: [`Error::OutputExists`]. That is also the
+    ///   answer when another writer creates it while this upload runs: the final request
+    ///   carries `If-None-Match: *`, and the `Error::Storage` of kind
+    ///   [`PreconditionFailed`](crate::error::ServiceErrorKind::PreconditionFailed) it
+    ///   fails with is reported as `OutputExists`, so a create-only conflict is told apart
+    ///   without reading messages (a gateway answers 412). With `force`, nothing is
+    ///   conditional and no such conflict exists.
+    /// - S3 failures: [`Error::Storage`] classified by kind; the input's own failure: the
+    ///   error it carries ([`Error::Io`] for a plain `io::Error`).
+    ///
+    /// **Cleanup.** If it fails, is cancelled through [`PutOptions::cancel`]
+    /// (→ [`Error::Cancelled`]) or the future is dropped, the multipart upload is aborted
+    /// and the companion deleted (before returning; in the background on this runtime when
+    /// dropped).
     pub async fn put_encrypted<R>(
         &self,
         url: &S3Url,
@@ -205,10 +212,38 @@ impl S3 {
     where
         R: AsyncRead + Unpin,
     {
-        let cancel = opts.cancel.clone().unwrap_or_default();
+        let eo = EngineOptions {
+            threads: opts.threads,
+            pool: opts.pool.as_ref(),
+            ..EngineOptions::default()
+        };
+        let progress = opts.progress.as_deref().map(|f| f as &(dyn Fn(u64) + Sync));
+        let job = PutJob {
+            force: opts.force,
+            plaintext_len: opts.plaintext_len,
+            engine: &eo,
+            progress,
+        };
+        self.put_with(url, input, sealing, &job, opts.cancel.clone())
+            .await
+    }
+
+    /// [`S3::put_encrypted`] with borrowed engine options (the blocking layer's form).
+    pub(super) async fn put_with<R>(
+        &self,
+        url: &S3Url,
+        input: R,
+        sealing: Sealing,
+        job: &PutJob<'_>,
+        cancel: Option<CancellationToken>,
+    ) -> Result<PutReport>
+    where
+        R: AsyncRead + Unpin,
+    {
+        let cancel = cancel.unwrap_or_default();
         let mut st = PutState::default();
         let outcome = {
-            let work = self.put_work(&mut st, url, input, sealing, opts);
+            let work = self.put_work(&mut st, url, input, sealing, job);
             tokio::pin!(work);
             tokio::select! {
                 biased;
@@ -237,61 +272,33 @@ impl S3 {
         url: &S3Url,
         input: R,
         sealing: Sealing,
-        opts: &PutOptions,
+        job: &PutJob<'_>,
     ) -> Result<PutReport>
     where
         R: AsyncRead + Unpin,
     {
         let prepared = self
-            .prepare_put(url, sealing.header(), opts.force, opts.plaintext_len)
+            .prepare_put(url, sealing.header(), job.force, job.plaintext_len)
             .await?;
         let plan = prepared.plan;
+        let create_only = !prepared.force;
         let writer_opts = prepared.writer_options();
-        let prepared = st.prepared.insert(prepared);
+        st.prepared = Some(prepared);
         let writer = st
             .writer
             .insert(MultipartWriter::new(self, url, writer_opts));
-        let (part_tx, part_rx) = mpsc::channel(1);
-        let (in_tx, in_rx) = mpsc::channel(2);
-        let (ret_tx, ret_rx) = mpsc::unbounded_channel();
-        let progress = opts.progress.clone();
-        let threads = opts.threads;
-        let engine = tokio::task::spawn_blocking(move || {
-            let eo = EngineOptions {
-                threads,
-                ..EngineOptions::default()
-            };
-            let p = progress.as_deref().map(|f| f as &(dyn Fn(u64) + Sync));
-            let mut sink = PartSink::new(part_tx, plan, p);
-            let reader = ChannelReader {
-                rx: in_rx,
-                ret: ret_tx,
-                cur: Vec::new(),
-                pos: 0,
-                done: false,
-            };
-            let chunk_size = sealing.header().chunk_size;
-            seal_to_parts(sealing.cipher(), chunk_size, reader, &mut sink, &eo)
-        });
-        // Feed the engine while the parts go up; once the uploader is done (complete, or
-        // failed), stop reading the input: an input that never yields again (a quiet
-        // socket) must not keep a failed upload from returning.
-        let uploaded = {
-            let feeding = feed(input, in_tx, ret_rx);
-            let uploading = upload_parts(writer, part_rx);
-            tokio::pin!(feeding, uploading);
-            let mut fed = false;
-            loop {
-                tokio::select! {
-                    () = &mut feeding, if !fed => fed = true,
-                    r = &mut uploading => break r,
-                }
-            }
+        let mut body = EncryptReader::new(
+            sealing.cipher(),
+            sealing.header().chunk_size,
+            input,
+            job.engine,
+        )?;
+        let written = match upload_body(writer, &mut body, plan, job.progress).await {
+            Ok(w) => w,
+            Err(e) if create_only => return Err(precondition_as_exists(url, e)),
+            Err(e) => return Err(e),
         };
-        let sealed = engine
-            .await
-            .map_err(|e| Error::storage(format!("the sealing engine stopped: {e}")))?;
-        let (stats, written) = resolve(url, !prepared.force, sealed, uploaded)?;
+        let stats = body.stats();
         st.writer = None;
         let prepared = st
             .prepared
@@ -433,135 +440,90 @@ impl PutState {
     }
 }
 
-/// Uploads what the sealing engine sends until its last part, then completes; `None`
-/// when the engine stopped before its last part (its own error says why).
-pub(super) async fn upload_parts(
+/// What one upload is asked to do, with the engine options borrowed from the caller (so
+/// the blocking layer can pass its `EngineOptions` as they are).
+pub(super) struct PutJob<'a> {
+    pub(super) force: bool,
+    pub(super) plaintext_len: Option<u64>,
+    pub(super) engine: &'a EngineOptions<'a>,
+    pub(super) progress: Option<&'a (dyn Fn(u64) + Sync)>,
+}
+
+/// Cuts the ciphertext read from `body` into the plan's parts (whole chunks: every part
+/// length is a multiple of the chunk stride) and uploads them through `writer`; the last
+/// part completes the object. A full part is known to be the last only when a read past it
+/// finds the end, so one byte is read ahead and starts the next part.
+///
+/// While a part is being filled, the parts in flight are watched: the first that fails
+/// ends the upload at once, even if `body` never yields again.
+async fn upload_body<R: AsyncRead + Unpin>(
     writer: &mut MultipartWriter,
-    mut rx: mpsc::Receiver<PartMsg>,
-) -> Result<Option<Written>> {
-    while let Some(m) = rx.recv().await {
-        match m {
-            PartMsg::Part(b) => writer.write_part(b).await?,
-            PartMsg::Last(b) => return writer.finish(b).await.map(Some),
-        }
-    }
-    Ok(None)
-}
-
-/// Seals `input` into parts for the uploader (on the engine's threads).
-pub(super) fn seal_to_parts<R: Read + Send>(
-    cipher: &PayloadCipher,
-    chunk_size: u32,
-    input: R,
-    sink: &mut PartSink<'_>,
-    eo: &EngineOptions<'_>,
-) -> Result<StreamStats> {
-    let stats = engine::seal(cipher, chunk_size, input, &mut *sink, eo)?;
-    sink.finish()
-        .map_err(|e| Error::io("handing the last part to the uploader", e))?;
-    Ok(stats)
-}
-
-/// Which failure to report when an upload stopped: the uploader's if it failed (the
-/// engine then stopped because its parts or its input were cut off), else the engine's
-/// (the input's, say).
-pub(super) fn resolve(
-    url: &S3Url,
-    create_only: bool,
-    sealed: Result<StreamStats>,
-    uploaded: Result<Option<Written>>,
-) -> Result<(StreamStats, Written)> {
-    match (sealed, uploaded) {
-        (Ok(s), Ok(Some(w))) => Ok((s, w)),
-        (_, Err(u)) if create_only => Err(precondition_as_exists(url, u)),
-        (_, Err(u)) => Err(u),
-        (Err(e), Ok(_)) => Err(e),
-        (Ok(_), Ok(None)) => Err(Error::storage(format!(
-            "{url}: the encrypted body ended before its last part"
-        ))),
-    }
-}
-
-/// Reads an `AsyncRead` into recycled buffers for the engine's [`ChannelReader`].
-async fn feed<R: AsyncRead + Unpin>(
-    mut input: R,
-    tx: mpsc::Sender<InMsg>,
-    mut ret: mpsc::UnboundedReceiver<Vec<u8>>,
-) {
-    let mut allocated = 0;
+    body: &mut R,
+    plan: PartPlan,
+    progress: Option<&(dyn Fn(u64) + Sync)>,
+) -> Result<Written> {
+    let mut n = 1;
+    let mut carry = None;
     loop {
-        let mut buf = match ret.try_recv() {
-            Ok(b) => b,
-            Err(_) if allocated < FEED_BUFS => {
-                allocated += 1;
-                Vec::with_capacity(FEED_BUF)
-            }
-            Err(_) => match ret.recv().await {
-                Some(b) => b,
-                None => return, // the engine stopped
-            },
+        let target = usize::try_from(plan.part_len(n)).map_err(|_| {
+            Error::InvalidArgument("a part larger than this machine's memory".into())
+        })?;
+        // One allocation per part (the SDK owns the bytes until the part is sent).
+        let mut part = Vec::with_capacity(target);
+        part.extend(carry.take());
+        let more = tokio::select! {
+            r = fill_part(body, &mut part, target) => r?,
+            e = writer.failed() => return Err(e),
         };
-        buf.resize(FEED_BUF, 0);
-        match input.read(&mut buf).await {
-            Ok(0) => {
-                let _ = tx.send(InMsg::End).await;
-                return;
+        let len = part.len() as u64;
+        match more {
+            Some(next) => {
+                carry = Some(next);
+                writer.write_part(Bytes::from(part)).await?;
             }
-            Ok(n) => {
-                buf.truncate(n);
-                if tx.send(InMsg::Data(buf)).await.is_err() {
-                    return;
+            None => {
+                let written = writer.finish(Bytes::from(part)).await?;
+                if let Some(p) = progress {
+                    p(len);
                 }
-            }
-            Err(e) => {
-                let _ = tx.send(InMsg::Failed(e)).await;
-                return;
+                return Ok(written);
             }
         }
+        if let Some(p) = progress {
+            // Reported when handed to the uploader; bounded lead of `concurrency` parts.
+            p(len);
+        }
+        n += 1;
     }
 }
 
-/// The engine's input when the caller's input is async: buffers from [`feed`], returned
-/// for reuse once read. A channel closed without an end marker is an error (the upload's
-/// future was dropped or cancelled), never a short object.
-struct ChannelReader {
-    rx: mpsc::Receiver<InMsg>,
-    ret: mpsc::UnboundedSender<Vec<u8>>,
-    cur: Vec<u8>,
-    pos: usize,
-    done: bool,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.cur.len() {
-            if self.done {
-                return Ok(0);
-            }
-            let spent = std::mem::take(&mut self.cur);
-            if spent.capacity() > 0 {
-                let _ = self.ret.send(spent);
-            }
-            self.pos = 0;
-            match self.rx.blocking_recv() {
-                Some(InMsg::Data(b)) => self.cur = b,
-                Some(InMsg::End) => {
-                    self.done = true;
-                    return Ok(0);
-                }
-                Some(InMsg::Failed(e)) => return Err(e),
-                None => {
-                    return Err(io::Error::other(
-                        "the input stopped before its end (the upload was cancelled)",
-                    ));
-                }
-            }
+/// Fills `part` up to `target` bytes from `body`; then reads one byte more, which is
+/// `Some` when the body goes on (the part is not the last).
+async fn fill_part<R: AsyncRead + Unpin>(
+    body: &mut R,
+    part: &mut Vec<u8>,
+    target: usize,
+) -> Result<Option<u8>> {
+    let read_err = |e| io_error("reading input", e);
+    while part.len() < target {
+        let room = target - part.len();
+        // Reads into the spare capacity (no zeroing), never past `target`.
+        let n = body
+            .read_buf(&mut (&mut *part).limit(room))
+            .await
+            .map_err(read_err)?;
+        if n == 0 {
+            return Ok(None);
         }
-        let rest = &self.cur[self.pos..];
-        let n = buf.len().min(rest.len());
-        buf[..n].copy_from_slice(&rest[..n]);
-        self.pos += n;
-        Ok(n)
+    }
+    let mut one = [0u8; 1];
+    loop {
+        match body.read(&mut one).await {
+            Ok(0) => return Ok(None),
+            Ok(_) => return Ok(Some(one[0])),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(read_err(e)),
+        }
     }
 }
 
@@ -579,87 +541,6 @@ fn precondition_as_exists(url: &S3Url, e: Error) -> Error {
             Error::OutputExists(url.to_string())
         }
         _ => e,
-    }
-}
-
-/// The engine's output: cuts the body into parts of the plan and hands them to the
-/// uploader through a bounded channel (blocking while it is full).
-pub(super) struct PartSink<'a> {
-    tx: mpsc::Sender<PartMsg>,
-    plan: PartPlan,
-    progress: Option<&'a (dyn Fn(u64) + Sync)>,
-    buf: Vec<u8>,
-    /// Number of the part being filled (1-based).
-    part: u64,
-}
-
-impl<'a> PartSink<'a> {
-    pub(super) fn new(
-        tx: mpsc::Sender<PartMsg>,
-        plan: PartPlan,
-        progress: Option<&'a (dyn Fn(u64) + Sync)>,
-    ) -> PartSink<'a> {
-        PartSink {
-            tx,
-            plan,
-            progress,
-            buf: Vec::new(),
-            part: 1,
-        }
-    }
-
-    fn target(&self) -> usize {
-        self.plan.part_len(self.part) as usize
-    }
-
-    fn send(&mut self, last: bool) -> io::Result<()> {
-        let body = Bytes::from(std::mem::take(&mut self.buf));
-        let len = body.len() as u64;
-        let msg = if last {
-            PartMsg::Last(body)
-        } else {
-            PartMsg::Part(body)
-        };
-        if self.tx.blocking_send(msg).is_err() {
-            return Err(io::Error::other("the upload stopped"));
-        }
-        if let Some(p) = self.progress {
-            // Reported when handed to the uploader; bounded lead of `concurrency` parts.
-            p(len);
-        }
-        self.part += 1;
-        Ok(())
-    }
-
-    /// Hands over the last part.
-    pub(super) fn finish(&mut self) -> io::Result<()> {
-        self.send(true)
-    }
-}
-
-impl Write for PartSink<'_> {
-    fn write(&mut self, mut data: &[u8]) -> io::Result<usize> {
-        let n = data.len();
-        while !data.is_empty() {
-            let target = self.target();
-            if self.buf.len() == target {
-                // Full, and more data follows: this part is not the last.
-                self.send(false)?;
-            }
-            let target = self.target();
-            if self.buf.capacity() == 0 {
-                // Allocated (exactly one part) when the first byte of a part arrives.
-                self.buf.reserve_exact(target);
-            }
-            let take = (target - self.buf.len()).min(data.len());
-            self.buf.extend_from_slice(&data[..take]);
-            data = &data[take..];
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }
 
