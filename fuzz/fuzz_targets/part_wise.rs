@@ -7,7 +7,7 @@
 //! replace a part with an earlier upload of it), and a range. Checks:
 //!
 //! * an unedited object decrypts whole and by the range to exactly the original plaintext;
-//! * an edited one either fails with an authentication-class error (or `InvalidArgument`
+//! * an edited one either fails with an authentication-class error (or `RangeNotSatisfiable`
 //!   for an unsatisfiable range), or returns exactly what the unedited one returns; a
 //!   failed read released only a prefix of it.
 #![no_main]
@@ -147,7 +147,7 @@ fuzz_target!(|data: &[u8]| {
     match (r, &expected) {
         (Ok(_), Some(want)) => assert_eq!(&out, want, "wrong plaintext for {:?}", case.edit),
         (Ok(_), None) => panic!("unsatisfiable range served"),
-        (Err(Error::InvalidArgument(_)), None) => {}
+        (Err(Error::RangeNotSatisfiable { .. }), None) => {}
         (Err(e), want) => {
             assert!(e.is_authentication(), "unexpected error class: {e}");
             assert!(!matches!(case.edit, Edit::None), "unedited object failed: {e}");
