@@ -67,6 +67,12 @@ pub struct Cli {
     /// profile defined in neither AWS file is a usage error (exit 2).
     #[arg(long, global = true, value_name = "NAME")]
     pub profile: Option<String>,
+    /// Send S3 and KMS requests to this URL instead of AWS's (MinIO, a local emulator, a
+    /// VPC endpoint), as the AWS CLI's --endpoint-url. Precedence: this flag, then
+    /// AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL_KMS, then AWS_ENDPOINT_URL. S3 is then
+    /// addressed path-style (http://HOST/BUCKET/KEY).
+    #[arg(long, global = true, value_name = "URL", value_parser = parse::parse_endpoint_url)]
+    pub endpoint_url: Option<String>,
     /// Attempts per KMS call, including the first; throttling and transient faults are
     /// retried with exponential backoff and jitter.
     #[arg(
@@ -448,6 +454,7 @@ fn kms_connect(cli: &Cli) -> Result<Arc<Kms>> {
         max_attempts: cli.kms_max_attempts,
         operation_timeout: Duration::from_secs(cli.kms_timeout.max(1)),
         retry_notes: !cli.quiet,
+        endpoint_url: cli.endpoint_url.clone(),
         ..KmsSettings::default()
     })
 }

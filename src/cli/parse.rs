@@ -45,3 +45,19 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
         .map(Duration::from_secs)
         .ok_or_else(|| Error::InvalidArgument(format!("'{s}' is too long")))
 }
+
+/// Checks `--endpoint-url`: an absolute `http://` or `https://` URL with a host, so a typo
+/// is a usage error here rather than a connection failure after the keys were loaded.
+pub fn parse_endpoint_url(s: &str) -> std::result::Result<String, String> {
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+        .ok_or_else(|| {
+            format!("'{s}' is not an http:// or https:// URL (e.g. http://localhost:9000)")
+        })?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host.is_empty() || host.chars().any(char::is_whitespace) {
+        return Err(format!("'{s}' has no host (e.g. http://localhost:9000)"));
+    }
+    Ok(s.to_string())
+}

@@ -102,7 +102,7 @@ pub(super) fn connect(cli: &super::Cli) -> Result<S3> {
             "--concurrency must be 1..=256".into(),
         ));
     }
-    let s3 = S3::connect(S3Settings {
+    let settings = S3Settings {
         region: cli.region.clone(),
         profile: cli.profile.clone(),
         max_attempts: cli.s3_max_attempts,
@@ -113,12 +113,50 @@ pub(super) fn connect(cli: &super::Cli) -> Result<S3> {
         operation_timeout: std::time::Duration::from_secs(cli.s3_timeout.max(1)),
         retry_notes: !cli.quiet,
         ..S3Settings::default()
-    })
+    };
+    let s3 = match &cli.endpoint_url {
+        None => S3::connect(settings),
+        Some(url) => connect_to(url, settings),
+    }
     .map_err(hint)?;
     if let Ok(mut h) = HANDLES.lock() {
         h.push(s3.clone());
     }
     Ok(s3)
+}
+
+/// [`S3::connect`] with `--endpoint-url`: the same configuration chain and bounds, with the
+/// endpoint set in the configuration itself, so it wins over `AWS_ENDPOINT_URL_S3` and
+/// `AWS_ENDPOINT_URL` (the handle then addresses S3 path-style, as with those variables).
+///
+/// `S3Settings` has no endpoint field, so the configuration is loaded here with the
+/// options `S3::connect` derives from the settings (connect and first-byte timeouts, stall
+/// grace, retries with backoff); keep the two in step.
+fn connect_to(url: &str, settings: S3Settings) -> Result<S3> {
+    use aws_config::timeout::TimeoutConfig;
+    use std::time::Duration;
+    let options = sealstream::aws::AwsOptions {
+        region: settings.region.clone(),
+        profile: settings.profile.clone(),
+        max_attempts: settings.max_attempts,
+        initial_backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_secs(10),
+        timeouts: TimeoutConfig::builder()
+            .connect_timeout(settings.connect_timeout)
+            .read_timeout(settings.read_timeout)
+            .build(),
+        stall_grace: Some(settings.read_timeout),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("starting the AWS configuration runtime", e))?;
+    let config = sealstream::aws::load_config(&rt, &options)?
+        .into_builder()
+        .endpoint_url(url)
+        .build();
+    let inner = sealstream::s3::S3::from_conf(&config, settings)?;
+    S3::from_async(inner)
 }
 
 /// `encrypt INPUT -o s3://bucket/key`.
