@@ -166,3 +166,281 @@ fn endpoint_url_must_be_an_http_url() {
         assert!(stderr(&o).contains("--endpoint-url"), "{}", stderr(&o));
     }
 }
+
+// ---- help text ----
+
+/// `sealstream ARGS` with a clean environment (no `SEALSTREAM_*` value shown as `[env: …=x]`,
+/// no color forced) and a fixed width, so the help text is the same on every machine.
+fn help_of(args: &[&str]) -> String {
+    let o = Command::new(bin())
+        .env_clear()
+        .env("COLUMNS", "100")
+        .args(args)
+        .output()
+        .expect("run sealstream");
+    assert_eq!(code(&o), 0, "{args:?}: {}", stderr(&o));
+    String::from_utf8(o.stdout).expect("help is UTF-8")
+}
+
+/// The subcommands the top-level help lists (clap's own `help` aside).
+fn subcommands() -> Vec<String> {
+    let top = help_of(&["--help"]);
+    let list = top
+        .split_once("Commands:\n")
+        .expect("a Commands section")
+        .1
+        .split("\n\n")
+        .next()
+        .unwrap_or("");
+    list.lines()
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .map(str::to_string)
+        .collect()
+}
+
+/// Compares `actual` with tests/snapshots/NAME byte for byte; with
+/// SEALSTREAM_UPDATE_SNAPSHOTS=1 writes it instead (then review the diff with git).
+fn assert_snapshot(name: &str, actual: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/snapshots")
+        .join(name);
+    if std::env::var_os("SEALSTREAM_UPDATE_SNAPSHOTS").is_some_and(|v| v == "1") {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        eprintln!("wrote {}", path.display());
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; create it with SEALSTREAM_UPDATE_SNAPSHOTS=1 cargo test --test cli_ux",
+            path.display()
+        )
+    });
+    if expected != actual {
+        let line = expected
+            .lines()
+            .zip(actual.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or_else(|| expected.lines().count().min(actual.lines().count()));
+        panic!(
+            "{name} differs from the help the binary prints, first at line {}:\n  expected: {:?}\n  actual:   {:?}\n\
+             If the change is intended: SEALSTREAM_UPDATE_SNAPSHOTS=1 cargo test --test cli_ux, \
+             then review `git diff tests/snapshots`.\n--- actual ---\n{actual}",
+            line + 1,
+            expected.lines().nth(line),
+            actual.lines().nth(line),
+        );
+    }
+}
+
+/// Every command's `--help`, byte for byte: a changed flag, hint, heading, example or exit
+/// code shows up as a snapshot diff. A new command without a snapshot fails too.
+#[test]
+fn help_snapshots() {
+    let subs = subcommands();
+    assert!(subs.len() >= 5, "{subs:?}");
+    assert_snapshot("help.txt", &help_of(&["--help"]));
+    for sub in &subs {
+        assert_snapshot(&format!("help-{sub}.txt"), &help_of(&[sub, "--help"]));
+    }
+    // No stale snapshot of a command that no longer exists.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots");
+    for e in std::fs::read_dir(dir).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        if let Some(sub) = name
+            .strip_prefix("help-")
+            .and_then(|n| n.strip_suffix(".txt"))
+        {
+            assert!(subs.iter().any(|s| s == sub), "stale snapshot {name}");
+        }
+    }
+}
+
+/// Every command's help ends with examples that use it and with the exit codes, and shows
+/// only the global options it uses.
+#[test]
+fn help_has_examples_exit_codes_and_only_meaningful_options() {
+    for sub in subcommands() {
+        let h = help_of(&[&sub, "--help"]);
+        let examples = h
+            .split_once("Examples:\n")
+            .unwrap_or_else(|| panic!("{sub}: no Examples section"))
+            .1;
+        assert!(
+            examples.contains(&format!("sealstream {sub}")),
+            "{sub}: no example of it"
+        );
+        for code in [
+            "0  success",
+            "2  usage",
+            "3  I/O",
+            "4  auth",
+            "5  key",
+            "6  storage",
+            "130  cancelled",
+            "141  ",
+        ] {
+            assert!(h.contains(code), "{sub}: exit codes lack {code:?}");
+        }
+    }
+    let keygen = help_of(&["keygen", "--help"]);
+    for hidden in [
+        "--region",
+        "--profile",
+        "--endpoint-url",
+        "--kms-",
+        "--s3-",
+        "--concurrency",
+        "--part-size",
+        "--threads",
+        "--backend",
+    ] {
+        assert!(!keygen.contains(hidden), "keygen shows {hidden}:\n{keygen}");
+    }
+    let inspect = help_of(&["inspect", "--help"]);
+    for hidden in ["--part-size", "--threads", "--backend"] {
+        assert!(!inspect.contains(hidden), "inspect shows {hidden}");
+    }
+    for shown in [
+        "--endpoint-url",
+        "--kms-timeout",
+        "--s3-timeout",
+        "--kms-max-decrypts",
+    ] {
+        assert!(inspect.contains(shown), "inspect lacks {shown}");
+    }
+    let encrypt = help_of(&["encrypt", "--help"]);
+    assert!(
+        !encrypt.contains("--kms-max-decrypts"),
+        "encrypt never decrypts"
+    );
+    // Hidden is not refused: a global option before any command still parses.
+    let s = Scratch::new();
+    let o = run(s.cmd(), &["--region", "eu-west-1", "keygen", "-o", "k.key"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+}
+
+/// The flags an error message suggests exist on the command that printed it: each `--flag`
+/// (and `-k`/`-c`/`-o`) in `message` is listed in `sub --help`.
+fn assert_suggested_flags_exist(sub: &str, message: &str) {
+    let help = help_of(&[sub, "--help"]);
+    let words = message.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'));
+    for w in words {
+        let known = if w.starts_with("--") && w.len() > 2 {
+            help.contains(&format!("{w} ")) || help.contains(&format!("{w}\n"))
+        } else if w.len() == 2 && w.starts_with('-') {
+            help.contains(&format!("{w}, --"))
+        } else {
+            continue;
+        };
+        assert!(
+            known,
+            "`{sub}` suggests {w}, which `{sub} --help` does not list:\n{message}"
+        );
+    }
+}
+
+/// Hints are true: what an error tells the user to pass exists on that command. `keygen`
+/// and `inspect --export-header` never replace a file and have no --force to suggest.
+#[test]
+fn error_hints_name_flags_the_command_has() {
+    let s = Scratch::new();
+    let k = s.keyfile("k.key", &key(1));
+    let k = k.to_str().unwrap();
+    let other = s.keyfile("other.key", &key(2));
+    let other = other.to_str().unwrap();
+    write(&s.path("p.bin"), b"plain");
+    assert_eq!(
+        code(&s.run(&["encrypt", "-k", k, "p.bin", "-o", "p.seal"])),
+        0
+    );
+    write(&s.path("taken"), b"x");
+    // (command, arguments, exit code, advice the message must hold)
+    let cases: Vec<(&str, Vec<&str>, i32, &str)> = vec![
+        (
+            "keygen",
+            vec!["keygen", "-o", "taken"],
+            3,
+            "choose another path",
+        ),
+        (
+            "inspect",
+            vec!["inspect", "p.seal", "--export-header", "taken"],
+            3,
+            "choose another path",
+        ),
+        (
+            "encrypt",
+            vec!["encrypt", "-k", k, "p.bin", "-o", "taken"],
+            3,
+            "--force",
+        ),
+        (
+            "decrypt",
+            vec!["decrypt", "-k", k, "p.seal", "-o", "taken"],
+            3,
+            "--force",
+        ),
+        (
+            "encrypt",
+            vec!["encrypt", "-k", k, "p.bin", "taken", "-o", "x"],
+            2,
+            "--output-dir",
+        ),
+        (
+            "decrypt",
+            vec!["decrypt", "p.seal", "-o", "x"],
+            3,
+            "-k KEYFILE",
+        ),
+        (
+            "decrypt",
+            vec!["decrypt", "-k", other, "p.seal", "-o", "x"],
+            4,
+            "pass the right key",
+        ),
+        (
+            "inspect",
+            vec!["inspect", "p.seal", "--verify", "-k", other],
+            4,
+            "pass the right key",
+        ),
+        ("rewrap", vec!["rewrap", "p.seal", "-k", k], 2, "--add-key"),
+        (
+            "rewrap",
+            vec!["rewrap", "p.seal", "-k", k, "--remove-key", "lk1-00"],
+            2,
+            "inspect",
+        ),
+        (
+            "rewrap",
+            vec!["rewrap", "p.seal", "--rotate-to-kms-key", "alias/x"],
+            2,
+            "--kms-key",
+        ),
+        (
+            "decrypt",
+            vec!["decrypt", "-k", k, "--range", "0-1"],
+            2,
+            "--range",
+        ),
+        (
+            "inspect",
+            vec!["inspect", "p.seal", "--verify", "--kms-discovery"],
+            2,
+            "--kms-allow-account",
+        ),
+    ];
+    for (sub, args, want, advice) in cases {
+        let o = s.run(&args);
+        assert_eq!(code(&o), want, "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(advice), "{args:?}: {}", stderr(&o));
+        assert_suggested_flags_exist(sub, &stderr(&o));
+    }
+    // The replacement advice of keygen says what to do instead.
+    let o = s.run(&["keygen", "-o", "taken"]);
+    assert!(stderr(&o).contains("never replaces"), "{}", stderr(&o));
+    assert_eq!(std::fs::read(s.path("taken")).unwrap(), b"x");
+}

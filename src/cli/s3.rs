@@ -313,11 +313,23 @@ pub(super) fn export_header(p: &Path, header: &sealstream::format::Header) -> Re
     let bytes = header
         .to_bytes()
         .map_err(|e| Error::InvalidArgument(format!("cannot write this header: {e}")))?;
-    let mut out = AtomicFile::create(p, false)?;
+    // inspect has no --force: an existing file gets its own advice, not "pass --force".
+    let exists = |e: Error| match e {
+        Error::OutputExists(shown) => Error::io(
+            format!("writing the header to '{shown}'"),
+            io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "a file is already there and --export-header never replaces one; choose \
+                 another path or remove that file first",
+            ),
+        ),
+        e => e,
+    };
+    let mut out = AtomicFile::create(p, false).map_err(exists)?;
     out.file()?
         .write_all(&bytes)
         .map_err(|e| Error::io(format!("writing '{}'", p.display()), e))?;
-    out.commit()
+    out.commit().map_err(exists)
 }
 
 /// `rewrap s3://bucket/key …`: a new header through a server-side copy onto itself.
