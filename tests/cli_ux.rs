@@ -444,3 +444,125 @@ fn error_hints_name_flags_the_command_has() {
     assert!(stderr(&o).contains("never replaces"), "{}", stderr(&o));
     assert_eq!(std::fs::read(s.path("taken")).unwrap(), b"x");
 }
+
+// ---- completions and man page ----
+
+fn stdout_of(args: &[&str]) -> String {
+    let o = Command::new(bin())
+        .env_clear()
+        .args(args)
+        .output()
+        .expect("run sealstream");
+    assert_eq!(code(&o), 0, "{args:?}: {}", stderr(&o));
+    String::from_utf8(o.stdout).expect("UTF-8")
+}
+
+/// Whether a tool is on PATH (checked tools are optional where the tests run).
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// The completion script of every shell names every command; bash's parses (`bash -n`) and,
+/// loaded into bash, completes a command name and a command's option.
+#[test]
+fn completions_name_every_command_and_bash_runs_them() {
+    let subs = subcommands();
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let script = stdout_of(&["completions", shell]);
+        for sub in &subs {
+            assert!(script.contains(sub.as_str()), "{shell}: no {sub}");
+        }
+        assert!(
+            script.contains("endpoint-url"),
+            "{shell}: no --endpoint-url"
+        );
+    }
+    assert!(have("bash"), "bash is needed for this test");
+    let s = Scratch::new();
+    std::fs::write(s.path("c.bash"), stdout_of(&["completions", "bash"])).unwrap();
+    let o = Command::new("bash")
+        .args(["-n", "c.bash"])
+        .current_dir(s.dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "bash -n: {}", stderr(&o));
+    // Drive the completion function as bash's `complete` would.
+    let complete = |words: &str| -> String {
+        let script = format!(
+            "source ./c.bash; COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); \
+             COMP_LINE=\"${{COMP_WORDS[*]}}\"; COMP_POINT=${{#COMP_LINE}}; \
+             _sealstream sealstream \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"; \
+             printf '%s\\n' \"${{COMPREPLY[@]}}\""
+        );
+        let o = Command::new("bash")
+            .args(["-c", &script])
+            .current_dir(s.dir.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{words}: {}", stderr(&o));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    assert_eq!(complete("sealstream enc").trim(), "encrypt");
+    assert_eq!(complete("sealstream completions z").trim(), "zsh");
+    let rewrap = complete("sealstream rewrap --rot");
+    assert_eq!(rewrap.trim(), "--rotate-to-kms-key", "{rewrap}");
+}
+
+/// `sealstream man` lists every command's page; every page renders with groff without a
+/// warning and carries its options, examples and exit codes.
+#[test]
+fn man_pages_name_every_command_and_render() {
+    let subs = subcommands();
+    let top = stdout_of(&["man"]);
+    assert!(
+        top.starts_with(".ie") || top.contains(".TH sealstream 1"),
+        "{top}"
+    );
+    for sub in &subs {
+        assert!(
+            top.contains(&format!("sealstream\\-{sub}(1)")),
+            "sealstream(1) does not list sealstream-{sub}(1)"
+        );
+    }
+    assert!(!top.contains("sealstream\\-help(1)"), "help has no page");
+    let groff = have("groff");
+    let s = Scratch::new();
+    let mut pages = vec![("sealstream".to_string(), top)];
+    for sub in &subs {
+        pages.push((format!("sealstream-{sub}"), stdout_of(&["man", sub])));
+    }
+    for (name, page) in &pages {
+        assert!(page.contains(&format!(".TH {name} 1")), "{name}: title");
+        assert!(
+            page.contains("Exit codes:") && page.contains("130"),
+            "{name}: exit codes"
+        );
+        assert!(page.contains("Examples:"), "{name}: examples");
+        if groff {
+            let f = s.path(&format!("{name}.1"));
+            std::fs::write(&f, page).unwrap();
+            let o = Command::new("groff")
+                .args(["-k", "-man", "-ww", "-z"])
+                .arg(&f)
+                .output()
+                .unwrap();
+            assert!(
+                o.status.success() && o.stderr.is_empty(),
+                "groff on {name}(1): {}",
+                stderr(&o)
+            );
+        }
+    }
+    let encrypt = &pages
+        .iter()
+        .find(|(n, _)| n == "sealstream-encrypt")
+        .unwrap()
+        .1;
+    assert!(encrypt.contains("\\-\\-chunk\\-size"), "{encrypt}");
+    let o = Command::new(bin()).args(["man", "nope"]).output().unwrap();
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("keygen, encrypt"), "{}", stderr(&o));
+}

@@ -6,7 +6,10 @@
 //! tests/cli_ux.rs snapshots every command's `--help` (tests/snapshots/) and the unit tests
 //! below parse every example with the real definitions.
 
+use std::io::{self, Write};
+
 use clap::{Arg, CommandFactory};
+use sealstream::error::{Error, Result};
 
 use super::Cli;
 
@@ -109,6 +112,19 @@ Examples:
   # Move an S3 object's KMS stanzas to another KMS key (metadata only, body not read)
   sealstream rewrap s3://bucket/db/dump.seal --kms-key alias/old --rotate-to-kms-key alias/new";
 
+const EXAMPLES_COMPLETIONS: &str = "\
+Examples:
+  # Install for bash, zsh or fish (new shells pick them up)
+  sealstream completions bash > ~/.local/share/bash-completion/completions/sealstream
+  sealstream completions zsh > ~/.zfunc/_sealstream
+  sealstream completions fish > ~/.config/fish/completions/sealstream.fish";
+
+const EXAMPLES_MAN: &str = "\
+Examples:
+  # Install the pages where man finds them
+  sealstream man > ~/.local/share/man/man1/sealstream.1
+  sealstream man encrypt > ~/.local/share/man/man1/sealstream-encrypt.1";
+
 /// Groups of global options, by what they configure (the engine's --threads and
 /// --backend and S3's --part-size matter to encrypt and decrypt only).
 const AWS_IDS: &[&str] = &["region", "profile", "endpoint_url"];
@@ -142,6 +158,8 @@ fn examples(command: &str) -> Option<&'static str> {
         "decrypt" => EXAMPLES_DECRYPT,
         "inspect" => EXAMPLES_INSPECT,
         "rewrap" => EXAMPLES_REWRAP,
+        "completions" => EXAMPLES_COMPLETIONS,
+        "man" => EXAMPLES_MAN,
         _ => return None,
     })
 }
@@ -149,7 +167,12 @@ fn examples(command: &str) -> Option<&'static str> {
 /// The command line's definition: the derive's, plus examples and exit codes after each
 /// command's help and the global options a command does not use hidden from it.
 pub fn command() -> clap::Command {
-    let mut cmd = Cli::command().after_help(format!("{EXAMPLES_MAIN}\n\n{EXIT_CODES}"));
+    decorate(Cli::command())
+}
+
+/// The additions of [`command`] to the derive's definition `cmd`.
+fn decorate(cmd: clap::Command) -> clap::Command {
+    let mut cmd = cmd.after_help(format!("{EXAMPLES_MAIN}\n\n{EXIT_CODES}"));
     // Propagates the global options into every subcommand, so they can be hidden there.
     cmd.build();
     cmd.mut_subcommands(|sc| {
@@ -167,6 +190,46 @@ pub fn command() -> clap::Command {
             }
         })
     })
+}
+
+/// `sealstream completions SHELL`: the script clap_complete generates from [`command`], so
+/// it offers exactly the commands and options the binary parses (hidden ones excepted).
+pub fn completions(shell: clap_complete::Shell) -> Result<()> {
+    let mut cmd = command();
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "sealstream", &mut out);
+    to_stdout(&out)
+}
+
+/// `sealstream man [COMMAND]`: the page clap_mangen renders from [`command`] (without
+/// clap's `help` command, which has no page): sealstream(1), or sealstream-COMMAND(1).
+pub fn man(name: Option<&str>) -> Result<()> {
+    let cmd = decorate(Cli::command().disable_help_subcommand(true));
+    let page = match name {
+        None => cmd,
+        Some(n) => cmd.find_subcommand(n).cloned().ok_or_else(|| {
+            let names: Vec<&str> = cmd.get_subcommands().map(|c| c.get_name()).collect();
+            Error::InvalidArgument(format!(
+                "man: no command '{}'; the commands are {}",
+                sealstream::text::escape(n),
+                names.join(", ")
+            ))
+        })?,
+    };
+    let mut out = Vec::new();
+    clap_mangen::Man::new(page)
+        .source(format!("sealstream {}", env!("CARGO_PKG_VERSION")))
+        .manual("User Commands")
+        .render(&mut out)
+        .map_err(|e| Error::io("rendering the man page", e))?;
+    to_stdout(&out)
+}
+
+fn to_stdout(bytes: &[u8]) -> Result<()> {
+    let mut o = io::stdout().lock();
+    o.write_all(bytes)
+        .and_then(|()| o.flush())
+        .map_err(|e| Error::io("writing to stdout", e))
 }
 
 #[cfg(test)]
@@ -207,6 +270,8 @@ mod tests {
             ("decrypt", EXAMPLES_DECRYPT),
             ("inspect", EXAMPLES_INSPECT),
             ("rewrap", EXAMPLES_REWRAP),
+            ("completions", EXAMPLES_COMPLETIONS),
+            ("man", EXAMPLES_MAN),
         ];
         for (name, text) in all {
             let mut own = 0;

@@ -144,6 +144,18 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Change which keys can open FILE without touching its body (atomic replace).
     Rewrap(RewrapArgs),
+    /// Print a shell completion script to stdout (generated from these definitions).
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum, value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) of sealstream, or of one of its commands, to stdout.
+    Man {
+        /// The command whose page to print, sealstream-COMMAND(1) (absent: sealstream(1)).
+        #[arg(value_name = "COMMAND")]
+        command: Option<String>,
+    },
 }
 
 /// `encrypt` options.
@@ -376,6 +388,8 @@ fn run(cli: &Cli) -> CliResult {
         Command::Decrypt(a) => decrypt(cli, a),
         Command::Inspect(a) => inspect(cli, a).map_err(clean),
         Command::Rewrap(a) => rewrap(cli, a).map_err(|e| clean(e.into())),
+        Command::Completions { shell } => help::completions(*shell).map_err(|e| clean(e.into())),
+        Command::Man { command } => help::man(command.as_deref()).map_err(|e| clean(e.into())),
     }
 }
 
