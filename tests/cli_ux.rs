@@ -566,3 +566,132 @@ fn man_pages_name_every_command_and_render() {
     assert_eq!(code(&o), 2, "{}", stderr(&o));
     assert!(stderr(&o).contains("keygen, encrypt"), "{}", stderr(&o));
 }
+
+// ---- durations ----
+
+/// The wrapped data key of each `.seal` file in `dir`, sorted by file name.
+fn wrapped_keys(dir: &std::path::Path) -> Vec<Vec<u8>> {
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    names
+        .iter()
+        .map(|p| {
+            let mut f = std::fs::File::open(p).unwrap();
+            let (h, _) = sealstream::format::Header::read_from(&mut f).unwrap();
+            h.stanzas[0].wrapped.clone()
+        })
+        .collect()
+}
+
+/// `--cache-max-age` takes humantime's forms (`1h30m`, `1h 30m`, `90min`) and plain
+/// seconds, and with any of them the files of a batch share one data key.
+#[test]
+fn cache_max_age_takes_compound_durations() {
+    let s = Scratch::new();
+    let k = s.keyfile("k.key", &key(5));
+    let k = k.to_str().unwrap();
+    std::fs::create_dir(s.path("src")).unwrap();
+    write(&s.path("src/a"), b"first");
+    write(&s.path("src/b"), b"second");
+    for (i, age) in ["1h30m", "1h 30m", "90min", "5400"].iter().enumerate() {
+        let out = format!("enc{i}");
+        let o = s.run(&[
+            "encrypt",
+            "-k",
+            k,
+            "src",
+            "--output-dir",
+            &out,
+            "--jobs",
+            "1",
+            "--cache-max-age",
+            age,
+        ]);
+        assert_eq!(code(&o), 0, "{age}: {}", stderr(&o));
+        let w = wrapped_keys(&s.path(&out).join("src"));
+        assert_eq!(w.len(), 2);
+        assert_eq!(w[0], w[1], "{age}: the two files do not share a data key");
+    }
+    // Without the cache each file has its own data key (the comparison above can fail).
+    let o = s.run(&[
+        "encrypt",
+        "-k",
+        k,
+        "src",
+        "--output-dir",
+        "plain",
+        "--jobs",
+        "1",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let w = wrapped_keys(&s.path("plain/src"));
+    assert_ne!(w[0], w[1]);
+}
+
+/// A duration that does not parse is a usage error (exit 2) naming the flag (or the
+/// variable's flag) and showing the accepted forms; nothing is written.
+#[test]
+fn bad_durations_are_usage_errors() {
+    let s = Scratch::new();
+    let k = s.keyfile("k.key", &key(6));
+    let k = k.to_str().unwrap();
+    write(&s.path("p.bin"), b"x");
+    /// (extra arguments, an environment variable set, the flag the error must name)
+    type Case<'a> = (Vec<&'a str>, Option<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
+        (vec!["--cache-max-age", "1x"], None, "--cache-max-age"),
+        (
+            vec!["--cache-max-age", "5 parsecs"],
+            None,
+            "--cache-max-age",
+        ),
+        (vec!["--cache-max-age=-5m"], None, "--cache-max-age"),
+        (
+            vec!["--cache-max-age", "99999999999999999999999"],
+            None,
+            "--cache-max-age",
+        ),
+        (vec!["--s3-timeout", "1h30"], None, "--s3-timeout"),
+        (vec!["--kms-timeout", "soon"], None, "--kms-timeout"),
+        (
+            vec![],
+            Some(("SEALSTREAM_S3_READ_TIMEOUT", "30 s x")),
+            "--s3-read-timeout",
+        ),
+        (
+            vec![],
+            Some(("SEALSTREAM_KMS_TIMEOUT", "abc")),
+            "--kms-timeout",
+        ),
+    ];
+    for (extra, env, flag) in cases {
+        let mut c = s.cmd();
+        if let Some((name, value)) = env {
+            c.env(name, value);
+        }
+        let mut args = vec!["encrypt", "-k", k, "p.bin", "-o", "p.seal"];
+        args.extend(extra.iter().copied());
+        let o = run(c, &args);
+        assert_eq!(code(&o), 2, "{args:?} {env:?}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(err.contains(flag) && err.contains("1h30m"), "{err}");
+        assert!(!s.path("p.seal").exists());
+    }
+    // The timeouts take the same forms; a plain number is still seconds.
+    for (flag, value) in [
+        ("--kms-timeout", "1m30s"),
+        ("--s3-timeout", "2m"),
+        ("--s3-read-timeout", "45"),
+    ] {
+        let o = run(
+            s.cmd(),
+            &[
+                flag, value, "encrypt", "-k", k, "p.bin", "-o", "ok.seal", "--force",
+            ],
+        );
+        assert_eq!(code(&o), 0, "{flag} {value}: {}", stderr(&o));
+    }
+}

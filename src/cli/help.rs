@@ -290,6 +290,66 @@ mod tests {
         }
     }
 
+    /// The duration defaults written in the definitions are the library's constants.
+    #[test]
+    fn duration_defaults_are_the_library_constants() {
+        use clap::FromArgMatches;
+        let m = command()
+            .try_get_matches_from(["sealstream", "keygen"])
+            .unwrap();
+        let cli = Cli::from_arg_matches(&m).unwrap();
+        // Unless the environment sets them (then this test says nothing about the default).
+        let vars = [
+            "SEALSTREAM_S3_TIMEOUT",
+            "SEALSTREAM_S3_CONNECT_TIMEOUT",
+            "SEALSTREAM_S3_READ_TIMEOUT",
+            "SEALSTREAM_KMS_TIMEOUT",
+        ];
+        if vars.iter().any(|v| std::env::var_os(v).is_some()) {
+            return;
+        }
+        assert_eq!(cli.s3_timeout, sealstream::s3::DEFAULT_OPERATION_TIMEOUT);
+        assert_eq!(
+            cli.s3_connect_timeout,
+            sealstream::s3::DEFAULT_CONNECT_TIMEOUT
+        );
+        assert_eq!(cli.s3_read_timeout, sealstream::s3::DEFAULT_READ_TIMEOUT);
+        assert_eq!(
+            cli.kms_timeout,
+            sealstream::kms::KmsSettings::default().operation_timeout
+        );
+    }
+
+    /// Durations: plain seconds, humantime's units and combinations; the rest refused.
+    #[test]
+    fn durations_parse_as_documented() {
+        use super::super::parse::parse_duration;
+        use std::time::Duration;
+        let ok = [
+            ("90", 90),
+            (" 30 ", 30),
+            ("30s", 30),
+            ("5m", 300),
+            ("1h30m", 5400),
+            ("1h 30m", 5400),
+            ("2days", 172_800),
+            ("1d", 86_400),
+            ("1.5h", 5400),
+        ];
+        for (text, secs) in ok {
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_secs(secs)),
+                "{text}"
+            );
+        }
+        assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
+        for bad in ["", "1x", "-5m", "1h30", "m", "99999999999999999999999"] {
+            let e = parse_duration(bad).unwrap_err();
+            assert!(e.contains(&format!("'{bad}'")), "{bad}: {e}");
+        }
+    }
+
     /// The exit codes shown are exactly those `cli::exit` defines.
     #[test]
     fn exit_codes_shown_are_the_defined_ones() {

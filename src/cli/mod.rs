@@ -22,7 +22,7 @@ use clap::{Args, FromArgMatches, Parser, Subcommand};
 
 use exit::Failure;
 use output::Sink;
-use parse::{parse_context, parse_duration};
+use parse::parse_context;
 use sealstream::Backend;
 use sealstream::engine::EngineOptions;
 use sealstream::envelope::{self, DecryptParams, EncryptParams};
@@ -74,16 +74,17 @@ pub struct Cli {
         help_heading = help::KMS
     )]
     pub kms_max_attempts: u32,
-    /// Upper bound in seconds on one KMS call including its retries.
+    /// Upper bound on one KMS call including its retries (e.g. 60, 90s, 2m; at least 1s).
     #[arg(
         long,
         global = true,
-        value_name = "SECONDS",
-        default_value_t = 60,
+        value_name = "DURATION",
+        default_value = "60s",
+        value_parser = parse::parse_duration,
         env = "SEALSTREAM_KMS_TIMEOUT",
         help_heading = help::KMS
     )]
-    pub kms_timeout: u64,
+    pub kms_timeout: Duration,
     /// Most KMS stanzas sent to KMS for one object when decrypting (identical stanzas
     /// count once); bounds what a hostile file with many stanzas can cost.
     #[arg(long, global = true, value_name = "N", default_value_t = sealstream::kms::DEFAULT_MAX_DECRYPTS_PER_OBJECT, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=32), help_heading = help::KMS)]
@@ -109,18 +110,18 @@ pub struct Cli {
         help_heading = help::S3
     )]
     pub s3_max_attempts: u32,
-    /// Upper bound in seconds on an S3 operation that does not move data (HEAD, List,
-    /// create/abort multipart, delete), retries included. Transfers (GET, PUT, parts,
-    /// copies) have no wall-clock bound; they are bounded by the two timeouts below.
-    #[arg(long, global = true, value_name = "SECONDS", default_value_t = sealstream::s3::DEFAULT_OPERATION_TIMEOUT.as_secs(), env = "SEALSTREAM_S3_TIMEOUT", help_heading = help::S3)]
-    pub s3_timeout: u64,
-    /// Seconds to wait for a connection to the S3 endpoint.
-    #[arg(long, global = true, value_name = "SECONDS", default_value_t = sealstream::s3::DEFAULT_CONNECT_TIMEOUT.as_secs(), env = "SEALSTREAM_S3_CONNECT_TIMEOUT", help_heading = help::S3)]
-    pub s3_connect_timeout: u64,
-    /// Seconds to wait for the first byte of an S3 answer once the request (body included)
-    /// is sent, and longest time a transfer may make no progress.
-    #[arg(long, global = true, value_name = "SECONDS", default_value_t = sealstream::s3::DEFAULT_READ_TIMEOUT.as_secs(), env = "SEALSTREAM_S3_READ_TIMEOUT", help_heading = help::S3)]
-    pub s3_read_timeout: u64,
+    /// Upper bound on an S3 operation that does not move data (HEAD, List, create/abort
+    /// multipart, delete), retries included. Transfers (GET, PUT, parts, copies) have no
+    /// wall-clock bound; they are bounded by the two timeouts below. At least 1s.
+    #[arg(long, global = true, value_name = "DURATION", default_value = "2m", value_parser = parse::parse_duration, env = "SEALSTREAM_S3_TIMEOUT", help_heading = help::S3)]
+    pub s3_timeout: Duration,
+    /// How long to wait for a connection to the S3 endpoint (at least 1s).
+    #[arg(long, global = true, value_name = "DURATION", default_value = "10s", value_parser = parse::parse_duration, env = "SEALSTREAM_S3_CONNECT_TIMEOUT", help_heading = help::S3)]
+    pub s3_connect_timeout: Duration,
+    /// How long to wait for the first byte of an S3 answer once the request (body included)
+    /// is sent, and longest time a transfer may make no progress (at least 1s).
+    #[arg(long, global = true, value_name = "DURATION", default_value = "30s", value_parser = parse::parse_duration, env = "SEALSTREAM_S3_READ_TIMEOUT", help_heading = help::S3)]
+    pub s3_read_timeout: Duration,
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
@@ -194,9 +195,9 @@ pub struct EncryptArgs {
     #[arg(long, value_name = "SIZE", default_value = "64KiB", help_heading = help::FORMAT)]
     pub chunk_size: String,
     /// Reuse one data key for several objects of a batch for at most this long (e.g. 30s, 5m,
-    /// 1h); enables data-key caching. Each object still gets its own salt and payload key.
-    #[arg(long, value_name = "DURATION", help_heading = help::CACHE)]
-    pub cache_max_age: Option<String>,
+    /// 1h30m); enables data-key caching. Each object still gets its own salt and payload key.
+    #[arg(long, value_name = "DURATION", value_parser = parse::parse_duration, help_heading = help::CACHE)]
+    pub cache_max_age: Option<Duration>,
     /// With --cache-max-age: at most this many objects per data key.
     #[arg(long, value_name = "N", requires = "cache_max_age", help_heading = help::CACHE)]
     pub cache_max_objects: Option<u64>,
@@ -474,7 +475,7 @@ fn kms_connect(cli: &Cli) -> Result<Arc<Kms>> {
         region: cli.region.clone(),
         profile: cli.profile.clone(),
         max_attempts: cli.kms_max_attempts,
-        operation_timeout: Duration::from_secs(cli.kms_timeout.max(1)),
+        operation_timeout: cli.kms_timeout.max(Duration::from_secs(1)),
         retry_notes: !cli.quiet,
         endpoint_url: cli.endpoint_url.clone(),
         ..KmsSettings::default()
@@ -676,7 +677,7 @@ fn single_input(inputs: &[PathBuf]) -> Result<Option<&Path>> {
 }
 
 fn cache_limits(a: &EncryptArgs) -> Result<Option<CacheLimits>> {
-    let Some(age) = &a.cache_max_age else {
+    let Some(age) = a.cache_max_age else {
         return Ok(None);
     };
     let max_bytes = match &a.cache_max_bytes {
@@ -685,7 +686,7 @@ fn cache_limits(a: &EncryptArgs) -> Result<Option<CacheLimits>> {
         None => u64::MAX,
     };
     Ok(Some(CacheLimits {
-        max_age: parse_duration(age)?,
+        max_age: age,
         max_objects: a.cache_max_objects.unwrap_or(u64::from(u32::MAX)),
         max_bytes,
     }))

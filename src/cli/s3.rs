@@ -88,6 +88,9 @@ pub(super) fn url_of(p: &Path) -> Result<Option<S3Url>> {
     }
 }
 
+/// The shortest timeout the S3 options take (shorter values are raised to it, as `0` always was).
+const ONE_SECOND: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Connects with the global S3 options.
 pub(super) fn connect(cli: &super::Cli) -> Result<S3> {
     let part_size = sealstream::size::parse_size(&cli.part_size)
@@ -108,9 +111,9 @@ pub(super) fn connect(cli: &super::Cli) -> Result<S3> {
         max_attempts: cli.s3_max_attempts,
         concurrency: cli.concurrency,
         part_size,
-        connect_timeout: std::time::Duration::from_secs(cli.s3_connect_timeout.max(1)),
-        read_timeout: std::time::Duration::from_secs(cli.s3_read_timeout.max(1)),
-        operation_timeout: std::time::Duration::from_secs(cli.s3_timeout.max(1)),
+        connect_timeout: cli.s3_connect_timeout.max(ONE_SECOND),
+        read_timeout: cli.s3_read_timeout.max(ONE_SECOND),
+        operation_timeout: cli.s3_timeout.max(ONE_SECOND),
         retry_notes: !cli.quiet,
         ..S3Settings::default()
     };
