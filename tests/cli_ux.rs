@@ -695,3 +695,119 @@ fn bad_durations_are_usage_errors() {
         assert_eq!(code(&o), 0, "{flag} {value}: {}", stderr(&o));
     }
 }
+
+// ---- terminal behaviour (a real pseudo-terminal through util-linux `script`) ----
+
+/// Runs `sealstream ARGS` on a fresh pseudo-terminal (stdin, stdout and stderr all on it,
+/// 100×30) through util-linux `script`, which logs everything the terminal shows to `log`.
+/// What is written to the returned child's stdin is typed on the terminal; closing it
+/// types Ctrl-D.
+fn on_terminal(s: &Scratch, args: &[&str], log: &std::path::Path) -> std::process::Child {
+    let v = Command::new("script").arg("--version").output();
+    assert!(
+        v.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("util-linux")),
+        "this test needs util-linux `script` for a pseudo-terminal"
+    );
+    let mut line = format!("stty cols 100 rows 30; exec '{}'", bin());
+    for a in args {
+        assert!(!a.contains('\''), "{a}");
+        line.push_str(&format!(" '{a}'"));
+    }
+    Command::new("script")
+        .args(["-q", "-f", "-e", "-c", &line])
+        .arg(log)
+        .env("SEALSTREAM_HOME", s.path("home"))
+        .env("TERM", "xterm")
+        .current_dir(s.dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run script")
+}
+
+/// Waits for `child` (at most 60 s, then kills it and fails).
+fn finish(mut child: std::process::Child) -> i32 {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st.code().unwrap_or(-1);
+        }
+        if start.elapsed() > std::time::Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("the command on the terminal did not finish");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Plaintext decrypted to the terminal is shown alone: no progress bar is drawn into it
+/// (stderr is the same terminal, so a bar would be interleaved with the plaintext).
+#[test]
+#[ignore = "needs a pseudo-terminal through util-linux script (scripts/test.sh runs it)"]
+fn plaintext_on_a_terminal_has_no_progress_bar_in_it() {
+    let s = Scratch::new();
+    let k = s.keyfile("k.key", &key(7));
+    let k = k.to_str().unwrap();
+    // 8 MiB of printable text without newlines: long enough for a bar to be drawn.
+    let pt = b"0123456789abcdef".repeat(1 << 19);
+    write(&s.path("p.bin"), &pt);
+    let o = s.run(&["encrypt", "-k", k, "p.bin", "-o", "p.seal"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let log = s.path("terminal.log");
+    let child = on_terminal(&s, &["decrypt", "-k", k, "p.seal"], &log);
+    assert_eq!(finish(child), 0);
+    let shown = std::fs::read(&log).unwrap();
+    let text = String::from_utf8_lossy(&shown);
+    assert!(
+        !text.contains("decrypting"),
+        "a progress bar was drawn on the terminal"
+    );
+    assert!(!shown.contains(&0x1b), "escape sequences on the terminal");
+    // The plaintext arrived whole and contiguous.
+    let at = shown
+        .windows(16)
+        .position(|w| w == b"0123456789abcdef")
+        .expect("no plaintext on the terminal");
+    assert_eq!(&shown[at..at + pt.len()], &pt[..]);
+}
+
+/// With no input given and stdin a terminal, encrypt says what it is waiting for instead
+/// of drawing a spinner, then encrypts what is typed up to Ctrl-D.
+#[test]
+#[ignore = "needs a pseudo-terminal through util-linux script (scripts/test.sh runs it)"]
+fn no_input_on_a_terminal_prints_a_hint_not_a_spinner() {
+    use std::io::Write as _;
+    let s = Scratch::new();
+    let k = s.keyfile("k.key", &key(8));
+    let k = k.to_str().unwrap();
+    let log = s.path("terminal.log");
+    let mut child = on_terminal(&s, &["encrypt", "-k", k, "-o", "typed.seal"], &log);
+    let start = std::time::Instant::now();
+    while !std::fs::read(&log).is_ok_and(|b| String::from_utf8_lossy(&b).contains("Ctrl-D")) {
+        if start.elapsed() > std::time::Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!(
+                "no hint on the terminal: {:?}",
+                String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default())
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"typed secret\n").unwrap();
+    drop(stdin); // Ctrl-D
+    assert_eq!(finish(child), 0);
+    let shown = String::from_utf8_lossy(&std::fs::read(&log).unwrap()).into_owned();
+    assert!(
+        shown.contains("reading the input from the terminal"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains("encrypting"),
+        "a spinner was drawn: {shown}"
+    );
+    let o = s.run(&["decrypt", "-k", k, "typed.seal"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(o.stdout, b"typed secret\n");
+}

@@ -644,7 +644,12 @@ fn encrypt(cli: &Cli, a: &EncryptArgs) -> Outcome {
     if let Some(len) = total {
         sealstream::format::check_plaintext_len(len, params.chunk_size)?;
     }
-    let pb = progress::bar(total, cli.quiet, "encrypting");
+    // Encrypt refuses a terminal output; a terminal input gets a hint, not a spinner.
+    let ends = progress::Ends {
+        input_is_terminal: matches!(input, Input::Stdin) && progress::stdin_input(cli.quiet),
+        output_is_terminal: false,
+    };
+    let pb = progress::bar_between(total, cli.quiet, "encrypting", ends);
     let inc = |n: u64| pb.inc(n);
     let params = EncryptParams {
         engine: engine_opts(cli, Some(&inc)),
@@ -870,14 +875,19 @@ fn decrypt(cli: &Cli, a: &DecryptArgs) -> CliResult {
     }
     let keys = decryption_keys(cli, &a.keys, &a.kms).map_err(clean)?;
     let providers = keys.as_refs();
-    let sink = Sink::open(a.output.as_deref(), a.force, false).map_err(clean)?;
+    let mut sink = Sink::open(a.output.as_deref(), a.force, false).map_err(clean)?;
     let to_stdout = sink.is_streaming();
     let be = backend(cli);
+    let mut ends = progress::Ends {
+        input_is_terminal: false,
+        output_is_terminal: sink.is_terminal(),
+    };
 
     let mut wrote_any = false;
     let r = match input {
         Input::Stdin => {
-            let pb = progress::bar(None, cli.quiet, "decrypting");
+            ends.input_is_terminal = progress::stdin_input(cli.quiet);
+            let pb = progress::bar_between(None, cli.quiet, "decrypting", ends);
             let inc = |n: u64| pb.inc(n);
             let params = DecryptParams {
                 expected_context: expected,
@@ -909,7 +919,7 @@ fn decrypt(cli: &Cli, a: &DecryptArgs) -> CliResult {
             let total = len
                 .checked_sub(header_len as u64)
                 .map(|b| b.saturating_sub(b.div_ceil(u64::from(header.chunk_size) + 16) * 16));
-            let pb = progress::bar(total, cli.quiet, "decrypting");
+            let pb = progress::bar_between(total, cli.quiet, "decrypting", ends);
             let inc = |n: u64| pb.inc(n);
             let opts = engine_opts(cli, Some(&inc));
             let r = sink.write_with(|w| {
@@ -1054,6 +1064,7 @@ fn inspect(cli: &Cli, a: &InspectArgs) -> Outcome {
             (h, hl, len)
         }
         Input::Stdin => {
+            progress::stdin_input(cli.quiet);
             let mut stdin = io::stdin().lock();
             let (h, hl) = Header::read_from(&mut stdin)?;
             let rest =

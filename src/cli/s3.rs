@@ -185,7 +185,11 @@ pub(super) fn encrypt(
     let (dek, stanzas) = keys::wrap_for_all(&ring.as_refs(), &params.context)?;
     let sealing = Sealing::new(&dek, stanzas, &params)?;
     let total = plaintext_len.map(|l| body_len_for(l, params.chunk_size));
-    let pb = progress::bar(total, cli.quiet, "uploading");
+    let ends = progress::Ends {
+        input_is_terminal: plaintext_len.is_none() && progress::stdin_input(cli.quiet),
+        output_is_terminal: false,
+    };
+    let pb = progress::bar_between(total, cli.quiet, "uploading", ends);
     let inc = |n: u64| pb.inc(n);
     let opts = PutOptions {
         force: a.force,
@@ -234,15 +238,24 @@ pub(super) fn decrypt(
         )));
     }
     url.require_object().map_err(clean)?;
-    let sink = Sink::open(a.output.as_deref(), a.force, false).map_err(clean)?;
+    let mut sink = Sink::open(a.output.as_deref(), a.force, false).map_err(clean)?;
     let to_stdout = sink.is_stdout();
+    let ends = progress::Ends {
+        input_is_terminal: false,
+        output_is_terminal: sink.is_terminal(),
+    };
     let s3 = connect(cli).map_err(clean)?;
     let obj = s3.open_object(url).map_err(hint).map_err(clean)?;
     let ring = decryption_keys(cli, &a.keys, &a.kms).map_err(clean)?;
     let opening = Opening::unlock(obj.header.clone(), &ring.as_refs(), &expected, backend(cli))
         .map_err(clean)?;
     let total = obj.layout().ok().map(|l| l.plaintext_len);
-    let pb = progress::bar(total.filter(|_| range.is_none()), cli.quiet, "downloading");
+    let pb = progress::bar_between(
+        total.filter(|_| range.is_none()),
+        cli.quiet,
+        "downloading",
+        ends,
+    );
     let inc = |n: u64| pb.inc(n);
     let opts = GetOptions {
         engine: engine_opts(cli, Some(&inc)),
