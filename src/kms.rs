@@ -60,6 +60,10 @@ pub struct KmsSettings {
     pub decrypt_cache_entries: usize,
     /// Print one line on stderr per retry (what is retried and why).
     pub retry_notes: bool,
+    /// Endpoint URL override (a local emulator, a VPC endpoint): wins over
+    /// `AWS_ENDPOINT_URL_KMS` and `AWS_ENDPOINT_URL`, as the AWS CLI's `--endpoint-url` does,
+    /// so a command line can name the endpoint without touching the environment.
+    pub endpoint_url: Option<String>,
 }
 
 impl Default for KmsSettings {
@@ -72,6 +76,7 @@ impl Default for KmsSettings {
             decrypt_cache_max_age: Duration::from_secs(300),
             decrypt_cache_entries: 1000,
             retry_notes: false,
+            endpoint_url: None,
         }
     }
 }
@@ -106,8 +111,20 @@ impl Kms {
     /// timeouts, HTTP client): a service keeps one `SdkConfig` for all its clients. Makes
     /// no network call.
     pub fn from_conf(conf: &aws_config::SdkConfig, settings: KmsSettings) -> Arc<Kms> {
-        let endpoint = conf.endpoint_url().map(str::to_string);
-        Kms::build(aws_sdk_kms::config::Builder::from(conf), endpoint, settings)
+        let mut builder = aws_sdk_kms::config::Builder::from(conf);
+        // The SDK applies AWS_ENDPOINT_URL_KMS over the shared configuration's endpoint;
+        // an explicit override wins over both. The label follows the same order.
+        let endpoint = match &settings.endpoint_url {
+            Some(ep) => {
+                builder = builder.endpoint_url(ep);
+                Some(ep.clone())
+            }
+            None => std::env::var("AWS_ENDPOINT_URL_KMS")
+                .ok()
+                .filter(|s| !s.is_empty())
+                .or_else(|| conf.endpoint_url().map(str::to_string)),
+        };
+        Kms::build(builder, endpoint, settings)
     }
 
     /// KMS from the caller's client (its configuration is reused for the clients of other

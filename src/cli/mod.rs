@@ -5,6 +5,7 @@
 
 pub mod batch;
 pub mod exit;
+mod help;
 mod hints;
 pub mod output;
 pub mod parse;
@@ -18,11 +19,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, FromArgMatches, Parser, Subcommand};
 
 use exit::Failure;
 use output::Sink;
-use parse::{parse_context, parse_duration};
+use parse::parse_context;
 use sealstream::Backend;
 use sealstream::engine::EngineOptions;
 use sealstream::envelope::{self, DecryptParams, EncryptParams};
@@ -35,39 +36,34 @@ use sealstream::kms::KmsSettings;
 use sealstream::kms::blocking::{Kms, KmsDiscovery, KmsKey};
 use sealstream::range::{self, ByteRange};
 
-const EXIT_CODES: &str = "\
-Exit codes:
-  0  success
-  2  usage error (bad option, unsatisfiable range)
-  3  I/O error (missing input, unwritable output, output file or S3 object exists without
-     --force, bad key file)
-  4  authentication failure (tampered or truncated data, wrong key, wrong or missing context,
-     key-commitment mismatch, malformed header, missing or tampered S3 object metadata)
-  5  key-service error (KMS)
-  6  storage error (S3; names the object, the operation and the service's error code)
-141  the reader closed the output early (`| head`); nothing printed, as for `cat`";
-
 /// Envelope encryption for very large files: STREAM-chunked AEAD on all cores.
 #[derive(Debug, Parser)]
-#[command(name = "sealstream", version, about, after_help = EXIT_CODES)]
+#[command(name = "sealstream", version)]
 pub struct Cli {
     /// Do not show a progress bar or notes on stderr (errors are still printed).
     #[arg(short, long, global = true)]
     pub quiet: bool,
     /// Worker threads for chunk crypto (default: one per core).
-    #[arg(long, global = true, value_name = "N")]
+    #[arg(long, global = true, value_name = "N", help_heading = help::ENGINE)]
     pub threads: Option<usize>,
     /// AEAD implementation for the body: ring (fastest here) or rustcrypto (pure Rust).
-    #[arg(long, global = true, value_name = "NAME", default_value = "ring", value_parser = ["ring", "rustcrypto"])]
+    #[arg(long, global = true, value_name = "NAME", default_value = "ring", value_parser = ["ring", "rustcrypto"], help_heading = help::ENGINE)]
     pub backend: String,
-    /// AWS region for KMS keys given without an ARN (default: the AWS configuration chain).
-    #[arg(long, global = true, value_name = "REGION")]
+    /// AWS region for KMS keys given without an ARN and for S3 (default: the AWS
+    /// configuration chain).
+    #[arg(long, global = true, value_name = "REGION", help_heading = help::AWS)]
     pub region: Option<String>,
     /// AWS named profile (default: the AWS configuration chain). Given explicitly, its
     /// credentials win over AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY in the environment; a
     /// profile defined in neither AWS file is a usage error (exit 2).
-    #[arg(long, global = true, value_name = "NAME")]
+    #[arg(long, global = true, value_name = "NAME", help_heading = help::AWS)]
     pub profile: Option<String>,
+    /// Send S3 and KMS requests to this URL instead of AWS's (MinIO, a local emulator, a
+    /// VPC endpoint), as the AWS CLI's --endpoint-url. Precedence: this flag, then
+    /// AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL_KMS, then AWS_ENDPOINT_URL. S3 is then
+    /// addressed path-style (http://HOST/BUCKET/KEY).
+    #[arg(long, global = true, value_name = "URL", value_parser = parse::parse_endpoint_url, help_heading = help::AWS)]
+    pub endpoint_url: Option<String>,
     /// Attempts per KMS call, including the first; throttling and transient faults are
     /// retried with exponential backoff and jitter.
     #[arg(
@@ -75,54 +71,58 @@ pub struct Cli {
         global = true,
         value_name = "N",
         default_value_t = 8,
-        env = "SEALSTREAM_KMS_MAX_ATTEMPTS"
+        env = "SEALSTREAM_KMS_MAX_ATTEMPTS",
+        help_heading = help::KMS
     )]
     pub kms_max_attempts: u32,
-    /// Upper bound in seconds on one KMS call including its retries.
+    /// Upper bound on one KMS call including its retries (e.g. 60, 90s, 2m; at least 1s).
     #[arg(
         long,
         global = true,
-        value_name = "SECONDS",
-        default_value_t = 60,
-        env = "SEALSTREAM_KMS_TIMEOUT"
+        value_name = "DURATION",
+        default_value = "60s",
+        value_parser = parse::parse_duration,
+        env = "SEALSTREAM_KMS_TIMEOUT",
+        help_heading = help::KMS
     )]
-    pub kms_timeout: u64,
+    pub kms_timeout: Duration,
     /// Most KMS stanzas sent to KMS for one object when decrypting (identical stanzas
     /// count once); bounds what a hostile file with many stanzas can cost.
-    #[arg(long, global = true, value_name = "N", default_value_t = sealstream::kms::DEFAULT_MAX_DECRYPTS_PER_OBJECT, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=32))]
+    #[arg(long, global = true, value_name = "N", default_value_t = sealstream::kms::DEFAULT_MAX_DECRYPTS_PER_OBJECT, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=32), help_heading = help::KMS)]
     pub kms_max_decrypts: usize,
-    /// S3: parts uploaded, or ranged GETs downloaded, at once. Memory for an S3 transfer is
+    /// Parts uploaded, or ranged GETs downloaded, at once. Memory for an S3 transfer is
     /// bounded by about (N + 1) × --part-size plus the engine's buffers (a few MiB),
     /// whatever the object's size.
-    #[arg(long, global = true, value_name = "N", default_value_t = sealstream::s3::DEFAULT_CONCURRENCY)]
+    #[arg(long, global = true, value_name = "N", default_value_t = sealstream::s3::DEFAULT_CONCURRENCY, help_heading = help::S3)]
     pub concurrency: usize,
-    /// S3: plaintext bytes per part and per ranged GET (5MiB..5GiB, whole chunks). Grown for
+    /// Plaintext bytes per part and per ranged GET (5MiB..5GiB, whole chunks). Grown for
     /// large files so an upload needs at most 10,000 parts; from stdin (length unknown)
     /// parts double in size after every 1,000 parts.
-    #[arg(long, global = true, value_name = "SIZE", default_value = "8MiB")]
+    #[arg(long, global = true, value_name = "SIZE", default_value = "8MiB", help_heading = help::S3)]
     pub part_size: String,
-    /// S3: attempts per request, including the first; SlowDown/503 and transient network
+    /// Attempts per S3 request, including the first; SlowDown/503 and transient network
     /// errors are retried with exponential backoff and jitter.
     #[arg(
         long,
         global = true,
         value_name = "N",
         default_value_t = 8,
-        env = "SEALSTREAM_S3_MAX_ATTEMPTS"
+        env = "SEALSTREAM_S3_MAX_ATTEMPTS",
+        help_heading = help::S3
     )]
     pub s3_max_attempts: u32,
-    /// S3: upper bound in seconds on an operation that does not move data (HEAD, List,
-    /// create/abort multipart, delete), retries included. Transfers (GET, PUT, parts,
-    /// copies) have no wall-clock bound; they are bounded by the two timeouts below.
-    #[arg(long, global = true, value_name = "SECONDS", default_value_t = sealstream::s3::DEFAULT_OPERATION_TIMEOUT.as_secs(), env = "SEALSTREAM_S3_TIMEOUT")]
-    pub s3_timeout: u64,
-    /// S3: seconds to wait for a connection to the endpoint.
-    #[arg(long, global = true, value_name = "SECONDS", default_value_t = sealstream::s3::DEFAULT_CONNECT_TIMEOUT.as_secs(), env = "SEALSTREAM_S3_CONNECT_TIMEOUT")]
-    pub s3_connect_timeout: u64,
-    /// S3: seconds to wait for the first byte of an answer once the request (body included)
-    /// is sent, and longest time a transfer may make no progress.
-    #[arg(long, global = true, value_name = "SECONDS", default_value_t = sealstream::s3::DEFAULT_READ_TIMEOUT.as_secs(), env = "SEALSTREAM_S3_READ_TIMEOUT")]
-    pub s3_read_timeout: u64,
+    /// Upper bound on an S3 operation that does not move data (HEAD, List, create/abort
+    /// multipart, delete), retries included. Transfers (GET, PUT, parts, copies) have no
+    /// wall-clock bound; they are bounded by the two timeouts below. At least 1s.
+    #[arg(long, global = true, value_name = "DURATION", default_value = "2m", value_parser = parse::parse_duration, env = "SEALSTREAM_S3_TIMEOUT", help_heading = help::S3)]
+    pub s3_timeout: Duration,
+    /// How long to wait for a connection to the S3 endpoint (at least 1s).
+    #[arg(long, global = true, value_name = "DURATION", default_value = "10s", value_parser = parse::parse_duration, env = "SEALSTREAM_S3_CONNECT_TIMEOUT", help_heading = help::S3)]
+    pub s3_connect_timeout: Duration,
+    /// How long to wait for the first byte of an S3 answer once the request (body included)
+    /// is sent, and longest time a transfer may make no progress (at least 1s).
+    #[arg(long, global = true, value_name = "DURATION", default_value = "30s", value_parser = parse::parse_duration, env = "SEALSTREAM_S3_READ_TIMEOUT", help_heading = help::S3)]
+    pub s3_read_timeout: Duration,
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
@@ -133,24 +133,34 @@ pub struct Cli {
 pub enum Command {
     /// Create a new local key-encryption key (mode 0600, never overwrites).
     Keygen {
-        /// Where to write the key (absent or '-' = stdout).
+        /// Where to write the key (absent or '-' = stdout). An existing file is never
+        /// replaced: choose a new path.
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
     /// Encrypt INPUT (default stdin) to OUTPUT (default stdout).
-    #[command(after_help = EXIT_CODES)]
     Encrypt(EncryptArgs),
     /// Decrypt INPUT (default stdin) to OUTPUT (default stdout); only authenticated data is written.
-    #[command(after_help = EXIT_CODES)]
     Decrypt(DecryptArgs),
     /// Show a file's header and layout (no key needed; lengths are unauthenticated).
     Inspect(InspectArgs),
     /// Change which keys can open FILE without touching its body (atomic replace).
-    #[command(after_help = EXIT_CODES)]
     Rewrap(RewrapArgs),
     /// Run an S3-compatible gateway: clients read and write through it with any S3 tool,
     /// objects are stored encrypted upstream (docs/GATEWAY.md).
     Serve(serve::ServeArgs),
+    /// Print a shell completion script to stdout (generated from these definitions).
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum, value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) of sealstream, or of one of its commands, to stdout.
+    Man {
+        /// The command whose page to print, sealstream-COMMAND(1) (absent: sealstream(1)).
+        #[arg(value_name = "COMMAND")]
+        command: Option<String>,
+    },
 }
 
 /// `encrypt` options.
@@ -161,43 +171,43 @@ pub struct EncryptArgs {
     pub inputs: Vec<PathBuf>,
     /// Where to write (absent or '-' = stdout; never a terminal), or s3://BUCKET/KEY to
     /// encrypt while uploading (multipart, parallel parts; see --concurrency, --part-size).
-    #[arg(short, long, value_name = "OUTPUT", conflicts_with = "output_dir")]
+    #[arg(short, long, value_name = "OUTPUT", conflicts_with = "output_dir", help_heading = help::OUTPUT)]
     pub output: Option<PathBuf>,
     /// Batch mode.
     #[command(flatten)]
     pub batch: BatchArgs,
-    /// Reuse one data key for several objects of a batch for at most this long (e.g. 30s, 5m,
-    /// 1h); enables data-key caching. Each object still gets its own salt and payload key.
-    #[arg(long, value_name = "DURATION")]
-    pub cache_max_age: Option<String>,
-    /// With --cache-max-age: at most this many objects per data key.
-    #[arg(long, value_name = "N", requires = "cache_max_age")]
-    pub cache_max_objects: Option<u64>,
-    /// With --cache-max-age: at most this many plaintext bytes per data key (e.g. 100GiB).
-    #[arg(long, value_name = "SIZE", requires = "cache_max_age")]
-    pub cache_max_bytes: Option<String>,
+    /// Replace OUTPUT if it exists.
+    #[arg(short, long, help_heading = help::OUTPUT)]
+    pub force: bool,
     /// Local key file to wrap the data key for (repeat for several). Default: the embedded
     /// default key ($SEALSTREAM_HOME/local.key or ~/.config/sealstream/local.key), created
     /// on first use.
-    #[arg(short = 'k', long = "key", value_name = "KEYFILE")]
+    #[arg(short = 'k', long = "key", value_name = "KEYFILE", help_heading = help::KEYS)]
     pub keys: Vec<PathBuf>,
     /// AWS KMS key (id, alias, or ARN) to wrap the data key for (repeatable). The first one
     /// generates the data key (GenerateDataKey); each further one wraps it (Encrypt) in its
     /// own region. With --kms-key, the default local key is not added unless given with -k.
-    #[arg(long = "kms-key", value_name = "KEY")]
+    #[arg(long = "kms-key", value_name = "KEY", help_heading = help::KEYS)]
     pub kms_keys: Vec<String>,
     /// Encryption context pair, bound to the data (repeatable).
-    #[arg(short = 'c', long = "context", value_name = "KEY=VALUE")]
+    #[arg(short = 'c', long = "context", value_name = "KEY=VALUE", help_heading = help::KEYS)]
     pub context: Vec<String>,
     /// Body cipher suite.
-    #[arg(long, default_value = "aes-256-gcm", value_parser = ["aes-256-gcm", "chacha20-poly1305"])]
+    #[arg(long, default_value = "aes-256-gcm", value_parser = ["aes-256-gcm", "chacha20-poly1305"], help_heading = help::FORMAT)]
     pub suite: String,
     /// Plaintext bytes per chunk, 4KiB..16MiB (memory use is about (2×threads+2)×max(1MiB, SIZE)).
-    #[arg(long, value_name = "SIZE", default_value = "64KiB")]
+    #[arg(long, value_name = "SIZE", default_value = "64KiB", help_heading = help::FORMAT)]
     pub chunk_size: String,
-    /// Replace OUTPUT if it exists.
-    #[arg(short, long)]
-    pub force: bool,
+    /// Reuse one data key for several objects of a batch for at most this long (e.g. 30s, 5m,
+    /// 1h30m); enables data-key caching. Each object still gets its own salt and payload key.
+    #[arg(long, value_name = "DURATION", value_parser = parse::parse_duration, help_heading = help::CACHE)]
+    pub cache_max_age: Option<Duration>,
+    /// With --cache-max-age: at most this many objects per data key.
+    #[arg(long, value_name = "N", requires = "cache_max_age", help_heading = help::CACHE)]
+    pub cache_max_objects: Option<u64>,
+    /// With --cache-max-age: at most this many plaintext bytes per data key (e.g. 100GiB).
+    #[arg(long, value_name = "SIZE", requires = "cache_max_age", help_heading = help::CACHE)]
+    pub cache_max_bytes: Option<String>,
 }
 
 /// `decrypt` options.
@@ -207,34 +217,34 @@ pub struct DecryptArgs {
     /// download and decrypt (parallel ranged GETs). Several inputs or a directory need
     /// --output-dir.
     pub inputs: Vec<PathBuf>,
+    /// Read the header from this file (exactly a header, as saved with `inspect
+    /// --export-header`; bytes after it are refused) and treat INPUT as the body alone:
+    /// decrypts an S3 object's body downloaded by another tool.
+    #[arg(long, value_name = "FILE", help_heading = help::INPUT)]
+    pub header_from: Option<PathBuf>,
+    /// Decrypt only this plaintext byte range: START-END (inclusive), START- or -N.
+    /// Bounds accept KiB/MiB/GiB and sums (1GiB+10). INPUT must be a file or an S3 object
+    /// (then only the chunks covering the range are fetched).
+    #[arg(long, value_name = "START-END", allow_hyphen_values = true, help_heading = help::INPUT)]
+    pub range: Option<String>,
     /// Where to write the plaintext (absent or '-' = stdout).
-    #[arg(short, long, value_name = "OUTPUT", conflicts_with = "output_dir")]
+    #[arg(short, long, value_name = "OUTPUT", conflicts_with = "output_dir", help_heading = help::OUTPUT)]
     pub output: Option<PathBuf>,
     /// Batch mode.
     #[command(flatten)]
     pub batch: BatchArgs,
+    /// Replace OUTPUT if it exists.
+    #[arg(short, long, help_heading = help::OUTPUT)]
+    pub force: bool,
     /// Local key file(s) to try (default: the embedded default key).
-    #[arg(short = 'k', long = "key", value_name = "KEYFILE")]
+    #[arg(short = 'k', long = "key", value_name = "KEYFILE", help_heading = help::KEYS)]
     pub keys: Vec<PathBuf>,
     /// KMS keys trusted for unwrapping.
     #[command(flatten)]
     pub kms: KmsTrustArgs,
     /// Context pair the file must carry (repeatable); a missing or different pair fails.
-    #[arg(short = 'c', long = "context", value_name = "KEY=VALUE")]
+    #[arg(short = 'c', long = "context", value_name = "KEY=VALUE", help_heading = help::KEYS)]
     pub context: Vec<String>,
-    /// Decrypt only this plaintext byte range: START-END (inclusive), START- or -N.
-    /// Bounds accept KiB/MiB/GiB and sums (1GiB+10). INPUT must be a file or an S3 object
-    /// (then only the chunks covering the range are fetched).
-    #[arg(long, value_name = "START-END", allow_hyphen_values = true)]
-    pub range: Option<String>,
-    /// Read the header from this file (exactly a header, as saved with `inspect
-    /// --export-header`; bytes after it are refused) and treat INPUT as the body alone:
-    /// decrypts an S3 object's body downloaded by another tool.
-    #[arg(long, value_name = "FILE")]
-    pub header_from: Option<PathBuf>,
-    /// Replace OUTPUT if it exists.
-    #[arg(short, long)]
-    pub force: bool,
 }
 
 /// `inspect` options.
@@ -243,19 +253,19 @@ pub struct InspectArgs {
     /// File to inspect (absent or '-' = stdin), or s3://BUCKET/KEY (reads only the metadata
     /// and, if the header is in a companion object, that object).
     pub input: Option<PathBuf>,
+    /// Print one JSON object (schema in README).
+    #[arg(long, help_heading = help::OUTPUT)]
+    pub json: bool,
     /// Also write the header bytes to FILE (never overwrites): with the body it converts the
     /// object form back to the file form (`decrypt BODY --header-from FILE`).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = help::OUTPUT)]
     pub export_header: Option<PathBuf>,
-    /// Print one JSON object (schema in README).
-    #[arg(long)]
-    pub json: bool,
     /// Also unwrap every stanza with the keys given (-k, default key, --kms-key…) and check
     /// it against the key commitment; exit 4 (or 5) if a stanza with a matching key fails.
-    #[arg(long)]
+    #[arg(long, help_heading = help::KEYS)]
     pub verify: bool,
     /// Local key file(s) for --verify (default: the embedded default key, if present).
-    #[arg(short = 'k', long = "key", value_name = "KEYFILE", requires = "verify")]
+    #[arg(short = 'k', long = "key", value_name = "KEYFILE", requires = "verify", help_heading = help::KEYS)]
     pub keys: Vec<PathBuf>,
     /// KMS keys trusted for --verify.
     #[command(flatten)]
@@ -268,29 +278,29 @@ pub struct RewrapArgs {
     /// The encrypted file to rewrite in place, or s3://BUCKET/KEY (only the metadata changes,
     /// through a server-side copy; the body is never downloaded).
     pub file: PathBuf,
-    /// Key file that can open the file now (default: the embedded default key).
-    #[arg(short = 'k', long = "key", value_name = "KEYFILE")]
-    pub keys: Vec<PathBuf>,
     /// Key file to add a wrapped copy of the data key for (repeatable).
-    #[arg(long = "add-key", value_name = "KEYFILE")]
+    #[arg(long = "add-key", value_name = "KEYFILE", help_heading = help::CHANGES)]
     pub add: Vec<PathBuf>,
     /// AWS KMS key (id, alias, or ARN) to add a wrapped copy of the data key for (repeatable).
-    #[arg(long = "add-kms-key", value_name = "KEY")]
+    #[arg(long = "add-kms-key", value_name = "KEY", help_heading = help::CHANGES)]
     pub add_kms: Vec<String>,
+    /// Key id (as shown by `inspect`) whose stanza to remove (repeatable).
+    #[arg(long = "remove-key", value_name = "KEYID", help_heading = help::CHANGES)]
+    pub remove: Vec<String>,
     /// Move the stanzas of the trusted --kms-key(s) to this KMS key with KMS ReEncrypt, so the
     /// data key never leaves KMS (the old stanzas are replaced).
-    #[arg(long = "rotate-to-kms-key", value_name = "KEY")]
+    #[arg(long = "rotate-to-kms-key", value_name = "KEY", help_heading = help::CHANGES)]
     pub rotate_to: Option<String>,
+    /// Rewrap a local file that has other hard links anyway: only this name gets the new
+    /// header, the other links keep the old file (and any key removed now).
+    #[arg(long = "break-hard-links", help_heading = help::CHANGES)]
+    pub break_hard_links: bool,
+    /// Key file that can open the file now (default: the embedded default key).
+    #[arg(short = 'k', long = "key", value_name = "KEYFILE", help_heading = help::KEYS)]
+    pub keys: Vec<PathBuf>,
     /// KMS keys trusted for unwrapping.
     #[command(flatten)]
     pub kms: KmsTrustArgs,
-    /// Key id (as shown by `inspect`) whose stanza to remove (repeatable).
-    #[arg(long = "remove-key", value_name = "KEYID")]
-    pub remove: Vec<String>,
-    /// Rewrap a local file that has other hard links anyway: only this name gets the new
-    /// header, the other links keep the old file (and any key removed now).
-    #[arg(long = "break-hard-links")]
-    pub break_hard_links: bool,
 }
 
 /// Several files at once.
@@ -298,10 +308,10 @@ pub struct RewrapArgs {
 pub struct BatchArgs {
     /// Write one output per input into DIR (directories are walked recursively and their
     /// layout kept; encrypt adds `.seal`, decrypt removes it or else adds `.dec`).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", help_heading = help::OUTPUT)]
     pub output_dir: Option<PathBuf>,
     /// Files processed at once in batch mode; memory is about jobs × the per-file bound.
-    #[arg(long, value_name = "N", default_value_t = 2)]
+    #[arg(long, value_name = "N", default_value_t = 2, help_heading = help::OUTPUT)]
     pub jobs: usize,
 }
 
@@ -310,16 +320,17 @@ pub struct BatchArgs {
 pub struct KmsTrustArgs {
     /// AWS KMS key (id, alias, or ARN) trusted to unwrap the data key (repeatable). Only
     /// stanzas of exactly these keys are sent to KMS.
-    #[arg(long = "kms-key", value_name = "KEY")]
+    #[arg(long = "kms-key", value_name = "KEY", help_heading = help::KEYS)]
     pub kms_keys: Vec<String>,
     /// Try any KMS stanza whose key is in an allowed account (needs --kms-allow-account).
-    #[arg(long)]
+    #[arg(long, help_heading = help::KEYS)]
     pub kms_discovery: bool,
     /// Account id allowed in --kms-discovery (repeatable).
     #[arg(
         long = "kms-allow-account",
         value_name = "ACCOUNT",
-        requires = "kms_discovery"
+        requires = "kms_discovery",
+        help_heading = help::KEYS
     )]
     pub kms_allow_accounts: Vec<String>,
 }
@@ -332,7 +343,10 @@ impl KmsTrustArgs {
 
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
+    let cli = match help::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
@@ -383,6 +397,8 @@ fn run(cli: &Cli) -> CliResult {
         Command::Inspect(a) => inspect(cli, a).map_err(clean),
         Command::Rewrap(a) => rewrap(cli, a).map_err(|e| clean(e.into())),
         Command::Serve(a) => serve::serve(cli, a).map_err(|e| clean(e.into())),
+        Command::Completions { shell } => help::completions(*shell).map_err(|e| clean(e.into())),
+        Command::Man { command } => help::man(command.as_deref()).map_err(|e| clean(e.into())),
     }
 }
 
@@ -412,7 +428,20 @@ fn keygen(out: Option<&Path>, quiet: bool) -> Result<()> {
     let key = LocalKey::generate()?;
     match out {
         Some(p) if p.as_os_str() != "-" => {
-            key.save_new(p)?;
+            // keygen has no --force (replacing a key loses every file wrapped for it): say
+            // what to do instead of the generic "pass --force" of other outputs.
+            key.save_new(p).map_err(|e| match e {
+                Error::OutputExists(shown) => Error::io(
+                    format!("writing the key to '{shown}'"),
+                    io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        "a file is already there and keygen never replaces one (a replaced \
+                         key can no longer open the files wrapped for it); choose another \
+                         path, or move the old file away first",
+                    ),
+                ),
+                e => e,
+            })?;
             note(
                 quiet,
                 &format!("wrote key {} to '{}'", key.id(), p.display()),
@@ -454,8 +483,9 @@ fn kms_connect(cli: &Cli) -> Result<Arc<Kms>> {
         region: cli.region.clone(),
         profile: cli.profile.clone(),
         max_attempts: cli.kms_max_attempts,
-        operation_timeout: Duration::from_secs(cli.kms_timeout.max(1)),
+        operation_timeout: cli.kms_timeout.max(Duration::from_secs(1)),
         retry_notes: !cli.quiet,
+        endpoint_url: cli.endpoint_url.clone(),
         ..KmsSettings::default()
     })
 }
@@ -622,7 +652,12 @@ fn encrypt(cli: &Cli, a: &EncryptArgs) -> Outcome {
     if let Some(len) = total {
         sealstream::format::check_plaintext_len(len, params.chunk_size)?;
     }
-    let pb = progress::bar(total, cli.quiet, "encrypting");
+    // Encrypt refuses a terminal output; a terminal input gets a hint, not a spinner.
+    let ends = progress::Ends {
+        input_is_terminal: matches!(input, Input::Stdin) && progress::stdin_input(cli.quiet),
+        output_is_terminal: false,
+    };
+    let pb = progress::bar_between(total, cli.quiet, "encrypting", ends);
     let inc = |n: u64| pb.inc(n);
     let params = EncryptParams {
         engine: engine_opts(cli, Some(&inc)),
@@ -655,7 +690,7 @@ fn single_input(inputs: &[PathBuf]) -> Result<Option<&Path>> {
 }
 
 fn cache_limits(a: &EncryptArgs) -> Result<Option<CacheLimits>> {
-    let Some(age) = &a.cache_max_age else {
+    let Some(age) = a.cache_max_age else {
         return Ok(None);
     };
     let max_bytes = match &a.cache_max_bytes {
@@ -664,7 +699,7 @@ fn cache_limits(a: &EncryptArgs) -> Result<Option<CacheLimits>> {
         None => u64::MAX,
     };
     Ok(Some(CacheLimits {
-        max_age: parse_duration(age)?,
+        max_age: age,
         max_objects: a.cache_max_objects.unwrap_or(u64::from(u32::MAX)),
         max_bytes,
     }))
@@ -848,14 +883,19 @@ fn decrypt(cli: &Cli, a: &DecryptArgs) -> CliResult {
     }
     let keys = decryption_keys(cli, &a.keys, &a.kms).map_err(clean)?;
     let providers = keys.as_refs();
-    let sink = Sink::open(a.output.as_deref(), a.force, false).map_err(clean)?;
+    let mut sink = Sink::open(a.output.as_deref(), a.force, false).map_err(clean)?;
     let to_stdout = sink.is_streaming();
     let be = backend(cli);
+    let mut ends = progress::Ends {
+        input_is_terminal: false,
+        output_is_terminal: sink.is_terminal(),
+    };
 
     let mut wrote_any = false;
     let r = match input {
         Input::Stdin => {
-            let pb = progress::bar(None, cli.quiet, "decrypting");
+            ends.input_is_terminal = progress::stdin_input(cli.quiet);
+            let pb = progress::bar_between(None, cli.quiet, "decrypting", ends);
             let inc = |n: u64| pb.inc(n);
             let params = DecryptParams {
                 expected_context: expected,
@@ -887,7 +927,7 @@ fn decrypt(cli: &Cli, a: &DecryptArgs) -> CliResult {
             let total = len
                 .checked_sub(header_len as u64)
                 .map(|b| b.saturating_sub(b.div_ceil(u64::from(header.chunk_size) + 16) * 16));
-            let pb = progress::bar(total, cli.quiet, "decrypting");
+            let pb = progress::bar_between(total, cli.quiet, "decrypting", ends);
             let inc = |n: u64| pb.inc(n);
             let opts = engine_opts(cli, Some(&inc));
             let r = sink.write_with(|w| {
@@ -1032,6 +1072,7 @@ fn inspect(cli: &Cli, a: &InspectArgs) -> Outcome {
             (h, hl, len)
         }
         Input::Stdin => {
+            progress::stdin_input(cli.quiet);
             let mut stdin = io::stdin().lock();
             let (h, hl) = Header::read_from(&mut stdin)?;
             let rest =

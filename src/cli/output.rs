@@ -529,6 +529,15 @@ impl Sink {
         matches!(self, Sink::Stdout)
     }
 
+    /// True when the output is a terminal (stdout, or a device such as `/dev/tty`): no
+    /// progress bar may be drawn into what the user reads.
+    pub fn is_terminal(&mut self) -> bool {
+        match self {
+            Sink::Stdout => io::stdout().is_terminal(),
+            Sink::File(af) => af.is_direct() && af.file().is_ok_and(|f| f.is_terminal()),
+        }
+    }
+
     /// True when what is written is visible at once (stdout, a device, a FIFO), so a
     /// failure part-way leaves a prefix the reader has already seen.
     pub fn is_streaming(&self) -> bool {

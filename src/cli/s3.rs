@@ -88,8 +88,12 @@ pub(super) fn url_of(p: &Path) -> Result<Option<S3Url>> {
     }
 }
 
-/// Connects with the global S3 options.
-pub(super) fn connect(cli: &super::Cli) -> Result<S3> {
+/// The shortest timeout the S3 options take (shorter values are raised to it, as `0` always was).
+const ONE_SECOND: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The global S3 options as library settings, each bound checked here only (the CLI's
+/// `connect` and `serve` both take them from this).
+pub(super) fn settings(cli: &super::Cli) -> Result<S3Settings> {
     let part_size = sealstream::size::parse_size(&cli.part_size)
         .map_err(|e| Error::InvalidArgument(format!("--part-size: {e}")))?;
     if !(sealstream::s3::MIN_PART_SIZE..=sealstream::s3::MAX_PART_SIZE).contains(&part_size) {
@@ -102,19 +106,25 @@ pub(super) fn connect(cli: &super::Cli) -> Result<S3> {
             "--concurrency must be 1..=256".into(),
         ));
     }
-    let s3 = S3::connect(S3Settings {
+    Ok(S3Settings {
         region: cli.region.clone(),
         profile: cli.profile.clone(),
         max_attempts: cli.s3_max_attempts,
         concurrency: cli.concurrency,
         part_size,
-        connect_timeout: std::time::Duration::from_secs(cli.s3_connect_timeout.max(1)),
-        read_timeout: std::time::Duration::from_secs(cli.s3_read_timeout.max(1)),
-        operation_timeout: std::time::Duration::from_secs(cli.s3_timeout.max(1)),
+        connect_timeout: cli.s3_connect_timeout.max(ONE_SECOND),
+        read_timeout: cli.s3_read_timeout.max(ONE_SECOND),
+        operation_timeout: cli.s3_timeout.max(ONE_SECOND),
         retry_notes: !cli.quiet,
+        // `--endpoint-url` wins over AWS_ENDPOINT_URL_S3 and AWS_ENDPOINT_URL.
+        endpoint_url: cli.endpoint_url.clone(),
         ..S3Settings::default()
     })
-    .map_err(hint)?;
+}
+
+/// Connects with the global S3 options.
+pub(super) fn connect(cli: &super::Cli) -> Result<S3> {
+    let s3 = S3::connect(settings(cli)?).map_err(hint)?;
     if let Ok(mut h) = HANDLES.lock() {
         h.push(s3.clone());
     }
@@ -144,7 +154,11 @@ pub(super) fn encrypt(
     let (dek, stanzas) = keys::wrap_for_all(&ring.as_refs(), &params.context)?;
     let sealing = Sealing::new(&dek, stanzas, &params)?;
     let total = plaintext_len.map(|l| body_len_for(l, params.chunk_size));
-    let pb = progress::bar(total, cli.quiet, "uploading");
+    let ends = progress::Ends {
+        input_is_terminal: plaintext_len.is_none() && progress::stdin_input(cli.quiet),
+        output_is_terminal: false,
+    };
+    let pb = progress::bar_between(total, cli.quiet, "uploading", ends);
     let inc = |n: u64| pb.inc(n);
     let opts = PutOptions {
         force: a.force,
@@ -193,15 +207,24 @@ pub(super) fn decrypt(
         )));
     }
     url.require_object().map_err(clean)?;
-    let sink = Sink::open(a.output.as_deref(), a.force, false).map_err(clean)?;
+    let mut sink = Sink::open(a.output.as_deref(), a.force, false).map_err(clean)?;
     let to_stdout = sink.is_stdout();
+    let ends = progress::Ends {
+        input_is_terminal: false,
+        output_is_terminal: sink.is_terminal(),
+    };
     let s3 = connect(cli).map_err(clean)?;
     let obj = s3.open_object(url).map_err(hint).map_err(clean)?;
     let ring = decryption_keys(cli, &a.keys, &a.kms).map_err(clean)?;
     let opening = Opening::unlock(obj.header.clone(), &ring.as_refs(), &expected, backend(cli))
         .map_err(clean)?;
     let total = obj.layout().ok().map(|l| l.plaintext_len);
-    let pb = progress::bar(total.filter(|_| range.is_none()), cli.quiet, "downloading");
+    let pb = progress::bar_between(
+        total.filter(|_| range.is_none()),
+        cli.quiet,
+        "downloading",
+        ends,
+    );
     let inc = |n: u64| pb.inc(n);
     let opts = GetOptions {
         engine: engine_opts(cli, Some(&inc)),
@@ -275,11 +298,23 @@ pub(super) fn export_header(p: &Path, header: &sealstream::format::Header) -> Re
     let bytes = header
         .to_bytes()
         .map_err(|e| Error::InvalidArgument(format!("cannot write this header: {e}")))?;
-    let mut out = AtomicFile::create(p, false)?;
+    // inspect has no --force: an existing file gets its own advice, not "pass --force".
+    let exists = |e: Error| match e {
+        Error::OutputExists(shown) => Error::io(
+            format!("writing the header to '{shown}'"),
+            io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "a file is already there and --export-header never replaces one; choose \
+                 another path or remove that file first",
+            ),
+        ),
+        e => e,
+    };
+    let mut out = AtomicFile::create(p, false).map_err(exists)?;
     out.file()?
         .write_all(&bytes)
         .map_err(|e| Error::io(format!("writing '{}'", p.display()), e))?;
-    out.commit()
+    out.commit().map_err(exists)
 }
 
 /// `rewrap s3://bucket/key …`: a new header through a server-side copy onto itself.

@@ -169,29 +169,9 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
     };
     // Each GET holds about (concurrency + 2) ranged-GET segments of --part-size: with
     // the CLI's defaults (4 × 8 MiB) that is ~48 MiB per request in flight.
-    let part_size = sealstream::size::parse_size(&cli.part_size)
-        .map_err(|e| Error::InvalidArgument(format!("--part-size: {e}")))?;
-    if !(sealstream::s3::MIN_PART_SIZE..=sealstream::s3::MAX_PART_SIZE).contains(&part_size) {
-        return Err(Error::InvalidArgument(format!(
-            "--part-size {part_size} is outside S3's limits 5MiB..5GiB"
-        )));
-    }
-    if cli.concurrency == 0 || cli.concurrency > 256 {
-        return Err(Error::InvalidArgument(
-            "--concurrency must be 1..=256".into(),
-        ));
-    }
     let settings = S3Settings {
-        part_size,
-        concurrency: cli.concurrency,
-        region: cli.region.clone(),
-        profile: cli.profile.clone(),
-        max_attempts: cli.s3_max_attempts,
-        connect_timeout: Duration::from_secs(cli.s3_connect_timeout.max(1)),
-        read_timeout: Duration::from_secs(cli.s3_read_timeout.max(1)),
-        operation_timeout: Duration::from_secs(cli.s3_timeout.max(1)),
         retry_notes: false,
-        ..S3Settings::default()
+        ..super::s3::settings(cli)?
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -215,7 +195,8 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
                 &kms_conf,
                 KmsSettings {
                     max_attempts: cli.kms_max_attempts,
-                    operation_timeout: Duration::from_secs(cli.kms_timeout.max(1)),
+                    operation_timeout: cli.kms_timeout.max(Duration::from_secs(1)),
+                    endpoint_url: cli.endpoint_url.clone(),
                     retry_notes: false,
                     ..KmsSettings::default()
                 },

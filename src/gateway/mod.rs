@@ -181,23 +181,7 @@ impl Gateway {
     pub async fn upstream_client(
         settings: &S3Settings,
     ) -> Result<(aws_sdk_s3::Client, aws_config::SdkConfig)> {
-        let opts = crate::aws::AwsOptions {
-            region: settings.region.clone(),
-            profile: settings.profile.clone(),
-            max_attempts: settings.max_attempts,
-            initial_backoff: std::time::Duration::from_millis(100),
-            max_backoff: std::time::Duration::from_secs(10),
-            timeouts: aws_smithy_types::timeout::TimeoutConfig::builder()
-                .connect_timeout(settings.connect_timeout)
-                .read_timeout(settings.read_timeout)
-                .build(),
-            stall_grace: Some(settings.read_timeout),
-        };
-        let conf = crate::aws::load_sdk_config(&opts).await?;
-        let endpoint = std::env::var("AWS_ENDPOINT_URL_S3")
-            .ok()
-            .filter(|s| !s.is_empty())
-            .or_else(|| conf.endpoint_url().map(str::to_string));
+        let (conf, endpoint) = crate::s3::load_config(settings).await?;
         let mut b = aws_sdk_s3::config::Builder::from(&conf).interceptor(crate::aws::S3Timeouts {
             operation_timeout: settings.operation_timeout,
         });

@@ -171,6 +171,9 @@ pub struct S3Settings {
     pub operation_timeout: Duration,
     /// Print one line on stderr per retry (what is retried and why).
     pub retry_notes: bool,
+    /// An S3 endpoint that wins over `AWS_ENDPOINT_URL_S3` and `AWS_ENDPOINT_URL` (the
+    /// CLI's `--endpoint-url`), for [`S3::connect`]; addressing is then path-style.
+    pub endpoint_url: Option<String>,
 }
 
 impl Default for S3Settings {
@@ -187,6 +190,7 @@ impl Default for S3Settings {
             read_timeout: DEFAULT_READ_TIMEOUT,
             operation_timeout: DEFAULT_OPERATION_TIMEOUT,
             retry_notes: false,
+            endpoint_url: None,
         }
     }
 }
@@ -224,11 +228,7 @@ impl S3 {
     /// With an endpoint override (`AWS_ENDPOINT_URL[_S3]`), path-style addressing is used.
     pub async fn connect(settings: S3Settings) -> Result<S3> {
         check_settings(&settings)?;
-        let config = crate::aws::load_sdk_config(&aws_options(&settings)).await?;
-        let endpoint = std::env::var("AWS_ENDPOINT_URL_S3")
-            .ok()
-            .filter(|s| !s.is_empty())
-            .or_else(|| config.endpoint_url().map(str::to_string));
+        let (config, endpoint) = load_config(&settings).await?;
         S3::build(&config, endpoint, settings)
     }
 
@@ -776,6 +776,27 @@ fn check_settings(settings: &S3Settings) -> Result<()> {
 }
 
 /// How [`S3::connect`] loads the configuration chain for `settings`.
+/// The AWS configuration [`S3::connect`] loads for `settings` (region, profile, retries,
+/// timeouts) and the S3 endpoint override it applies: `settings.endpoint_url`, else
+/// `AWS_ENDPOINT_URL_S3`, else the configuration's (`AWS_ENDPOINT_URL`). Shared with the
+/// gateway, whose upstream client must be configured exactly as the CLI's.
+pub(crate) async fn load_config(
+    settings: &S3Settings,
+) -> Result<(aws_config::SdkConfig, Option<String>)> {
+    let config = crate::aws::load_sdk_config(&aws_options(settings)).await?;
+    let endpoint = settings
+        .endpoint_url
+        .clone()
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            std::env::var("AWS_ENDPOINT_URL_S3")
+                .ok()
+                .filter(|s| !s.is_empty())
+        })
+        .or_else(|| config.endpoint_url().map(str::to_string));
+    Ok((config, endpoint))
+}
+
 fn aws_options(settings: &S3Settings) -> crate::aws::AwsOptions {
     crate::aws::AwsOptions {
         region: settings.region.clone(),
