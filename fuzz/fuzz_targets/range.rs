@@ -7,7 +7,8 @@
 //!
 //! Checks:
 //!
-//! * errors are authentication/format errors, or `InvalidArgument` for an unsatisfiable range;
+//! * errors are authentication/format errors, or `RangeNotSatisfiable` for an unsatisfiable range
+//!   (`InvalidArgument` for a malformed one);
 //! * when the whole file decrypts, the ranged read succeeds exactly when the range is
 //!   satisfiable, and returns exactly that slice of the full plaintext;
 //! * when the plaintext is known (structured), a successful ranged read returns exactly the
@@ -114,7 +115,8 @@ fn check(case: &Case, opts: &RunOpts, range_of: impl FnOnce(u64, u64) -> ByteRan
     match &result {
         Ok(s) => assert_eq!(s.plaintext_bytes, out.len() as u64),
         Err(e) => assert!(
-            e.is_authentication() || matches!(e, Error::InvalidArgument(_)),
+            e.is_authentication()
+                || matches!(e, Error::InvalidArgument(_) | Error::RangeNotSatisfiable { .. }),
             "unexpected error class: {e:?}"
         ),
     }
@@ -127,7 +129,9 @@ fn check(case: &Case, opts: &RunOpts, range_of: impl FnOnce(u64, u64) -> ByteRan
                 (Some(span), Ok(_)) => assert!(out == slice(pt, span), "wrong bytes for {r:?}"),
                 (Some(_), Err(e)) => panic!("satisfiable {r:?} failed on a valid file: {e:?}"),
                 (None, Ok(_)) => panic!("unsatisfiable {r:?} returned {} bytes", out.len()),
-                (None, Err(e)) => assert!(matches!(e, Error::InvalidArgument(_)), "{r:?}: {e:?}"),
+                (None, Err(e)) => {
+                    assert!(matches!(e, Error::RangeNotSatisfiable { .. }), "{r:?}: {e:?}")
+                }
             }
         }
         Err(_) => {
