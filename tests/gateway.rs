@@ -2,9 +2,8 @@
 //! `awscli`, run as /usr/bin/aws) and boto3 (from the emulator's venv), against moto
 //! upstream and the gateway started as a child process on a free port.
 //!
-//! scripts/test.sh installs both clients. Objects stay below the clients' multipart
-//! thresholds: multipart uploads are refused until the part-wise format lands (checked
-//! below too).
+//! scripts/test.sh installs both clients. Multipart uploads (part-wise objects, FORMAT.md
+//! §17) have their own tests at the end.
 #![cfg(feature = "cli")]
 
 mod common;
@@ -489,11 +488,14 @@ assert err(lambda: c.get_object(Bucket=B, Key="nothing-here")) == ("NoSuchKey", 
 assert err(lambda: c.get_object(Bucket=B, Key="plain.txt")) == ("SealstreamNotEncrypted", 409)
 assert err(lambda: c.head_object(Bucket=B, Key="plain.txt"))[1] == 409
 assert err(lambda: c.copy_object(Bucket=B, Key="copy.txt", CopySource={"Bucket": B, "Key": "plain.txt"})) == ("SealstreamNotEncrypted", 409)
-# multipart: refused, nothing started upstream
-assert err(lambda: c.create_multipart_upload(Bucket=B, Key="mp.bin")) == ("NotImplemented", 501)
-assert err(lambda: c.list_multipart_uploads(Bucket=B)) == ("NotImplemented", 501)
-assert err(lambda: c.upload_part(Bucket=B, Key="mp.bin", UploadId="x", PartNumber=1, Body=b"x")) == ("NotImplemented", 501)
+# multipart: a bare (or forged) upload id cannot upload parts; UploadPartCopy is refused
+assert err(lambda: c.upload_part(Bucket=B, Key="mp.bin", UploadId="x", PartNumber=1, Body=b"x")) == ("InvalidArgument", 400)
+assert err(lambda: c.upload_part(Bucket=B, Key="mp.bin", UploadId="x~AAAA", PartNumber=1, Body=b"x")) == ("NoSuchUpload", 404)
+assert err(lambda: c.upload_part_copy(Bucket=B, Key="mp.bin", UploadId="x", PartNumber=1, CopySource={"Bucket": B, "Key": "plain.txt"})) == ("NotImplemented", 501)
 assert not up.list_multipart_uploads(Bucket=B).get("Uploads")
+# part manifest keys are reserved too
+assert err(lambda: c.put_object(Bucket=B, Key="a.sealstream-parts-0123456789abcdef", Body=b"x")) == ("InvalidArgument", 400)
+assert err(lambda: c.get_object(Bucket=B, Key="a.sealstream-parts-0123456789abcdef")) == ("InvalidArgument", 400)
 # our companion keys are reserved
 assert err(lambda: c.put_object(Bucket=B, Key="a.sealstream-header-0123456789abcdef", Body=b"x")) == ("InvalidArgument", 400)
 assert err(lambda: c.put_object(Bucket=B, Key="m.bin", Body=b"x", Metadata={"sealstream-header": "x"})) == ("InvalidArgument", 400)
@@ -503,19 +505,6 @@ print("ALL OK")
         &b,
         &[],
     );
-    // The AWS CLI: a file over its 8 MiB multipart threshold fails, and nothing is stored.
-    write(&gw.scratch.path("nine.bin"), &data(9 << 20));
-    let o = gw.aws(
-        &["s3", "cp", "nine.bin", &format!("s3://{b}/nine.bin")],
-        None,
-    );
-    assert!(!o.status.success());
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("NotImplemented"),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(moto::get_object(&gw.upstream, &b, "nine.bin").is_none());
     let o = gw.aws(&["s3", "cp", &format!("s3://{b}/plain.txt"), "p.txt"], None);
     assert!(!o.status.success() && !gw.scratch.path("p.txt").exists());
 
@@ -1121,5 +1110,215 @@ print("ALL OK")
     assert!(
         forms[1].starts_with("Some(\"UNSIGNED-PAYLOAD\")"),
         "{forms:?}"
+    );
+}
+
+// ---- multipart uploads: part-wise objects (FORMAT.md §17, docs/GATEWAY.md) ---------------
+
+/// Python helpers for the multipart tests: the ciphertext length of a part, and the
+/// upstream view of an object's manifest.
+const PY_PARTS: &str = r#"
+CS = 65536
+def clen(p):
+    return p + 16 * max(1, -(-p // CS))
+def manifest_name(key):
+    return up.head_object(Bucket=B, Key=key)["Metadata"]["sealstream-parts"]
+"#;
+
+#[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
+fn multipart_aws_cli_round_trip() {
+    let gw = Gateway::start("multipart_aws_cli_round_trip", &[]);
+    let b = gw.bucket();
+    // Over the CLI's 8 MiB threshold: 3 parts of 8 MiB (the last shorter), 10 at once.
+    let len = (20 << 20) + 12_345;
+    let plain = data(len);
+    write(&gw.scratch.path("big.bin"), &plain);
+    let dst = format!("s3://{b}/mp/big.bin");
+    ok(
+        &gw.aws(&["s3", "cp", "big.bin", &dst], None),
+        "aws s3 cp up",
+    );
+
+    // Stored as a part-wise object: version 2, a manifest object named after the key.
+    let (_, meta, _) = moto::head_object(&gw.upstream, &b, "mp/big.bin").expect("head");
+    assert!(
+        meta.iter().any(|(k, v)| k == "sealstream" && v == "2"),
+        "{meta:?}"
+    );
+    let manifest = meta
+        .iter()
+        .find(|(k, _)| k == "sealstream-parts")
+        .map(|(_, v)| v.clone())
+        .expect("sealstream-parts");
+    assert!(
+        manifest.starts_with("mp/big.bin.sealstream-parts-"),
+        "{manifest}"
+    );
+    let m = moto::get_object(&gw.upstream, &b, &manifest).expect("manifest stored");
+    assert_eq!(m.len(), 16 + 3 * 28 + 32, "3 entries");
+    let raw = moto::get_object(&gw.upstream, &b, "mp/big.bin").expect("stored");
+    assert!(!raw.windows(64).any(|w| w == &plain[9_000_000..9_000_064]));
+
+    // Listed in plaintext size, the manifest object hidden.
+    let ls = gw.aws(&["s3", "ls", &format!("s3://{b}/mp/")], None);
+    ok(&ls, "aws s3 ls");
+    let ls = String::from_utf8_lossy(&ls.stdout).into_owned();
+    assert!(ls.contains(&format!(" {len} big.bin")), "{ls}");
+    assert!(!ls.contains("sealstream-parts"), "{ls}");
+
+    // Down with the CLI's concurrent ranged GETs.
+    ok(
+        &gw.aws(&["s3", "cp", &dst, "back.bin"], None),
+        "aws s3 cp down",
+    );
+    assert!(std::fs::read(gw.scratch.path("back.bin")).unwrap() == plain);
+
+    // A range across the boundary of parts 1 and 2 (8 MiB).
+    let (s, e) = ((8 << 20) - 1000, (8 << 20) + 999);
+    let r = gw.aws(
+        &[
+            "s3api",
+            "get-object",
+            "--bucket",
+            &b,
+            "--key",
+            "mp/big.bin",
+            "--range",
+            &format!("bytes={s}-{e}"),
+            "range.out",
+        ],
+        None,
+    );
+    ok(&r, "aws s3api get-object --range");
+    assert!(String::from_utf8_lossy(&r.stdout).contains(&format!("bytes {s}-{e}/{len}")));
+    assert!(std::fs::read(gw.scratch.path("range.out")).unwrap() == plain[s..=e]);
+    let h = gw.aws(
+        &[
+            "s3api",
+            "head-object",
+            "--bucket",
+            &b,
+            "--key",
+            "mp/big.bin",
+        ],
+        None,
+    );
+    ok(&h, "head-object");
+    assert!(String::from_utf8_lossy(&h.stdout).contains(&format!("\"ContentLength\": {len}")));
+
+    // rm takes the manifest object with it.
+    ok(&gw.aws(&["s3", "rm", &dst], None), "aws s3 rm");
+    assert!(moto::get_object(&gw.upstream, &b, "mp/big.bin").is_none());
+    assert!(moto::get_object(&gw.upstream, &b, &manifest).is_none());
+}
+
+#[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
+fn multipart_boto3() {
+    let gw = Gateway::start("multipart_boto3", &[]);
+    let b = gw.bucket();
+    gw.python(
+        &format!(
+            "{PY_PARTS}{}",
+            r#"
+from boto3.s3.transfer import TransferConfig
+MiB = 1 << 20
+data = os.urandom(23 * MiB + 777)
+open("up.bin", "wb").write(data)
+tc = TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB, max_concurrency=8)
+c.upload_file("up.bin", B, "t/file.bin", Config=tc)
+assert up.head_object(Bucket=B, Key="t/file.bin")["Metadata"]["sealstream"] == "2"
+c.download_file(B, "t/file.bin", "down.bin", Config=tc)
+assert open("down.bin", "rb").read() == data
+assert c.head_object(Bucket=B, Key="t/file.bin")["ContentLength"] == len(data)
+for rng, want in [("bytes=0-0", data[:1]), ("bytes=%d-%d" % (5 * MiB - 3, 10 * MiB + 2), data[5 * MiB - 3:10 * MiB + 3]),
+                  ("bytes=-100", data[-100:]), ("bytes=%d-" % (20 * MiB), data[20 * MiB:]),
+                  ("bytes=%d-%d" % (len(data) - 10, len(data) + 50), data[-10:])]:
+    o = c.get_object(Bucket=B, Key="t/file.bin", Range=rng)
+    assert o["Body"].read() == want, rng
+    assert o["ContentRange"].endswith("/%d" % len(data)), o["ContentRange"]
+assert err(lambda: c.get_object(Bucket=B, Key="t/file.bin", Range="bytes=%d-" % len(data)))[1] == 416
+listed = {o["Key"]: o["Size"] for o in c.list_objects_v2(Bucket=B)["Contents"]}
+assert listed == {"t/file.bin": len(data)}, listed
+
+# Low level: part 2 uploaded twice (the last wins), parts out of order.
+p1, p2a, p2b, p3 = os.urandom(5 * MiB), os.urandom(5 * MiB), os.urandom(5 * MiB), os.urandom(1000)
+u = c.create_multipart_upload(Bucket=B, Key="t/low.bin", ContentType="text/x-test", Metadata={"color": "blue"})["UploadId"]
+e3 = c.upload_part(Bucket=B, Key="t/low.bin", UploadId=u, PartNumber=3, Body=p3)["ETag"]
+e2a = c.upload_part(Bucket=B, Key="t/low.bin", UploadId=u, PartNumber=2, Body=p2a)["ETag"]
+e1 = c.upload_part(Bucket=B, Key="t/low.bin", UploadId=u, PartNumber=1, Body=p1)["ETag"]
+e2b = c.upload_part(Bucket=B, Key="t/low.bin", UploadId=u, PartNumber=2, Body=p2b)["ETag"]
+assert e2a != e2b
+# ListParts: plaintext sizes; the bare upstream id works for it as well
+bare = u.split("~")[0]
+for uid in (u, bare):
+    ps = c.list_parts(Bucket=B, Key="t/low.bin", UploadId=uid)["Parts"]
+    assert [(p["PartNumber"], p["Size"]) for p in ps] == [(1, 5 * MiB), (2, 5 * MiB), (3, 1000)], ps
+ups = c.list_multipart_uploads(Bucket=B)["Uploads"]
+assert [(x["Key"], x["UploadId"]) for x in ups] == [("t/low.bin", bare)], ups
+assert err(lambda: c.upload_part(Bucket=B, Key="t/low.bin", UploadId=bare, PartNumber=4, Body=b"x")) == ("InvalidArgument", 400)
+# Complete refusals: nothing is written
+def complete(parts, uid=u, **kw):
+    return c.complete_multipart_upload(Bucket=B, Key="t/low.bin", UploadId=uid,
+        MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in parts]}, **kw)
+assert err(lambda: complete([(2, e2b), (1, e1)])) == ("InvalidPartOrder", 400)
+assert err(lambda: complete([(1, e1), (2, e2a), (3, e3)])) == ("InvalidPart", 400)
+assert err(lambda: complete([(1, e1.split("-")[0] + '"'), (3, e3)])) == ("InvalidPart", 400)
+assert err(lambda: complete([(1, e1), (4, e3)])) == ("InvalidPart", 400)
+assert err(lambda: complete([(1, e1)], uid=bare)) == ("InvalidArgument", 400)
+# Malformed XML (the body replaced after boto3 built it)
+def break_xml(request, **kw):
+    request.data = b"<CompleteMultipartUpload><Part><PartNumber>1</Part>"
+    for h in [k for k in request.headers.keys() if k.lower().startswith("x-amz-checksum") or k.lower() == "content-md5"]:
+        del request.headers[h]
+c.meta.events.register_first("before-sign.s3.CompleteMultipartUpload", break_xml)
+assert err(lambda: complete([(1, e1), (2, e2b), (3, e3)]))[0] == "MalformedXML"
+c.meta.events.unregister("before-sign.s3.CompleteMultipartUpload", break_xml)
+assert upstream_keys() == ["t/file.bin", manifest_name("t/file.bin")], upstream_keys()
+r = complete([(1, e1), (2, e2b), (3, e3)])
+assert r["ETag"].endswith('-3"'), r
+o = c.get_object(Bucket=B, Key="t/low.bin")
+assert o["Body"].read() == p1 + p2b + p3
+assert o["ContentType"] == "text/x-test" and o["Metadata"] == {"color": "blue"}, o
+assert c.get_object(Bucket=B, Key="t/low.bin", Range="bytes=%d-%d" % (10 * MiB - 5, 10 * MiB + 5))["Body"].read() == (p2b + p3)[5 * MiB - 5:5 * MiB + 6]
+# A retried Complete of a completed upload is refused upstream, and the object stays readable.
+try:
+    complete([(1, e1), (2, e2b), (3, e3)])
+except c.exceptions.ClientError:
+    pass
+assert c.get_object(Bucket=B, Key="t/low.bin")["Body"].read() == p1 + p2b + p3
+
+# A subset of the parts; If-None-Match: * on an existing key fails.
+u2 = c.create_multipart_upload(Bucket=B, Key="t/sub.bin")["UploadId"]
+es = [c.upload_part(Bucket=B, Key="t/sub.bin", UploadId=u2, PartNumber=n, Body=p)["ETag"] for n, p in [(1, p1), (2, p2a), (3, p3)]]
+def complete2(parts, **kw):
+    return c.complete_multipart_upload(Bucket=B, Key="t/sub.bin", UploadId=u2,
+        MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in parts]}, **kw)
+complete2([(1, es[0]), (3, es[2])])
+assert c.get_object(Bucket=B, Key="t/sub.bin")["Body"].read() == p1 + p3
+u3 = c.create_multipart_upload(Bucket=B, Key="t/sub.bin")["UploadId"]
+e = c.upload_part(Bucket=B, Key="t/sub.bin", UploadId=u3, PartNumber=1, Body=b"new")["ETag"]
+assert err(lambda: c.complete_multipart_upload(Bucket=B, Key="t/sub.bin", UploadId=u3, IfNoneMatch="*",
+    MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e}]}))[0] == "PreconditionFailed"
+assert c.get_object(Bucket=B, Key="t/sub.bin")["Body"].read() == p1 + p3
+# Abort (with the gateway's id) removes the upload
+c.abort_multipart_upload(Bucket=B, Key="t/sub.bin", UploadId=u3)
+assert not c.list_multipart_uploads(Bucket=B).get("Uploads")
+# Replacing an object uploaded in parts removes its old manifest; copies are refused.
+old_manifest = manifest_name("t/sub.bin")
+c.put_object(Bucket=B, Key="t/sub.bin", Body=b"single")
+assert old_manifest not in upstream_keys()
+assert err(lambda: c.copy_object(Bucket=B, Key="t/copy.bin", CopySource={"Bucket": B, "Key": "t/low.bin"})) == ("NotImplemented", 501)
+# DeleteObjects takes manifests along; listings never show them.
+listed = sorted(o["Key"] for o in c.list_objects_v2(Bucket=B)["Contents"])
+assert listed == ["t/file.bin", "t/low.bin", "t/sub.bin"], listed
+c.delete_objects(Bucket=B, Delete={"Objects": [{"Key": "t/file.bin"}, {"Key": "t/low.bin"}, {"Key": "t/sub.bin"}]})
+assert upstream_keys() == [], upstream_keys()
+print("ALL OK")
+"#
+        ),
+        &b,
+        &[],
     );
 }
