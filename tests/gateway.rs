@@ -1282,12 +1282,18 @@ o = c.get_object(Bucket=B, Key="t/low.bin")
 assert o["Body"].read() == p1 + p2b + p3
 assert o["ContentType"] == "text/x-test" and o["Metadata"] == {"color": "blue"}, o
 assert c.get_object(Bucket=B, Key="t/low.bin", Range="bytes=%d-%d" % (10 * MiB - 5, 10 * MiB + 5))["Body"].read() == (p2b + p3)[5 * MiB - 5:5 * MiB + 6]
-# A retried Complete of a completed upload is refused upstream, and the object stays readable.
-try:
-    complete([(1, e1), (2, e2b), (3, e3)])
-except c.exceptions.ClientError:
-    pass
+# S3 forgets the parts of a completed upload; the manifest shows it is this completion.
+assert complete([(1, e1), (2, e2b), (3, e3)])["ETag"] == r["ETag"]
+# ... but not with another part list
+assert err(lambda: complete([(1, e1), (2, e2b)]))[0] == "NoSuchUpload"
 assert c.get_object(Bucket=B, Key="t/low.bin")["Body"].read() == p1 + p2b + p3
+# A Complete that upstream refuses (a part under 5 MiB that is not the last) leaves no manifest.
+u4 = c.create_multipart_upload(Bucket=B, Key="t/small.bin")["UploadId"]
+es = [c.upload_part(Bucket=B, Key="t/small.bin", UploadId=u4, PartNumber=n, Body=b"s" * 1000)["ETag"] for n in (1, 2)]
+assert err(lambda: c.complete_multipart_upload(Bucket=B, Key="t/small.bin", UploadId=u4,
+    MultipartUpload={"Parts": [{"PartNumber": n + 1, "ETag": e} for n, e in enumerate(es)]}))[0] == "EntityTooSmall"
+assert [k for k in upstream_keys() if k.startswith("t/small.bin")] == [], upstream_keys()
+c.abort_multipart_upload(Bucket=B, Key="t/small.bin", UploadId=u4)
 
 # A subset of the parts; If-None-Match: * on an existing key fails.
 u2 = c.create_multipart_upload(Bucket=B, Key="t/sub.bin")["UploadId"]

@@ -598,9 +598,18 @@ impl Service {
             })?;
             named.push((n, up.to_string(), salt));
         }
-        let stored = self
+        let stored = match self
             .upstream_parts(&input.bucket, &input.key, &upstream)
-            .await?;
+            .await
+        {
+            Ok(s) => s,
+            Err(e) if e.code().as_str() == "NoSuchUpload" => {
+                // S3 forgets an upload's parts once it is completed: a Complete retried
+                // after a lost answer succeeds if the object is this very completion.
+                return self.already_completed(input, header, &named, e).await;
+            }
+            Err(e) => return Err(e),
+        };
         let chunk_size = header.chunk_size;
         let mut entries = Vec::with_capacity(named.len());
         let mut completed = Vec::with_capacity(named.len());
@@ -760,6 +769,56 @@ impl Service {
             e_tag: out.e_tag().and_then(parse_etag),
             location: out.location().map(str::to_string),
             version_id: out.version_id().map(str::to_string),
+            ..CompleteMultipartUploadOutput::default()
+        })
+    }
+
+    /// A retried CompleteMultipartUpload whose upload is gone upstream: success if the
+    /// object at the key is the completion of this upload with exactly these parts (its
+    /// manifest, verified with the key, lists the same part numbers and salts), else the
+    /// upstream's `NoSuchUpload`.
+    async fn already_completed(
+        &self,
+        input: CompleteMultipartUploadInput,
+        header: Header,
+        named: &[(i32, String, [u8; PART_SALT_LEN])],
+        no_such_upload: S3Error,
+    ) -> S3Result<CompleteMultipartUploadOutput> {
+        let u = url(&input.bucket, &input.key);
+        let parts_key = manifest_key(&u.key, name_bits(&header)).map_err(invalid_argument)?;
+        let Ok(Some(head)) = self.inner.s3.head(&u).await else {
+            return Err(no_such_upload);
+        };
+        if !is_v2(&head.metadata) || head.metadata.get(META_PARTS) != Some(&parts_key) {
+            return Err(no_such_upload);
+        }
+        let Some(bytes) = self.get_manifest(&u.bucket, &parts_key).await? else {
+            return Err(no_such_upload);
+        };
+        let dek = envelope::unwrap_data_key_async(
+            &header,
+            &self.unwrap_keys(),
+            &self.inner.config.context,
+        )
+        .await
+        .map_err(|e| from_error(&e, false))?;
+        let opening = Opening::with_verified_key(header, &dek, Backend::default());
+        let Ok(layout) = opening.part_layout(&bytes, head.content_length) else {
+            return Err(no_such_upload);
+        };
+        let stored = layout
+            .parts()
+            .iter()
+            .map(|p| (p.entry.number, p.entry.salt));
+        let asked = named.iter().map(|(n, _, salt)| (*n as u32, *salt));
+        if !stored.eq(asked) {
+            return Err(no_such_upload);
+        }
+        Ok(CompleteMultipartUploadOutput {
+            bucket: Some(input.bucket),
+            key: Some(input.key),
+            e_tag: head.etag.as_deref().and_then(parse_etag),
+            version_id: head.version_id,
             ..CompleteMultipartUploadOutput::default()
         })
     }
