@@ -1315,11 +1315,33 @@ assert not c.list_multipart_uploads(Bucket=B).get("Uploads")
 old_manifest = manifest_name("t/sub.bin")
 c.put_object(Bucket=B, Key="t/sub.bin", Body=b"single")
 assert old_manifest not in upstream_keys()
-assert err(lambda: c.copy_object(Bucket=B, Key="t/copy.bin", CopySource={"Bucket": B, "Key": "t/low.bin"})) == ("NotImplemented", 501)
-# DeleteObjects takes manifests along; listings never show them.
+# CopyObject: the copy gets its own manifest (a copy of the source's, named after it)
+low = p1 + p2b + p3
+c.copy_object(Bucket=B, Key="t/copy.bin", CopySource={"Bucket": B, "Key": "t/low.bin"})
+assert manifest_name("t/copy.bin").startswith("t/copy.bin.sealstream-parts-")
+o = c.get_object(Bucket=B, Key="t/copy.bin")
+assert o["Body"].read() == low and o["ContentType"] == "text/x-test" and o["Metadata"] == {"color": "blue"}, o
+# ... in place with new metadata (REPLACE): the manifest stays
+before = manifest_name("t/copy.bin")
+c.copy_object(Bucket=B, Key="t/copy.bin", CopySource={"Bucket": B, "Key": "t/copy.bin"},
+              MetadataDirective="REPLACE", Metadata={"color": "red"}, ContentType="text/x-red")
+o = c.get_object(Bucket=B, Key="t/copy.bin")
+assert o["Body"].read() == low and o["Metadata"] == {"color": "red"} and o["ContentType"] == "text/x-red", o
+assert manifest_name("t/copy.bin") == before and before in upstream_keys()
+# ... to another bucket
+B2 = B + "-copy"
+c.create_bucket(Bucket=B2)
+c.copy_object(Bucket=B2, Key="t/low.bin", CopySource={"Bucket": B, "Key": "t/low.bin"})
+assert c.get_object(Bucket=B2, Key="t/low.bin", Range="bytes=100-5242979")["Body"].read() == low[100:5242980]
+c.delete_object(Bucket=B2, Key="t/low.bin")
+assert not up.list_objects_v2(Bucket=B2).get("Contents")
+c.delete_bucket(Bucket=B2)
+# DeleteObjects takes manifests along; listings never show them; the copy outlives its source.
 listed = sorted(o["Key"] for o in c.list_objects_v2(Bucket=B)["Contents"])
-assert listed == ["t/file.bin", "t/low.bin", "t/sub.bin"], listed
+assert listed == ["t/copy.bin", "t/file.bin", "t/low.bin", "t/sub.bin"], listed
 c.delete_objects(Bucket=B, Delete={"Objects": [{"Key": "t/file.bin"}, {"Key": "t/low.bin"}, {"Key": "t/sub.bin"}]})
+assert c.get_object(Bucket=B, Key="t/copy.bin")["Body"].read() == low
+c.delete_object(Bucket=B, Key="t/copy.bin")
 assert upstream_keys() == [], upstream_keys()
 print("ALL OK")
 "#

@@ -1034,33 +1034,39 @@ impl s3s::S3 for Service {
             .as_ref()
             .is_some_and(|d| d.as_str().eq_ignore_ascii_case("REPLACE"));
         let mut metadata = None;
+        // A part-wise source: its manifest object, and the one the copy will name.
+        let mut manifests: Option<(String, String)> = None;
         match &stored {
             Stored::Plain(_) if !self.serve_plain() => {
                 return Err(errors::not_sealstream(&sb, &sk));
             }
             Stored::Plain(_) => {}
-            Stored::Sealed(info) if multipart::is_v2(&info.head.metadata) => {
-                return Err(not_implemented(
-                    "CopyObject of an object uploaded in parts is not offered by the sealstream \
-                     gateway yet (the copy would share the source's part manifest): download \
-                     and upload it",
-                ));
-            }
             Stored::Sealed(info) => {
                 if matches!(info.location, HeaderLocation::Companion { .. }) && sb != i.bucket {
                     return Err(not_implemented(
                         "this object's header is in a companion object, which cannot follow a copy to another bucket; copy within the bucket, or download and upload",
                     ));
                 }
-                if replace {
+                if multipart::is_v2(&info.head.metadata) {
+                    manifests = Some(self.copy_manifest_names(info, &i.key)?);
+                }
+                // A part-wise copy names its own manifest: its metadata is always rewritten.
+                let renamed = manifests.as_ref().filter(|(s, d)| s != d);
+                if replace || renamed.is_some() {
                     // The client's new metadata plus our entries, copied as they are.
-                    let user: BTreeMap<String, String> = i
-                        .metadata
-                        .clone()
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(k, v)| (k.to_ascii_lowercase(), v))
-                        .collect();
+                    let user: BTreeMap<String, String> = if replace {
+                        i.metadata
+                            .clone()
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                            .collect()
+                    } else {
+                        info.head
+                            .other_metadata()
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                            .collect()
+                    };
                     if let Some(k) = user.keys().find(|k| object::is_sealstream_key(k)) {
                         return Err(invalid_argument(format!(
                             "user metadata x-amz-meta-{k} is reserved for sealstream's own entries"
@@ -1074,6 +1080,9 @@ impl s3s::S3 for Service {
                             .filter(|(k, _)| object::is_sealstream_key(k))
                             .map(|(k, v)| (k.clone(), v.clone())),
                     );
+                    if let Some((_, dest)) = renamed {
+                        all.insert(multipart::META_PARTS.to_string(), dest.clone());
+                    }
                     let size =
                         object::metadata_size(all.iter().map(|(k, v)| (k.as_str(), v.as_str())));
                     if size > object::MAX_USER_METADATA {
@@ -1094,6 +1103,25 @@ impl s3s::S3 for Service {
             .await
             .ok()
             .flatten();
+        // The copy's manifest first (a server-side copy of the source's, under the name the
+        // copy's metadata gives), removed again if the object copy fails.
+        let new_manifest = match &manifests {
+            Some((src, dst))
+                if (sb.as_str(), src.as_str()) != (i.bucket.as_str(), dst.as_str()) =>
+            {
+                self.inner
+                    .client
+                    .copy_object()
+                    .bucket(&i.bucket)
+                    .key(dst)
+                    .copy_source(format!("{sb}/{}", encode_key(src)))
+                    .send()
+                    .await
+                    .map_err(|e| from_sdk("CopyObject", &e))?;
+                Some(dst.clone())
+            }
+            _ => None,
+        };
         let mut r = self
             .inner
             .client
@@ -1123,8 +1151,34 @@ impl s3s::S3 for Service {
                 .set_content_disposition(i.content_disposition.clone())
                 .set_content_encoding(i.content_encoding.clone())
                 .set_content_language(i.content_language.clone());
+        } else if metadata.is_some() {
+            // A part-wise copy keeping the source's metadata, with its own manifest named.
+            let h = stored.head();
+            r = r
+                .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+                .set_metadata(metadata)
+                .set_content_type(h.content_type.clone())
+                .set_cache_control(h.cache_control.clone())
+                .set_content_disposition(h.content_disposition.clone())
+                .set_content_encoding(h.content_encoding.clone())
+                .set_content_language(h.content_language.clone());
         }
-        let out = r.send().await.map_err(|e| from_sdk("CopyObject", &e))?;
+        let out = match r.send().await {
+            Ok(o) => o,
+            Err(e) => {
+                if let Some(m) = &new_manifest {
+                    let _ = self
+                        .inner
+                        .client
+                        .delete_object()
+                        .bucket(&i.bucket)
+                        .key(m)
+                        .send()
+                        .await;
+                }
+                return Err(from_sdk("CopyObject", &e));
+            }
+        };
         if let Some(old) = old {
             let dest = url(&i.bucket, &i.key);
             let keep = match &stored {
@@ -1136,7 +1190,8 @@ impl s3s::S3 for Service {
             };
             self.clean_companion(&dest, &old.metadata, keep.as_deref())
                 .await;
-            self.clean_manifest(&dest, &old.metadata, None).await;
+            let keep = manifests.as_ref().map(|(_, d)| d.as_str());
+            self.clean_manifest(&dest, &old.metadata, keep).await;
         }
         let res = out.copy_object_result();
         Ok(S3Response::new(CopyObjectOutput {

@@ -956,6 +956,33 @@ impl Service {
         })
     }
 
+    /// CopyObject of a part-wise object: the source's manifest object and the one the copy
+    /// names (`<destination key>.sealstream-parts-<16 hex of H>`, the same for every copy of
+    /// this object to that key, so copying onto the source itself keeps its manifest). The
+    /// manifest's MAC binds the data key and header, not its name, so a byte copy verifies.
+    pub(super) fn copy_manifest_names(
+        &self,
+        info: &ObjectInfo,
+        dest_key: &str,
+    ) -> S3Result<(String, String)> {
+        let src = info.head.metadata.get(META_PARTS).ok_or_else(|| {
+            self.bad_object(
+                &info.url.bucket,
+                &info.url.key,
+                format!("object-form version 2 without '{META_PARTS}' (tampered with)"),
+            )
+        })?;
+        if src.len() > object::MAX_KEY_LEN {
+            return Err(self.bad_object(
+                &info.url.bucket,
+                &info.url.key,
+                format!("'{META_PARTS}' is not a key"),
+            ));
+        }
+        let dst = manifest_key(dest_key, name_bits(&info.header)).map_err(invalid_argument)?;
+        Ok((src.clone(), dst))
+    }
+
     // ---- reading part-wise objects ---------------------------------------------------
 
     /// GETs a manifest object, refusing more than the longest manifest; `None` if missing.
