@@ -1343,6 +1343,26 @@ c.delete_objects(Bucket=B, Delete={"Objects": [{"Key": "t/file.bin"}, {"Key": "t
 assert c.get_object(Bucket=B, Key="t/copy.bin")["Body"].read() == low
 c.delete_object(Bucket=B, Key="t/copy.bin")
 assert upstream_keys() == [], upstream_keys()
+# Metadata too large to leave room for the header: the header goes to a companion object,
+# named like the manifest; read, deleted with the object; an aborted upload's goes too.
+big = {"big": "x" * 1700}
+for key, finish in [("t/comp.bin", True), ("t/comp-abort.bin", False)]:
+    u5 = c.create_multipart_upload(Bucket=B, Key=key, Metadata=big)["UploadId"]
+    comp = [k for k in upstream_keys() if k.startswith(key + ".sealstream-header-")]
+    assert len(comp) == 1, upstream_keys()
+    es = [c.upload_part(Bucket=B, Key=key, UploadId=u5, PartNumber=n, Body=p)["ETag"] for n, p in [(1, p1), (2, p3)]]
+    if finish:
+        c.complete_multipart_upload(Bucket=B, Key=key, UploadId=u5,
+            MultipartUpload={"Parts": [{"PartNumber": n + 1, "ETag": e} for n, e in enumerate(es)]})
+        h = up.head_object(Bucket=B, Key=key)["Metadata"]
+        assert h["sealstream-companion"] == comp[0] and "sealstream-header" not in h, h
+        o = c.get_object(Bucket=B, Key=key)
+        assert o["Body"].read() == p1 + p3 and o["Metadata"] == big
+        assert c.list_objects_v2(Bucket=B)["Contents"][0]["Size"] == len(p1 + p3)
+        c.delete_object(Bucket=B, Key=key)
+    else:
+        c.abort_multipart_upload(Bucket=B, Key=key, UploadId=u5)
+    assert upstream_keys() == [], upstream_keys()
 print("ALL OK")
 "#
         ),
