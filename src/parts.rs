@@ -250,6 +250,32 @@ impl Manifest {
     }
 }
 
+/// The plaintext length a manifest *claims*, read WITHOUT its key: for listings and HEAD
+/// answers only, which must not cost a key-service call per object. Nothing here is
+/// authenticated (the MAC is not checked); a reader must use `Opening::part_layout`. Checks
+/// only that the length is `48 + 28·k` with `count = k`; `None` if not, or on overflow.
+pub fn unauthenticated_plaintext_len(bytes: &[u8]) -> Option<u64> {
+    let n = bytes.len();
+    if !(MANIFEST_PREFIX_LEN + MANIFEST_MAC_LEN..=MAX_MANIFEST_LEN).contains(&n) {
+        return None;
+    }
+    let entries = n - MANIFEST_PREFIX_LEN - MANIFEST_MAC_LEN;
+    if !entries.is_multiple_of(MANIFEST_ENTRY_LEN) || bytes[..8] != MANIFEST_MAGIC {
+        return None;
+    }
+    let count = u32::from_be_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]) as usize;
+    if count != entries / MANIFEST_ENTRY_LEN || count == 0 {
+        return None;
+    }
+    bytes[MANIFEST_PREFIX_LEN..n - MANIFEST_MAC_LEN]
+        .chunks_exact(MANIFEST_ENTRY_LEN)
+        .try_fold(0u64, |sum, c| {
+            let mut len = [0u8; 8];
+            len.copy_from_slice(&c[4 + PART_SALT_LEN..]);
+            sum.checked_add(u64::from_be_bytes(len))
+        })
+}
+
 /// Where each part of a verified manifest sits in the body and in the plaintext: the map a
 /// reader uses to fetch only the chunks covering a range.
 #[derive(Debug, Clone)]
@@ -538,6 +564,23 @@ mod tests {
             Manifest::decode(&sign(bad_magic), &key, CS),
             Err(ManifestError::BadMagic)
         );
+    }
+
+    #[test]
+    fn unauthenticated_length_is_the_sum_of_entries() {
+        let m = Manifest::new(vec![entry(1, 8192), entry(3, 5), entry(9, 0)], CS).unwrap();
+        let bytes = m.encode(&[7u8; 32]);
+        assert_eq!(unauthenticated_plaintext_len(&bytes), Some(8197));
+        assert_eq!(
+            unauthenticated_plaintext_len(&bytes[..bytes.len() - 1]),
+            None
+        );
+        let mut bad_count = bytes.clone();
+        bad_count[15] = 2;
+        assert_eq!(unauthenticated_plaintext_len(&bad_count), None);
+        let mut bad_magic = bytes.clone();
+        bad_magic[0] = b'X';
+        assert_eq!(unauthenticated_plaintext_len(&bad_magic), None);
     }
 
     #[test]

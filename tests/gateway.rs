@@ -2,9 +2,8 @@
 //! `awscli`, run as /usr/bin/aws) and boto3 (from the emulator's venv), against moto
 //! upstream and the gateway started as a child process on a free port.
 //!
-//! scripts/test.sh installs both clients. Objects stay below the clients' multipart
-//! thresholds: multipart uploads are refused until the part-wise format lands (checked
-//! below too).
+//! scripts/test.sh installs both clients. Multipart uploads (part-wise objects, FORMAT.md
+//! §17) have their own tests at the end.
 #![cfg(feature = "cli")]
 
 mod common;
@@ -489,11 +488,14 @@ assert err(lambda: c.get_object(Bucket=B, Key="nothing-here")) == ("NoSuchKey", 
 assert err(lambda: c.get_object(Bucket=B, Key="plain.txt")) == ("SealstreamNotEncrypted", 409)
 assert err(lambda: c.head_object(Bucket=B, Key="plain.txt"))[1] == 409
 assert err(lambda: c.copy_object(Bucket=B, Key="copy.txt", CopySource={"Bucket": B, "Key": "plain.txt"})) == ("SealstreamNotEncrypted", 409)
-# multipart: refused, nothing started upstream
-assert err(lambda: c.create_multipart_upload(Bucket=B, Key="mp.bin")) == ("NotImplemented", 501)
-assert err(lambda: c.list_multipart_uploads(Bucket=B)) == ("NotImplemented", 501)
-assert err(lambda: c.upload_part(Bucket=B, Key="mp.bin", UploadId="x", PartNumber=1, Body=b"x")) == ("NotImplemented", 501)
+# multipart: a bare (or forged) upload id cannot upload parts; UploadPartCopy is refused
+assert err(lambda: c.upload_part(Bucket=B, Key="mp.bin", UploadId="x", PartNumber=1, Body=b"x")) == ("InvalidArgument", 400)
+assert err(lambda: c.upload_part(Bucket=B, Key="mp.bin", UploadId="x~AAAA", PartNumber=1, Body=b"x")) == ("NoSuchUpload", 404)
+assert err(lambda: c.upload_part_copy(Bucket=B, Key="mp.bin", UploadId="x", PartNumber=1, CopySource={"Bucket": B, "Key": "plain.txt"})) == ("NotImplemented", 501)
 assert not up.list_multipart_uploads(Bucket=B).get("Uploads")
+# part manifest keys are reserved too
+assert err(lambda: c.put_object(Bucket=B, Key="a.sealstream-parts-0123456789abcdef", Body=b"x")) == ("InvalidArgument", 400)
+assert err(lambda: c.get_object(Bucket=B, Key="a.sealstream-parts-0123456789abcdef")) == ("InvalidArgument", 400)
 # our companion keys are reserved
 assert err(lambda: c.put_object(Bucket=B, Key="a.sealstream-header-0123456789abcdef", Body=b"x")) == ("InvalidArgument", 400)
 assert err(lambda: c.put_object(Bucket=B, Key="m.bin", Body=b"x", Metadata={"sealstream-header": "x"})) == ("InvalidArgument", 400)
@@ -503,19 +505,6 @@ print("ALL OK")
         &b,
         &[],
     );
-    // The AWS CLI: a file over its 8 MiB multipart threshold fails, and nothing is stored.
-    write(&gw.scratch.path("nine.bin"), &data(9 << 20));
-    let o = gw.aws(
-        &["s3", "cp", "nine.bin", &format!("s3://{b}/nine.bin")],
-        None,
-    );
-    assert!(!o.status.success());
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("NotImplemented"),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(moto::get_object(&gw.upstream, &b, "nine.bin").is_none());
     let o = gw.aws(&["s3", "cp", &format!("s3://{b}/plain.txt"), "p.txt"], None);
     assert!(!o.status.success() && !gw.scratch.path("p.txt").exists());
 
@@ -1121,5 +1110,444 @@ print("ALL OK")
     assert!(
         forms[1].starts_with("Some(\"UNSIGNED-PAYLOAD\")"),
         "{forms:?}"
+    );
+}
+
+// ---- multipart uploads: part-wise objects (FORMAT.md §17, docs/GATEWAY.md) ---------------
+
+/// Python helpers for the multipart tests: the ciphertext length of a part, and the
+/// upstream view of an object's manifest.
+const PY_PARTS: &str = r#"
+CS = 65536
+def clen(p):
+    return p + 16 * max(1, -(-p // CS))
+def manifest_name(key):
+    return up.head_object(Bucket=B, Key=key)["Metadata"]["sealstream-parts"]
+"#;
+
+#[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
+fn multipart_aws_cli_round_trip() {
+    let gw = Gateway::start("multipart_aws_cli_round_trip", &[]);
+    let b = gw.bucket();
+    // Over the CLI's 8 MiB threshold: 3 parts of 8 MiB (the last shorter), 10 at once.
+    let len = (20 << 20) + 12_345;
+    let plain = data(len);
+    write(&gw.scratch.path("big.bin"), &plain);
+    let dst = format!("s3://{b}/mp/big.bin");
+    ok(
+        &gw.aws(&["s3", "cp", "big.bin", &dst], None),
+        "aws s3 cp up",
+    );
+
+    // Stored as a part-wise object: version 2, a manifest object named after the key.
+    let (_, meta, _) = moto::head_object(&gw.upstream, &b, "mp/big.bin").expect("head");
+    assert!(
+        meta.iter().any(|(k, v)| k == "sealstream" && v == "2"),
+        "{meta:?}"
+    );
+    let manifest = meta
+        .iter()
+        .find(|(k, _)| k == "sealstream-parts")
+        .map(|(_, v)| v.clone())
+        .expect("sealstream-parts");
+    assert!(
+        manifest.starts_with("mp/big.bin.sealstream-parts-"),
+        "{manifest}"
+    );
+    let m = moto::get_object(&gw.upstream, &b, &manifest).expect("manifest stored");
+    assert_eq!(m.len(), 16 + 3 * 28 + 32, "3 entries");
+    let raw = moto::get_object(&gw.upstream, &b, "mp/big.bin").expect("stored");
+    assert!(!raw.windows(64).any(|w| w == &plain[9_000_000..9_000_064]));
+
+    // Listed in plaintext size, the manifest object hidden.
+    let ls = gw.aws(&["s3", "ls", &format!("s3://{b}/mp/")], None);
+    ok(&ls, "aws s3 ls");
+    let ls = String::from_utf8_lossy(&ls.stdout).into_owned();
+    assert!(ls.contains(&format!(" {len} big.bin")), "{ls}");
+    assert!(!ls.contains("sealstream-parts"), "{ls}");
+
+    // Down with the CLI's concurrent ranged GETs.
+    ok(
+        &gw.aws(&["s3", "cp", &dst, "back.bin"], None),
+        "aws s3 cp down",
+    );
+    assert!(std::fs::read(gw.scratch.path("back.bin")).unwrap() == plain);
+
+    // A range across the boundary of parts 1 and 2 (8 MiB).
+    let (s, e) = ((8 << 20) - 1000, (8 << 20) + 999);
+    let r = gw.aws(
+        &[
+            "s3api",
+            "get-object",
+            "--bucket",
+            &b,
+            "--key",
+            "mp/big.bin",
+            "--range",
+            &format!("bytes={s}-{e}"),
+            "range.out",
+        ],
+        None,
+    );
+    ok(&r, "aws s3api get-object --range");
+    assert!(String::from_utf8_lossy(&r.stdout).contains(&format!("bytes {s}-{e}/{len}")));
+    assert!(std::fs::read(gw.scratch.path("range.out")).unwrap() == plain[s..=e]);
+    let h = gw.aws(
+        &[
+            "s3api",
+            "head-object",
+            "--bucket",
+            &b,
+            "--key",
+            "mp/big.bin",
+        ],
+        None,
+    );
+    ok(&h, "head-object");
+    assert!(String::from_utf8_lossy(&h.stdout).contains(&format!("\"ContentLength\": {len}")));
+
+    // rm takes the manifest object with it.
+    ok(&gw.aws(&["s3", "rm", &dst], None), "aws s3 rm");
+    assert!(moto::get_object(&gw.upstream, &b, "mp/big.bin").is_none());
+    assert!(moto::get_object(&gw.upstream, &b, &manifest).is_none());
+}
+
+#[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
+fn multipart_boto3() {
+    let gw = Gateway::start("multipart_boto3", &[]);
+    let b = gw.bucket();
+    gw.python(
+        &format!(
+            "{PY_PARTS}{}",
+            r#"
+from boto3.s3.transfer import TransferConfig
+MiB = 1 << 20
+data = os.urandom(23 * MiB + 777)
+open("up.bin", "wb").write(data)
+tc = TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB, max_concurrency=8)
+c.upload_file("up.bin", B, "t/file.bin", Config=tc)
+assert up.head_object(Bucket=B, Key="t/file.bin")["Metadata"]["sealstream"] == "2"
+c.download_file(B, "t/file.bin", "down.bin", Config=tc)
+assert open("down.bin", "rb").read() == data
+assert c.head_object(Bucket=B, Key="t/file.bin")["ContentLength"] == len(data)
+for rng, want in [("bytes=0-0", data[:1]), ("bytes=%d-%d" % (5 * MiB - 3, 10 * MiB + 2), data[5 * MiB - 3:10 * MiB + 3]),
+                  ("bytes=-100", data[-100:]), ("bytes=%d-" % (20 * MiB), data[20 * MiB:]),
+                  ("bytes=%d-%d" % (len(data) - 10, len(data) + 50), data[-10:])]:
+    o = c.get_object(Bucket=B, Key="t/file.bin", Range=rng)
+    assert o["Body"].read() == want, rng
+    assert o["ContentRange"].endswith("/%d" % len(data)), o["ContentRange"]
+assert err(lambda: c.get_object(Bucket=B, Key="t/file.bin", Range="bytes=%d-" % len(data)))[1] == 416
+listed = {o["Key"]: o["Size"] for o in c.list_objects_v2(Bucket=B)["Contents"]}
+assert listed == {"t/file.bin": len(data)}, listed
+
+# Low level: part 2 uploaded twice (the last wins), parts out of order.
+p1, p2a, p2b, p3 = os.urandom(5 * MiB), os.urandom(5 * MiB), os.urandom(5 * MiB), os.urandom(1000)
+u = c.create_multipart_upload(Bucket=B, Key="t/low.bin", ContentType="text/x-test", Metadata={"color": "blue"})["UploadId"]
+e3 = c.upload_part(Bucket=B, Key="t/low.bin", UploadId=u, PartNumber=3, Body=p3)["ETag"]
+e2a = c.upload_part(Bucket=B, Key="t/low.bin", UploadId=u, PartNumber=2, Body=p2a)["ETag"]
+e1 = c.upload_part(Bucket=B, Key="t/low.bin", UploadId=u, PartNumber=1, Body=p1)["ETag"]
+e2b = c.upload_part(Bucket=B, Key="t/low.bin", UploadId=u, PartNumber=2, Body=p2b)["ETag"]
+assert e2a != e2b
+# ListParts: plaintext sizes; the bare upstream id works for it as well
+bare = u.split("~")[0]
+for uid in (u, bare):
+    ps = c.list_parts(Bucket=B, Key="t/low.bin", UploadId=uid)["Parts"]
+    assert [(p["PartNumber"], p["Size"]) for p in ps] == [(1, 5 * MiB), (2, 5 * MiB), (3, 1000)], ps
+ups = c.list_multipart_uploads(Bucket=B)["Uploads"]
+assert [(x["Key"], x["UploadId"]) for x in ups] == [("t/low.bin", bare)], ups
+assert err(lambda: c.upload_part(Bucket=B, Key="t/low.bin", UploadId=bare, PartNumber=4, Body=b"x")) == ("InvalidArgument", 400)
+# Complete refusals: nothing is written
+def complete(parts, uid=u, **kw):
+    return c.complete_multipart_upload(Bucket=B, Key="t/low.bin", UploadId=uid,
+        MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in parts]}, **kw)
+assert err(lambda: complete([(2, e2b), (1, e1)])) == ("InvalidPartOrder", 400)
+assert err(lambda: complete([(1, e1), (2, e2a), (3, e3)])) == ("InvalidPart", 400)
+assert err(lambda: complete([(1, e1.split("-")[0] + '"'), (3, e3)])) == ("InvalidPart", 400)
+assert err(lambda: complete([(1, e1), (4, e3)])) == ("InvalidPart", 400)
+assert err(lambda: complete([(1, e1)], uid=bare)) == ("InvalidArgument", 400)
+# Malformed XML (the body replaced after boto3 built it)
+def break_xml(request, **kw):
+    request.data = b"<CompleteMultipartUpload><Part><PartNumber>1</Part>"
+    for h in [k for k in request.headers.keys() if k.lower().startswith("x-amz-checksum") or k.lower() == "content-md5"]:
+        del request.headers[h]
+c.meta.events.register_first("before-sign.s3.CompleteMultipartUpload", break_xml)
+assert err(lambda: complete([(1, e1), (2, e2b), (3, e3)]))[0] == "MalformedXML"
+c.meta.events.unregister("before-sign.s3.CompleteMultipartUpload", break_xml)
+assert upstream_keys() == ["t/file.bin", manifest_name("t/file.bin")], upstream_keys()
+r = complete([(1, e1), (2, e2b), (3, e3)])
+assert r["ETag"].endswith('-3"'), r
+o = c.get_object(Bucket=B, Key="t/low.bin")
+assert o["Body"].read() == p1 + p2b + p3
+assert o["ContentType"] == "text/x-test" and o["Metadata"] == {"color": "blue"}, o
+assert c.get_object(Bucket=B, Key="t/low.bin", Range="bytes=%d-%d" % (10 * MiB - 5, 10 * MiB + 5))["Body"].read() == (p2b + p3)[5 * MiB - 5:5 * MiB + 6]
+# S3 forgets the parts of a completed upload; the manifest shows it is this completion.
+assert complete([(1, e1), (2, e2b), (3, e3)])["ETag"] == r["ETag"]
+# ... but not with another part list
+assert err(lambda: complete([(1, e1), (2, e2b)]))[0] == "NoSuchUpload"
+assert c.get_object(Bucket=B, Key="t/low.bin")["Body"].read() == p1 + p2b + p3
+# A Complete that upstream refuses (a part under 5 MiB that is not the last) leaves no manifest.
+u4 = c.create_multipart_upload(Bucket=B, Key="t/small.bin")["UploadId"]
+es = [c.upload_part(Bucket=B, Key="t/small.bin", UploadId=u4, PartNumber=n, Body=b"s" * 1000)["ETag"] for n in (1, 2)]
+assert err(lambda: c.complete_multipart_upload(Bucket=B, Key="t/small.bin", UploadId=u4,
+    MultipartUpload={"Parts": [{"PartNumber": n + 1, "ETag": e} for n, e in enumerate(es)]}))[0] == "EntityTooSmall"
+assert [k for k in upstream_keys() if k.startswith("t/small.bin")] == [], upstream_keys()
+c.abort_multipart_upload(Bucket=B, Key="t/small.bin", UploadId=u4)
+
+# A subset of the parts; If-None-Match: * on an existing key fails.
+u2 = c.create_multipart_upload(Bucket=B, Key="t/sub.bin")["UploadId"]
+es = [c.upload_part(Bucket=B, Key="t/sub.bin", UploadId=u2, PartNumber=n, Body=p)["ETag"] for n, p in [(1, p1), (2, p2a), (3, p3)]]
+def complete2(parts, **kw):
+    return c.complete_multipart_upload(Bucket=B, Key="t/sub.bin", UploadId=u2,
+        MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in parts]}, **kw)
+complete2([(1, es[0]), (3, es[2])])
+assert c.get_object(Bucket=B, Key="t/sub.bin")["Body"].read() == p1 + p3
+u3 = c.create_multipart_upload(Bucket=B, Key="t/sub.bin")["UploadId"]
+e = c.upload_part(Bucket=B, Key="t/sub.bin", UploadId=u3, PartNumber=1, Body=b"new")["ETag"]
+assert err(lambda: c.complete_multipart_upload(Bucket=B, Key="t/sub.bin", UploadId=u3, IfNoneMatch="*",
+    MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e}]}))[0] == "PreconditionFailed"
+assert c.get_object(Bucket=B, Key="t/sub.bin")["Body"].read() == p1 + p3
+# Abort (with the gateway's id) removes the upload
+c.abort_multipart_upload(Bucket=B, Key="t/sub.bin", UploadId=u3)
+assert not c.list_multipart_uploads(Bucket=B).get("Uploads")
+# Replacing an object uploaded in parts removes its old manifest; copies are refused.
+old_manifest = manifest_name("t/sub.bin")
+c.put_object(Bucket=B, Key="t/sub.bin", Body=b"single")
+assert old_manifest not in upstream_keys()
+# CopyObject: the copy gets its own manifest (a copy of the source's, named after it)
+low = p1 + p2b + p3
+c.copy_object(Bucket=B, Key="t/copy.bin", CopySource={"Bucket": B, "Key": "t/low.bin"})
+assert manifest_name("t/copy.bin").startswith("t/copy.bin.sealstream-parts-")
+o = c.get_object(Bucket=B, Key="t/copy.bin")
+assert o["Body"].read() == low and o["ContentType"] == "text/x-test" and o["Metadata"] == {"color": "blue"}, o
+# ... in place with new metadata (REPLACE): the manifest stays
+before = manifest_name("t/copy.bin")
+c.copy_object(Bucket=B, Key="t/copy.bin", CopySource={"Bucket": B, "Key": "t/copy.bin"},
+              MetadataDirective="REPLACE", Metadata={"color": "red"}, ContentType="text/x-red")
+o = c.get_object(Bucket=B, Key="t/copy.bin")
+assert o["Body"].read() == low and o["Metadata"] == {"color": "red"} and o["ContentType"] == "text/x-red", o
+assert manifest_name("t/copy.bin") == before and before in upstream_keys()
+# ... to another bucket
+B2 = B + "-copy"
+c.create_bucket(Bucket=B2)
+c.copy_object(Bucket=B2, Key="t/low.bin", CopySource={"Bucket": B, "Key": "t/low.bin"})
+assert c.get_object(Bucket=B2, Key="t/low.bin", Range="bytes=100-5242979")["Body"].read() == low[100:5242980]
+c.delete_object(Bucket=B2, Key="t/low.bin")
+assert not up.list_objects_v2(Bucket=B2).get("Contents")
+c.delete_bucket(Bucket=B2)
+# DeleteObjects takes manifests along; listings never show them; the copy outlives its source.
+listed = sorted(o["Key"] for o in c.list_objects_v2(Bucket=B)["Contents"])
+assert listed == ["t/copy.bin", "t/file.bin", "t/low.bin", "t/sub.bin"], listed
+c.delete_objects(Bucket=B, Delete={"Objects": [{"Key": "t/file.bin"}, {"Key": "t/low.bin"}, {"Key": "t/sub.bin"}]})
+assert c.get_object(Bucket=B, Key="t/copy.bin")["Body"].read() == low
+c.delete_object(Bucket=B, Key="t/copy.bin")
+assert upstream_keys() == [], upstream_keys()
+# Metadata too large to leave room for the header: the header goes to a companion object,
+# named like the manifest; read, deleted with the object; an aborted upload's goes too.
+big = {"big": "x" * 1700}
+for key, finish in [("t/comp.bin", True), ("t/comp-abort.bin", False)]:
+    u5 = c.create_multipart_upload(Bucket=B, Key=key, Metadata=big)["UploadId"]
+    comp = [k for k in upstream_keys() if k.startswith(key + ".sealstream-header-")]
+    assert len(comp) == 1, upstream_keys()
+    es = [c.upload_part(Bucket=B, Key=key, UploadId=u5, PartNumber=n, Body=p)["ETag"] for n, p in [(1, p1), (2, p3)]]
+    if finish:
+        c.complete_multipart_upload(Bucket=B, Key=key, UploadId=u5,
+            MultipartUpload={"Parts": [{"PartNumber": n + 1, "ETag": e} for n, e in enumerate(es)]})
+        h = up.head_object(Bucket=B, Key=key)["Metadata"]
+        assert h["sealstream-companion"] == comp[0] and "sealstream-header" not in h, h
+        o = c.get_object(Bucket=B, Key=key)
+        assert o["Body"].read() == p1 + p3 and o["Metadata"] == big
+        assert c.list_objects_v2(Bucket=B)["Contents"][0]["Size"] == len(p1 + p3)
+        c.delete_object(Bucket=B, Key=key)
+    else:
+        c.abort_multipart_upload(Bucket=B, Key=key, UploadId=u5)
+    assert upstream_keys() == [], upstream_keys()
+print("ALL OK")
+"#
+        ),
+        &b,
+        &[],
+    );
+}
+
+#[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
+fn multipart_across_two_gateways() {
+    // No state shared but S3 (and the same key file): create on A, parts alternately on A
+    // and B, complete on B, read on A.
+    let a = Gateway::start("multipart_across_two_gateways", &[]);
+    let b_gw = Gateway::start("multipart_across_two_gateways", &[]);
+    let b = a.bucket();
+    a.python(
+        r#"
+cb = boto3.client("s3", endpoint_url=os.environ["GW2"], region_name="us-east-1", config=cfg)
+MiB = 1 << 20
+parts = [os.urandom(5 * MiB + n) for n in range(4)] + [os.urandom(12345)]
+u = c.create_multipart_upload(Bucket=B, Key="two.bin")["UploadId"]
+etags = []
+for i, p in enumerate(parts):
+    gw = c if i % 2 == 0 else cb
+    etags.append(gw.upload_part(Bucket=B, Key="two.bin", UploadId=u, PartNumber=i + 1, Body=p)["ETag"])
+cb.complete_multipart_upload(Bucket=B, Key="two.bin", UploadId=u,
+    MultipartUpload={"Parts": [{"PartNumber": i + 1, "ETag": e} for i, e in enumerate(etags)]})
+whole = b"".join(parts)
+assert c.get_object(Bucket=B, Key="two.bin")["Body"].read() == whole
+assert c.get_object(Bucket=B, Key="two.bin", Range="bytes=%d-%d" % (10 * MiB, 16 * MiB))["Body"].read() == whole[10 * MiB:16 * MiB + 1]
+assert cb.head_object(Bucket=B, Key="two.bin")["ContentLength"] == len(whole)
+print("ALL OK")
+"#,
+        &b,
+        &[("GW2", b_gw.url.clone())],
+    );
+}
+
+#[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
+fn multipart_tampering_is_detected() {
+    let gw = Gateway::start("multipart_tampering_is_detected", &[]);
+    let b = gw.bucket();
+    gw.python(
+        &format!(
+            "{PY_PARTS}{}",
+            r#"
+MiB = 1 << 20
+def upload(key, parts):
+    u = c.create_multipart_upload(Bucket=B, Key=key)["UploadId"]
+    es = [c.upload_part(Bucket=B, Key=key, UploadId=u, PartNumber=i + 1, Body=p)["ETag"] for i, p in enumerate(parts)]
+    c.complete_multipart_upload(Bucket=B, Key=key, UploadId=u,
+        MultipartUpload={"Parts": [{"PartNumber": i + 1, "ETag": e} for i, e in enumerate(es)]})
+parts = [os.urandom(5 * MiB), os.urandom(5 * MiB), os.urandom(1000)]
+upload("t.bin", parts)
+upload("other.bin", [os.urandom(5 * MiB), os.urandom(10)])
+assert c.get_object(Bucket=B, Key="t.bin")["Body"].read() == b"".join(parts)
+spans, at = [], 0
+for p in parts:
+    spans.append((at, at + clen(len(p)) - 1)); at += clen(len(p))
+
+def recompose(key, order):
+    # A plain upstream multipart upload made of ranges of the stored object, same metadata.
+    h = up.head_object(Bucket=B, Key="t.bin")
+    u = up.create_multipart_upload(Bucket=B, Key=key, Metadata=h["Metadata"])["UploadId"]
+    es = []
+    for n, i in enumerate(order):
+        r = up.upload_part_copy(Bucket=B, Key=key, UploadId=u, PartNumber=n + 1,
+                                CopySource={"Bucket": B, "Key": "t.bin"}, CopySourceRange="bytes=%d-%d" % spans[i])
+        es.append(r["CopyPartResult"]["ETag"])
+    up.complete_multipart_upload(Bucket=B, Key=key, UploadId=u,
+        MultipartUpload={"Parts": [{"PartNumber": n + 1, "ETag": e} for n, e in enumerate(es)]})
+
+AUTH = ("SealstreamAuthenticationFailed", 409)
+# a part dropped: the body is shorter than the manifest's parts
+recompose("dropped.bin", [0, 2])
+assert err(lambda: c.get_object(Bucket=B, Key="dropped.bin")) == AUTH
+assert err(lambda: c.get_object(Bucket=B, Key="dropped.bin", Range="bytes=0-9")) == AUTH
+# two parts of the same length swapped: the part keys bind their numbers
+recompose("swapped.bin", [1, 0, 2])
+assert err(lambda: c.get_object(Bucket=B, Key="swapped.bin")) == AUTH
+assert err(lambda: c.get_object(Bucket=B, Key="swapped.bin", Range="bytes=%d-%d" % (6 * MiB, 6 * MiB + 9))) == AUTH
+# the control: recomposed in the right order, it reads
+recompose("same.bin", [0, 1, 2])
+assert c.get_object(Bucket=B, Key="same.bin")["Body"].read() == b"".join(parts)
+# another object's manifest in place of this one's: the manifest MAC
+other = up.get_object(Bucket=B, Key=manifest_name("other.bin"))["Body"].read()
+mine = manifest_name("t.bin")
+saved = up.get_object(Bucket=B, Key=mine)["Body"].read()
+up.put_object(Bucket=B, Key=mine, Body=other)
+assert err(lambda: c.get_object(Bucket=B, Key="t.bin")) == AUTH
+# one bit of the manifest flipped
+bad = bytearray(saved); bad[20] ^= 1
+up.put_object(Bucket=B, Key=mine, Body=bytes(bad))
+assert err(lambda: c.get_object(Bucket=B, Key="t.bin")) == AUTH
+# the manifest deleted
+up.delete_object(Bucket=B, Key=mine)
+assert err(lambda: c.get_object(Bucket=B, Key="t.bin")) == AUTH
+up.put_object(Bucket=B, Key=mine, Body=saved)
+assert c.get_object(Bucket=B, Key="t.bin")["Body"].read() == b"".join(parts)
+# a byte of a late chunk flipped: the answer has begun, so it is aborted, not cut short
+o = up.get_object(Bucket=B, Key="t.bin")
+body = bytearray(o["Body"].read()); body[spans[1][0] + 100] ^= 1
+recompose_meta = o["Metadata"]
+u = up.create_multipart_upload(Bucket=B, Key="t.bin", Metadata=recompose_meta)["UploadId"]
+es = []
+for n, (s, e) in enumerate(spans):
+    es.append(up.upload_part(Bucket=B, Key="t.bin", UploadId=u, PartNumber=n + 1, Body=bytes(body[s:e + 1]))["ETag"])
+up.complete_multipart_upload(Bucket=B, Key="t.bin", UploadId=u,
+    MultipartUpload={"Parts": [{"PartNumber": n + 1, "ETag": e} for n, e in enumerate(es)]})
+try:
+    got = c.get_object(Bucket=B, Key="t.bin")["Body"].read()
+    raise AssertionError("a tampered object was read to the end: %d bytes" % len(got))
+except AssertionError:
+    raise
+except Exception as e:
+    print("boto3 failed:", type(e).__name__)
+assert c.get_object(Bucket=B, Key="t.bin", Range="bytes=0-99")["Body"].read() == parts[0][:100]
+print("ALL OK")
+"#
+        ),
+        &b,
+        &[],
+    );
+    let o = gw.aws(&["s3", "cp", &format!("s3://{b}/t.bin"), "t.bin"], None);
+    assert!(!o.status.success(), "aws s3 cp reported success");
+    assert!(!gw.scratch.path("t.bin").exists());
+    let o = gw.aws(
+        &["s3", "cp", &format!("s3://{b}/swapped.bin"), "s.bin"],
+        None,
+    );
+    assert!(!o.status.success(), "aws s3 cp reported success");
+}
+
+#[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
+fn multipart_gateway_killed_mid_upload() {
+    let mut gw = Gateway::start("multipart_gateway_killed_mid_upload", &[]);
+    let b = gw.bucket();
+    write(&gw.scratch.path("big.bin"), &data(160 << 20));
+    let mut c = Command::new(AWS);
+    c.args(["--endpoint-url", &gw.url])
+        .args(["s3", "cp", "big.bin", &format!("s3://{b}/big.bin")])
+        .current_dir(gw.scratch.dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    client_env(&mut c, &gw.scratch);
+    let mut client = c.spawn().expect("aws s3 cp");
+    let start = Instant::now();
+    while moto::list_multipart_uploads(&gw.upstream, &b).is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no upload started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    gw.child.kill().expect("kill -9 the gateway");
+    let _ = gw.child.wait();
+    let status = client.wait().expect("aws exits");
+    assert!(
+        !status.success(),
+        "the upload succeeded before the gateway was killed"
+    );
+    let _ = std::fs::remove_file(gw.scratch.path("big.bin"));
+    // Nothing readable at the key; the incomplete upload is listed and abortable through
+    // another gateway process.
+    assert!(moto::get_object(&gw.upstream, &b, "big.bin").is_none());
+    let gw2 = Gateway::start("multipart_gateway_killed_mid_upload", &[]);
+    gw2.python(
+        r#"
+assert err(lambda: c.get_object(Bucket=B, Key="big.bin")) == ("NoSuchKey", 404)
+ups = c.list_multipart_uploads(Bucket=B)["Uploads"]
+assert [x["Key"] for x in ups] == ["big.bin"], ups
+uid = ups[0]["UploadId"]
+assert "~" not in uid
+c.list_parts(Bucket=B, Key="big.bin", UploadId=uid)
+c.abort_multipart_upload(Bucket=B, Key="big.bin", UploadId=uid)
+assert not c.list_multipart_uploads(Bucket=B).get("Uploads")
+assert not up.list_multipart_uploads(Bucket=B).get("Uploads")
+assert [k for k in upstream_keys() if ".sealstream-parts-" in k] == []
+print("ALL OK")
+"#,
+        &b,
+        &[],
     );
 }

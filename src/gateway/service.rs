@@ -25,6 +25,9 @@ use tokio_util::io::StreamReader;
 use tokio_util::sync::PollSender;
 use tracing::Instrument as _;
 
+mod compat;
+mod multipart;
+
 use super::errors::{self, error, from_error, from_sdk, invalid_argument, not_implemented};
 use super::metrics::Metrics;
 use super::{GatewayConfig, GatewayKeys, PlaintextObjects};
@@ -140,7 +143,7 @@ impl Service {
                 false,
             )
         };
-        let location = object::locate(&head.metadata).map_err(bad)?;
+        let location = object::locate(&multipart::v1_view(&head.metadata)).map_err(bad)?;
         let header = match &location {
             HeaderLocation::Inline(bytes) => object::parse_header(bytes, None).map_err(bad)?,
             HeaderLocation::Companion { key, commitment } => {
@@ -239,6 +242,15 @@ impl Service {
             return v.map_or(raw, |n| n as i64);
         }
         let size = match self.stat(bucket, key).await {
+            Ok(Stored::Sealed(info)) if multipart::is_v2(&info.head.metadata) => {
+                match self.v2_claimed_size(&info).await {
+                    Ok(n) => Some(n),
+                    Err(e) => {
+                        tracing::warn!(bucket, key, error = %e, "listing: part-wise object without a readable manifest; its stored size is listed");
+                        return raw;
+                    }
+                }
+            }
             Ok(Stored::Sealed(info)) => match info.layout() {
                 Ok(l) => Some(l.plaintext_len),
                 Err(e) => {
@@ -273,7 +285,7 @@ impl Service {
             .iter()
             .filter_map(|o| {
                 let key = o.key()?;
-                if object::is_companion_key(key) {
+                if object::is_companion_key(key) || multipart::is_manifest_key(key) {
                     return None;
                 }
                 let entry = Object {
@@ -327,7 +339,7 @@ impl Service {
         keep: Option<&str>,
     ) {
         let (key, pinned): (String, [u8; COMMITMENT_LEN]) =
-            match object::companion_to_clean(&url.key, old) {
+            match object::companion_to_clean(&url.key, &multipart::v1_view(old)) {
                 Ok(Some(c)) => c,
                 Ok(None) => return,
                 Err(reason) => {
@@ -377,7 +389,25 @@ impl Service {
                 .map(|_| ())
                 .map_err(|e| from_sdk("DeleteObject", &e));
         }
-        match self.inner.s3.delete_object(&url(bucket, key)).await {
+        let u = url(bucket, key);
+        if let Ok(Some(head)) = self.inner.s3.head(&u).await
+            && multipart::is_v2(&head.metadata)
+        {
+            // A part-wise object (which the library does not read yet): the object, then
+            // its companion and manifest objects if provably its own.
+            self.inner
+                .client
+                .delete_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .map_err(|e| from_sdk("DeleteObject", &e))?;
+            self.clean_companion(&u, &head.metadata, None).await;
+            self.clean_manifest(&u, &head.metadata, None).await;
+            return Ok(());
+        }
+        match self.inner.s3.delete_object(&u).await {
             Ok(crate::s3::CompanionCleanup::Kept(why)) => {
                 tracing::warn!(bucket, key, %why, "companion left alone");
                 Ok(())
@@ -511,7 +541,7 @@ impl s3s::S3 for Service {
                 StatusCode::BAD_REQUEST,
                 format!(
                     "the encrypted body would be {body_len} bytes, over S3's 5 GiB PutObject limit; \
-                     multipart uploads are not offered by this gateway yet"
+                     use a multipart upload"
                 ),
             ));
         }
@@ -644,6 +674,7 @@ impl s3s::S3 for Service {
         if let Some(old) = &old {
             self.clean_companion(&url, &old.metadata, companion.as_deref())
                 .await;
+            self.clean_manifest(&url, &old.metadata, None).await;
         }
         let output = PutObjectOutput {
             e_tag: out.e_tag().and_then(parse_etag),
@@ -696,6 +727,14 @@ impl s3s::S3 for Service {
             None => None,
             Some(r) => Some(to_byte_range(r)?),
         };
+        if multipart::is_v2(&info.head.metadata) {
+            if input.part_number.is_some() {
+                return Err(not_implemented(
+                    "GetObject by part number is not offered for objects uploaded in parts: use a Range",
+                ));
+            }
+            return Ok(S3Response::new(self.get_v2(info, range).await?));
+        }
         let claimed = info
             .layout()
             .map_err(|e| from_error(&e, false))?
@@ -801,6 +840,14 @@ impl s3s::S3 for Service {
             input.if_unmodified_since.as_ref(),
         )?;
         let size = match &stored {
+            Stored::Sealed(info) if multipart::is_v2(&info.head.metadata) => {
+                if input.part_number.is_some() {
+                    return Err(not_implemented(
+                        "HeadObject by part number is not offered for objects uploaded in parts",
+                    ));
+                }
+                self.v2_claimed_size(info).await?
+            }
             Stored::Sealed(info) => {
                 info.layout()
                     .map_err(|e| from_error(&e, false))?
@@ -989,6 +1036,8 @@ impl s3s::S3 for Service {
             .as_ref()
             .is_some_and(|d| d.as_str().eq_ignore_ascii_case("REPLACE"));
         let mut metadata = None;
+        // A part-wise source: its manifest object, and the one the copy will name.
+        let mut manifests: Option<(String, String)> = None;
         match &stored {
             Stored::Plain(_) if !self.serve_plain() => {
                 return Err(errors::not_sealstream(&sb, &sk));
@@ -1000,15 +1049,26 @@ impl s3s::S3 for Service {
                         "this object's header is in a companion object, which cannot follow a copy to another bucket; copy within the bucket, or download and upload",
                     ));
                 }
-                if replace {
+                if multipart::is_v2(&info.head.metadata) {
+                    manifests = Some(self.copy_manifest_names(info, &i.key)?);
+                }
+                // A part-wise copy names its own manifest: its metadata is always rewritten.
+                let renamed = manifests.as_ref().filter(|(s, d)| s != d);
+                if replace || renamed.is_some() {
                     // The client's new metadata plus our entries, copied as they are.
-                    let user: BTreeMap<String, String> = i
-                        .metadata
-                        .clone()
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(k, v)| (k.to_ascii_lowercase(), v))
-                        .collect();
+                    let user: BTreeMap<String, String> = if replace {
+                        i.metadata
+                            .clone()
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                            .collect()
+                    } else {
+                        info.head
+                            .other_metadata()
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                            .collect()
+                    };
                     if let Some(k) = user.keys().find(|k| object::is_sealstream_key(k)) {
                         return Err(invalid_argument(format!(
                             "user metadata x-amz-meta-{k} is reserved for sealstream's own entries"
@@ -1022,6 +1082,9 @@ impl s3s::S3 for Service {
                             .filter(|(k, _)| object::is_sealstream_key(k))
                             .map(|(k, v)| (k.clone(), v.clone())),
                     );
+                    if let Some((_, dest)) = renamed {
+                        all.insert(multipart::META_PARTS.to_string(), dest.clone());
+                    }
                     let size =
                         object::metadata_size(all.iter().map(|(k, v)| (k.as_str(), v.as_str())));
                     if size > object::MAX_USER_METADATA {
@@ -1042,6 +1105,25 @@ impl s3s::S3 for Service {
             .await
             .ok()
             .flatten();
+        // The copy's manifest first (a server-side copy of the source's, under the name the
+        // copy's metadata gives), removed again if the object copy fails.
+        let new_manifest = match &manifests {
+            Some((src, dst))
+                if (sb.as_str(), src.as_str()) != (i.bucket.as_str(), dst.as_str()) =>
+            {
+                self.inner
+                    .client
+                    .copy_object()
+                    .bucket(&i.bucket)
+                    .key(dst)
+                    .copy_source(format!("{sb}/{}", encode_key(src)))
+                    .send()
+                    .await
+                    .map_err(|e| from_sdk("CopyObject", &e))?;
+                Some(dst.clone())
+            }
+            _ => None,
+        };
         let mut r = self
             .inner
             .client
@@ -1071,8 +1153,34 @@ impl s3s::S3 for Service {
                 .set_content_disposition(i.content_disposition.clone())
                 .set_content_encoding(i.content_encoding.clone())
                 .set_content_language(i.content_language.clone());
+        } else if metadata.is_some() {
+            // A part-wise copy keeping the source's metadata, with its own manifest named.
+            let h = stored.head();
+            r = r
+                .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+                .set_metadata(metadata)
+                .set_content_type(h.content_type.clone())
+                .set_cache_control(h.cache_control.clone())
+                .set_content_disposition(h.content_disposition.clone())
+                .set_content_encoding(h.content_encoding.clone())
+                .set_content_language(h.content_language.clone());
         }
-        let out = r.send().await.map_err(|e| from_sdk("CopyObject", &e))?;
+        let out = match r.send().await {
+            Ok(o) => o,
+            Err(e) => {
+                if let Some(m) = &new_manifest {
+                    let _ = self
+                        .inner
+                        .client
+                        .delete_object()
+                        .bucket(&i.bucket)
+                        .key(m)
+                        .send()
+                        .await;
+                }
+                return Err(from_sdk("CopyObject", &e));
+            }
+        };
         if let Some(old) = old {
             let dest = url(&i.bucket, &i.key);
             let keep = match &stored {
@@ -1084,6 +1192,8 @@ impl s3s::S3 for Service {
             };
             self.clean_companion(&dest, &old.metadata, keep.as_deref())
                 .await;
+            let keep = manifests.as_ref().map(|(_, d)| d.as_str());
+            self.clean_manifest(&dest, &old.metadata, keep).await;
         }
         let res = out.copy_object_result();
         Ok(S3Response::new(CopyObjectOutput {
@@ -1099,53 +1209,63 @@ impl s3s::S3 for Service {
 
     // ---- refused: they would need plaintext the gateway does not have, or write it ---
 
+    // ---- multipart uploads: part-wise objects (multipart.rs) ---------------------------
+
     async fn create_multipart_upload(
         &self,
-        _req: S3Request<CreateMultipartUploadInput>,
+        req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
-        Err(multipart_refused())
+        Ok(S3Response::new(self.create_upload(req.input).await?))
     }
 
     async fn upload_part(
         &self,
-        _req: S3Request<UploadPartInput>,
+        req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
-        Err(multipart_refused())
+        let trailers = req.trailing_headers.clone();
+        Ok(S3Response::new(
+            self.upload_part_sealed(&req.headers, trailers, req.input)
+                .await?,
+        ))
     }
 
     async fn upload_part_copy(
         &self,
         _req: S3Request<UploadPartCopyInput>,
     ) -> S3Result<S3Response<UploadPartCopyOutput>> {
-        Err(multipart_refused())
+        Err(not_implemented(
+            "UploadPartCopy is not offered by the sealstream gateway (a copied range of an \
+             encrypted object is no sealed part): download the source and upload the part",
+        ))
     }
 
     async fn complete_multipart_upload(
         &self,
-        _req: S3Request<CompleteMultipartUploadInput>,
+        req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
-        Err(multipart_refused())
+        Ok(S3Response::new(self.complete_upload(req.input).await?))
     }
 
     async fn abort_multipart_upload(
         &self,
-        _req: S3Request<AbortMultipartUploadInput>,
+        req: S3Request<AbortMultipartUploadInput>,
     ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
-        Err(multipart_refused())
+        self.abort_upload(req.input).await?;
+        Ok(S3Response::new(AbortMultipartUploadOutput::default()))
     }
 
     async fn list_parts(
         &self,
-        _req: S3Request<ListPartsInput>,
+        req: S3Request<ListPartsInput>,
     ) -> S3Result<S3Response<ListPartsOutput>> {
-        Err(multipart_refused())
+        Ok(S3Response::new(self.list_upload_parts(req.input).await?))
     }
 
     async fn list_multipart_uploads(
         &self,
-        _req: S3Request<ListMultipartUploadsInput>,
+        req: S3Request<ListMultipartUploadsInput>,
     ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
-        Err(multipart_refused())
+        Ok(S3Response::new(self.list_uploads(req.input).await?))
     }
 
     async fn select_object_content(
@@ -1282,17 +1402,15 @@ fn url(bucket: &str, key: &str) -> S3Url {
     }
 }
 
-fn multipart_refused() -> S3Error {
-    not_implemented(
-        "multipart uploads are not offered by this sealstream gateway yet (the part-wise format \
-         is being added): upload objects up to 5 GiB with a single PutObject, e.g. raise the \
-         client's multipart threshold (aws configure set default.s3.multipart_threshold 5GB)",
-    )
-}
-
 /// Keys of our companion objects are not client objects: never read, written or deleted
 /// through the gateway (a client could otherwise replace an object's header).
 fn refuse_reserved(key: &str) -> S3Result<()> {
+    if multipart::is_manifest_key(key) {
+        return Err(invalid_argument(format!(
+            "the key {key} has the form of a sealstream part manifest object (*{}<16 hex>), which the gateway reserves",
+            multipart::PARTS_INFIX
+        )));
+    }
     if object::is_companion_key(key) {
         return Err(invalid_argument(format!(
             "the key {key} has the form of a sealstream header object (*{}<16 hex>), which the gateway reserves",
@@ -1473,23 +1591,33 @@ const CHECKSUMS: [&str; 5] = [
 
 /// Checksums given as headers (and Content-MD5): name → expected base64 value.
 fn header_checksums(i: &PutObjectInput) -> S3Result<Vec<(&'static str, String)>> {
+    Ok(given_checksums(
+        [
+            &i.checksum_crc32,
+            &i.checksum_crc32c,
+            &i.checksum_crc64nvme,
+            &i.checksum_sha1,
+            &i.checksum_sha256,
+        ],
+        &i.content_md5,
+    ))
+}
+
+/// The checksum headers in `CHECKSUMS` order, and Content-MD5: name → expected base64 value.
+fn given_checksums(
+    given: [&Option<String>; 5],
+    md5: &Option<String>,
+) -> Vec<(&'static str, String)> {
     let mut v = Vec::new();
-    let given = [
-        &i.checksum_crc32,
-        &i.checksum_crc32c,
-        &i.checksum_crc64nvme,
-        &i.checksum_sha1,
-        &i.checksum_sha256,
-    ];
     for (name, val) in CHECKSUMS.iter().zip(given) {
         if let Some(val) = val {
             v.push((*name, val.clone()));
         }
     }
-    if let Some(md5) = &i.content_md5 {
+    if let Some(md5) = md5 {
         v.push(("content-md5", md5.clone()));
     }
-    Ok(v)
+    v
 }
 
 /// Checksums announced as trailers (`x-amz-trailer`) of an aws-chunked body.
