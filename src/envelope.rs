@@ -709,18 +709,7 @@ where
     use std::io::SeekFrom;
     let reads: Vec<parts::PartRead> = match range {
         Some(r) => layout.plan(r)?.2,
-        None => layout
-            .parts()
-            .iter()
-            .enumerate()
-            .map(|(index, p)| parts::PartRead {
-                index,
-                body_range: p.body_offset
-                    ..p.body_offset
-                        + parts::part_ciphertext_len(p.entry.plaintext_len, layout.chunk_size()),
-                params: OpenParams::default(),
-            })
-            .collect(),
+        None => layout.whole(),
     };
     let mut written = 0;
     for read in reads {

@@ -406,6 +406,21 @@ pub struct PartRead {
 }
 
 impl PartLayout {
+    /// The reads of a whole-object decryption: every part, every chunk (empty parts too:
+    /// their one tag is authenticated like any chunk).
+    pub fn whole(&self) -> Vec<PartRead> {
+        self.parts
+            .iter()
+            .enumerate()
+            .map(|(index, p)| PartRead {
+                index,
+                body_range: p.body_offset
+                    ..p.body_offset + part_ciphertext_len(p.entry.plaintext_len, self.chunk_size),
+                params: OpenParams::default(),
+            })
+            .collect()
+    }
+
     /// Resolves `range` against the authenticated plaintext length and lists the reads that
     /// cover it, one per part touched, each limited to that part's covering chunks. Returns
     /// the first and last plaintext byte served (inclusive) with the reads. An unsatisfiable

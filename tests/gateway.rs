@@ -1207,6 +1207,47 @@ fn multipart_aws_cli_round_trip() {
     ok(&h, "head-object");
     assert!(String::from_utf8_lossy(&h.stdout).contains(&format!("\"ContentLength\": {len}")));
 
+    // The same object read by the library and CLI (FORMAT.md §17 reader): whole, and a
+    // range across the part boundary; rewrap refuses it and changes nothing.
+    let key = gw.key.to_str().unwrap().to_string();
+    let o = gw
+        .scratch
+        .run(&["decrypt", &dst, "-k", &key, "-o", "cli.bin"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(std::fs::read(gw.scratch.path("cli.bin")).unwrap() == plain);
+    let o = gw.scratch.run(&[
+        "decrypt",
+        &dst,
+        "-k",
+        &key,
+        "--range",
+        &format!("{s}-{e}"),
+        "-o",
+        "cli-range.bin",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(std::fs::read(gw.scratch.path("cli-range.bin")).unwrap() == plain[s..=e]);
+    let o = gw.scratch.run(&["inspect", &dst]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let before = moto::head_object(&gw.upstream, &b, "mp/big.bin").expect("head");
+    let other = gw.scratch.path("other.key");
+    let o = gw.scratch.run(&["keygen", "-o", other.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = gw.scratch.run(&[
+        "rewrap",
+        &dst,
+        "-k",
+        &key,
+        "--add-key",
+        other.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 2, "rewrap of a part-wise object: {}", stderr(&o));
+    assert!(stderr(&o).contains("part-wise"), "{}", stderr(&o));
+    assert_eq!(
+        moto::head_object(&gw.upstream, &b, "mp/big.bin").expect("head"),
+        before
+    );
+
     // rm takes the manifest object with it.
     ok(&gw.aws(&["s3", "rm", &dst], None), "aws s3 rm");
     assert!(moto::get_object(&gw.upstream, &b, "mp/big.bin").is_none());
@@ -1490,6 +1531,34 @@ print("ALL OK")
     );
     let o = gw.aws(&["s3", "cp", &format!("s3://{b}/t.bin"), "t.bin"], None);
     assert!(!o.status.success(), "aws s3 cp reported success");
+    // The library/CLI reader refuses the same tampered objects (exit 4), with nothing
+    // released from the tampered part; the untouched control object reads.
+    let key = gw.key.to_str().unwrap().to_string();
+    for name in ["dropped.bin", "swapped.bin", "t.bin"] {
+        let out = format!("cli-{name}");
+        let o = gw.scratch.run(&[
+            "decrypt",
+            &format!("s3://{b}/{name}"),
+            "-k",
+            &key,
+            "-o",
+            &out,
+        ]);
+        assert_eq!(code(&o), 4, "{name}: {}", stderr(&o));
+        assert!(
+            !gw.scratch.path(&out).exists(),
+            "{name}: output left behind"
+        );
+    }
+    let o = gw.scratch.run(&[
+        "decrypt",
+        &format!("s3://{b}/same.bin"),
+        "-k",
+        &key,
+        "-o",
+        "cli-same.bin",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(!gw.scratch.path("t.bin").exists());
     let o = gw.aws(
         &["s3", "cp", &format!("s3://{b}/swapped.bin"), "s.bin"],

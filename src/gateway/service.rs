@@ -157,12 +157,17 @@ impl Service {
             }
         };
         let header_len = header.serialized_len() as u64;
+        let parts = object::part_wise(&head.metadata)
+            .ok()
+            .flatten()
+            .map(|(name, _)| name);
         Ok(ObjectInfo {
             url,
             header,
             header_len,
             location,
             head,
+            parts,
         })
     }
 

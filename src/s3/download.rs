@@ -163,6 +163,16 @@ impl S3 {
     where
         W: AsyncWrite + Unpin,
     {
+        if obj.parts.is_some() {
+            let progress = opts.progress.as_deref().map(|f| f as &(dyn Fn(u64) + Sync));
+            let eo = EngineOptions {
+                threads: opts.threads,
+                pool: opts.pool.as_ref(),
+                progress,
+                ..EngineOptions::default()
+            };
+            return self.get_range_with(obj, opening, range, output, &eo).await;
+        }
         let planned = self.plan_range(obj, opening, range).await?;
         self.get_planned_range(obj, opening, &planned, output, opts)
             .await
@@ -180,6 +190,13 @@ impl S3 {
         range: ByteRange,
     ) -> Result<PlannedRange> {
         check_opening(obj, opening)?;
+        if obj.parts.is_some() {
+            return Err(Error::InvalidArgument(format!(
+                "{} is a part-wise object (FORMAT.md §17): plan_range plans version-1 objects \
+                 only; get_range_decrypted reads both",
+                obj.url
+            )));
+        }
         let range = range.validate()?;
         let layout = obj.layout()?;
         let hl = obj.header_len;
@@ -255,6 +272,9 @@ impl S3 {
         W: AsyncWrite + Unpin,
     {
         check_opening(obj, opening)?;
+        if obj.parts.is_some() {
+            return self.get_part_wise(obj, opening, None, output, eo).await;
+        }
         obj.layout()?;
         let stats = self
             .open_span(
@@ -288,9 +308,85 @@ impl S3 {
     where
         W: AsyncWrite + Unpin,
     {
+        if obj.parts.is_some() {
+            check_opening(obj, opening)?;
+            return self
+                .get_part_wise(obj, opening, Some(range), output, eo)
+                .await;
+        }
         let planned = self.plan_range(obj, opening, range).await?;
         self.get_planned_with(obj, opening, &planned, output, eo)
             .await
+    }
+
+    /// A part-wise object (FORMAT.md §17.4): the manifest object is fetched (at most
+    /// 280,048 bytes) and verified against this object's key and stored length before any
+    /// body byte is read; then each covering part's covering chunks are read with GETs
+    /// pinned to the object's ETag and opened with that part's key. The plaintext length
+    /// comes from the verified manifest, so it is authentic without a final-chunk fetch.
+    async fn get_part_wise<W>(
+        &self,
+        obj: &ObjectInfo,
+        opening: &Opening,
+        range: Option<ByteRange>,
+        output: &mut W,
+        eo: &EngineOptions<'_>,
+    ) -> Result<Served>
+    where
+        W: AsyncWrite + Unpin,
+    {
+        let name = obj.parts.clone().unwrap_or_default();
+        let murl = obj.url.with_key(name);
+        let manifest = self
+            .get_small(&murl, crate::parts::MAX_MANIFEST_LEN as u64)
+            .await?
+            .ok_or_else(|| Error::ObjectMetadata {
+                object: obj.url.to_string(),
+                reason: format!(
+                    "its part manifest {murl} is missing: the upload was never completed by a \
+                     conforming writer, or the manifest was deleted"
+                ),
+            })?;
+        let layout = opening.part_layout(&manifest, obj.head.content_length)?;
+        let (start, reads) = match range {
+            None => (0, layout.whole()),
+            Some(r) => {
+                let (s, _, reads) = layout.plan(r)?;
+                (s, reads)
+            }
+        };
+        let stride = u64::from(obj.header.chunk_size) + crate::format::TAG_LEN as u64;
+        let seg = (self.settings.part_size.div_ceil(stride).max(1)) * stride;
+        let (mut len, mut chunks) = (0, 0);
+        for read in reads {
+            let part = &layout.parts()[read.index];
+            let input = RangedReader::new(
+                self,
+                &obj.url,
+                pin_of(obj),
+                read.body_range.start,
+                read.body_range.end,
+                seg,
+                0,
+            );
+            let stats = aio::open(
+                &opening.part_cipher(&part.entry),
+                obj.header.chunk_size,
+                input,
+                &mut *output,
+                read.params,
+                eo,
+            )
+            .await?;
+            len += stats.plaintext_bytes;
+            chunks += stats.chunks;
+        }
+        Ok(Served {
+            start,
+            len,
+            total: Some(layout.plaintext_len()),
+            chunks,
+        })
     }
 
     async fn get_planned_with<W>(

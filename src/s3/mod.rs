@@ -323,7 +323,12 @@ impl S3 {
             object: url.to_string(),
             reason,
         };
-        let location = object::locate(meta).map_err(bad)?;
+        // A part-wise object (FORMAT.md §17) places its header as version 1 does.
+        let part_wise = object::part_wise(meta).map_err(bad)?;
+        let (parts, location) = match &part_wise {
+            Some((name, v1)) => (Some(name.clone()), object::locate(v1).map_err(bad)?),
+            None => (None, object::locate(meta).map_err(bad)?),
+        };
         let header = match &location {
             HeaderLocation::Inline(bytes) => object::parse_header(bytes, None).map_err(bad)?,
             HeaderLocation::Companion { key, commitment } => {
@@ -344,6 +349,7 @@ impl S3 {
             header_len,
             location,
             head,
+            parts,
         })
     }
 
@@ -419,7 +425,10 @@ impl S3 {
             if out.content_length().unwrap_or(0).max(0) as u64 > max {
                 return Err(Error::ObjectMetadata {
                     object: url.to_string(),
-                    reason: format!("the companion object is larger than any header ({max} bytes)"),
+                    reason: format!(
+                        "the companion (header or part manifest) object is larger than \
+                         {max} bytes, more than it can be"
+                    ),
                 });
             }
             let etag = out.e_tag().map(str::to_string);
@@ -630,12 +639,22 @@ pub struct ObjectInfo {
     pub location: HeaderLocation,
     /// HEAD response.
     pub head: Head,
+    /// For a part-wise object (object-form version 2, FORMAT.md §17: uploaded in parts
+    /// through the gateway), the key of its manifest object; `None` for version 1.
+    pub parts: Option<String>,
 }
 
 impl ObjectInfo {
     /// The chunk layout of the equivalent file (`header ‖ body`); fails, with an
     /// authentication error, if the body length cannot be a sealstream body.
     pub fn layout(&self) -> Result<Layout> {
+        if self.parts.is_some() {
+            return Err(Error::InvalidArgument(format!(
+                "{} is a part-wise object (FORMAT.md §17): its layout comes from its manifest, \
+                 which the get_* calls read and verify",
+                self.url
+            )));
+        }
         Layout::from_lengths(
             self.header_len,
             self.header.chunk_size,

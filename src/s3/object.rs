@@ -25,6 +25,11 @@ pub const META_FORMAT: &str = "sealstream";
 pub const OBJECT_FORM_VERSION: &str = "1";
 /// Metadata key holding the whole header, base64 (RFC 4648, padded), when it fits.
 pub const META_HEADER: &str = "sealstream-header";
+/// Object-form version of a part-wise object (FORMAT.md §17.4): the header placed as in
+/// version 1, the body made of independently sealed parts listed by a manifest object.
+pub const OBJECT_FORM_PART_WISE: &str = "2";
+/// Metadata entry naming a part-wise object's manifest object (FORMAT.md §17.4).
+pub const META_PARTS: &str = "sealstream-parts";
 /// Metadata key naming the companion object (same bucket) that holds the header.
 pub const META_COMPANION: &str = "sealstream-companion";
 /// Metadata key holding the header's key commitment (base64) in the companion form, so a
@@ -303,6 +308,27 @@ pub fn is_companion_key(key: &str) -> bool {
 
 fn printable(s: &str) -> String {
     s.chars().take(32).filter(|c| !c.is_control()).collect()
+}
+
+/// What [`part_wise`] finds: the manifest object's key and the metadata in version-1 form.
+pub type PartWise = (String, BTreeMap<String, String>);
+
+/// For object-form version 2 (FORMAT.md §17.4): the manifest object's key, and the
+/// metadata as [`locate`] reads it (the header is placed exactly as in version 1, so only
+/// the version entry differs). `None` for any other metadata, which [`locate`] judges.
+pub fn part_wise(meta: &BTreeMap<String, String>) -> Result<Option<PartWise>, String> {
+    if meta.get(META_FORMAT).map(String::as_str) != Some(OBJECT_FORM_PART_WISE) {
+        return Ok(None);
+    }
+    let name = meta.get(META_PARTS).ok_or_else(|| {
+        format!("object-form version 2 without '{META_PARTS}': the metadata was tampered with")
+    })?;
+    if name.is_empty() || name.len() > MAX_KEY_LEN {
+        return Err(format!("'{META_PARTS}' is not an object key"));
+    }
+    let mut v1 = meta.clone();
+    v1.insert(META_FORMAT.to_string(), OBJECT_FORM_VERSION.to_string());
+    Ok(Some((name.clone(), v1)))
 }
 
 #[cfg(test)]

@@ -128,6 +128,14 @@ impl S3 {
         new: &Header,
         hook: &mut (dyn FnMut(RewrapStage) + Send),
     ) -> Result<RewrapReport> {
+        if obj.parts.is_some() {
+            return Err(Error::InvalidArgument(format!(
+                "{} is a part-wise object (uploaded in parts through the gateway, FORMAT.md §17): \
+                 rewrapping those is not supported yet (its manifest entry must be carried over); \
+                 nothing was changed",
+                obj.url
+            )));
+        }
         let url = &obj.url;
         if new.commitment != obj.header.commitment || new.digest() != obj.header.digest() {
             return Err(Error::InvalidArgument(
