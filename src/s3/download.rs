@@ -46,6 +46,19 @@ impl std::fmt::Debug for GetOptions {
     }
 }
 
+impl GetOptions {
+    /// The engine options these download options stand for (borrowing the pool and the
+    /// progress callback).
+    fn engine(&self) -> EngineOptions<'_> {
+        EngineOptions {
+            threads: self.threads,
+            pool: self.pool.as_ref(),
+            progress: self.progress.as_deref().map(|f| f as &(dyn Fn(u64) + Sync)),
+            ..EngineOptions::default()
+        }
+    }
+}
+
 /// What a decrypting read serves (from [`S3::plan_range`], before any byte is written) or
 /// served (from the `get_*` calls), for an HTTP handler's `Content-Length` and
 /// `Content-Range` headers: nothing in it rests on an unauthenticated length.
@@ -136,13 +149,7 @@ impl S3 {
     where
         W: AsyncWrite + Unpin,
     {
-        let progress = opts.progress.as_deref().map(|f| f as &(dyn Fn(u64) + Sync));
-        let eo = EngineOptions {
-            threads: opts.threads,
-            pool: opts.pool.as_ref(),
-            progress,
-            ..EngineOptions::default()
-        };
+        let eo = opts.engine();
         self.get_whole_with(obj, opening, output, &eo).await
     }
 
@@ -164,13 +171,7 @@ impl S3 {
         W: AsyncWrite + Unpin,
     {
         if obj.parts.is_some() {
-            let progress = opts.progress.as_deref().map(|f| f as &(dyn Fn(u64) + Sync));
-            let eo = EngineOptions {
-                threads: opts.threads,
-                pool: opts.pool.as_ref(),
-                progress,
-                ..EngineOptions::default()
-            };
+            let eo = opts.engine();
             return self.get_range_with(obj, opening, range, output, &eo).await;
         }
         let planned = self.plan_range(obj, opening, range).await?;
@@ -249,13 +250,7 @@ impl S3 {
     where
         W: AsyncWrite + Unpin,
     {
-        let progress = opts.progress.as_deref().map(|f| f as &(dyn Fn(u64) + Sync));
-        let eo = EngineOptions {
-            threads: opts.threads,
-            pool: opts.pool.as_ref(),
-            progress,
-            ..EngineOptions::default()
-        };
+        let eo = opts.engine();
         self.get_planned_with(obj, opening, planned, output, &eo)
             .await
     }
