@@ -184,6 +184,25 @@ impl Service {
         bucket: &str,
         key: &str,
     ) -> S3Result<Option<(Vec<u8>, Option<String>)>> {
+        self.get_capped(
+            bucket,
+            key,
+            limits::MAX_HEADER_LEN as usize,
+            "companion header",
+        )
+        .await
+    }
+
+    /// GETs a small object we wrote beside another (a companion header, a part manifest),
+    /// refusing, also while reading, more than `max` bytes; `None` if it is missing. `what`
+    /// names it in errors.
+    pub(super) async fn get_capped(
+        &self,
+        bucket: &str,
+        key: &str,
+        max: usize,
+        what: &str,
+    ) -> S3Result<Option<(Vec<u8>, Option<String>)>> {
         let r = self
             .inner
             .client
@@ -199,25 +218,33 @@ impl Service {
             }
             Err(e) => return Err(from_sdk("GetObject", &e)),
         };
-        let max = limits::MAX_HEADER_LEN as i64;
-        if out.content_length().unwrap_or(0) > max {
-            return Err(from_error(
-                &Error::ObjectMetadata {
-                    object: format!("s3://{bucket}/{key}"),
-                    reason: "the companion object is larger than any header".into(),
-                },
-                false,
-            ));
+        let too_large = || {
+            self.bad_object(
+                bucket,
+                key,
+                format!("the {what} object is larger than {max} bytes, more than it can be"),
+            )
+        };
+        if out.content_length().unwrap_or(0) > max as i64 {
+            return Err(too_large());
         }
         let etag = out.e_tag().map(str::to_string);
-        let body = out.body.collect().await.map_err(|e| {
-            error(
-                "InternalError",
-                StatusCode::BAD_GATEWAY,
-                format!("reading the companion object s3://{bucket}/{key}: {e}"),
-            )
-        })?;
-        Ok(Some((body.into_bytes().to_vec(), etag)))
+        let mut body = out.body;
+        let mut buf = Vec::new();
+        while let Some(b) = body.next().await {
+            let b = b.map_err(|e| {
+                error(
+                    "InternalError",
+                    StatusCode::BAD_GATEWAY,
+                    format!("reading the {what} object s3://{bucket}/{key}: {e}"),
+                )
+            })?;
+            if buf.len() + b.len() > max {
+                return Err(too_large());
+            }
+            buf.extend_from_slice(&b);
+        }
+        Ok(Some((buf, etag)))
     }
 
     /// NoSuchBucket or NoSuchKey for a HEAD that found nothing (a HEAD answer has no body

@@ -987,51 +987,13 @@ impl Service {
 
     /// GETs a manifest object, refusing more than the longest manifest; `None` if missing.
     async fn get_manifest(&self, bucket: &str, key: &str) -> S3Result<Option<Vec<u8>>> {
-        let r = self
-            .inner
-            .client
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await;
-        let out = match r {
-            Ok(o) => o,
-            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
-                return Ok(None);
-            }
-            Err(e) => return Err(from_sdk("GetObject", &e)),
-        };
-        if out.content_length().unwrap_or(0) > parts::MAX_MANIFEST_LEN as i64 {
-            return Err(self.bad_object(
-                bucket,
-                key,
-                "the part manifest object is larger than any manifest".into(),
-            ));
-        }
-        let mut body = out.body;
-        let mut buf = Vec::new();
-        while let Some(b) = body.next().await {
-            let b = b.map_err(|e| {
-                error(
-                    "InternalError",
-                    StatusCode::BAD_GATEWAY,
-                    format!("reading the part manifest s3://{bucket}/{key}: {e}"),
-                )
-            })?;
-            if buf.len() + b.len() > parts::MAX_MANIFEST_LEN {
-                return Err(self.bad_object(
-                    bucket,
-                    key,
-                    "the part manifest object is larger than any manifest".into(),
-                ));
-            }
-            buf.extend_from_slice(&b);
-        }
-        Ok(Some(buf))
+        Ok(self
+            .get_capped(bucket, key, parts::MAX_MANIFEST_LEN, "part manifest")
+            .await?
+            .map(|(b, _)| b))
     }
 
-    fn bad_object(&self, bucket: &str, key: &str, reason: String) -> S3Error {
+    pub(super) fn bad_object(&self, bucket: &str, key: &str, reason: String) -> S3Error {
         Metrics::add(&self.inner.metrics.auth_failures, 1);
         from_error(
             &Error::ObjectMetadata {
