@@ -527,20 +527,7 @@ impl s3s::S3 for Service {
             }
         };
         let body = input.body.take();
-        let len = match (
-            input.content_length,
-            body.as_ref().and_then(|b| b.remaining_length().exact()),
-        ) {
-            (Some(n), _) if n >= 0 => n as u64,
-            (_, Some(n)) => n as u64,
-            _ => {
-                return Err(error(
-                    "MissingContentLength",
-                    StatusCode::LENGTH_REQUIRED,
-                    "You must provide the Content-Length HTTP header.",
-                ));
-            }
-        };
+        let len = plaintext_len(input.content_length, body.as_ref())?;
         let user_meta: BTreeMap<String, String> = input
             .metadata
             .take()
@@ -616,29 +603,13 @@ impl s3s::S3 for Service {
 
         // The client's body, verified (length, checksums) while it streams, sealed on the
         // engine's threads, and sent upstream as one PutObject of known length.
-        let failure: Arc<Mutex<Option<S3Error>>> = Arc::default();
-        let reader = StreamReader::new(
-            body.map(|b| b.map_err(io::Error::other).boxed())
-                .unwrap_or_else(|| futures_util::stream::empty().boxed()),
-        );
-        let verify = Verify::new(
-            reader,
-            len,
-            expected,
-            trailer_names,
-            trailers,
-            failure.clone(),
-        );
-        let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(2);
-        let chunk_size = header.chunk_size;
-        let enc = crate::aio::EncryptReader::new(
+        let sealed = SealedBody::new(
+            body,
+            (len, expected, trailer_names, trailers),
             sealing.cipher(),
-            chunk_size,
-            verify,
-            &EngineOptions::default(),
-        )
-        .map_err(|e| from_error(&e, false))?;
-        let pump = tokio::spawn(pump(enc, tx));
+            header.chunk_size,
+            body_len,
+        )?;
         let mut metadata: HashMap<String, String> = user_meta.into_iter().collect();
         metadata.extend(placement.metadata);
         let content_encoding = input.content_encoding.as_deref().and_then(|v| {
@@ -656,10 +627,7 @@ impl s3s::S3 for Service {
             .bucket(&url.bucket)
             .key(&url.key)
             .content_length(body_len as i64)
-            .body(ByteStream::new(SdkBody::from_body_1_x(ChanBody {
-                rx,
-                left: body_len,
-            })))
+            .body(sealed.body)
             .set_metadata(Some(metadata))
             .set_content_type(input.content_type.clone())
             .set_cache_control(input.cache_control.clone())
@@ -685,7 +653,7 @@ impl s3s::S3 for Service {
             )
             .send()
             .await;
-        pump.abort();
+        sealed.pump.abort();
         let out = match r {
             Ok(o) => o,
             Err(e) => {
@@ -699,8 +667,7 @@ impl s3s::S3 for Service {
                         .send()
                         .await;
                 }
-                let ours = failure.lock().ok().and_then(|mut f| f.take());
-                return Err(ours.unwrap_or_else(|| from_sdk("PutObject", &e)));
+                return Err(sealed.failure.or(from_sdk("PutObject", &e)));
             }
         };
         if let Some(old) = &old {
@@ -1751,6 +1718,100 @@ impl Sums {
 /// end, checks every checksum the client sent (headers, or trailers of an aws-chunked
 /// body). A mismatch fails the read *instead of* reporting the end, so the sealing engine
 /// never writes the final chunk and the upstream PutObject never completes.
+/// The plaintext length of a request body: `Content-Length` (the decoded length for
+/// aws-chunked bodies), as S3 requires one for PutObject and UploadPart.
+pub(super) fn plaintext_len(
+    content_length: Option<i64>,
+    body: Option<&StreamingBlob>,
+) -> S3Result<u64> {
+    match (
+        content_length,
+        body.and_then(|b| b.remaining_length().exact()),
+    ) {
+        (Some(n), _) if n >= 0 => Ok(n as u64),
+        (_, Some(n)) => Ok(n as u64),
+        _ => Err(error(
+            "MissingContentLength",
+            StatusCode::LENGTH_REQUIRED,
+            "You must provide the Content-Length HTTP header.",
+        )),
+    }
+}
+
+/// What a client's body is checked against while it streams: its plaintext length, the
+/// checksums given in headers, the checksum trailers announced, and the trailers.
+pub(super) type BodyChecks = (
+    u64,
+    Vec<(&'static str, String)>,
+    Vec<&'static str>,
+    Option<s3s::TrailingHeaders>,
+);
+
+/// A client's plaintext body, verified (length, checksums) while it streams and sealed on
+/// the worker pool, as an upstream request body of exactly `sealed_len` bytes: the one path
+/// of PutObject and UploadPart.
+pub(super) struct SealedBody {
+    /// The upstream request's body.
+    pub(super) body: ByteStream,
+    /// The task moving sealed bytes into `body`; abort it once the request is answered.
+    pub(super) pump: tokio::task::JoinHandle<()>,
+    /// The client body's own fault, if verification failed while it streamed.
+    pub(super) failure: BodyFailure,
+}
+
+/// Where [`Verify`] leaves the client body's fault (bad checksum, wrong length).
+pub(super) struct BodyFailure(Arc<Mutex<Option<S3Error>>>);
+
+impl BodyFailure {
+    /// The error to answer with when the upstream request failed: the client body's own
+    /// fault when there was one, else `upstream`.
+    pub(super) fn or(&self, upstream: S3Error) -> S3Error {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|mut f| f.take())
+            .unwrap_or(upstream)
+    }
+}
+
+impl SealedBody {
+    pub(super) fn new(
+        body: Option<StreamingBlob>,
+        (len, expected, trailer_names, trailers): BodyChecks,
+        cipher: &crate::PayloadCipher,
+        chunk_size: u32,
+        sealed_len: u64,
+    ) -> S3Result<Self> {
+        let failure: Arc<Mutex<Option<S3Error>>> = Arc::default();
+        let reader = StreamReader::new(
+            body.map(|b| b.map_err(io::Error::other).boxed())
+                .unwrap_or_else(|| futures_util::stream::empty().boxed()),
+        );
+        let verify = Verify::new(
+            reader,
+            len,
+            expected,
+            trailer_names,
+            trailers,
+            failure.clone(),
+        );
+        let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(2);
+        let enc =
+            crate::aio::EncryptReader::new(cipher, chunk_size, verify, &EngineOptions::default())
+                .map_err(|e| from_error(&e, false))?;
+        let pump = tokio::spawn(pump(enc, tx));
+        let body = ByteStream::new(SdkBody::from_body_1_x(ChanBody {
+            rx,
+            left: sealed_len,
+        }));
+        Ok(SealedBody {
+            body,
+            pump,
+            failure: BodyFailure(failure),
+        })
+    }
+}
+
 struct Verify<R> {
     inner: R,
     expected_len: u64,

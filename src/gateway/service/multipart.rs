@@ -13,26 +13,19 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::io;
-use std::sync::{Arc, Mutex};
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_smithy_types::body::SdkBody;
 use base64::Engine as _;
-use bytes::Bytes;
-use futures_util::{StreamExt, TryStreamExt};
 use http::StatusCode;
 use s3s::dto::*;
-use s3s::stream::ByteStream as _;
 use s3s::{S3Error, S3Result};
 use tokio::sync::mpsc;
-use tokio_util::io::StreamReader;
 use tokio_util::sync::PollSender;
 use tracing::Instrument as _;
 
 use super::{
-    BodyStream, ChanBody, ChannelWriter, Msg, Service, Verify, error, etag_header, from_error,
-    from_sdk, invalid_argument, not_implemented, parse_etag, pump, refuse_reserved,
-    trailer_checksums, url,
+    BodyStream, ChannelWriter, Msg, Service, error, etag_header, from_error, from_sdk,
+    invalid_argument, not_implemented, parse_etag, refuse_reserved, trailer_checksums, url,
 };
 use crate::envelope::{self, EncryptParams, Opening, Sealing};
 use crate::format::Header;
@@ -392,20 +385,7 @@ impl Service {
         let (upstream, header) = require_header(parse_upload_id(&input.upload_id)?)?;
         let upstream = upstream.to_string();
         let body = input.body.take();
-        let len = match (
-            input.content_length,
-            body.as_ref().and_then(|b| b.remaining_length().exact()),
-        ) {
-            (Some(n), _) if n >= 0 => n as u64,
-            (_, Some(n)) => n as u64,
-            _ => {
-                return Err(error(
-                    "MissingContentLength",
-                    StatusCode::LENGTH_REQUIRED,
-                    "You must provide the Content-Length HTTP header.",
-                ));
-            }
-        };
+        let len = super::plaintext_len(input.content_length, body.as_ref())?;
         let chunk_size = header.chunk_size;
         let part_len = parts::part_ciphertext_len(len, chunk_size);
         if part_len > parts::MAX_PART_LEN {
@@ -440,28 +420,13 @@ impl Service {
             ],
             &input.content_md5,
         );
-        let failure: Arc<Mutex<Option<S3Error>>> = Arc::default();
-        let reader = StreamReader::new(
-            body.map(|b| b.map_err(io::Error::other).boxed())
-                .unwrap_or_else(|| futures_util::stream::empty().boxed()),
-        );
-        let verify = Verify::new(
-            reader,
-            len,
-            expected,
-            trailer_names,
-            trailers,
-            failure.clone(),
-        );
-        let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(2);
-        let enc = crate::aio::EncryptReader::new(
+        let sealed = super::SealedBody::new(
+            body,
+            (len, expected, trailer_names, trailers),
             part.cipher(),
             chunk_size,
-            verify,
-            &EngineOptions::default(),
-        )
-        .map_err(|e| from_error(&e, false))?;
-        let pump = tokio::spawn(pump(enc, tx));
+            part_len,
+        )?;
         let r = self
             .inner
             .client
@@ -471,19 +436,13 @@ impl Service {
             .upload_id(&upstream)
             .part_number(input.part_number)
             .content_length(part_len as i64)
-            .body(ByteStream::new(SdkBody::from_body_1_x(ChanBody {
-                rx,
-                left: part_len,
-            })))
+            .body(sealed.body)
             .send()
             .await;
-        pump.abort();
+        sealed.pump.abort();
         let out = match r {
             Ok(o) => o,
-            Err(e) => {
-                let ours = failure.lock().ok().and_then(|mut f| f.take());
-                return Err(ours.unwrap_or_else(|| from_sdk("UploadPart", &e)));
-            }
+            Err(e) => return Err(sealed.failure.or(from_sdk("UploadPart", &e))),
         };
         let up_etag = out.e_tag().unwrap_or_default().trim_matches('"');
         if up_etag.is_empty() || up_etag.contains('"') {
