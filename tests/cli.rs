@@ -422,8 +422,11 @@ fn encrypt_refuses_a_terminal_but_writes_to_a_pipe() {
         bin(),
         kf.display()
     );
+    // The typescript goes to a private file, never to a system path.
+    let typescript = s.path("typescript");
     let o = std::process::Command::new("script")
-        .args(["-qec", &cmd, "/dev/null"])
+        .args(["-qec", &cmd])
+        .arg(&typescript)
         .env("SEALSTREAM_HOME", s.path("home"))
         .current_dir(s.dir.path())
         .stdin(Stdio::null())
