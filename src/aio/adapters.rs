@@ -119,9 +119,10 @@ impl<W: AsyncWrite + Unpin> EncryptWriter<W> {
         }
     }
 
-    /// Writes out finished batches; `Done` is never returned before the final chunk.
+    /// Writes out at most one finished batch (so that input and output alternate and the
+    /// workers stay fed); `Done` is never returned before the final chunk.
     fn drive(&mut self, cx: &mut Context<'_>) -> io::Result<Step> {
-        match self.pipe.push_output(cx, &mut self.inner) {
+        match self.pipe.push_output(cx, &mut self.inner, 1) {
             Ok(s) => Ok(s),
             Err(e) => Err(self.fail(e)),
         }
@@ -226,7 +227,7 @@ impl<F: Framer, R: AsyncRead + Unpin> PipeReader<F, R> {
         }
         let r = (|| loop {
             // Reading ahead keeps the workers busy while the caller consumes.
-            let input = self.pipe.pull_input(cx, &mut self.inner)?;
+            let input = self.pipe.pull_input(cx, &mut self.inner, usize::MAX)?;
             let free = self.pipe.free_buffers();
             match self.pipe.pull_output(cx, buf)? {
                 Step::Progress => return Ok(Poll::Ready(())),

@@ -149,15 +149,20 @@ impl<'a, F: Framer> Pipe<'a, F> {
         Ok(true)
     }
 
-    /// Pull input: reads into free batches and submits them until the reader is pending,
-    /// no buffer is free, or the input ended.
+    /// Pull input: reads into free batches and submits them until `max` batches were
+    /// submitted, the reader is pending, no buffer is free, or the input ended.
     pub(crate) fn pull_input<R: AsyncRead + Unpin + ?Sized>(
         &mut self,
         cx: &mut Context<'_>,
         r: &mut R,
+        max: usize,
     ) -> Result<Step> {
         let mut step = Step::Blocked;
+        let mut submitted = 0;
         loop {
+            if submitted == max {
+                return Ok(Step::Progress);
+            }
             if self.sub.is_none() {
                 return Ok(Step::Done);
             }
@@ -179,6 +184,7 @@ impl<'a, F: Framer> Pipe<'a, F> {
                     framer.set_lookahead(one[0]);
                 }
                 self.submit_filling(eof)?;
+                submitted += 1;
                 step = Step::Progress;
                 continue;
             }
@@ -193,6 +199,7 @@ impl<'a, F: Framer> Pipe<'a, F> {
             step = Step::Progress;
             if n == 0 {
                 self.submit_filling(true)?;
+                submitted += 1;
             } else {
                 framer.advance(b, n);
             }
@@ -233,14 +240,20 @@ impl<'a, F: Framer> Pipe<'a, F> {
         Ok(())
     }
 
-    /// Push output: writes finished batches, in order, to `w`.
+    /// Push output: writes finished batches, in order, to `w`, until `max` batches were
+    /// written out, `w` is pending or no finished batch is waiting.
     pub(crate) fn push_output<W: AsyncWrite + Unpin + ?Sized>(
         &mut self,
         cx: &mut Context<'_>,
         w: &mut W,
+        max: usize,
     ) -> Result<Step> {
         let mut step = Step::Blocked;
+        let mut retired = 0;
         loop {
+            if retired == max {
+                return Ok(Step::Progress);
+            }
             match self.next_out(cx) {
                 Step::Progress => {}
                 Step::Blocked => return Ok(step),
@@ -265,6 +278,7 @@ impl<'a, F: Framer> Pipe<'a, F> {
                 }
             } else {
                 self.retire_out()?;
+                retired += 1;
             }
             step = Step::Progress;
         }
@@ -296,7 +310,10 @@ impl<'a, F: Framer> Pipe<'a, F> {
         }
     }
 
-    /// Drives a whole stream from `r` to `w` (the drivers).
+    /// Drives a whole stream from `r` to `w` (the drivers), one batch in and one batch out
+    /// in turn: the workers get the next batch as soon as a buffer comes back, instead of
+    /// idling while this task writes out every finished batch before reading again (one
+    /// task does both copies, so their order decides how busy the workers stay).
     pub(crate) fn poll_run<R, W>(
         &mut self,
         cx: &mut Context<'_>,
@@ -308,8 +325,8 @@ impl<'a, F: Framer> Pipe<'a, F> {
         W: AsyncWrite + Unpin + ?Sized,
     {
         loop {
-            let a = self.pull_input(cx, r)?;
-            let b = self.push_output(cx, w)?;
+            let a = self.pull_input(cx, r, 1)?;
+            let b = self.push_output(cx, w, 1)?;
             if b == Step::Done {
                 return match Pin::new(&mut *w).poll_flush(cx) {
                     Poll::Pending => Poll::Pending,
