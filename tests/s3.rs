@@ -977,3 +977,181 @@ fn an_input_error_mid_upload_aborts() {
     assert!(err.to_string().contains("disk on fire"), "{err}");
     e.assert_nothing_left("ie/");
 }
+
+/// Object attributes on upload (`aws s3 cp`'s names): Content-Type guessed from the file
+/// name or given, user metadata beside ours (and counted in the 2 KB budget: a header that
+/// no longer fits moves to a companion), tags, storage class, SSE, checksum algorithm, on a
+/// single PUT and on a multipart upload; each object still decrypts. Bad values fail with
+/// exit 2 before anything is stored.
+#[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
+fn object_attributes_are_set_on_upload() {
+    let Some(e) = setup("object_attributes_are_set_on_upload") else {
+        return;
+    };
+    let head = |key: &str, extra: &[(&str, &str)]| {
+        let r = moto::s3(
+            &e.up,
+            "HEAD",
+            &moto::object_path(&e.bucket, key),
+            extra,
+            b"",
+        );
+        assert_eq!(r.status, 200, "HEAD {key}");
+        r
+    };
+    let small = data(300_000);
+    let big = data(12 * MIB + 5);
+    for (name, pt) in [("report.json", &small), ("dump.json", &big)] {
+        let p = e.s.path(name);
+        write(&p, pt);
+        let key = format!("attrs/{name}");
+        e.ok(&[
+            "encrypt",
+            p.to_str().unwrap(),
+            "-o",
+            &e.url(&key),
+            "--metadata",
+            "owner=ops,purpose=backup",
+            "--metadata",
+            r#"{"ticket": "T-1"}"#,
+            "--tagging",
+            "team=data&retention=30%20days",
+            "--storage-class",
+            "STANDARD_IA",
+            "--sse",
+            "AES256",
+            "--checksum-algorithm",
+            "SHA256",
+        ]);
+        let r = head(&key, &[("x-amz-checksum-mode", "ENABLED")]);
+        assert_eq!(r.header("content-type"), Some("application/json"), "{key}");
+        assert_eq!(r.header("x-amz-meta-owner"), Some("ops"));
+        assert_eq!(r.header("x-amz-meta-purpose"), Some("backup"));
+        assert_eq!(r.header("x-amz-meta-ticket"), Some("T-1"));
+        assert!(
+            r.header("x-amz-meta-sealstream").is_some(),
+            "{key}: our metadata kept"
+        );
+        assert_eq!(r.header("x-amz-storage-class"), Some("STANDARD_IA"));
+        assert_eq!(r.header("x-amz-server-side-encryption"), Some("AES256"));
+        assert!(
+            r.header("x-amz-checksum-sha256").is_some(),
+            "{key}: SHA256 checksum stored: {:?}",
+            r.headers
+        );
+        let t = moto::s3(
+            &e.up,
+            "GET",
+            &format!("{}?tagging", moto::object_path(&e.bucket, &key)),
+            &[],
+            b"",
+        );
+        let tags = t.text();
+        assert!(
+            tags.contains("<Key>team</Key><Value>data</Value>")
+                && tags.contains("<Key>retention</Key><Value>30 days</Value>"),
+            "{key}: tags {tags}"
+        );
+        let (o, got) = e.get(&key, &[]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        assert_eq!(got.as_deref(), Some(&pt[..]), "{key} round trip");
+    }
+
+    // --content-type wins over the guess; --no-guess-mime-type keeps S3's default.
+    let p = e.s.path("notes.txt");
+    write(&p, b"hello");
+    e.ok(&[
+        "encrypt",
+        p.to_str().unwrap(),
+        "-o",
+        &e.url("ct/given"),
+        "--content-type",
+        "text/csv",
+    ]);
+    assert_eq!(
+        head("ct/given", &[]).header("content-type"),
+        Some("text/csv")
+    );
+    e.ok(&["encrypt", p.to_str().unwrap(), "-o", &e.url("ct/guessed")]);
+    assert_eq!(
+        head("ct/guessed", &[]).header("content-type"),
+        Some("text/plain")
+    );
+    e.ok(&[
+        "encrypt",
+        p.to_str().unwrap(),
+        "-o",
+        &e.url("ct/none"),
+        "--no-guess-mime-type",
+    ]);
+    assert_eq!(
+        head("ct/none", &[]).header("content-type"),
+        Some("application/octet-stream")
+    );
+
+    // User metadata that leaves no room for the header: the header goes to a companion
+    // object, and the object still decrypts.
+    let filler = "x".repeat(1800);
+    e.ok(&[
+        "encrypt",
+        p.to_str().unwrap(),
+        "-o",
+        &e.url("budget/obj"),
+        "--metadata",
+        &format!("filler={filler}"),
+    ]);
+    let r = head("budget/obj", &[]);
+    assert_eq!(r.header("x-amz-meta-filler"), Some(filler.as_str()));
+    assert!(
+        r.header("x-amz-meta-sealstream-header").is_none(),
+        "header not inline"
+    );
+    assert!(
+        r.header("x-amz-meta-sealstream-companion").is_some(),
+        "companion named"
+    );
+    let (o, got) = e.get("budget/obj", &[]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(got.as_deref(), Some(&b"hello"[..]));
+
+    // Refused up front, exit 2, nothing stored.
+    for (args, what) in [
+        (vec!["--metadata", "sealstream-header=x"], "reserved"),
+        (vec!["--metadata", "novalue"], "no '='"),
+        (vec!["--tagging", "a=1&a=2"], "twice"),
+        (vec!["--storage-class", "COLDEST"], "COLDEST"),
+        (vec!["--sse-kms-key-id", "alias/x"], "--sse"),
+        (
+            vec!["--sse", "AES256", "--sse-kms-key-id", "alias/x"],
+            "aws:kms",
+        ),
+        (
+            vec!["--metadata", &format!("filler={}", "x".repeat(2100))],
+            "metadata",
+        ),
+    ] {
+        let mut all = vec!["encrypt", p.to_str().unwrap(), "-o"];
+        let url = e.url("refused/obj");
+        all.push(&url);
+        all.extend(args.iter().copied());
+        let o = e.run(&all);
+        assert_eq!(code(&o), 2, "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(what), "{args:?}: {}", stderr(&o));
+    }
+    e.assert_nothing_left("refused/");
+
+    // Local outputs refuse them (they would be silently lost).
+    let out = e.s.path("local.seal");
+    let o = e.run(&[
+        "encrypt",
+        p.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--storage-class",
+        "GLACIER",
+    ]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("s3:// outputs"), "{}", stderr(&o));
+    assert!(!out.exists());
+}

@@ -33,6 +33,8 @@ pub const AWS: &str = "AWS options";
 pub const KMS: &str = "KMS options";
 /// Heading of the S3 transfer options.
 pub const S3: &str = "S3 options";
+/// Heading of the attributes an upload sets on the objects it stores.
+pub const OBJECT: &str = "Object attributes (S3 outputs)";
 
 /// The exit codes, as `cli::exit` defines them (`exit::tests` and tests/cli.rs hold them to
 /// it). Shown at the end of every command's help.
@@ -78,6 +80,8 @@ Examples:
   sealstream encrypt big.bin -o big.bin.seal --kms-key alias/backup -k offline.key -c project=atlas
   # A backup from a pipe straight to S3 (multipart upload while encrypting)
   pg_dump db | sealstream encrypt -o s3://bucket/db/dump.seal --kms-key alias/backup
+  # ... to cold storage, in a bucket whose policy demands SSE-KMS
+  sealstream encrypt db.dump -o s3://bucket/db.seal --storage-class DEEP_ARCHIVE --sse aws:kms
   # A directory tree, one .seal file per file, a data key reused for up to 5 minutes
   sealstream encrypt photos --output-dir enc --cache-max-age 5m";
 

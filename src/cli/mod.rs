@@ -3,6 +3,7 @@
 //! Nothing here does cryptography; it maps flags to [`sealstream::envelope`] calls, picks input
 //! and output streams, and turns errors into messages and exit codes.
 
+mod attributes;
 pub mod batch;
 pub mod exit;
 mod help;
@@ -139,7 +140,7 @@ pub enum Command {
         output: Option<PathBuf>,
     },
     /// Encrypt INPUT (default stdin) to OUTPUT (default stdout).
-    Encrypt(EncryptArgs),
+    Encrypt(Box<EncryptArgs>),
     /// Decrypt INPUT (default stdin) to OUTPUT (default stdout); only authenticated data is written.
     Decrypt(DecryptArgs),
     /// Show a file's header and layout (no key needed; lengths are unauthenticated).
@@ -208,6 +209,9 @@ pub struct EncryptArgs {
     /// With --cache-max-age: at most this many plaintext bytes per data key (e.g. 100GiB).
     #[arg(long, value_name = "SIZE", requires = "cache_max_age", help_heading = help::CACHE)]
     pub cache_max_bytes: Option<String>,
+    /// Attributes of the stored objects (S3 outputs).
+    #[command(flatten)]
+    pub object: attributes::ObjectArgs,
 }
 
 /// `decrypt` options.
@@ -633,12 +637,14 @@ fn encrypt(cli: &Cli, a: &EncryptArgs) -> Outcome {
         if let Some(prefix) = s3::url_of(dir)? {
             return s3::encrypt_batch(cli, a, &prefix, params, cache);
         }
+        a.object.require_s3()?;
         return encrypt_batch(cli, a, dir, params, cache);
     }
     let input_path = single_input(&a.inputs)?;
     if let Some(url) = a.output.as_deref().map(s3::url_of).transpose()?.flatten() {
         return Ok(s3::encrypt(cli, a, input_path, &url, params)?);
     }
+    a.object.require_s3()?;
     if same_file(input_path, a.output.as_deref()) {
         return Err(Error::InvalidArgument("input and output are the same file".into()).into());
     }

@@ -153,6 +153,7 @@ pub(super) fn encrypt(
     let ring = encryption_keys(cli, &a.keys, &a.kms_keys)?;
     let (dek, stanzas) = keys::wrap_for_all(&ring.as_refs(), &params.context)?;
     let sealing = Sealing::new(&dek, stanzas, &params)?;
+    let attributes = a.object.attributes(input_path)?;
     let total = plaintext_len.map(|l| body_len_for(l, params.chunk_size));
     let ends = progress::Ends {
         input_is_terminal: plaintext_len.is_none() && progress::stdin_input(cli.quiet),
@@ -165,6 +166,7 @@ pub(super) fn encrypt(
         plaintext_len,
         engine: engine_opts(cli, None),
         progress: Some(&inc),
+        attributes: Some(&attributes),
     };
     let r = match open_input(input_path)? {
         super::Input::File(f, _) => s3.put_encrypted(url, f, sealing, &opts),
@@ -353,6 +355,8 @@ pub(super) fn encrypt_batch(
         );
     }
     let jobs = super::batch::plan(&a.inputs, Path::new(""), &|n| n.to_string())?;
+    // Checked once up front (a bad option fails before any upload).
+    a.object.attributes(None)?;
     let keys_of: Vec<String> = jobs.iter().map(|j| key_under(prefix, &j.output)).collect();
     let s3 = connect(cli)?;
     let ring = encryption_keys(cli, &a.keys, &a.kms_keys)?;
@@ -377,7 +381,9 @@ pub(super) fn encrypt_batch(
             Some(c) => c.data_key(&providers, &params.context, len)?,
             None => keys::wrap_for_all(&providers, &params.context)?,
         };
+        let attributes = a.object.attributes(Some(&job.input))?;
         let opts = PutOptions {
+            attributes: Some(&attributes),
             force: a.force,
             plaintext_len: Some(len),
             engine: sealstream::engine::EngineOptions {

@@ -17,7 +17,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::download::Served;
 use super::upload::PutJob;
-use super::{Head, ObjectInfo, PutReport, RewrapReport, RewrapStage, S3Settings, S3Url};
+use super::{
+    Head, ObjectAttributes, ObjectInfo, PutReport, RewrapReport, RewrapStage, S3Settings, S3Url,
+};
 use crate::engine::EngineOptions;
 use crate::envelope::{Opening, Sealing};
 use crate::error::{Error, Result};
@@ -39,6 +41,8 @@ pub struct PutOptions<'a> {
     /// Called with the number of body bytes each time a part (or the object) is handed
     /// to the uploader.
     pub progress: Option<&'a (dyn Fn(u64) + Sync)>,
+    /// Attributes of the stored object (none: S3's defaults).
+    pub attributes: Option<&'a ObjectAttributes>,
 }
 
 impl std::fmt::Debug for PutOptions<'_> {
@@ -171,11 +175,13 @@ impl S3 {
         sealing: Sealing,
         opts: &PutOptions<'_>,
     ) -> Result<PutReport> {
+        let none = ObjectAttributes::default();
         let job = PutJob {
             force: opts.force,
             plaintext_len: opts.plaintext_len,
             engine: &opts.engine,
             progress: opts.progress,
+            attributes: opts.attributes.unwrap_or(&none),
         };
         self.rt
             .block_on(self.inner.put_with(url, SyncIo(input), sealing, &job, None))

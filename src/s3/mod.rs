@@ -23,6 +23,7 @@
 //! aborts its multipart upload and deletes the companion object it wrote; and
 //! [`S3::abort_all`] does the same for every upload of a handle (the CLI's Ctrl-C).
 
+mod attributes;
 pub mod blocking;
 mod download;
 mod live;
@@ -46,6 +47,7 @@ use aws_sdk_s3::operation::RequestId;
 use crate::error::{Error, Result};
 use crate::format::{Header, Layout};
 
+pub use attributes::{MAX_TAGS, ObjectAttributes, parse_tagging};
 pub use download::{GetOptions, PlannedRange, Served};
 pub use object::HeaderLocation;
 pub use rewrap::{RewrapReport, RewrapStage};

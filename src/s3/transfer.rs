@@ -8,20 +8,20 @@
 //! Both run on the caller's tokio runtime (parts and GETs are tasks on it); neither starts
 //! a thread of its own.
 
-use std::collections::HashMap;
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+use super::attributes::{ObjectAttributes, set_object_attributes};
 use super::live::{Guard, Leftover};
 use super::{S3, S3Url, sdk_error, storage};
 use crate::error::{Error, Result};
@@ -31,10 +31,9 @@ use crate::error::{Error, Result};
 pub struct WriterOptions {
     /// Parts uploaded at once (at least 1); `0` takes the handle's setting.
     pub concurrency: usize,
-    /// User metadata (names without `x-amz-meta-`).
-    pub metadata: HashMap<String, String>,
-    /// Content-Type (default `application/octet-stream`).
-    pub content_type: Option<String>,
+    /// Content-Type, user metadata, tags, storage class, server-side encryption, checksum
+    /// algorithm and ACL of the object.
+    pub attributes: ObjectAttributes,
     /// Create only: never replace an existing object (`If-None-Match: *` on the
     /// `PutObject` or `CompleteMultipartUpload`), so a racing writer is never overwritten.
     pub create_only: bool,
@@ -108,28 +107,20 @@ impl MultipartWriter {
         self.bytes
     }
 
-    fn content_type(&self) -> String {
-        self.opts
-            .content_type
-            .clone()
-            .unwrap_or_else(|| "application/octet-stream".into())
-    }
-
     /// Starts the multipart upload, once.
     async fn ensure_upload(&mut self) -> Result<String> {
         if let Some(id) = &self.upload_id {
             return Ok(id.clone());
         }
         let url = &self.url;
-        let out = self
+        let a = &self.opts.attributes;
+        let req = self
             .s3
             .client
             .create_multipart_upload()
             .bucket(&url.bucket)
-            .key(&url.key)
-            .content_type(self.content_type())
-            .checksum_algorithm(ChecksumAlgorithm::Crc32)
-            .set_metadata(Some(self.opts.metadata.clone()))
+            .key(&url.key);
+        let out = set_object_attributes!(req, a, a.metadata.clone())
             .send()
             .await
             .map_err(|e| sdk_error(&self.s3.endpoint, url, "CreateMultipartUpload", e))?;
@@ -203,17 +194,22 @@ impl MultipartWriter {
             .key(&url.key)
             .upload_id(upload_id)
             .part_number(n)
-            .checksum_algorithm(ChecksumAlgorithm::Crc32)
+            .checksum_algorithm(self.opts.attributes.checksum())
             .body(ByteStream::from(body));
         self.inflight.spawn(async move {
             let out = req
                 .send()
                 .await
                 .map_err(|e| sdk_error(&endpoint, &url, &format!("UploadPart {n} of"), e))?;
+            // Whichever checksum the part was sent with (the others are absent).
             Ok(CompletedPart::builder()
                 .part_number(n)
                 .set_e_tag(out.e_tag)
                 .set_checksum_crc32(out.checksum_crc32)
+                .set_checksum_crc32_c(out.checksum_crc32_c)
+                .set_checksum_crc64_nvme(out.checksum_crc64_nvme)
+                .set_checksum_sha1(out.checksum_sha1)
+                .set_checksum_sha256(out.checksum_sha256)
                 .build())
         });
         Ok(())
@@ -226,15 +222,15 @@ impl MultipartWriter {
         let url = self.url.clone();
         if self.upload_id.is_none() {
             let len = last.len() as u64;
-            let mut req = self
+            let a = &self.opts.attributes;
+            let req = self
                 .s3
                 .client
                 .put_object()
                 .bucket(&url.bucket)
                 .key(&url.key)
-                .content_type(self.content_type())
-                .set_metadata(Some(self.opts.metadata.clone()))
                 .body(ByteStream::from(last));
+            let mut req = set_object_attributes!(req, a, a.metadata.clone());
             if self.opts.create_only {
                 req = req.if_none_match("*");
             }

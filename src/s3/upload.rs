@@ -9,7 +9,6 @@
 //! The blocking layer runs the same future with `block_on`, its `Read` input behind a
 //! synchronous `AsyncRead` shim.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use aws_sdk_s3::primitives::ByteStream;
@@ -17,6 +16,7 @@ use bytes::{BufMut, Bytes};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::sync::CancellationToken;
 
+use super::attributes::{ObjectAttributes, set_companion_attributes};
 use super::live::{Guard, Leftover};
 use super::transfer::{MultipartWriter, WriterOptions, Written};
 use super::{
@@ -52,6 +52,9 @@ pub struct PutOptions {
     /// Cancels the upload: it aborts its multipart upload, deletes the companion it wrote
     /// and returns [`Error::Cancelled`].
     pub cancel: Option<CancellationToken>,
+    /// Content-Type, user metadata, tags, storage class, server-side encryption, checksum
+    /// and ACL of the stored object (checked before anything is sent).
+    pub attributes: ObjectAttributes,
 }
 
 impl std::fmt::Debug for PutOptions {
@@ -146,7 +149,8 @@ pub fn part_plan_for(
 pub(super) struct Prepared {
     pub(super) plan: PartPlan,
     existing: Option<Head>,
-    metadata: HashMap<String, String>,
+    /// The caller's attributes with sealstream's metadata added.
+    attributes: ObjectAttributes,
     companion: Option<(String, Guard)>,
     force: bool,
 }
@@ -156,8 +160,7 @@ impl Prepared {
     pub(super) fn writer_options(&self) -> WriterOptions {
         WriterOptions {
             concurrency: 0,
-            metadata: self.metadata.clone(),
-            content_type: None,
+            attributes: self.attributes.clone(),
             create_only: !self.force,
         }
     }
@@ -223,6 +226,7 @@ impl S3 {
             plaintext_len: opts.plaintext_len,
             engine: &eo,
             progress,
+            attributes: &opts.attributes,
         };
         self.put_with(url, input, sealing, &job, opts.cancel.clone())
             .await
@@ -278,7 +282,13 @@ impl S3 {
         R: AsyncRead + Unpin,
     {
         let prepared = self
-            .prepare_put(url, sealing.header(), job.force, job.plaintext_len)
+            .prepare_put(
+                url,
+                sealing.header(),
+                job.force,
+                job.plaintext_len,
+                job.attributes,
+            )
             .await?;
         let plan = prepared.plan;
         let create_only = !prepared.force;
@@ -315,8 +325,10 @@ impl S3 {
         header: &Header,
         force: bool,
         plaintext_len: Option<u64>,
+        attributes: &ObjectAttributes,
     ) -> Result<Prepared> {
         url.require_object()?;
+        attributes.check()?;
         let plan = part_plan_for(header.chunk_size, self.settings.part_size, plaintext_len)?;
         let existing = self.head(url).await?;
         if existing.is_some() && !force {
@@ -329,15 +341,18 @@ impl S3 {
             &header_bytes,
             &header.commitment,
             &url.key,
-            0,
+            attributes.metadata_size(),
             unique_suffix()?,
         )
         .map_err(Error::InvalidArgument)?;
-        let metadata: HashMap<String, String> = placement.metadata.iter().cloned().collect();
+        let mut attributes = attributes.clone();
+        attributes
+            .metadata
+            .extend(placement.metadata.iter().cloned());
         let mut prepared = Prepared {
             plan,
             existing,
-            metadata,
+            attributes,
             companion: None,
             force,
         };
@@ -352,7 +367,8 @@ impl S3 {
                 },
             );
             prepared.companion = Some((ck.clone(), guard));
-            if let Err(e) = self.put_small(&curl, bytes.clone(), true).await {
+            let put = self.put_small(&curl, bytes.clone(), true, &prepared.attributes);
+            if let Err(e) = put.await {
                 prepared.cleanup().await;
                 return Err(e);
             }
@@ -405,14 +421,16 @@ impl S3 {
         url: &S3Url,
         bytes: Vec<u8>,
         exclusive: bool,
+        attributes: &ObjectAttributes,
     ) -> Result<()> {
-        let mut req = self
+        let req = self
             .client
             .put_object()
             .bucket(&url.bucket)
             .key(&url.key)
             .content_type("application/octet-stream")
             .body(ByteStream::from(bytes));
+        let mut req = set_companion_attributes!(req, attributes);
         if exclusive {
             req = req.if_none_match("*");
         }
@@ -447,6 +465,7 @@ pub(super) struct PutJob<'a> {
     pub(super) plaintext_len: Option<u64>,
     pub(super) engine: &'a EngineOptions<'a>,
     pub(super) progress: Option<&'a (dyn Fn(u64) + Sync)>,
+    pub(super) attributes: &'a ObjectAttributes,
 }
 
 /// Cuts the ciphertext read from `body` into the plan's parts (whole chunks: every part
