@@ -6,7 +6,10 @@
 //! It also holds what both services need so that a failure is bounded and explained:
 //! - an explicitly named profile wins over credentials in the environment, and an unknown
 //!   profile is a usage error ([`load_config`]);
-//! - [`RetryNotes`] says on stderr, one line per retry, what is retried and why;
+//! - [`RetryNotes`] says on stderr, one line per retry, what is retried and why, and logs
+//!   every attempt of every call as a `tracing` event (target `sealstream::aws`: service,
+//!   operation, request target and range, status, request id, duration), which the CLI
+//!   shows with `-v` and a service routes wherever its logs go;
 //! - `S3Timeouts` (feature `s3`) gives every S3 operation a bound that fits it, and the first-byte
 //!   timeout starts when the request body has been sent (see docs/S3.md);
 //! - [`transport_failure`] turns an SDK error that is not the service's own answer (no
@@ -281,6 +284,8 @@ pub struct RetryNotes {
 struct AttemptState {
     attempt: u32,
     last_failure: Option<String>,
+    /// When the current attempt started (for its logged duration).
+    started: Option<std::time::Instant>,
 }
 
 impl Storable for AttemptState {
@@ -300,6 +305,7 @@ impl Intercept for RetryNotes {
     ) -> Result<(), BoxError> {
         let mut st = cfg.load::<AttemptState>().cloned().unwrap_or_default();
         st.attempt += 1;
+        st.started = Some(std::time::Instant::now());
         cfg.interceptor_state().store_put(st);
         Ok(())
     }
@@ -313,13 +319,33 @@ impl Intercept for RetryNotes {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let st = cfg.load::<AttemptState>().cloned().unwrap_or_default();
+        let op = cfg
+            .load::<Metadata>()
+            .map(|m| m.name().to_string())
+            .unwrap_or_else(|| "request".into());
+        let req = context.request();
+        let target = req.uri().split('?').next().unwrap_or_default();
+        tracing::debug!(
+            target: "sealstream::aws",
+            service = %self.service,
+            operation = %op,
+            attempt = st.attempt,
+            uri = %req.uri(),
+            range = %req.headers().get("range").unwrap_or("-"),
+            "sending"
+        );
+        if st.attempt > 1 {
+            tracing::info!(
+                target: "sealstream::aws",
+                service = %self.service,
+                operation = %op,
+                attempt = st.attempt,
+                max_attempts = self.max_attempts,
+                after = st.last_failure.as_deref().unwrap_or("the previous attempt failed"),
+                "retrying"
+            );
+        }
         if st.attempt > 1 && self.enabled {
-            let op = cfg
-                .load::<Metadata>()
-                .map(|m| m.name().to_string())
-                .unwrap_or_else(|| "request".into());
-            let req = context.request();
-            let target = req.uri().split('?').next().unwrap_or_default();
             eprintln!(
                 "sealstream: retrying {} {op} {target} (attempt {} of {}) after: {}",
                 self.service,
@@ -339,6 +365,31 @@ impl Intercept for RetryNotes {
         _rc: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
+        let st = cfg.load::<AttemptState>().cloned().unwrap_or_default();
+        let op = cfg
+            .load::<Metadata>()
+            .map(|m| m.name().to_string())
+            .unwrap_or_else(|| "request".into());
+        let status = context.response().map(|r| r.status().as_u16());
+        let request_id = context.response().and_then(|r| {
+            r.headers()
+                .get("x-amz-request-id")
+                .or_else(|| r.headers().get("x-amzn-requestid"))
+                .map(str::to_string)
+        });
+        let elapsed_ms = st.started.map_or(0, |t| t.elapsed().as_millis() as u64);
+        let failed = matches!(context.output_or_error(), Some(Err(_)));
+        tracing::info!(
+            target: "sealstream::aws",
+            service = %self.service,
+            operation = %op,
+            attempt = st.attempt,
+            status = %status.map_or_else(|| "-".to_string(), |s| s.to_string()),
+            request_id = %request_id.as_deref().unwrap_or("-"),
+            elapsed_ms,
+            failed,
+            "call"
+        );
         if let Some(Err(e)) = context.output_or_error() {
             let why = match context.response() {
                 Some(r) => http_status_reason(r.status().as_u16()),

@@ -332,3 +332,42 @@ fn kms_rewrap_adds_kms_and_removes_local_without_touching_the_body() {
         .run(&["decrypt", "p.seal", "-o", "y", "--kms-key", &arn]));
     assert!(std::fs::read(e.s.path("y")).unwrap() == e.pt);
 }
+
+/// `-v` logs each KMS call (operation, status, request id, duration) on stderr.
+#[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
+fn verbose_logs_kms_calls() {
+    let Some((ep, e)) = setup("verbose_logs_kms_calls") else {
+        return;
+    };
+    let arn = create_key(&ep, "us-east-1");
+    // Not Scratch::cmd: it adds --quiet.
+    let run = |args: &[&str]| {
+        std::process::Command::new(bin())
+            .env("SEALSTREAM_HOME", e.s.path("home"))
+            .env_remove("RUST_LOG")
+            .current_dir(e.s.path(""))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = run(&["-v", "encrypt", "p.bin", "-o", "p.seal", "--kms-key", &arn]);
+    ok(&o);
+    let log = stderr(&o);
+    let kms_calls = |log: &str, op: &str| {
+        log.lines()
+            .filter(|l| {
+                l.contains("service=KMS")
+                    && l.contains(&format!("operation={op} "))
+                    && l.contains(" call ")
+                    && l.contains("status=200")
+                    && l.contains("elapsed_ms=")
+            })
+            .count()
+    };
+    assert_eq!(kms_calls(&log, "GenerateDataKey"), 1, "{log}");
+    let o = run(&["-v", "decrypt", "p.seal", "-o", "x.bin", "--kms-key", &arn]);
+    ok(&o);
+    assert_eq!(kms_calls(&stderr(&o), "Decrypt"), 1, "{}", stderr(&o));
+    assert_eq!(std::fs::read(e.s.path("x.bin")).unwrap(), e.pt);
+}

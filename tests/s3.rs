@@ -1155,3 +1155,104 @@ fn object_attributes_are_set_on_upload() {
     assert!(stderr(&o).contains("s3:// outputs"), "{}", stderr(&o));
     assert!(!out.exists());
 }
+
+/// `-v` logs every AWS call (operation, range, status, request id, duration) and every
+/// retry with its reason on stderr; `RUST_LOG` overrides the level; `--quiet` stays quiet.
+#[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
+fn verbose_logs_calls_ranges_and_retries() {
+    let Some(e) = setup("verbose_logs") else {
+        return;
+    };
+    let pt = data(11 * MIB);
+    let p = e.s.path("in");
+    write(&p, &pt);
+    e.proxy.fail_part(2, Some(1), Fault::slow_down());
+    // The fixtures' commands carry --quiet; these must not.
+    let loud = || {
+        let mut c = Command::new(bin());
+        c.env("SEALSTREAM_HOME", e.s.path("home"))
+            .env("AWS_ENDPOINT_URL", &e.proxy.url)
+            .env_remove("AWS_ENDPOINT_URL_S3")
+            .env_remove("AWS_PROFILE")
+            .env_remove("RUST_LOG")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .args(["--part-size", "5MiB"]);
+        c
+    };
+    let o = loud()
+        .args(["-v", "encrypt", p.to_str().unwrap(), "-o", &e.url("x")])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let log = stderr(&o);
+    let calls = |op: &str| {
+        log.lines()
+            .filter(|l| l.contains(&format!("operation={op} ")) && l.contains(" call "))
+            .count()
+    };
+    assert_eq!(
+        calls("UploadPart"),
+        3 + 1,
+        "3 parts + 1 retried attempt:\n{log}"
+    );
+    assert_eq!(calls("CreateMultipartUpload"), 1, "{log}");
+    assert_eq!(calls("CompleteMultipartUpload"), 1, "{log}");
+    assert!(
+        log.lines().any(|l| l.contains("retrying")
+            && l.contains("operation=UploadPart")
+            && l.contains("503")),
+        "the retry and its reason are logged:\n{log}"
+    );
+    assert!(
+        log.lines()
+            .filter(|l| l.contains(" call "))
+            .all(|l| l.contains("elapsed_ms=")
+                && l.contains("request_id=")
+                && l.contains("status=")),
+        "{log}"
+    );
+    // A ranged read: the GET's range is in the debug line (RUST_LOG overrides -v).
+    let out = e.s.path("range.out");
+    let mut c = loud();
+    c.env("RUST_LOG", "sealstream=debug").args([
+        "decrypt",
+        &e.url("x"),
+        "--range",
+        "100-199",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let o = c.output().unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let log = stderr(&o);
+    assert!(
+        log.lines().any(|l| l.contains("operation=GetObject")
+            && l.contains("range=bytes=")
+            && l.contains("sending")),
+        "{log}"
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), &pt[100..200]);
+    // --quiet wins over -v and RUST_LOG.
+    let mut c = loud();
+    c.env("RUST_LOG", "sealstream=debug").args([
+        "-q",
+        "-v",
+        "decrypt",
+        &e.url("x"),
+        "--range",
+        "0-9",
+        "-o",
+        "-",
+    ]);
+    let o = c.output().unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stderr(&o), "", "--quiet prints nothing");
+    // Without -v or RUST_LOG: no log lines.
+    let mut c = loud();
+    c.args(["decrypt", &e.url("x"), "--range", "0-9", "-o", "-"]);
+    let o = c.output().unwrap();
+    assert!(!stderr(&o).contains("operation="), "{}", stderr(&o));
+}

@@ -8,6 +8,7 @@ pub mod batch;
 pub mod exit;
 mod help;
 mod hints;
+mod logging;
 pub mod output;
 pub mod parse;
 pub mod progress;
@@ -44,6 +45,11 @@ pub struct Cli {
     /// Do not show a progress bar or notes on stderr (errors are still printed).
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Log to stderr: -v every AWS call (operation, range, status, request id, duration)
+    /// and retries, -vv also the AWS SDK's own decisions, -vvv everything. RUST_LOG
+    /// (e.g. sealstream=debug) overrides. Turns the progress bar off.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
     /// Worker threads for chunk crypto (default: one per core).
     #[arg(long, global = true, value_name = "N", help_heading = help::ENGINE)]
     pub threads: Option<usize>,
@@ -357,9 +363,16 @@ pub fn main() -> i32 {
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
-    // The gateway handles SIGTERM/Ctrl-C itself (graceful shutdown).
+    // The gateway handles SIGTERM/Ctrl-C itself (graceful shutdown) and its own logging.
     if !matches!(cli.command, Command::Serve(_)) {
         output::install_signal_cleanup();
+        match logging::init(cli.verbose, cli.quiet) {
+            Ok(on) => progress::set_logging(on),
+            Err(e) => {
+                eprintln!("sealstream: error: {e}");
+                return Failure::from(e).code();
+            }
+        }
     }
     match run(&cli) {
         Ok(()) => exit::OK,

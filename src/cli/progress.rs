@@ -19,7 +19,11 @@ pub struct Ends {
 /// Whether to draw a bar: not with `--quiet`, only on a terminal stderr, and not when the
 /// input or the output is a terminal (see [`Ends`]).
 pub fn wanted(quiet: bool, stderr_is_terminal: bool, ends: Ends) -> bool {
-    !quiet && stderr_is_terminal && !ends.input_is_terminal && !ends.output_is_terminal
+    !quiet
+        && stderr_is_terminal
+        && !ends.input_is_terminal
+        && !ends.output_is_terminal
+        && !LOGGING.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// What is printed, instead of a spinner that would wait for ever, when the input is a
@@ -41,6 +45,14 @@ pub fn stdin_input(quiet: bool) -> bool {
         eprintln!("sealstream: {note}");
     }
     tty
+}
+
+/// Set when `-v`/`RUST_LOG` log to stderr: no bar then (log lines would tear it).
+static LOGGING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Turns the bar off for the rest of the process when logs go to stderr.
+pub fn set_logging(on: bool) {
+    LOGGING.store(on, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Creates a bar for `total` bytes (or a spinner when unknown); hidden when not wanted.
