@@ -371,3 +371,38 @@ fn verbose_logs_kms_calls() {
     assert_eq!(kms_calls(&stderr(&o), "Decrypt"), 1, "{}", stderr(&o));
     assert_eq!(std::fs::read(e.s.path("x.bin")).unwrap(), e.pt);
 }
+
+/// `rewrap --remove-key` takes a KMS key as `--kms-key` does: by alias and by bare key id,
+/// not only by the ARN the stanza holds; an unknown alias removes nothing.
+#[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
+fn remove_key_accepts_kms_aliases_and_key_ids() {
+    let Some((ep, e)) = setup("remove_key_accepts_kms_aliases") else {
+        return;
+    };
+    let local = key(23);
+    let kf = e.s.keyfile("l.key", &local);
+    let kp = kf.to_str().unwrap();
+    let arn = create_key(&ep, "us-east-1");
+    let alias = format!("alias/{}", unique("rm"));
+    create_alias(&ep, "us-east-1", &alias, &arn);
+    let key_id = arn.rsplit('/').next().unwrap().to_string();
+    for (n, name) in [alias.as_str(), key_id.as_str()].into_iter().enumerate() {
+        let f = format!("p{n}.seal");
+        ok(&e
+            .s
+            .run(&["encrypt", "p.bin", "-o", &f, "-k", kp, "--kms-key", &arn]));
+        assert_eq!(inspect(&e.s, &f)["stanzas"].as_array().unwrap().len(), 2);
+        let before = std::fs::read(e.s.path(&f)).unwrap();
+        // An alias of no key: refused, the file unchanged.
+        let o =
+            e.s.run(&["rewrap", &f, "-k", kp, "--remove-key", "alias/no-such-key"]);
+        assert_ne!(code(&o), 0, "{}", stderr(&o));
+        assert_eq!(std::fs::read(e.s.path(&f)).unwrap(), before);
+        ok(&e.s.run(&["rewrap", &f, "-k", kp, "--remove-key", name]));
+        let v = inspect(&e.s, &f);
+        let stanzas = v["stanzas"].as_array().unwrap();
+        assert_eq!(stanzas.len(), 1, "{name}: {v}");
+        assert_eq!(stanzas[0]["key_id"], local.id(), "{name}");
+    }
+}

@@ -294,8 +294,9 @@ pub struct RewrapArgs {
     /// AWS KMS key (id, alias, or ARN) to add a wrapped copy of the data key for (repeatable).
     #[arg(long = "add-kms-key", value_name = "KEY", help_heading = help::CHANGES)]
     pub add_kms: Vec<String>,
-    /// Key id (as shown by `inspect`) whose stanza to remove (repeatable).
-    #[arg(long = "remove-key", value_name = "KEYID", help_heading = help::CHANGES)]
+    /// Key whose stanza to remove (repeatable): a key id as `inspect` shows it, or a KMS
+    /// key as --kms-key takes it (alias, key id or ARN; resolved with DescribeKey).
+    #[arg(long = "remove-key", value_name = "KEY", help_heading = help::CHANGES)]
     pub remove: Vec<String>,
     /// Move the stanzas of the trusted --kms-key(s) to this KMS key with KMS ReEncrypt, so the
     /// data key never leaves KMS (the old stanzas are replaced).
@@ -1394,6 +1395,39 @@ fn report_rewrap(cli: &Cli, shown: &str, new: &Header) {
     );
 }
 
+/// `--remove-key` values as stanza names: one that names no stanza as given but refers to a
+/// KMS key the way `--kms-key` does (an alias, a bare key id, an alias ARN) is resolved to
+/// the key ARN the stanzas hold, with one `DescribeKey`. A value that still names no stanza
+/// is left for the library to refuse, naming it.
+fn removal_names(cli: &Cli, header: &Header, remove: &[String]) -> Result<Vec<String>> {
+    let named = |r: &str| {
+        header
+            .stanzas
+            .iter()
+            .any(|s| s.key_id == r || format!("{}:{}", s.provider, s.key_id) == r)
+    };
+    let has_kms = header
+        .stanzas
+        .iter()
+        .any(|s| s.provider == sealstream::kms::PROVIDER_ID);
+    let mut kms = None;
+    let mut out = Vec::with_capacity(remove.len());
+    for r in remove {
+        let kms_like = r.starts_with("alias/") || r.starts_with("arn:") || !r.contains(['/', ':']);
+        if named(r) || !has_kms || !kms_like {
+            out.push(r.clone());
+            continue;
+        }
+        let k = match &kms {
+            Some(k) => k,
+            None => kms.insert(kms_connect(cli)?),
+        };
+        let arn = k.resolve_arn(r)?;
+        out.push(if named(&arn) { arn } else { r.clone() });
+    }
+    Ok(out)
+}
+
 /// The header `rewrap` asks for: rotation via ReEncrypt, then added and removed keys.
 fn rewrapped_header(cli: &Cli, a: &RewrapArgs, mut header: Header) -> Result<Header> {
     let changes_keys = !(a.add.is_empty() && a.add_kms.is_empty() && a.remove.is_empty());
@@ -1414,7 +1448,8 @@ fn rewrapped_header(cli: &Cli, a: &RewrapArgs, mut header: Header) -> Result<Hea
         header = rotate_kms_stanzas(cli, header, &a.kms.kms_keys, dest)?;
     }
     if changes_keys {
-        envelope::rewrap(&header, &keys.as_refs(), &add.as_refs(), &a.remove)
+        let remove = removal_names(cli, &header, &a.remove)?;
+        envelope::rewrap(&header, &keys.as_refs(), &add.as_refs(), &remove)
     } else {
         Ok(header)
     }
