@@ -535,3 +535,127 @@ fn inspect_verify_checks_each_stanza_against_the_commitment() {
     let o = s.run(&["inspect", "--verify", "-k", kc, "p.seal"]);
     assert_eq!(code(&o), 4, "{}", stderr(&o));
 }
+
+fn json_lines(o: &std::process::Output) -> Vec<serde_json::Value> {
+    String::from_utf8(o.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect()
+}
+
+/// `--json` on encrypt, decrypt and rewrap: one object per result with sizes, keys, suite,
+/// header location and duration; JSON Lines for a batch, failures included; refused when
+/// the data itself goes to stdout.
+#[test]
+fn json_results_for_encrypt_decrypt_rewrap() {
+    let s = Scratch::new();
+    let pt = data(300_000);
+    write(&s.path("p.bin"), &pt);
+    let k1 = key(31);
+    let k2 = key(32);
+    let f1 = s.keyfile("k1.key", &k1);
+    let f2 = s.keyfile("k2.key", &k2);
+    let (f1, f2) = (f1.to_str().unwrap(), f2.to_str().unwrap());
+
+    let o = s.run(&[
+        "encrypt",
+        "p.bin",
+        "-o",
+        "p.seal",
+        "-k",
+        f1,
+        "--json",
+        "--chunk-size",
+        "16KiB",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v = json_lines(&o);
+    assert_eq!(v.len(), 1);
+    let v = &v[0];
+    assert_eq!(v["command"], "encrypt");
+    assert_eq!(v["input"], "p.bin");
+    assert_eq!(v["output"], "p.seal");
+    assert_eq!(v["plaintext_bytes"], 300_000);
+    let file_len = std::fs::metadata(s.path("p.seal")).unwrap().len();
+    assert_eq!(v["encrypted_bytes"], file_len);
+    assert_eq!(v["keys"][0]["provider"], "local");
+    assert_eq!(v["keys"][0]["key_id"], k1.id());
+    assert_eq!(v["suite"], "aes-256-gcm");
+    assert_eq!(v["chunk_size"], 16384);
+    assert_eq!(v["header_location"], "file");
+    assert!(v["duration_ms"].is_u64());
+
+    let o = s.run(&[
+        "decrypt",
+        "p.seal",
+        "-o",
+        "r.bin",
+        "-k",
+        f1,
+        "--json",
+        "--range",
+        "1000-1999",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v = &json_lines(&o)[0];
+    assert_eq!(v["command"], "decrypt");
+    assert_eq!(v["plaintext_bytes"], 1000);
+    assert_eq!(v["range"], serde_json::json!([1000, 1999]));
+    assert_eq!(v["keys"][0]["key_id"], k1.id());
+    assert_eq!(std::fs::read(s.path("r.bin")).unwrap(), &pt[1000..2000]);
+
+    let o = s.run(&["rewrap", "p.seal", "-k", f1, "--add-key", f2, "--json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v = &json_lines(&o)[0];
+    assert_eq!(v["command"], "rewrap");
+    let ids: Vec<&str> = v["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["key_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [k1.id(), k2.id()]);
+
+    // Data to stdout: --json has nowhere to go.
+    for args in [
+        vec!["encrypt", "p.bin", "-k", f1, "--json"],
+        vec!["decrypt", "p.seal", "-o", "-", "-k", f1, "--json"],
+    ] {
+        let o = s.run(&args);
+        assert_eq!(code(&o), 2, "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("--json"), "{}", stderr(&o));
+        assert!(o.stdout.is_empty(), "{args:?}: nothing on stdout");
+    }
+
+    // A batch: one line per stored file, then one per failure with its exit code.
+    std::fs::create_dir_all(s.path("tree/sub")).unwrap();
+    write(&s.path("tree/a.txt"), b"alpha");
+    write(&s.path("tree/sub/b.txt"), b"beta");
+    let o = s.run(&["encrypt", "tree", "--output-dir", "enc", "-k", f1, "--json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let mut lines = json_lines(&o);
+    lines.sort_by_key(|v| v["input"].as_str().unwrap().to_string());
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["plaintext_bytes"], 5);
+    assert_eq!(lines[1]["plaintext_bytes"], 4);
+    // Corrupt one encrypted file: its decryption fails (exit 4), the other succeeds.
+    let enc: Vec<String> = lines
+        .iter()
+        .map(|v| v["output"].as_str().unwrap().to_string())
+        .collect();
+    let mut bad = std::fs::read(s.path(&enc[1])).unwrap();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    write(&s.path(&enc[1]), &bad);
+    let o = s.run(&["decrypt", "enc", "--output-dir", "dec", "-k", f1, "--json"]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    let lines = json_lines(&o);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let ok: Vec<_> = lines.iter().filter(|v| v.get("error").is_none()).collect();
+    let failed: Vec<_> = lines.iter().filter(|v| v.get("error").is_some()).collect();
+    assert_eq!((ok.len(), failed.len()), (1, 1), "{lines:?}");
+    assert_eq!(ok[0]["plaintext_bytes"], 5);
+    assert_eq!(failed[0]["exit_code"], 4);
+    assert_eq!(failed[0]["input"], enc[1].as_str());
+}

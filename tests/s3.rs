@@ -1256,3 +1256,81 @@ fn verbose_logs_calls_ranges_and_retries() {
     let o = c.output().unwrap();
     assert!(!stderr(&o).contains("operation="), "{}", stderr(&o));
 }
+
+/// `--json` for S3 results: the object URL, ETag, parts, header location and Content-Type
+/// of an upload; the Content-Type and user metadata (without sealstream's) of a download,
+/// to restore where the plaintext goes; the new key set of a rewrap.
+#[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
+fn json_results_for_s3() {
+    let Some(e) = setup("json_results_for_s3") else {
+        return;
+    };
+    let pt = data(11 * MIB);
+    let p = e.s.path("dump.csv");
+    write(&p, &pt);
+    let lines = |o: &Output| -> Vec<serde_json::Value> {
+        String::from_utf8(o.stdout.clone())
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let url = e.url("j/dump.csv");
+    let o = e.ok(&[
+        "encrypt",
+        p.to_str().unwrap(),
+        "-o",
+        &url,
+        "--metadata",
+        "owner=ops",
+        "--json",
+    ]);
+    let v = &lines(&o)[0];
+    let head = moto::s3(
+        &e.up,
+        "HEAD",
+        &moto::object_path(&e.bucket, "j/dump.csv"),
+        &[],
+        b"",
+    );
+    assert_eq!(v["output"], url.as_str());
+    assert_eq!(v["etag"].as_str(), head.header("etag"), "{v}");
+    assert_eq!(v["parts"], 3);
+    assert_eq!(v["plaintext_bytes"], 11 * MIB);
+    assert_eq!(
+        v["encrypted_bytes"].as_u64(),
+        head.header("content-length").and_then(|l| l.parse().ok())
+    );
+    assert_eq!(v["header_location"], "metadata");
+    assert_eq!(v["content_type"], "text/csv");
+    // Whatever version id the store gives the object (moto: none or "null" unversioned).
+    // (S3's name for the version of an unversioned bucket is "null"; moto's
+    // CompleteMultipartUpload says so, its HEAD says nothing.)
+    let vid = v.get("version_id").and_then(|x| x.as_str());
+    assert!(
+        vid == head.header("x-amz-version-id") || vid == Some("null"),
+        "{v}"
+    );
+
+    let out = e.s.path("back.csv");
+    let o = e.ok(&["decrypt", &url, "-o", out.to_str().unwrap(), "--json"]);
+    let v = &lines(&o)[0];
+    assert_eq!(v["input"], url.as_str());
+    assert_eq!(v["plaintext_bytes"], 11 * MIB);
+    assert_eq!(v["content_type"], "text/csv");
+    assert_eq!(
+        v["metadata"],
+        serde_json::json!({"owner": "ops"}),
+        "no sealstream entries: {v}"
+    );
+    assert_eq!(v["etag"].as_str(), head.header("etag"));
+    assert!(std::fs::read(&out).unwrap() == pt);
+
+    let k2 = e.s.keyfile("k2.key", &key(41));
+    let o = e.ok(&["rewrap", &url, "--add-key", k2.to_str().unwrap(), "--json"]);
+    let v = &lines(&o)[0];
+    assert_eq!(v["command"], "rewrap");
+    assert_eq!(v["keys"].as_array().unwrap().len(), 2, "{v}");
+    assert_eq!(v["header_location"], "metadata");
+}

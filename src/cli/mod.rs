@@ -12,6 +12,7 @@ mod logging;
 pub mod output;
 pub mod parse;
 pub mod progress;
+mod report;
 mod s3;
 mod serve;
 
@@ -218,6 +219,11 @@ pub struct EncryptArgs {
     /// Attributes of the stored objects (S3 outputs).
     #[command(flatten)]
     pub object: attributes::ObjectArgs,
+    /// Print one JSON object per result on stdout (JSON Lines with --output-dir, failures
+    /// included): sizes, keys, object URL, ETag, version id, header location, duration.
+    /// Needs an output other than stdout.
+    #[arg(long, help_heading = help::OUTPUT)]
+    pub json: bool,
 }
 
 /// `decrypt` options.
@@ -246,6 +252,11 @@ pub struct DecryptArgs {
     /// Replace OUTPUT if it exists.
     #[arg(short, long, help_heading = help::OUTPUT)]
     pub force: bool,
+    /// Print one JSON object per result on stdout (JSON Lines with --output-dir, failures
+    /// included): sizes, keys, object URL, ETag, version id, header location, duration.
+    /// Needs an output other than stdout.
+    #[arg(long, help_heading = help::OUTPUT)]
+    pub json: bool,
     /// Local key file(s) to try (default: the embedded default key).
     #[arg(short = 'k', long = "key", value_name = "KEYFILE", help_heading = help::KEYS)]
     pub keys: Vec<PathBuf>,
@@ -306,6 +317,10 @@ pub struct RewrapArgs {
     /// header, the other links keep the old file (and any key removed now).
     #[arg(long = "break-hard-links", help_heading = help::CHANGES)]
     pub break_hard_links: bool,
+    /// Print the result as one JSON object on stdout (keys after the change, header
+    /// location, duration).
+    #[arg(long, help_heading = help::OUTPUT)]
+    pub json: bool,
     /// Key file that can open the file now (default: the embedded default key).
     #[arg(short = 'k', long = "key", value_name = "KEYFILE", help_heading = help::KEYS)]
     pub keys: Vec<PathBuf>,
@@ -629,6 +644,7 @@ fn same_file(input: Option<&Path>, output: Option<&Path>) -> bool {
 }
 
 fn encrypt(cli: &Cli, a: &EncryptArgs) -> Outcome {
+    let started = std::time::Instant::now();
     let suite = Suite::from_name(&a.suite)
         .ok_or_else(|| Error::InvalidArgument(format!("unknown suite '{}'", a.suite)))?;
     let cs = sealstream::size::parse_size(&a.chunk_size)
@@ -665,6 +681,7 @@ fn encrypt(cli: &Cli, a: &EncryptArgs) -> Outcome {
     let input = open_input(input_path)?;
     let keys = encryption_keys(cli, &a.keys, &a.kms_keys)?;
     let sink = Sink::open(a.output.as_deref(), a.force, true)?;
+    report::check_stdout_free(a.json, sink.is_stdout())?;
     let total = match &input {
         Input::File(_, len) => Some(*len),
         Input::Stdin => None,
@@ -684,12 +701,38 @@ fn encrypt(cli: &Cli, a: &EncryptArgs) -> Outcome {
         ..params
     };
     let providers = keys.as_refs();
+    let (dek, stanzas) = sealstream::keys::wrap_for_all(&providers, &params.context)?;
+    let key_refs = report::key_refs(&stanzas);
     let r = sink.write_with(|w| match input {
-        Input::Stdin => envelope::encrypt(io::stdin(), w, &providers, &params),
-        Input::File(f, _) => envelope::encrypt(f, w, &providers, &params),
+        Input::Stdin => envelope::encrypt_with_data_key(io::stdin(), w, &dek, stanzas, &params),
+        Input::File(f, _) => envelope::encrypt_with_data_key(f, w, &dek, stanzas, &params),
     });
     pb.finish_and_clear();
-    r.map(|_| ()).map_err(Failure::from)
+    let stats = r?;
+    if a.json {
+        let output = a.output.as_deref().map(|p| p.display().to_string());
+        report::Report {
+            plaintext_bytes: Some(stats.plaintext_bytes),
+            encrypted_bytes: a
+                .output
+                .as_deref()
+                .and_then(|p| std::fs::metadata(p).ok())
+                .map(|m| m.len()),
+            suite: Some(params.suite.name()),
+            chunk_size: Some(params.chunk_size),
+            header_location: Some("file".into()),
+            output,
+            keys: key_refs,
+            ..report::Report::new("encrypt", shown_input(input_path), started)
+        }
+        .emit()?;
+    }
+    Ok(())
+}
+
+/// An input as a result names it: its path, or `-` for stdin.
+fn shown_input(p: Option<&Path>) -> String {
+    p.map_or_else(|| "-".to_string(), |p| p.display().to_string())
 }
 
 /// The one input of a single-file command (stdin when absent).
@@ -747,12 +790,17 @@ fn batch_total(jobs: &[batch::Job]) -> u64 {
 }
 
 /// Reports each failure, then a summary; the first failure's exit code is the batch's.
+/// With `--json` (`json` set), first one line per stored result, then one per failure.
 fn batch_report(
     jobs: &[batch::Job],
     failures: Vec<(usize, Error)>,
     quiet: bool,
     verb: &str,
+    json: Option<report::Batch>,
 ) -> Outcome {
+    if let Some(b) = json {
+        b.emit(jobs, &failures)?;
+    }
     for (i, e) in &failures {
         eprintln!(
             "sealstream: error: {}: {}",
@@ -795,17 +843,32 @@ fn encrypt_batch(
         engine: batch_engine(cli, a.batch.jobs, &inc),
         ..params
     };
-    let failures = batch::run(&jobs, a.batch.jobs, a.force, |_, f, w| {
+    let json = a.json.then(|| report::Batch::new("encrypt"));
+    let failures = batch::run(&jobs, a.batch.jobs, a.force, |job, f, w| {
+        let started = std::time::Instant::now();
         let len = f.metadata().map(|m| m.len()).unwrap_or(0);
         sealstream::format::check_plaintext_len(len, params.chunk_size)?;
         let (dek, stanzas) = match &cache {
             Some(c) => c.data_key(&providers, &params.context, len)?,
             None => sealstream::keys::wrap_for_all(&providers, &params.context)?,
         };
-        envelope::encrypt_with_data_key(f, w, &dek, stanzas, &params).map(|_| ())
+        let keys = report::key_refs(&stanzas);
+        let stats = envelope::encrypt_with_data_key(f, w, &dek, stanzas, &params)?;
+        if let Some(b) = &json {
+            b.push(report::Report {
+                plaintext_bytes: Some(stats.plaintext_bytes),
+                keys,
+                suite: Some(params.suite.name()),
+                chunk_size: Some(params.chunk_size),
+                header_location: Some("file".into()),
+                ..report::Report::new("encrypt", job.input.display().to_string(), started)
+                    .output(Some(&job.output))
+            });
+        }
+        Ok(())
     });
     pb.finish_and_clear();
-    batch_report(&jobs, failures, cli.quiet, "encrypted")
+    batch_report(&jobs, failures, cli.quiet, "encrypted", json)
 }
 
 fn decrypt_batch(cli: &Cli, a: &DecryptArgs, dir: &Path) -> Outcome {
@@ -845,24 +908,37 @@ fn decrypt_batch(cli: &Cli, a: &DecryptArgs, dir: &Path) -> Outcome {
     let pb = progress::bar(Some(batch_total(&jobs)), cli.quiet, "decrypting");
     let inc = |n: u64| pb.inc(n);
     let opts = batch_engine(cli, a.batch.jobs, &inc);
-    let failures = batch::run(&jobs, a.batch.jobs, a.force, |_, mut f, w| {
+    let json = a.json.then(|| report::Batch::new("decrypt"));
+    let failures = batch::run(&jobs, a.batch.jobs, a.force, |job, mut f, w| {
+        let started = std::time::Instant::now();
         let (header, _) = Header::read_from(&mut f)?;
         let cipher = envelope::unlock(&header, &providers, &expected, be)?;
-        sealstream::engine::open(
+        let stats = sealstream::engine::open(
             &cipher,
             header.chunk_size,
             f,
             w,
             sealstream::engine::OpenParams::default(),
             &opts,
-        )
-        .map(|_| ())
+        )?;
+        if let Some(b) = &json {
+            b.push(report::Report {
+                plaintext_bytes: Some(stats.plaintext_bytes),
+                suite: Some(header.suite.name()),
+                chunk_size: Some(header.chunk_size),
+                ..report::Report::new("decrypt", job.input.display().to_string(), started)
+                    .output(Some(&job.output))
+                    .with_keys(&header.stanzas)
+            });
+        }
+        Ok(())
     });
     pb.finish_and_clear();
-    batch_report(&jobs, failures, cli.quiet, "decrypted")
+    batch_report(&jobs, failures, cli.quiet, "decrypted", json)
 }
 
 fn decrypt(cli: &Cli, a: &DecryptArgs) -> CliResult {
+    let started = std::time::Instant::now();
     let clean = |e: Error| (Failure::from(e), false);
     let expected = parse_context(&a.context).map_err(clean)?;
     let range = a
@@ -904,8 +980,10 @@ fn decrypt(cli: &Cli, a: &DecryptArgs) -> CliResult {
     let keys = decryption_keys(cli, &a.keys, &a.kms).map_err(clean)?;
     let providers = keys.as_refs();
     let mut sink = Sink::open(a.output.as_deref(), a.force, false).map_err(clean)?;
+    report::check_stdout_free(a.json, sink.is_stdout()).map_err(clean)?;
     let to_stdout = sink.is_streaming();
     let be = backend(cli);
+    let mut json = report::Report::new("decrypt", shown_input(input_path), started);
     let mut ends = progress::Ends {
         input_is_terminal: false,
         output_is_terminal: sink.is_terminal(),
@@ -944,6 +1022,9 @@ fn decrypt(cli: &Cli, a: &DecryptArgs) -> CliResult {
             };
             let (header, header_len) = Header::read_from(&mut f).map_err(clean)?;
             let cipher = envelope::unlock(&header, &providers, &expected, be).map_err(clean)?;
+            json = json.with_keys(&header.stanzas);
+            json.suite = Some(header.suite.name());
+            json.chunk_size = Some(header.chunk_size);
             let total = len
                 .checked_sub(header_len as u64)
                 .map(|b| b.saturating_sub(b.div_ceil(u64::from(header.chunk_size) + 16) * 16));
@@ -979,8 +1060,26 @@ fn decrypt(cli: &Cli, a: &DecryptArgs) -> CliResult {
             r
         }
     };
-    r.map(|_| ())
-        .map_err(|e| (Failure::from(e), to_stdout && wrote_any))
+    let stats = r.map_err(|e| (Failure::from(e), to_stdout && wrote_any))?;
+    if a.json {
+        json.output = a.output.as_deref().map(|p| p.display().to_string());
+        json.plaintext_bytes = Some(stats.plaintext_bytes);
+        json.range = range_shown(range, stats.plaintext_bytes);
+        json.duration_ms = started.elapsed().as_millis() as u64;
+        json.emit().map_err(clean)?;
+    }
+    Ok(())
+}
+
+/// The `[first, last]` a `--range` served, from its plan and the bytes written.
+fn range_shown(range: Option<ByteRange>, written: u64) -> Option<[u64; 2]> {
+    let r = range?;
+    let first = match r {
+        ByteRange::Inclusive(a, _) | ByteRange::From(a) => a,
+        // `-N`: where it starts depends on the file's length, not known here.
+        ByteRange::Suffix(_) => return None,
+    };
+    (written > 0).then(|| [first, first + written - 1])
 }
 
 /// Reads a saved header from `p`: exactly one header and nothing after it (FORMAT.md
@@ -1309,6 +1408,7 @@ fn rotate_kms_stanzas(
 }
 
 fn rewrap(cli: &Cli, a: &RewrapArgs) -> Result<()> {
+    let started = std::time::Instant::now();
     let shown = a.file.display().to_string();
     let changes_keys = !(a.add.is_empty() && a.add_kms.is_empty() && a.remove.is_empty());
     if !changes_keys && a.rotate_to.is_none() {
@@ -1322,7 +1422,7 @@ fn rewrap(cli: &Cli, a: &RewrapArgs) -> Result<()> {
         ));
     }
     if let Some(url) = s3::url_of(&a.file)? {
-        return s3::rewrap(cli, a, &url);
+        return s3::rewrap(cli, a, &url, started);
     }
     let mut f = File::open(&a.file).map_err(|e| Error::io(format!("opening '{shown}'"), e))?;
     let meta = f
@@ -1349,6 +1449,15 @@ fn rewrap(cli: &Cli, a: &RewrapArgs) -> Result<()> {
     }
     out.commit()?;
     report_rewrap(cli, &shown, &new);
+    if a.json {
+        report::Report {
+            output: Some(shown.clone()),
+            encrypted_bytes: std::fs::metadata(&a.file).ok().map(|m| m.len()),
+            header_location: Some("file".into()),
+            ..report::Report::new("rewrap", shown.clone(), started).with_keys(&new.stanzas)
+        }
+        .emit()?;
+    }
     Ok(())
 }
 

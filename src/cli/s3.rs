@@ -139,6 +139,7 @@ pub(super) fn encrypt(
     url: &S3Url,
     params: EncryptParams<'_>,
 ) -> Result<()> {
+    let started = std::time::Instant::now();
     url.require_object()?;
     let s3 = connect(cli)?;
     let plaintext_len = match open_input(input_path)? {
@@ -152,6 +153,7 @@ pub(super) fn encrypt(
     sealstream::s3::part_plan_for(params.chunk_size, s3.settings().part_size, plaintext_len)?;
     let ring = encryption_keys(cli, &a.keys, &a.kms_keys)?;
     let (dek, stanzas) = keys::wrap_for_all(&ring.as_refs(), &params.context)?;
+    let key_refs = super::report::key_refs(&stanzas);
     let sealing = Sealing::new(&dek, stanzas, &params)?;
     let attributes = a.object.attributes(input_path)?;
     let total = plaintext_len.map(|l| body_len_for(l, params.chunk_size));
@@ -179,6 +181,31 @@ pub(super) fn encrypt(
         Some(c) => format!("header in companion object s3://{}/{c}", url.bucket),
         None => "header in the object's metadata".to_string(),
     };
+    if a.json {
+        super::report::Report {
+            output: Some(url.to_string()),
+            plaintext_bytes: Some(rep.plaintext_bytes),
+            encrypted_bytes: Some(rep.body_bytes),
+            keys: key_refs,
+            suite: Some(params.suite.name()),
+            chunk_size: Some(params.chunk_size),
+            header_location: Some(match &rep.companion {
+                Some(c) => format!("s3://{}/{c}", url.bucket),
+                None => "metadata".into(),
+            }),
+            etag: rep.etag.clone(),
+            version_id: rep.version_id.clone(),
+            parts: Some(rep.parts),
+            content_type: Some(
+                attributes
+                    .content_type
+                    .clone()
+                    .unwrap_or_else(|| "application/octet-stream".into()),
+            ),
+            ..super::report::Report::new("encrypt", super::shown_input(input_path), started)
+        }
+        .emit()?;
+    }
     note(
         cli.quiet,
         &format!(
@@ -208,8 +235,10 @@ pub(super) fn decrypt(
             "--header-from is for a body downloaded by another tool; an s3:// input brings its own header".into(),
         )));
     }
+    let started = std::time::Instant::now();
     url.require_object().map_err(clean)?;
     let mut sink = Sink::open(a.output.as_deref(), a.force, false).map_err(clean)?;
+    super::report::check_stdout_free(a.json, sink.is_stdout()).map_err(clean)?;
     let to_stdout = sink.is_stdout();
     let ends = progress::Ends {
         input_is_terminal: false,
@@ -244,8 +273,40 @@ pub(super) fn decrypt(
         .map_err(hint)
     });
     pb.finish_and_clear();
-    r.map(|_| ())
-        .map_err(|e| (super::Failure::from(e), to_stdout && wrote_any))
+    let served = r.map_err(|e| (super::Failure::from(e), to_stdout && wrote_any))?;
+    if a.json {
+        object_report("decrypt", url, &obj, started)
+            .output(a.output.as_deref())
+            .served(&served, range.is_some())
+            .emit()
+            .map_err(clean)?;
+    }
+    Ok(())
+}
+
+/// A result about one object: its keys, ETag, version, Content-Type, user metadata and
+/// where its header is.
+fn object_report(
+    command: &'static str,
+    url: &S3Url,
+    obj: &sealstream::s3::ObjectInfo,
+    started: std::time::Instant,
+) -> super::report::Report {
+    super::report::Report {
+        encrypted_bytes: Some(obj.head.content_length),
+        suite: Some(obj.header.suite.name()),
+        chunk_size: Some(obj.header.chunk_size),
+        header_location: Some(match &obj.location {
+            HeaderLocation::Inline(_) => "metadata".to_string(),
+            HeaderLocation::Companion { key, .. } => format!("s3://{}/{key}", url.bucket),
+        }),
+        etag: obj.head.etag.clone(),
+        version_id: obj.head.version_id.clone(),
+        content_type: obj.head.content_type.clone(),
+        metadata: Some(super::report::user_metadata(&obj.head.metadata)),
+        ..super::report::Report::new(command, url.to_string(), started)
+    }
+    .with_keys(&obj.header.stanzas)
 }
 
 /// `inspect s3://bucket/key`: HEAD (+ companion), never the body.
@@ -320,13 +381,30 @@ pub(super) fn export_header(p: &Path, header: &sealstream::format::Header) -> Re
 }
 
 /// `rewrap s3://bucket/key …`: a new header through a server-side copy onto itself.
-pub(super) fn rewrap(cli: &super::Cli, a: &RewrapArgs, url: &S3Url) -> Result<()> {
+pub(super) fn rewrap(
+    cli: &super::Cli,
+    a: &RewrapArgs,
+    url: &S3Url,
+    started: std::time::Instant,
+) -> Result<()> {
     let s3 = connect(cli)?;
     let obj = s3.open_object(url).map_err(hint)?;
     let new = super::rewrapped_header(cli, a, obj.header.clone())?;
     let rep = s3.replace_header(&obj, &new).map_err(hint)?;
     warn_kept(&rep.old_companion);
     super::report_rewrap(cli, &url.to_string(), &new);
+    if a.json {
+        let mut r = object_report("rewrap", url, &obj, started).with_keys(&new.stanzas);
+        r.output = Some(url.to_string());
+        r.header_location = Some(match &rep.companion {
+            Some(c) => format!("s3://{}/{c}", url.bucket),
+            None => "metadata".into(),
+        });
+        // The copy wrote a new version (its id and the ETag are the service's to say;
+        // the ETag of a metadata-only copy is unchanged).
+        r.version_id = None;
+        r.emit()?;
+    }
     if let Some(c) = rep.companion {
         note(
             cli.quiet,
@@ -365,6 +443,7 @@ pub(super) fn encrypt_batch(
     let pb = progress::bar(Some(super::batch_total(&jobs)), cli.quiet, "uploading");
     let inc = |n: u64| pb.inc(n);
     let engine = super::batch_engine(cli, a.batch.jobs, &inc);
+    let json = a.json.then(|| super::report::Batch::new("encrypt"));
     let failures = run_jobs(jobs.len(), a.batch.jobs, |i| {
         let job = &jobs[i];
         let url = prefix.with_key(keys_of[i].clone());
@@ -381,6 +460,7 @@ pub(super) fn encrypt_batch(
             Some(c) => c.data_key(&providers, &params.context, len)?,
             None => keys::wrap_for_all(&providers, &params.context)?,
         };
+        let started = std::time::Instant::now();
         let attributes = a.object.attributes(Some(&job.input))?;
         let opts = PutOptions {
             attributes: Some(&attributes),
@@ -393,16 +473,34 @@ pub(super) fn encrypt_batch(
             progress: None,
         };
         // Progress in plaintext bytes, once the object is stored.
+        let keys = super::report::key_refs(&stanzas);
         let sealing = Sealing::new(&dek, stanzas, &params)?;
-        s3.put_encrypted(&url, f, sealing, &opts)
-            .map_err(hint)
-            .map(|r| {
-                warn_kept(&r.old_companion);
-                inc(r.plaintext_bytes)
-            })
+        let r = s3.put_encrypted(&url, f, sealing, &opts).map_err(hint)?;
+        warn_kept(&r.old_companion);
+        inc(r.plaintext_bytes);
+        if let Some(b) = &json {
+            b.push(super::report::Report {
+                output: Some(url.to_string()),
+                plaintext_bytes: Some(r.plaintext_bytes),
+                encrypted_bytes: Some(r.body_bytes),
+                keys,
+                suite: Some(params.suite.name()),
+                chunk_size: Some(params.chunk_size),
+                header_location: Some(match &r.companion {
+                    Some(c) => format!("s3://{}/{c}", url.bucket),
+                    None => "metadata".into(),
+                }),
+                etag: r.etag,
+                version_id: r.version_id,
+                parts: Some(r.parts),
+                content_type: attributes.content_type.clone(),
+                ..super::report::Report::new("encrypt", job.input.display().to_string(), started)
+            });
+        }
+        Ok(())
     });
     pb.finish_and_clear();
-    super::batch_report(&jobs, failures, cli.quiet, "encrypted")
+    super::batch_report(&jobs, failures, cli.quiet, "encrypted", json)
 }
 
 /// `decrypt s3://bucket/prefix/ --output-dir DIR`: every object under the prefix (companion
@@ -467,7 +565,9 @@ pub(super) fn decrypt_batch(
     let pb = progress::bar(None, cli.quiet, "downloading");
     let inc = |n: u64| pb.inc(n);
     let engine = super::batch_engine(cli, a.batch.jobs, &inc);
+    let json = a.json.then(|| super::report::Batch::new("decrypt"));
     let failures = run_jobs(objects.len(), a.batch.jobs, |i| {
+        let started = std::time::Instant::now();
         let (url, out) = &objects[i];
         let obj = s3.open_object(url).map_err(hint)?;
         let opening = Opening::unlock(obj.header.clone(), &providers, &expected, be)?;
@@ -476,16 +576,26 @@ pub(super) fn decrypt_batch(
                 .map_err(|e| Error::io(format!("creating '{}'", d.display()), e))?;
         }
         let mut af = AtomicFile::create(out, a.force)?;
-        {
+        let served = {
             let mut w = io::BufWriter::with_capacity(1 << 20, af.file()?);
-            s3.get_decrypted(&obj, &opening, &mut w, &GetOptions { engine })
+            let served = s3
+                .get_decrypted(&obj, &opening, &mut w, &GetOptions { engine })
                 .map_err(hint)?;
             w.flush().map_err(|e| Error::io("writing output", e))?;
+            served
+        };
+        af.commit()?;
+        if let Some(b) = &json {
+            b.push(
+                object_report("decrypt", url, &obj, started)
+                    .output(Some(out))
+                    .served(&served, false),
+            );
         }
-        af.commit()
+        Ok(())
     });
     pb.finish_and_clear();
-    super::batch_report(&jobs, failures, cli.quiet, "decrypted")
+    super::batch_report(&jobs, failures, cli.quiet, "decrypted", json)
 }
 
 /// Says on stderr (even with --quiet: it is about what was *not* cleaned up) that an old

@@ -82,6 +82,10 @@ pub struct PutReport {
     /// What happened to the replaced object's companion (`force`): deleted only when it
     /// provably belonged to the replaced object, else left alone and said so.
     pub old_companion: CompanionCleanup,
+    /// The stored object's ETag.
+    pub etag: Option<String>,
+    /// The stored object's version id (versioned buckets).
+    pub version_id: Option<String>,
 }
 
 /// Part sizes for one upload: whole chunks per part, grown so that no upload needs more
@@ -398,6 +402,8 @@ impl S3 {
             parts: written.parts,
             companion,
             old_companion: CompanionCleanup::Nothing,
+            etag: written.etag,
+            version_id: written.version_id,
         };
         // A replaced object's old companion would otherwise linger with its keys; but only
         // one named after this key and holding the old header is ours to delete.
