@@ -659,3 +659,26 @@ fn json_results_for_encrypt_decrypt_rewrap() {
     assert_eq!(failed[0]["exit_code"], 4);
     assert_eq!(failed[0]["input"], enc[1].as_str());
 }
+
+/// A file without a header (e.g. an S3 object's body fetched by another tool) is refused
+/// with a hint at `--header-from` / `inspect --export-header`, not only "bad magic".
+#[test]
+fn headerless_input_gets_the_header_from_hint() {
+    let s = Scratch::new();
+    write(&s.path("body.bin"), &data(70_000));
+    let k = s.keyfile("k.key", &key(51));
+    for args in [
+        vec!["decrypt", "body.bin", "-o", "x", "-k", k.to_str().unwrap()],
+        vec!["inspect", "body.bin"],
+    ] {
+        let o = s.run(&args);
+        assert_eq!(code(&o), 4, "{args:?}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(err.contains("bad magic"), "{err}");
+        assert!(
+            err.contains("--header-from HEADER") && err.contains("--export-header HEADER"),
+            "{err}"
+        );
+        assert!(!s.path("x").exists());
+    }
+}

@@ -97,6 +97,14 @@ pub fn message(e: &Error) -> String {
             // A refusal newer than this wording: the library's own sentence.
             r => r.to_string(),
         },
+        // The usual way to get a file without a header: the body of an S3 object (the
+        // header is in its metadata) downloaded with another tool.
+        Error::Header(HeaderError::BadMagic) => format!(
+            "{e}. If it is the body of an S3 object that sealstream wrote, downloaded with \
+             another tool, its header is in the object's metadata: decrypt s3://BUCKET/KEY \
+             directly, or save the header with `sealstream inspect s3://BUCKET/KEY \
+             --export-header HEADER` and run `sealstream decrypt BODY --header-from HEADER`"
+        ),
         Error::Header(HeaderError::TrailingBytes { .. }) => {
             format!("{e}; `inspect --export-header` writes a header file")
         }
