@@ -2830,6 +2830,7 @@ fn object_metadata_cases_match_vectors() {
                 assert_eq!(Some(hex(&commitment)), c.companion_commitment, "{}", c.name);
             }
             (Ok(loc), Some(e)) => panic!("{}: {loc:?}, expected {e}", c.name),
+            (Ok(other), None) => panic!("{}: locate found {other:?} in metadata", c.name),
             (Err(e), None) => panic!("{}: {e:?}", c.name),
             (Err((class, detail)), Some(want)) => {
                 assert_eq!(&class, want, "{}", c.name);

@@ -284,6 +284,18 @@ pub(super) fn decrypt(
     Ok(())
 }
 
+/// Where an object's header is, as results show it: `metadata`, the companion's URL, or
+/// `body` (a whole sealstream file stored as the object).
+fn location_shown(url: &S3Url, l: &HeaderLocation) -> String {
+    match l {
+        HeaderLocation::Inline(_) => "metadata".to_string(),
+        HeaderLocation::Companion { key, .. } => format!("s3://{}/{key}", url.bucket),
+        HeaderLocation::Body => "body".to_string(),
+        // A location newer than this binary's wording.
+        other => format!("{other:?}"),
+    }
+}
+
 /// A result about one object: its keys, ETag, version, Content-Type, user metadata and
 /// where its header is.
 fn object_report(
@@ -296,10 +308,7 @@ fn object_report(
         encrypted_bytes: Some(obj.head.content_length),
         suite: Some(obj.header.suite.name()),
         chunk_size: Some(obj.header.chunk_size),
-        header_location: Some(match &obj.location {
-            HeaderLocation::Inline(_) => "metadata".to_string(),
-            HeaderLocation::Companion { key, .. } => format!("s3://{}/{key}", url.bucket),
-        }),
+        header_location: Some(location_shown(url, &obj.location)),
         etag: obj.head.etag.clone(),
         version_id: obj.head.version_id.clone(),
         content_type: obj.head.content_type.clone(),
@@ -322,14 +331,11 @@ pub(super) fn inspect(cli: &super::Cli, a: &InspectArgs, url: &S3Url) -> super::
     } else {
         None
     };
-    let location = match &obj.location {
-        HeaderLocation::Inline(_) => "metadata".to_string(),
-        HeaderLocation::Companion { key, .. } => format!("s3://{}/{key}", url.bucket),
-    };
+    let location = location_shown(url, &obj.location);
     let info = envelope::inspect(
         obj.header.clone(),
         obj.header_len,
-        Some(obj.header_len + obj.head.content_length),
+        Some(obj.header_len + obj.head.content_length - obj.chunks_start()),
     );
     let text = if a.json {
         let mut v = super::inspection_json(&info, checks.as_deref());

@@ -145,6 +145,13 @@ impl Service {
         };
         let location = object::locate(&multipart::v1_view(&head.metadata)).map_err(bad)?;
         let header = match &location {
+            // `locate` reads metadata only; a header in the body is the library's finding.
+            HeaderLocation::Body => {
+                return Err(from_error(
+                    &crate::stream::internal("a body header located from metadata"),
+                    false,
+                ));
+            }
             HeaderLocation::Inline(bytes) => object::parse_header(bytes, None).map_err(bad)?,
             HeaderLocation::Companion { key, commitment } => {
                 let bytes = self.get_companion(&url.bucket, key).await?.ok_or_else(|| {
@@ -1185,7 +1192,7 @@ impl s3s::S3 for Service {
             let keep = match &stored {
                 Stored::Sealed(info) => match &info.location {
                     HeaderLocation::Companion { key, .. } => Some(key.clone()),
-                    HeaderLocation::Inline(_) => None,
+                    HeaderLocation::Inline(_) | HeaderLocation::Body => None,
                 },
                 Stored::Plain(_) => None,
             };

@@ -200,13 +200,13 @@ impl S3 {
         }
         let range = range.validate()?;
         let layout = obj.layout()?;
-        let hl = obj.header_len;
         let ends = range::depends_on_end(range, &layout);
         let mut final_chunk = None;
         if ends {
             let last = layout.chunk_count - 1;
             let (off, len) = (layout.chunk_offset(last), layout.chunk_ciphertext_len(last));
-            let bytes = transfer::fetch(self, &obj.url, &pin_of(obj), off - hl, len).await?;
+            let bytes =
+                transfer::fetch(self, &obj.url, &pin_of(obj), obj.body_offset(off), len).await?;
             final_chunk = Some((off, len, bytes));
         }
         // The one planner: it opens the final chunk fetched above (at the offset it asks
@@ -275,7 +275,7 @@ impl S3 {
             .open_span(
                 obj,
                 opening,
-                0,
+                obj.chunks_start(),
                 obj.head.content_length,
                 OpenParams::default(),
                 output,
@@ -403,11 +403,18 @@ impl S3 {
             )));
         }
         let layout = &planned.layout;
-        let hl = obj.header_len;
         let (start, end) = planned.plan.ciphertext_span(layout);
         let params = planned.plan.open_params(layout);
         let stats = self
-            .open_span(obj, opening, start - hl, end - hl, params, output, eo)
+            .open_span(
+                obj,
+                opening,
+                obj.body_offset(start),
+                obj.body_offset(end),
+                params,
+                output,
+                eo,
+            )
             .await?;
         // A range through the final chunk opened it as final: the length is authentic.
         let total = planned

@@ -329,9 +329,29 @@ impl S3 {
         let part_wise = object::part_wise(meta).map_err(bad)?;
         let (parts, location) = match &part_wise {
             Some((name, v1)) => (Some(name.clone()), object::locate(v1).map_err(bad)?),
+            // No metadata of ours: a whole sealstream file uploaded by another tool starts
+            // with a header; anything else gets `locate`'s explanation.
+            None if !meta.contains_key(object::META_FORMAT) => {
+                if let Some(header) = self.header_in_body(url, &head).await? {
+                    return Ok(ObjectInfo {
+                        url: url.clone(),
+                        header_len: header.serialized_len() as u64,
+                        header,
+                        location: HeaderLocation::Body,
+                        head,
+                        parts: None,
+                    });
+                }
+                (None, object::locate(meta).map_err(bad)?)
+            }
             None => (None, object::locate(meta).map_err(bad)?),
         };
         let header = match &location {
+            HeaderLocation::Body => {
+                return Err(crate::stream::internal(
+                    "a body header located from metadata",
+                ));
+            }
             HeaderLocation::Inline(bytes) => object::parse_header(bytes, None).map_err(bad)?,
             HeaderLocation::Companion { key, commitment } => {
                 let curl = url.with_key(key.clone());
@@ -353,6 +373,38 @@ impl S3 {
             head,
             parts,
         })
+    }
+
+    /// The header at the start of the body, if the body starts with sealstream's magic (a
+    /// whole file stored as the object); `None` otherwise. Two small GETs pinned to the
+    /// ETag read by HEAD: the fixed part, then the rest of the header (bounded by
+    /// `MAX_HEADER_LEN`).
+    async fn header_in_body(&self, url: &S3Url, head: &Head) -> Result<Option<Header>> {
+        use crate::format::{FIXED_LEN, MAGIC, limits::MAX_HEADER_LEN};
+        if head.content_length < FIXED_LEN as u64 {
+            return Ok(None);
+        }
+        let pin = transfer::Pin {
+            etag: head.etag.clone(),
+            version_id: head.version_id.clone(),
+        };
+        let fixed = transfer::fetch(self, url, &pin, 0, FIXED_LEN as u64).await?;
+        if fixed[..MAGIC.len()] != MAGIC {
+            return Ok(None);
+        }
+        // The fixed part's own checks first (version, suite, header_len bounds).
+        match Header::parse(&fixed) {
+            Err(crate::error::HeaderError::Truncated) => {}
+            Err(e) => return Err(e.into()),
+            Ok((h, _)) => return Ok(Some(h)),
+        }
+        let header_len = u64::from(u32::from_be_bytes([
+            fixed[48], fixed[49], fixed[50], fixed[51],
+        ]))
+        .min(u64::from(MAX_HEADER_LEN))
+        .min(head.content_length);
+        let bytes = transfer::fetch(self, url, &pin, 0, header_len).await?;
+        Ok(Some(Header::parse(&bytes)?.0))
     }
 
     /// HEAD: `None` if the object does not exist.
@@ -647,6 +699,20 @@ pub struct ObjectInfo {
 }
 
 impl ObjectInfo {
+    /// Where chunk 0 starts in the body: 0, or the header's length when the header leads
+    /// the body ([`HeaderLocation::Body`]).
+    pub fn chunks_start(&self) -> u64 {
+        match self.location {
+            HeaderLocation::Body => self.header_len,
+            _ => 0,
+        }
+    }
+
+    /// The body offset of a file-form offset (`header ‖ chunks`).
+    pub(crate) fn body_offset(&self, file_offset: u64) -> u64 {
+        file_offset - self.header_len + self.chunks_start()
+    }
+
     /// The chunk layout of the equivalent file (`header ‖ body`); fails, with an
     /// authentication error, if the body length cannot be a sealstream body.
     pub fn layout(&self) -> Result<Layout> {
@@ -660,7 +726,7 @@ impl ObjectInfo {
         Layout::from_lengths(
             self.header_len,
             self.header.chunk_size,
-            self.header_len + self.head.content_length,
+            self.header_len + self.head.content_length - self.chunks_start(),
         )
     }
 }

@@ -47,8 +47,10 @@ pub const MAX_KEY_LEN: usize = 1024;
 /// The largest base64 text that can hold a header of [`limits::MAX_HEADER_LEN`] bytes.
 pub const MAX_HEADER_B64_LEN: usize = (limits::MAX_HEADER_LEN as usize).div_ceil(3) * 4;
 
-/// Where an object's header is, according to its metadata.
+/// Where an object's header is: in its metadata, in a companion object, or (found by
+/// `S3::open_object`, never by [`locate`]) at the start of its body.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum HeaderLocation {
     /// The header bytes, decoded from [`META_HEADER`].
     Inline(Vec<u8>),
@@ -59,6 +61,10 @@ pub enum HeaderLocation {
         /// The key commitment pinned in the metadata.
         commitment: [u8; COMMITMENT_LEN],
     },
+    /// No sealstream metadata, but the body starts with a header: a whole sealstream file
+    /// stored as the object by another tool (`aws s3 cp x.seal s3://…`). The chunks follow
+    /// the header in the body, and the header is authenticated as a file's is.
+    Body,
 }
 
 /// True if `name` (lowercase, without `x-amz-meta-`) is one of ours: such entries are
@@ -290,7 +296,7 @@ pub fn companion_to_clean(
                 ))
             }
         }
-        Ok(HeaderLocation::Inline(_)) => Ok(None),
+        Ok(HeaderLocation::Inline(_) | HeaderLocation::Body) => Ok(None),
         Err(e) => Err(format!(
             "the old metadata names '{shown}' as its header object but is not valid ({e}); \
              it was left alone"

@@ -128,6 +128,15 @@ impl S3 {
         new: &Header,
         hook: &mut (dyn FnMut(RewrapStage) + Send),
     ) -> Result<RewrapReport> {
+        if matches!(obj.location, HeaderLocation::Body) {
+            return Err(Error::InvalidArgument(format!(
+                "{} is a whole sealstream file stored as the object (its header is in the body, \
+                 not in the metadata): a metadata-only rewrap cannot change it; download it, \
+                 rewrap the file and upload it again, or re-encrypt it into the object form \
+                 with an s3:// output; nothing was changed",
+                obj.url
+            )));
+        }
         if obj.parts.is_some() {
             return Err(Error::InvalidArgument(format!(
                 "{} is a part-wise object (uploaded in parts through the gateway, FORMAT.md §17): \
@@ -237,7 +246,7 @@ impl S3 {
                         url.bucket
                     )
                 }
-                HeaderLocation::Inline(_) => String::new(),
+                HeaderLocation::Inline(_) | HeaderLocation::Body => String::new(),
             };
             return Err(conflict(
                 "HeadObject",
