@@ -682,3 +682,148 @@ fn headerless_input_gets_the_header_from_hint() {
         assert!(!s.path("x").exists());
     }
 }
+
+/// `--recursive` with the AWS CLI's layout: `SRC/a/b` ↔ `DEST/a/b(.seal)`, so a round trip
+/// restores the tree exactly; `--include/--exclude` in order (last match wins); `--dryrun`
+/// writes nothing; existing outputs are skipped unless `--force`; symlinks are reported.
+#[test]
+fn recursive_round_trip_restores_the_tree() {
+    let s = Scratch::new();
+    let k = s.keyfile("k.key", &key(71));
+    let k = k.to_str().unwrap();
+    std::fs::create_dir_all(s.path("src/sub/deeper")).unwrap();
+    write(&s.path("src/a.txt"), b"alpha");
+    write(&s.path("src/sub/b.txt"), &data(200_000));
+    write(&s.path("src/sub/deeper/c.bin"), &data(1000));
+    write(&s.path("src/sub/skip.log"), b"log");
+    std::os::unix::fs::symlink(s.path("src/a.txt"), s.path("src/link.txt")).unwrap();
+    // Without --quiet, to see the notes.
+    let loud = |args: &[&str]| {
+        std::process::Command::new(bin())
+            .env("SEALSTREAM_HOME", s.path("home"))
+            .current_dir(s.path(""))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+
+    let o = loud(&[
+        "encrypt",
+        "src",
+        "-o",
+        "enc",
+        "--recursive",
+        "--exclude",
+        "*.log",
+        "-k",
+        k,
+        "--dryrun",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let plan = String::from_utf8(o.stdout.clone()).unwrap();
+    assert_eq!(plan.lines().count(), 3, "{plan}");
+    assert!(
+        plan.contains("(dryrun) encrypt: src/sub/b.txt to enc/sub/b.txt.seal"),
+        "{plan}"
+    );
+    assert!(!s.path("enc").exists(), "--dryrun wrote nothing");
+
+    let o = loud(&[
+        "encrypt",
+        "src",
+        "-o",
+        "enc",
+        "--recursive",
+        "--exclude",
+        "*.log",
+        "-k",
+        k,
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("skipping symlink") && stderr(&o).contains("link.txt"),
+        "{}",
+        stderr(&o)
+    );
+    for f in [
+        "enc/a.txt.seal",
+        "enc/sub/b.txt.seal",
+        "enc/sub/deeper/c.bin.seal",
+    ] {
+        assert!(s.path(f).is_file(), "{f}");
+    }
+    assert!(!s.path("enc/sub/skip.log.seal").exists(), "excluded");
+    assert!(
+        !s.path("enc/src").exists(),
+        "no extra level: the AWS CLI's layout"
+    );
+
+    // Again without --force: everything exists, nothing is rewritten.
+    let before = std::fs::read(s.path("enc/a.txt.seal")).unwrap();
+    let o = loud(&[
+        "encrypt",
+        "src",
+        "-o",
+        "enc",
+        "--recursive",
+        "--exclude",
+        "*.log",
+        "-k",
+        k,
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("exists (pass --force"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read(s.path("enc/a.txt.seal")).unwrap(), before);
+
+    let o = s.run(&["decrypt", "enc", "-o", "out", "--recursive", "-k", k]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    for f in ["a.txt", "sub/b.txt", "sub/deeper/c.bin"] {
+        assert_eq!(
+            std::fs::read(s.path(&format!("out/{f}"))).unwrap(),
+            std::fs::read(s.path(&format!("src/{f}"))).unwrap(),
+            "{f}"
+        );
+    }
+    assert!(!s.path("out/enc").exists());
+
+    // Filters in order: exclude everything, then take back one directory.
+    let o = s.run(&[
+        "decrypt",
+        "enc",
+        "-o",
+        "only",
+        "--recursive",
+        "-k",
+        k,
+        "--exclude",
+        "*",
+        "--include",
+        "sub/deeper/*",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(s.path("only/sub/deeper/c.bin").is_file());
+    assert!(!s.path("only/a.txt").exists() && !s.path("only/sub/b.txt").exists());
+
+    // Usage errors: no destination, a file as the source, filters without --recursive.
+    for args in [
+        vec!["encrypt", "src", "--recursive", "-k", k],
+        vec!["encrypt", "src/a.txt", "-o", "x", "--recursive", "-k", k],
+        vec![
+            "encrypt",
+            "src",
+            "--output-dir",
+            "x",
+            "--exclude",
+            "*",
+            "-k",
+            k,
+        ],
+    ] {
+        let o = s.run(&args);
+        assert_eq!(code(&o), 2, "{args:?}: {}", stderr(&o));
+    }
+}

@@ -1405,3 +1405,89 @@ fn a_whole_file_uploaded_by_another_tool_is_read() {
     );
     assert!(got.is_none());
 }
+
+/// `--recursive` to and from a prefix with the AWS CLI's layout: `DIR/a/b` ↔
+/// `s3://b/p/a/b`, filters, `--dryrun`, and objects that exist skipped unless `--force`.
+#[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
+fn recursive_to_and_from_a_prefix() {
+    let Some(e) = setup("recursive_prefix") else {
+        return;
+    };
+    std::fs::create_dir_all(e.s.path("tree/sub")).unwrap();
+    write(&e.s.path("tree/a.txt"), b"alpha");
+    write(&e.s.path("tree/sub/b.bin"), &data(6 * MIB + 7));
+    write(&e.s.path("tree/sub/x.tmp"), b"scratch");
+    let tree = e.s.path("tree");
+    let tree = tree.to_str().unwrap();
+    let dest = e.url("backup/2026");
+    let o = e.ok(&[
+        "encrypt",
+        tree,
+        "-o",
+        &dest,
+        "--recursive",
+        "--exclude",
+        "*.tmp",
+        "--dryrun",
+    ]);
+    let plan = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        plan.contains(&format!("to {}", e.url("backup/2026/sub/b.bin"))),
+        "{plan}"
+    );
+    assert_eq!(plan.lines().count(), 2, "{plan}");
+    assert!(
+        moto::list_keys(&e.up, &e.bucket, "backup/").is_empty(),
+        "dryrun stored nothing"
+    );
+
+    e.ok(&[
+        "encrypt",
+        tree,
+        "-o",
+        &dest,
+        "--recursive",
+        "--exclude",
+        "*.tmp",
+    ]);
+    let mut keys = moto::list_keys(&e.up, &e.bucket, "backup/");
+    keys.sort();
+    assert_eq!(keys, ["backup/2026/a.txt", "backup/2026/sub/b.bin"]);
+    let etag = |k: &str| {
+        moto::s3(&e.up, "HEAD", &moto::object_path(&e.bucket, k), &[], b"")
+            .header("etag")
+            .map(str::to_string)
+    };
+    let before = etag("backup/2026/a.txt");
+    // Again: both exist, nothing is uploaded; with --force, replaced.
+    e.ok(&[
+        "encrypt",
+        tree,
+        "-o",
+        &dest,
+        "--recursive",
+        "--exclude",
+        "*.tmp",
+    ]);
+    assert_eq!(etag("backup/2026/a.txt"), before);
+    e.proxy.reset_counters();
+    e.ok(&[
+        "encrypt",
+        tree,
+        "-o",
+        &dest,
+        "--recursive",
+        "--exclude",
+        "*.tmp",
+        "--force",
+    ]);
+    assert!(e.proxy.calls("PutObject") >= 1, "replaced with --force");
+
+    let out = e.s.path("restored");
+    e.ok(&["decrypt", &dest, "-o", out.to_str().unwrap(), "--recursive"]);
+    assert_eq!(std::fs::read(out.join("a.txt")).unwrap(), b"alpha");
+    assert!(std::fs::read(out.join("sub/b.bin")).unwrap() == data(6 * MIB + 7));
+    assert!(!out.join("sub/x.tmp").exists());
+    assert!(!out.join("2026").exists(), "no extra level");
+}

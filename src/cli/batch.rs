@@ -134,3 +134,152 @@ where
     }
     out.commit()
 }
+
+/// `--include` / `--exclude` as the AWS CLI applies them: every file is included, then
+/// each filter in the order given includes or excludes the relative paths it matches, the
+/// last match winning. `*` matches across '/', as the AWS CLI's fnmatch does.
+#[derive(Debug, Default)]
+pub struct Filters {
+    rules: Vec<(bool, globset::GlobMatcher)>,
+}
+
+impl Filters {
+    /// Filters from `(include?, pattern)` in command-line order.
+    pub fn new(rules: &[(bool, String)]) -> Result<Filters> {
+        let mut out = Vec::with_capacity(rules.len());
+        for (include, pat) in rules {
+            let g = globset::GlobBuilder::new(pat)
+                .literal_separator(false)
+                .backslash_escape(true)
+                .build()
+                .map_err(|e| {
+                    Error::InvalidArgument(format!(
+                        "--{} {pat:?}: {e}",
+                        if *include { "include" } else { "exclude" }
+                    ))
+                })?;
+            out.push((*include, g.compile_matcher()));
+        }
+        Ok(Filters { rules: out })
+    }
+
+    /// Whether the file at `rel` (relative to the source, '/'-separated) is transferred.
+    pub fn admits(&self, rel: &str) -> bool {
+        let mut keep = true;
+        for (include, g) in &self.rules {
+            if g.is_match(rel) {
+                keep = *include;
+            }
+        }
+        keep
+    }
+}
+
+/// What walking a source tree found: the files to transfer (relative paths, sorted) and
+/// the symbolic links it did not follow (reported, never silently dropped).
+#[derive(Debug, Default)]
+pub struct Tree {
+    /// Files to transfer: (absolute source path, relative '/'-separated path).
+    pub files: Vec<(PathBuf, String)>,
+    /// Symbolic links left alone (relative paths).
+    pub symlinks: Vec<String>,
+}
+
+/// Walks `src` (a directory) as `aws s3 cp --recursive` does: every regular file below it
+/// by its path relative to `src`, filtered; symlinks are not followed.
+pub fn walk_tree(src: &Path, filters: &Filters) -> Result<Tree> {
+    if !src.is_dir() {
+        return Err(Error::InvalidArgument(format!(
+            "--recursive needs a directory (or an s3:// prefix) as its source; '{}' is not one",
+            src.display()
+        )));
+    }
+    let mut tree = Tree::default();
+    for entry in walkdir::WalkDir::new(src)
+        .follow_links(false)
+        .sort_by_file_name()
+        .min_depth(1)
+    {
+        let entry = entry.map_err(|e| {
+            let path = e
+                .path()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            Error::io(
+                format!("walking '{path}'"),
+                e.into_io_error()
+                    .unwrap_or_else(|| io::Error::other("a directory loop")),
+            )
+        })?;
+        let rel = relative(src, entry.path())?;
+        let ft = entry.file_type();
+        if ft.is_symlink() {
+            if filters.admits(&rel) {
+                tree.symlinks.push(rel);
+            }
+        } else if ft.is_file() && filters.admits(&rel) {
+            tree.files.push((entry.path().to_path_buf(), rel));
+        }
+    }
+    Ok(tree)
+}
+
+/// `path` below `base` as a '/'-separated relative path (UTF-8 only: object keys are).
+fn relative(base: &Path, path: &Path) -> Result<String> {
+    let rel = path.strip_prefix(base).map_err(|_| {
+        Error::InvalidArgument(format!(
+            "'{}' is not below '{}'",
+            path.display(),
+            base.display()
+        ))
+    })?;
+    let mut parts = Vec::new();
+    for c in rel.components() {
+        let s = c.as_os_str().to_str().ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "'{}' is not valid UTF-8; rename it (object keys and reports are UTF-8)",
+                path.display()
+            ))
+        })?;
+        parts.push(s);
+    }
+    Ok(parts.join("/"))
+}
+
+#[cfg(test)]
+mod tree_tests {
+    use super::*;
+
+    #[test]
+    fn filters_apply_in_order_last_match_wins() {
+        let f = Filters::new(&[
+            (false, "*".into()),
+            (true, "*.txt".into()),
+            (false, "logs/*".into()),
+        ])
+        .unwrap();
+        assert!(f.admits("a.txt"));
+        assert!(f.admits("deep/dir/b.txt"), "* crosses '/'");
+        assert!(!f.admits("c.bin"));
+        assert!(!f.admits("logs/d.txt"));
+        assert!(Filters::default().admits("anything"));
+        assert!(Filters::new(&[(true, "[".into())]).is_err());
+    }
+
+    #[test]
+    fn walk_reports_symlinks_and_filters() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("src");
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        std::fs::write(root.join("top.txt"), b"1").unwrap();
+        std::fs::write(root.join("a/b/deep.txt"), b"2").unwrap();
+        std::fs::write(root.join("a/skip.bin"), b"3").unwrap();
+        std::os::unix::fs::symlink(root.join("top.txt"), root.join("a/link.txt")).unwrap();
+        let f = Filters::new(&[(false, "*.bin".into())]).unwrap();
+        let t = walk_tree(&root, &f).unwrap();
+        let rels: Vec<&str> = t.files.iter().map(|(_, r)| r.as_str()).collect();
+        assert_eq!(rels, ["a/b/deep.txt", "top.txt"]);
+        assert_eq!(t.symlinks, ["a/link.txt"]);
+        assert!(walk_tree(&root.join("top.txt"), &f).is_err());
+    }
+}

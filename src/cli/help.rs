@@ -80,6 +80,8 @@ Examples:
   sealstream encrypt big.bin -o big.bin.seal --kms-key alias/backup -k offline.key -c project=atlas
   # A backup from a pipe straight to S3 (multipart upload while encrypting)
   pg_dump db | sealstream encrypt -o s3://bucket/db/dump.seal --kms-key alias/backup
+  # A tree to a prefix as aws s3 cp --recursive lays it out; existing objects are skipped
+  sealstream encrypt photos -o s3://bucket/photos/ --recursive --exclude '*.tmp' --dryrun
   # ... to cold storage, in a bucket whose policy demands SSE-KMS
   sealstream encrypt db.dump -o s3://bucket/db.seal --storage-class DEEP_ARCHIVE --sse aws:kms
   # A directory tree, one .seal file per file, a data key reused for up to 5 minutes
@@ -96,7 +98,9 @@ Examples:
   # Fail unless the file carries this context pair
   sealstream decrypt big.bin.seal -o big.bin -c project=atlas
   # An S3 body downloaded by another tool, with its header saved by inspect
-  sealstream decrypt body.bin --header-from body.header -o big.bin";
+  sealstream decrypt body.bin --header-from body.header -o big.bin
+  # Restore a tree saved with encrypt --recursive (s3://bucket/photos/a/b -> photos/a/b)
+  sealstream decrypt s3://bucket/photos/ -o photos --recursive --exclude '*.tmp'";
 
 const EXAMPLES_INSPECT: &str = "\
 Examples:

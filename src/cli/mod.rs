@@ -12,6 +12,7 @@ mod logging;
 pub mod output;
 pub mod parse;
 pub mod progress;
+mod recursive;
 mod report;
 mod s3;
 mod serve;
@@ -339,6 +340,55 @@ pub struct BatchArgs {
     /// Files processed at once in batch mode; memory is about jobs × the per-file bound.
     #[arg(long, value_name = "N", default_value_t = 2, help_heading = help::OUTPUT)]
     pub jobs: usize,
+    /// Transfer a whole tree as `aws s3 cp --recursive` does: INPUT is a directory or
+    /// s3://BUCKET/PREFIX/, -o the destination directory or prefix, and SRC/a/b goes to
+    /// DEST/a/b (encrypt adds .seal to local files, decrypt removes it), so a round trip
+    /// restores the tree. Existing outputs are skipped unless --force; symlinks are
+    /// reported, not followed.
+    #[arg(short = 'r', long, conflicts_with = "output_dir", help_heading = help::OUTPUT)]
+    pub recursive: bool,
+    /// With --recursive: leave out files whose path relative to the source matches
+    /// PATTERN (`*` crosses '/'; repeatable; with --include, the last match wins).
+    #[arg(long, value_name = "PATTERN", help_heading = help::OUTPUT)]
+    pub exclude: Vec<String>,
+    /// With --recursive: take back files matching PATTERN that an earlier --exclude left out.
+    #[arg(long, value_name = "PATTERN", help_heading = help::OUTPUT)]
+    pub include: Vec<String>,
+    /// With --recursive: print what would be transferred (on stdout) and transfer nothing.
+    #[arg(long, help_heading = help::OUTPUT)]
+    pub dryrun: bool,
+    /// --include/--exclude in command-line order (filled from the parsed matches: the order
+    /// decides which wins).
+    #[arg(skip)]
+    pub filters: Vec<(bool, String)>,
+}
+
+impl BatchArgs {
+    /// The options that only `--recursive` uses (clap's `requires` is satisfied by a flag's
+    /// default value, so it is checked here).
+    fn check(&self) -> Result<()> {
+        if !self.recursive && (!self.filters.is_empty() || self.dryrun) {
+            return Err(Error::InvalidArgument(
+                "--include, --exclude and --dryrun go with --recursive".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The `--include`/`--exclude` values of a command in command-line order.
+fn ordered_filters(m: &clap::ArgMatches) -> Vec<(bool, String)> {
+    let mut all: Vec<(usize, bool, String)> = Vec::new();
+    for (id, include) in [("include", true), ("exclude", false)] {
+        if let (Some(ix), Some(vals)) = (
+            m.indices_of(id),
+            m.try_get_many::<String>(id).ok().flatten(),
+        ) {
+            all.extend(ix.zip(vals).map(|(i, v)| (i, include, v.clone())));
+        }
+    }
+    all.sort_by_key(|(i, _, _)| *i);
+    all.into_iter().map(|(_, inc, v)| (inc, v)).collect()
 }
 
 /// Which KMS keys a decrypting command may call.
@@ -369,10 +419,15 @@ impl KmsTrustArgs {
 
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
-    let cli = match help::command()
-        .try_get_matches()
-        .and_then(|m| Cli::from_arg_matches(&m))
-    {
+    let cli = match help::command().try_get_matches().and_then(|m| {
+        let mut cli = Cli::from_arg_matches(&m)?;
+        match (&mut cli.command, m.subcommand()) {
+            (Command::Encrypt(a), Some((_, sub))) => a.batch.filters = ordered_filters(sub),
+            (Command::Decrypt(a), Some((_, sub))) => a.batch.filters = ordered_filters(sub),
+            _ => {}
+        }
+        Ok(cli)
+    }) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
@@ -663,6 +718,10 @@ fn encrypt(cli: &Cli, a: &EncryptArgs) -> Outcome {
         backend: backend(cli),
         engine: EngineOptions::default(),
     };
+    a.batch.check()?;
+    if a.batch.recursive {
+        return recursive::encrypt(cli, a, params, cache);
+    }
     if let Some(dir) = &a.batch.output_dir {
         if let Some(prefix) = s3::url_of(dir)? {
             return s3::encrypt_batch(cli, a, &prefix, params, cache);
@@ -834,17 +893,28 @@ fn encrypt_batch(
         );
     }
     let jobs = batch::plan(&a.inputs, dir, &|n| format!("{n}.seal"))?;
+    encrypt_jobs(cli, a, &jobs, params, cache)
+}
+
+/// Encrypts every job's input to its output (local files), `--jobs` at a time.
+fn encrypt_jobs(
+    cli: &Cli,
+    a: &EncryptArgs,
+    jobs: &[batch::Job],
+    params: EncryptParams<'_>,
+    cache: Option<CacheLimits>,
+) -> Outcome {
     let keys = encryption_keys(cli, &a.keys, &a.kms_keys)?;
     let providers = keys.as_refs();
     let cache = cache.map(DataKeyCache::new);
-    let pb = progress::bar(Some(batch_total(&jobs)), cli.quiet, "encrypting");
+    let pb = progress::bar(Some(batch_total(jobs)), cli.quiet, "encrypting");
     let inc = |n: u64| pb.inc(n);
     let params = EncryptParams {
         engine: batch_engine(cli, a.batch.jobs, &inc),
         ..params
     };
     let json = a.json.then(|| report::Batch::new("encrypt"));
-    let failures = batch::run(&jobs, a.batch.jobs, a.force, |job, f, w| {
+    let failures = batch::run(jobs, a.batch.jobs, a.force, |job, f, w| {
         let started = std::time::Instant::now();
         let len = f.metadata().map(|m| m.len()).unwrap_or(0);
         sealstream::format::check_plaintext_len(len, params.chunk_size)?;
@@ -868,7 +938,7 @@ fn encrypt_batch(
         Ok(())
     });
     pb.finish_and_clear();
-    batch_report(&jobs, failures, cli.quiet, "encrypted", json)
+    batch_report(jobs, failures, cli.quiet, "encrypted", json)
 }
 
 fn decrypt_batch(cli: &Cli, a: &DecryptArgs, dir: &Path) -> Outcome {
@@ -897,19 +967,24 @@ fn decrypt_batch(cli: &Cli, a: &DecryptArgs, dir: &Path) -> Outcome {
         )
         .into());
     }
-    let expected = parse_context(&a.context)?;
     let jobs = batch::plan(&a.inputs, dir, &|n| match n.strip_suffix(".seal") {
         Some(stem) if !stem.is_empty() => stem.to_string(),
         _ => format!("{n}.dec"),
     })?;
+    decrypt_jobs(cli, a, &jobs)
+}
+
+/// Decrypts every job's input to its output (local files), `--jobs` at a time.
+fn decrypt_jobs(cli: &Cli, a: &DecryptArgs, jobs: &[batch::Job]) -> Outcome {
+    let expected = parse_context(&a.context)?;
     let keys = decryption_keys(cli, &a.keys, &a.kms)?;
     let providers = keys.as_refs();
     let be = backend(cli);
-    let pb = progress::bar(Some(batch_total(&jobs)), cli.quiet, "decrypting");
+    let pb = progress::bar(Some(batch_total(jobs)), cli.quiet, "decrypting");
     let inc = |n: u64| pb.inc(n);
     let opts = batch_engine(cli, a.batch.jobs, &inc);
     let json = a.json.then(|| report::Batch::new("decrypt"));
-    let failures = batch::run(&jobs, a.batch.jobs, a.force, |job, mut f, w| {
+    let failures = batch::run(jobs, a.batch.jobs, a.force, |job, mut f, w| {
         let started = std::time::Instant::now();
         let (header, _) = Header::read_from(&mut f)?;
         let cipher = envelope::unlock(&header, &providers, &expected, be)?;
@@ -934,7 +1009,7 @@ fn decrypt_batch(cli: &Cli, a: &DecryptArgs, dir: &Path) -> Outcome {
         Ok(())
     });
     pb.finish_and_clear();
-    batch_report(&jobs, failures, cli.quiet, "decrypted", json)
+    batch_report(jobs, failures, cli.quiet, "decrypted", json)
 }
 
 fn decrypt(cli: &Cli, a: &DecryptArgs) -> CliResult {
@@ -947,6 +1022,10 @@ fn decrypt(cli: &Cli, a: &DecryptArgs) -> CliResult {
         .map(ByteRange::parse)
         .transpose()
         .map_err(clean)?;
+    a.batch.check().map_err(clean)?;
+    if a.batch.recursive {
+        return recursive::decrypt(cli, a).map_err(|e| (e, false));
+    }
     if let Some(dir) = &a.batch.output_dir {
         return decrypt_batch(cli, a, dir).map_err(|e| (e, false));
     }

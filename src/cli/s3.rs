@@ -439,6 +439,19 @@ pub(super) fn encrypt_batch(
         );
     }
     let jobs = super::batch::plan(&a.inputs, Path::new(""), &|n| n.to_string())?;
+    encrypt_jobs(cli, a, prefix, &jobs, params, cache)
+}
+
+/// Uploads every job's input to the object named by its output (a relative path) under
+/// `prefix`, `--jobs` at a time.
+pub(super) fn encrypt_jobs(
+    cli: &super::Cli,
+    a: &EncryptArgs,
+    prefix: &S3Url,
+    jobs: &[super::batch::Job],
+    params: EncryptParams<'_>,
+    cache: Option<sealstream::keys::cache::CacheLimits>,
+) -> super::Outcome {
     // Checked once up front (a bad option fails before any upload).
     a.object.attributes(None)?;
     let keys_of: Vec<String> = jobs.iter().map(|j| key_under(prefix, &j.output)).collect();
@@ -446,7 +459,7 @@ pub(super) fn encrypt_batch(
     let ring = encryption_keys(cli, &a.keys, &a.kms_keys)?;
     let providers = ring.as_refs();
     let cache = cache.map(sealstream::keys::cache::DataKeyCache::new);
-    let pb = progress::bar(Some(super::batch_total(&jobs)), cli.quiet, "uploading");
+    let pb = progress::bar(Some(super::batch_total(jobs)), cli.quiet, "uploading");
     let inc = |n: u64| pb.inc(n);
     let engine = super::batch_engine(cli, a.batch.jobs, &inc);
     let json = a.json.then(|| super::report::Batch::new("encrypt"));
@@ -506,7 +519,7 @@ pub(super) fn encrypt_batch(
         Ok(())
     });
     pb.finish_and_clear();
-    super::batch_report(&jobs, failures, cli.quiet, "encrypted", json)
+    super::batch_report(jobs, failures, cli.quiet, "encrypted", json)
 }
 
 /// `decrypt s3://bucket/prefix/ --output-dir DIR`: every object under the prefix (companion
@@ -523,7 +536,6 @@ pub(super) fn decrypt_batch(
         )
         .into());
     }
-    let expected = super::parse::parse_context(&a.context)?;
     let s3 = connect(cli)?;
     let mut objects: Vec<(S3Url, std::path::PathBuf)> = Vec::new();
     for p in prefixes {
@@ -558,6 +570,17 @@ pub(super) fn decrypt_batch(
             Error::InvalidArgument("no objects under the given prefix(es)".to_string()).into(),
         );
     }
+    decrypt_objects(cli, a, &objects)
+}
+
+/// Downloads and decrypts every (object, output path), `--jobs` at a time.
+pub(super) fn decrypt_objects(
+    cli: &super::Cli,
+    a: &DecryptArgs,
+    objects: &[(S3Url, std::path::PathBuf)],
+) -> super::Outcome {
+    let expected = super::parse::parse_context(&a.context)?;
+    let s3 = connect(cli)?;
     let jobs: Vec<super::batch::Job> = objects
         .iter()
         .map(|(u, out)| super::batch::Job {
@@ -612,8 +635,23 @@ fn warn_kept(c: &CompanionCleanup) {
     }
 }
 
+/// The keys under `prefix` (companion objects excluded): what a recursive transfer
+/// compares with.
+pub(super) fn keys_under(
+    cli: &super::Cli,
+    prefix: &S3Url,
+) -> Result<std::collections::HashSet<String>> {
+    let s3 = connect(cli)?;
+    Ok(s3
+        .list(prefix)
+        .map_err(hint)?
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect())
+}
+
 /// The object key for a batch output path (relative, '/'-separated) under `prefix`.
-fn key_under(prefix: &S3Url, rel: &Path) -> String {
+pub(super) fn key_under(prefix: &S3Url, rel: &Path) -> String {
     let mut k = prefix.key.clone();
     if !k.is_empty() && !k.ends_with('/') {
         k.push('/');
