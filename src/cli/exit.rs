@@ -37,9 +37,10 @@ const UNKNOWN: i32 = 1;
 /// The exit code of a library error.
 pub fn code(e: &Error) -> i32 {
     match e {
-        Error::InvalidArgument(_) | Error::RewrapRefused(_) | Error::RangeNotSatisfiable { .. } => {
-            USAGE
-        }
+        Error::InvalidArgument(_)
+        | Error::RewrapRefused(_)
+        | Error::RangeNotSatisfiable { .. }
+        | Error::Unsupported { .. } => USAGE,
         Error::Io { .. } | Error::OutputExists(_) | Error::KeyFile { .. } => IO,
         Error::KeyService(_) | Error::KeyServiceStanzas(_) => KEY_SERVICE,
         Error::Storage(_) => STORAGE,

@@ -38,6 +38,11 @@ pub struct WriterOptions {
     /// Create only: never replace an existing object (`If-None-Match: *` on the
     /// `PutObject` or `CompleteMultipartUpload`), so a racing writer is never overwritten.
     pub create_only: bool,
+    /// Replace only the version read: `If-Match: <ETag>` on the `PutObject` or
+    /// `CompleteMultipartUpload` (S3 answers 412 if the object changed meanwhile).
+    pub if_match: Option<String>,
+    /// Tags of the new object (URL-encoded `k=v&…`, as `x-amz-tagging`).
+    pub tagging: Option<String>,
 }
 
 /// What a finished [`MultipartWriter`] stored.
@@ -130,6 +135,7 @@ impl MultipartWriter {
             .content_type(self.content_type())
             .checksum_algorithm(ChecksumAlgorithm::Crc32)
             .set_metadata(Some(self.opts.metadata.clone()))
+            .set_tagging(self.opts.tagging.clone())
             .send()
             .await
             .map_err(|e| sdk_error(&self.s3.endpoint, url, "CreateMultipartUpload", e))?;
@@ -234,6 +240,8 @@ impl MultipartWriter {
                 .key(&url.key)
                 .content_type(self.content_type())
                 .set_metadata(Some(self.opts.metadata.clone()))
+                .set_tagging(self.opts.tagging.clone())
+                .set_if_match(self.opts.if_match.clone())
                 .body(ByteStream::from(last));
             if self.opts.create_only {
                 req = req.if_none_match("*");
@@ -279,7 +287,8 @@ impl MultipartWriter {
                 CompletedMultipartUpload::builder()
                     .set_parts(Some(parts))
                     .build(),
-            );
+            )
+            .set_if_match(self.opts.if_match.clone());
         if self.opts.create_only {
             req = req.if_none_match("*");
         }

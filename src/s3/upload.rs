@@ -9,7 +9,7 @@
 //! The blocking layer runs the same future with `block_on`, its `Read` input behind a
 //! synchronous `AsyncRead` shim.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use aws_sdk_s3::primitives::ByteStream;
@@ -159,6 +159,8 @@ impl Prepared {
             metadata: self.metadata.clone(),
             content_type: None,
             create_only: !self.force,
+            if_match: None,
+            tagging: None,
         }
     }
 
@@ -220,6 +222,7 @@ impl S3 {
         let progress = opts.progress.as_deref().map(|f| f as &(dyn Fn(u64) + Sync));
         let job = PutJob {
             force: opts.force,
+            replace: None,
             plaintext_len: opts.plaintext_len,
             engine: &eo,
             progress,
@@ -277,12 +280,31 @@ impl S3 {
     where
         R: AsyncRead + Unpin,
     {
+        let other = job.replace.map_or(0, |r| {
+            object::metadata_size(r.metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        });
         let prepared = self
-            .prepare_put(url, sealing.header(), job.force, job.plaintext_len)
+            .prepare_put(
+                url,
+                sealing.header(),
+                job.force || job.replace.is_some(),
+                job.plaintext_len,
+                other,
+            )
             .await?;
         let plan = prepared.plan;
         let create_only = !prepared.force;
-        let writer_opts = prepared.writer_options();
+        let mut writer_opts = prepared.writer_options();
+        if let Some(r) = job.replace {
+            writer_opts.if_match = Some(r.if_match.clone());
+            writer_opts.content_type = r.content_type.clone();
+            writer_opts.tagging = r.tagging.clone();
+            for (k, v) in &r.metadata {
+                if !object::is_sealstream_key(k) {
+                    writer_opts.metadata.entry(k.clone()).or_insert(v.clone());
+                }
+            }
+        }
         st.prepared = Some(prepared);
         let writer = st
             .writer
@@ -315,6 +337,7 @@ impl S3 {
         header: &Header,
         force: bool,
         plaintext_len: Option<u64>,
+        other_metadata: usize,
     ) -> Result<Prepared> {
         url.require_object()?;
         let plan = part_plan_for(header.chunk_size, self.settings.part_size, plaintext_len)?;
@@ -329,7 +352,7 @@ impl S3 {
             &header_bytes,
             &header.commitment,
             &url.key,
-            0,
+            other_metadata,
             unique_suffix()?,
         )
         .map_err(Error::InvalidArgument)?;
@@ -440,10 +463,26 @@ impl PutState {
     }
 }
 
+/// How a migration replaces an object in place: only the version it read (`If-Match`),
+/// keeping what the old object carried beside its body.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Replacing {
+    /// The ETag of the version read.
+    pub(super) if_match: String,
+    /// Content-Type to keep.
+    pub(super) content_type: Option<String>,
+    /// User metadata to keep (sealstream's own names are never taken from here).
+    pub(super) metadata: BTreeMap<String, String>,
+    /// Tags to keep (URL-encoded).
+    pub(super) tagging: Option<String>,
+}
+
 /// What one upload is asked to do, with the engine options borrowed from the caller (so
 /// the blocking layer can pass its `EngineOptions` as they are).
 pub(super) struct PutJob<'a> {
     pub(super) force: bool,
+    /// Replace the object in place, conditionally (a migration); implies `force`.
+    pub(super) replace: Option<&'a Replacing>,
     pub(super) plaintext_len: Option<u64>,
     pub(super) engine: &'a EngineOptions<'a>,
     pub(super) progress: Option<&'a (dyn Fn(u64) + Sync)>,
