@@ -599,3 +599,276 @@ fn parse_v3(get: &Getter<'_>) -> Result<Envelope, FormatError> {
         instruction_file: false,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// V2 as the Python client writes it (values from a fixture object).
+    fn v2() -> BTreeMap<String, String> {
+        m(&[
+            ("x-amz-key-v2", "AQIDBAUGBwgJCgsMDQ4PEA=="),
+            ("x-amz-wrap-alg", "kms+context"),
+            (
+                "x-amz-matdesc",
+                r#"{"tenant": "acme", "aws:x-amz-cek-alg": "AES/GCM/NoPadding"}"#,
+            ),
+            ("x-amz-iv", "3AaPXttJY3+/egaJ"),
+            ("x-amz-cek-alg", "AES/GCM/NoPadding"),
+            ("x-amz-tag-len", "128"),
+            ("owner", "alice"),
+        ])
+    }
+
+    /// V3 as the Python client writes it.
+    fn v3() -> BTreeMap<String, String> {
+        m(&[
+            ("x-amz-c", "115"),
+            ("x-amz-3", "AQIDBAUGBwgJCgsMDQ4PEA=="),
+            ("x-amz-t", r#"{"aws:x-amz-cek-alg": "115"}"#),
+            ("x-amz-w", "12"),
+            ("x-amz-d", "7Zy2DFHTyefEMAxS5DqfOUAdLLX5ueMj3sQgig=="),
+            ("x-amz-i", "yUy0Pd0zEIGOi5ceJGOjsi8UDUJ7nFJsyBAw/A=="),
+        ])
+    }
+
+    fn with(mut base: BTreeMap<String, String>, k: &str, v: &str) -> BTreeMap<String, String> {
+        base.insert(k.into(), v.into());
+        base
+    }
+
+    fn without(mut base: BTreeMap<String, String>, k: &str) -> BTreeMap<String, String> {
+        base.remove(k);
+        base
+    }
+
+    #[test]
+    fn the_clients_v2_and_v3_metadata_parse() {
+        let e = parse(&v2(), None).unwrap();
+        assert_eq!(e.version, Version::V2);
+        assert_eq!(e.wrapping, Wrapping::KmsContext);
+        assert_eq!(e.encrypted_data_key, (1..=16).collect::<Vec<u8>>());
+        assert_eq!(e.user_context().collect::<Vec<_>>(), [("tenant", "acme")]);
+        assert!(e.commitment.is_none() && !e.instruction_file);
+        let e = parse(&v3(), None).unwrap();
+        assert_eq!(e.version, Version::V3);
+        assert_eq!(e.iv, [1; IV_LEN]);
+        assert_eq!(e.aad(), [0, 0x73]);
+        assert!(e.commitment.is_some());
+        assert_eq!(e.user_context().count(), 0);
+    }
+
+    #[test]
+    fn hostile_values_are_typed_errors() {
+        let cases: Vec<(BTreeMap<String, String>, FormatError)> = vec![
+            (
+                with(v2(), "x-amz-key-v2", "not base64!"),
+                FormatError::BadBase64("x-amz-key-v2"),
+            ),
+            (
+                with(v2(), "x-amz-iv", "AAAA"),
+                FormatError::BadLength {
+                    field: "x-amz-iv",
+                    expected: 12,
+                    found: 3,
+                },
+            ),
+            (
+                with(v2(), "x-amz-key-v2", ""),
+                FormatError::BadLength {
+                    field: "x-amz-key-v2",
+                    expected: MAX_ENCRYPTED_DATA_KEY,
+                    found: 0,
+                },
+            ),
+            (
+                with(v2(), "x-amz-key-v2", &"A".repeat(20_000)),
+                FormatError::BadLength {
+                    field: "x-amz-key-v2",
+                    expected: MAX_ENCRYPTED_DATA_KEY,
+                    found: 15_000,
+                },
+            ),
+            (
+                with(v2(), "x-amz-cek-alg", "AES/CTR/NoPadding"),
+                FormatError::Unknown {
+                    field: "x-amz-cek-alg",
+                    value: "AES/CTR/NoPadding".into(),
+                },
+            ),
+            (
+                with(v2(), "x-amz-tag-len", "96"),
+                FormatError::Unknown {
+                    field: "x-amz-tag-len",
+                    value: "96".into(),
+                },
+            ),
+            (
+                with(v2(), "x-amz-wrap-alg", "rot13"),
+                FormatError::Unknown {
+                    field: "x-amz-wrap-alg",
+                    value: "rot13".into(),
+                },
+            ),
+            (
+                with(v2(), "x-amz-wrap-alg", "RSA-OAEP-SHA1"),
+                FormatError::UnsupportedWrapping("RSA-OAEP-SHA1".into()),
+            ),
+            (
+                with(v2(), "x-amz-cek-alg", "AES/CBC/PKCS5Padding"),
+                FormatError::Refused(Refused::Cbc),
+            ),
+            (with(v2(), "x-amz-key", "AAAA"), FormatError::MixedVersions),
+            (with(v2(), "x-amz-d", "AAAA"), FormatError::MixedVersions),
+            (
+                with(v3(), "x-amz-key-v2", "AAAA"),
+                FormatError::MixedVersions,
+            ),
+            (
+                without(with(v2(), "x-amz-key", "AAAA"), "x-amz-key-v2"),
+                FormatError::Refused(Refused::V1),
+            ),
+            (without(v2(), "x-amz-iv"), FormatError::Missing("x-amz-iv")),
+            (
+                with(v2(), "x-amz-matdesc", "[1,2]"),
+                FormatError::BadJson {
+                    field: "x-amz-matdesc",
+                    reason: "not a JSON object".into(),
+                },
+            ),
+            (
+                with(v2(), "x-amz-matdesc", r#"{"a": 1}"#),
+                FormatError::BadJson {
+                    field: "x-amz-matdesc",
+                    reason: "the value of \"a\" is not a string".into(),
+                },
+            ),
+            (
+                // The content cipher must be bound through the stored context.
+                with(v2(), "x-amz-matdesc", r#"{"tenant": "acme"}"#),
+                FormatError::CipherNotBound {
+                    expected: "AES/GCM/NoPadding",
+                    found: None,
+                },
+            ),
+            (
+                with(
+                    v3(),
+                    "x-amz-t",
+                    r#"{"aws:x-amz-cek-alg": "AES/GCM/NoPadding"}"#,
+                ),
+                FormatError::CipherNotBound {
+                    expected: "115",
+                    found: Some("AES/GCM/NoPadding".into()),
+                },
+            ),
+            (
+                with(v3(), "x-amz-c", "114"),
+                FormatError::Unknown {
+                    field: "x-amz-c",
+                    value: "114".into(),
+                },
+            ),
+            (
+                with(v3(), "x-amz-w", "kms"),
+                FormatError::Unknown {
+                    field: "x-amz-w",
+                    value: "kms".into(),
+                },
+            ),
+            (
+                with(v3(), "x-amz-w", "02"),
+                FormatError::UnsupportedWrapping("02".into()),
+            ),
+            (
+                with(v3(), "x-amz-d", "AAAA"),
+                FormatError::BadLength {
+                    field: "x-amz-d",
+                    expected: COMMIT_LEN,
+                    found: 3,
+                },
+            ),
+            (
+                with(v3(), "x-amz-i", "%%%%"),
+                FormatError::BadBase64("x-amz-i"),
+            ),
+            (m(&[("owner", "alice")]), FormatError::NotS3ec),
+            (without(v3(), "x-amz-3"), FormatError::NeedsInstructionFile),
+        ];
+        for (meta, want) in cases {
+            let got = parse(&meta, None);
+            assert_eq!(got.as_ref().err(), Some(&want), "{meta:?}");
+            // Every error has a sentence.
+            assert!(!want.to_string().is_empty());
+        }
+        assert!(FormatError::Refused(Refused::Cbc).is_refusal());
+        assert!(!FormatError::MixedVersions.is_refusal());
+    }
+
+    #[test]
+    fn instruction_files_are_checked_as_the_specification_requires() {
+        // V2: all of it in the file.
+        let file = serde_json::to_vec(&without(v2(), "owner")).unwrap();
+        let e = parse(&m(&[("owner", "alice")]), Some(&file)).unwrap();
+        assert!(e.instruction_file && e.version == Version::V2);
+        // V3: the data key in the file, the content keys on the object.
+        let obj = m(&[
+            ("x-amz-c", "115"),
+            ("x-amz-d", "7Zy2DFHTyefEMAxS5DqfOUAdLLX5ueMj3sQgig=="),
+            ("x-amz-i", "yUy0Pd0zEIGOi5ceJGOjsi8UDUJ7nFJsyBAw/A=="),
+        ]);
+        assert_eq!(placement(&obj), Placement::InstructionFile);
+        let file = br#"{"x-amz-3": "AQIDBAUGBwgJCgsMDQ4PEA==", "x-amz-w": "12", "x-amz-t": "{\"aws:x-amz-cek-alg\": \"115\"}"}"#;
+        assert_eq!(parse(&obj, Some(file)).unwrap().version, Version::V3);
+        // The file may not carry the object-only keys (a changed commitment smuggled in).
+        let bad = br#"{"x-amz-3": "AQIDBAUGBwgJCgsMDQ4PEA==", "x-amz-w": "12", "x-amz-d": "AAAA"}"#;
+        assert!(matches!(
+            parse(&obj, Some(bad)),
+            Err(FormatError::InstructionFile(_))
+        ));
+        // Nor keys that are not the S3EC's, nor non-string values, nor non-JSON.
+        for bad in [
+            &br#"{"x-amz-3": "AQID", "evil": "1"}"#[..],
+            br#"{"x-amz-3": 5}"#,
+            b"not json",
+            b"[]",
+        ] {
+            let e = parse(&obj, Some(bad)).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    FormatError::InstructionFile(_) | FormatError::BadJson { .. }
+                ),
+                "{e:?}"
+            );
+        }
+        // V2 in the file while the object carries content metadata: refused.
+        let file = serde_json::to_vec(&without(v2(), "owner")).unwrap();
+        let obj = m(&[("x-amz-cek-alg", "AES/GCM/NoPadding")]);
+        assert!(matches!(
+            parse(&obj, Some(&file)),
+            Err(FormatError::InstructionFile(_))
+        ));
+        // V2 keys injected through the file next to V3 content keys: format confusion.
+        let obj = m(&[
+            ("x-amz-c", "115"),
+            ("x-amz-d", "7Zy2DFHTyefEMAxS5DqfOUAdLLX5ueMj3sQgig=="),
+            ("x-amz-i", "yUy0Pd0zEIGOi5ceJGOjsi8UDUJ7nFJsyBAw/A=="),
+        ]);
+        let file = serde_json::to_vec(&without(v2(), "owner")).unwrap();
+        assert_eq!(parse(&obj, Some(&file)), Err(FormatError::MixedVersions));
+        // Too large.
+        let big = vec![b' '; MAX_INSTRUCTION_FILE as usize + 1];
+        assert!(matches!(
+            parse(&obj, Some(&big)),
+            Err(FormatError::BadJson { .. })
+        ));
+    }
+}
