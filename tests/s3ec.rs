@@ -641,10 +641,37 @@ fn migrate_refuses_a_tampered_object_and_writes_only_over_the_version_it_read() 
             "{what}"
         );
     }
-    // Replaced between the read and the write: the conditional PutObject (If-Match on the
-    // ETag read) fails with 412 and the newer object stays. Driven through the library so
-    // that the replacement lands exactly between the two.
+    // Replaced after the body was read, before the new object is written: the PutObject
+    // carries If-Match with the ETag read, S3 answers 412 (exit 6) and the newer object
+    // stays. The proxy holds the PutObject while the test replaces the object.
     let url = tampered(f, "v2-put-ctx", "m/race", |_, _| {});
+    let proxy = common::proxy::Proxy::start(&up);
+    let held = proxy.pause("PutObject", 0);
+    let newer = b"written by someone else meanwhile".to_vec();
+    let out = std::thread::scope(|sc| {
+        let cli = sc.spawn(|| {
+            let mut c = r.s.s3_cmd(&proxy.url);
+            c.args(["migrate", &url, "--kms-key", &f.kms_key])
+                .output()
+                .expect("run sealstream")
+        });
+        held.wait();
+        moto::put_object(&up, &f.bucket, "m/race", &newer, &[("owner", "carol")]);
+        held.release();
+        cli.join().expect("migrate thread")
+    });
+    assert_eq!(code(&out), 6, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("PreconditionFailed"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(moto::get_object(&up, &f.bucket, "m/race").unwrap(), newer);
+
+    // Replaced before the body is read: the ETag-pinned GET of the body fails (412) and
+    // nothing is written. Driven through the library so the replacement lands exactly
+    // between opening and reading.
+    let url = tampered(f, "v2-put-ctx", "m/race2", |_, _| {});
     let s3url = sealstream::s3::S3Url::parse(&url).unwrap();
     let s3 = sealstream::s3::blocking::S3::connect(sealstream::s3::S3Settings {
         endpoint_url: Some(format!("http://{up}")),
@@ -663,8 +690,7 @@ fn migrate_refuses_a_tampered_object_and_writes_only_over_the_version_it_read() 
         ..Default::default()
     };
     let unlocked = ec::unlock(&kms, &obj, &trust, &Default::default()).unwrap();
-    let newer = b"written by someone else meanwhile".to_vec();
-    moto::put_object(&up, &f.bucket, "m/race", &newer, &[("owner", "carol")]);
+    moto::put_object(&up, &f.bucket, "m/race2", &newer, &[("owner", "carol")]);
     let key = sealstream::LocalKey::generate().unwrap();
     let keys: [&dyn sealstream::KeyProvider; 1] = [&key];
     let sealing =
@@ -684,5 +710,6 @@ fn migrate_refuses_a_tampered_object_and_writes_only_over_the_version_it_read() 
         Some(sealstream::error::ServiceErrorKind::PreconditionFailed),
         "{err}"
     );
-    assert_eq!(moto::get_object(&up, &f.bucket, "m/race").unwrap(), newer);
+    assert_eq!(moto::get_object(&up, &f.bucket, "m/race2").unwrap(), newer);
+    assert!(moto::list_multipart_uploads(&up, &f.bucket).is_empty());
 }
