@@ -200,7 +200,21 @@ mod tests {
                 },
                 3,
             ),
+            (
+                Error::Unsupported {
+                    object: "s3://b/k".into(),
+                    reason: "CBC".into(),
+                },
+                2,
+            ),
             (Error::Header(HeaderError::BadMagic), 4),
+            (
+                Error::ForeignObject {
+                    object: "s3://b/k".into(),
+                    reason: "tag".into(),
+                },
+                4,
+            ),
             (Error::ChunkAuth { index: 0 }, 4),
             (Error::CommitmentMismatch, 4),
             (Error::TooManyChunks, 4),
