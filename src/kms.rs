@@ -913,6 +913,7 @@ pub mod blocking {
 
         /// Runs a future of the async [`super::Kms`] on this handle's runtime, for crate
         /// layers built on it (the S3 Encryption Client reader unwraps its data keys so).
+        #[cfg(feature = "s3ec")]
         pub(crate) fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
             self.rt.block_on(f)
         }

@@ -115,6 +115,7 @@ impl S3 {
 
     /// Runs a future of the async handle on this handle's runtime (crate layers built on
     /// [`super::S3`], such as the S3 Encryption Client reader).
+    #[cfg(feature = "s3ec")]
     pub(crate) fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
         self.rt.block_on(f)
     }
