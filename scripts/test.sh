@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one command that runs every test:  scripts/test.sh [extra args for cargo test]
 #
-#   1. installs what it needs (moto[server] into .tools/moto-venv; rustfmt/clippy if missing)
+#   1. installs what it needs (moto[server] into .tools/moto-venv, the Amazon S3 Encryption
+#      Client into .tools/s3ec-venv; rustfmt/clippy if missing)
 #   2. starts a fresh local AWS emulator (moto) on a free port, always stopped on exit
 #   3. cargo fmt --check, cargo clippy -D warnings (full and core-only feature sets),
 #      the core alone: cargo build / cargo test --no-default-features (no AWS, tokio, clap),
@@ -112,6 +113,12 @@ if ! "$ROOT/.tools/moto-venv/bin/python" -c 'import boto3' 2>/dev/null; then
     "$ROOT/.tools/moto-venv/bin/pip" install --quiet boto3
 fi
 "$ROOT/.tools/moto-venv/bin/python" -c 'import boto3; print("boto3", boto3.__version__)'
+done_step
+
+section "Amazon S3 Encryption Client for Python (tests/s3ec.rs writes its fixture with it)"
+S3EC_PYTHON="$("$ROOT/scripts/s3ec_venv.sh")"
+export S3EC_PYTHON
+"$S3EC_PYTHON" -c 'import importlib.metadata as m; print("amazon-s3-encryption-client-python", m.version("amazon-s3-encryption-client-python"))'
 done_step
 
 export AWS_ENDPOINT_URL="$EMULATOR_ENDPOINT"

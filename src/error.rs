@@ -236,6 +236,25 @@ pub enum Error {
         reason: String,
     },
 
+    /// An object written by another encryption client (the Amazon S3 Encryption Client) is
+    /// malformed or failed authentication: its metadata, its key commitment or the GCM tag
+    /// over its body. Nothing of its plaintext was released.
+    ForeignObject {
+        /// `s3://bucket/key`.
+        object: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An object written by another encryption client uses a mode sealstream refuses to
+    /// read: an unauthenticated one (AES/CBC, S3EC V1 metadata) or a key wrapping it has no
+    /// keys for. Nothing was read; no option changes this.
+    Unsupported {
+        /// `s3://bucket/key`.
+        object: String,
+        /// Which mode and why.
+        reason: String,
+    },
+
     /// A part-wise body's manifest (FORMAT.md §17) is malformed, does not authenticate, or
     /// does not describe the stored body: whole parts were dropped, reordered, added or
     /// truncated, or the manifest is another object's.
@@ -330,6 +349,7 @@ impl Error {
                 | Error::LastChunkEmpty { .. }
                 | Error::TooManyChunks
                 | Error::ObjectMetadata { .. }
+                | Error::ForeignObject { .. }
                 | Error::PartManifest(_)
         )
     }
@@ -447,6 +467,11 @@ impl fmt::Display for Error {
             Error::ObjectMetadata { object, reason } => {
                 write!(f, "{object}: sealstream object metadata: {reason}")
             }
+            Error::ForeignObject { object, reason } => write!(
+                f,
+                "{object}: Amazon S3 Encryption Client object: {reason}; nothing was released"
+            ),
+            Error::Unsupported { object, reason } => write!(f, "{object}: refused: {reason}"),
             Error::KeyService(m) => write!(f, "key service error: {m}"),
             Error::Cancelled(what) => write!(f, "cancelled: {what}"),
             Error::Storage(m) => write!(f, "storage error: {m}"),

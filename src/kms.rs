@@ -284,6 +284,41 @@ impl Kms {
         data_key_from(out.plaintext(), "Decrypt", arn)
     }
 
+    /// Decrypts a data key another client wrapped with KMS (the Amazon S3 Encryption
+    /// Client's `x-amz-key-v2` / `x-amz-3`), whose metadata does not say which key wrapped
+    /// it. With `key_id`, the call is pinned to that key (KMS refuses a ciphertext of
+    /// another key); without, KMS picks the key the ciphertext names, and the caller must
+    /// check the returned key ARN before using the data key (discovery). `context` is
+    /// sent verbatim. Not cached: such a key serves one object.
+    pub async fn decrypt_foreign(
+        &self,
+        ciphertext: &[u8],
+        context: &std::collections::BTreeMap<String, String>,
+        key_id: Option<&str>,
+    ) -> Result<(DataKey, String)> {
+        let label = key_id.unwrap_or("(the key the ciphertext names)");
+        let client = self.client(key_id.and_then(region_of).as_deref())?;
+        let ctx: HashMap<String, String> = context
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let out = client
+            .decrypt()
+            .set_key_id(key_id.map(str::to_string))
+            .ciphertext_blob(Blob::new(ciphertext.to_vec()))
+            .set_encryption_context((!ctx.is_empty()).then_some(ctx))
+            .send()
+            .await
+            .map_err(|e| self.service_error("Decrypt", label, e))?;
+        let arn = out
+            .key_id()
+            .ok_or_else(|| {
+                Error::key_service(format!("KMS Decrypt for {label} returned no key id"))
+            })?
+            .to_string();
+        Ok((data_key_from(out.plaintext(), "Decrypt", label)?, arn))
+    }
+
     /// Re-wraps a KMS stanza for `destination` with `ReEncrypt`: the plaintext data key
     /// never leaves KMS. The call goes to the stanza key's region.
     pub async fn re_encrypt(
@@ -874,6 +909,13 @@ pub mod blocking {
         /// See [`super::Kms::resolve_arn`].
         pub fn resolve_arn(&self, key: &str) -> Result<String> {
             self.rt.block_on(self.inner.resolve_arn(key))
+        }
+
+        /// Runs a future of the async [`super::Kms`] on this handle's runtime, for crate
+        /// layers built on it (the S3 Encryption Client reader unwraps its data keys so).
+        #[cfg(feature = "s3ec")]
+        pub(crate) fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+            self.rt.block_on(f)
         }
 
         /// See [`super::Kms::re_encrypt`].

@@ -239,3 +239,31 @@ fn s3_metadata_seeds_are_valid_object_metadata() {
     }
     assert!(seen >= 6, "seeds missing in {}", dir.display());
 }
+
+/// The s3ec_metadata seeds are meaningful: each is an Amazon S3 Encryption Client envelope
+/// the parser accepts (V2 and V3, in the object's metadata and in an instruction file).
+#[cfg(feature = "s3ec")]
+#[test]
+fn s3ec_metadata_seeds_are_valid_envelopes() {
+    use sealstream::s3::s3ec::metadata;
+    let dir = fuzz_dir().join("corpus/s3ec_metadata");
+    let mut seen = 0;
+    for f in files_in(&dir) {
+        let raw = std::fs::read(&f).unwrap();
+        let (meta, instruction) = match raw.iter().position(|&b| b == 0) {
+            Some(i) => (&raw[..i], Some(&raw[i + 1..])),
+            None => (&raw[..], None),
+        };
+        let meta: std::collections::BTreeMap<String, String> = std::str::from_utf8(meta)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let env = metadata::parse(&meta, instruction)
+            .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        assert_eq!(env.instruction_file, instruction.is_some());
+        seen += 1;
+    }
+    assert!(seen >= 4, "seeds missing in {}", dir.display());
+}

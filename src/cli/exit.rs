@@ -37,9 +37,10 @@ const UNKNOWN: i32 = 1;
 /// The exit code of a library error.
 pub fn code(e: &Error) -> i32 {
     match e {
-        Error::InvalidArgument(_) | Error::RewrapRefused(_) | Error::RangeNotSatisfiable { .. } => {
-            USAGE
-        }
+        Error::InvalidArgument(_)
+        | Error::RewrapRefused(_)
+        | Error::RangeNotSatisfiable { .. }
+        | Error::Unsupported { .. } => USAGE,
         Error::Io { .. } | Error::OutputExists(_) | Error::KeyFile { .. } => IO,
         Error::KeyService(_) | Error::KeyServiceStanzas(_) => KEY_SERVICE,
         Error::Storage(_) => STORAGE,
@@ -207,7 +208,21 @@ mod tests {
                 },
                 3,
             ),
+            (
+                Error::Unsupported {
+                    object: "s3://b/k".into(),
+                    reason: "CBC".into(),
+                },
+                2,
+            ),
             (Error::Header(HeaderError::BadMagic), 4),
+            (
+                Error::ForeignObject {
+                    object: "s3://b/k".into(),
+                    reason: "tag".into(),
+                },
+                4,
+            ),
             (Error::ChunkAuth { index: 0 }, 4),
             (Error::CommitmentMismatch, 4),
             (Error::TooManyChunks, 4),

@@ -100,7 +100,10 @@ Examples:
   # An S3 body downloaded by another tool, with its header saved by inspect
   sealstream decrypt body.bin --header-from body.header -o big.bin
   # Restore a tree saved with encrypt --recursive (s3://bucket/photos/a/b -> photos/a/b)
-  sealstream decrypt s3://bucket/photos/ -o photos --recursive --exclude '*.tmp'";
+  sealstream decrypt s3://bucket/photos/ -o photos --recursive --exclude '*.tmp'
+  # An object written by the Amazon S3 Encryption Client (to stdout: downloaded twice,
+  # verified first; see docs/MIGRATION.md)
+  sealstream decrypt s3://bucket/archive/report.pdf -o report.pdf --kms-key alias/archive";
 
 const EXAMPLES_INSPECT: &str = "\
 Examples:
@@ -119,6 +122,21 @@ Examples:
   sealstream rewrap big.bin.seal -k old.key --add-key new.key --remove-key lk1-0123456789abcdef
   # Move an S3 object's KMS stanzas to another KMS key (metadata only, body not read)
   sealstream rewrap s3://bucket/db/dump.seal --kms-key alias/old --rotate-to-kms-key alias/new";
+
+const EXAMPLES_MIGRATE: &str = "\
+Objects written by the Amazon S3 Encryption Client (V2 or V3 metadata, AES-GCM, KMS-wrapped
+data key) become sealstream objects in place: one streaming read, the new object stored only
+after the old one's GCM tag verified and only if it was not changed meanwhile (If-Match).
+Content-Type, user metadata and tags are kept. One JSON line per object on stdout.
+AES/CBC and V1 objects are refused. See docs/MIGRATION.md.
+
+Examples:
+  # What would happen, without writing
+  sealstream migrate s3://bucket/archive/ --recursive --dryrun --kms-key alias/archive
+  # One object, wrapped again for the KMS key that wrapped it, same context
+  sealstream migrate s3://bucket/archive/report.pdf --kms-key alias/archive
+  # A whole prefix, wrapped for a new KMS key and an offline key file
+  sealstream migrate s3://bucket/archive/ --recursive --kms-key alias/old --wrap-kms-key alias/new --wrap-key offline.key";
 
 const EXAMPLES_SERVE: &str = "\
 Examples:
@@ -178,6 +196,7 @@ fn examples(command: &str) -> Option<&'static str> {
         "decrypt" => EXAMPLES_DECRYPT,
         "inspect" => EXAMPLES_INSPECT,
         "rewrap" => EXAMPLES_REWRAP,
+        "migrate" => EXAMPLES_MIGRATE,
         "serve" => EXAMPLES_SERVE,
         "completions" => EXAMPLES_COMPLETIONS,
         "man" => EXAMPLES_MAN,
@@ -291,6 +310,7 @@ mod tests {
             ("decrypt", EXAMPLES_DECRYPT),
             ("inspect", EXAMPLES_INSPECT),
             ("rewrap", EXAMPLES_REWRAP),
+            ("migrate", EXAMPLES_MIGRATE),
             ("completions", EXAMPLES_COMPLETIONS),
             ("man", EXAMPLES_MAN),
         ];

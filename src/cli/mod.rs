@@ -15,6 +15,7 @@ pub mod progress;
 mod recursive;
 mod report;
 mod s3;
+mod s3ec;
 mod serve;
 
 use std::fs::File;
@@ -155,6 +156,9 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Change which keys can open FILE without touching its body (atomic replace).
     Rewrap(RewrapArgs),
+    /// Re-encrypt objects written by the Amazon S3 Encryption Client into sealstream
+    /// objects, in place, one streaming pass each (docs/MIGRATION.md).
+    Migrate(MigrateArgs),
     /// Run an S3-compatible gateway: clients read and write through it with any S3 tool,
     /// objects are stored encrypted upstream (docs/GATEWAY.md).
     Serve(serve::ServeArgs),
@@ -330,6 +334,41 @@ pub struct RewrapArgs {
     pub kms: KmsTrustArgs,
 }
 
+/// `migrate` options.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The S3 Encryption Client object, s3://BUCKET/KEY, or with --recursive every object
+    /// under s3://BUCKET/PREFIX/.
+    pub source: PathBuf,
+    /// Migrate every object under the prefix (instruction files and sealstream objects are
+    /// skipped, other objects reported as skipped).
+    #[arg(long, help_heading = help::INPUT)]
+    pub recursive: bool,
+    /// Check and report what would be migrated (metadata read, data key unwrapped), write
+    /// nothing.
+    #[arg(long, help_heading = help::OUTPUT)]
+    pub dryrun: bool,
+    /// KMS keys trusted for unwrapping the S3 Encryption Client's data key.
+    #[command(flatten)]
+    pub kms: KmsTrustArgs,
+    /// Context pair the object must carry (repeatable); a missing or different pair fails.
+    #[arg(short = 'c', long = "context", value_name = "KEY=VALUE", help_heading = help::KEYS)]
+    pub context: Vec<String>,
+    /// KMS key to wrap the new data key for (repeatable). Default, with no --wrap-kms-key
+    /// and no --wrap-key: the KMS key that unwrapped the object's data key.
+    #[arg(long = "wrap-kms-key", value_name = "KEY", help_heading = help::KEYS)]
+    pub wrap_kms_keys: Vec<String>,
+    /// Local key file to wrap the new data key for (repeatable).
+    #[arg(long = "wrap-key", value_name = "KEYFILE", help_heading = help::KEYS)]
+    pub wrap_keys: Vec<PathBuf>,
+    /// Body cipher suite of the new object.
+    #[arg(long, default_value = "aes-256-gcm", value_parser = ["aes-256-gcm", "chacha20-poly1305"], help_heading = help::FORMAT)]
+    pub suite: String,
+    /// Plaintext bytes per chunk of the new object, 4KiB..16MiB.
+    #[arg(long, value_name = "SIZE", default_value = "64KiB", help_heading = help::FORMAT)]
+    pub chunk_size: String,
+}
+
 /// Several files at once.
 #[derive(Debug, Args)]
 pub struct BatchArgs {
@@ -484,6 +523,7 @@ fn run(cli: &Cli) -> CliResult {
         Command::Decrypt(a) => decrypt(cli, a),
         Command::Inspect(a) => inspect(cli, a).map_err(clean),
         Command::Rewrap(a) => rewrap(cli, a).map_err(|e| clean(e.into())),
+        Command::Migrate(a) => s3ec::migrate(cli, a).map_err(clean),
         Command::Serve(a) => serve::serve(cli, a).map_err(|e| clean(e.into())),
         Command::Completions { shell } => help::completions(*shell).map_err(|e| clean(e.into())),
         Command::Man { command } => help::man(command.as_deref()).map_err(|e| clean(e.into())),

@@ -245,7 +245,13 @@ pub(super) fn decrypt(
         output_is_terminal: sink.is_terminal(),
     };
     let s3 = connect(cli).map_err(clean)?;
-    let obj = s3.open_object(url).map_err(hint).map_err(clean)?;
+    let obj = match open_or_s3ec(&s3, url).map_err(clean)? {
+        Opened::Sealstream(o) => *o,
+        Opened::S3ec(o) => {
+            drop(sink);
+            return super::s3ec::decrypt(cli, a, &s3, &o, &expected, range);
+        }
+    };
     let ring = decryption_keys(cli, &a.keys, &a.kms).map_err(clean)?;
     let opening = Opening::unlock(obj.header.clone(), &ring.as_refs(), &expected, backend(cli))
         .map_err(clean)?;
@@ -318,10 +324,44 @@ fn object_report(
     .with_keys(&obj.header.stanzas)
 }
 
+/// An object opened for reading: sealstream's, or one the Amazon S3 Encryption Client wrote.
+enum Opened {
+    Sealstream(Box<sealstream::s3::ObjectInfo>),
+    S3ec(Box<sealstream::s3::s3ec::S3ecObject>),
+}
+
+/// Opens a sealstream object; if it has no sealstream metadata, looks at it as an Amazon
+/// S3 Encryption Client object (its metadata, else its instruction file) before reporting
+/// the original error. Objects with sealstream metadata never take the second look.
+fn open_or_s3ec(s3: &S3, url: &S3Url) -> Result<Opened> {
+    match s3.open_object(url) {
+        Ok(o) => Ok(Opened::Sealstream(Box::new(o))),
+        Err(Error::ObjectMetadata { object, reason }) => {
+            let head = s3.head(url).map_err(hint)?;
+            let sealstream_meta = head.as_ref().is_some_and(|h| {
+                h.metadata
+                    .keys()
+                    .any(|k| sealstream::s3::object::is_sealstream_key(k))
+            });
+            if let Some(head) = head.filter(|_| !sealstream_meta)
+                && let Some(o) =
+                    sealstream::s3::s3ec::blocking::from_head(s3, url, head).map_err(hint)?
+            {
+                return Ok(Opened::S3ec(Box::new(o)));
+            }
+            Err(Error::ObjectMetadata { object, reason })
+        }
+        Err(e) => Err(hint(e)),
+    }
+}
+
 /// `inspect s3://bucket/key`: HEAD (+ companion), never the body.
 pub(super) fn inspect(cli: &super::Cli, a: &InspectArgs, url: &S3Url) -> super::Outcome {
     let s3 = connect(cli)?;
-    let obj = s3.open_object(url).map_err(hint)?;
+    let obj = match open_or_s3ec(&s3, url)? {
+        Opened::Sealstream(o) => *o,
+        Opened::S3ec(o) => return super::s3ec::inspect(cli, a, &o),
+    };
     if let Some(p) = &a.export_header {
         export_header(p, &obj.header)?;
     }

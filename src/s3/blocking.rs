@@ -117,6 +117,13 @@ impl S3 {
         &self.inner
     }
 
+    /// Runs a future of the async handle on this handle's runtime (crate layers built on
+    /// [`super::S3`], such as the S3 Encryption Client reader).
+    #[cfg(feature = "s3ec")]
+    pub(crate) fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
     /// The settings in use.
     pub fn settings(&self) -> &S3Settings {
         self.inner.settings()
@@ -178,6 +185,7 @@ impl S3 {
         let none = ObjectAttributes::default();
         let job = PutJob {
             force: opts.force,
+            replace: None,
             plaintext_len: opts.plaintext_len,
             engine: &opts.engine,
             progress: opts.progress,
@@ -225,7 +233,7 @@ impl S3 {
 /// right away (never `Pending`): only for the blocking layer, whose futures run under
 /// `block_on` on the caller's own thread, where blocking is what the caller asked for.
 /// The requests the future starts run on the runtime's workers meanwhile.
-struct SyncIo<T>(T);
+pub(crate) struct SyncIo<T>(pub(crate) T);
 
 // Never pinned structurally: the inner value is only used through `&mut`.
 impl<T> Unpin for SyncIo<T> {}

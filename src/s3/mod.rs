@@ -29,6 +29,9 @@ mod download;
 mod live;
 pub mod object;
 mod rewrap;
+#[cfg(feature = "s3ec")]
+#[cfg_attr(docsrs, doc(cfg(feature = "s3ec")))]
+pub mod s3ec;
 pub mod transfer;
 mod upload;
 

@@ -37,6 +37,9 @@ pub struct WriterOptions {
     /// Create only: never replace an existing object (`If-None-Match: *` on the
     /// `PutObject` or `CompleteMultipartUpload`), so a racing writer is never overwritten.
     pub create_only: bool,
+    /// Replace only the version read: `If-Match: <ETag>` on the `PutObject` or
+    /// `CompleteMultipartUpload` (S3 answers 412 if the object changed meanwhile).
+    pub if_match: Option<String>,
 }
 
 /// What a finished [`MultipartWriter`] stored.
@@ -229,6 +232,7 @@ impl MultipartWriter {
                 .put_object()
                 .bucket(&url.bucket)
                 .key(&url.key)
+                .set_if_match(self.opts.if_match.clone())
                 .body(ByteStream::from(last));
             let mut req = set_object_attributes!(req, a, a.metadata.clone());
             if self.opts.create_only {
@@ -275,7 +279,8 @@ impl MultipartWriter {
                 CompletedMultipartUpload::builder()
                     .set_parts(Some(parts))
                     .build(),
-            );
+            )
+            .set_if_match(self.opts.if_match.clone());
         if self.opts.create_only {
             req = req.if_none_match("*");
         }

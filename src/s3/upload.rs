@@ -9,6 +9,7 @@
 //! The blocking layer runs the same future with `block_on`, its `Read` input behind a
 //! synchronous `AsyncRead` shim.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use aws_sdk_s3::primitives::ByteStream;
@@ -166,6 +167,7 @@ impl Prepared {
             concurrency: 0,
             attributes: self.attributes.clone(),
             create_only: !self.force,
+            if_match: None,
         }
     }
 
@@ -227,6 +229,7 @@ impl S3 {
         let progress = opts.progress.as_deref().map(|f| f as &(dyn Fn(u64) + Sync));
         let job = PutJob {
             force: opts.force,
+            replace: None,
             plaintext_len: opts.plaintext_len,
             engine: &eo,
             progress,
@@ -285,18 +288,36 @@ impl S3 {
     where
         R: AsyncRead + Unpin,
     {
+        // A migration keeps what the old object carried beside its body.
+        let kept;
+        let attributes = match job.replace {
+            Some(r) => {
+                let mut a = job.attributes.clone();
+                a.content_type = r.content_type.clone();
+                a.tagging = r.tagging.clone();
+                for (k, v) in &r.metadata {
+                    if !object::is_sealstream_key(k) {
+                        a.metadata.entry(k.clone()).or_insert(v.clone());
+                    }
+                }
+                kept = a;
+                &kept
+            }
+            None => job.attributes,
+        };
         let prepared = self
             .prepare_put(
                 url,
                 sealing.header(),
-                job.force,
+                job.force || job.replace.is_some(),
                 job.plaintext_len,
-                job.attributes,
+                attributes,
             )
             .await?;
         let plan = prepared.plan;
         let create_only = !prepared.force;
-        let writer_opts = prepared.writer_options();
+        let mut writer_opts = prepared.writer_options();
+        writer_opts.if_match = job.replace.map(|r| r.if_match.clone());
         st.prepared = Some(prepared);
         let writer = st
             .writer
@@ -464,10 +485,26 @@ impl PutState {
     }
 }
 
+/// How a migration replaces an object in place: only the version it read (`If-Match`),
+/// keeping what the old object carried beside its body.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Replacing {
+    /// The ETag of the version read.
+    pub(super) if_match: String,
+    /// Content-Type to keep.
+    pub(super) content_type: Option<String>,
+    /// User metadata to keep (sealstream's own names are never taken from here).
+    pub(super) metadata: BTreeMap<String, String>,
+    /// Tags to keep (URL-encoded).
+    pub(super) tagging: Option<String>,
+}
+
 /// What one upload is asked to do, with the engine options borrowed from the caller (so
 /// the blocking layer can pass its `EngineOptions` as they are).
 pub(super) struct PutJob<'a> {
     pub(super) force: bool,
+    /// Replace the object in place, conditionally (a migration); implies `force`.
+    pub(super) replace: Option<&'a Replacing>,
     pub(super) plaintext_len: Option<u64>,
     pub(super) engine: &'a EngineOptions<'a>,
     pub(super) progress: Option<&'a (dyn Fn(u64) + Sync)>,

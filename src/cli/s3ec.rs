@@ -1,0 +1,449 @@
+//! The Amazon S3 Encryption Client side of the commands: `decrypt s3://…` and `inspect
+//! s3://…` of an S3EC object, and `migrate`. Argument handling and reporting only; the
+//! work is in [`sealstream::s3::s3ec`] (docs/MIGRATION.md).
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+use super::exit::{self, Failure};
+use super::output::Sink;
+use super::{
+    Cli, CliResult, CountingWriter, DecryptArgs, InspectArgs, KmsTrustArgs, MigrateArgs, Outcome,
+    backend, kms_connect, load_key_file, note,
+};
+use sealstream::engine::EngineOptions;
+use sealstream::envelope::{EncryptParams, Sealing};
+use sealstream::error::{Error, Result};
+use sealstream::format::{Context, Suite, limits};
+use sealstream::keys::{self, KeyProvider};
+use sealstream::kms::blocking::{Kms, KmsKey};
+use sealstream::range::ByteRange;
+use sealstream::s3::blocking::S3;
+use sealstream::s3::s3ec::{self as lib, KmsTrust, MigrateOptions, S3ecObject, Unlocked};
+use sealstream::s3::{S3Url, object};
+
+/// The KMS trust of a command's `--kms-key` / `--kms-discovery` flags.
+fn trust(cli: &Cli, t: &KmsTrustArgs) -> KmsTrust {
+    KmsTrust {
+        keys: t.kms_keys.clone(),
+        discovery_accounts: if t.kms_discovery {
+            t.kms_allow_accounts.clone()
+        } else {
+            Vec::new()
+        },
+        max_decrypts: cli.kms_max_decrypts,
+    }
+}
+
+/// Unlocks `obj` with the trusted KMS keys (no KMS connection when none is trusted: the
+/// library then reports that no key was offered).
+fn unlock(
+    cli: &Cli,
+    kms: &mut Option<std::sync::Arc<Kms>>,
+    t: &KmsTrustArgs,
+    obj: &S3ecObject,
+    expected: &Context,
+) -> Result<Unlocked> {
+    if !t.any() {
+        lib::check_context(&obj.envelope, expected)?;
+        return Err(Error::NoMatchingKey {
+            stanzas: vec![
+                "aws-kms:(the KMS key that wrapped this S3 Encryption Client object)".into(),
+            ],
+            offered: vec![],
+        });
+    }
+    let k = match kms {
+        Some(k) => k.clone(),
+        None => kms.insert(kms_connect(cli)?).clone(),
+    };
+    lib::blocking::unlock(&k, obj, &trust(cli, t), expected)
+}
+
+/// `decrypt s3://bucket/key` of an S3EC object: to a file through a temporary renamed only
+/// after the tag verified; to a stream (stdout, a FIFO, a device) in two downloads, the
+/// first verifying, the second releasing verified windows only.
+pub(super) fn decrypt(
+    cli: &Cli,
+    a: &DecryptArgs,
+    s3: &S3,
+    obj: &S3ecObject,
+    expected: &Context,
+    range: Option<ByteRange>,
+) -> CliResult {
+    let clean = |e: Error| (Failure::from(e), false);
+    if range.is_some() {
+        return Err(clean(Error::InvalidArgument(format!(
+            "{}: --range is not available for an Amazon S3 Encryption Client object: its body \
+             is one AES-GCM whose tag is at the end, so no part of it is authentic before the \
+             whole is read; run `sealstream migrate {}` first, then ranged reads are \
+             authenticated",
+            obj.url, obj.url
+        ))));
+    }
+    let mut kms = None;
+    let unlocked = unlock(cli, &mut kms, &a.kms, obj, expected).map_err(clean)?;
+    let sink = Sink::open(a.output.as_deref(), a.force, false).map_err(clean)?;
+    if !sink.is_streaming() {
+        // A temporary file beside the output: renamed into place only after the tag verified.
+        return sink
+            .write_with(|w| lib::blocking::get_staged(s3, obj, &unlocked, w))
+            .map(|_| ())
+            .map_err(clean);
+    }
+    note(
+        cli.quiet,
+        &format!(
+            "{}: Amazon S3 Encryption Client object, output to a stream: verifying the whole body first, then downloading it again for the plaintext (two downloads of {} bytes)",
+            obj.url, obj.head.content_length
+        ),
+    );
+    let verified = lib::blocking::verify(s3, obj, &unlocked).map_err(clean)?;
+    let mut wrote_any = false;
+    let r = sink.write_with(|w| {
+        let mut cw = CountingWriter {
+            inner: w,
+            wrote: &mut wrote_any,
+        };
+        lib::blocking::get_verified(s3, obj, &unlocked, &verified, &mut cw)
+    });
+    r.map(|_| ()).map_err(|e| (Failure::from(e), wrote_any))
+}
+
+fn context_json<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> serde_json::Value {
+    serde_json::Value::Object(
+        pairs
+            .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
+            .collect(),
+    )
+}
+
+/// `inspect s3://bucket/key` of an S3EC object: its metadata only (and, with `--verify`,
+/// the KMS unwrap and key commitment).
+pub(super) fn inspect(cli: &Cli, a: &InspectArgs, obj: &S3ecObject) -> Outcome {
+    if a.export_header.is_some() {
+        return Err(Error::InvalidArgument(format!(
+            "{}: --export-header: an Amazon S3 Encryption Client object has no sealstream header",
+            obj.url
+        ))
+        .into());
+    }
+    let env = &obj.envelope;
+    let verified = if a.verify {
+        let mut kms = None;
+        Some(unlock(cli, &mut kms, &a.kms, obj, &Context::new()))
+    } else {
+        None
+    };
+    let legacy_key = env
+        .kms_context
+        .get(lib::metadata::CONTEXT_KMS_CMK_ID)
+        .cloned();
+    let kms_key = match &verified {
+        Some(Ok(u)) => Some(u.kms_key().to_string()),
+        _ => legacy_key,
+    };
+    let reserved = env
+        .kms_context
+        .iter()
+        .filter(|(k, _)| {
+            k.as_str() == lib::metadata::CONTEXT_CEK_ALG
+                || k.as_str() == lib::metadata::CONTEXT_KMS_CMK_ID
+        })
+        .map(|(k, v)| (k.as_str(), v.as_str()));
+    let text = if a.json {
+        let v = serde_json::json!({
+            "format": "amazon-s3-encryption-client",
+            "client_format_version": env.version.name(),
+            "content_cipher": env.content_cipher(),
+            "key_commitment": env.commitment.is_some(),
+            "key_wrapping": env.wrapping.name(),
+            "kms_key": kms_key,
+            "context": context_json(env.user_context()),
+            "reserved_context": context_json(reserved),
+            "instruction_file": obj.instruction.as_ref().map(|(k, _)| format!("s3://{}/{k}", obj.url.bucket)),
+            "ciphertext_len": obj.head.content_length,
+            "plaintext_len": obj.plaintext_len(),
+            "plaintext_len_authenticated": false,
+            "verified": verified.as_ref().map(|r| r.is_ok()),
+            "object": {
+                "url": obj.url.to_string(),
+                "etag": obj.head.etag,
+            },
+        });
+        v.to_string() + "\n"
+    } else {
+        let esc = sealstream::text::escape;
+        let mut s = String::new();
+        s.push_str(&format!("object:         {}\n", esc(&obj.url.to_string())));
+        s.push_str(&format!(
+            "format:         Amazon S3 Encryption Client, {} metadata\n",
+            env.version.name()
+        ));
+        s.push_str(&format!("content cipher: {}\n", env.content_cipher()));
+        s.push_str(&format!(
+            "key commitment: {}\n",
+            if env.commitment.is_some() {
+                "yes (checked before decrypting)"
+            } else {
+                "no"
+            }
+        ));
+        s.push_str(&format!(
+            "key wrapping:   {} (AWS KMS)\n",
+            env.wrapping.name()
+        ));
+        s.push_str(&format!(
+            "kms key:        {}\n",
+            match &kms_key {
+                Some(k) => esc(k),
+                None => "not recorded in the metadata (KMS reads it from the ciphertext; --verify --kms-key KEY checks it)".into(),
+            }
+        ));
+        if let Some((k, _)) = &obj.instruction {
+            s.push_str(&format!(
+                "metadata in:    instruction file s3://{}/{}\n",
+                esc(&obj.url.bucket),
+                esc(k)
+            ));
+        }
+        s.push_str(&format!(
+            "body:           {} bytes (plaintext {} bytes, from the length; authenticated only on decrypt)\n",
+            obj.head.content_length,
+            obj.plaintext_len()
+        ));
+        let user: Vec<(&str, &str)> = env.user_context().collect();
+        if user.is_empty() {
+            s.push_str("context:        (none)\n");
+        } else {
+            s.push_str("context:\n");
+            for (k, v) in user {
+                s.push_str(&format!("  {}={}\n", esc(k), esc(v)));
+            }
+        }
+        match &verified {
+            Some(Ok(_)) => {
+                s.push_str("verified:       data key unwrapped (and commitment checked)\n")
+            }
+            Some(Err(e)) => s.push_str(&format!(
+                "verified:       FAILED: {}\n",
+                esc(&exit::message(e))
+            )),
+            None => {}
+        }
+        s
+    };
+    io::stdout()
+        .lock()
+        .write_all(text.as_bytes())
+        .map_err(|e| Error::io("writing to stdout", e))?;
+    match verified {
+        Some(Err(e)) => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+/// One object's line of the migration report.
+fn report(url: &S3Url, status: &str, extra: serde_json::Value) {
+    let mut v = serde_json::json!({"object": url.to_string(), "status": status});
+    if let (Some(m), serde_json::Value::Object(e)) = (v.as_object_mut(), extra) {
+        m.extend(e);
+    }
+    let mut out = io::stdout().lock();
+    let _ = writeln!(out, "{v}");
+}
+
+/// `migrate s3://bucket/key` or `migrate s3://bucket/prefix/ --recursive`.
+pub(super) fn migrate(cli: &Cli, a: &MigrateArgs) -> Outcome {
+    let url = super::s3::url_of(&a.source)?.ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "migrate works on S3 objects: give s3://BUCKET/KEY, not '{}'",
+            a.source.display()
+        ))
+    })?;
+    if !a.recursive {
+        url.require_object()?;
+    }
+    let suite = Suite::from_name(&a.suite)
+        .ok_or_else(|| Error::InvalidArgument(format!("unknown suite '{}'", a.suite)))?;
+    let cs = sealstream::size::parse_size(&a.chunk_size)
+        .map_err(|e| Error::InvalidArgument(format!("--chunk-size: {e}")))?;
+    if cs < u64::from(limits::MIN_CHUNK_SIZE) || cs > u64::from(limits::MAX_CHUNK_SIZE) {
+        return Err(
+            Error::InvalidArgument(format!("--chunk-size {cs} is outside 4KiB..16MiB")).into(),
+        );
+    }
+    let expected = super::parse::parse_context(&a.context)?;
+    let local: Vec<sealstream::LocalKey> = a
+        .wrap_keys
+        .iter()
+        .map(|p: &PathBuf| load_key_file(p))
+        .collect::<Result<_>>()?;
+    let s3 = super::s3::connect(cli)?;
+    let mut kms: Option<std::sync::Arc<Kms>> = None;
+    let targets: Vec<S3Url> = if a.recursive {
+        let listed = s3.list(&url)?;
+        let names: std::collections::HashSet<&str> =
+            listed.iter().map(|(k, _)| k.as_str()).collect();
+        listed
+            .iter()
+            .filter(|(k, _)| {
+                k.strip_suffix(lib::metadata::INSTRUCTION_SUFFIX)
+                    .is_none_or(|base| !names.contains(base))
+            })
+            .map(|(k, _)| url.with_key(k.clone()))
+            .collect()
+    } else {
+        vec![url.clone()]
+    };
+    let job = MigrateJob {
+        cli,
+        a,
+        s3: &s3,
+        suite,
+        chunk_size: cs as u32,
+        expected: &expected,
+        local: &local,
+    };
+    let mut failures: Vec<Error> = Vec::new();
+    for t in &targets {
+        match job.one(t, &mut kms) {
+            Ok(()) => {}
+            Err(e) => {
+                report(
+                    t,
+                    "failed",
+                    serde_json::json!({"error": exit::message(&e), "exit_code": exit::code(&e)}),
+                );
+                if !a.recursive {
+                    return Err(e.into());
+                }
+                eprintln!("sealstream: error: {}", exit::message(&e));
+                failures.push(e);
+            }
+        }
+    }
+    match failures.first() {
+        None => Ok(()),
+        Some(first) => Err(Failure::BatchFailed {
+            failed: failures.len(),
+            total: targets.len(),
+            code: exit::code(first),
+        }),
+    }
+}
+
+struct MigrateJob<'a> {
+    cli: &'a Cli,
+    a: &'a MigrateArgs,
+    s3: &'a S3,
+    suite: Suite,
+    chunk_size: u32,
+    expected: &'a Context,
+    local: &'a [sealstream::LocalKey],
+}
+
+impl MigrateJob<'_> {
+    fn one(&self, url: &S3Url, kms: &mut Option<std::sync::Arc<Kms>>) -> Result<()> {
+        let Some(head) = self.s3.head(url)? else {
+            return Err(Error::Storage(
+                sealstream::error::ServiceError::new(
+                    sealstream::error::Service::S3,
+                    sealstream::error::ServiceErrorKind::NotFound,
+                    format!("{url}: no such object"),
+                )
+                .with_code(Some("NoSuchKey".into())),
+            ));
+        };
+        if head.metadata.keys().any(|k| object::is_sealstream_key(k)) {
+            report(
+                url,
+                "skipped",
+                serde_json::json!({"reason": "already a sealstream object"}),
+            );
+            return Ok(());
+        }
+        let Some(obj) = lib::blocking::from_head(self.s3, url, head)? else {
+            if self.a.recursive {
+                report(
+                    url,
+                    "skipped",
+                    serde_json::json!({"reason": "not an Amazon S3 Encryption Client object"}),
+                );
+                return Ok(());
+            }
+            return Err(Error::InvalidArgument(format!(
+                "{url} is neither an Amazon S3 Encryption Client object nor a sealstream object; nothing to migrate"
+            )));
+        };
+        let unlocked = unlock(self.cli, kms, &self.a.kms, &obj, self.expected)?;
+        let context = Context::from_pairs(obj.envelope.user_context())?;
+        let kms_handle = match kms {
+            Some(k) => k.clone(),
+            None => kms.insert(kms_connect(self.cli)?).clone(),
+        };
+        let default = self.a.wrap_kms_keys.is_empty() && self.local.is_empty();
+        let wrap_names: Vec<String> = if default {
+            vec![unlocked.kms_key().to_string()]
+        } else {
+            self.a.wrap_kms_keys.clone()
+        };
+        let kms_keys: Vec<KmsKey> = wrap_names
+            .iter()
+            .map(|k| KmsKey::for_wrapping(&kms_handle, k))
+            .collect();
+        let base = serde_json::json!({
+            "format": obj.envelope.version.name(),
+            "plaintext_bytes": obj.plaintext_len(),
+            "kms_key": unlocked.kms_key(),
+            "instruction_file": obj.instruction.as_ref().map(|(k, _)| k.clone()),
+            "source_etag": obj.head.etag,
+        });
+        if self.a.dryrun {
+            report(url, "would-migrate", base);
+            return Ok(());
+        }
+        let refs: Vec<&dyn KeyProvider> = kms_keys
+            .iter()
+            .map(|k| k as &dyn KeyProvider)
+            .chain(self.local.iter().map(|k| k as &dyn KeyProvider))
+            .collect();
+        let params = EncryptParams {
+            suite: self.suite,
+            chunk_size: self.chunk_size,
+            context: context.clone(),
+            backend: backend(self.cli),
+            engine: EngineOptions::default(),
+        };
+        let (dek, stanzas) = keys::wrap_for_all(&refs, &context)?;
+        let keys_used: Vec<String> = stanzas
+            .iter()
+            .map(|s| format!("{}:{}", s.provider, s.key_id))
+            .collect();
+        let sealing = Sealing::new(&dek, stanzas, &params)?;
+        let engine = EngineOptions {
+            threads: self.cli.threads.unwrap_or(0),
+            ..EngineOptions::default()
+        };
+        let rep = lib::blocking::migrate(
+            self.s3,
+            &obj,
+            &unlocked,
+            sealing,
+            &MigrateOptions { engine: &engine },
+        )?;
+        let mut v = base;
+        v["keys"] = serde_json::json!(keys_used);
+        v["body_bytes"] = serde_json::json!(rep.body_bytes);
+        v["parts"] = serde_json::json!(rep.parts);
+        report(url, "migrated", v);
+        note(
+            self.cli.quiet,
+            &format!(
+                "migrated {url} ({} plaintext bytes) to a sealstream object",
+                rep.plaintext_bytes
+            ),
+        );
+        Ok(())
+    }
+}
