@@ -132,6 +132,21 @@ impl Gateway {
         out
     }
 
+    /// The value of one series in the gateway's `/metrics` (served without a signature).
+    fn metric(&self, series: &str) -> u64 {
+        let metrics = raw_get(&self.authority, "/metrics");
+        metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(series)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("{series} missing:\n{metrics}"))
+    }
+
     fn bucket(&self) -> String {
         let b = unique("gw");
         moto::create_bucket(&self.upstream, &b);
@@ -894,6 +909,11 @@ print("ALL OK")
         &b,
         &[],
     );
+    assert_eq!(
+        gw.metric("sealstream_gateway_kms_calls_total{operation=\"GenerateDataKey\"}"),
+        1,
+        "one PutObject, one data key"
+    );
     // The object is a KMS-wrapped sealstream object with the context bound: the CLI opens
     // it with the key and the context, and not without the context.
     let dec = |ctx: &[&str]| {
@@ -936,9 +956,10 @@ print("ALL OK")
         &b,
         &[],
     );
-    // KMS cost: one Decrypt per object, however many GETs (sequential, and concurrent
-    // ranged ones as download tools send), through the KMS provider's single-flight cache
-    // of unwrapped data keys. Counted in the SDK's own debug log of a fresh gateway.
+    // KMS cost: one Decrypt per object, however many GETs (concurrent ranged ones as
+    // download tools send, then sequential), through the KMS provider's single-flight
+    // cache of unwrapped data keys; HEAD and listings none. Read from the gateway's
+    // /metrics, and cross-checked against the SDK's own debug log of a fresh gateway.
     let counted = Gateway::start(
         "kms_key_and_context",
         &[
@@ -950,19 +971,40 @@ print("ALL OK")
             "info,aws_smithy_runtime=debug,aws_sdk_kms=debug",
         ],
     );
+    let kms_costs = |gw: &Gateway| {
+        (
+            gw.metric("sealstream_gateway_kms_calls_total{operation=\"Decrypt\"}"),
+            gw.metric("sealstream_gateway_data_key_cache_hits_total"),
+            gw.metric("sealstream_gateway_data_key_cache_misses_total"),
+        )
+    };
+    assert_eq!(kms_costs(&counted), (0, 0, 0));
+    counted.python(
+        r#"
+assert c.head_object(Bucket=B, Key="k.bin")["ContentLength"] == 150_000
+assert c.list_objects_v2(Bucket=B)["KeyCount"] == 1
+assert c.list_objects(Bucket=B)["Contents"][0]["Size"] == 150_000
+print("ALL OK")
+"#,
+        &b,
+        &[],
+    );
+    assert_eq!(
+        kms_costs(&counted),
+        (0, 0, 0),
+        "HEAD and LIST made KMS calls"
+    );
     counted.python(
         r#"
 import threading
-for _ in range(3):
-    assert len(c.get_object(Bucket=B, Key="k.bin")["Body"].read()) == 150_000
 errors = []
 def ranged(i):
     try:
-        r = c.get_object(Bucket=B, Key="k.bin", Range="bytes=%d-%d" % (i * 30000, i * 30000 + 29999))
-        assert len(r["Body"].read()) == 30000
+        r = c.get_object(Bucket=B, Key="k.bin", Range="bytes=%d-%d" % (i * 15000, i * 15000 + 14999))
+        assert len(r["Body"].read()) == 15000
     except Exception as e:
         errors.append(e)
-ts = [threading.Thread(target=ranged, args=(i,)) for i in range(5)]
+ts = [threading.Thread(target=ranged, args=(i,)) for i in range(8)]
 [t.start() for t in ts]
 [t.join() for t in ts]
 assert not errors, errors
@@ -970,6 +1012,25 @@ print("ALL OK")
 "#,
         &b,
         &[],
+    );
+    assert_eq!(
+        kms_costs(&counted),
+        (1, 7, 1),
+        "8 concurrent ranged GETs: (Decrypt calls, cache hits, misses)"
+    );
+    counted.python(
+        r#"
+for _ in range(3):
+    assert len(c.get_object(Bucket=B, Key="k.bin")["Body"].read()) == 150_000
+print("ALL OK")
+"#,
+        &b,
+        &[],
+    );
+    assert_eq!(kms_costs(&counted), (1, 10, 1), "then 3 sequential GETs");
+    assert_eq!(
+        counted.metric("sealstream_gateway_kms_calls_total{operation=\"GenerateDataKey\"}"),
+        0
     );
     let log = counted.log();
     let mut ids: Vec<&str> = log
@@ -983,7 +1044,7 @@ print("ALL OK")
     assert_eq!(
         ids.len(),
         1,
-        "KMS Decrypt calls for 8 GETs of one object: {ids:?}"
+        "KMS Decrypt calls for 11 GETs of one object: {ids:?}"
     );
     // A gateway with another context refuses it with our code, before any byte.
     let other = Gateway::start(

@@ -201,6 +201,7 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
                     ..KmsSettings::default()
                 },
             );
+            keys.kms = Some(kms.clone());
             for k in &a.kms_keys {
                 keys.wrap.push(Arc::new(KmsKey::for_wrapping(&kms, k)));
                 let trusted = KmsKey::trusted(&kms, k)?.with_max_decrypts(cli.kms_max_decrypts);

@@ -3,13 +3,18 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::kms::{Kms, KmsStats};
 
 /// What the gateway counts. Shared by the server (requests) and the S3 operations
-/// (bytes, authentication failures).
+/// (bytes, authentication failures); KMS calls and cache outcomes are read from the KMS
+/// connection itself when rendering.
 #[derive(Default)]
 pub(crate) struct Metrics {
+    /// The KMS connection whose [`crate::kms::Kms::stats`] are reported, if any.
+    kms: Option<Arc<Kms>>,
     /// (method, status) → answers.
     requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
     /// Requests refused with 503 because `max_requests` were in flight.
@@ -23,6 +28,13 @@ pub(crate) struct Metrics {
 }
 
 impl Metrics {
+    pub(crate) fn new(kms: Option<Arc<Kms>>) -> Metrics {
+        Metrics {
+            kms,
+            ..Metrics::default()
+        }
+    }
+
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
@@ -105,6 +117,44 @@ impl Metrics {
             "Plaintext bytes sent by GetObject.",
             &self.bytes_out,
         );
+        // Always rendered (zeros without KMS), so dashboards and alerts need no special case.
+        let k = self.kms.as_ref().map(|k| k.stats()).unwrap_or_default();
+        render_kms(&mut s, &k);
         s
+    }
+}
+
+/// The KMS series: calls by operation, and the unwrapped-data-key cache's hits and misses.
+fn render_kms(s: &mut String, k: &KmsStats) {
+    let name = "sealstream_gateway_kms_calls_total";
+    let _ = writeln!(
+        s,
+        "# HELP {name} KMS calls by operation (a GET costs a Decrypt only on a cache miss)."
+    );
+    let _ = writeln!(s, "# TYPE {name} counter");
+    for (op, n) in [
+        ("Decrypt", k.decrypt),
+        ("DescribeKey", k.describe_key),
+        ("Encrypt", k.encrypt),
+        ("GenerateDataKey", k.generate_data_key),
+        ("ReEncrypt", k.re_encrypt),
+    ] {
+        let _ = writeln!(s, "{name}{{operation=\"{op}\"}} {n}");
+    }
+    for (name, help, n) in [
+        (
+            "sealstream_gateway_data_key_cache_hits_total",
+            "Data-key unwraps answered from the cache of unwrapped data keys (no KMS call).",
+            k.decrypt_cache_hits,
+        ),
+        (
+            "sealstream_gateway_data_key_cache_misses_total",
+            "Data-key unwraps the cache could not answer (each a KMS Decrypt).",
+            k.decrypt_cache_misses,
+        ),
+    ] {
+        let _ = writeln!(s, "# HELP {name} {help}");
+        let _ = writeln!(s, "# TYPE {name} counter");
+        let _ = writeln!(s, "{name} {n}");
     }
 }
