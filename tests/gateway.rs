@@ -38,28 +38,26 @@ impl Gateway {
     fn start_with_env(test: &str, extra: &[&str], env: &[(&str, &str)]) -> Gateway {
         let upstream = endpoint(test).expect("emulator");
         let scratch = Scratch::new();
-        let creds = scratch.path("clients.ini");
-        write(
-            &creds,
-            format!(
-                "# test clients\n[tester]\naws_access_key_id = {CLIENT_ID}\naws_secret_access_key = {CLIENT_SECRET}\n"
-            )
-            .as_bytes(),
-        );
+        let creds = client_credentials(&scratch);
         // The same local key in every gateway (objects of one test's gateways interoperate),
         // unless the test gives a KMS key: then only that one, so KMS is really needed.
         let key = scratch.keyfile("gw.key", &common::key(7));
-        let mut cmd = Command::new(bin());
-        cmd.env("SEALSTREAM_HOME", scratch.path("home"))
-            .args(["serve", "--listen", "127.0.0.1:0"]);
+        let mut cmd = serve_cmd(&scratch);
+        cmd.args(["--listen", "127.0.0.1:0"]);
         if !extra.contains(&"--kms-key") {
             cmd.arg("-k").arg(&key);
         }
         cmd.arg("--client-credentials")
             .arg(&creds)
             .args(extra)
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
+            .envs(env.iter().copied());
+        Gateway::spawn(cmd, scratch, upstream, key)
+    }
+
+    /// Runs `cmd` (a `serve` listening on port 0; stderr to the scratch's gateway.log)
+    /// and waits for its first stdout line, which names the address.
+    fn spawn(mut cmd: Command, scratch: Scratch, upstream: String, key: PathBuf) -> Gateway {
+        cmd.stdout(Stdio::piped())
             .stderr(std::fs::File::create(scratch.path("gateway.log")).expect("log file"));
         let mut child = cmd.spawn().expect("start sealstream serve");
         let stdout = child.stdout.take().expect("stdout");
@@ -159,6 +157,34 @@ impl Drop for Gateway {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `sealstream serve` with the scratch's home and none of the test machine's
+/// `SEALSTREAM_…` options.
+fn serve_cmd(s: &Scratch) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.env("SEALSTREAM_HOME", s.path("home"))
+        .current_dir(s.dir.path())
+        .arg("serve");
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("SEALSTREAM_") && k != "SEALSTREAM_HOME" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+/// The client-credentials file with the test client.
+fn client_credentials(s: &Scratch) -> PathBuf {
+    let creds = s.path("clients.ini");
+    write(
+        &creds,
+        format!(
+            "# test clients\n[tester]\naws_access_key_id = {CLIENT_ID}\naws_secret_access_key = {CLIENT_SECRET}\n"
+        )
+        .as_bytes(),
+    );
+    creds
 }
 
 fn log_of(s: &Scratch) -> String {
@@ -662,6 +688,13 @@ print("ALL OK")
 
 /// A plain unsigned GET; the whole answer (head and body) as text.
 fn raw_get(authority: &str, path: &str) -> String {
+    let resp = raw_request(authority, path);
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    resp
+}
+
+/// [`raw_get`] whatever the status.
+fn raw_request(authority: &str, path: &str) -> String {
     let mut s = std::net::TcpStream::connect(authority).expect("connect");
     write!(
         s,
@@ -670,8 +703,159 @@ fn raw_get(authority: &str, path: &str) -> String {
     .unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
-    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     resp
+}
+
+/// The `x-amz-request-id` of a raw answer.
+fn request_id(resp: &str) -> String {
+    resp.lines()
+        .find_map(|l| l.strip_prefix("x-amz-request-id: "))
+        .unwrap_or_else(|| panic!("no request id: {resp}"))
+        .trim()
+        .to_string()
+}
+
+/// A gateway configured by `config` (TOML, `{key}` and `{creds}` replaced by the paths of
+/// a local key and the client credentials), `args` and `env`; no emulator needed as long
+/// as nothing reaches upstream.
+fn configured(config: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> Gateway {
+    let scratch = Scratch::new();
+    let creds = client_credentials(&scratch);
+    let key = scratch.keyfile("gw.key", &common::key(7));
+    let mut cmd = serve_cmd(&scratch);
+    if let Some(text) = config {
+        let path = scratch.path("gateway.toml");
+        let text = text
+            .replace("{key}", &key.display().to_string())
+            .replace("{creds}", &creds.display().to_string());
+        write(&path, text.as_bytes());
+        cmd.arg("--config").arg(path);
+    }
+    cmd.args(args)
+        .envs(env.iter().copied())
+        // Upstream is never called, but loading the AWS configuration must not wait for
+        // an instance metadata service.
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    Gateway::spawn(cmd, scratch, String::new(), key)
+}
+
+/// Options from `--config FILE`, `SEALSTREAM_…` variables and flags: flag > environment >
+/// file > default, per option; JSON logs (from the file) carry the request id the
+/// gateway answers with. No upstream call is made, so no emulator is needed.
+#[test]
+fn config_file_environment_and_flags() {
+    const FILE: &str = r#"
+# the gateway's options; keys are the long flag names
+listen = "127.0.0.1:0"
+key = ["{key}"]
+client-credentials = "{creds}"
+max-requests = 7
+list-concurrency = 3
+log-format = "json"
+[context]
+tenant = "acme"
+"#;
+    let max = "sealstream_gateway_requests_max";
+    // Defaults: no file.
+    let gw = configured(
+        None,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "-k",
+            "gw.key",
+            "--client-credentials",
+            "clients.ini",
+        ],
+        &[],
+    );
+    assert_eq!(gw.metric(max), 256);
+    // Text logs by default: the request line names the id the client got.
+    let resp = raw_request(&gw.authority, "/some-bucket/some-key");
+    assert!(resp.starts_with("HTTP/1.1 403"), "{resp}");
+    let id = request_id(&resp);
+    assert!(
+        gw.log()
+            .lines()
+            .any(|l| l.contains(&format!("request_id={id}")) && l.contains("status=403")),
+        "no text log line for {id}:\n{}",
+        gw.log()
+    );
+    drop(gw);
+    // The file alone.
+    let gw = configured(Some(FILE), &[], &[]);
+    assert_eq!(gw.metric(max), 7);
+    // JSON logs (from the file): one object per line, the request's with its id.
+    let resp = raw_request(&gw.authority, "/some-bucket/some-key");
+    assert!(resp.starts_with("HTTP/1.1 403"), "{resp}");
+    let id = request_id(&resp);
+    let log = gw.log();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|v| v["request_id"] == id.as_str()
+            && v["status"] == 403
+            && v["method"] == "GET"
+            && v["message"] == "request"),
+        "no JSON request line for {id}:\n{log}"
+    );
+    drop(gw);
+    // The environment wins over the file, a flag over both.
+    let env = [("SEALSTREAM_MAX_REQUESTS", "9")];
+    assert_eq!(configured(Some(FILE), &[], &env).metric(max), 9);
+    let gw = configured(Some(FILE), &["--max-requests", "11"], &env);
+    assert_eq!(gw.metric(max), 11);
+    // The file's JSON format, overridden by the environment: text lines again.
+    let gw = configured(Some(FILE), &[], &[("SEALSTREAM_LOG_FORMAT", "text")]);
+    raw_request(&gw.authority, "/some-bucket/some-key");
+    assert!(gw.log().contains(" request_id="), "{}", gw.log());
+}
+
+/// A config file with an unknown key, a mistyped value or a syntax error: exit 2 before
+/// serving, the key and line named, the value never printed (it may be a secret put in
+/// the wrong place).
+#[test]
+fn bad_config_files_are_refused() {
+    let s = Scratch::new();
+    let run = |text: &str| {
+        let path = s.path("bad.toml");
+        write(&path, text.as_bytes());
+        let o = serve_cmd(&s)
+            .arg("--config")
+            .arg(&path)
+            .output()
+            .expect("run serve");
+        assert_eq!(code(&o), 2, "{}", stderr(&o));
+        assert!(o.stdout.is_empty(), "it started serving");
+        let e = stderr(&o);
+        assert!(!e.contains("SECRET123"), "the value was printed: {e}");
+        e
+    };
+    let e = run("listen = \"127.0.0.1:0\"\naws_secret_access_key = \"SECRET123\"\n");
+    assert!(
+        e.contains("bad.toml', line 2: unknown key 'aws_secret_access_key'"),
+        "{e}"
+    );
+    let e = run("# a comment\nmax-requests = \"SECRET123\"\n");
+    assert!(
+        e.contains("line 2: 'max-requests' must be a non-negative integer"),
+        "{e}"
+    );
+    let e = run("listen = \"SECRET123\n");
+    assert!(e.contains("line 1: not valid TOML"), "{e}");
+    // Nothing names the client credentials: the error says where they can come from.
+    let e = run("key = \"k.key\"\n");
+    assert!(e.contains("--client-credentials FILE"), "{e}");
+    // A missing file.
+    let o = serve_cmd(&s)
+        .args(["--config", "missing.toml"])
+        .output()
+        .expect("run serve");
+    assert_ne!(code(&o), 0);
+    assert!(stderr(&o).contains("missing.toml"), "{}", stderr(&o));
 }
 
 #[test]

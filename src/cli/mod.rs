@@ -12,6 +12,7 @@ pub mod parse;
 pub mod progress;
 mod s3;
 mod serve;
+mod serve_config;
 
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};
@@ -343,10 +344,11 @@ impl KmsTrustArgs {
 
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
-    let cli = match help::command()
-        .try_get_matches()
-        .and_then(|m| Cli::from_arg_matches(&m))
-    {
+    let cli = match help::command().try_get_matches().and_then(|m| {
+        let mut cli = Cli::from_arg_matches(&m)?;
+        serve::note_sources(&mut cli, &m);
+        Ok(cli)
+    }) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
