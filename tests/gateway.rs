@@ -1568,6 +1568,21 @@ o = c.get_object(Bucket=B, Key="t/low.bin")
 assert o["Body"].read() == p1 + p2b + p3
 assert o["ContentType"] == "text/x-test" and o["Metadata"] == {"color": "blue"}, o
 assert c.get_object(Bucket=B, Key="t/low.bin", Range="bytes=%d-%d" % (10 * MiB - 5, 10 * MiB + 5))["Body"].read() == (p2b + p3)[5 * MiB - 5:5 * MiB + 6]
+# partNumber: the plaintext of that part with S3's headers (206, Content-Range, parts
+# count); HEAD answers the same from the manifest, without a key
+total = len(p1 + p2b + p3)
+for n, want, first in [(1, p1, 0), (2, p2b, 5 * MiB), (3, p3, 10 * MiB)]:
+    o = c.get_object(Bucket=B, Key="t/low.bin", PartNumber=n)
+    assert o["Body"].read() == want, n
+    assert o["ResponseMetadata"]["HTTPStatusCode"] == 206, o
+    assert o["PartsCount"] == 3 and o["ContentLength"] == len(want), o
+    assert o["ContentRange"] == "bytes %d-%d/%d" % (first, first + len(want) - 1, total), o
+    h = c.head_object(Bucket=B, Key="t/low.bin", PartNumber=n)
+    assert h["PartsCount"] == 3 and h["ContentLength"] == len(want), h
+    assert h["ContentRange"] == o["ContentRange"], h
+assert "PartsCount" not in c.head_object(Bucket=B, Key="t/low.bin")
+assert err(lambda: c.get_object(Bucket=B, Key="t/low.bin", PartNumber=4)) == ("InvalidPartNumber", 416)
+assert err(lambda: c.get_object(Bucket=B, Key="t/low.bin", PartNumber=1, Range="bytes=0-1")) == ("InvalidRequest", 400)
 # S3 forgets the parts of a completed upload; the manifest shows it is this completion.
 assert complete([(1, e1), (2, e2b), (3, e3)])["ETag"] == r["ETag"]
 # ... but not with another part list
@@ -1589,6 +1604,11 @@ def complete2(parts, **kw):
         MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in parts]}, **kw)
 complete2([(1, es[0]), (3, es[2])])
 assert c.get_object(Bucket=B, Key="t/sub.bin")["Body"].read() == p1 + p3
+# part numbers are the upload's: parts 1 and 3, no part 2
+o = c.get_object(Bucket=B, Key="t/sub.bin", PartNumber=3)
+assert o["Body"].read() == p3 and o["PartsCount"] == 2, o
+assert o["ContentRange"] == "bytes %d-%d/%d" % (len(p1), len(p1) + len(p3) - 1, len(p1 + p3)), o
+assert err(lambda: c.get_object(Bucket=B, Key="t/sub.bin", PartNumber=2)) == ("InvalidPartNumber", 416)
 u3 = c.create_multipart_upload(Bucket=B, Key="t/sub.bin")["UploadId"]
 e = c.upload_part(Bucket=B, Key="t/sub.bin", UploadId=u3, PartNumber=1, Body=b"new")["ETag"]
 assert err(lambda: c.complete_multipart_upload(Bucket=B, Key="t/sub.bin", UploadId=u3, IfNoneMatch="*",
@@ -1732,6 +1752,7 @@ assert err(lambda: c.get_object(Bucket=B, Key="dropped.bin", Range="bytes=0-9"))
 recompose("swapped.bin", [1, 0, 2])
 assert err(lambda: c.get_object(Bucket=B, Key="swapped.bin")) == AUTH
 assert err(lambda: c.get_object(Bucket=B, Key="swapped.bin", Range="bytes=%d-%d" % (6 * MiB, 6 * MiB + 9))) == AUTH
+assert err(lambda: c.get_object(Bucket=B, Key="swapped.bin", PartNumber=1)) == AUTH
 # the control: recomposed in the right order, it reads
 recompose("same.bin", [0, 1, 2])
 assert c.get_object(Bucket=B, Key="same.bin")["Body"].read() == b"".join(parts)
@@ -1768,6 +1789,9 @@ except AssertionError:
 except Exception as e:
     print("boto3 failed:", type(e).__name__)
 assert c.get_object(Bucket=B, Key="t.bin", Range="bytes=0-99")["Body"].read() == parts[0][:100]
+# by part number: the tampered part is refused, an intact one served
+assert err(lambda: c.get_object(Bucket=B, Key="t.bin", PartNumber=2)) == AUTH
+assert c.get_object(Bucket=B, Key="t.bin", PartNumber=1)["Body"].read() == parts[0]
 print("ALL OK")
 "#
         ),

@@ -702,12 +702,8 @@ impl s3s::S3 for Service {
                 "GetObject of a version id is not offered by the sealstream gateway yet",
             ));
         }
-        if input.part_number.is_some_and(|n| n != 1) {
-            return Err(not_implemented(
-                "GetObject by part number is not offered (objects are stored as one part)",
-            ));
-        }
         let stored = self.stat(&input.bucket, &input.key).await?;
+        let part = part_request(&stored, input.part_number, input.range.is_some())?;
         check_conditions(
             stored.head(),
             input.if_match.as_ref(),
@@ -727,12 +723,7 @@ impl s3s::S3 for Service {
             Some(r) => Some(to_byte_range(r)?),
         };
         if multipart::is_v2(&info.head.metadata) {
-            if input.part_number.is_some() {
-                return Err(not_implemented(
-                    "GetObject by part number is not offered for objects uploaded in parts: use a Range",
-                ));
-            }
-            return Ok(S3Response::new(self.get_v2(info, range).await?));
+            return Ok(S3Response::new(self.get_v2(info, range, part).await?));
         }
         let claimed = info
             .layout()
@@ -825,12 +816,13 @@ impl s3s::S3 for Service {
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let input = req.input;
         refuse_reserved(&input.key)?;
-        if input.version_id.is_some() || input.part_number.is_some_and(|n| n != 1) {
+        if input.version_id.is_some() {
             return Err(not_implemented(
-                "HeadObject of a version or part is not offered by the sealstream gateway yet",
+                "HeadObject of a version is not offered by the sealstream gateway yet",
             ));
         }
         let stored = self.stat(&input.bucket, &input.key).await?;
+        let part = part_request(&stored, input.part_number, false)?;
         check_conditions(
             stored.head(),
             input.if_match.as_ref(),
@@ -838,15 +830,16 @@ impl s3s::S3 for Service {
             input.if_modified_since.as_ref(),
             input.if_unmodified_since.as_ref(),
         )?;
+        let mut part_headers = None;
         let size = match &stored {
-            Stored::Sealed(info) if multipart::is_v2(&info.head.metadata) => {
-                if input.part_number.is_some() {
-                    return Err(not_implemented(
-                        "HeadObject by part number is not offered for objects uploaded in parts",
-                    ));
+            Stored::Sealed(info) if multipart::is_v2(&info.head.metadata) => match part {
+                Some(n) => {
+                    let p = self.v2_claimed_part(info, n).await?;
+                    part_headers = Some(p);
+                    p.len
                 }
-                self.v2_claimed_size(info).await?
-            }
+                None => self.v2_claimed_size(info).await?,
+            },
             Stored::Sealed(info) => {
                 info.layout()
                     .map_err(|e| from_error(&e, false))?
@@ -856,7 +849,13 @@ impl s3s::S3 for Service {
             Stored::Plain(_) => return Err(errors::not_sealstream(&input.bucket, &input.key)),
         };
         let o = output_from_head(stored.head(), size as i64);
+        let (content_range, parts_count) = match part_headers {
+            Some(p) => (p.content_range(), Some(p.count)),
+            None => (None, None),
+        };
         Ok(S3Response::new(HeadObjectOutput {
+            content_range,
+            parts_count,
             accept_ranges: o.accept_ranges,
             content_length: o.content_length,
             content_type: o.content_type,
@@ -1393,6 +1392,37 @@ impl s3s::S3 for Service {
 }
 
 // ---- helpers ---------------------------------------------------------------------------
+
+/// The part a GET or HEAD asks for with `partNumber`, for a part-wise object (`None`: the
+/// whole object). A single-part object answers `partNumber=1` as a whole object and
+/// anything else `501` (as before part-wise objects existed); a range together with a part
+/// number is refused as S3 refuses it.
+fn part_request(stored: &Stored, n: Option<i32>, ranged: bool) -> S3Result<Option<u32>> {
+    let Some(n) = n else { return Ok(None) };
+    let v2 = matches!(stored, Stored::Sealed(i) if multipart::is_v2(&i.head.metadata));
+    if !v2 {
+        return if n == 1 {
+            Ok(None)
+        } else {
+            Err(not_implemented(
+                "GetObject/HeadObject by part number is offered only for objects uploaded in parts",
+            ))
+        };
+    }
+    if ranged {
+        return Err(error(
+            "InvalidRequest",
+            StatusCode::BAD_REQUEST,
+            "Cannot specify both Range header and partNumber query parameter",
+        ));
+    }
+    match u32::try_from(n) {
+        Ok(n) if (1..=10_000).contains(&n) => Ok(Some(n)),
+        _ => Err(invalid_argument(
+            "Part number must be an integer between 1 and 10000, inclusive",
+        )),
+    }
+}
 
 fn url(bucket: &str, key: &str) -> S3Url {
     S3Url {

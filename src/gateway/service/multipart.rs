@@ -1001,13 +1001,40 @@ impl Service {
         })
     }
 
-    /// GetObject of a part-wise object (whole or ranged): verify the manifest against the
-    /// key and the stored length, then stream each covering part's covering chunks with a
-    /// ranged GET pinned to the object's ETag, releasing only authenticated plaintext.
+    /// Where part `n` of a part-wise object lies, as its manifest **claims** (HEAD with
+    /// `partNumber`: no key, no KMS call; a GET of the part verifies the manifest).
+    pub(super) async fn v2_claimed_part(&self, info: &ObjectInfo, n: u32) -> S3Result<PartSlice> {
+        let bytes = self.manifest_of(info).await?;
+        let parts = parts::unauthenticated_parts(&bytes).ok_or_else(|| {
+            self.bad_object(
+                &info.url.bucket,
+                &info.url.key,
+                "its part manifest is not a manifest".into(),
+            )
+        })?;
+        let overflow = || {
+            self.bad_object(
+                &info.url.bucket,
+                &info.url.key,
+                "its part manifest's lengths overflow".into(),
+            )
+        };
+        let total = parts
+            .iter()
+            .try_fold(0u64, |t, (_, len)| t.checked_add(*len))
+            .ok_or_else(overflow)?;
+        PartSlice::find(parts.iter().copied(), n, total)
+    }
+
+    /// GetObject of a part-wise object (whole, ranged, or one part by `partNumber`): verify
+    /// the manifest against the key and the stored length, then stream each covering
+    /// part's covering chunks with a ranged GET pinned to the object's ETag, releasing only
+    /// authenticated plaintext.
     pub(super) async fn get_v2(
         &self,
         info: Box<ObjectInfo>,
         range: Option<ByteRange>,
+        part: Option<u32>,
     ) -> S3Result<GetObjectOutput> {
         let opening = Opening::unlock_async(
             info.header.clone(),
@@ -1026,9 +1053,21 @@ impl Service {
                 from_error(&e, false)
             })?;
         let total = layout.plaintext_len();
-        let (reads, length, content_range) = match range {
-            None => (whole_reads(&layout), total, None),
-            Some(r) => {
+        let mut parts_count = None;
+        let (reads, length, content_range) = match (part, range) {
+            (Some(n), _) => {
+                let entries = layout
+                    .parts()
+                    .iter()
+                    .map(|p| (p.entry.number, p.entry.plaintext_len));
+                let slice = PartSlice::find(entries, n, total)?;
+                parts_count = Some(slice.count);
+                // The whole part, every chunk: its final tag is authenticated too.
+                let read = whole_reads(&layout).swap_remove(slice.index);
+                (vec![read], slice.len, slice.content_range())
+            }
+            (None, None) => (whole_reads(&layout), total, None),
+            (None, Some(r)) => {
                 let (s, e, reads) = layout.plan(r).map_err(|e| from_error(&e, true))?;
                 (reads, e - s + 1, Some(format!("bytes {s}-{e}/{total}")))
             }
@@ -1109,6 +1148,7 @@ impl Service {
         };
         let mut o = super::output_from_head(&info.head, length as i64);
         o.content_range = content_range;
+        o.parts_count = parts_count;
         o.body = Some(StreamingBlob::wrap(BodyStream {
             first,
             rx,
@@ -1152,6 +1192,66 @@ impl Service {
     }
 }
 
+/// One part of a part-wise object by its part number: what a GET or HEAD with
+/// `partNumber` answers (S3's `Content-Range` and `x-amz-mp-parts-count`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct PartSlice {
+    /// Position in the manifest (0-based).
+    pub(super) index: usize,
+    /// Plaintext offset of the part's first byte.
+    pub(super) offset: u64,
+    /// Plaintext length of the part.
+    pub(super) len: u64,
+    /// Parts in the object.
+    pub(super) count: i32,
+    /// Plaintext length of the object.
+    pub(super) total: u64,
+}
+
+impl PartSlice {
+    /// Part number `n` among `parts` ((number, plaintext length), in order); a number the
+    /// object does not have is S3's `416 InvalidPartNumber`. Part numbers are the ones the
+    /// upload used (a Complete naming parts 1, 3 and 5 has no part 2).
+    fn find(parts: impl Iterator<Item = (u32, u64)>, n: u32, total: u64) -> S3Result<PartSlice> {
+        let mut offset = 0u64;
+        let mut found = None;
+        let mut count = 0i32;
+        for (index, (number, len)) in parts.enumerate() {
+            if number == n {
+                found = Some((index, offset, len));
+            }
+            offset = offset.saturating_add(len);
+            count = count.saturating_add(1);
+        }
+        let (index, offset, len) = found.ok_or_else(|| {
+            error(
+                "InvalidPartNumber",
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "The requested partnumber is not satisfiable",
+            )
+        })?;
+        Ok(PartSlice {
+            index,
+            offset,
+            len,
+            count,
+            total,
+        })
+    }
+
+    /// `bytes FIRST-LAST/TOTAL`; none for an empty part (no byte to name).
+    pub(super) fn content_range(&self) -> Option<String> {
+        (self.len > 0).then(|| {
+            format!(
+                "bytes {}-{}/{}",
+                self.offset,
+                self.offset + self.len - 1,
+                self.total
+            )
+        })
+    }
+}
+
 fn precondition_failed() -> S3Error {
     error(
         "PreconditionFailed",
@@ -1179,6 +1279,18 @@ fn whole_reads(layout: &PartLayout) -> Vec<PartRead> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn part_slices_by_upload_part_number() {
+        let parts = [(1u32, 10u64), (3, 5), (7, 0)];
+        let p = PartSlice::find(parts.iter().copied(), 3, 15).unwrap();
+        assert_eq!((p.index, p.offset, p.len, p.count), (1, 10, 5, 3));
+        assert_eq!(p.content_range().as_deref(), Some("bytes 10-14/15"));
+        let empty = PartSlice::find(parts.iter().copied(), 7, 15).unwrap();
+        assert_eq!(empty.content_range(), None);
+        let missing = PartSlice::find(parts.iter().copied(), 2, 15).unwrap_err();
+        assert_eq!(missing.code().as_str(), "InvalidPartNumber");
+    }
 
     #[test]
     fn names() {
