@@ -107,6 +107,45 @@ impl Service {
         self.inner.keys.unwrap.iter().map(|k| k.as_ref()).collect()
     }
 
+    /// Writes a new object's companion header object (create-only, FORMAT.md §15.1) when
+    /// its placement has one; returns its key.
+    async fn put_companion(
+        &self,
+        bucket: &str,
+        companion: Option<(String, Vec<u8>)>,
+    ) -> S3Result<Option<String>> {
+        let Some((key, bytes)) = companion else {
+            return Ok(None);
+        };
+        self.inner
+            .client
+            .put_object()
+            .bucket(bucket)
+            .key(&key)
+            .content_type("application/octet-stream")
+            .if_none_match("*")
+            .body(ByteStream::from(bytes))
+            .send()
+            .await
+            .map_err(|e| from_sdk("PutObject", &e))?;
+        Ok(Some(key))
+    }
+
+    /// Deletes the companion [`Service::put_companion`] wrote when the object it belongs
+    /// to could not be written (best effort: an orphan companion is harmless).
+    async fn drop_companion(&self, bucket: &str, companion: Option<&str>) {
+        if let Some(key) = companion {
+            let _ = self
+                .inner
+                .client
+                .delete_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await;
+        }
+    }
+
     fn serve_plain(&self) -> bool {
         self.inner.config.plaintext_objects == PlaintextObjects::Serve
     }
@@ -357,6 +396,38 @@ impl Service {
         .await
     }
 
+    /// One upstream ListObjectsV2 page as clients see it: companions and manifests
+    /// hidden, sizes in plaintext (both listing versions answer from it).
+    async fn list_page(&self, r: ListRequest<'_>) -> S3Result<ListPage> {
+        let out = self
+            .inner
+            .client
+            .list_objects_v2()
+            .bucket(r.bucket)
+            .set_prefix(r.prefix)
+            .set_delimiter(r.delimiter)
+            .set_continuation_token(r.continuation_token)
+            .set_start_after(r.start_after)
+            .set_max_keys(r.max_keys)
+            .set_fetch_owner(r.fetch_owner)
+            .send()
+            .await
+            .map_err(|e| from_sdk("ListObjectsV2", &e))?;
+        // Keys and prefixes come back in UTF-8 binary order, so the greater of the last
+        // of each is where the page ends.
+        let last_key = out.contents().last().and_then(|o| o.key());
+        let last_prefix = out.common_prefixes().last().and_then(|p| p.prefix());
+        let last = last_key.max(last_prefix).map(str::to_string);
+        Ok(ListPage {
+            contents: self.map_listing(r.bucket, out.contents()).await,
+            prefixes: common_prefixes(out.common_prefixes()),
+            max_keys: out.max_keys(),
+            is_truncated: out.is_truncated(),
+            next_continuation_token: out.next_continuation_token().map(str::to_string),
+            last,
+        })
+    }
+
     /// Deletes a companion named in `old` (the metadata `url` had before it was replaced)
     /// under the rules of FORMAT.md §15.1: only if named after `url`'s key, holding a
     /// header with the pinned commitment, and conditional on the ETag of what was checked.
@@ -517,15 +588,7 @@ impl s3s::S3 for Service {
                 "SSE-C and append writes are not offered by the sealstream gateway (objects are already encrypted client-side)",
             ));
         }
-        let if_none_match = match &input.if_none_match {
-            None => None,
-            Some(c) if c.is_any() => Some("*".to_string()),
-            Some(_) => {
-                return Err(not_implemented(
-                    "If-None-Match on PutObject supports only '*' (create only)",
-                ));
-            }
-        };
+        let if_none_match = create_only(&input.if_none_match, "PutObject")?;
         let body = input.body.take();
         let len = plaintext_len(input.content_length, body.as_ref())?;
         let user_meta: BTreeMap<String, String> = input
@@ -567,12 +630,10 @@ impl s3s::S3 for Service {
         let header_bytes = header
             .to_bytes()
             .map_err(|e| from_error(&Error::InvalidArgument(e.to_string()), false))?;
-        let other = object::metadata_size(user_meta.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let mut unique = [0u8; 8];
         crate::keys::fill_random(&mut unique).map_err(|e| from_error(&e, false))?;
         let unique = u64::from_be_bytes(unique);
-        let placement = object::place(&header_bytes, &header.commitment, &url.key, other, unique)
-            .map_err(invalid_argument)?;
+        let placement = place_header(&header_bytes, &header, &url.key, &user_meta, None, unique)?;
         let old = self
             .inner
             .s3
@@ -586,20 +647,7 @@ impl s3s::S3 for Service {
                 "At least one of the pre-conditions you specified did not hold",
             ));
         }
-        let companion = placement.companion.as_ref().map(|(k, _)| k.clone());
-        if let Some((ck, bytes)) = placement.companion {
-            self.inner
-                .client
-                .put_object()
-                .bucket(&url.bucket)
-                .key(&ck)
-                .content_type("application/octet-stream")
-                .if_none_match("*")
-                .body(ByteStream::from(bytes))
-                .send()
-                .await
-                .map_err(|e| from_sdk("PutObject", &e))?;
-        }
+        let companion = self.put_companion(&url.bucket, placement.companion).await?;
 
         // The client's body, verified (length, checksums) while it streams, sealed on the
         // engine's threads, and sent upstream as one PutObject of known length.
@@ -657,16 +705,7 @@ impl s3s::S3 for Service {
         let out = match r {
             Ok(o) => o,
             Err(e) => {
-                if let Some(ck) = &companion {
-                    let _ = self
-                        .inner
-                        .client
-                        .delete_object()
-                        .bucket(&url.bucket)
-                        .key(ck)
-                        .send()
-                        .await;
-                }
+                self.drop_companion(&url.bucket, companion.as_deref()).await;
                 return Err(sealed.failure.or(from_sdk("PutObject", &e)));
             }
         };
@@ -877,66 +916,68 @@ impl s3s::S3 for Service {
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         let i = req.input;
-        let out = self
-            .inner
-            .client
-            .list_objects_v2()
-            .bucket(&i.bucket)
-            .set_prefix(i.prefix.clone())
-            .set_delimiter(i.delimiter.clone())
-            .set_continuation_token(i.continuation_token.clone())
-            .set_start_after(i.start_after.clone())
-            .set_max_keys(i.max_keys)
-            .set_fetch_owner(i.fetch_owner)
-            .send()
-            .await
-            .map_err(|e| from_sdk("ListObjectsV2", &e))?;
-        let contents = self.map_listing(&i.bucket, out.contents()).await;
-        let prefixes = common_prefixes(out.common_prefixes());
+        let page = self
+            .list_page(ListRequest {
+                bucket: &i.bucket,
+                prefix: i.prefix.clone(),
+                delimiter: i.delimiter.clone(),
+                start_after: i.start_after.clone(),
+                continuation_token: i.continuation_token.clone(),
+                max_keys: i.max_keys,
+                fetch_owner: i.fetch_owner,
+            })
+            .await?;
         Ok(S3Response::new(ListObjectsV2Output {
             name: Some(i.bucket),
             prefix: i.prefix,
             delimiter: i.delimiter,
-            max_keys: out.max_keys(),
-            key_count: Some((contents.len() + prefixes.len()) as i32),
+            max_keys: page.max_keys,
+            key_count: Some((page.contents.len() + page.prefixes.len()) as i32),
             continuation_token: i.continuation_token,
-            next_continuation_token: out.next_continuation_token().map(str::to_string),
-            is_truncated: out.is_truncated(),
+            next_continuation_token: page.next_continuation_token,
+            is_truncated: page.is_truncated,
             start_after: i.start_after,
-            contents: Some(contents),
-            common_prefixes: Some(prefixes),
+            contents: Some(page.contents),
+            common_prefixes: Some(page.prefixes),
             ..ListObjectsV2Output::default()
         }))
     }
 
+    /// ListObjects (v1), served from an upstream ListObjectsV2 page: v1's marker is
+    /// v2's start-after (both "list the keys after this one"), and v1's NextMarker is,
+    /// as S3 defines it, given only with a delimiter: the last key or prefix of the page.
     async fn list_objects(
         &self,
         req: S3Request<ListObjectsInput>,
     ) -> S3Result<S3Response<ListObjectsOutput>> {
         let i = req.input;
-        let out = self
-            .inner
-            .client
-            .list_objects()
-            .bucket(&i.bucket)
-            .set_prefix(i.prefix.clone())
-            .set_delimiter(i.delimiter.clone())
-            .set_marker(i.marker.clone())
-            .set_max_keys(i.max_keys)
-            .send()
-            .await
-            .map_err(|e| from_sdk("ListObjects", &e))?;
-        let contents = self.map_listing(&i.bucket, out.contents()).await;
+        let page = self
+            .list_page(ListRequest {
+                bucket: &i.bucket,
+                prefix: i.prefix.clone(),
+                delimiter: i.delimiter.clone(),
+                start_after: i.marker.clone(),
+                continuation_token: None,
+                max_keys: i.max_keys,
+                // v1 entries always carry their owner.
+                fetch_owner: Some(true),
+            })
+            .await?;
+        let next_marker = if page.is_truncated == Some(true) && i.delimiter.is_some() {
+            page.last
+        } else {
+            None
+        };
         Ok(S3Response::new(ListObjectsOutput {
             name: Some(i.bucket),
             prefix: i.prefix,
             delimiter: i.delimiter,
             marker: i.marker,
-            max_keys: out.max_keys(),
-            is_truncated: out.is_truncated(),
-            next_marker: out.next_marker().map(str::to_string),
-            contents: Some(contents),
-            common_prefixes: Some(common_prefixes(out.common_prefixes())),
+            max_keys: page.max_keys,
+            is_truncated: page.is_truncated,
+            next_marker,
+            contents: Some(page.contents),
+            common_prefixes: Some(page.prefixes),
             ..ListObjectsOutput::default()
         }))
     }
@@ -1392,6 +1433,59 @@ impl s3s::S3 for Service {
 }
 
 // ---- helpers ---------------------------------------------------------------------------
+
+/// What a listing asks upstream for (the fields both listing versions share).
+struct ListRequest<'a> {
+    bucket: &'a str,
+    prefix: Option<String>,
+    delimiter: Option<String>,
+    start_after: Option<String>,
+    continuation_token: Option<String>,
+    max_keys: Option<i32>,
+    fetch_owner: Option<bool>,
+}
+
+/// One listing page as clients see it, with what the answer of either version needs.
+struct ListPage {
+    contents: Vec<Object>,
+    prefixes: Vec<CommonPrefix>,
+    max_keys: Option<i32>,
+    is_truncated: Option<bool>,
+    next_continuation_token: Option<String>,
+    /// The last key or prefix upstream listed (hidden ones included): v1's NextMarker.
+    last: Option<String>,
+}
+
+/// An `If-None-Match` on a write: only `*` (create only) is offered, passed on as `*`.
+fn create_only(c: &Option<IfNoneMatch>, op: &str) -> S3Result<Option<String>> {
+    match c {
+        None => Ok(None),
+        Some(c) if c.is_any() => Ok(Some("*".to_string())),
+        Some(_) => Err(not_implemented(format!(
+            "If-None-Match on {op} supports only '*' (create only)"
+        ))),
+    }
+}
+
+/// Where a new object's header goes (FORMAT.md §15.1): inline in its metadata, or in a
+/// companion object named with `unique`, judged with the user metadata and `extra` (an
+/// entry of ours besides the header's) counted in S3's 2 KB.
+fn place_header(
+    header_bytes: &[u8],
+    header: &crate::format::Header,
+    key: &str,
+    user_meta: &BTreeMap<String, String>,
+    extra: Option<(&str, &str)>,
+    unique: u64,
+) -> S3Result<object::Placement> {
+    let other = object::metadata_size(
+        user_meta
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain(extra),
+    );
+    object::place(header_bytes, &header.commitment, key, other, unique).map_err(invalid_argument)
+}
 
 /// The part a GET or HEAD asks for with `partNumber`, for a part-wise object (`None`: the
 /// whole object). A single-part object answers `partNumber=1` as a whole object and

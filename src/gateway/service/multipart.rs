@@ -282,32 +282,19 @@ impl Service {
         }
         let bits = name_bits(&header);
         let parts_key = manifest_key(&u.key, bits).map_err(invalid_argument)?;
-        let other = object::metadata_size(
-            user_meta
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .chain([(META_PARTS, parts_key.as_str())]),
-        );
-        let placement = object::place(&header_bytes, &header.commitment, &u.key, other, bits)
-            .map_err(invalid_argument)?;
+        let placement = super::place_header(
+            &header_bytes,
+            &header,
+            &u.key,
+            &user_meta,
+            Some((META_PARTS, parts_key.as_str())),
+            bits,
+        )?;
         let mut metadata: HashMap<String, String> = user_meta.into_iter().collect();
         metadata.extend(placement.metadata);
         metadata.insert(object::META_FORMAT.to_string(), FORM_V2.to_string());
         metadata.insert(META_PARTS.to_string(), parts_key);
-        let companion = placement.companion.as_ref().map(|(k, _)| k.clone());
-        if let Some((ck, bytes)) = placement.companion {
-            self.inner
-                .client
-                .put_object()
-                .bucket(&u.bucket)
-                .key(&ck)
-                .content_type("application/octet-stream")
-                .if_none_match("*")
-                .body(ByteStream::from(bytes))
-                .send()
-                .await
-                .map_err(|e| from_sdk("PutObject", &e))?;
-        }
+        let companion = self.put_companion(&u.bucket, placement.companion).await?;
         let r = self
             .inner
             .client
@@ -334,16 +321,7 @@ impl Service {
         let out = match r {
             Ok(o) => o,
             Err(e) => {
-                if let Some(ck) = &companion {
-                    let _ = self
-                        .inner
-                        .client
-                        .delete_object()
-                        .bucket(&u.bucket)
-                        .key(ck)
-                        .send()
-                        .await;
-                }
+                self.drop_companion(&u.bucket, companion.as_deref()).await;
                 return Err(from_sdk("CreateMultipartUpload", &e));
             }
         };
@@ -398,15 +376,7 @@ impl Service {
                 ),
             ));
         }
-        let dek = envelope::unwrap_data_key_async(
-            &header,
-            &self.unwrap_keys(),
-            &self.inner.config.context,
-        )
-        .await
-        .map_err(|e| from_error(&e, false))?;
-        let sealing =
-            Sealing::resume(header, &dek, Backend::default()).map_err(|e| from_error(&e, false))?;
+        let sealing = self.resume(header).await?;
         let part = sealing
             .seal_part(number)
             .map_err(|e| from_error(&e, false))?;
@@ -604,27 +574,11 @@ impl Service {
         }
         let u = url(&input.bucket, &input.key);
         let parts_key = manifest_key(&u.key, name_bits(&header)).map_err(invalid_argument)?;
-        let dek = envelope::unwrap_data_key_async(
-            &header,
-            &self.unwrap_keys(),
-            &self.inner.config.context,
-        )
-        .await
-        .map_err(|e| from_error(&e, false))?;
-        let sealing =
-            Sealing::resume(header, &dek, Backend::default()).map_err(|e| from_error(&e, false))?;
+        let sealing = self.resume(header).await?;
         let manifest = sealing
             .part_manifest(entries)
             .map_err(|e| invalid_part(e.to_string()))?;
-        let if_none_match = match &input.if_none_match {
-            None => None,
-            Some(c) if c.is_any() => Some("*".to_string()),
-            Some(_) => {
-                return Err(not_implemented(
-                    "If-None-Match on CompleteMultipartUpload supports only '*' (create only)",
-                ));
-            }
-        };
+        let if_none_match = super::create_only(&input.if_none_match, "CompleteMultipartUpload")?;
         let old = self
             .inner
             .s3
@@ -754,13 +708,7 @@ impl Service {
         let Some(bytes) = self.get_manifest(&u.bucket, &parts_key).await? else {
             return Err(no_such_upload);
         };
-        let dek = envelope::unwrap_data_key_async(
-            &header,
-            &self.unwrap_keys(),
-            &self.inner.config.context,
-        )
-        .await
-        .map_err(|e| from_error(&e, false))?;
+        let dek = self.unwrap_dek(&header).await?;
         let opening = Opening::with_verified_key(header, &dek, Backend::default());
         let Ok(layout) = opening.part_layout(&bytes, head.content_length) else {
             return Err(no_such_upload);
@@ -940,6 +888,22 @@ impl Service {
         }
         let dst = manifest_key(dest_key, name_bits(&info.header)).map_err(invalid_argument)?;
         Ok((src.clone(), dst))
+    }
+
+    /// The data key of an upload's header, unwrapped with the gateway's keys under its
+    /// context (one KMS Decrypt per data key and process with a KMS key: the cache serves
+    /// the rest).
+    async fn unwrap_dek(&self, header: &Header) -> S3Result<crate::DataKey> {
+        envelope::unwrap_data_key_async(header, &self.unwrap_keys(), &self.inner.config.context)
+            .await
+            .map_err(|e| from_error(&e, false))
+    }
+
+    /// Resumes sealing an upload from the header in its id: the data key unwrapped and
+    /// checked against the header's key commitment.
+    async fn resume(&self, header: Header) -> S3Result<Sealing> {
+        let dek = self.unwrap_dek(&header).await?;
+        Sealing::resume(header, &dek, Backend::default()).map_err(|e| from_error(&e, false))
     }
 
     // ---- reading part-wise objects ---------------------------------------------------
