@@ -99,6 +99,18 @@ impl Service {
         }
     }
 
+    /// A new object's sealing: a fresh data key from the wrapping keys (one KMS
+    /// GenerateDataKey with a KMS key first) under the gateway's context.
+    async fn new_sealing(&self) -> S3Result<Sealing> {
+        let params = EncryptParams {
+            context: self.inner.config.context.clone(),
+            ..EncryptParams::default()
+        };
+        Sealing::for_providers_async(&self.wrap_keys(), &params)
+            .await
+            .map_err(|e| from_error(&e, false))
+    }
+
     fn wrap_keys(&self) -> Vec<&dyn AsyncKeyProvider> {
         self.inner.keys.wrap.iter().map(|k| k.as_ref()).collect()
     }
@@ -608,13 +620,7 @@ impl s3s::S3 for Service {
 
         // A fresh data key for this object (one KMS call with a KMS key), the header placed
         // in the metadata or, when all of it would exceed S3's 2 KB, a companion object.
-        let params = EncryptParams {
-            context: self.inner.config.context.clone(),
-            ..EncryptParams::default()
-        };
-        let sealing = Sealing::for_providers_async(&self.wrap_keys(), &params)
-            .await
-            .map_err(|e| from_error(&e, false))?;
+        let sealing = self.new_sealing().await?;
         let header = sealing.header().clone();
         let body_len = body_len_for(len, header.chunk_size);
         if body_len > MAX_PUT_BODY {

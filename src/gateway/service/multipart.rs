@@ -261,13 +261,7 @@ impl Service {
         }
         let user_meta = lower_meta(input.metadata.clone())?;
         let u = url(&input.bucket, &input.key);
-        let params = EncryptParams {
-            context: self.inner.config.context.clone(),
-            ..EncryptParams::default()
-        };
-        let sealing = Sealing::for_providers_async(&self.wrap_keys(), &params)
-            .await
-            .map_err(|e| from_error(&e, false))?;
+        let sealing = self.new_sealing().await?;
         let header = sealing.header().clone();
         let header_bytes = header
             .to_bytes()
