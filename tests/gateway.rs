@@ -572,6 +572,22 @@ print("ALL OK")
         &b,
         &[],
     );
+    // /metrics counts the requests refused by authentication, by code (and nothing else:
+    // the NoSuchKey, 409s and 400s above are not authentication failures).
+    let refused = |code: &str| {
+        gw.metric(&format!(
+            "sealstream_gateway_client_authentication_failures_total{{code=\"{code}\"}}"
+        ))
+    };
+    assert_eq!(
+        (
+            refused("SignatureDoesNotMatch"),
+            refused("InvalidAccessKeyId"),
+            refused("AccessDenied"),
+            refused("RequestTimeTooSkewed")
+        ),
+        (1, 2, 2, 0)
+    );
     let o = gw.aws(&["s3", "cp", &format!("s3://{b}/plain.txt"), "p.txt"], None);
     assert!(!o.status.success() && !gw.scratch.path("p.txt").exists());
 
@@ -591,18 +607,8 @@ print("ALL OK")
         &resp[..resp.len().min(200)]
     );
     // Health check without credentials.
-    let mut s = std::net::TcpStream::connect(&gw.authority).expect("connect");
-    write!(
-        s,
-        "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    assert!(
-        resp.starts_with("HTTP/1.1 200") && resp.ends_with("ok\n"),
-        "{resp}"
-    );
+    let resp = raw_get(&gw.authority, "/healthz");
+    assert!(resp.ends_with("ok\n"), "{resp}");
 }
 
 #[test]

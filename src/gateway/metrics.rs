@@ -21,13 +21,32 @@ pub(crate) struct Metrics {
     pub(crate) rejected: AtomicU64,
     /// Stored objects that failed authentication (body, metadata, companion).
     pub(crate) auth_failures: AtomicU64,
+    /// Client requests refused by request authentication, by S3 error code (a fixed set:
+    /// [`CLIENT_AUTH_CODES`]): failed signatures, unknown keys, unsigned requests.
+    client_auth_failures: [AtomicU64; CLIENT_AUTH_CODES.len()],
     /// Plaintext bytes accepted by PutObject (stored).
     pub(crate) bytes_in: AtomicU64,
     /// Plaintext bytes sent in GetObject answers.
     pub(crate) bytes_out: AtomicU64,
 }
 
+/// The S3 error codes of a client request that failed authentication at the gateway.
+pub(crate) const CLIENT_AUTH_CODES: [&str; 4] = [
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "RequestTimeTooSkewed",
+    "SignatureDoesNotMatch",
+];
+
 impl Metrics {
+    /// Counts a client request refused by authentication with S3 error `code` (ignored if
+    /// not one of [`CLIENT_AUTH_CODES`]).
+    pub(crate) fn client_auth_failure(&self, code: &str) {
+        if let Some(i) = CLIENT_AUTH_CODES.iter().position(|c| *c == code) {
+            self.client_auth_failures[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     pub(crate) fn new(kms: Option<Arc<Kms>>) -> Metrics {
         Metrics {
             kms,
@@ -105,6 +124,15 @@ impl Metrics {
             "Stored objects that failed authentication (tampered body, broken metadata or companion).",
             &self.auth_failures,
         );
+        let name = "sealstream_gateway_client_authentication_failures_total";
+        let _ = writeln!(
+            s,
+            "# HELP {name} Client requests refused by SigV4/SigV2 authentication, by S3 error code."
+        );
+        let _ = writeln!(s, "# TYPE {name} counter");
+        for (code, n) in CLIENT_AUTH_CODES.iter().zip(&self.client_auth_failures) {
+            let _ = writeln!(s, "{name}{{code=\"{code}\"}} {}", n.load(Ordering::Relaxed));
+        }
         counter(
             &mut s,
             "sealstream_gateway_plaintext_bytes_received_total",
