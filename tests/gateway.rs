@@ -422,6 +422,9 @@ past = datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc)
 assert err(lambda: c.get_object(Bucket=B, Key="o/a.bin", IfModifiedSince=future))[1] == 304
 assert c.get_object(Bucket=B, Key="o/a.bin", IfModifiedSince=past)["ContentLength"] == 300_000
 assert err(lambda: c.get_object(Bucket=B, Key="o/a.bin", IfUnmodifiedSince=past)) == ("PreconditionFailed", 412)
+# an object written in one piece has one part: the whole object
+assert c.get_object(Bucket=B, Key="o/a.bin", PartNumber=1)["Body"].read() == data
+assert err(lambda: c.get_object(Bucket=B, Key="o/a.bin", PartNumber=2)) == ("InvalidPartNumber", 416)
 # create-only
 assert err(lambda: c.put_object(Bucket=B, Key="o/a.bin", Body=b"x", IfNoneMatch="*")) == ("PreconditionFailed", 412)
 assert c.get_object(Bucket=B, Key="o/a.bin")["Body"].read() == data

@@ -1494,8 +1494,8 @@ fn place_header(
 }
 
 /// The part a GET or HEAD asks for with `partNumber`, for a part-wise object (`None`: the
-/// whole object). A single-part object answers `partNumber=1` as a whole object and
-/// anything else `501` (as before part-wise objects existed); a range together with a part
+/// whole object). An object written in one piece has only part 1, the whole object; any
+/// other number is `416 InvalidPartNumber`, as S3 answers. A range together with a part
 /// number is refused as S3 refuses it.
 fn part_request(stored: &Stored, n: Option<i32>, ranged: bool) -> S3Result<Option<u32>> {
     let Some(n) = n else { return Ok(None) };
@@ -1504,9 +1504,7 @@ fn part_request(stored: &Stored, n: Option<i32>, ranged: bool) -> S3Result<Optio
         return if n == 1 {
             Ok(None)
         } else {
-            Err(not_implemented(
-                "GetObject/HeadObject by part number is offered only for objects uploaded in parts",
-            ))
+            Err(multipart::invalid_part_number())
         };
     }
     if ranged {

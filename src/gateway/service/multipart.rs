@@ -1181,13 +1181,7 @@ impl PartSlice {
             offset = offset.saturating_add(len);
             count = count.saturating_add(1);
         }
-        let (index, offset, len) = found.ok_or_else(|| {
-            error(
-                "InvalidPartNumber",
-                StatusCode::RANGE_NOT_SATISFIABLE,
-                "The requested partnumber is not satisfiable",
-            )
-        })?;
+        let (index, offset, len) = found.ok_or_else(invalid_part_number)?;
         Ok(PartSlice {
             index,
             offset,
@@ -1208,6 +1202,15 @@ impl PartSlice {
             )
         })
     }
+}
+
+/// S3's answer to a `partNumber` the object does not have.
+pub(super) fn invalid_part_number() -> S3Error {
+    error(
+        "InvalidPartNumber",
+        StatusCode::RANGE_NOT_SATISFIABLE,
+        "The requested partnumber is not satisfiable",
+    )
 }
 
 fn precondition_failed() -> S3Error {
