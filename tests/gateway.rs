@@ -878,6 +878,9 @@ fn bad_config_files_are_refused() {
     // Nothing names the client credentials: the error says where they can come from.
     let e = run("key = \"k.key\"\n");
     assert!(e.contains("--client-credentials FILE"), "{e}");
+    // A certificate without its key, whichever source gave it.
+    let e = run("key = \"k.key\"\nclient-credentials = \"c.ini\"\ntls-cert = \"c.pem\"\n");
+    assert!(e.contains("--tls-cert and --tls-key go together"), "{e}");
     // A missing file.
     let o = serve_cmd(&s)
         .args(["--config", "missing.toml"])

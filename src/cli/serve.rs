@@ -183,11 +183,18 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
             "serve needs --client-credentials FILE (or SEALSTREAM_CLIENT_CREDENTIALS, or client-credentials in the config file)".into(),
         ));
     };
-    if a.tls_cert.is_some() != a.tls_key.is_some() {
-        return Err(Error::InvalidArgument(
-            "--tls-cert and --tls-key go together (flags, environment or config file)".into(),
-        ));
-    }
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(c), Some(k)) => Some(TlsFiles {
+            cert_chain: c.clone(),
+            key: k.clone(),
+        }),
+        (None, None) => None,
+        _ => {
+            return Err(Error::InvalidArgument(
+                "--tls-cert and --tls-key go together (flags, environment or config file)".into(),
+            ));
+        }
+    };
     let creds = ClientCredentials::load(creds_file)?;
     let config = GatewayConfig {
         context: parse_context(&a.context)?,
@@ -201,13 +208,7 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
         virtual_host_domains: a.virtual_host_domains.clone(),
         list_head_concurrency: a.list_concurrency,
         shutdown_grace: Duration::from_secs(a.shutdown_grace),
-        tls: match (&a.tls_cert, &a.tls_key) {
-            (Some(c), Some(k)) => Some(TlsFiles {
-                cert_chain: c.clone(),
-                key: k.clone(),
-            }),
-            _ => None,
-        },
+        tls,
         ..GatewayConfig::default()
     };
     // Each GET holds about (concurrency + 2) ranged-GET segments of --part-size: with
