@@ -17,6 +17,7 @@
 //! discovery restricted to an account allow-list ([`KmsDiscovery`]).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -95,6 +96,46 @@ pub struct Kms {
     /// Single flight per entry: one slow or hostile stanza does not hold up the others.
     unwrapped: SingleFlight<(DataKey, Instant)>,
     settings: KmsSettings,
+    /// Calls and cache outcomes, for a service's metrics ([`Kms::stats`]).
+    counters: Counters,
+}
+
+/// Running totals of one [`Kms`]: what a long-running service (the gateway's `/metrics`)
+/// reports so that its KMS cost can be watched and its cache checked. Calls are counted
+/// when they are sent (one per operation, retries included in the one), failed or not.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KmsStats {
+    /// `GenerateDataKey` calls (one per object written with a KMS key first).
+    pub generate_data_key: u64,
+    /// `Encrypt` calls (wrapping a data key for a further KMS key).
+    pub encrypt: u64,
+    /// `Decrypt` calls (unwrapping a data key the cache did not hold).
+    pub decrypt: u64,
+    /// `ReEncrypt` calls (rewrap).
+    pub re_encrypt: u64,
+    /// `DescribeKey` calls (resolving an alias or key id to its ARN).
+    pub describe_key: u64,
+    /// Unwraps answered from the cache of unwrapped data keys (no KMS call).
+    pub decrypt_cache_hits: u64,
+    /// Unwraps the cache could not answer (each made a `Decrypt` call, or tried to).
+    /// Unwraps with the cache disabled count here too.
+    pub decrypt_cache_misses: u64,
+}
+
+/// The atomics behind [`KmsStats`].
+#[derive(Default)]
+struct Counters {
+    generate_data_key: AtomicU64,
+    encrypt: AtomicU64,
+    decrypt: AtomicU64,
+    re_encrypt: AtomicU64,
+    describe_key: AtomicU64,
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
 }
 
 impl std::fmt::Debug for Kms {
@@ -159,7 +200,23 @@ impl Kms {
             clients: Mutex::new(HashMap::new()),
             unwrapped: SingleFlight::default(),
             settings,
+            counters: Counters::default(),
         })
+    }
+
+    /// The calls made and the cache outcomes so far (a snapshot; counters only grow).
+    pub fn stats(&self) -> KmsStats {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        KmsStats {
+            generate_data_key: get(&c.generate_data_key),
+            encrypt: get(&c.encrypt),
+            decrypt: get(&c.decrypt),
+            re_encrypt: get(&c.re_encrypt),
+            describe_key: get(&c.describe_key),
+            decrypt_cache_hits: get(&c.cache_hits),
+            decrypt_cache_misses: get(&c.cache_misses),
+        }
     }
 
     /// The endpoint override in use, if any (named in connection errors).
@@ -201,6 +258,7 @@ impl Kms {
     /// Resolves a key id, alias or ARN to the key's ARN with `DescribeKey`.
     pub async fn resolve_arn(&self, key: &str) -> Result<String> {
         let client = self.client(region_of(key).as_deref())?;
+        bump(&self.counters.describe_key);
         let out = client
             .describe_key()
             .key_id(key)
@@ -216,6 +274,7 @@ impl Kms {
 
     async fn generate(&self, key: &str, context: &Context) -> Result<(DataKey, Stanza)> {
         let client = self.client(region_of(key).as_deref())?;
+        bump(&self.counters.generate_data_key);
         let out = client
             .generate_data_key()
             .key_id(key)
@@ -231,6 +290,7 @@ impl Kms {
 
     async fn encrypt(&self, key: &str, dek: &DataKey, context: &Context) -> Result<Stanza> {
         let client = self.client(region_of(key).as_deref())?;
+        bump(&self.counters.encrypt);
         let out = client
             .encrypt()
             .key_id(key)
@@ -245,6 +305,7 @@ impl Kms {
     async fn decrypt(&self, stanza: &Stanza, context: &Context) -> Result<DataKey> {
         let max_age = self.settings.decrypt_cache_max_age;
         if max_age.is_zero() || self.settings.decrypt_cache_entries == 0 {
+            bump(&self.counters.cache_misses);
             return self.decrypt_uncached(stanza, context).await;
         }
         // Single flight per stanza and context: files sharing a data key never call KMS
@@ -262,8 +323,10 @@ impl Kms {
         if let Some((dek, at)) = slot.as_ref()
             && at.elapsed() < max_age
         {
+            bump(&self.counters.cache_hits);
             return Ok(dek.clone());
         }
+        bump(&self.counters.cache_misses);
         *slot = None;
         let dek = self.decrypt_uncached(stanza, context).await?;
         *slot = Some((dek.clone(), Instant::now()));
@@ -273,6 +336,7 @@ impl Kms {
     async fn decrypt_uncached(&self, stanza: &Stanza, context: &Context) -> Result<DataKey> {
         let arn = &stanza.key_id;
         let client = self.client(region_of(arn).as_deref())?;
+        bump(&self.counters.decrypt);
         let out = client
             .decrypt()
             .key_id(arn)
@@ -329,6 +393,7 @@ impl Kms {
     ) -> Result<Stanza> {
         let source = &stanza.key_id;
         let client = self.client(region_of(source).as_deref())?;
+        bump(&self.counters.re_encrypt);
         let ctx = kms_context(context);
         let out = client
             .re_encrypt()

@@ -255,6 +255,18 @@ impl Manifest {
 /// authenticated (the MAC is not checked); a reader must use `Opening::part_layout`. Checks
 /// only that the length is `48 + 28·k` with `count = k`; `None` if not, or on overflow.
 pub fn unauthenticated_plaintext_len(bytes: &[u8]) -> Option<u64> {
+    unauthenticated_entries(bytes)?.try_fold(0u64, |sum, (_, len)| sum.checked_add(len))
+}
+
+/// The (part number, plaintext length) list a manifest *claims*, in order, read WITHOUT
+/// its key under the checks of [`unauthenticated_plaintext_len`]: what a HEAD of one part
+/// (`partNumber`) answers without a key-service call. Nothing here is authenticated.
+pub fn unauthenticated_parts(bytes: &[u8]) -> Option<Vec<(u32, u64)>> {
+    Some(unauthenticated_entries(bytes)?.collect())
+}
+
+/// The entries of a manifest whose framing (length, magic, count) is consistent, unverified.
+fn unauthenticated_entries(bytes: &[u8]) -> Option<impl Iterator<Item = (u32, u64)> + '_> {
     let n = bytes.len();
     if !(MANIFEST_PREFIX_LEN + MANIFEST_MAC_LEN..=MAX_MANIFEST_LEN).contains(&n) {
         return None;
@@ -267,13 +279,17 @@ pub fn unauthenticated_plaintext_len(bytes: &[u8]) -> Option<u64> {
     if count != entries / MANIFEST_ENTRY_LEN || count == 0 {
         return None;
     }
-    bytes[MANIFEST_PREFIX_LEN..n - MANIFEST_MAC_LEN]
-        .chunks_exact(MANIFEST_ENTRY_LEN)
-        .try_fold(0u64, |sum, c| {
-            let mut len = [0u8; 8];
-            len.copy_from_slice(&c[4 + PART_SALT_LEN..]);
-            sum.checked_add(u64::from_be_bytes(len))
-        })
+    Some(
+        bytes[MANIFEST_PREFIX_LEN..n - MANIFEST_MAC_LEN]
+            .chunks_exact(MANIFEST_ENTRY_LEN)
+            .map(|c| {
+                let mut number = [0u8; 4];
+                number.copy_from_slice(&c[..4]);
+                let mut len = [0u8; 8];
+                len.copy_from_slice(&c[4 + PART_SALT_LEN..]);
+                (u32::from_be_bytes(number), u64::from_be_bytes(len))
+            }),
+    )
 }
 
 /// Where each part of a verified manifest sits in the body and in the plaintext: the map a
@@ -587,9 +603,14 @@ mod tests {
         let bytes = m.encode(&[7u8; 32]);
         assert_eq!(unauthenticated_plaintext_len(&bytes), Some(8197));
         assert_eq!(
+            unauthenticated_parts(&bytes),
+            Some(vec![(1, 8192), (3, 5), (9, 0)])
+        );
+        assert_eq!(
             unauthenticated_plaintext_len(&bytes[..bytes.len() - 1]),
             None
         );
+        assert_eq!(unauthenticated_parts(&bytes[..bytes.len() - 1]), None);
         let mut bad_count = bytes.clone();
         bad_count[15] = 2;
         assert_eq!(unauthenticated_plaintext_len(&bad_count), None);

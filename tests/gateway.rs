@@ -38,28 +38,26 @@ impl Gateway {
     fn start_with_env(test: &str, extra: &[&str], env: &[(&str, &str)]) -> Gateway {
         let upstream = endpoint(test).expect("emulator");
         let scratch = Scratch::new();
-        let creds = scratch.path("clients.ini");
-        write(
-            &creds,
-            format!(
-                "# test clients\n[tester]\naws_access_key_id = {CLIENT_ID}\naws_secret_access_key = {CLIENT_SECRET}\n"
-            )
-            .as_bytes(),
-        );
+        let creds = client_credentials(&scratch);
         // The same local key in every gateway (objects of one test's gateways interoperate),
         // unless the test gives a KMS key: then only that one, so KMS is really needed.
         let key = scratch.keyfile("gw.key", &common::key(7));
-        let mut cmd = Command::new(bin());
-        cmd.env("SEALSTREAM_HOME", scratch.path("home"))
-            .args(["serve", "--listen", "127.0.0.1:0"]);
+        let mut cmd = serve_cmd(&scratch);
+        cmd.args(["--listen", "127.0.0.1:0"]);
         if !extra.contains(&"--kms-key") {
             cmd.arg("-k").arg(&key);
         }
         cmd.arg("--client-credentials")
             .arg(&creds)
             .args(extra)
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
+            .envs(env.iter().copied());
+        Gateway::spawn(cmd, scratch, upstream, key)
+    }
+
+    /// Runs `cmd` (a `serve` listening on port 0; stderr to the scratch's gateway.log)
+    /// and waits for its first stdout line, which names the address.
+    fn spawn(mut cmd: Command, scratch: Scratch, upstream: String, key: PathBuf) -> Gateway {
+        cmd.stdout(Stdio::piped())
             .stderr(std::fs::File::create(scratch.path("gateway.log")).expect("log file"));
         let mut child = cmd.spawn().expect("start sealstream serve");
         let stdout = child.stdout.take().expect("stdout");
@@ -132,6 +130,21 @@ impl Gateway {
         out
     }
 
+    /// The value of one series in the gateway's `/metrics` (served without a signature).
+    fn metric(&self, series: &str) -> u64 {
+        let metrics = raw_get(&self.authority, "/metrics");
+        metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(series)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("{series} missing:\n{metrics}"))
+    }
+
     fn bucket(&self) -> String {
         let b = unique("gw");
         moto::create_bucket(&self.upstream, &b);
@@ -144,6 +157,34 @@ impl Drop for Gateway {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `sealstream serve` with the scratch's home and none of the test machine's
+/// `SEALSTREAM_…` options.
+fn serve_cmd(s: &Scratch) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.env("SEALSTREAM_HOME", s.path("home"))
+        .current_dir(s.dir.path())
+        .arg("serve");
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("SEALSTREAM_") && k != "SEALSTREAM_HOME" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+/// The client-credentials file with the test client.
+fn client_credentials(s: &Scratch) -> PathBuf {
+    let creds = s.path("clients.ini");
+    write(
+        &creds,
+        format!(
+            "# test clients\n[tester]\naws_access_key_id = {CLIENT_ID}\naws_secret_access_key = {CLIENT_SECRET}\n"
+        )
+        .as_bytes(),
+    );
+    creds
 }
 
 fn log_of(s: &Scratch) -> String {
@@ -214,6 +255,13 @@ def err(f):
     except c.exceptions.ClientError as e:
         return (e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"])
     raise AssertionError("expected an error")
+def metric(series):
+    # one series of the gateway's /metrics (served without a signature)
+    text = urllib.request.urlopen(GW + "/metrics").read().decode()
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return int(line.split()[-1])
+    raise AssertionError(series + " missing from /metrics")
 def upstream_keys(prefix=""):
     r = up.list_objects_v2(Bucket=B, Prefix=prefix)
     return sorted(o["Key"] for o in r.get("Contents", []))
@@ -381,6 +429,9 @@ past = datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc)
 assert err(lambda: c.get_object(Bucket=B, Key="o/a.bin", IfModifiedSince=future))[1] == 304
 assert c.get_object(Bucket=B, Key="o/a.bin", IfModifiedSince=past)["ContentLength"] == 300_000
 assert err(lambda: c.get_object(Bucket=B, Key="o/a.bin", IfUnmodifiedSince=past)) == ("PreconditionFailed", 412)
+# an object written in one piece has one part: the whole object
+assert c.get_object(Bucket=B, Key="o/a.bin", PartNumber=1)["Body"].read() == data
+assert err(lambda: c.get_object(Bucket=B, Key="o/a.bin", PartNumber=2)) == ("InvalidPartNumber", 416)
 # create-only
 assert err(lambda: c.put_object(Bucket=B, Key="o/a.bin", Body=b"x", IfNoneMatch="*")) == ("PreconditionFailed", 412)
 assert c.get_object(Bucket=B, Key="o/a.bin")["Body"].read() == data
@@ -413,6 +464,32 @@ p2 = c.list_objects_v2(Bucket=B, Prefix="o/", ContinuationToken=p["NextContinuat
 assert len(p["Contents"]) + len(p2["Contents"]) >= 4
 d = c.list_objects_v2(Bucket=B, Delimiter="/")
 assert [x["Prefix"] for x in d["CommonPrefixes"]] == ["o/"]
+# ListObjects (v1) pages as S3 pages them, page after page by Marker, with and without a
+# delimiter (moto 5.2.5's own v1 skips keys with a delimiter and MaxKeys: the gateway
+# serves v1 from upstream v2); NextMarker only with a delimiter, the page's last entry
+for k in ["v/a", "v/b/1", "v/b/2", "v/c", "v/d/1", "v/e"]:
+    c.put_object(Bucket=B, Key=k, Body=b"x")
+def v1_pages(**kw):
+    pages, marker = [], ""
+    while True:
+        r = c.list_objects(Bucket=B, Prefix="v/", Marker=marker, **kw)
+        assert all("Owner" in o for o in r.get("Contents", [])), r
+        page = sorted([o["Key"] for o in r.get("Contents", [])] + [p["Prefix"] for p in r.get("CommonPrefixes", [])])
+        pages.append(page)
+        want = page[-1] if r["IsTruncated"] and "Delimiter" in kw else None
+        assert r.get("NextMarker") == want, (kw, r.get("NextMarker"), want)
+        if not r["IsTruncated"]:
+            return pages
+        marker = page[-1]
+for kw, want in [
+    ({"MaxKeys": 2}, [["v/a", "v/b/1"], ["v/b/2", "v/c"], ["v/d/1", "v/e"]]),
+    ({"MaxKeys": 1, "Delimiter": "/"}, [["v/a"], ["v/b/"], ["v/c"], ["v/d/"], ["v/e"]]),
+    ({"MaxKeys": 2, "Delimiter": "/"}, [["v/a", "v/b/"], ["v/c", "v/d/"], ["v/e"]]),
+    ({"Delimiter": "/"}, [["v/a", "v/b/", "v/c", "v/d/", "v/e"]]),
+]:
+    assert v1_pages(**kw) == want, (kw, v1_pages(**kw))
+for k in ["v/a", "v/b/1", "v/b/2", "v/c", "v/d/1", "v/e"]:
+    c.delete_object(Bucket=B, Key=k)
 # copy: header kept (COPY), metadata replaced (REPLACE)
 c.copy_object(Bucket=B, Key="o/copy.bin", CopySource={"Bucket": B, "Key": "o/a.bin"})
 assert c.get_object(Bucket=B, Key="o/copy.bin")["Body"].read() == data
@@ -505,6 +582,22 @@ print("ALL OK")
         &b,
         &[],
     );
+    // /metrics counts the requests refused by authentication, by code (and nothing else:
+    // the NoSuchKey, 409s and 400s above are not authentication failures).
+    let refused = |code: &str| {
+        gw.metric(&format!(
+            "sealstream_gateway_client_authentication_failures_total{{code=\"{code}\"}}"
+        ))
+    };
+    assert_eq!(
+        (
+            refused("SignatureDoesNotMatch"),
+            refused("InvalidAccessKeyId"),
+            refused("AccessDenied"),
+            refused("RequestTimeTooSkewed")
+        ),
+        (1, 2, 2, 0)
+    );
     let o = gw.aws(&["s3", "cp", &format!("s3://{b}/plain.txt"), "p.txt"], None);
     assert!(!o.status.success() && !gw.scratch.path("p.txt").exists());
 
@@ -524,18 +617,8 @@ print("ALL OK")
         &resp[..resp.len().min(200)]
     );
     // Health check without credentials.
-    let mut s = std::net::TcpStream::connect(&gw.authority).expect("connect");
-    write!(
-        s,
-        "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    assert!(
-        resp.starts_with("HTTP/1.1 200") && resp.ends_with("ok\n"),
-        "{resp}"
-    );
+    let resp = raw_get(&gw.authority, "/healthz");
+    assert!(resp.ends_with("ok\n"), "{resp}");
 }
 
 #[test]
@@ -623,30 +706,24 @@ print("ALL OK")
     );
     assert!(!o.status.success(), "aws s3api get-object reported success");
     // /metrics counts them (and is served without a signature, like /healthz).
-    let metrics = raw_get(&gw.authority, "/metrics");
-    let value = |name: &str| -> u64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-            .unwrap_or_else(|| panic!("{name} missing:\n{metrics}"))
-    };
-    assert!(
-        value("sealstream_gateway_authentication_failures_total ") >= 3,
-        "{metrics}"
+    assert!(gw.metric("sealstream_gateway_authentication_failures_total") >= 3);
+    assert!(gw.metric("sealstream_gateway_plaintext_bytes_sent_total") >= 1 << 20);
+    assert_eq!(
+        gw.metric("sealstream_gateway_plaintext_bytes_received_total"),
+        (3 << 20) + 200_000
     );
-    assert!(
-        value("sealstream_gateway_plaintext_bytes_sent_total ") >= 1 << 20,
-        "{metrics}"
-    );
-    assert!(value("sealstream_gateway_plaintext_bytes_received_total ") == (3 << 20) + 200_000);
-    assert!(
-        metrics.contains("sealstream_gateway_requests_total{method=\"GET\",status=\"409\"}"),
-        "{metrics}"
-    );
+    assert!(gw.metric("sealstream_gateway_requests_total{method=\"GET\",status=\"409\"}") >= 1);
 }
 
 /// A plain unsigned GET; the whole answer (head and body) as text.
 fn raw_get(authority: &str, path: &str) -> String {
+    let resp = raw_request(authority, path);
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    resp
+}
+
+/// [`raw_get`] whatever the status.
+fn raw_request(authority: &str, path: &str) -> String {
     let mut s = std::net::TcpStream::connect(authority).expect("connect");
     write!(
         s,
@@ -655,8 +732,162 @@ fn raw_get(authority: &str, path: &str) -> String {
     .unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
-    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     resp
+}
+
+/// The `x-amz-request-id` of a raw answer.
+fn request_id(resp: &str) -> String {
+    resp.lines()
+        .find_map(|l| l.strip_prefix("x-amz-request-id: "))
+        .unwrap_or_else(|| panic!("no request id: {resp}"))
+        .trim()
+        .to_string()
+}
+
+/// A gateway configured by `config` (TOML, `{key}` and `{creds}` replaced by the paths of
+/// a local key and the client credentials), `args` and `env`; no emulator needed as long
+/// as nothing reaches upstream.
+fn configured(config: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> Gateway {
+    let scratch = Scratch::new();
+    let creds = client_credentials(&scratch);
+    let key = scratch.keyfile("gw.key", &common::key(7));
+    let mut cmd = serve_cmd(&scratch);
+    if let Some(text) = config {
+        let path = scratch.path("gateway.toml");
+        let text = text
+            .replace("{key}", &key.display().to_string())
+            .replace("{creds}", &creds.display().to_string());
+        write(&path, text.as_bytes());
+        cmd.arg("--config").arg(path);
+    }
+    cmd.args(args)
+        .envs(env.iter().copied())
+        // Upstream is never called, but loading the AWS configuration must not wait for
+        // an instance metadata service.
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    Gateway::spawn(cmd, scratch, String::new(), key)
+}
+
+/// Options from `--config FILE`, `SEALSTREAM_…` variables and flags: flag > environment >
+/// file > default, per option; JSON logs (from the file) carry the request id the
+/// gateway answers with. No upstream call is made, so no emulator is needed.
+#[test]
+fn config_file_environment_and_flags() {
+    const FILE: &str = r#"
+# the gateway's options; keys are the long flag names
+listen = "127.0.0.1:0"
+key = ["{key}"]
+client-credentials = "{creds}"
+max-requests = 7
+list-concurrency = 3
+log-format = "json"
+[context]
+tenant = "acme"
+"#;
+    let max = "sealstream_gateway_requests_max";
+    // Defaults: no file.
+    let gw = configured(
+        None,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "-k",
+            "gw.key",
+            "--client-credentials",
+            "clients.ini",
+        ],
+        &[],
+    );
+    assert_eq!(gw.metric(max), 256);
+    // Text logs by default: the request line names the id the client got.
+    let resp = raw_request(&gw.authority, "/some-bucket/some-key");
+    assert!(resp.starts_with("HTTP/1.1 403"), "{resp}");
+    let id = request_id(&resp);
+    assert!(
+        gw.log()
+            .lines()
+            .any(|l| l.contains(&format!("request_id={id}")) && l.contains("status=403")),
+        "no text log line for {id}:\n{}",
+        gw.log()
+    );
+    drop(gw);
+    // The file alone.
+    let gw = configured(Some(FILE), &[], &[]);
+    assert_eq!(gw.metric(max), 7);
+    // JSON logs (from the file): one object per line, the request's with its id.
+    let resp = raw_request(&gw.authority, "/some-bucket/some-key");
+    assert!(resp.starts_with("HTTP/1.1 403"), "{resp}");
+    let id = request_id(&resp);
+    let log = gw.log();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|v| v["request_id"] == id.as_str()
+            && v["status"] == 403
+            && v["method"] == "GET"
+            && v["message"] == "request"),
+        "no JSON request line for {id}:\n{log}"
+    );
+    drop(gw);
+    // The environment wins over the file, a flag over both.
+    let env = [("SEALSTREAM_MAX_REQUESTS", "9")];
+    assert_eq!(configured(Some(FILE), &[], &env).metric(max), 9);
+    let gw = configured(Some(FILE), &["--max-requests", "11"], &env);
+    assert_eq!(gw.metric(max), 11);
+    // The file's JSON format, overridden by the environment: text lines again.
+    let gw = configured(Some(FILE), &[], &[("SEALSTREAM_LOG_FORMAT", "text")]);
+    raw_request(&gw.authority, "/some-bucket/some-key");
+    assert!(gw.log().contains(" request_id="), "{}", gw.log());
+}
+
+/// A config file with an unknown key, a mistyped value or a syntax error: exit 2 before
+/// serving, the key and line named, the value never printed (it may be a secret put in
+/// the wrong place).
+#[test]
+fn bad_config_files_are_refused() {
+    let s = Scratch::new();
+    let run = |text: &str| {
+        let path = s.path("bad.toml");
+        write(&path, text.as_bytes());
+        let o = serve_cmd(&s)
+            .arg("--config")
+            .arg(&path)
+            .output()
+            .expect("run serve");
+        assert_eq!(code(&o), 2, "{}", stderr(&o));
+        assert!(o.stdout.is_empty(), "it started serving");
+        let e = stderr(&o);
+        assert!(!e.contains("SECRET123"), "the value was printed: {e}");
+        e
+    };
+    let e = run("listen = \"127.0.0.1:0\"\naws_secret_access_key = \"SECRET123\"\n");
+    assert!(
+        e.contains("bad.toml', line 2: unknown key 'aws_secret_access_key'"),
+        "{e}"
+    );
+    let e = run("# a comment\nmax-requests = \"SECRET123\"\n");
+    assert!(
+        e.contains("line 2: 'max-requests' must be a non-negative integer"),
+        "{e}"
+    );
+    let e = run("listen = \"SECRET123\n");
+    assert!(e.contains("line 1: not valid TOML"), "{e}");
+    // Nothing names the client credentials: the error says where they can come from.
+    let e = run("key = \"k.key\"\n");
+    assert!(e.contains("--client-credentials FILE"), "{e}");
+    // A certificate without its key, whichever source gave it.
+    let e = run("key = \"k.key\"\nclient-credentials = \"c.ini\"\ntls-cert = \"c.pem\"\n");
+    assert!(e.contains("--tls-cert and --tls-key go together"), "{e}");
+    // A missing file.
+    let o = serve_cmd(&s)
+        .args(["--config", "missing.toml"])
+        .output()
+        .expect("run serve");
+    assert_ne!(code(&o), 0);
+    assert!(stderr(&o).contains("missing.toml"), "{}", stderr(&o));
 }
 
 #[test]
@@ -894,6 +1125,11 @@ print("ALL OK")
         &b,
         &[],
     );
+    assert_eq!(
+        gw.metric("sealstream_gateway_kms_calls_total{operation=\"GenerateDataKey\"}"),
+        1,
+        "one PutObject, one data key"
+    );
     // The object is a KMS-wrapped sealstream object with the context bound: the CLI opens
     // it with the key and the context, and not without the context.
     let dec = |ctx: &[&str]| {
@@ -936,9 +1172,10 @@ print("ALL OK")
         &b,
         &[],
     );
-    // KMS cost: one Decrypt per object, however many GETs (sequential, and concurrent
-    // ranged ones as download tools send), through the KMS provider's single-flight cache
-    // of unwrapped data keys. Counted in the SDK's own debug log of a fresh gateway.
+    // KMS cost: one Decrypt per object, however many GETs (concurrent ranged ones as
+    // download tools send, then sequential), through the KMS provider's single-flight
+    // cache of unwrapped data keys; HEAD and listings none. Read from the gateway's
+    // /metrics, and cross-checked against the SDK's own debug log of a fresh gateway.
     let counted = Gateway::start(
         "kms_key_and_context",
         &[
@@ -953,23 +1190,39 @@ print("ALL OK")
     counted.python(
         r#"
 import threading
-for _ in range(3):
-    assert len(c.get_object(Bucket=B, Key="k.bin")["Body"].read()) == 150_000
+def kms_costs():
+    return (metric('sealstream_gateway_kms_calls_total{operation="Decrypt"}'),
+            metric("sealstream_gateway_data_key_cache_hits_total"),
+            metric("sealstream_gateway_data_key_cache_misses_total"))
+assert kms_costs() == (0, 0, 0), kms_costs()
+assert c.head_object(Bucket=B, Key="k.bin")["ContentLength"] == 150_000
+assert c.list_objects_v2(Bucket=B)["KeyCount"] == 1
+assert c.list_objects(Bucket=B)["Contents"][0]["Size"] == 150_000
+assert kms_costs() == (0, 0, 0), ("HEAD and LIST made KMS calls", kms_costs())
 errors = []
 def ranged(i):
     try:
-        r = c.get_object(Bucket=B, Key="k.bin", Range="bytes=%d-%d" % (i * 30000, i * 30000 + 29999))
-        assert len(r["Body"].read()) == 30000
+        r = c.get_object(Bucket=B, Key="k.bin", Range="bytes=%d-%d" % (i * 15000, i * 15000 + 14999))
+        assert len(r["Body"].read()) == 15000
     except Exception as e:
         errors.append(e)
-ts = [threading.Thread(target=ranged, args=(i,)) for i in range(5)]
+ts = [threading.Thread(target=ranged, args=(i,)) for i in range(8)]
 [t.start() for t in ts]
 [t.join() for t in ts]
 assert not errors, errors
+# (Decrypt calls, cache hits, misses): one unwrap, the other 7 from the cache
+assert kms_costs() == (1, 7, 1), ("8 concurrent ranged GETs", kms_costs())
+for _ in range(3):
+    assert len(c.get_object(Bucket=B, Key="k.bin")["Body"].read()) == 150_000
+assert kms_costs() == (1, 10, 1), ("then 3 sequential GETs", kms_costs())
 print("ALL OK")
 "#,
         &b,
         &[],
+    );
+    assert_eq!(
+        counted.metric("sealstream_gateway_kms_calls_total{operation=\"GenerateDataKey\"}"),
+        0
     );
     let log = counted.log();
     let mut ids: Vec<&str> = log
@@ -983,7 +1236,7 @@ print("ALL OK")
     assert_eq!(
         ids.len(),
         1,
-        "KMS Decrypt calls for 8 GETs of one object: {ids:?}"
+        "KMS Decrypt calls for 11 GETs of one object: {ids:?}"
     );
     // A gateway with another context refuses it with our code, before any byte.
     let other = Gateway::start(
@@ -1323,6 +1576,21 @@ o = c.get_object(Bucket=B, Key="t/low.bin")
 assert o["Body"].read() == p1 + p2b + p3
 assert o["ContentType"] == "text/x-test" and o["Metadata"] == {"color": "blue"}, o
 assert c.get_object(Bucket=B, Key="t/low.bin", Range="bytes=%d-%d" % (10 * MiB - 5, 10 * MiB + 5))["Body"].read() == (p2b + p3)[5 * MiB - 5:5 * MiB + 6]
+# partNumber: the plaintext of that part with S3's headers (206, Content-Range, parts
+# count); HEAD answers the same from the manifest, without a key
+total = len(p1 + p2b + p3)
+for n, want, first in [(1, p1, 0), (2, p2b, 5 * MiB), (3, p3, 10 * MiB)]:
+    o = c.get_object(Bucket=B, Key="t/low.bin", PartNumber=n)
+    assert o["Body"].read() == want, n
+    assert o["ResponseMetadata"]["HTTPStatusCode"] == 206, o
+    assert o["PartsCount"] == 3 and o["ContentLength"] == len(want), o
+    assert o["ContentRange"] == "bytes %d-%d/%d" % (first, first + len(want) - 1, total), o
+    h = c.head_object(Bucket=B, Key="t/low.bin", PartNumber=n)
+    assert h["PartsCount"] == 3 and h["ContentLength"] == len(want), h
+    assert h["ContentRange"] == o["ContentRange"], h
+assert "PartsCount" not in c.head_object(Bucket=B, Key="t/low.bin")
+assert err(lambda: c.get_object(Bucket=B, Key="t/low.bin", PartNumber=4)) == ("InvalidPartNumber", 416)
+assert err(lambda: c.get_object(Bucket=B, Key="t/low.bin", PartNumber=1, Range="bytes=0-1")) == ("InvalidRequest", 400)
 # S3 forgets the parts of a completed upload; the manifest shows it is this completion.
 assert complete([(1, e1), (2, e2b), (3, e3)])["ETag"] == r["ETag"]
 # ... but not with another part list
@@ -1344,6 +1612,11 @@ def complete2(parts, **kw):
         MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in parts]}, **kw)
 complete2([(1, es[0]), (3, es[2])])
 assert c.get_object(Bucket=B, Key="t/sub.bin")["Body"].read() == p1 + p3
+# part numbers are the upload's: parts 1 and 3, no part 2
+o = c.get_object(Bucket=B, Key="t/sub.bin", PartNumber=3)
+assert o["Body"].read() == p3 and o["PartsCount"] == 2, o
+assert o["ContentRange"] == "bytes %d-%d/%d" % (len(p1), len(p1) + len(p3) - 1, len(p1 + p3)), o
+assert err(lambda: c.get_object(Bucket=B, Key="t/sub.bin", PartNumber=2)) == ("InvalidPartNumber", 416)
 u3 = c.create_multipart_upload(Bucket=B, Key="t/sub.bin")["UploadId"]
 e = c.upload_part(Bucket=B, Key="t/sub.bin", UploadId=u3, PartNumber=1, Body=b"new")["ETag"]
 assert err(lambda: c.complete_multipart_upload(Bucket=B, Key="t/sub.bin", UploadId=u3, IfNoneMatch="*",
@@ -1487,6 +1760,7 @@ assert err(lambda: c.get_object(Bucket=B, Key="dropped.bin", Range="bytes=0-9"))
 recompose("swapped.bin", [1, 0, 2])
 assert err(lambda: c.get_object(Bucket=B, Key="swapped.bin")) == AUTH
 assert err(lambda: c.get_object(Bucket=B, Key="swapped.bin", Range="bytes=%d-%d" % (6 * MiB, 6 * MiB + 9))) == AUTH
+assert err(lambda: c.get_object(Bucket=B, Key="swapped.bin", PartNumber=1)) == AUTH
 # the control: recomposed in the right order, it reads
 recompose("same.bin", [0, 1, 2])
 assert c.get_object(Bucket=B, Key="same.bin")["Body"].read() == b"".join(parts)
@@ -1523,6 +1797,9 @@ except AssertionError:
 except Exception as e:
     print("boto3 failed:", type(e).__name__)
 assert c.get_object(Bucket=B, Key="t.bin", Range="bytes=0-99")["Body"].read() == parts[0][:100]
+# by part number: the tampered part is refused, an intact one served
+assert err(lambda: c.get_object(Bucket=B, Key="t.bin", PartNumber=2)) == AUTH
+assert c.get_object(Bucket=B, Key="t.bin", PartNumber=1)["Body"].read() == parts[0]
 print("ALL OK")
 "#
         ),

@@ -294,4 +294,17 @@ async fn parallel_tasks_share_one_lookup_and_one_decrypt() {
         1,
         "one Decrypt, the rest from the cache"
     );
+    // The counters a service reports (the gateway's /metrics) agree with the wire.
+    let s = kms.stats();
+    assert_eq!(
+        (s.generate_data_key, s.describe_key, s.decrypt),
+        (
+            proxy.calls("GenerateDataKey") as u64,
+            proxy.calls("DescribeKey") as u64,
+            proxy.calls("Decrypt") as u64
+        )
+    );
+    assert_eq!(s.generate_data_key, 1);
+    assert_eq!((s.decrypt_cache_hits, s.decrypt_cache_misses), (3, 1));
+    assert_eq!((s.encrypt, s.re_encrypt), (0, 0));
 }

@@ -17,6 +17,7 @@ mod report;
 mod s3;
 mod s3ec;
 mod serve;
+mod serve_config;
 
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};
@@ -465,6 +466,7 @@ pub fn main() -> i32 {
             (Command::Decrypt(a), Some((_, sub))) => a.batch.filters = ordered_filters(sub),
             _ => {}
         }
+        serve::note_sources(&mut cli, &m);
         Ok(cli)
     }) {
         Ok(c) => c,

@@ -1,5 +1,6 @@
-//! `sealstream serve`: flags (and their environment variables, for containers) into a
-//! `sealstream::gateway::Gateway`; the gateway itself is library code.
+//! `sealstream serve`: flags, their environment variables (for containers) and a config
+//! file (src/cli/serve_config.rs) into a `sealstream::gateway::Gateway`; the gateway
+//! itself is library code.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,8 +20,8 @@ use super::Cli;
 use super::parse::parse_context;
 
 /// `serve` options. Every flag can also come from the environment variable named in its
-/// help (lists separated by commas there).
-#[derive(Debug, Args)]
+/// help (lists separated by commas there), and from the `--config` file.
+#[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address to listen on (HOST:PORT; port 0 picks a free one, printed on stdout).
     #[arg(
@@ -62,8 +63,9 @@ pub struct ServeArgs {
     /// The access keys clients sign with: an AWS shared-credentials file (one [section]
     /// per client with aws_access_key_id and aws_secret_access_key). Not the gateway's own
     /// upstream credentials, which come from the AWS chain.
+    /// Required (here, in the environment or in the config file).
     #[arg(long, value_name = "FILE", env = "SEALSTREAM_CLIENT_CREDENTIALS")]
-    pub client_credentials: PathBuf,
+    pub client_credentials: Option<PathBuf>,
     /// Serve upstream objects that are not sealstream objects unchanged (for migrating a
     /// bucket); by default they are refused with SealstreamNotEncrypted.
     #[arg(long, env = "SEALSTREAM_SERVE_PLAINTEXT_OBJECTS")]
@@ -105,20 +107,10 @@ pub struct ServeArgs {
     )]
     pub shutdown_grace: u64,
     /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
-    #[arg(
-        long,
-        value_name = "FILE",
-        env = "SEALSTREAM_TLS_CERT",
-        requires = "tls_key"
-    )]
+    #[arg(long, value_name = "FILE", env = "SEALSTREAM_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
     /// The PEM private key of --tls-cert.
-    #[arg(
-        long,
-        value_name = "FILE",
-        env = "SEALSTREAM_TLS_KEY",
-        requires = "tls_cert"
-    )]
+    #[arg(long, value_name = "FILE", env = "SEALSTREAM_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
     /// Log filter (tracing syntax, e.g. info, debug, sealstream=debug,s3s=info); logs go
     /// to stderr.
@@ -129,23 +121,81 @@ pub struct ServeArgs {
         default_value = "info"
     )]
     pub log: String,
+    /// Log line format: text (human-readable) or json (one object per line, for log
+    /// shippers).
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        env = "SEALSTREAM_LOG_FORMAT",
+        default_value = "text",
+        value_parser = ["text", "json"]
+    )]
+    pub log_format: String,
+    /// TOML file with any of these options (keys are the long flag names, e.g.
+    /// max-requests = 64); a flag or environment variable wins over the file.
+    #[arg(long, value_name = "FILE", env = "SEALSTREAM_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The ids of the options set by a flag or an environment variable, which the config
+    /// file does not override (filled in by [`note_sources`]).
+    #[arg(skip)]
+    pub given: std::collections::BTreeSet<String>,
+}
+
+/// Records which `serve` options came from flags or the environment (clap's matches know,
+/// the parsed struct does not), so that the config file fills in only the others.
+pub fn note_sources(cli: &mut Cli, m: &clap::ArgMatches) {
+    if let (super::Command::Serve(a), Some(("serve", sub))) = (&mut cli.command, m.subcommand()) {
+        a.given = super::serve_config::given_ids(sub);
+    }
+}
+
+/// Sets up the log: `filter` in tracing's syntax, `format` text or json, to stderr.
+fn init_logs(filter: &str, format: &str) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .map_err(|e| Error::InvalidArgument(format!("--log '{filter}': {e}")))?;
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false);
+    let _ = match format {
+        "text" => b.try_init(),
+        "json" => b.json().flatten_event(true).try_init(),
+        other => {
+            return Err(Error::InvalidArgument(format!(
+                "--log-format '{other}': use text or json"
+            )));
+        }
+    };
+    Ok(())
 }
 
 /// Runs the gateway until SIGTERM or Ctrl-C.
 pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&a.log)
-        .map_err(|e| Error::InvalidArgument(format!("--log '{}': {e}", a.log)))?;
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .try_init();
+    let a = &super::serve_config::apply(a)?;
+    init_logs(&a.log, &a.log_format)?;
     if a.kms_keys.is_empty() && a.keys.is_empty() {
         return Err(Error::InvalidArgument(
-            "serve needs a key to encrypt with: --kms-key KEY or -k KEYFILE".into(),
+            "serve needs a key to encrypt with: --kms-key KEY or -k KEYFILE (or kms-key / key in the config file)".into(),
         ));
     }
-    let creds = ClientCredentials::load(&a.client_credentials)?;
+    let Some(creds_file) = &a.client_credentials else {
+        return Err(Error::InvalidArgument(
+            "serve needs --client-credentials FILE (or SEALSTREAM_CLIENT_CREDENTIALS, or client-credentials in the config file)".into(),
+        ));
+    };
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(c), Some(k)) => Some(TlsFiles {
+            cert_chain: c.clone(),
+            key: k.clone(),
+        }),
+        (None, None) => None,
+        _ => {
+            return Err(Error::InvalidArgument(
+                "--tls-cert and --tls-key go together (flags, environment or config file)".into(),
+            ));
+        }
+    };
+    let creds = ClientCredentials::load(creds_file)?;
     let config = GatewayConfig {
         context: parse_context(&a.context)?,
         plaintext_objects: if a.serve_plaintext_objects {
@@ -158,13 +208,7 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
         virtual_host_domains: a.virtual_host_domains.clone(),
         list_head_concurrency: a.list_concurrency,
         shutdown_grace: Duration::from_secs(a.shutdown_grace),
-        tls: match (&a.tls_cert, &a.tls_key) {
-            (Some(c), Some(k)) => Some(TlsFiles {
-                cert_chain: c.clone(),
-                key: k.clone(),
-            }),
-            _ => None,
-        },
+        tls,
         ..GatewayConfig::default()
     };
     // Each GET holds about (concurrency + 2) ranged-GET segments of --part-size: with
@@ -201,6 +245,7 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
                     ..KmsSettings::default()
                 },
             );
+            keys.kms = Some(kms.clone());
             for k in &a.kms_keys {
                 keys.wrap.push(Arc::new(KmsKey::for_wrapping(&kms, k)));
                 let trusted = KmsKey::trusted(&kms, k)?.with_max_decrypts(cli.kms_max_decrypts);

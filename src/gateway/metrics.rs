@@ -3,26 +3,57 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::kms::{Kms, KmsStats};
 
 /// What the gateway counts. Shared by the server (requests) and the S3 operations
-/// (bytes, authentication failures).
+/// (bytes, authentication failures); KMS calls and cache outcomes are read from the KMS
+/// connection itself when rendering.
 #[derive(Default)]
 pub(crate) struct Metrics {
+    /// The KMS connection whose [`crate::kms::Kms::stats`] are reported, if any.
+    kms: Option<Arc<Kms>>,
     /// (method, status) → answers.
     requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
     /// Requests refused with 503 because `max_requests` were in flight.
     pub(crate) rejected: AtomicU64,
     /// Stored objects that failed authentication (body, metadata, companion).
     pub(crate) auth_failures: AtomicU64,
+    /// Client requests refused by request authentication, by S3 error code (a fixed set:
+    /// [`CLIENT_AUTH_CODES`]): failed signatures, unknown keys, unsigned requests.
+    client_auth_failures: [AtomicU64; CLIENT_AUTH_CODES.len()],
     /// Plaintext bytes accepted by PutObject (stored).
     pub(crate) bytes_in: AtomicU64,
     /// Plaintext bytes sent in GetObject answers.
     pub(crate) bytes_out: AtomicU64,
 }
 
+/// The S3 error codes of a client request that failed authentication at the gateway.
+pub(crate) const CLIENT_AUTH_CODES: [&str; 4] = [
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "RequestTimeTooSkewed",
+    "SignatureDoesNotMatch",
+];
+
 impl Metrics {
+    /// Counts a client request refused by authentication with S3 error `code` (ignored if
+    /// not one of [`CLIENT_AUTH_CODES`]).
+    pub(crate) fn client_auth_failure(&self, code: &str) {
+        if let Some(i) = CLIENT_AUTH_CODES.iter().position(|c| *c == code) {
+            self.client_auth_failures[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn new(kms: Option<Arc<Kms>>) -> Metrics {
+        Metrics {
+            kms,
+            ..Metrics::default()
+        }
+    }
+
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
@@ -93,6 +124,15 @@ impl Metrics {
             "Stored objects that failed authentication (tampered body, broken metadata or companion).",
             &self.auth_failures,
         );
+        let name = "sealstream_gateway_client_authentication_failures_total";
+        let _ = writeln!(
+            s,
+            "# HELP {name} Client requests refused by SigV4/SigV2 authentication, by S3 error code."
+        );
+        let _ = writeln!(s, "# TYPE {name} counter");
+        for (code, n) in CLIENT_AUTH_CODES.iter().zip(&self.client_auth_failures) {
+            let _ = writeln!(s, "{name}{{code=\"{code}\"}} {}", n.load(Ordering::Relaxed));
+        }
         counter(
             &mut s,
             "sealstream_gateway_plaintext_bytes_received_total",
@@ -105,6 +145,44 @@ impl Metrics {
             "Plaintext bytes sent by GetObject.",
             &self.bytes_out,
         );
+        // Always rendered (zeros without KMS), so dashboards and alerts need no special case.
+        let k = self.kms.as_ref().map(|k| k.stats()).unwrap_or_default();
+        render_kms(&mut s, &k);
         s
+    }
+}
+
+/// The KMS series: calls by operation, and the unwrapped-data-key cache's hits and misses.
+fn render_kms(s: &mut String, k: &KmsStats) {
+    let name = "sealstream_gateway_kms_calls_total";
+    let _ = writeln!(
+        s,
+        "# HELP {name} KMS calls by operation (a GET costs a Decrypt only on a cache miss)."
+    );
+    let _ = writeln!(s, "# TYPE {name} counter");
+    for (op, n) in [
+        ("Decrypt", k.decrypt),
+        ("DescribeKey", k.describe_key),
+        ("Encrypt", k.encrypt),
+        ("GenerateDataKey", k.generate_data_key),
+        ("ReEncrypt", k.re_encrypt),
+    ] {
+        let _ = writeln!(s, "{name}{{operation=\"{op}\"}} {n}");
+    }
+    for (name, help, n) in [
+        (
+            "sealstream_gateway_data_key_cache_hits_total",
+            "Data-key unwraps answered from the cache of unwrapped data keys (no KMS call).",
+            k.decrypt_cache_hits,
+        ),
+        (
+            "sealstream_gateway_data_key_cache_misses_total",
+            "Data-key unwraps the cache could not answer (each a KMS Decrypt).",
+            k.decrypt_cache_misses,
+        ),
+    ] {
+        let _ = writeln!(s, "# HELP {name} {help}");
+        let _ = writeln!(s, "# TYPE {name} counter");
+        let _ = writeln!(s, "{name} {n}");
     }
 }

@@ -101,6 +101,10 @@ pub struct GatewayKeys {
     pub wrap: Vec<Arc<dyn AsyncKeyProvider>>,
     /// Providers tried, in order, to unwrap an object's data key on GET.
     pub unwrap: Vec<Arc<dyn AsyncKeyProvider>>,
+    /// The KMS connection behind the KMS providers above, if any: `/metrics` reports its
+    /// calls and its cache of unwrapped data keys ([`crate::kms::Kms::stats`]), the
+    /// gateway's main running cost.
+    pub kms: Option<Arc<crate::kms::Kms>>,
 }
 
 impl std::fmt::Debug for GatewayKeys {
@@ -113,6 +117,7 @@ impl std::fmt::Debug for GatewayKeys {
         f.debug_struct("GatewayKeys")
             .field("wrap", &ids(&self.wrap))
             .field("unwrap", &ids(&self.unwrap))
+            .field("kms", &self.kms)
             .finish()
     }
 }
@@ -165,7 +170,7 @@ impl Gateway {
         }
         let s3 = S3::from_client(client.clone(), settings)?;
         let config = Arc::new(config);
-        let metrics = Arc::new(metrics::Metrics::default());
+        let metrics = Arc::new(metrics::Metrics::new(keys.kms.clone()));
         Ok(Gateway {
             svc: service::Service::new(client, s3, keys, config.clone(), metrics.clone()),
             metrics,

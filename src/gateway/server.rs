@@ -233,6 +233,11 @@ async fn handle(
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-amz-request-id", v);
     }
+    if resp.status() == StatusCode::FORBIDDEN
+        && let Some(code) = client_auth_failure(resp.body(), signed)
+    {
+        shared.metrics.client_auth_failure(code);
+    }
     shared.metrics.record(&method, resp.status().as_u16());
     tracing::info!(
         request_id = %id,
@@ -251,6 +256,21 @@ async fn handle(
         })
     });
     Ok(resp)
+}
+
+/// The S3 error code of a 403 that refused the client itself (its signature, key or
+/// clock; or no signature at all), read from s3s's error document; `None` for a 403 about
+/// something else (upstream's AccessDenied, SealstreamNoKey).
+fn client_auth_failure(body: &s3s::Body, signed: bool) -> Option<&'static str> {
+    let xml = body.bytes()?;
+    let xml = std::str::from_utf8(&xml).ok()?;
+    let code = xml.split("<Code>").nth(1)?.split("</Code>").next()?;
+    let code = super::metrics::CLIENT_AUTH_CODES
+        .into_iter()
+        .find(|c| *c == code)?;
+    // s3s answers AccessDenied to an unsigned request and to an expired presigned URL;
+    // for a signed request it may also be upstream's, which is not the client's failure.
+    (code != "AccessDenied" || !signed || xml.contains("Request has expired")).then_some(code)
 }
 
 fn plain(status: StatusCode, text: String, id: &str) -> Response<s3s::Body> {

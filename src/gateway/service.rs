@@ -99,12 +99,63 @@ impl Service {
         }
     }
 
+    /// A new object's sealing: a fresh data key from the wrapping keys (one KMS
+    /// GenerateDataKey with a KMS key first) under the gateway's context.
+    async fn new_sealing(&self) -> S3Result<Sealing> {
+        let params = EncryptParams {
+            context: self.inner.config.context.clone(),
+            ..EncryptParams::default()
+        };
+        Sealing::for_providers_async(&self.wrap_keys(), &params)
+            .await
+            .map_err(|e| from_error(&e, false))
+    }
+
     fn wrap_keys(&self) -> Vec<&dyn AsyncKeyProvider> {
         self.inner.keys.wrap.iter().map(|k| k.as_ref()).collect()
     }
 
     fn unwrap_keys(&self) -> Vec<&dyn AsyncKeyProvider> {
         self.inner.keys.unwrap.iter().map(|k| k.as_ref()).collect()
+    }
+
+    /// Writes a new object's companion header object (create-only, FORMAT.md §15.1) when
+    /// its placement has one; returns its key.
+    async fn put_companion(
+        &self,
+        bucket: &str,
+        companion: Option<(String, Vec<u8>)>,
+    ) -> S3Result<Option<String>> {
+        let Some((key, bytes)) = companion else {
+            return Ok(None);
+        };
+        self.inner
+            .client
+            .put_object()
+            .bucket(bucket)
+            .key(&key)
+            .content_type("application/octet-stream")
+            .if_none_match("*")
+            .body(ByteStream::from(bytes))
+            .send()
+            .await
+            .map_err(|e| from_sdk("PutObject", &e))?;
+        Ok(Some(key))
+    }
+
+    /// Deletes the companion [`Service::put_companion`] wrote when the object it belongs
+    /// to could not be written (best effort: an orphan companion is harmless).
+    async fn drop_companion(&self, bucket: &str, companion: Option<&str>) {
+        if let Some(key) = companion {
+            let _ = self
+                .inner
+                .client
+                .delete_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await;
+        }
     }
 
     fn serve_plain(&self) -> bool {
@@ -364,6 +415,38 @@ impl Service {
         .await
     }
 
+    /// One upstream ListObjectsV2 page as clients see it: companions and manifests
+    /// hidden, sizes in plaintext (both listing versions answer from it).
+    async fn list_page(&self, r: ListRequest<'_>) -> S3Result<ListPage> {
+        let out = self
+            .inner
+            .client
+            .list_objects_v2()
+            .bucket(r.bucket)
+            .set_prefix(r.prefix)
+            .set_delimiter(r.delimiter)
+            .set_continuation_token(r.continuation_token)
+            .set_start_after(r.start_after)
+            .set_max_keys(r.max_keys)
+            .set_fetch_owner(r.fetch_owner)
+            .send()
+            .await
+            .map_err(|e| from_sdk("ListObjectsV2", &e))?;
+        // Keys and prefixes come back in UTF-8 binary order, so the greater of the last
+        // of each is where the page ends.
+        let last_key = out.contents().last().and_then(|o| o.key());
+        let last_prefix = out.common_prefixes().last().and_then(|p| p.prefix());
+        let last = last_key.max(last_prefix).map(str::to_string);
+        Ok(ListPage {
+            contents: self.map_listing(r.bucket, out.contents()).await,
+            prefixes: common_prefixes(out.common_prefixes()),
+            max_keys: out.max_keys(),
+            is_truncated: out.is_truncated(),
+            next_continuation_token: out.next_continuation_token().map(str::to_string),
+            last,
+        })
+    }
+
     /// Deletes a companion named in `old` (the metadata `url` had before it was replaced)
     /// under the rules of FORMAT.md §15.1: only if named after `url`'s key, holding a
     /// header with the pinned commitment, and conditional on the ETag of what was checked.
@@ -524,15 +607,7 @@ impl s3s::S3 for Service {
                 "SSE-C and append writes are not offered by the sealstream gateway (objects are already encrypted client-side)",
             ));
         }
-        let if_none_match = match &input.if_none_match {
-            None => None,
-            Some(c) if c.is_any() => Some("*".to_string()),
-            Some(_) => {
-                return Err(not_implemented(
-                    "If-None-Match on PutObject supports only '*' (create only)",
-                ));
-            }
-        };
+        let if_none_match = create_only(&input.if_none_match, "PutObject")?;
         let body = input.body.take();
         let len = plaintext_len(input.content_length, body.as_ref())?;
         let user_meta: BTreeMap<String, String> = input
@@ -552,13 +627,7 @@ impl s3s::S3 for Service {
 
         // A fresh data key for this object (one KMS call with a KMS key), the header placed
         // in the metadata or, when all of it would exceed S3's 2 KB, a companion object.
-        let params = EncryptParams {
-            context: self.inner.config.context.clone(),
-            ..EncryptParams::default()
-        };
-        let sealing = Sealing::for_providers_async(&self.wrap_keys(), &params)
-            .await
-            .map_err(|e| from_error(&e, false))?;
+        let sealing = self.new_sealing().await?;
         let header = sealing.header().clone();
         let body_len = body_len_for(len, header.chunk_size);
         if body_len > MAX_PUT_BODY {
@@ -574,12 +643,10 @@ impl s3s::S3 for Service {
         let header_bytes = header
             .to_bytes()
             .map_err(|e| from_error(&Error::InvalidArgument(e.to_string()), false))?;
-        let other = object::metadata_size(user_meta.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let mut unique = [0u8; 8];
         crate::keys::fill_random(&mut unique).map_err(|e| from_error(&e, false))?;
         let unique = u64::from_be_bytes(unique);
-        let placement = object::place(&header_bytes, &header.commitment, &url.key, other, unique)
-            .map_err(invalid_argument)?;
+        let placement = place_header(&header_bytes, &header, &url.key, &user_meta, None, unique)?;
         let old = self
             .inner
             .s3
@@ -593,20 +660,7 @@ impl s3s::S3 for Service {
                 "At least one of the pre-conditions you specified did not hold",
             ));
         }
-        let companion = placement.companion.as_ref().map(|(k, _)| k.clone());
-        if let Some((ck, bytes)) = placement.companion {
-            self.inner
-                .client
-                .put_object()
-                .bucket(&url.bucket)
-                .key(&ck)
-                .content_type("application/octet-stream")
-                .if_none_match("*")
-                .body(ByteStream::from(bytes))
-                .send()
-                .await
-                .map_err(|e| from_sdk("PutObject", &e))?;
-        }
+        let companion = self.put_companion(&url.bucket, placement.companion).await?;
 
         // The client's body, verified (length, checksums) while it streams, sealed on the
         // engine's threads, and sent upstream as one PutObject of known length.
@@ -664,16 +718,7 @@ impl s3s::S3 for Service {
         let out = match r {
             Ok(o) => o,
             Err(e) => {
-                if let Some(ck) = &companion {
-                    let _ = self
-                        .inner
-                        .client
-                        .delete_object()
-                        .bucket(&url.bucket)
-                        .key(ck)
-                        .send()
-                        .await;
-                }
+                self.drop_companion(&url.bucket, companion.as_deref()).await;
                 return Err(sealed.failure.or(from_sdk("PutObject", &e)));
             }
         };
@@ -709,12 +754,8 @@ impl s3s::S3 for Service {
                 "GetObject of a version id is not offered by the sealstream gateway yet",
             ));
         }
-        if input.part_number.is_some_and(|n| n != 1) {
-            return Err(not_implemented(
-                "GetObject by part number is not offered (objects are stored as one part)",
-            ));
-        }
         let stored = self.stat(&input.bucket, &input.key).await?;
+        let part = part_request(&stored, input.part_number, input.range.is_some())?;
         check_conditions(
             stored.head(),
             input.if_match.as_ref(),
@@ -734,12 +775,7 @@ impl s3s::S3 for Service {
             Some(r) => Some(to_byte_range(r)?),
         };
         if multipart::is_v2(&info.head.metadata) {
-            if input.part_number.is_some() {
-                return Err(not_implemented(
-                    "GetObject by part number is not offered for objects uploaded in parts: use a Range",
-                ));
-            }
-            return Ok(S3Response::new(self.get_v2(info, range).await?));
+            return Ok(S3Response::new(self.get_v2(info, range, part).await?));
         }
         let claimed = info
             .layout()
@@ -832,12 +868,13 @@ impl s3s::S3 for Service {
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let input = req.input;
         refuse_reserved(&input.key)?;
-        if input.version_id.is_some() || input.part_number.is_some_and(|n| n != 1) {
+        if input.version_id.is_some() {
             return Err(not_implemented(
-                "HeadObject of a version or part is not offered by the sealstream gateway yet",
+                "HeadObject of a version is not offered by the sealstream gateway yet",
             ));
         }
         let stored = self.stat(&input.bucket, &input.key).await?;
+        let part = part_request(&stored, input.part_number, false)?;
         check_conditions(
             stored.head(),
             input.if_match.as_ref(),
@@ -845,15 +882,16 @@ impl s3s::S3 for Service {
             input.if_modified_since.as_ref(),
             input.if_unmodified_since.as_ref(),
         )?;
+        let mut part_headers = None;
         let size = match &stored {
-            Stored::Sealed(info) if multipart::is_v2(&info.head.metadata) => {
-                if input.part_number.is_some() {
-                    return Err(not_implemented(
-                        "HeadObject by part number is not offered for objects uploaded in parts",
-                    ));
+            Stored::Sealed(info) if multipart::is_v2(&info.head.metadata) => match part {
+                Some(n) => {
+                    let p = self.v2_claimed_part(info, n).await?;
+                    part_headers = Some(p);
+                    p.len
                 }
-                self.v2_claimed_size(info).await?
-            }
+                None => self.v2_claimed_size(info).await?,
+            },
             Stored::Sealed(info) => {
                 info.layout()
                     .map_err(|e| from_error(&e, false))?
@@ -863,7 +901,13 @@ impl s3s::S3 for Service {
             Stored::Plain(_) => return Err(errors::not_sealstream(&input.bucket, &input.key)),
         };
         let o = output_from_head(stored.head(), size as i64);
+        let (content_range, parts_count) = match part_headers {
+            Some(p) => (p.content_range(), Some(p.count)),
+            None => (None, None),
+        };
         Ok(S3Response::new(HeadObjectOutput {
+            content_range,
+            parts_count,
             accept_ranges: o.accept_ranges,
             content_length: o.content_length,
             content_type: o.content_type,
@@ -885,66 +929,68 @@ impl s3s::S3 for Service {
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         let i = req.input;
-        let out = self
-            .inner
-            .client
-            .list_objects_v2()
-            .bucket(&i.bucket)
-            .set_prefix(i.prefix.clone())
-            .set_delimiter(i.delimiter.clone())
-            .set_continuation_token(i.continuation_token.clone())
-            .set_start_after(i.start_after.clone())
-            .set_max_keys(i.max_keys)
-            .set_fetch_owner(i.fetch_owner)
-            .send()
-            .await
-            .map_err(|e| from_sdk("ListObjectsV2", &e))?;
-        let contents = self.map_listing(&i.bucket, out.contents()).await;
-        let prefixes = common_prefixes(out.common_prefixes());
+        let page = self
+            .list_page(ListRequest {
+                bucket: &i.bucket,
+                prefix: i.prefix.clone(),
+                delimiter: i.delimiter.clone(),
+                start_after: i.start_after.clone(),
+                continuation_token: i.continuation_token.clone(),
+                max_keys: i.max_keys,
+                fetch_owner: i.fetch_owner,
+            })
+            .await?;
         Ok(S3Response::new(ListObjectsV2Output {
             name: Some(i.bucket),
             prefix: i.prefix,
             delimiter: i.delimiter,
-            max_keys: out.max_keys(),
-            key_count: Some((contents.len() + prefixes.len()) as i32),
+            max_keys: page.max_keys,
+            key_count: Some((page.contents.len() + page.prefixes.len()) as i32),
             continuation_token: i.continuation_token,
-            next_continuation_token: out.next_continuation_token().map(str::to_string),
-            is_truncated: out.is_truncated(),
+            next_continuation_token: page.next_continuation_token,
+            is_truncated: page.is_truncated,
             start_after: i.start_after,
-            contents: Some(contents),
-            common_prefixes: Some(prefixes),
+            contents: Some(page.contents),
+            common_prefixes: Some(page.prefixes),
             ..ListObjectsV2Output::default()
         }))
     }
 
+    /// ListObjects (v1), served from an upstream ListObjectsV2 page: v1's marker is
+    /// v2's start-after (both "list the keys after this one"), and v1's NextMarker is,
+    /// as S3 defines it, given only with a delimiter: the last key or prefix of the page.
     async fn list_objects(
         &self,
         req: S3Request<ListObjectsInput>,
     ) -> S3Result<S3Response<ListObjectsOutput>> {
         let i = req.input;
-        let out = self
-            .inner
-            .client
-            .list_objects()
-            .bucket(&i.bucket)
-            .set_prefix(i.prefix.clone())
-            .set_delimiter(i.delimiter.clone())
-            .set_marker(i.marker.clone())
-            .set_max_keys(i.max_keys)
-            .send()
-            .await
-            .map_err(|e| from_sdk("ListObjects", &e))?;
-        let contents = self.map_listing(&i.bucket, out.contents()).await;
+        let page = self
+            .list_page(ListRequest {
+                bucket: &i.bucket,
+                prefix: i.prefix.clone(),
+                delimiter: i.delimiter.clone(),
+                start_after: i.marker.clone(),
+                continuation_token: None,
+                max_keys: i.max_keys,
+                // v1 entries always carry their owner.
+                fetch_owner: Some(true),
+            })
+            .await?;
+        let next_marker = if page.is_truncated == Some(true) && i.delimiter.is_some() {
+            page.last
+        } else {
+            None
+        };
         Ok(S3Response::new(ListObjectsOutput {
             name: Some(i.bucket),
             prefix: i.prefix,
             delimiter: i.delimiter,
             marker: i.marker,
-            max_keys: out.max_keys(),
-            is_truncated: out.is_truncated(),
-            next_marker: out.next_marker().map(str::to_string),
-            contents: Some(contents),
-            common_prefixes: Some(common_prefixes(out.common_prefixes())),
+            max_keys: page.max_keys,
+            is_truncated: page.is_truncated,
+            next_marker,
+            contents: Some(page.contents),
+            common_prefixes: Some(page.prefixes),
             ..ListObjectsOutput::default()
         }))
     }
@@ -1400,6 +1446,88 @@ impl s3s::S3 for Service {
 }
 
 // ---- helpers ---------------------------------------------------------------------------
+
+/// What a listing asks upstream for (the fields both listing versions share).
+struct ListRequest<'a> {
+    bucket: &'a str,
+    prefix: Option<String>,
+    delimiter: Option<String>,
+    start_after: Option<String>,
+    continuation_token: Option<String>,
+    max_keys: Option<i32>,
+    fetch_owner: Option<bool>,
+}
+
+/// One listing page as clients see it, with what the answer of either version needs.
+struct ListPage {
+    contents: Vec<Object>,
+    prefixes: Vec<CommonPrefix>,
+    max_keys: Option<i32>,
+    is_truncated: Option<bool>,
+    next_continuation_token: Option<String>,
+    /// The last key or prefix upstream listed (hidden ones included): v1's NextMarker.
+    last: Option<String>,
+}
+
+/// An `If-None-Match` on a write: only `*` (create only) is offered, passed on as `*`.
+fn create_only(c: &Option<IfNoneMatch>, op: &str) -> S3Result<Option<String>> {
+    match c {
+        None => Ok(None),
+        Some(c) if c.is_any() => Ok(Some("*".to_string())),
+        Some(_) => Err(not_implemented(format!(
+            "If-None-Match on {op} supports only '*' (create only)"
+        ))),
+    }
+}
+
+/// Where a new object's header goes (FORMAT.md §15.1): inline in its metadata, or in a
+/// companion object named with `unique`, judged with the user metadata and `extra` (an
+/// entry of ours besides the header's) counted in S3's 2 KB.
+fn place_header(
+    header_bytes: &[u8],
+    header: &crate::format::Header,
+    key: &str,
+    user_meta: &BTreeMap<String, String>,
+    extra: Option<(&str, &str)>,
+    unique: u64,
+) -> S3Result<object::Placement> {
+    let other = object::metadata_size(
+        user_meta
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain(extra),
+    );
+    object::place(header_bytes, &header.commitment, key, other, unique).map_err(invalid_argument)
+}
+
+/// The part a GET or HEAD asks for with `partNumber`, for a part-wise object (`None`: the
+/// whole object). An object written in one piece has only part 1, the whole object; any
+/// other number is `416 InvalidPartNumber`, as S3 answers. A range together with a part
+/// number is refused as S3 refuses it.
+fn part_request(stored: &Stored, n: Option<i32>, ranged: bool) -> S3Result<Option<u32>> {
+    let Some(n) = n else { return Ok(None) };
+    let v2 = matches!(stored, Stored::Sealed(i) if multipart::is_v2(&i.head.metadata));
+    if !v2 {
+        return if n == 1 {
+            Ok(None)
+        } else {
+            Err(multipart::invalid_part_number())
+        };
+    }
+    if ranged {
+        return Err(error(
+            "InvalidRequest",
+            StatusCode::BAD_REQUEST,
+            "Cannot specify both Range header and partNumber query parameter",
+        ));
+    }
+    match u32::try_from(n) {
+        Ok(n) if (1..=10_000).contains(&n) => Ok(Some(n)),
+        _ => Err(invalid_argument(
+            "Part number must be an integer between 1 and 10000, inclusive",
+        )),
+    }
+}
 
 fn url(bucket: &str, key: &str) -> S3Url {
     S3Url {

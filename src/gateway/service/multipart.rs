@@ -261,13 +261,7 @@ impl Service {
         }
         let user_meta = lower_meta(input.metadata.clone())?;
         let u = url(&input.bucket, &input.key);
-        let params = EncryptParams {
-            context: self.inner.config.context.clone(),
-            ..EncryptParams::default()
-        };
-        let sealing = Sealing::for_providers_async(&self.wrap_keys(), &params)
-            .await
-            .map_err(|e| from_error(&e, false))?;
+        let sealing = self.new_sealing().await?;
         let header = sealing.header().clone();
         let header_bytes = header
             .to_bytes()
@@ -282,32 +276,19 @@ impl Service {
         }
         let bits = name_bits(&header);
         let parts_key = manifest_key(&u.key, bits).map_err(invalid_argument)?;
-        let other = object::metadata_size(
-            user_meta
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .chain([(META_PARTS, parts_key.as_str())]),
-        );
-        let placement = object::place(&header_bytes, &header.commitment, &u.key, other, bits)
-            .map_err(invalid_argument)?;
+        let placement = super::place_header(
+            &header_bytes,
+            &header,
+            &u.key,
+            &user_meta,
+            Some((META_PARTS, parts_key.as_str())),
+            bits,
+        )?;
         let mut metadata: HashMap<String, String> = user_meta.into_iter().collect();
         metadata.extend(placement.metadata);
         metadata.insert(object::META_FORMAT.to_string(), FORM_V2.to_string());
         metadata.insert(META_PARTS.to_string(), parts_key);
-        let companion = placement.companion.as_ref().map(|(k, _)| k.clone());
-        if let Some((ck, bytes)) = placement.companion {
-            self.inner
-                .client
-                .put_object()
-                .bucket(&u.bucket)
-                .key(&ck)
-                .content_type("application/octet-stream")
-                .if_none_match("*")
-                .body(ByteStream::from(bytes))
-                .send()
-                .await
-                .map_err(|e| from_sdk("PutObject", &e))?;
-        }
+        let companion = self.put_companion(&u.bucket, placement.companion).await?;
         let r = self
             .inner
             .client
@@ -334,16 +315,7 @@ impl Service {
         let out = match r {
             Ok(o) => o,
             Err(e) => {
-                if let Some(ck) = &companion {
-                    let _ = self
-                        .inner
-                        .client
-                        .delete_object()
-                        .bucket(&u.bucket)
-                        .key(ck)
-                        .send()
-                        .await;
-                }
+                self.drop_companion(&u.bucket, companion.as_deref()).await;
                 return Err(from_sdk("CreateMultipartUpload", &e));
             }
         };
@@ -398,15 +370,7 @@ impl Service {
                 ),
             ));
         }
-        let dek = envelope::unwrap_data_key_async(
-            &header,
-            &self.unwrap_keys(),
-            &self.inner.config.context,
-        )
-        .await
-        .map_err(|e| from_error(&e, false))?;
-        let sealing =
-            Sealing::resume(header, &dek, Backend::default()).map_err(|e| from_error(&e, false))?;
+        let sealing = self.resume(header).await?;
         let part = sealing
             .seal_part(number)
             .map_err(|e| from_error(&e, false))?;
@@ -604,27 +568,11 @@ impl Service {
         }
         let u = url(&input.bucket, &input.key);
         let parts_key = manifest_key(&u.key, name_bits(&header)).map_err(invalid_argument)?;
-        let dek = envelope::unwrap_data_key_async(
-            &header,
-            &self.unwrap_keys(),
-            &self.inner.config.context,
-        )
-        .await
-        .map_err(|e| from_error(&e, false))?;
-        let sealing =
-            Sealing::resume(header, &dek, Backend::default()).map_err(|e| from_error(&e, false))?;
+        let sealing = self.resume(header).await?;
         let manifest = sealing
             .part_manifest(entries)
             .map_err(|e| invalid_part(e.to_string()))?;
-        let if_none_match = match &input.if_none_match {
-            None => None,
-            Some(c) if c.is_any() => Some("*".to_string()),
-            Some(_) => {
-                return Err(not_implemented(
-                    "If-None-Match on CompleteMultipartUpload supports only '*' (create only)",
-                ));
-            }
-        };
+        let if_none_match = super::create_only(&input.if_none_match, "CompleteMultipartUpload")?;
         let old = self
             .inner
             .s3
@@ -754,13 +702,7 @@ impl Service {
         let Some(bytes) = self.get_manifest(&u.bucket, &parts_key).await? else {
             return Err(no_such_upload);
         };
-        let dek = envelope::unwrap_data_key_async(
-            &header,
-            &self.unwrap_keys(),
-            &self.inner.config.context,
-        )
-        .await
-        .map_err(|e| from_error(&e, false))?;
+        let dek = self.unwrap_dek(&header).await?;
         let opening = Opening::with_verified_key(header, &dek, Backend::default());
         let Ok(layout) = opening.part_layout(&bytes, head.content_length) else {
             return Err(no_such_upload);
@@ -942,6 +884,22 @@ impl Service {
         Ok((src.clone(), dst))
     }
 
+    /// The data key of an upload's header, unwrapped with the gateway's keys under its
+    /// context (one KMS Decrypt per data key and process with a KMS key: the cache serves
+    /// the rest).
+    async fn unwrap_dek(&self, header: &Header) -> S3Result<crate::DataKey> {
+        envelope::unwrap_data_key_async(header, &self.unwrap_keys(), &self.inner.config.context)
+            .await
+            .map_err(|e| from_error(&e, false))
+    }
+
+    /// Resumes sealing an upload from the header in its id: the data key unwrapped and
+    /// checked against the header's key commitment.
+    async fn resume(&self, header: Header) -> S3Result<Sealing> {
+        let dek = self.unwrap_dek(&header).await?;
+        Sealing::resume(header, &dek, Backend::default()).map_err(|e| from_error(&e, false))
+    }
+
     // ---- reading part-wise objects ---------------------------------------------------
 
     /// GETs a manifest object, refusing more than the longest manifest; `None` if missing.
@@ -1001,13 +959,40 @@ impl Service {
         })
     }
 
-    /// GetObject of a part-wise object (whole or ranged): verify the manifest against the
-    /// key and the stored length, then stream each covering part's covering chunks with a
-    /// ranged GET pinned to the object's ETag, releasing only authenticated plaintext.
+    /// Where part `n` of a part-wise object lies, as its manifest **claims** (HEAD with
+    /// `partNumber`: no key, no KMS call; a GET of the part verifies the manifest).
+    pub(super) async fn v2_claimed_part(&self, info: &ObjectInfo, n: u32) -> S3Result<PartSlice> {
+        let bytes = self.manifest_of(info).await?;
+        let parts = parts::unauthenticated_parts(&bytes).ok_or_else(|| {
+            self.bad_object(
+                &info.url.bucket,
+                &info.url.key,
+                "its part manifest is not a manifest".into(),
+            )
+        })?;
+        let overflow = || {
+            self.bad_object(
+                &info.url.bucket,
+                &info.url.key,
+                "its part manifest's lengths overflow".into(),
+            )
+        };
+        let total = parts
+            .iter()
+            .try_fold(0u64, |t, (_, len)| t.checked_add(*len))
+            .ok_or_else(overflow)?;
+        PartSlice::find(parts.iter().copied(), n, total)
+    }
+
+    /// GetObject of a part-wise object (whole, ranged, or one part by `partNumber`): verify
+    /// the manifest against the key and the stored length, then stream each covering
+    /// part's covering chunks with a ranged GET pinned to the object's ETag, releasing only
+    /// authenticated plaintext.
     pub(super) async fn get_v2(
         &self,
         info: Box<ObjectInfo>,
         range: Option<ByteRange>,
+        part: Option<u32>,
     ) -> S3Result<GetObjectOutput> {
         let opening = Opening::unlock_async(
             info.header.clone(),
@@ -1026,9 +1011,21 @@ impl Service {
                 from_error(&e, false)
             })?;
         let total = layout.plaintext_len();
-        let (reads, length, content_range) = match range {
-            None => (whole_reads(&layout), total, None),
-            Some(r) => {
+        let mut parts_count = None;
+        let (reads, length, content_range) = match (part, range) {
+            (Some(n), _) => {
+                let entries = layout
+                    .parts()
+                    .iter()
+                    .map(|p| (p.entry.number, p.entry.plaintext_len));
+                let slice = PartSlice::find(entries, n, total)?;
+                parts_count = Some(slice.count);
+                // The whole part, every chunk: its final tag is authenticated too.
+                let read = whole_reads(&layout).swap_remove(slice.index);
+                (vec![read], slice.len, slice.content_range())
+            }
+            (None, None) => (whole_reads(&layout), total, None),
+            (None, Some(r)) => {
                 let (s, e, reads) = layout.plan(r).map_err(|e| from_error(&e, true))?;
                 (reads, e - s + 1, Some(format!("bytes {s}-{e}/{total}")))
             }
@@ -1109,6 +1106,7 @@ impl Service {
         };
         let mut o = super::output_from_head(&info.head, length as i64);
         o.content_range = content_range;
+        o.parts_count = parts_count;
         o.body = Some(StreamingBlob::wrap(BodyStream {
             first,
             rx,
@@ -1152,6 +1150,69 @@ impl Service {
     }
 }
 
+/// One part of a part-wise object by its part number: what a GET or HEAD with
+/// `partNumber` answers (S3's `Content-Range` and `x-amz-mp-parts-count`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct PartSlice {
+    /// Position in the manifest (0-based).
+    pub(super) index: usize,
+    /// Plaintext offset of the part's first byte.
+    pub(super) offset: u64,
+    /// Plaintext length of the part.
+    pub(super) len: u64,
+    /// Parts in the object.
+    pub(super) count: i32,
+    /// Plaintext length of the object.
+    pub(super) total: u64,
+}
+
+impl PartSlice {
+    /// Part number `n` among `parts` ((number, plaintext length), in order); a number the
+    /// object does not have is S3's `416 InvalidPartNumber`. Part numbers are the ones the
+    /// upload used (a Complete naming parts 1, 3 and 5 has no part 2).
+    fn find(parts: impl Iterator<Item = (u32, u64)>, n: u32, total: u64) -> S3Result<PartSlice> {
+        let mut offset = 0u64;
+        let mut found = None;
+        let mut count = 0i32;
+        for (index, (number, len)) in parts.enumerate() {
+            if number == n {
+                found = Some((index, offset, len));
+            }
+            offset = offset.saturating_add(len);
+            count = count.saturating_add(1);
+        }
+        let (index, offset, len) = found.ok_or_else(invalid_part_number)?;
+        Ok(PartSlice {
+            index,
+            offset,
+            len,
+            count,
+            total,
+        })
+    }
+
+    /// `bytes FIRST-LAST/TOTAL`; none for an empty part (no byte to name).
+    pub(super) fn content_range(&self) -> Option<String> {
+        (self.len > 0).then(|| {
+            format!(
+                "bytes {}-{}/{}",
+                self.offset,
+                self.offset + self.len - 1,
+                self.total
+            )
+        })
+    }
+}
+
+/// S3's answer to a `partNumber` the object does not have.
+pub(super) fn invalid_part_number() -> S3Error {
+    error(
+        "InvalidPartNumber",
+        StatusCode::RANGE_NOT_SATISFIABLE,
+        "The requested partnumber is not satisfiable",
+    )
+}
+
 fn precondition_failed() -> S3Error {
     error(
         "PreconditionFailed",
@@ -1179,6 +1240,18 @@ fn whole_reads(layout: &PartLayout) -> Vec<PartRead> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn part_slices_by_upload_part_number() {
+        let parts = [(1u32, 10u64), (3, 5), (7, 0)];
+        let p = PartSlice::find(parts.iter().copied(), 3, 15).unwrap();
+        assert_eq!((p.index, p.offset, p.len, p.count), (1, 10, 5, 3));
+        assert_eq!(p.content_range().as_deref(), Some("bytes 10-14/15"));
+        let empty = PartSlice::find(parts.iter().copied(), 7, 15).unwrap();
+        assert_eq!(empty.content_range(), None);
+        let missing = PartSlice::find(parts.iter().copied(), 2, 15).unwrap_err();
+        assert_eq!(missing.code().as_str(), "InvalidPartNumber");
+    }
 
     #[test]
     fn names() {

@@ -1,0 +1,265 @@
+//! `sealstream serve --config FILE`: the gateway's options from a TOML file, for
+//! deployments that keep configuration in a file (a mounted config map) rather than on the
+//! command line. Precedence, per option: a flag, then its `SEALSTREAM_…` environment
+//! variable (both resolved by clap), then the file, then the built-in default.
+//!
+//! The file's keys are the long flag names (`max-requests = 64`). Unknown keys, wrong
+//! types and duplicates are refused naming the key and its line, never the value: a value
+//! put in the wrong place may be a secret, and errors end up in logs.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use clap::ArgMatches;
+use clap::parser::ValueSource;
+use sealstream::error::{Error, Result};
+use toml::de::{DeTable, DeValue};
+
+use super::serve::ServeArgs;
+
+/// What a key of the file holds, and where it goes in [`ServeArgs`].
+#[derive(Clone, Copy)]
+enum Kind {
+    Str,
+    /// A string or an array of strings (repeatable flags).
+    List,
+    Bool,
+    Uint,
+    /// A table of string values (`[context]`).
+    Pairs,
+}
+
+/// File key (the long flag name), clap argument id, kind.
+const KEYS: &[(&str, &str, Kind)] = &[
+    ("listen", "listen", Kind::Str),
+    ("kms-key", "kms_keys", Kind::List),
+    ("key", "keys", Kind::List),
+    ("context", "context", Kind::Pairs),
+    ("client-credentials", "client_credentials", Kind::Str),
+    (
+        "serve-plaintext-objects",
+        "serve_plaintext_objects",
+        Kind::Bool,
+    ),
+    ("virtual-host-domain", "virtual_host_domains", Kind::List),
+    ("max-requests", "max_requests", Kind::Uint),
+    ("max-header-bytes", "max_header_bytes", Kind::Uint),
+    ("list-concurrency", "list_concurrency", Kind::Uint),
+    ("shutdown-grace", "shutdown_grace", Kind::Uint),
+    ("tls-cert", "tls_cert", Kind::Str),
+    ("tls-key", "tls_key", Kind::Str),
+    ("log", "log", Kind::Str),
+    ("log-format", "log_format", Kind::Str),
+];
+
+/// The ids of `serve`'s arguments set by a flag or an environment variable (not by a
+/// default): those the file must not override.
+pub(super) fn given_ids(m: &ArgMatches) -> BTreeSet<String> {
+    KEYS.iter()
+        .filter(|(_, id, _)| {
+            matches!(
+                m.value_source(id),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            )
+        })
+        .map(|(_, id, _)| (*id).to_string())
+        .collect()
+}
+
+/// One value read from the file, typed.
+enum Value {
+    Str(String),
+    List(Vec<String>),
+    Bool(bool),
+    Uint(u64),
+}
+
+/// `a` with the file's values filled in where no flag or environment variable set the
+/// option (no file: `a` unchanged).
+pub(super) fn apply(a: &ServeArgs) -> Result<ServeArgs> {
+    let mut out = a.clone();
+    let Some(path) = &a.config else {
+        return Ok(out);
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::io(format!("reading the config file '{}'", path.display()), e))?;
+    for (id, value) in parse(path, &text)? {
+        if a.given.contains(id) {
+            continue;
+        }
+        set(&mut out, id, value);
+    }
+    Ok(out)
+}
+
+fn set(a: &mut ServeArgs, id: &str, v: Value) {
+    match (id, v) {
+        ("listen", Value::Str(s)) => a.listen = s,
+        ("kms_keys", Value::List(l)) => a.kms_keys = l,
+        ("keys", Value::List(l)) => a.keys = l.into_iter().map(PathBuf::from).collect(),
+        ("context", Value::List(l)) => a.context = l,
+        ("client_credentials", Value::Str(s)) => a.client_credentials = Some(s.into()),
+        ("serve_plaintext_objects", Value::Bool(b)) => a.serve_plaintext_objects = b,
+        ("virtual_host_domains", Value::List(l)) => a.virtual_host_domains = l,
+        ("max_requests", Value::Uint(n)) => a.max_requests = usize_of(n),
+        ("max_header_bytes", Value::Uint(n)) => a.max_header_bytes = usize_of(n),
+        ("list_concurrency", Value::Uint(n)) => a.list_concurrency = usize_of(n),
+        ("shutdown_grace", Value::Uint(n)) => a.shutdown_grace = n,
+        ("tls_cert", Value::Str(s)) => a.tls_cert = Some(s.into()),
+        ("tls_key", Value::Str(s)) => a.tls_key = Some(s.into()),
+        ("log", Value::Str(s)) => a.log = s,
+        ("log_format", Value::Str(s)) => a.log_format = s,
+        // `parse` produces each id only with its kind's value.
+        _ => {}
+    }
+}
+
+fn usize_of(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+/// The file's settings as (argument id, value), every key checked.
+fn parse(path: &Path, text: &str) -> Result<Vec<(&'static str, Value)>> {
+    let line = |at: usize| text.get(..at).map_or(0, |s| s.matches('\n').count()) + 1;
+    let bad = |at: usize, what: String| {
+        Error::InvalidArgument(format!(
+            "config file '{}', line {}: {what}",
+            path.display(),
+            line(at)
+        ))
+    };
+    let doc = DeTable::parse(text).map_err(|e| {
+        // The parser's message only: its full display quotes the line, which could hold
+        // a secret pasted in the wrong place.
+        bad(
+            e.span().map_or(0, |s| s.start),
+            format!("not valid TOML: {}", e.message()),
+        )
+    })?;
+    let mut out = Vec::new();
+    for (k, v) in doc.get_ref() {
+        let key: &str = k.get_ref();
+        let at = k.span().start;
+        let Some(&(name, id, kind)) = KEYS.iter().find(|(name, _, _)| *name == key) else {
+            let known: Vec<&str> = KEYS.iter().map(|(n, _, _)| *n).collect();
+            return Err(bad(
+                at,
+                format!(
+                    "unknown key '{key}' (known keys: {}; the global flags such as --region \
+                     are not read from the file)",
+                    known.join(", ")
+                ),
+            ));
+        };
+        let wrong = |what: &str| bad(at, format!("'{name}' must be {what}"));
+        let value = match (kind, v.get_ref()) {
+            (Kind::Str, DeValue::String(s)) => Value::Str(s.to_string()),
+            (Kind::Str, _) => return Err(wrong("a string")),
+            (Kind::List, DeValue::String(s)) => Value::List(vec![s.to_string()]),
+            (Kind::List, DeValue::Array(items)) => {
+                let mut l = Vec::with_capacity(items.len());
+                for i in items.iter() {
+                    match i.get_ref() {
+                        DeValue::String(s) => l.push(s.to_string()),
+                        _ => return Err(wrong("a string or an array of strings")),
+                    }
+                }
+                Value::List(l)
+            }
+            (Kind::List, _) => return Err(wrong("a string or an array of strings")),
+            (Kind::Bool, DeValue::Boolean(b)) => Value::Bool(*b),
+            (Kind::Bool, _) => return Err(wrong("true or false")),
+            (Kind::Uint, DeValue::Integer(i)) => match u64::from_str_radix(i.as_str(), i.radix()) {
+                Ok(n) => Value::Uint(n),
+                Err(_) => return Err(wrong("a non-negative integer")),
+            },
+            (Kind::Uint, _) => return Err(wrong("a non-negative integer")),
+            (Kind::Pairs, DeValue::Table(t)) => {
+                let mut l = Vec::with_capacity(t.len());
+                for (ck, cv) in t {
+                    let ck: &str = ck.get_ref();
+                    let DeValue::String(s) = cv.get_ref() else {
+                        return Err(wrong("a table of strings (context key = \"value\")"));
+                    };
+                    if ck.contains('=') {
+                        return Err(bad(
+                            at,
+                            format!("context key '{ck}' contains '=', which a context key cannot"),
+                        ));
+                    }
+                    l.push(format!("{ck}={s}"));
+                }
+                Value::List(l)
+            }
+            (Kind::Pairs, _) => {
+                return Err(wrong("a table of strings ([context] with key = \"value\")"));
+            }
+        };
+        out.push((id, value));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str) -> String {
+        match parse(Path::new("gw.toml"), text) {
+            Ok(_) => panic!("accepted: {text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn every_kind_parses() {
+        let v = parse(
+            Path::new("gw.toml"),
+            "listen = \"0.0.0.0:9000\"\nkms-key = [\"alias/a\", \"alias/b\"]\nkey = \"k.key\"\n\
+             serve-plaintext-objects = true\nmax-requests = 0x40\n[context]\ntenant = \"acme\"\n",
+        )
+        .unwrap();
+        let ids: Vec<&str> = v.iter().map(|(id, _)| *id).collect();
+        assert_eq!(
+            ids,
+            [
+                "context",
+                "keys",
+                "kms_keys",
+                "listen",
+                "max_requests",
+                "serve_plaintext_objects"
+            ]
+        );
+        assert!(matches!(&v[0].1, Value::List(l) if l == &["tenant=acme"]));
+        assert!(matches!(&v[1].1, Value::List(l) if l == &["k.key"]));
+        assert!(matches!(&v[4].1, Value::Uint(64)));
+    }
+
+    #[test]
+    fn bad_files_name_the_key_and_line_never_the_value() {
+        let e = errors("listen = \"x\"\naws_secret_access_key = \"SECRET123\"\n");
+        assert!(
+            e.contains("line 2: unknown key 'aws_secret_access_key'"),
+            "{e}"
+        );
+        assert!(!e.contains("SECRET123"), "{e}");
+        let e = errors("max-requests = \"SECRET123\"\n");
+        assert!(
+            e.contains("'max-requests' must be a non-negative integer"),
+            "{e}"
+        );
+        assert!(!e.contains("SECRET123"), "{e}");
+        let e = errors("max-requests = -1\n");
+        assert!(e.contains("non-negative"), "{e}");
+        let e = errors("kms-key = [\"a\", 3]\n");
+        assert!(e.contains("'kms-key' must be a string or an array"), "{e}");
+        let e = errors("\n\nlisten = \"SECRET123\nlog = 1\n");
+        assert!(e.contains("line 3: not valid TOML"), "{e}");
+        assert!(!e.contains("SECRET123"), "{e}");
+        let e = errors("listen = \"a\"\nlisten = \"b\"\n");
+        assert!(e.contains("not valid TOML"), "{e}");
+        let e = errors("[context]\nk = 1\n");
+        assert!(e.contains("'context' must be a table of strings"), "{e}");
+    }
+}
