@@ -260,8 +260,8 @@ fn s3ec_metadata_seeds_are_valid_envelopes() {
             .filter_map(|l| l.split_once('\t'))
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let env = metadata::parse(&meta, instruction)
-            .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        let env =
+            metadata::parse(&meta, instruction).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         assert_eq!(env.instruction_file, instruction.is_some());
         seen += 1;
     }

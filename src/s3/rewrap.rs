@@ -137,14 +137,6 @@ impl S3 {
                 obj.url
             )));
         }
-        if obj.parts.is_some() {
-            return Err(Error::InvalidArgument(format!(
-                "{} is a part-wise object (uploaded in parts through the gateway, FORMAT.md §17): \
-                 rewrapping those is not supported yet (its manifest entry must be carried over); \
-                 nothing was changed",
-                obj.url
-            )));
-        }
         let url = &obj.url;
         if new.commitment != obj.header.commitment || new.digest() != obj.header.digest() {
             return Err(Error::InvalidArgument(
@@ -155,7 +147,16 @@ impl S3 {
             .to_bytes()
             .map_err(|e| Error::InvalidArgument(format!("cannot write this header: {e}")))?;
         let other: Vec<(&str, &str)> = obj.head.other_metadata().collect();
-        let other_size = object::metadata_size(other.iter().copied());
+        // A part-wise object (FORMAT.md §17) keeps its form and its manifest: the part keys
+        // and the manifest key come from the salt, the data key and H, which exclude the
+        // stanzas, so the manifest object stays valid as it is.
+        let parts: Vec<(&str, &str)> = obj
+            .parts
+            .as_deref()
+            .map(|m| (object::META_PARTS, m))
+            .into_iter()
+            .collect();
+        let other_size = object::metadata_size(other.iter().chain(&parts).copied());
         let placement = object::place(
             &bytes,
             &new.commitment,
@@ -169,6 +170,13 @@ impl S3 {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         metadata.extend(placement.metadata.iter().cloned());
+        if let Some(m) = &obj.parts {
+            metadata.insert(
+                object::META_FORMAT.to_string(),
+                object::OBJECT_FORM_PART_WISE.to_string(),
+            );
+            metadata.insert(object::META_PARTS.to_string(), m.clone());
+        }
 
         let new_companion = placement.companion.as_ref().map(|(k, _)| k.clone());
         if let Some((ck, b)) = &placement.companion {
