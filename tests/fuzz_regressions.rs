@@ -199,7 +199,8 @@ fn keyfile_corpus_parses_or_fails_cleanly() {
 }
 
 /// The s3_metadata seeds are meaningful: the `inline-*` and `companion-*` seeds hold valid
-/// headers in both placements, and `lost` is a metadata set without sealstream's entries.
+/// headers in both placements, the `part-wise-*` ones the same as object-form version 2,
+/// and `lost` is a metadata set without sealstream's entries.
 #[cfg(feature = "s3")]
 #[test]
 fn s3_metadata_seeds_are_valid_object_metadata() {
@@ -235,9 +236,26 @@ fn s3_metadata_seeds_are_valid_object_metadata() {
             seen += 1;
         } else if name == "lost" {
             assert!(loc.unwrap_err().contains("metadata was lost"));
+        } else if name.starts_with("part-wise-") {
+            // Object-form version 2: the manifest pointer, and the header placed as in v1.
+            let (parts, v1) = object::part_wise(&meta)
+                .unwrap_or_else(|e| panic!("{name}: {e}"))
+                .unwrap_or_else(|| panic!("{name}: not part-wise"));
+            assert!(parts.contains(".sealstream-parts-"), "{name}");
+            match object::locate(&v1) {
+                Ok(HeaderLocation::Inline(b)) => {
+                    object::parse_header(&b, None).unwrap_or_else(|e| panic!("{name}: {e}"));
+                }
+                Ok(HeaderLocation::Companion { commitment, .. }) => {
+                    object::parse_header(companion, Some(&commitment))
+                        .unwrap_or_else(|e| panic!("{name}: {e}"));
+                }
+                other => panic!("{name}: {other:?}"),
+            }
+            seen += 1;
         }
     }
-    assert!(seen >= 6, "seeds missing in {}", dir.display());
+    assert!(seen >= 8, "seeds missing in {}", dir.display());
 }
 
 /// The s3ec_metadata seeds are meaningful: each is an Amazon S3 Encryption Client envelope

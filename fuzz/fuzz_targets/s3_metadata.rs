@@ -1,6 +1,7 @@
 //! The S3 object form's metadata parser (`s3::object`): `locate` never panics on any user
 //! metadata, an inline header it accepts re-serializes to the same bytes and is placed back
-//! inline by `place`, and a companion header is accepted only with the pinned commitment.
+//! inline by `place`, and a companion header is accepted only with the pinned commitment;
+//! the object-form version 2 reader (`part_wise`) never panics and keeps the rest intact.
 //!
 //! Input: `name\tvalue` lines (names lowercased, as S3 returns them); after a NUL byte, the
 //! bytes of a companion object.
@@ -24,6 +25,20 @@ fuzz_target!(|data: &[u8]| {
         .filter_map(|l| l.split_once('\t'))
         .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
         .collect();
+    // Object-form version 2 (FORMAT.md §17): the manifest pointer, then the version-1 view
+    // its header placement is read from.
+    match object::part_wise(&meta) {
+        Err(msg) => assert!(!msg.is_empty()),
+        Ok(Some((name, v1))) => {
+            assert!(!name.is_empty() && name.len() <= object::MAX_KEY_LEN);
+            assert_eq!(meta.get(object::META_FORMAT).map(String::as_str), Some("2"));
+            assert_eq!(v1.get(object::META_FORMAT).map(String::as_str), Some("1"));
+            // The view differs from the metadata in the version only.
+            assert_eq!(v1.len(), meta.len());
+            let _ = object::locate(&v1);
+        }
+        Ok(None) => assert_ne!(meta.get(object::META_FORMAT).map(String::as_str), Some("2")),
+    }
     match object::locate(&meta) {
         Err(msg) => assert!(!msg.is_empty()),
         Ok(HeaderLocation::Inline(bytes)) => {
