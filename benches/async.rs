@@ -24,7 +24,7 @@ fn size() -> usize {
 }
 
 /// The variants measured, in the order of [`Setup::run`]'s index.
-const NAMES: [&str; 10] = [
+const NAMES: [&str; 11] = [
     "seal/sync",
     "seal/async-current-thread",
     "seal/async-multi-thread",
@@ -37,6 +37,9 @@ const NAMES: [&str; 10] = [
     // async task does itself, from the rest of the sealing path.
     "seal-to-sink/sync",
     "seal-to-sink/async-current-thread",
+    // Opening into a `Vec` (the plaintext copied out, as `DecryptReader` must copy it into
+    // the caller's buffer): the like-for-like baseline for `DecryptReader`.
+    "open-to-vec/sync",
 ];
 
 /// The input, its ciphertext, the cipher and both runtimes: what every variant runs on.
@@ -104,6 +107,7 @@ impl Setup {
                 ))
             }
             8 => stream::seal(cipher, CS, pt, io::sink(), opts),
+            10 => stream::open(cipher, CS, ct, &mut *out, OpenParams::default(), opts),
             9 => self
                 .current
                 .block_on(aio::seal(cipher, CS, pt, tokio::io::sink(), opts)),
@@ -167,7 +171,7 @@ fn interleaved(rounds: usize) {
             names[v]
         );
     }
-    for (base, first, last) in [(0, 1, 3), (4, 5, 7), (8, 9, 9)] {
+    for (base, first, last) in [(0, 1, 3), (4, 5, 7), (8, 9, 9), (10, 7, 7)] {
         for v in first..=last {
             println!(
                 "{:28} / {:10}: median {:.3}  best {:.3}",
