@@ -11,9 +11,10 @@
 //!   file byte for byte.
 //! * `generator_reproduces_checked_in_vectors`: the generator below, run in memory, yields
 //!   exactly the checked-in files and manifest.
+//! * `part_wise_vectors_match`: the part-wise objects (FORMAT.md §17) under parts/.
 //!
 //! Regenerate (only when the format or the vector set changes on purpose):
-//! `cargo test --test vectors -- --ignored regenerate_vectors`
+//! `SEALSTREAM_REGENERATE_VECTORS=1 cargo test --test vectors -- --ignored regenerate_vectors`
 
 mod common;
 
@@ -94,6 +95,9 @@ struct Manifest {
     /// Object-form metadata maps (FORMAT.md §15.1–15.2) and where they put the header.
     #[serde(default)]
     object_metadata: Vec<ObjectCase>,
+    /// Part-wise objects (FORMAT.md §17): header, manifest and body files.
+    #[serde(default)]
+    part_wise: Vec<PartWiseCase>,
 }
 
 /// One ranged read of a vector's file (FORMAT.md §9): the expected plaintext bytes
@@ -976,6 +980,11 @@ fn generate() -> Generated {
     next_stanza_vectors(&mut g);
     // ---- ranged reads (§9): expected bytes, or the error, for given ranges ----
     attach_ranges(&mut g);
+    // ---- part-wise objects (§17) ----
+    let (part_wise, part_files) = part_wise_cases();
+    for (path, bytes) in part_files {
+        g.put_file(&path, bytes);
+    }
 
     let keys = KEYS
         .iter()
@@ -998,6 +1007,7 @@ fn generate() -> Generated {
             keys,
             layouts: layout_cases(),
             object_metadata: object_cases(&g),
+            part_wise,
             vectors: g.vectors,
         },
         files: g.files,
@@ -2172,7 +2182,7 @@ fn regenerate_vectors() {
     }
     let g = generate();
     let root = dir();
-    for sub in ["valid", "invalid", "keys"] {
+    for sub in ["valid", "invalid", "keys", "parts"] {
         let d = root.join(sub);
         if d.exists() {
             std::fs::remove_dir_all(&d).expect("clear old vectors");
@@ -2851,7 +2861,8 @@ fn readme_names_every_vector() {
         .iter()
         .map(|v| &v.name)
         .chain(m.layouts.iter().map(|l| &l.name))
-        .chain(m.object_metadata.iter().map(|c| &c.name));
+        .chain(m.object_metadata.iter().map(|c| &c.name))
+        .chain(m.part_wise.iter().map(|c| &c.name));
     for n in names {
         assert!(
             readme.contains(&format!("`{n}`")),
@@ -2871,10 +2882,11 @@ fn generator_reproduces_checked_in_vectors() {
     for (path, bytes) in &g.files {
         assert!(read(path) == *bytes, "{path} differs from the generator");
     }
-    // No stray files: everything under valid/, invalid/, keys/ comes from the generator.
+    // No stray files: everything under valid/, invalid/, keys/, parts/ comes from the
+    // generator.
     let expected: std::collections::BTreeSet<PathBuf> =
         g.files.iter().map(|(p, _)| dir().join(p)).collect();
-    for sub in ["valid", "invalid", "keys"] {
+    for sub in ["valid", "invalid", "keys", "parts"] {
         for p in walk(&dir().join(sub)) {
             assert!(expected.contains(&p), "stray file {}", p.display());
         }
@@ -2935,4 +2947,750 @@ fn two_body_defects_depend_on_read_ahead() {
     );
     assert!(matches!(r, Err(Error::Truncated { .. })), "{r:?}");
     assert!(out.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------
+// Part-wise objects (FORMAT.md §17, object-form version 2)
+// ---------------------------------------------------------------------------------------
+
+/// A part-wise object as a reader meets it: its header (the bytes `sealstream-header`
+/// carries), the manifest object and the object's body, with what reading it must give.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PartWiseCase {
+    name: String,
+    kind: String,
+    description: String,
+    /// The header, relative to tests/vectors/.
+    header: String,
+    /// The manifest object's content (§17.3).
+    manifest: String,
+    /// The object's body (§17.2): the parts' ciphertexts back to back.
+    body: String,
+    key: String,
+    /// Context the decryptor requires.
+    context: BTreeMap<String, String>,
+    /// Inputs of the header (as for file vectors) and the parts as written: for invalid
+    /// cases `build.modification` says what was changed afterwards.
+    build: Build,
+    parts: Vec<PartRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    plaintext_len: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    plaintext_sha256: Option<String>,
+    /// `part_manifest`, or a class of the file vectors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    /// For `part_manifest`: the reference decoder's `ManifestError` variant (informative).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    manifest_error: Option<String>,
+    /// For `chunk_auth`: the part number whose chunk failed, and the chunk index in that part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    part_number: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    chunk_index: Option<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    ranges: Vec<RangeCase>,
+}
+
+/// One part of a part-wise object as its writer sealed it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PartRecord {
+    number: u32,
+    /// The part salt `s` of §17.1 (hex).
+    salt: String,
+    plaintext_len: u64,
+}
+
+/// The error classes a part-wise case may name.
+const PART_ERROR_CLASSES: [&str; 4] = [
+    "part_manifest",
+    "chunk_auth",
+    "no_matching_key",
+    "context_mismatch",
+];
+
+/// A part-wise object built from fixed inputs: the header of `spec`, and parts sealed with
+/// the given salts over consecutive pieces of the vector plaintext.
+struct PartObject {
+    build: Build,
+    header: Vec<u8>,
+    records: Vec<PartRecord>,
+    /// Each part's ciphertext, in `records` order.
+    parts: Vec<Vec<u8>>,
+    plaintext: Vec<u8>,
+    manifest_key: [u8; 32],
+}
+
+fn part_object(spec: &Spec, sizes: &[(u32, usize, u8)]) -> PartObject {
+    use sealstream::envelope::Sealing;
+    use sealstream::parts::PartEntry;
+    let build = spec.build_record(None);
+    let (header, _) = sealed_header(&build);
+    let dek = DataKey::from_bytes(unhex(&build.dek));
+    let sealing = Sealing::resume(header.clone(), &dek, Backend::Ring).expect("resume");
+    let total: usize = sizes.iter().map(|s| s.1).sum();
+    let plaintext = plaintext(total);
+    let (mut records, mut parts, mut at) = (Vec::new(), Vec::new(), 0);
+    for &(number, len, salt_start) in sizes {
+        let salt = seq::<16>(salt_start);
+        let p = sealing.seal_part_with_salt(number, salt);
+        let mut ct = Vec::new();
+        envelope::seal_part_body(
+            &p,
+            spec.chunk_size,
+            &plaintext[at..at + len],
+            &mut ct,
+            &EngineOptions::default(),
+        )
+        .expect("seal part");
+        at += len;
+        records.push(PartRecord {
+            number,
+            salt: hex(&salt),
+            plaintext_len: len as u64,
+        });
+        parts.push(ct);
+    }
+    // manifest_key = HKDF-Expand(HKDF-Extract(salt, DEK), MANIFEST_LABEL || H), from §17.1
+    // directly (not through the library), so that the generator can also MAC malformed
+    // manifests.
+    let mut manifest_key = [0u8; 32];
+    let info = [&b"sealstream v1 part manifest key"[..], &header.digest()].concat();
+    hkdf::Hkdf::<Sha256>::new(Some(&unhex::<32>(&build.salt)), dek.expose())
+        .expand(&info, &mut manifest_key)
+        .expect("32-byte expand");
+    let o = PartObject {
+        header: header.to_bytes().expect("header"),
+        build,
+        records,
+        parts,
+        plaintext,
+        manifest_key,
+    };
+    // The manifest written from the recipe below must be the library's, byte for byte.
+    let entries = o
+        .records
+        .iter()
+        .map(|r| PartEntry {
+            number: r.number,
+            salt: unhex(&r.salt),
+            plaintext_len: r.plaintext_len,
+        })
+        .collect();
+    assert_eq!(
+        sealing.part_manifest(entries).expect("manifest"),
+        o.manifest(&o.records)
+    );
+    o
+}
+
+impl PartObject {
+    /// §17.3 from its table: magic, version 1, reserved, count, entries, MAC.
+    fn manifest(&self, records: &[PartRecord]) -> Vec<u8> {
+        let mut m = b"SEALPRTS".to_vec();
+        m.extend_from_slice(&[1, 0, 0, 0]);
+        m.extend_from_slice(&(records.len() as u32).to_be_bytes());
+        for r in records {
+            m.extend_from_slice(&r.number.to_be_bytes());
+            m.extend_from_slice(&unhex::<16>(&r.salt));
+            m.extend_from_slice(&r.plaintext_len.to_be_bytes());
+        }
+        self.mac(m)
+    }
+
+    /// Appends HMAC-SHA-256(manifest_key, bytes).
+    fn mac(&self, mut bytes: Vec<u8>) -> Vec<u8> {
+        use hkdf::hmac::{Hmac, KeyInit, Mac};
+        let mut h = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.manifest_key).expect("key");
+        h.update(&bytes);
+        bytes.extend_from_slice(&h.finalize().into_bytes());
+        bytes
+    }
+
+    fn body(&self) -> Vec<u8> {
+        self.parts.concat()
+    }
+}
+
+/// What a part-wise case expects: valid, or (class, manifest error, part number, chunk).
+enum PartExpect<'a> {
+    Valid,
+    Invalid(&'a str, Option<&'a str>, Option<(u32, u64)>),
+}
+
+struct PartGen {
+    cases: Vec<PartWiseCase>,
+    files: Vec<(String, Vec<u8>)>,
+}
+
+impl PartGen {
+    fn put(&mut self, path: String, bytes: Vec<u8>) -> String {
+        match self.files.iter().find(|(p, _)| *p == path) {
+            Some((_, existing)) => assert_eq!(existing, &bytes, "{path} written twice"),
+            None => self.files.push((path.clone(), bytes)),
+        }
+        path
+    }
+
+    /// Records a case; `object` names the files of an unmodified object (shared by the
+    /// cases that do not change them), `manifest`/`body` replace them when given.
+    #[allow(clippy::too_many_arguments)]
+    fn case(
+        &mut self,
+        name: &str,
+        description: &str,
+        (object, o): (&str, &PartObject),
+        manifest: Option<Vec<u8>>,
+        body: Option<Vec<u8>>,
+        key: &str,
+        require: &[(&str, &str)],
+        modification: Option<&str>,
+        expect: PartExpect<'_>,
+    ) {
+        let header = self.put(format!("parts/{object}.header"), o.header.clone());
+        let manifest = match manifest {
+            Some(m) => self.put(format!("parts/{name}.manifest"), m),
+            None => self.put(format!("parts/{object}.manifest"), o.manifest(&o.records)),
+        };
+        let body = match body {
+            Some(b) => self.put(format!("parts/{name}.body"), b),
+            None => self.put(format!("parts/{object}.body"), o.body()),
+        };
+        let mut build = o.build.clone();
+        build.modification = modification.map(str::to_string);
+        let (mut case, pt) = (
+            PartWiseCase {
+                name: name.into(),
+                kind: "valid".into(),
+                description: description.into(),
+                header,
+                manifest,
+                body,
+                key: key_file(key),
+                context: map(require),
+                build,
+                parts: o.records.clone(),
+                plaintext_len: None,
+                plaintext_sha256: None,
+                error: None,
+                manifest_error: None,
+                part_number: None,
+                chunk_index: None,
+                ranges: Vec::new(),
+            },
+            &o.plaintext,
+        );
+        match expect {
+            PartExpect::Valid => {
+                case.plaintext_len = Some(pt.len() as u64);
+                case.plaintext_sha256 = Some(sha256_hex(pt));
+                // Ranges inside a part, across parts, over the empty part, and the ends.
+                let p = pt.len() as u64;
+                for r in [
+                    "0-0",
+                    "0-",
+                    "-1",
+                    "4000-4200",
+                    "4100-8300",
+                    "-5000",
+                    "8204-8204",
+                ] {
+                    let rc = match resolve_range(r, p) {
+                        Some((s, e)) => RangeCase {
+                            range: r.into(),
+                            offset: Some(s),
+                            len: Some(e - s + 1),
+                            sha256: Some(sha256_hex(&pt[s as usize..=e as usize])),
+                            error: None,
+                            chunk_index: None,
+                        },
+                        None => RangeCase {
+                            range: r.into(),
+                            offset: None,
+                            len: None,
+                            sha256: None,
+                            error: Some("unsatisfiable".into()),
+                            chunk_index: None,
+                        },
+                    };
+                    case.ranges.push(rc);
+                }
+            }
+            PartExpect::Invalid(class, detail, chunk) => {
+                case.kind = "invalid".into();
+                case.error = Some(class.into());
+                case.manifest_error = detail.map(str::to_string);
+                case.part_number = chunk.map(|c| c.0);
+                case.chunk_index = chunk.map(|c| c.1);
+            }
+        }
+        self.cases.push(case);
+    }
+}
+
+/// Part-wise cases: three valid objects (§17.6's worked example among them) and every
+/// whole-part and manifest tamper of §17.5, each on a small object.
+fn part_wise_cases() -> (Vec<PartWiseCase>, Vec<(String, Vec<u8>)>) {
+    use PartExpect::{Invalid, Valid};
+    const CS: u32 = 4096;
+    let cs = CS as usize;
+    let atlas = [("project", "atlas")];
+    // Parts 1 and 2 have the same length (two chunks, the second short), part 5 is empty
+    // (one tag), part 6 holds one byte.
+    let sizes = [
+        (1u32, cs + 10, 0x80u8),
+        (2, cs + 10, 0x90),
+        (5, 0, 0xa0),
+        (6, 1, 0xb0),
+    ];
+    let aes = part_object(&Spec::new(Suite::Aes256Gcm, CS, 0).ctx(&atlas), &sizes);
+    let chacha = part_object(&Spec::new(Suite::ChaCha20Poly1305, CS, 0), &sizes);
+    // The same parts under another header (another context, so another H).
+    let other = part_object(
+        &Spec::new(Suite::Aes256Gcm, CS, 0).ctx(&[("project", "other")]),
+        &sizes,
+    );
+    // §17.6: the §14 AES-256-GCM header; part 2 = 5000 bytes, part 3 empty.
+    let worked = part_object(
+        &Spec::new(Suite::Aes256Gcm, CS, 0).ctx(&atlas),
+        &[(2, 5000, 0x80), (3, 0, 0x90)],
+    );
+    // Part 2 uploaded earlier under another salt (same plaintext).
+    let earlier = part_object(
+        &Spec::new(Suite::Aes256Gcm, CS, 0).ctx(&atlas),
+        &[
+            (1, cs + 10, 0x80),
+            (2, cs + 10, 0xf0),
+            (5, 0, 0xa0),
+            (6, 1, 0xb0),
+        ],
+    );
+    let mut g = PartGen {
+        cases: Vec::new(),
+        files: Vec::new(),
+    };
+    let a = ("aes", &aes);
+    g.case(
+        "parts_worked_example",
+        "docs/FORMAT.md §17.6: parts 2 (5000 bytes) and 3 (empty) under the §14 header",
+        ("worked_example", &worked),
+        None,
+        None,
+        "a",
+        &atlas,
+        None,
+        Valid,
+    );
+    g.case(
+        "parts_aes_four",
+        "AES-256-GCM, parts 1, 2 (two chunks each), 5 (empty) and 6 (one byte)",
+        a,
+        None,
+        None,
+        "a",
+        &atlas,
+        None,
+        Valid,
+    );
+    g.case(
+        "parts_chacha_four",
+        "the same parts under ChaCha20-Poly1305, no context",
+        ("chacha", &chacha),
+        None,
+        None,
+        "a",
+        &[],
+        None,
+        Valid,
+    );
+
+    // ---- whole-part tampers: the body changes, the manifest is the object's ----
+    let at = |i: usize| -> usize { aes.parts[..i].iter().map(Vec::len).sum() };
+    let mut flipped = aes.body();
+    flipped[at(1) + cs + 16 + 3] ^= 0x01; // part 2, chunk 1
+    let drop = |i: usize| -> Vec<u8> {
+        let mut p = aes.parts.clone();
+        p.remove(i);
+        p.concat()
+    };
+    let mut truncated = aes.body();
+    truncated.pop();
+    let mut appended = aes.body();
+    appended.push(0);
+    let swapped = [&aes.parts[1], &aes.parts[0], &aes.parts[2], &aes.parts[3]].map(|p| p.clone());
+    let duplicated =
+        [&aes.parts[0], &aes.parts[0], &aes.parts[2], &aes.parts[3]].map(|p| p.clone());
+    let reuploaded = [
+        &aes.parts[0],
+        &earlier.parts[1],
+        &aes.parts[2],
+        &aes.parts[3],
+    ]
+    .map(|p| p.clone());
+    let foreign = [&aes.parts[0], &other.parts[1], &aes.parts[2], &aes.parts[3]].map(|p| p.clone());
+    let body_len = Invalid("part_manifest", Some("BodyLengthMismatch"), None);
+    let body_cases: Vec<(&str, &str, Vec<u8>, PartExpect<'_>)> = vec![
+        (
+            "parts_byte_flipped",
+            "one byte of part 2's second chunk flipped",
+            flipped,
+            Invalid("chunk_auth", None, Some((2, 1))),
+        ),
+        (
+            "parts_part_dropped",
+            "part 2 removed from the body",
+            drop(1),
+            Invalid("part_manifest", Some("BodyLengthMismatch"), None),
+        ),
+        (
+            "parts_empty_part_dropped",
+            "the empty part 5 (its one tag) removed from the body",
+            drop(2),
+            Invalid("part_manifest", Some("BodyLengthMismatch"), None),
+        ),
+        (
+            "parts_body_truncated",
+            "the body's last byte removed",
+            truncated,
+            Invalid("part_manifest", Some("BodyLengthMismatch"), None),
+        ),
+        (
+            "parts_body_appended",
+            "one zero byte appended to the body",
+            appended,
+            body_len,
+        ),
+        (
+            "parts_reordered",
+            "parts 1 and 2 (same length) swapped in the body",
+            swapped.concat(),
+            Invalid("chunk_auth", None, Some((1, 0))),
+        ),
+        (
+            "parts_duplicated",
+            "part 1's ciphertext in place of part 2 (same length)",
+            duplicated.concat(),
+            Invalid("chunk_auth", None, Some((2, 0))),
+        ),
+        (
+            "parts_earlier_upload",
+            "an earlier upload of part 2 (another part salt, same plaintext) in place of the completed one",
+            reuploaded.concat(),
+            Invalid("chunk_auth", None, Some((2, 0))),
+        ),
+        (
+            "parts_foreign_part",
+            "part 2 of another object (same data key and parts, another header) in its place",
+            foreign.concat(),
+            Invalid("chunk_auth", None, Some((2, 0))),
+        ),
+    ];
+    for (name, description, body, expect) in body_cases {
+        g.case(
+            name,
+            description,
+            a,
+            None,
+            Some(body),
+            "a",
+            &atlas,
+            Some(description),
+            expect,
+        );
+    }
+
+    // ---- manifest tampers: the body is the object's ----
+    let good = aes.manifest(&aes.records);
+    let unmac = |m: &[u8]| m[..m.len() - 32].to_vec();
+    let remac = |edit: &dyn Fn(&mut Vec<u8>)| {
+        let mut m = unmac(&good);
+        edit(&mut m);
+        aes.mac(m)
+    };
+    let mut flipped = good.clone();
+    flipped[16 + 4] ^= 0x01; // part 1's salt
+    let mut truncated = good.clone();
+    truncated.pop();
+    let mut recs = aes.records.clone();
+    recs.swap(0, 1);
+    let not_increasing = aes.manifest(&recs);
+    let mut recs = aes.records.clone();
+    recs[0].number = 0;
+    let number_zero = aes.manifest(&recs);
+    let mut recs = aes.records.clone();
+    recs[3].number = 10_001;
+    let number_high = aes.manifest(&recs);
+    let mut recs = aes.records.clone();
+    recs[3].plaintext_len = 5 << 30;
+    let too_large = aes.manifest(&recs);
+    let manifest_cases: Vec<(&str, &str, Vec<u8>, &str)> = vec![
+        (
+            "parts_manifest_flipped",
+            "one bit of part 1's salt in the manifest flipped (MAC kept)",
+            flipped,
+            "MacMismatch",
+        ),
+        (
+            "parts_manifest_foreign",
+            "the manifest of another object with the same parts (another header)",
+            other.manifest(&other.records),
+            "MacMismatch",
+        ),
+        (
+            "parts_manifest_truncated",
+            "the manifest's last byte removed",
+            truncated,
+            "BadLength",
+        ),
+        (
+            "parts_manifest_bad_magic",
+            "magic SEALPRTX, MAC recomputed with the object's manifest key",
+            remac(&|m| m[7] = b'X'),
+            "BadMagic",
+        ),
+        (
+            "parts_manifest_version_2",
+            "version 2, MAC recomputed",
+            remac(&|m| m[8] = 2),
+            "UnsupportedVersion",
+        ),
+        (
+            "parts_manifest_reserved",
+            "a reserved byte set, MAC recomputed",
+            remac(&|m| m[10] = 1),
+            "ReservedNonZero",
+        ),
+        (
+            "parts_manifest_count",
+            "count 5 with four entries, MAC recomputed",
+            remac(&|m| m[15] = 5),
+            "CountMismatch",
+        ),
+        (
+            "parts_manifest_no_parts",
+            "count 0 and no entries (48 bytes), MAC recomputed",
+            remac(&|m| {
+                m.truncate(16);
+                m[15] = 0;
+            }),
+            "NoParts",
+        ),
+        (
+            "parts_manifest_not_increasing",
+            "entries of parts 2 and 1 in that order, MAC recomputed",
+            not_increasing,
+            "PartsNotIncreasing",
+        ),
+        (
+            "parts_manifest_number_zero",
+            "part number 0, MAC recomputed",
+            number_zero,
+            "PartNumberOutOfRange",
+        ),
+        (
+            "parts_manifest_number_10001",
+            "part number 10001, MAC recomputed",
+            number_high,
+            "PartNumberOutOfRange",
+        ),
+        (
+            "parts_manifest_part_too_large",
+            "part 6 recorded as 5 GiB of plaintext (its ciphertext would pass S3's part limit), MAC recomputed",
+            too_large,
+            "PartTooLarge",
+        ),
+    ];
+    for (name, description, manifest, variant) in manifest_cases {
+        g.case(
+            name,
+            description,
+            a,
+            Some(manifest),
+            None,
+            "a",
+            &atlas,
+            Some(description),
+            Invalid("part_manifest", Some(variant), None),
+        );
+    }
+
+    // ---- keys and context: nothing of the manifest or body is read ----
+    g.case(
+        "parts_wrong_key",
+        "offered key b, the object is wrapped for key a only",
+        a,
+        None,
+        None,
+        "b",
+        &atlas,
+        None,
+        Invalid("no_matching_key", None, None),
+    );
+    g.case(
+        "parts_wrong_context",
+        "required context project=apollo, the object has project=atlas",
+        a,
+        None,
+        None,
+        "a",
+        &[("project", "apollo")],
+        None,
+        Invalid("context_mismatch", None, None),
+    );
+    (g.cases, g.files)
+}
+
+/// Reads a part-wise case through the library: unlock the header, verify the manifest
+/// against the body length, open the parts (all, or the covering chunks of `range`).
+fn read_part_wise(
+    c: &PartWiseCase,
+    range: Option<ByteRange>,
+    out: &mut Vec<u8>,
+) -> sealstream::Result<()> {
+    use sealstream::envelope::Opening;
+    let key = LocalKey::load(&private_key_copy(&c.key)).expect("load vector key");
+    let (header, _) = Header::parse(&read(&c.header))?;
+    let opening = Opening::unlock(
+        header,
+        &[&key as &dyn KeyProvider],
+        &context_of(&c.context),
+        Backend::Ring,
+    )?;
+    let body = read(&c.body);
+    let layout = opening.part_layout(&read(&c.manifest), body.len() as u64)?;
+    envelope::open_part_wise(
+        &opening,
+        &layout,
+        std::io::Cursor::new(body),
+        range,
+        out,
+        &EngineOptions::default(),
+    )?;
+    Ok(())
+}
+
+/// The class of a part-wise read's error and, for `part_manifest`, the `ManifestError`
+/// variant.
+fn classify_part_wise(e: &Error) -> (String, Option<String>) {
+    match e {
+        Error::PartManifest(m) => (
+            "part_manifest".into(),
+            Some(
+                format!("{m:?}")
+                    .split(|ch: char| !ch.is_ascii_alphanumeric())
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+            ),
+        ),
+        other => (classify(other).0.into(), None),
+    }
+}
+
+#[test]
+fn part_wise_vectors_match() {
+    let m = load_manifest();
+    assert!(m.part_wise.len() >= 20, "part-wise cases missing");
+    // §17.6's worked example: the §14 header and the manifest printed there.
+    let w = m
+        .part_wise
+        .iter()
+        .find(|c| c.name == "parts_worked_example")
+        .expect("worked example");
+    let (h, _) = Header::parse(&read(&w.header)).expect("header");
+    assert_eq!(
+        hex(&h.digest()),
+        "43ea0e50407278c49d478981e8520a9a9fc76f7ada2fe1aeebde6f55024ff785"
+    );
+    assert_eq!(
+        hex(&read(&w.manifest)),
+        "5345414c50525453010000000000000200000002808182838485868788898a8b8c8d8e8f0000000000001388\
+         00000003909192939495969798999a9b9c9d9e9f0000000000000000\
+         f8b2eab65d56ca3e1aa45805f730df485ffa11d7b07b629e3a72f9c6459cbff6"
+    );
+    for c in &m.part_wise {
+        let mut out = Vec::new();
+        let r = read_part_wise(c, None, &mut out);
+        match c.kind.as_str() {
+            "valid" => {
+                r.unwrap_or_else(|e| panic!("{}: {e}", c.name));
+                assert_eq!(Some(out.len() as u64), c.plaintext_len, "{}", c.name);
+                assert_eq!(Some(sha256_hex(&out)), c.plaintext_sha256, "{}", c.name);
+                for rc in &c.ranges {
+                    let br = ByteRange::parse(&rc.range).expect("range");
+                    let mut got = Vec::new();
+                    match read_part_wise(c, Some(br), &mut got) {
+                        Ok(()) => {
+                            assert_eq!(Some(got.len() as u64), rc.len, "{} {}", c.name, rc.range);
+                            assert_eq!(
+                                Some(sha256_hex(&got)),
+                                rc.sha256,
+                                "{} {}",
+                                c.name,
+                                rc.range
+                            );
+                            let off = rc.offset.expect("offset") as usize;
+                            assert_eq!(
+                                got[..],
+                                out[off..off + got.len()],
+                                "{} {}",
+                                c.name,
+                                rc.range
+                            );
+                        }
+                        Err(e) => {
+                            assert_eq!(
+                                Some(range_class(&e).0),
+                                rc.error.as_deref(),
+                                "{} {}: {e}",
+                                c.name,
+                                rc.range
+                            );
+                            assert!(got.is_empty(), "{} {}: released bytes", c.name, rc.range);
+                        }
+                    }
+                }
+            }
+            "invalid" => {
+                let e = match r {
+                    Ok(()) => panic!("{}: decrypted although invalid", c.name),
+                    Err(e) => e,
+                };
+                let (class, detail) = classify_part_wise(&e);
+                assert_eq!(Some(class.as_str()), c.error.as_deref(), "{}: {e}", c.name);
+                assert!(PART_ERROR_CLASSES.contains(&class.as_str()), "{}", c.name);
+                assert_eq!(detail, c.manifest_error, "{}: {e}", c.name);
+                if let (Error::ChunkAuth { index }, Some(want)) = (&e, c.chunk_index) {
+                    assert_eq!(*index, want, "{}: chunk index ({e})", c.name);
+                }
+                // Released bytes, if any, are plaintext of the parts before the failing
+                // one (whole, authenticated chunks), never of the failing chunk.
+                let pt = plaintext(c.parts.iter().map(|p| p.plaintext_len).sum::<u64>() as usize);
+                assert!(
+                    pt.starts_with(&out),
+                    "{}: released bytes are not plaintext",
+                    c.name
+                );
+                if let Some(n) = c.part_number {
+                    let before: u64 = c
+                        .parts
+                        .iter()
+                        .take_while(|p| p.number != n)
+                        .map(|p| p.plaintext_len)
+                        .sum();
+                    let chunk = c.build.chunk_size as u64;
+                    let limit = before + c.chunk_index.unwrap_or(0) * chunk;
+                    assert!(
+                        out.len() as u64 <= limit,
+                        "{}: {} bytes released, the failing chunk starts at {limit}",
+                        c.name,
+                        out.len()
+                    );
+                }
+            }
+            k => panic!("{}: unknown kind {k}", c.name),
+        }
+    }
 }
