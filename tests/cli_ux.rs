@@ -811,3 +811,62 @@ fn no_input_on_a_terminal_prints_a_hint_not_a_spinner() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(o.stdout, b"typed secret\n");
 }
+
+/// Ctrl-C during an encryption with a progress bar: the bar stops at once and says that it
+/// is aborting, the command exits 130, and no output (nor temporary) is left behind.
+#[test]
+#[ignore = "needs a pseudo-terminal through util-linux script (scripts/test.sh runs it)"]
+fn ctrl_c_stops_the_bar_saying_it_aborts() {
+    use std::io::Write as _;
+    let s = Scratch::new();
+    let k = s.keyfile("k.key", &key(9));
+    let k = k.to_str().unwrap();
+    // The input is a FIFO fed slowly, so the command is still running when Ctrl-C comes.
+    let fifo = s.path("in.fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let feeder = {
+        let (fifo, stop) = (fifo.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&fifo) else {
+                return;
+            };
+            let block = vec![0x5au8; 64 * 1024];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if f.write_all(&block).is_err() {
+                    return; // the reader is gone
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        })
+    };
+    let log = s.path("terminal.log");
+    let mut child = on_terminal(&s, &["encrypt", "-k", k, "in.fifo", "-o", "out.seal"], &log);
+    let shown = || String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
+    let start = std::time::Instant::now();
+    while !shown().contains("encrypting") {
+        if start.elapsed() > std::time::Duration::from_secs(30) {
+            let _ = child.kill();
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            panic!("no progress bar on the terminal: {:?}", shown());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Ctrl-C typed on the terminal: its line discipline sends SIGINT to the command.
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"\x03").unwrap();
+    stdin.flush().unwrap();
+    let code = finish(child);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = feeder.join();
+    let text = shown();
+    assert_eq!(code, 130, "{text}");
+    assert!(text.contains("interrupted: aborting"), "{text}");
+    let left: Vec<_> = std::fs::read_dir(s.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("out.seal"))
+        .collect();
+    assert!(left.is_empty(), "output left behind: {left:?}");
+}

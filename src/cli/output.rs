@@ -12,10 +12,11 @@ use sealstream::error::{Error, Result};
 
 static LIVE_TEMPS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
-/// Installs a Ctrl-C/SIGTERM handler that deletes live temporaries, aborts S3 multipart
-/// uploads in progress, and exits 130.
+/// Installs a Ctrl-C/SIGTERM handler that stops the progress bar (saying it is aborting),
+/// deletes live temporaries, aborts S3 multipart uploads in progress, and exits 130.
 pub fn install_signal_cleanup() {
     let _ = ctrlc::set_handler(|| {
+        super::progress::stop_for_interrupt();
         remove_live_temps();
         super::s3::abort_uploads();
         eprintln!("sealstream: interrupted; partial output removed");

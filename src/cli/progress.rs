@@ -3,7 +3,9 @@
 
 use std::io::IsTerminal;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::sync::Mutex;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle, WeakProgressBar};
 
 /// Whether the data of a command comes from or goes to a terminal: then no bar is drawn.
 /// Plaintext decrypted to the terminal would otherwise have the bar's redraws mixed into
@@ -65,33 +67,102 @@ pub fn bar_between(total: Option<u64>, quiet: bool, label: &str, ends: Ends) -> 
     if !wanted(quiet, std::io::stderr().is_terminal(), ends) {
         return ProgressBar::hidden();
     }
+    let phase_label = label.to_string();
+    let phase = move |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+        let _ = w.write_str(phase_text(&phase_label, state.pos(), state.len()));
+    };
     let pb = match total {
         Some(t) => {
             let pb = ProgressBar::with_draw_target(Some(t), ProgressDrawTarget::stderr());
             if let Ok(style) = ProgressStyle::with_template(
-                "{msg} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+                "{phase} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
             ) {
-                pb.set_style(style);
+                pb.set_style(style.with_key("phase", phase));
             }
             pb
         }
         None => {
             let pb = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
             if let Ok(style) = ProgressStyle::with_template(
-                "{msg} {spinner} [{elapsed_precise}] {bytes} {binary_bytes_per_sec}",
+                "{phase} {spinner} [{elapsed_precise}] {bytes} {binary_bytes_per_sec}",
             ) {
-                pb.set_style(style);
+                pb.set_style(style.with_key("phase", phase));
             }
             pb
         }
     };
-    pb.set_message(label.to_string());
+    if let Ok(mut bars) = LIVE_BARS.lock() {
+        bars.retain(|b| b.upgrade().is_some());
+        bars.push(pb.downgrade());
+    }
     pb
+}
+
+/// The words before the bar: the label while bytes flow; once every byte is through, what
+/// the command is still doing, instead of a bar sitting silently at 100 % (an upload's last
+/// parts and CompleteMultipartUpload can take seconds).
+pub fn phase_text(label: &str, pos: u64, len: Option<u64>) -> &str {
+    match len {
+        Some(len) if pos >= len && len > 0 => match label {
+            "uploading" => "finishing the upload (last parts, CompleteMultipartUpload)",
+            "encrypting" | "decrypting" => "finishing (flushing the output)",
+            _ => label,
+        },
+        _ => label,
+    }
+}
+
+/// The bars on screen, for [`stop_for_interrupt`]: weak, so a finished command's bar goes.
+static LIVE_BARS: Mutex<Vec<WeakProgressBar>> = Mutex::new(Vec::new());
+
+/// Called first by the Ctrl-C/SIGTERM handler: every bar still running stops redrawing at
+/// once and says that the command is aborting, before the cleanup (removing temporaries,
+/// aborting multipart uploads) that may take a moment.
+pub fn stop_for_interrupt() {
+    if let Ok(bars) = LIVE_BARS.lock() {
+        for pb in bars.iter().filter_map(WeakProgressBar::upgrade) {
+            if !pb.is_finished() {
+                pb.set_style(
+                    ProgressStyle::with_template("{msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                );
+                pb.abandon_with_message(
+                    "interrupted: aborting (removing partial output, aborting uploads)",
+                );
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bar says what is still going on at 100 %, and only then.
+    #[test]
+    fn phase_after_the_last_byte() {
+        assert_eq!(phase_text("uploading", 5, Some(10)), "uploading");
+        assert!(phase_text("uploading", 10, Some(10)).contains("CompleteMultipartUpload"));
+        assert!(phase_text("encrypting", 10, Some(10)).starts_with("finishing"));
+        assert_eq!(phase_text("encrypting", 0, Some(0)), "encrypting");
+        assert_eq!(phase_text("downloading", 10, None), "downloading");
+    }
+
+    /// Ctrl-C stops a live bar with the aborting message and leaves a finished one alone.
+    #[test]
+    fn interrupt_stops_live_bars() {
+        let pb = ProgressBar::with_draw_target(Some(10), ProgressDrawTarget::hidden());
+        let done = ProgressBar::with_draw_target(Some(10), ProgressDrawTarget::hidden());
+        done.finish_with_message("done");
+        if let Ok(mut bars) = LIVE_BARS.lock() {
+            bars.push(pb.downgrade());
+            bars.push(done.downgrade());
+        }
+        stop_for_interrupt();
+        assert!(pb.is_finished());
+        assert!(pb.message().starts_with("interrupted: aborting"));
+        assert_eq!(done.message(), "done");
+    }
 
     /// The decisions, exhaustively: a bar only for a quiet-less run on a terminal stderr
     /// whose data touches no terminal; the hint only for a terminal stdin without --quiet.
