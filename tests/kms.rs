@@ -406,3 +406,98 @@ fn remove_key_accepts_kms_aliases_and_key_ids() {
         assert_eq!(stanzas[0]["key_id"], local.id(), "{name}");
     }
 }
+
+/// README.md's "Common workflows" block, run as written with bash (`set -euo pipefail`)
+/// against the emulator: only the bucket and the KMS aliases are renamed to this test's
+/// own. Then the restored archive and tree must equal the originals, the skipped swap file
+/// must be absent, and the slice must be exactly the requested bytes.
+#[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
+fn readme_workflows_run_as_written() {
+    let Some((ep, e)) = setup("readme_workflows_run_as_written") else {
+        return;
+    };
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let block = readme
+        .split("<!-- workflows:begin -->")
+        .nth(1)
+        .and_then(|r| r.split("<!-- workflows:end -->").next())
+        .expect("README.md has a workflows block");
+    let script = block
+        .trim()
+        .strip_prefix("```sh")
+        .and_then(|b| b.strip_suffix("```"))
+        .expect("the block is one ```sh fence");
+    let bucket = common::moto::unique_bucket("readme");
+    common::moto::create_bucket(&ep, &bucket);
+    let key = create_key(&ep, "us-east-1");
+    let alias = format!("alias/{}", unique("backup"));
+    create_alias(&ep, "us-east-1", &alias, &key);
+    let script = script
+        .replace("s3://backups/", &format!("s3://{bucket}/"))
+        .replace("alias/backup", &alias);
+    // The tree: text, a nested file, an 8 MiB file for the ranged read, a swap file.
+    let s = &e.s;
+    let big = data(8 << 20);
+    std::fs::create_dir_all(s.path("project/a")).unwrap();
+    write(&s.path("project/notes.txt"), b"remember the milk\n");
+    write(&s.path("project/a/b.bin"), &e.pt);
+    write(&s.path("project/big.bin"), &big);
+    write(&s.path("project/.notes.txt.swp"), b"swap");
+    let bindir = s.path("bin");
+    std::fs::create_dir_all(&bindir).unwrap();
+    std::os::unix::fs::symlink(bin(), bindir.join("sealstream")).unwrap();
+    let path = format!(
+        "{}:{}",
+        bindir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let o = std::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .current_dir(s.dir.path())
+        .env("PATH", path)
+        .env("SEALSTREAM_HOME", s.path("home"))
+        .env("AWS_ENDPOINT_URL", format!("http://{ep}"))
+        .env_remove("AWS_ENDPOINT_URL_S3")
+        .env_remove("AWS_ENDPOINT_URL_KMS")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .expect("bash");
+    assert_eq!(
+        code(&o),
+        0,
+        "the README workflows failed:\n{}\n{script}",
+        stderr(&o)
+    );
+    // The archive restored through the pipes, and the tree restored from the prefix.
+    for root in ["restored/project", "project-restored"] {
+        assert_eq!(
+            std::fs::read(s.path(&format!("{root}/notes.txt"))).unwrap(),
+            b"remember the milk\n"
+        );
+        assert_eq!(
+            std::fs::read(s.path(&format!("{root}/a/b.bin"))).unwrap(),
+            e.pt
+        );
+        assert_eq!(
+            std::fs::read(s.path(&format!("{root}/big.bin"))).unwrap(),
+            big
+        );
+    }
+    assert!(
+        !s.path("project-restored/.notes.txt.swp").exists(),
+        "--exclude '*.swp' was not applied"
+    );
+    assert_eq!(
+        std::fs::read(s.path("slice.bin")).unwrap(),
+        &big[4 << 20..=5 << 20]
+    );
+    // inspect --json printed one object naming the KMS key.
+    let out = String::from_utf8_lossy(&o.stdout);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("inspect --json");
+    assert!(v.to_string().contains(&key), "{v}");
+}
