@@ -1935,3 +1935,111 @@ print("ALL OK")
         &[],
     );
 }
+
+/// Unconditional GETs reuse a header loaded in the last seconds (no HEAD upstream), yet a
+/// GET always sees the object as it is upstream: replaced behind the gateway's back (the
+/// GET pinned to the old ETag fails, the header is loaded again) or deleted (NoSuchKey).
+#[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
+fn repeated_gets_reuse_the_header_and_see_changes() {
+    // A header kept for 10 minutes: the test must not depend on how fast it runs.
+    let gw = Gateway::start(
+        "repeated_gets_reuse_the_header_and_see_changes",
+        &["--header-cache-seconds", "600"],
+    );
+    let b = gw.bucket();
+    let key = gw.key.to_str().unwrap().to_string();
+    let url = format!("s3://{b}/obj.bin");
+    let put = |pt: &[u8]| {
+        write(&gw.scratch.path("p.bin"), pt);
+        // Straight to upstream with the CLI, not through the gateway.
+        let o = gw
+            .scratch
+            .run(&["encrypt", "p.bin", "-k", &key, "-o", &url, "--force"]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+    };
+    let get = |out: &str| {
+        gw.aws(
+            &[
+                "s3api",
+                "get-object",
+                "--bucket",
+                &b,
+                "--key",
+                "obj.bin",
+                "--range",
+                "bytes=100-199",
+                out,
+            ],
+            None,
+        )
+    };
+    let first = data(300_000);
+    put(&first);
+    let hits = gw.metric("sealstream_gateway_header_cache_hits_total");
+    for n in 0..3 {
+        ok(&get("r.out"), "ranged GET");
+        assert!(std::fs::read(gw.scratch.path("r.out")).unwrap() == first[100..200]);
+        assert_eq!(
+            gw.metric("sealstream_gateway_header_cache_hits_total"),
+            hits + n,
+            "GET {n}: the header was not reused"
+        );
+    }
+    // Replaced upstream: another data key, another header, other bytes.
+    let second: Vec<u8> = first.iter().map(|b| b ^ 0x55).collect();
+    put(&second);
+    let stale = gw.metric("sealstream_gateway_header_cache_stale_total");
+    ok(&get("r2.out"), "ranged GET after the replacement");
+    assert!(
+        std::fs::read(gw.scratch.path("r2.out")).unwrap() == second[100..200],
+        "the gateway served the replaced object's bytes"
+    );
+    assert_eq!(
+        gw.metric("sealstream_gateway_header_cache_stale_total"),
+        stale + 1
+    );
+    // Deleted upstream: NoSuchKey, not the cached header's object.
+    let stale = gw.metric("sealstream_gateway_header_cache_stale_total");
+    ok(&get("r3.out"), "ranged GET caching the new header");
+    moto::delete_object(&gw.upstream, &b, "obj.bin");
+    let r = get("r4.out");
+    assert_ne!(
+        r.status.code(),
+        Some(0),
+        "GET of a deleted object succeeded"
+    );
+    assert!(
+        String::from_utf8_lossy(&r.stderr).contains("NoSuchKey"),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    assert_eq!(
+        gw.metric("sealstream_gateway_header_cache_stale_total"),
+        stale + 1
+    );
+    // --header-cache-seconds 0: every GET HEADs upstream.
+    let off = Gateway::start(
+        "repeated_gets_reuse_the_header_and_see_changes",
+        &["--header-cache-seconds", "0"],
+    );
+    put(&first);
+    for _ in 0..2 {
+        let r = off.aws(
+            &[
+                "s3api",
+                "get-object",
+                "--bucket",
+                &b,
+                "--key",
+                "obj.bin",
+                "--range",
+                "bytes=0-9",
+                "o.out",
+            ],
+            None,
+        );
+        ok(&r, "GET with the cache off");
+    }
+    assert_eq!(off.metric("sealstream_gateway_header_cache_hits_total"), 0);
+}

@@ -98,6 +98,17 @@ pub struct ServeArgs {
         default_value_t = 16
     )]
     pub list_concurrency: usize,
+    /// Seconds an unconditional GET may reuse an object's header loaded by an earlier GET
+    /// instead of a HEAD upstream (0: never). GETs stay pinned to the object's ETag, so a
+    /// replaced or deleted object is always seen; only metadata changed without a body
+    /// change (a rewrap, a metadata-only copy) may be served this late.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        env = "SEALSTREAM_HEADER_CACHE_SECONDS",
+        default_value_t = 5
+    )]
+    pub header_cache_seconds: u64,
     /// Seconds requests in flight may take to finish after SIGTERM or Ctrl-C.
     #[arg(
         long,
@@ -208,6 +219,7 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
         virtual_host_domains: a.virtual_host_domains.clone(),
         list_head_concurrency: a.list_concurrency,
         shutdown_grace: Duration::from_secs(a.shutdown_grace),
+        header_cache_ttl: Duration::from_secs(a.header_cache_seconds),
         tls,
         ..GatewayConfig::default()
     };

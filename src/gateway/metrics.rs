@@ -28,6 +28,11 @@ pub(crate) struct Metrics {
     pub(crate) bytes_in: AtomicU64,
     /// Plaintext bytes sent in GetObject answers.
     pub(crate) bytes_out: AtomicU64,
+    /// GETs served with a recently loaded header instead of a HEAD upstream.
+    pub(crate) header_cache_hits: AtomicU64,
+    /// Of those, the ones whose object had changed upstream (the pinned GET failed), so
+    /// the header was loaded again.
+    pub(crate) header_cache_stale: AtomicU64,
 }
 
 /// The S3 error codes of a client request that failed authentication at the gateway.
@@ -144,6 +149,18 @@ impl Metrics {
             "sealstream_gateway_plaintext_bytes_sent_total",
             "Plaintext bytes sent by GetObject.",
             &self.bytes_out,
+        );
+        counter(
+            &mut s,
+            "sealstream_gateway_header_cache_hits_total",
+            "Unconditional GETs served with a header loaded in the last seconds (no HEAD upstream).",
+            &self.header_cache_hits,
+        );
+        counter(
+            &mut s,
+            "sealstream_gateway_header_cache_stale_total",
+            "Header-cache hits whose object had changed upstream (pinned GET refused): loaded again.",
+            &self.header_cache_stale,
         );
         // Always rendered (zeros without KMS), so dashboards and alerts need no special case.
         let k = self.kms.as_ref().map(|k| k.stats()).unwrap_or_default();

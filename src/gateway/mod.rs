@@ -61,6 +61,12 @@ pub struct GatewayConfig {
     pub list_head_concurrency: usize,
     /// Entries kept by the listing's size cache (key + ETag → plaintext size).
     pub size_cache_entries: usize,
+    /// How long an unconditional GET may reuse an object's header loaded by an earlier
+    /// GET instead of a HEAD upstream (zero: never). Every body GET stays pinned to the
+    /// header's ETag, so a replaced or deleted object is always seen; only the metadata of
+    /// an object whose body did not change (a metadata-only copy, a rewrap) may be this
+    /// old. docs/GATEWAY.md "Costs".
+    pub header_cache_ttl: std::time::Duration,
     /// How long in-flight requests may take to finish after shutdown is asked for.
     pub shutdown_grace: std::time::Duration,
     /// Serve HTTPS with this certificate and key (else plain HTTP, for a TLS-terminating
@@ -87,6 +93,7 @@ impl Default for GatewayConfig {
             virtual_host_domains: Vec::new(),
             list_head_concurrency: 16,
             size_cache_entries: 100_000,
+            header_cache_ttl: std::time::Duration::from_secs(5),
             shutdown_grace: std::time::Duration::from_secs(30),
             tls: None,
         }

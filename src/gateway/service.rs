@@ -8,6 +8,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll, ready};
+use std::time::Instant;
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
@@ -40,6 +41,16 @@ use crate::s3::{GetOptions, Head, ObjectInfo, S3, S3Url};
 use crate::stream::EngineOptions;
 use crate::{Backend, Error};
 
+/// Objects whose header is kept at most (a few KiB each, except a rare companion header).
+const HEADER_CACHE_MAX: usize = 4096;
+
+/// Whether a body GET pinned to a cached header's ETag failed because the object is no
+/// longer that one: replaced (412) or deleted (404).
+fn changed_upstream(e: &Error) -> bool {
+    use crate::error::ServiceErrorKind as K;
+    matches!(e, Error::Storage(s) if matches!(s.kind(), K::PreconditionFailed | K::NotFound))
+}
+
 /// S3's largest single PutObject body.
 const MAX_PUT_BODY: u64 = 5 * 1024 * 1024 * 1024;
 /// Bytes per message between the sealing task and the upstream request body.
@@ -60,6 +71,27 @@ struct Inner {
     /// (bucket, key, ETag) → plaintext size, or `None` for a plaintext object: what a
     /// listing would otherwise HEAD again every time.
     sizes: Mutex<HashMap<(String, String, String), Option<u64>>>,
+    /// (bucket, key) → a version-1 object's loaded header and when: unconditional GETs
+    /// reuse it for [`GatewayConfig::header_cache_ttl`] instead of a HEAD upstream (and a
+    /// companion GET), since clients download with many concurrent ranged GETs of one
+    /// object. Safe because every body GET is pinned to the header's ETag (If-Match): an
+    /// object replaced or deleted meanwhile fails that GET, and the header is loaded again.
+    headers: Mutex<HashMap<(String, String), (Instant, ObjectInfo)>>,
+}
+
+/// Why a GET of a version-1 object did not answer.
+enum GetFail {
+    /// The S3 error to answer with.
+    S3(S3Error),
+    /// The header came from the cache and the object changed upstream since: load it
+    /// again and retry.
+    Stale,
+}
+
+impl From<S3Error> for GetFail {
+    fn from(e: S3Error) -> Self {
+        GetFail::S3(e)
+    }
 }
 
 /// What is stored under a key.
@@ -95,6 +127,7 @@ impl Service {
                 config,
                 metrics,
                 sizes: Mutex::default(),
+                headers: Mutex::default(),
             }),
         }
     }
@@ -180,6 +213,145 @@ impl Service {
         }
         let info = self.load_header(url, head).await?;
         Ok(Stored::Sealed(Box::new(info)))
+    }
+
+    /// A version-1 object's header loaded within the configured time, if any.
+    fn cached_header(&self, bucket: &str, key: &str) -> Option<ObjectInfo> {
+        let ttl = self.inner.config.header_cache_ttl;
+        let mut m = self.inner.headers.lock().ok()?;
+        let k = (bucket.to_string(), key.to_string());
+        match m.get(&k) {
+            Some((at, info)) if at.elapsed() < ttl => Some(info.clone()),
+            Some(_) => {
+                m.remove(&k);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Keeps `info` for the next unconditional GETs (bounded: expired entries go first,
+    /// then everything when still full).
+    fn remember_header(&self, info: &ObjectInfo) {
+        let ttl = self.inner.config.header_cache_ttl;
+        if ttl.is_zero() {
+            return;
+        }
+        if let Ok(mut m) = self.inner.headers.lock() {
+            if m.len() >= HEADER_CACHE_MAX {
+                m.retain(|_, (at, _)| at.elapsed() < ttl);
+                if m.len() >= HEADER_CACHE_MAX {
+                    m.clear();
+                }
+            }
+            let k = (info.url.bucket.clone(), info.url.key.clone());
+            m.insert(k, (Instant::now(), info.clone()));
+        }
+    }
+
+    /// Drops a cached header: the object was written, copied onto or deleted through this
+    /// process, or found changed upstream.
+    fn forget_header(&self, bucket: &str, key: &str) {
+        if let Ok(mut m) = self.inner.headers.lock() {
+            m.remove(&(bucket.to_string(), key.to_string()));
+        }
+    }
+
+    /// GetObject of a version-1 object whose header is loaded: unlock the data key, then
+    /// stream the (ranged) plaintext, headers sent once the first bytes are authenticated.
+    /// With `cached`, a pinned GET refused because the object changed (or went) upstream
+    /// is [`GetFail::Stale`], before anything is answered.
+    async fn get_v1(
+        &self,
+        info: Box<ObjectInfo>,
+        range: Option<ByteRange>,
+        cached: bool,
+    ) -> Result<GetObjectOutput, GetFail> {
+        let claimed = info
+            .layout()
+            .map_err(|e| from_error(&e, false))?
+            .plaintext_len;
+        // The data key: unwrapped (one KMS call for a KMS stanza) and checked against the
+        // header's key commitment before any body byte is read.
+        let opening = Opening::unlock_async(
+            info.header.clone(),
+            &self.unwrap_keys(),
+            &self.inner.config.context,
+            Backend::default(),
+        )
+        .await
+        .map_err(|e| from_error(&e, false))?;
+
+        let (tx, mut rx) = mpsc::channel::<Msg>(4);
+        let s3 = self.inner.s3.clone();
+        let metrics = self.inner.metrics.clone();
+        let task_info = info.clone();
+        tokio::spawn(
+            async move {
+                let mut out = ChannelWriter {
+                    tx: PollSender::new(tx.clone()),
+                };
+                let opts = GetOptions::default();
+                let r = match range {
+                    Some(r) => {
+                        s3.get_range_decrypted(&task_info, &opening, r, &mut out, &opts)
+                            .await
+                    }
+                    None => {
+                        s3.get_decrypted(&task_info, &opening, &mut out, &opts)
+                            .await
+                    }
+                };
+                if let Err(e) = r {
+                    if e.is_authentication() {
+                        Metrics::add(&metrics.auth_failures, 1);
+                    }
+                    if !e.is_broken_pipe() {
+                        tracing::warn!(object = %task_info.url, error = %e, "GET failed");
+                    }
+                    let _ = tx.send(Msg::Error(e)).await;
+                }
+            }
+            .instrument(tracing::Span::current()),
+        );
+        // Headers wait for the first authenticated bytes (or the end): a failure before
+        // them is an ordinary error answer; for a range that depends on where the object
+        // ends, the final chunk (hence the length) is authenticated by then.
+        let first = match rx.recv().await {
+            Some(Msg::Error(e)) if cached && changed_upstream(&e) => return Err(GetFail::Stale),
+            Some(Msg::Error(e)) => return Err(from_error(&e, range.is_some()).into()),
+            Some(Msg::Failed(e)) => {
+                return Err(error(
+                    "InternalError",
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    e.to_string(),
+                )
+                .into());
+            }
+            Some(Msg::Data(b)) => Some(b),
+            None => None,
+        };
+        let (length, content_range) = match range {
+            None => (claimed, None),
+            Some(r) => {
+                let (s, e) = resolve(r, claimed).ok_or_else(|| {
+                    error(
+                        "InvalidRange",
+                        StatusCode::RANGE_NOT_SATISFIABLE,
+                        "The requested range is not satisfiable",
+                    )
+                })?;
+                (e - s + 1, Some(format!("bytes {s}-{e}/{claimed}")))
+            }
+        };
+        let mut o = output_from_head(&info.head, length as i64);
+        o.content_range = content_range;
+        o.body = Some(StreamingBlob::wrap(BodyStream {
+            first,
+            rx,
+            metrics: self.inner.metrics.clone(),
+        }));
+        Ok(o)
     }
 
     /// The header of a sealstream object, checked as `S3::open_object` checks it.
@@ -496,6 +668,7 @@ impl Service {
     /// One key of DeleteObject(s): the object, then its companion if provably its own.
     async fn delete_one(&self, bucket: &str, key: &str, version: Option<&str>) -> S3Result<()> {
         refuse_reserved(key)?;
+        self.forget_header(bucket, key);
         if let Some(v) = version {
             // A version delete removes exactly that version (a companion of an older
             // version may be shared with newer ones): passed through as is.
@@ -602,6 +775,7 @@ impl s3s::S3 for Service {
         let trailers = req.trailing_headers.clone();
         let mut input = req.input;
         refuse_reserved(&input.key)?;
+        self.forget_header(&input.bucket, &input.key);
         if input.sse_customer_key.is_some() || input.write_offset_bytes.is_some() {
             return Err(not_implemented(
                 "SSE-C and append writes are not offered by the sealstream gateway (objects are already encrypted client-side)",
@@ -754,6 +928,29 @@ impl s3s::S3 for Service {
                 "GetObject of a version id is not offered by the sealstream gateway yet",
             ));
         }
+        // A bad Range is answered after the HEAD (a missing object is NoSuchKey first).
+        let range = input.range.as_ref().map(to_byte_range).transpose();
+        // Only a GET without conditions may use a recently loaded header: conditions are
+        // answered from a fresh HEAD.
+        let unconditional = input.if_match.is_none()
+            && input.if_none_match.is_none()
+            && input.if_modified_since.is_none()
+            && input.if_unmodified_since.is_none()
+            && input.part_number.is_none();
+        if unconditional
+            && let Ok(range) = range
+            && let Some(info) = self.cached_header(&input.bucket, &input.key)
+        {
+            Metrics::add(&self.inner.metrics.header_cache_hits, 1);
+            match self.get_v1(Box::new(info), range, true).await {
+                Ok(o) => return Ok(S3Response::new(o)),
+                Err(GetFail::S3(e)) => return Err(e),
+                Err(GetFail::Stale) => {
+                    Metrics::add(&self.inner.metrics.header_cache_stale, 1);
+                    self.forget_header(&input.bucket, &input.key);
+                }
+            }
+        }
         let stored = self.stat(&input.bucket, &input.key).await?;
         let part = part_request(&stored, input.part_number, input.range.is_some())?;
         check_conditions(
@@ -770,96 +967,22 @@ impl s3s::S3 for Service {
             Stored::Plain(_) => return Err(errors::not_sealstream(&input.bucket, &input.key)),
             Stored::Sealed(info) => info,
         };
-        let range = match &input.range {
-            None => None,
-            Some(r) => Some(to_byte_range(r)?),
-        };
+        let range = range?;
         if multipart::is_v2(&info.head.metadata) {
             return Ok(S3Response::new(self.get_v2(info, range, part).await?));
         }
-        let claimed = info
-            .layout()
-            .map_err(|e| from_error(&e, false))?
-            .plaintext_len;
-        // The data key: unwrapped (one KMS call for a KMS stanza) and checked against the
-        // header's key commitment before any body byte is read.
-        let opening = Opening::unlock_async(
-            info.header.clone(),
-            &self.unwrap_keys(),
-            &self.inner.config.context,
-            Backend::default(),
-        )
-        .await
-        .map_err(|e| from_error(&e, false))?;
-
-        let (tx, mut rx) = mpsc::channel::<Msg>(4);
-        let s3 = self.inner.s3.clone();
-        let metrics = self.inner.metrics.clone();
-        let task_info = info.clone();
-        tokio::spawn(
-            async move {
-                let mut out = ChannelWriter {
-                    tx: PollSender::new(tx.clone()),
-                };
-                let opts = GetOptions::default();
-                let r = match range {
-                    Some(r) => {
-                        s3.get_range_decrypted(&task_info, &opening, r, &mut out, &opts)
-                            .await
-                    }
-                    None => {
-                        s3.get_decrypted(&task_info, &opening, &mut out, &opts)
-                            .await
-                    }
-                };
-                if let Err(e) = r {
-                    if e.is_authentication() {
-                        Metrics::add(&metrics.auth_failures, 1);
-                    }
-                    if !e.is_broken_pipe() {
-                        tracing::warn!(object = %task_info.url, error = %e, "GET failed");
-                    }
-                    let _ = tx.send(Msg::Error(e)).await;
-                }
-            }
-            .instrument(tracing::Span::current()),
-        );
-        // Headers wait for the first authenticated bytes (or the end): a failure before
-        // them is an ordinary error answer; for a range that depends on where the object
-        // ends, the final chunk (hence the length) is authenticated by then.
-        let first = match rx.recv().await {
-            Some(Msg::Error(e)) => return Err(from_error(&e, range.is_some())),
-            Some(Msg::Failed(e)) => {
-                return Err(error(
-                    "InternalError",
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    e.to_string(),
-                ));
-            }
-            Some(Msg::Data(b)) => Some(b),
-            None => None,
-        };
-        let (length, content_range) = match range {
-            None => (claimed, None),
-            Some(r) => {
-                let (s, e) = resolve(r, claimed).ok_or_else(|| {
-                    error(
-                        "InvalidRange",
-                        StatusCode::RANGE_NOT_SATISFIABLE,
-                        "The requested range is not satisfiable",
-                    )
-                })?;
-                (e - s + 1, Some(format!("bytes {s}-{e}/{claimed}")))
-            }
-        };
-        let mut o = output_from_head(&info.head, length as i64);
-        o.content_range = content_range;
-        o.body = Some(StreamingBlob::wrap(BodyStream {
-            first,
-            rx,
-            metrics: self.inner.metrics.clone(),
-        }));
-        Ok(S3Response::new(o))
+        if unconditional {
+            self.remember_header(&info);
+        }
+        match self.get_v1(info, range, false).await {
+            Ok(o) => Ok(S3Response::new(o)),
+            Err(GetFail::S3(e)) => Err(e),
+            // Only a cached header can be stale.
+            Err(GetFail::Stale) => Err(from_error(
+                &crate::stream::internal("a fresh header reported stale"),
+                false,
+            )),
+        }
     }
 
     async fn head_object(
@@ -1064,6 +1187,7 @@ impl s3s::S3 for Service {
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         let i = req.input;
         refuse_reserved(&i.key)?;
+        self.forget_header(&i.bucket, &i.key);
         let (sb, sk) = match &i.copy_source {
             CopySource::Bucket {
                 bucket,
@@ -1295,6 +1419,7 @@ impl s3s::S3 for Service {
         &self,
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        self.forget_header(&req.input.bucket, &req.input.key);
         Ok(S3Response::new(self.complete_upload(req.input).await?))
     }
 
