@@ -8,9 +8,10 @@ use std::path::PathBuf;
 use super::exit::{self, Failure};
 use super::output::Sink;
 use super::{
-    Cli, CliResult, CountingWriter, DecryptArgs, InspectArgs, KmsTrustArgs, MigrateArgs, Outcome,
-    backend, kms_connect, load_key_file, note,
+    Cli, CliResult, CountingWriter, DecryptArgs, InspectArgs, KmsTrustArgs, Outcome, backend, help,
+    kms_connect, load_key_file, note,
 };
+use clap::Args;
 use sealstream::engine::EngineOptions;
 use sealstream::envelope::{EncryptParams, Sealing};
 use sealstream::error::{Error, Result};
@@ -21,6 +22,41 @@ use sealstream::range::ByteRange;
 use sealstream::s3::blocking::S3;
 use sealstream::s3::s3ec::{self as lib, KmsTrust, MigrateOptions, S3ecObject, Unlocked};
 use sealstream::s3::{S3Url, object};
+
+/// `migrate` options.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The S3 Encryption Client object, s3://BUCKET/KEY, or with --recursive every object
+    /// under s3://BUCKET/PREFIX/.
+    pub source: PathBuf,
+    /// Migrate every object under the prefix (instruction files and sealstream objects are
+    /// skipped, other objects reported as skipped).
+    #[arg(long, help_heading = help::INPUT)]
+    pub recursive: bool,
+    /// Check and report what would be migrated (metadata read, data key unwrapped), write
+    /// nothing.
+    #[arg(long, help_heading = help::OUTPUT)]
+    pub dryrun: bool,
+    /// KMS keys trusted for unwrapping the S3 Encryption Client's data key.
+    #[command(flatten)]
+    pub kms: KmsTrustArgs,
+    /// Context pair the object must carry (repeatable); a missing or different pair fails.
+    #[arg(short = 'c', long = "context", value_name = "KEY=VALUE", help_heading = help::KEYS)]
+    pub context: Vec<String>,
+    /// KMS key to wrap the new data key for (repeatable). Default, with no --wrap-kms-key
+    /// and no --wrap-key: the KMS key that unwrapped the object's data key.
+    #[arg(long = "wrap-kms-key", value_name = "KEY", help_heading = help::KEYS)]
+    pub wrap_kms_keys: Vec<String>,
+    /// Local key file to wrap the new data key for (repeatable).
+    #[arg(long = "wrap-key", value_name = "KEYFILE", help_heading = help::KEYS)]
+    pub wrap_keys: Vec<PathBuf>,
+    /// Body cipher suite of the new object.
+    #[arg(long, default_value = "aes-256-gcm", value_parser = ["aes-256-gcm", "chacha20-poly1305"], help_heading = help::FORMAT)]
+    pub suite: String,
+    /// Plaintext bytes per chunk of the new object, 4KiB..16MiB.
+    #[arg(long, value_name = "SIZE", default_value = "64KiB", help_heading = help::FORMAT)]
+    pub chunk_size: String,
+}
 
 /// The KMS trust of a command's `--kms-key` / `--kms-discovery` flags.
 fn trust(cli: &Cli, t: &KmsTrustArgs) -> KmsTrust {
