@@ -13,7 +13,7 @@ use super::input::{Input, open_input, same_file, shown_input, single_input};
 use super::keys::{KmsTrustArgs, decryption_keys};
 use super::output::Sink;
 use super::parse::parse_context;
-use super::{Cli, CliResult, Outcome, backend, engine_opts, help, progress, recursive, report, s3};
+use super::{Cli, CliResult, Outcome, engine_opts, help, progress, recursive, report, s3, values};
 use sealstream::envelope::{self, DecryptParams};
 use sealstream::error::{Error, Result};
 use sealstream::format::{Header, limits};
@@ -34,8 +34,8 @@ pub struct DecryptArgs {
     /// Decrypt only this plaintext byte range: START-END (inclusive), START- or -N.
     /// Bounds accept KiB/MiB/GiB and sums (1GiB+10). INPUT must be a file or an S3 object
     /// (then only the chunks covering the range are fetched).
-    #[arg(long, value_name = "START-END", allow_hyphen_values = true, help_heading = help::INPUT)]
-    pub range: Option<String>,
+    #[arg(long, value_name = "START-END", allow_hyphen_values = true, value_parser = values::byte_range, help_heading = help::INPUT)]
+    pub range: Option<ByteRange>,
     /// Where to write the plaintext (absent or '-' = stdout).
     #[arg(short, long, value_name = "OUTPUT", conflicts_with = "output_dir", help_heading = help::OUTPUT)]
     pub output: Option<PathBuf>,
@@ -99,7 +99,7 @@ pub(super) fn decrypt_jobs(cli: &Cli, a: &DecryptArgs, jobs: &[batch::Job]) -> O
     let expected = parse_context(&a.context)?;
     let keys = decryption_keys(cli, &a.keys, &a.kms)?;
     let providers = keys.as_refs();
-    let be = backend(cli);
+    let be = cli.backend;
     let pb = progress::bar(Some(batch_total(jobs)), cli.quiet, "decrypting");
     let inc = |n: u64| pb.inc(n);
     let opts = batch_engine(cli, a.batch.jobs, &inc);
@@ -136,12 +136,7 @@ pub(super) fn decrypt(cli: &Cli, a: &DecryptArgs) -> CliResult {
     let started = std::time::Instant::now();
     let clean = |e: Error| (Failure::from(e), false);
     let expected = parse_context(&a.context).map_err(clean)?;
-    let range = a
-        .range
-        .as_deref()
-        .map(ByteRange::parse)
-        .transpose()
-        .map_err(clean)?;
+    let range = a.range;
     a.batch.check().map_err(clean)?;
     if a.batch.recursive {
         return recursive::decrypt(cli, a).map_err(|e| (e, false));
@@ -181,7 +176,7 @@ pub(super) fn decrypt(cli: &Cli, a: &DecryptArgs) -> CliResult {
     let mut sink = Sink::open(a.output.as_deref(), a.force, false).map_err(clean)?;
     report::check_stdout_free(a.json, sink.is_stdout()).map_err(clean)?;
     let to_stdout = sink.is_streaming();
-    let be = backend(cli);
+    let be = cli.backend;
     let mut json = report::Report::new("decrypt", shown_input(input_path), started);
     let mut ends = progress::Ends {
         input_is_terminal: false,

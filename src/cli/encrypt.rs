@@ -12,13 +12,11 @@ use super::input::{Input, open_input, same_file, shown_input, single_input};
 use super::keys::encryption_keys;
 use super::output::Sink;
 use super::parse::{self, parse_context};
-use super::{
-    Cli, Outcome, attributes, backend, engine_opts, help, progress, recursive, report, s3,
-};
+use super::{Cli, Outcome, attributes, engine_opts, help, progress, recursive, report, s3, values};
 use sealstream::engine::EngineOptions;
 use sealstream::envelope::{self, EncryptParams};
-use sealstream::error::{Error, Result};
-use sealstream::format::{Suite, limits};
+use sealstream::error::Error;
+use sealstream::format::Suite;
 use sealstream::keys::cache::{CacheLimits, DataKeyCache};
 
 /// `encrypt` options.
@@ -51,11 +49,11 @@ pub struct EncryptArgs {
     #[arg(short = 'c', long = "context", value_name = "KEY=VALUE", help_heading = help::KEYS)]
     pub context: Vec<String>,
     /// Body cipher suite.
-    #[arg(long, default_value = "aes-256-gcm", value_parser = ["aes-256-gcm", "chacha20-poly1305"], help_heading = help::FORMAT)]
-    pub suite: String,
+    #[arg(long, default_value = "aes-256-gcm", value_parser = values::suite(), help_heading = help::FORMAT)]
+    pub suite: Suite,
     /// Plaintext bytes per chunk, 4KiB..16MiB (memory use is about (2×threads+2)×max(1MiB, SIZE)).
-    #[arg(long, value_name = "SIZE", default_value = "64KiB", help_heading = help::FORMAT)]
-    pub chunk_size: String,
+    #[arg(long, value_name = "SIZE", default_value = "64KiB", value_parser = values::chunk_size, help_heading = help::FORMAT)]
+    pub chunk_size: u32,
     /// Reuse one data key for several objects of a batch for at most this long (e.g. 30s, 5m,
     /// 1h30m); enables data-key caching. Each object still gets its own salt and payload key.
     #[arg(long, value_name = "DURATION", value_parser = parse::parse_duration, help_heading = help::CACHE)]
@@ -64,8 +62,8 @@ pub struct EncryptArgs {
     #[arg(long, value_name = "N", requires = "cache_max_age", help_heading = help::CACHE)]
     pub cache_max_objects: Option<u64>,
     /// With --cache-max-age: at most this many plaintext bytes per data key (e.g. 100GiB).
-    #[arg(long, value_name = "SIZE", requires = "cache_max_age", help_heading = help::CACHE)]
-    pub cache_max_bytes: Option<String>,
+    #[arg(long, value_name = "SIZE", requires = "cache_max_age", value_parser = values::bytes, help_heading = help::CACHE)]
+    pub cache_max_bytes: Option<u64>,
     /// Attributes of the stored objects (S3 outputs).
     #[command(flatten)]
     pub object: attributes::ObjectArgs,
@@ -78,22 +76,13 @@ pub struct EncryptArgs {
 
 pub(super) fn encrypt(cli: &Cli, a: &EncryptArgs) -> Outcome {
     let started = std::time::Instant::now();
-    let suite = Suite::from_name(&a.suite)
-        .ok_or_else(|| Error::InvalidArgument(format!("unknown suite '{}'", a.suite)))?;
-    let cs = sealstream::size::parse_size(&a.chunk_size)
-        .map_err(|e| Error::InvalidArgument(format!("--chunk-size: {e}")))?;
-    if cs < u64::from(limits::MIN_CHUNK_SIZE) || cs > u64::from(limits::MAX_CHUNK_SIZE) {
-        return Err(
-            Error::InvalidArgument(format!("--chunk-size {cs} is outside 4KiB..16MiB")).into(),
-        );
-    }
     let context = parse_context(&a.context)?;
-    let cache = cache_limits(a)?;
+    let cache = cache_limits(a);
     let params = EncryptParams {
-        suite,
-        chunk_size: cs as u32,
+        suite: a.suite,
+        chunk_size: a.chunk_size,
         context,
-        backend: backend(cli),
+        backend: cli.backend,
         engine: EngineOptions::default(),
     };
     a.batch.check()?;
@@ -167,20 +156,13 @@ pub(super) fn encrypt(cli: &Cli, a: &EncryptArgs) -> Outcome {
     Ok(())
 }
 
-pub(super) fn cache_limits(a: &EncryptArgs) -> Result<Option<CacheLimits>> {
-    let Some(age) = a.cache_max_age else {
-        return Ok(None);
-    };
-    let max_bytes = match &a.cache_max_bytes {
-        Some(b) => sealstream::size::parse_size(b)
-            .map_err(|e| Error::InvalidArgument(format!("--cache-max-bytes: {e}")))?,
-        None => u64::MAX,
-    };
-    Ok(Some(CacheLimits {
+pub(super) fn cache_limits(a: &EncryptArgs) -> Option<CacheLimits> {
+    let age = a.cache_max_age?;
+    Some(CacheLimits {
         max_age: age,
         max_objects: a.cache_max_objects.unwrap_or(u64::from(u32::MAX)),
-        max_bytes,
-    }))
+        max_bytes: a.cache_max_bytes.unwrap_or(u64::MAX),
+    })
 }
 
 pub(super) fn encrypt_batch(

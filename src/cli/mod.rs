@@ -25,6 +25,7 @@ mod s3;
 mod s3ec;
 mod serve;
 mod serve_config;
+mod values;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -62,8 +63,8 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "N", help_heading = help::ENGINE)]
     pub threads: Option<usize>,
     /// AEAD implementation for the body: ring (fastest here) or rustcrypto (pure Rust).
-    #[arg(long, global = true, value_name = "NAME", default_value = "ring", value_parser = ["ring", "rustcrypto"], help_heading = help::ENGINE)]
-    pub backend: String,
+    #[arg(long, global = true, value_name = "NAME", default_value = "ring", value_parser = values::backend(), help_heading = help::ENGINE)]
+    pub backend: Backend,
     /// AWS region for KMS keys given without an ARN and for S3 (default: the AWS
     /// configuration chain).
     #[arg(long, global = true, value_name = "REGION", help_heading = help::AWS)]
@@ -108,13 +109,13 @@ pub struct Cli {
     /// Parts uploaded, or ranged GETs downloaded, at once. Memory for an S3 transfer is
     /// bounded by about (N + 1) × --part-size plus the engine's buffers (a few MiB),
     /// whatever the object's size.
-    #[arg(long, global = true, value_name = "N", default_value_t = sealstream::s3::DEFAULT_CONCURRENCY, help_heading = help::S3)]
+    #[arg(long, global = true, value_name = "N", default_value_t = sealstream::s3::DEFAULT_CONCURRENCY, value_parser = values::concurrency(), help_heading = help::S3)]
     pub concurrency: usize,
     /// Plaintext bytes per part and per ranged GET (5MiB..5GiB, whole chunks). Grown for
     /// large files so an upload needs at most 10,000 parts; from stdin (length unknown)
     /// parts double in size after every 1,000 parts.
-    #[arg(long, global = true, value_name = "SIZE", default_value = "8MiB", help_heading = help::S3)]
-    pub part_size: String,
+    #[arg(long, global = true, value_name = "SIZE", default_value = "8MiB", value_parser = values::part_size, help_heading = help::S3)]
+    pub part_size: u64,
     /// Attempts per S3 request, including the first; SlowDown/503 and transient network
     /// errors are retried with exponential backoff and jitter.
     #[arg(
@@ -259,14 +260,6 @@ fn run(cli: &Cli) -> CliResult {
 fn note(quiet: bool, msg: &str) {
     if !quiet {
         eprintln!("sealstream: {msg}");
-    }
-}
-
-fn backend(cli: &Cli) -> Backend {
-    if cli.backend == "rustcrypto" {
-        Backend::RustCrypto
-    } else {
-        Backend::Ring
     }
 }
 

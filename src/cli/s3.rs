@@ -6,8 +6,8 @@ use std::path::Path;
 
 use super::output::{AtomicFile, Sink};
 use super::{
-    CliResult, CountingWriter, DecryptArgs, EncryptArgs, InspectArgs, RewrapArgs, backend,
-    decryption_keys, encryption_keys, engine_opts, note, open_input, progress,
+    CliResult, CountingWriter, DecryptArgs, EncryptArgs, InspectArgs, RewrapArgs, decryption_keys,
+    encryption_keys, engine_opts, note, open_input, progress,
 };
 use sealstream::envelope::{self, EncryptParams, Opening, Sealing};
 use sealstream::error::{Error, Result, Service, ServiceErrorKind};
@@ -91,27 +91,15 @@ pub(super) fn url_of(p: &Path) -> Result<Option<S3Url>> {
 /// The shortest timeout the S3 options take (shorter values are raised to it, as `0` always was).
 const ONE_SECOND: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// The global S3 options as library settings, each bound checked here only (the CLI's
-/// `connect` and `serve` both take them from this).
+/// The global S3 options as library settings (the CLI's `connect` and `serve` both take
+/// them from this); their bounds were checked when clap parsed them (`values.rs`).
 pub(super) fn settings(cli: &super::Cli) -> Result<S3Settings> {
-    let part_size = sealstream::size::parse_size(&cli.part_size)
-        .map_err(|e| Error::InvalidArgument(format!("--part-size: {e}")))?;
-    if !(sealstream::s3::MIN_PART_SIZE..=sealstream::s3::MAX_PART_SIZE).contains(&part_size) {
-        return Err(Error::InvalidArgument(format!(
-            "--part-size {part_size} is outside S3's limits 5MiB..5GiB"
-        )));
-    }
-    if cli.concurrency == 0 || cli.concurrency > 256 {
-        return Err(Error::InvalidArgument(
-            "--concurrency must be 1..=256".into(),
-        ));
-    }
     Ok(S3Settings {
         region: cli.region.clone(),
         profile: cli.profile.clone(),
         max_attempts: cli.s3_max_attempts,
         concurrency: cli.concurrency,
-        part_size,
+        part_size: cli.part_size,
         connect_timeout: cli.s3_connect_timeout.max(ONE_SECOND),
         read_timeout: cli.s3_read_timeout.max(ONE_SECOND),
         operation_timeout: cli.s3_timeout.max(ONE_SECOND),
@@ -253,7 +241,7 @@ pub(super) fn decrypt(
         }
     };
     let ring = decryption_keys(cli, &a.keys, &a.kms).map_err(clean)?;
-    let opening = Opening::unlock(obj.header.clone(), &ring.as_refs(), &expected, backend(cli))
+    let opening = Opening::unlock(obj.header.clone(), &ring.as_refs(), &expected, cli.backend)
         .map_err(clean)?;
     let total = obj.layout().ok().map(|l| l.plaintext_len);
     let pb = progress::bar_between(
@@ -630,7 +618,7 @@ pub(super) fn decrypt_objects(
         .collect();
     let ring = decryption_keys(cli, &a.keys, &a.kms)?;
     let providers = ring.as_refs();
-    let be = backend(cli);
+    let be = cli.backend;
     let pb = progress::bar(None, cli.quiet, "downloading");
     let inc = |n: u64| pb.inc(n);
     let engine = super::batch_engine(cli, a.batch.jobs, &inc);

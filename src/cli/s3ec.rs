@@ -8,14 +8,14 @@ use std::path::PathBuf;
 use super::exit::{self, Failure};
 use super::output::Sink;
 use super::{
-    Cli, CliResult, CountingWriter, DecryptArgs, InspectArgs, KmsTrustArgs, Outcome, backend, help,
-    kms_connect, load_key_file, note,
+    Cli, CliResult, CountingWriter, DecryptArgs, InspectArgs, KmsTrustArgs, Outcome, help,
+    kms_connect, load_key_file, note, values,
 };
 use clap::Args;
 use sealstream::engine::EngineOptions;
 use sealstream::envelope::{EncryptParams, Sealing};
 use sealstream::error::{Error, Result};
-use sealstream::format::{Context, Suite, limits};
+use sealstream::format::{Context, Suite};
 use sealstream::keys::{self, KeyProvider};
 use sealstream::kms::blocking::{Kms, KmsKey};
 use sealstream::range::ByteRange;
@@ -51,11 +51,11 @@ pub struct MigrateArgs {
     #[arg(long = "wrap-key", value_name = "KEYFILE", help_heading = help::KEYS)]
     pub wrap_keys: Vec<PathBuf>,
     /// Body cipher suite of the new object.
-    #[arg(long, default_value = "aes-256-gcm", value_parser = ["aes-256-gcm", "chacha20-poly1305"], help_heading = help::FORMAT)]
-    pub suite: String,
+    #[arg(long, default_value = "aes-256-gcm", value_parser = values::suite(), help_heading = help::FORMAT)]
+    pub suite: Suite,
     /// Plaintext bytes per chunk of the new object, 4KiB..16MiB.
-    #[arg(long, value_name = "SIZE", default_value = "64KiB", help_heading = help::FORMAT)]
-    pub chunk_size: String,
+    #[arg(long, value_name = "SIZE", default_value = "64KiB", value_parser = values::chunk_size, help_heading = help::FORMAT)]
+    pub chunk_size: u32,
 }
 
 /// The KMS trust of a command's `--kms-key` / `--kms-discovery` flags.
@@ -300,15 +300,6 @@ pub(super) fn migrate(cli: &Cli, a: &MigrateArgs) -> Outcome {
     if !a.recursive {
         url.require_object()?;
     }
-    let suite = Suite::from_name(&a.suite)
-        .ok_or_else(|| Error::InvalidArgument(format!("unknown suite '{}'", a.suite)))?;
-    let cs = sealstream::size::parse_size(&a.chunk_size)
-        .map_err(|e| Error::InvalidArgument(format!("--chunk-size: {e}")))?;
-    if cs < u64::from(limits::MIN_CHUNK_SIZE) || cs > u64::from(limits::MAX_CHUNK_SIZE) {
-        return Err(
-            Error::InvalidArgument(format!("--chunk-size {cs} is outside 4KiB..16MiB")).into(),
-        );
-    }
     let expected = super::parse::parse_context(&a.context)?;
     let local: Vec<sealstream::LocalKey> = a
         .wrap_keys
@@ -336,8 +327,8 @@ pub(super) fn migrate(cli: &Cli, a: &MigrateArgs) -> Outcome {
         cli,
         a,
         s3: &s3,
-        suite,
-        chunk_size: cs as u32,
+        suite: a.suite,
+        chunk_size: a.chunk_size,
         expected: &expected,
         local: &local,
     };
@@ -448,7 +439,7 @@ impl MigrateJob<'_> {
             suite: self.suite,
             chunk_size: self.chunk_size,
             context: context.clone(),
-            backend: backend(self.cli),
+            backend: self.cli.backend,
             engine: EngineOptions::default(),
         };
         let (dek, stanzas) = keys::wrap_for_all(&refs, &context)?;
