@@ -4,8 +4,6 @@
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use clap::Args;
 use sealstream::engine::EngineOptions;
@@ -91,32 +89,14 @@ fn walk(
     Ok(())
 }
 
-/// Runs `work` on every job with `concurrency` files in flight. Each output is written to a
-/// temporary and committed only on success. Returns the failures in job order.
+/// Runs `work` on every job with `concurrency` files in flight (the library's job pool).
+/// Each output is written to a temporary and committed only on success. Returns the
+/// failures in job order.
 pub fn run<F>(jobs: &[Job], concurrency: usize, force: bool, work: F) -> Vec<(usize, Error)>
 where
     F: Fn(&Job, File, &mut dyn Write) -> Result<()> + Sync,
 {
-    let next = AtomicUsize::new(0);
-    let failures = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..concurrency.clamp(1, jobs.len().max(1)) {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(job) = jobs.get(i) else { break };
-                    if let Err(e) = one(job, force, &work)
-                        && let Ok(mut f) = failures.lock()
-                    {
-                        f.push((i, e));
-                    }
-                }
-            });
-        }
-    });
-    let mut f = failures.into_inner().unwrap_or_default();
-    f.sort_by_key(|(i, _)| *i);
-    f
+    sealstream::jobs::run(jobs.len(), concurrency, |i| one(&jobs[i], force, &work))
 }
 
 fn one<F>(job: &Job, force: bool, work: &F) -> Result<()>

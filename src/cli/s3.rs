@@ -491,7 +491,7 @@ pub(super) fn encrypt_jobs(
     let inc = |n: u64| pb.inc(n);
     let engine = super::batch_engine(cli, a.batch.jobs, &inc);
     let json = a.json.then(|| super::report::Batch::new("encrypt"));
-    let failures = run_jobs(jobs.len(), a.batch.jobs, |i| {
+    let failures = sealstream::jobs::run(jobs.len(), a.batch.jobs, |i| {
         let job = &jobs[i];
         let url = prefix.with_key(keys_of[i].clone());
         let f = std::fs::File::open(&job.input)
@@ -623,7 +623,7 @@ pub(super) fn decrypt_objects(
     let inc = |n: u64| pb.inc(n);
     let engine = super::batch_engine(cli, a.batch.jobs, &inc);
     let json = a.json.then(|| super::report::Batch::new("decrypt"));
-    let failures = run_jobs(objects.len(), a.batch.jobs, |i| {
+    let failures = sealstream::jobs::run(objects.len(), a.batch.jobs, |i| {
         let started = std::time::Instant::now();
         let (url, out) = &objects[i];
         let obj = s3.open_object(url).map_err(hint)?;
@@ -690,36 +690,6 @@ pub(super) fn key_under(prefix: &S3Url, rel: &Path) -> String {
         .collect();
     k.push_str(&parts.join("/"));
     k
-}
-
-/// Runs `work(i)` for `0..n` with `concurrency` at once; failures in index order.
-fn run_jobs(
-    n: usize,
-    concurrency: usize,
-    work: impl Fn(usize) -> Result<()> + Sync,
-) -> Vec<(usize, Error)> {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let failures = std::sync::Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..concurrency.clamp(1, n.max(1)) {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if i >= n {
-                        break;
-                    }
-                    if let Err(e) = work(i)
-                        && let Ok(mut f) = failures.lock()
-                    {
-                        f.push((i, e));
-                    }
-                }
-            });
-        }
-    });
-    let mut f = failures.into_inner().unwrap_or_default();
-    f.sort_by_key(|(i, _)| *i);
-    f
 }
 
 #[cfg(test)]
