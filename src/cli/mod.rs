@@ -36,15 +36,10 @@ use exit::Failure;
 use sealstream::Backend;
 use sealstream::engine::EngineOptions;
 
-// The names the S3 and S3 Encryption Client sides (`s3.rs`, `s3ec.rs`) and `recursive.rs`
-// take from here, re-exported from the module of the command they belong to.
-use batch::{batch_engine, batch_report, batch_total};
-use decrypt::{CountingWriter, DecryptArgs, decrypt_jobs};
-use encrypt::{EncryptArgs, encrypt_jobs};
-use input::{Input, open_input, shown_input};
-use inspect::{InspectArgs, inspection_json, inspection_text, verification_outcome};
-use keys::{KmsTrustArgs, decryption_keys, encryption_keys, kms_connect, load_key_file};
-use rewrap::{RewrapArgs, report_rewrap, rewrapped_header};
+use decrypt::DecryptArgs;
+use encrypt::EncryptArgs;
+use inspect::InspectArgs;
+use rewrap::RewrapArgs;
 use s3ec::MigrateArgs;
 
 /// Envelope encryption for very large files: STREAM-chunked AEAD on all cores.
@@ -104,7 +99,7 @@ pub struct Cli {
     pub kms_timeout: Duration,
     /// Most KMS stanzas sent to KMS for one object when decrypting (identical stanzas
     /// count once); bounds what a hostile file with many stanzas can cost.
-    #[arg(long, global = true, value_name = "N", default_value_t = sealstream::kms::DEFAULT_MAX_DECRYPTS_PER_OBJECT, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=32), help_heading = help::KMS)]
+    #[arg(long, global = true, value_name = "N", default_value_t = sealstream::kms::DEFAULT_MAX_DECRYPTS_PER_OBJECT, value_parser = values::kms_max_decrypts(), help_heading = help::KMS)]
     pub kms_max_decrypts: usize,
     /// Parts uploaded, or ranged GETs downloaded, at once. Memory for an S3 transfer is
     /// bounded by about (N + 1) × --part-size plus the engine's buffers (a few MiB),

@@ -4,11 +4,15 @@
 use std::io::{self, Write};
 use std::path::Path;
 
+use super::batch::{batch_engine, batch_report, batch_total};
+use super::decrypt::{CountingWriter, DecryptArgs};
+use super::encrypt::EncryptArgs;
+use super::input::{Input, open_input, shown_input};
+use super::inspect::{InspectArgs, inspection_json, inspection_text, verification_outcome};
+use super::keys::{decryption_keys, encryption_keys};
 use super::output::{AtomicFile, Sink};
-use super::{
-    CliResult, CountingWriter, DecryptArgs, EncryptArgs, InspectArgs, RewrapArgs, decryption_keys,
-    encryption_keys, engine_opts, note, open_input, progress,
-};
+use super::rewrap::{RewrapArgs, report_rewrap, rewrapped_header};
+use super::{CliResult, engine_opts, note, progress};
 use sealstream::envelope::{self, EncryptParams, Opening, Sealing};
 use sealstream::error::{Error, Result, Service, ServiceErrorKind};
 use sealstream::format::{Context, body_len_for};
@@ -131,8 +135,8 @@ pub(super) fn encrypt(
     url.require_object()?;
     let s3 = connect(cli)?;
     let plaintext_len = match open_input(input_path)? {
-        super::Input::File(_, len) => Some(len),
-        super::Input::Stdin => None,
+        Input::File(_, len) => Some(len),
+        Input::Stdin => None,
     };
     // Fail before any key-service call if the object exists.
     if !a.force && s3.head(url).map_err(hint)?.is_some() {
@@ -159,8 +163,8 @@ pub(super) fn encrypt(
         attributes: Some(&attributes),
     };
     let r = match open_input(input_path)? {
-        super::Input::File(f, _) => s3.put_encrypted(url, f, sealing, &opts),
-        super::Input::Stdin => s3.put_encrypted(url, io::stdin(), sealing, &opts),
+        Input::File(f, _) => s3.put_encrypted(url, f, sealing, &opts),
+        Input::Stdin => s3.put_encrypted(url, io::stdin(), sealing, &opts),
     };
     pb.finish_and_clear();
     let rep = r.map_err(hint)?;
@@ -190,7 +194,7 @@ pub(super) fn encrypt(
                     .clone()
                     .unwrap_or_else(|| "application/octet-stream".into()),
             ),
-            ..super::report::Report::new("encrypt", super::shown_input(input_path), started)
+            ..super::report::Report::new("encrypt", shown_input(input_path), started)
         }
         .emit()?;
     }
@@ -366,7 +370,7 @@ pub(super) fn inspect(cli: &super::Cli, a: &InspectArgs, url: &S3Url) -> super::
         Some(obj.header_len + obj.head.content_length - obj.chunks_start()),
     );
     let text = if a.json {
-        let mut v = super::inspection_json(&info, checks.as_deref());
+        let mut v = inspection_json(&info, checks.as_deref());
         v["object"] = serde_json::json!({
             "url": url.to_string(),
             "body_len": obj.head.content_length,
@@ -380,14 +384,14 @@ pub(super) fn inspect(cli: &super::Cli, a: &InspectArgs, url: &S3Url) -> super::
             sealstream::text::escape(&url.to_string()),
             obj.head.content_length,
             sealstream::text::escape(&location),
-            super::inspection_text(&info, checks.as_deref())
+            inspection_text(&info, checks.as_deref())
         )
     };
     io::stdout()
         .lock()
         .write_all(text.as_bytes())
         .map_err(|e| Error::io("writing to stdout", e))?;
-    super::verification_outcome(&info, checks.as_deref(), a.verify)
+    verification_outcome(&info, checks.as_deref(), a.verify)
 }
 
 /// Writes the header bytes to a new file (never over an existing one).
@@ -423,10 +427,10 @@ pub(super) fn rewrap(
 ) -> Result<()> {
     let s3 = connect(cli)?;
     let obj = s3.open_object(url).map_err(hint)?;
-    let new = super::rewrapped_header(cli, a, obj.header.clone())?;
+    let new = rewrapped_header(cli, a, obj.header.clone())?;
     let rep = s3.replace_header(&obj, &new).map_err(hint)?;
     warn_kept(&rep.old_companion);
-    super::report_rewrap(cli, &url.to_string(), &new);
+    report_rewrap(cli, &url.to_string(), &new);
     if a.json {
         let mut r = object_report("rewrap", url, &obj, started).with_keys(&new.stanzas);
         r.output = Some(url.to_string());
@@ -487,9 +491,9 @@ pub(super) fn encrypt_jobs(
     let ring = encryption_keys(cli, &a.keys, &a.kms_keys)?;
     let providers = ring.as_refs();
     let cache = cache.map(sealstream::keys::cache::DataKeyCache::new);
-    let pb = progress::bar(Some(super::batch_total(jobs)), cli.quiet, "uploading");
+    let pb = progress::bar(Some(batch_total(jobs)), cli.quiet, "uploading");
     let inc = |n: u64| pb.inc(n);
-    let engine = super::batch_engine(cli, a.batch.jobs, &inc);
+    let engine = batch_engine(cli, a.batch.jobs, &inc);
     let json = a.json.then(|| super::report::Batch::new("encrypt"));
     let failures = sealstream::jobs::run(jobs.len(), a.batch.jobs, |i| {
         let job = &jobs[i];
@@ -547,7 +551,7 @@ pub(super) fn encrypt_jobs(
         Ok(())
     });
     pb.finish_and_clear();
-    super::batch_report(jobs, failures, cli.quiet, "encrypted", json)
+    batch_report(jobs, failures, cli.quiet, "encrypted", json)
 }
 
 /// `decrypt s3://bucket/prefix/ --output-dir DIR`: every object under the prefix (companion
@@ -621,7 +625,7 @@ pub(super) fn decrypt_objects(
     let be = cli.backend;
     let pb = progress::bar(None, cli.quiet, "downloading");
     let inc = |n: u64| pb.inc(n);
-    let engine = super::batch_engine(cli, a.batch.jobs, &inc);
+    let engine = batch_engine(cli, a.batch.jobs, &inc);
     let json = a.json.then(|| super::report::Batch::new("decrypt"));
     let failures = sealstream::jobs::run(objects.len(), a.batch.jobs, |i| {
         let started = std::time::Instant::now();
@@ -652,7 +656,7 @@ pub(super) fn decrypt_objects(
         Ok(())
     });
     pb.finish_and_clear();
-    super::batch_report(&jobs, failures, cli.quiet, "decrypted", json)
+    batch_report(&jobs, failures, cli.quiet, "decrypted", json)
 }
 
 /// Says on stderr (even with --quiet: it is about what was *not* cleaned up) that an old

@@ -5,12 +5,12 @@
 use std::io::{self, Write};
 use std::path::PathBuf;
 
+use super::decrypt::{CountingWriter, DecryptArgs};
 use super::exit::{self, Failure};
+use super::inspect::InspectArgs;
+use super::keys::{KmsTrustArgs, kms_connect, load_key_file};
 use super::output::Sink;
-use super::{
-    Cli, CliResult, CountingWriter, DecryptArgs, InspectArgs, KmsTrustArgs, Outcome, help,
-    kms_connect, load_key_file, note, values,
-};
+use super::{Cli, CliResult, Outcome, help, note, values};
 use clap::Args;
 use sealstream::engine::EngineOptions;
 use sealstream::envelope::{EncryptParams, Sealing};

@@ -1,6 +1,7 @@
 //! Typed flag values: clap parses each flag straight into the type the library takes
-//! (`Backend`, `Suite`, a chunk size as `u32`, a part size, a byte count, a `ByteRange`, a
-//! concurrency), and each bound is checked here, once, against the library's own constants.
+//! (`Backend`, `Suite`, a chunk size as `u32`, a part size, a byte count, a `ByteRange`,
+//! bounded counts), and each bound is checked here, once, against the library's constants
+//! where the library has one.
 //!
 //! A bad value is therefore a usage error (exit 2) whose message names the flag, raised
 //! before any key is loaded or any file or object is touched; the commands never compare
@@ -72,6 +73,13 @@ pub fn bytes(s: &str) -> Result<u64, String> {
 /// settings check too.
 pub fn concurrency() -> RangedU64ValueParser<usize> {
     RangedU64ValueParser::<usize>::new().range(1..=sealstream::s3::MAX_CONCURRENCY as u64)
+}
+
+/// `--kms-max-decrypts N`: 1..=32. The cap is the CLI's (the library takes any bound a
+/// service chooses): enough for every stanza a real file carries, few enough that a hostile
+/// file cannot turn one decrypt into a storm of billed KMS calls.
+pub fn kms_max_decrypts() -> RangedU64ValueParser<usize> {
+    RangedU64ValueParser::<usize>::new().range(1..=32)
 }
 
 /// `--range START-END|START-|-N` as a [`ByteRange`] (the library's parser and message).
