@@ -16,7 +16,7 @@ use super::parse::parse_context;
 use super::{Cli, CliResult, Outcome, engine_opts, help, progress, recursive, report, s3, values};
 use sealstream::envelope::{self, DecryptParams};
 use sealstream::error::{Error, Result};
-use sealstream::format::{Header, limits};
+use sealstream::format::{Header, Layout, limits};
 use sealstream::range::{self, ByteRange};
 
 /// `decrypt` options.
@@ -219,9 +219,11 @@ pub(super) fn decrypt(cli: &Cli, a: &DecryptArgs) -> CliResult {
             json = json.with_keys(&header.stanzas);
             json.suite = Some(header.suite.name());
             json.chunk_size = Some(header.chunk_size);
-            let total = len
-                .checked_sub(header_len as u64)
-                .map(|b| b.saturating_sub(b.div_ceil(u64::from(header.chunk_size) + 16) * 16));
+            // The bar's total is the plaintext length the body implies (the library's
+            // layout; a body of impossible length fails below, the bar just has no total).
+            let total = Layout::from_lengths(header_len as u64, header.chunk_size, len)
+                .ok()
+                .map(|l| l.plaintext_len);
             let pb = progress::bar_between(total, cli.quiet, "decrypting", ends);
             let inc = |n: u64| pb.inc(n);
             let opts = engine_opts(cli, Some(&inc));
