@@ -61,7 +61,8 @@ pub struct DecryptArgs {
     pub context: Vec<String>,
 }
 
-pub(super) fn decrypt_batch(cli: &Cli, a: &DecryptArgs, dir: &Path) -> Outcome {
+/// `decrypt INPUT… --output-dir DIR`, from local files or S3 prefixes.
+fn decrypt_batch(cli: &Cli, a: &DecryptArgs, dir: &Path) -> Outcome {
     if a.inputs.is_empty() {
         return Err(
             Error::InvalidArgument("--output-dir needs input files or directories".into()).into(),
@@ -132,6 +133,7 @@ pub(super) fn decrypt_jobs(cli: &Cli, a: &DecryptArgs, jobs: &[batch::Job]) -> O
     batch_report(jobs, failures, cli.quiet, "decrypted", json)
 }
 
+/// `decrypt`: picks the form (tree, batch, S3 object, file or stdin) and runs it.
 pub(super) fn decrypt(cli: &Cli, a: &DecryptArgs) -> CliResult {
     let started = std::time::Instant::now();
     let clean = |e: Error| (Failure::from(e), false);
@@ -268,7 +270,7 @@ pub(super) fn decrypt(cli: &Cli, a: &DecryptArgs) -> CliResult {
 }
 
 /// The `[first, last]` a `--range` served, from its plan and the bytes written.
-pub(super) fn range_shown(range: Option<ByteRange>, written: u64) -> Option<[u64; 2]> {
+fn range_shown(range: Option<ByteRange>, written: u64) -> Option<[u64; 2]> {
     let r = range?;
     let first = match r {
         ByteRange::Inclusive(a, _) | ByteRange::From(a) => a,
@@ -281,7 +283,7 @@ pub(super) fn range_shown(range: Option<ByteRange>, written: u64) -> Option<[u64
 /// Reads a saved header from `p`: exactly one header and nothing after it (FORMAT.md
 /// §15.2), read with a bound, so a whole sealstream file or a header with appended bytes is
 /// refused instead of silently half-used.
-pub(super) fn read_header_file(p: &Path) -> Result<Vec<u8>> {
+fn read_header_file(p: &Path) -> Result<Vec<u8>> {
     let shown = p.display().to_string();
     let what = || format!("reading header file '{shown}'");
     let f = File::open(p).map_err(|e| Error::io(format!("opening header file '{shown}'"), e))?;
@@ -302,7 +304,7 @@ pub(super) fn read_header_file(p: &Path) -> Result<Vec<u8>> {
 }
 
 /// `prefix ‖ file` as one seekable stream: a header from elsewhere in front of a body.
-pub(super) struct Prefixed {
+struct Prefixed {
     prefix: Vec<u8>,
     file: File,
     pos: u64,

@@ -74,6 +74,7 @@ pub struct EncryptArgs {
     pub json: bool,
 }
 
+/// `encrypt`: picks the form (tree, batch, S3 object, file or stdin) and runs it.
 pub(super) fn encrypt(cli: &Cli, a: &EncryptArgs) -> Outcome {
     let started = std::time::Instant::now();
     let context = parse_context(&a.context)?;
@@ -156,7 +157,8 @@ pub(super) fn encrypt(cli: &Cli, a: &EncryptArgs) -> Outcome {
     Ok(())
 }
 
-pub(super) fn cache_limits(a: &EncryptArgs) -> Option<CacheLimits> {
+/// The data-key cache `--cache-max-*` asks for (none without `--cache-max-age`).
+fn cache_limits(a: &EncryptArgs) -> Option<CacheLimits> {
     let age = a.cache_max_age?;
     Some(CacheLimits {
         max_age: age,
@@ -165,7 +167,8 @@ pub(super) fn cache_limits(a: &EncryptArgs) -> Option<CacheLimits> {
     })
 }
 
-pub(super) fn encrypt_batch(
+/// `encrypt INPUT… --output-dir DIR` to local files.
+fn encrypt_batch(
     cli: &Cli,
     a: &EncryptArgs,
     dir: &Path,

@@ -6,11 +6,13 @@ use std::path::{Path, PathBuf};
 
 use sealstream::error::{Error, Result};
 
+/// A local command's input: stdin (length unknown) or an open file with its length.
 pub(super) enum Input {
     Stdin,
     File(File, u64),
 }
 
+/// Opens INPUT (absent or `-` = stdin).
 pub(super) fn open_input(p: Option<&Path>) -> Result<Input> {
     match p {
         None => Ok(Input::Stdin),
@@ -27,6 +29,7 @@ pub(super) fn open_input(p: Option<&Path>) -> Result<Input> {
     }
 }
 
+/// Whether INPUT and OUTPUT are one file (writing would destroy the input as it is read).
 pub(super) fn same_file(input: Option<&Path>, output: Option<&Path>) -> bool {
     match (input, output) {
         (Some(i), Some(o)) if i.as_os_str() != "-" && o.as_os_str() != "-" => {

@@ -39,6 +39,7 @@ pub struct InspectArgs {
     pub kms: KmsTrustArgs,
 }
 
+/// `inspect`: the header and layout of a file or stdin (S3 objects go to `s3.rs`).
 pub(super) fn inspect(cli: &Cli, a: &InspectArgs) -> Outcome {
     if let Some(url) = a.input.as_deref().map(s3::url_of).transpose()?.flatten() {
         return s3::inspect(cli, a, &url);
@@ -118,7 +119,7 @@ pub(super) fn verification_outcome(
     }
 }
 
-pub(super) fn check_label(c: &envelope::StanzaCheck) -> (Option<bool>, Option<String>) {
+fn check_label(c: &envelope::StanzaCheck) -> (Option<bool>, Option<String>) {
     match c {
         envelope::StanzaCheck::Verified => (Some(true), None),
         envelope::StanzaCheck::NotChecked => (None, Some("no matching key offered".into())),

@@ -7,6 +7,7 @@ use super::note;
 use sealstream::error::{Error, Result};
 use sealstream::keys::local::LocalKey;
 
+/// `keygen [-o FILE]`: a new key to FILE (never replacing one) or to stdout.
 pub(super) fn keygen(out: Option<&Path>, quiet: bool) -> Result<()> {
     let key = LocalKey::generate()?;
     match out {

@@ -62,6 +62,7 @@ impl Keyring {
     }
 }
 
+/// A KMS client with the global KMS flags (region, profile, retries, timeout, endpoint).
 pub(super) fn kms_connect(cli: &Cli) -> Result<Arc<Kms>> {
     Kms::connect(KmsSettings {
         region: cli.region.clone(),
@@ -74,6 +75,7 @@ pub(super) fn kms_connect(cli: &Cli) -> Result<Arc<Kms>> {
     })
 }
 
+/// Adds the key files `paths` to `ring`, in order.
 pub(super) fn load_local(paths: &[PathBuf], ring: &mut Keyring) -> Result<()> {
     for p in paths {
         ring.push_local(load_key_file(p)?);

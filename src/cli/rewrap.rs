@@ -55,7 +55,7 @@ pub struct RewrapArgs {
 ///
 /// The data key stays inside KMS, so the key commitment cannot be checked here; a stanza
 /// that did not belong to this file would still fail it on the next decrypt.
-pub(super) fn rotate_kms_stanzas(
+fn rotate_kms_stanzas(
     cli: &Cli,
     mut header: Header,
     from: &[String],
@@ -86,6 +86,8 @@ pub(super) fn rotate_kms_stanzas(
     Ok(header)
 }
 
+/// `rewrap FILE`: checks the flags, then rewrites a local file's header in place (S3
+/// objects go to `s3.rs`).
 pub(super) fn rewrap(cli: &Cli, a: &RewrapArgs) -> Result<()> {
     let started = std::time::Instant::now();
     let shown = a.file.display().to_string();
@@ -141,11 +143,7 @@ pub(super) fn rewrap(cli: &Cli, a: &RewrapArgs) -> Result<()> {
 }
 
 /// Local rewrap replaces the file with a new one: refuse what that would get wrong.
-pub(super) fn check_rewrap_target(
-    shown: &str,
-    meta: &std::fs::Metadata,
-    break_links: bool,
-) -> Result<()> {
+fn check_rewrap_target(shown: &str, meta: &std::fs::Metadata, break_links: bool) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     if !meta.is_file() {
         return Err(Error::io(
@@ -167,6 +165,7 @@ pub(super) fn check_rewrap_target(
     Ok(())
 }
 
+/// The note saying which stanzas the rewrapped file now has.
 pub(super) fn report_rewrap(cli: &Cli, shown: &str, new: &Header) {
     note(
         cli.quiet,
@@ -191,7 +190,7 @@ pub(super) fn report_rewrap(cli: &Cli, shown: &str, new: &Header) {
 /// KMS key the way `--kms-key` does (an alias, a bare key id, an alias ARN) is resolved to
 /// the key ARN the stanzas hold, with one `DescribeKey`. A value that still names no stanza
 /// is left for the library to refuse, naming it.
-pub(super) fn removal_names(cli: &Cli, header: &Header, remove: &[String]) -> Result<Vec<String>> {
+fn removal_names(cli: &Cli, header: &Header, remove: &[String]) -> Result<Vec<String>> {
     let named = |r: &str| {
         header
             .stanzas

@@ -90,7 +90,7 @@ pub fn byte_range(s: &str) -> Result<ByteRange, String> {
 /// A limit as the help text writes it (`4KiB`, `16MiB`, `5GiB`), else in bytes.
 fn shown(n: u64) -> String {
     for (unit, name) in [(1u64 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")] {
-        if n >= unit && n % unit == 0 {
+        if n >= unit && n.is_multiple_of(unit) {
             return format!("{}{name}", n / unit);
         }
     }
