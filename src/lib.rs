@@ -116,6 +116,7 @@ pub mod format;
 #[cfg(feature = "gateway")]
 #[cfg_attr(docsrs, doc(cfg(feature = "gateway")))]
 pub mod gateway;
+pub mod jobs;
 pub mod keys;
 #[cfg(feature = "kms")]
 #[cfg_attr(docsrs, doc(cfg(feature = "kms")))]

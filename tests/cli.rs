@@ -281,6 +281,131 @@ fn usage_and_io_exit_codes() {
     }
 }
 
+/// Every typed flag value is checked when clap parses it: a bad one is a usage error (exit
+/// 2) naming the flag and the bound, before any key, file or object is touched (the input
+/// named here does not exist, which would otherwise be exit 3).
+#[test]
+fn bad_flag_values_are_usage_errors_naming_the_flag() {
+    let s = Scratch::new();
+    for (args, flag, why) in [
+        (
+            &["encrypt", "--chunk-size", "1KiB", "nofile"][..],
+            "--chunk-size",
+            "outside 4KiB..16MiB",
+        ),
+        (
+            &["encrypt", "--chunk-size", "16MiB+1", "nofile"],
+            "--chunk-size",
+            "outside 4KiB..16MiB",
+        ),
+        (
+            &["encrypt", "--suite", "rot13", "nofile"],
+            "--suite",
+            "aes-256-gcm",
+        ),
+        (
+            &["--backend", "openssl", "encrypt", "nofile"],
+            "--backend",
+            "rustcrypto",
+        ),
+        (
+            &["--part-size", "4MiB", "encrypt", "nofile"],
+            "--part-size",
+            "5MiB..5GiB",
+        ),
+        (
+            &["--part-size", "5GiB+1", "encrypt", "nofile"],
+            "--part-size",
+            "5MiB..5GiB",
+        ),
+        (
+            &["--concurrency", "0", "encrypt", "nofile"],
+            "--concurrency",
+            "1..=256",
+        ),
+        (
+            &["--concurrency", "257", "encrypt", "nofile"],
+            "--concurrency",
+            "1..=256",
+        ),
+        (
+            &[
+                "encrypt",
+                "--cache-max-age",
+                "1m",
+                "--cache-max-bytes",
+                "1QB",
+                "nofile",
+            ],
+            "--cache-max-bytes",
+            "suffix",
+        ),
+        (
+            &["decrypt", "--range", "9-1", "nofile"],
+            "--range",
+            "END is before START",
+        ),
+        (
+            &["decrypt", "--range", "x", "nofile"],
+            "--range",
+            "invalid range",
+        ),
+        (
+            &["migrate", "--chunk-size", "99", "s3://b/k"],
+            "--chunk-size",
+            "outside 4KiB..16MiB",
+        ),
+        (
+            &["migrate", "--suite", "rot13", "s3://b/k"],
+            "--suite",
+            "chacha20-poly1305",
+        ),
+    ] {
+        let o = s.run(args);
+        let e = stderr(&o);
+        assert_eq!(code(&o), 2, "{args:?}: {e}");
+        assert!(
+            e.contains(&format!("'{flag} <")),
+            "{args:?} does not name {flag}: {e}"
+        );
+        assert!(e.contains(why), "{args:?} does not say '{why}': {e}");
+    }
+    // The bounds themselves are accepted.
+    write(&s.path("p.bin"), &data(10_000));
+    let kf = s.keyfile("k.key", &key(7));
+    let kp = kf.to_str().unwrap();
+    for (i, cs) in ["4KiB", "16MiB"].into_iter().enumerate() {
+        let out = format!("o{i}");
+        let o = s.run(&[
+            "--concurrency",
+            "256",
+            "--part-size",
+            "5GiB",
+            "--backend",
+            "rustcrypto",
+            "encrypt",
+            "-k",
+            kp,
+            "--chunk-size",
+            cs,
+            "--suite",
+            "chacha20-poly1305",
+            "p.bin",
+            "-o",
+            &out,
+        ]);
+        assert_eq!(code(&o), 0, "{cs}: {}", stderr(&o));
+        let h = Header::parse(&std::fs::read(s.path(&out)).unwrap())
+            .unwrap()
+            .0;
+        assert_eq!(
+            u64::from(h.chunk_size),
+            sealstream::size::parse_size(cs).unwrap()
+        );
+        assert_eq!(h.suite, sealstream::format::Suite::ChaCha20Poly1305);
+    }
+}
+
 #[test]
 fn malformed_key_file_is_an_io_error_with_reason() {
     let s = Scratch::new();

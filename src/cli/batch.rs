@@ -4,12 +4,14 @@
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
+use clap::Args;
+use sealstream::engine::EngineOptions;
 use sealstream::error::{Error, Result};
 
+use super::exit::{self, Failure};
 use super::output::AtomicFile;
+use super::{Cli, Outcome, help, note, report};
 
 /// One file to process.
 #[derive(Debug, Clone)]
@@ -87,32 +89,14 @@ fn walk(
     Ok(())
 }
 
-/// Runs `work` on every job with `concurrency` files in flight. Each output is written to a
-/// temporary and committed only on success. Returns the failures in job order.
+/// Runs `work` on every job with `concurrency` files in flight (the library's job pool).
+/// Each output is written to a temporary and committed only on success. Returns the
+/// failures in job order.
 pub fn run<F>(jobs: &[Job], concurrency: usize, force: bool, work: F) -> Vec<(usize, Error)>
 where
     F: Fn(&Job, File, &mut dyn Write) -> Result<()> + Sync,
 {
-    let next = AtomicUsize::new(0);
-    let failures = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..concurrency.clamp(1, jobs.len().max(1)) {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(job) = jobs.get(i) else { break };
-                    if let Err(e) = one(job, force, &work)
-                        && let Ok(mut f) = failures.lock()
-                    {
-                        f.push((i, e));
-                    }
-                }
-            });
-        }
-    });
-    let mut f = failures.into_inner().unwrap_or_default();
-    f.sort_by_key(|(i, _)| *i);
-    f
+    sealstream::jobs::run(jobs.len(), concurrency, |i| one(&jobs[i], force, &work))
 }
 
 fn one<F>(job: &Job, force: bool, work: &F) -> Result<()>
@@ -244,6 +228,120 @@ fn relative(base: &Path, path: &Path) -> Result<String> {
         parts.push(s);
     }
     Ok(parts.join("/"))
+}
+
+/// Several files at once.
+#[derive(Debug, Args)]
+pub struct BatchArgs {
+    /// Write one output per input into DIR (directories are walked recursively and their
+    /// layout kept; encrypt adds `.seal`, decrypt removes it or else adds `.dec`).
+    #[arg(long, value_name = "DIR", help_heading = help::OUTPUT)]
+    pub output_dir: Option<PathBuf>,
+    /// Files processed at once in batch mode; memory is about jobs × the per-file bound.
+    #[arg(long, value_name = "N", default_value_t = 2, help_heading = help::OUTPUT)]
+    pub jobs: usize,
+    /// Transfer a whole tree as `aws s3 cp --recursive` does: INPUT is a directory or
+    /// s3://BUCKET/PREFIX/, -o the destination directory or prefix, and SRC/a/b goes to
+    /// DEST/a/b (encrypt adds .seal to local files, decrypt removes it), so a round trip
+    /// restores the tree. Existing outputs are skipped unless --force; symlinks are
+    /// reported, not followed.
+    #[arg(short = 'r', long, conflicts_with = "output_dir", help_heading = help::OUTPUT)]
+    pub recursive: bool,
+    /// With --recursive: leave out files whose path relative to the source matches
+    /// PATTERN (`*` crosses '/'; repeatable; with --include, the last match wins).
+    #[arg(long, value_name = "PATTERN", help_heading = help::OUTPUT)]
+    pub exclude: Vec<String>,
+    /// With --recursive: take back files matching PATTERN that an earlier --exclude left out.
+    #[arg(long, value_name = "PATTERN", help_heading = help::OUTPUT)]
+    pub include: Vec<String>,
+    /// With --recursive: print what would be transferred (on stdout) and transfer nothing.
+    #[arg(long, help_heading = help::OUTPUT)]
+    pub dryrun: bool,
+    /// --include/--exclude in command-line order (filled from the parsed matches: the order
+    /// decides which wins).
+    #[arg(skip)]
+    pub filters: Vec<(bool, String)>,
+}
+
+impl BatchArgs {
+    /// The options that only `--recursive` uses (clap's `requires` is satisfied by a flag's
+    /// default value, so it is checked here).
+    pub(super) fn check(&self) -> Result<()> {
+        if !self.recursive && (!self.filters.is_empty() || self.dryrun) {
+            return Err(Error::InvalidArgument(
+                "--include, --exclude and --dryrun go with --recursive".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The `--include`/`--exclude` values of a command in command-line order.
+pub(super) fn ordered_filters(m: &clap::ArgMatches) -> Vec<(bool, String)> {
+    let mut all: Vec<(usize, bool, String)> = Vec::new();
+    for (id, include) in [("include", true), ("exclude", false)] {
+        if let (Some(ix), Some(vals)) = (
+            m.indices_of(id),
+            m.try_get_many::<String>(id).ok().flatten(),
+        ) {
+            all.extend(ix.zip(vals).map(|(i, v)| (i, include, v.clone())));
+        }
+    }
+    all.sort_by_key(|(i, _, _)| *i);
+    all.into_iter().map(|(_, inc, v)| (inc, v)).collect()
+}
+
+/// Engine threads per file in a batch: the cores shared among the files in flight.
+pub(super) fn batch_engine<'a>(
+    cli: &Cli,
+    jobs: usize,
+    progress: &'a (dyn Fn(u64) + Sync),
+) -> EngineOptions<'a> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    EngineOptions {
+        threads: cli.threads.unwrap_or((cores / jobs.max(1)).max(1)),
+        progress: Some(progress),
+        ..EngineOptions::default()
+    }
+}
+
+pub(super) fn batch_total(jobs: &[Job]) -> u64 {
+    jobs.iter()
+        .filter_map(|j| std::fs::metadata(&j.input).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// Reports each failure, then a summary; the first failure's exit code is the batch's.
+/// With `--json` (`json` set), first one line per stored result, then one per failure.
+pub(super) fn batch_report(
+    jobs: &[Job],
+    failures: Vec<(usize, Error)>,
+    quiet: bool,
+    verb: &str,
+    json: Option<report::Batch>,
+) -> Outcome {
+    if let Some(b) = json {
+        b.emit(jobs, &failures)?;
+    }
+    for (i, e) in &failures {
+        eprintln!(
+            "sealstream: error: {}: {}",
+            sealstream::text::escape(&jobs[*i].input.display().to_string()),
+            exit::message(e)
+        );
+    }
+    match failures.first() {
+        None => {
+            note(quiet, &format!("{verb} {} file(s)", jobs.len()));
+            Ok(())
+        }
+        Some((_, first)) => Err(Failure::BatchFailed {
+            failed: failures.len(),
+            total: jobs.len(),
+            code: exit::code(first),
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,9 @@ use sealstream::keys::cache::CacheLimits;
 use sealstream::s3::S3Url;
 
 use super::batch::{self, Job};
-use super::{Cli, DecryptArgs, EncryptArgs, Outcome, note, s3};
+use super::decrypt::{DecryptArgs, decrypt_jobs};
+use super::encrypt::{EncryptArgs, encrypt_jobs};
+use super::{Cli, Outcome, note, s3};
 
 /// The one source of a recursive transfer.
 fn source(inputs: &[PathBuf]) -> Result<&Path> {
@@ -191,7 +193,7 @@ pub fn encrypt(
             };
             let exists = |j: &Job| j.output.symlink_metadata().is_ok();
             match settle(cli, "encrypt", a.force, dryrun, jobs, shown, exists)? {
-                Some(jobs) => super::encrypt_jobs(cli, a, &jobs, params, cache),
+                Some(jobs) => encrypt_jobs(cli, a, &jobs, params, cache),
                 None => Ok(()),
             }
         }
@@ -262,7 +264,7 @@ pub fn decrypt(cli: &Cli, a: &DecryptArgs) -> Outcome {
             };
             let exists = |j: &Job| j.output.symlink_metadata().is_ok();
             match settle(cli, "decrypt", a.force, dryrun, jobs, shown, exists)? {
-                Some(jobs) => super::decrypt_jobs(cli, a, &jobs),
+                Some(jobs) => decrypt_jobs(cli, a, &jobs),
                 None => Ok(()),
             }
         }

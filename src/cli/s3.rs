@@ -4,11 +4,15 @@
 use std::io::{self, Write};
 use std::path::Path;
 
+use super::batch::{batch_engine, batch_report, batch_total};
+use super::decrypt::{CountingWriter, DecryptArgs};
+use super::encrypt::EncryptArgs;
+use super::input::{Input, open_input, shown_input};
+use super::inspect::{InspectArgs, inspection_json, inspection_text, verification_outcome};
+use super::keys::{decryption_keys, encryption_keys};
 use super::output::{AtomicFile, Sink};
-use super::{
-    CliResult, CountingWriter, DecryptArgs, EncryptArgs, InspectArgs, RewrapArgs, backend,
-    decryption_keys, encryption_keys, engine_opts, note, open_input, progress,
-};
+use super::rewrap::{RewrapArgs, report_rewrap, rewrapped_header};
+use super::{CliResult, engine_opts, note, progress};
 use sealstream::envelope::{self, EncryptParams, Opening, Sealing};
 use sealstream::error::{Error, Result, Service, ServiceErrorKind};
 use sealstream::format::{Context, body_len_for};
@@ -91,27 +95,15 @@ pub(super) fn url_of(p: &Path) -> Result<Option<S3Url>> {
 /// The shortest timeout the S3 options take (shorter values are raised to it, as `0` always was).
 const ONE_SECOND: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// The global S3 options as library settings, each bound checked here only (the CLI's
-/// `connect` and `serve` both take them from this).
+/// The global S3 options as library settings (the CLI's `connect` and `serve` both take
+/// them from this); their bounds were checked when clap parsed them (`values.rs`).
 pub(super) fn settings(cli: &super::Cli) -> Result<S3Settings> {
-    let part_size = sealstream::size::parse_size(&cli.part_size)
-        .map_err(|e| Error::InvalidArgument(format!("--part-size: {e}")))?;
-    if !(sealstream::s3::MIN_PART_SIZE..=sealstream::s3::MAX_PART_SIZE).contains(&part_size) {
-        return Err(Error::InvalidArgument(format!(
-            "--part-size {part_size} is outside S3's limits 5MiB..5GiB"
-        )));
-    }
-    if cli.concurrency == 0 || cli.concurrency > 256 {
-        return Err(Error::InvalidArgument(
-            "--concurrency must be 1..=256".into(),
-        ));
-    }
     Ok(S3Settings {
         region: cli.region.clone(),
         profile: cli.profile.clone(),
         max_attempts: cli.s3_max_attempts,
         concurrency: cli.concurrency,
-        part_size,
+        part_size: cli.part_size,
         connect_timeout: cli.s3_connect_timeout.max(ONE_SECOND),
         read_timeout: cli.s3_read_timeout.max(ONE_SECOND),
         operation_timeout: cli.s3_timeout.max(ONE_SECOND),
@@ -143,8 +135,8 @@ pub(super) fn encrypt(
     url.require_object()?;
     let s3 = connect(cli)?;
     let plaintext_len = match open_input(input_path)? {
-        super::Input::File(_, len) => Some(len),
-        super::Input::Stdin => None,
+        Input::File(_, len) => Some(len),
+        Input::Stdin => None,
     };
     // Fail before any key-service call if the object exists.
     if !a.force && s3.head(url).map_err(hint)?.is_some() {
@@ -171,8 +163,8 @@ pub(super) fn encrypt(
         attributes: Some(&attributes),
     };
     let r = match open_input(input_path)? {
-        super::Input::File(f, _) => s3.put_encrypted(url, f, sealing, &opts),
-        super::Input::Stdin => s3.put_encrypted(url, io::stdin(), sealing, &opts),
+        Input::File(f, _) => s3.put_encrypted(url, f, sealing, &opts),
+        Input::Stdin => s3.put_encrypted(url, io::stdin(), sealing, &opts),
     };
     pb.finish_and_clear();
     let rep = r.map_err(hint)?;
@@ -202,7 +194,7 @@ pub(super) fn encrypt(
                     .clone()
                     .unwrap_or_else(|| "application/octet-stream".into()),
             ),
-            ..super::report::Report::new("encrypt", super::shown_input(input_path), started)
+            ..super::report::Report::new("encrypt", shown_input(input_path), started)
         }
         .emit()?;
     }
@@ -253,7 +245,7 @@ pub(super) fn decrypt(
         }
     };
     let ring = decryption_keys(cli, &a.keys, &a.kms).map_err(clean)?;
-    let opening = Opening::unlock(obj.header.clone(), &ring.as_refs(), &expected, backend(cli))
+    let opening = Opening::unlock(obj.header.clone(), &ring.as_refs(), &expected, cli.backend)
         .map_err(clean)?;
     let total = obj.layout().ok().map(|l| l.plaintext_len);
     let pb = progress::bar_between(
@@ -378,7 +370,7 @@ pub(super) fn inspect(cli: &super::Cli, a: &InspectArgs, url: &S3Url) -> super::
         Some(obj.header_len + obj.head.content_length - obj.chunks_start()),
     );
     let text = if a.json {
-        let mut v = super::inspection_json(&info, checks.as_deref());
+        let mut v = inspection_json(&info, checks.as_deref());
         v["object"] = serde_json::json!({
             "url": url.to_string(),
             "body_len": obj.head.content_length,
@@ -392,14 +384,14 @@ pub(super) fn inspect(cli: &super::Cli, a: &InspectArgs, url: &S3Url) -> super::
             sealstream::text::escape(&url.to_string()),
             obj.head.content_length,
             sealstream::text::escape(&location),
-            super::inspection_text(&info, checks.as_deref())
+            inspection_text(&info, checks.as_deref())
         )
     };
     io::stdout()
         .lock()
         .write_all(text.as_bytes())
         .map_err(|e| Error::io("writing to stdout", e))?;
-    super::verification_outcome(&info, checks.as_deref(), a.verify)
+    verification_outcome(&info, checks.as_deref(), a.verify)
 }
 
 /// Writes the header bytes to a new file (never over an existing one).
@@ -435,10 +427,10 @@ pub(super) fn rewrap(
 ) -> Result<()> {
     let s3 = connect(cli)?;
     let obj = s3.open_object(url).map_err(hint)?;
-    let new = super::rewrapped_header(cli, a, obj.header.clone())?;
+    let new = rewrapped_header(cli, a, obj.header.clone())?;
     let rep = s3.replace_header(&obj, &new).map_err(hint)?;
     warn_kept(&rep.old_companion);
-    super::report_rewrap(cli, &url.to_string(), &new);
+    report_rewrap(cli, &url.to_string(), &new);
     if a.json {
         let mut r = object_report("rewrap", url, &obj, started).with_keys(&new.stanzas);
         r.output = Some(url.to_string());
@@ -499,11 +491,11 @@ pub(super) fn encrypt_jobs(
     let ring = encryption_keys(cli, &a.keys, &a.kms_keys)?;
     let providers = ring.as_refs();
     let cache = cache.map(sealstream::keys::cache::DataKeyCache::new);
-    let pb = progress::bar(Some(super::batch_total(jobs)), cli.quiet, "uploading");
+    let pb = progress::bar(Some(batch_total(jobs)), cli.quiet, "uploading");
     let inc = |n: u64| pb.inc(n);
-    let engine = super::batch_engine(cli, a.batch.jobs, &inc);
+    let engine = batch_engine(cli, a.batch.jobs, &inc);
     let json = a.json.then(|| super::report::Batch::new("encrypt"));
-    let failures = run_jobs(jobs.len(), a.batch.jobs, |i| {
+    let failures = sealstream::jobs::run(jobs.len(), a.batch.jobs, |i| {
         let job = &jobs[i];
         let url = prefix.with_key(keys_of[i].clone());
         let f = std::fs::File::open(&job.input)
@@ -559,7 +551,7 @@ pub(super) fn encrypt_jobs(
         Ok(())
     });
     pb.finish_and_clear();
-    super::batch_report(jobs, failures, cli.quiet, "encrypted", json)
+    batch_report(jobs, failures, cli.quiet, "encrypted", json)
 }
 
 /// `decrypt s3://bucket/prefix/ --output-dir DIR`: every object under the prefix (companion
@@ -630,12 +622,12 @@ pub(super) fn decrypt_objects(
         .collect();
     let ring = decryption_keys(cli, &a.keys, &a.kms)?;
     let providers = ring.as_refs();
-    let be = backend(cli);
+    let be = cli.backend;
     let pb = progress::bar(None, cli.quiet, "downloading");
     let inc = |n: u64| pb.inc(n);
-    let engine = super::batch_engine(cli, a.batch.jobs, &inc);
+    let engine = batch_engine(cli, a.batch.jobs, &inc);
     let json = a.json.then(|| super::report::Batch::new("decrypt"));
-    let failures = run_jobs(objects.len(), a.batch.jobs, |i| {
+    let failures = sealstream::jobs::run(objects.len(), a.batch.jobs, |i| {
         let started = std::time::Instant::now();
         let (url, out) = &objects[i];
         let obj = s3.open_object(url).map_err(hint)?;
@@ -664,7 +656,7 @@ pub(super) fn decrypt_objects(
         Ok(())
     });
     pb.finish_and_clear();
-    super::batch_report(&jobs, failures, cli.quiet, "decrypted", json)
+    batch_report(&jobs, failures, cli.quiet, "decrypted", json)
 }
 
 /// Says on stderr (even with --quiet: it is about what was *not* cleaned up) that an old
@@ -702,36 +694,6 @@ pub(super) fn key_under(prefix: &S3Url, rel: &Path) -> String {
         .collect();
     k.push_str(&parts.join("/"));
     k
-}
-
-/// Runs `work(i)` for `0..n` with `concurrency` at once; failures in index order.
-fn run_jobs(
-    n: usize,
-    concurrency: usize,
-    work: impl Fn(usize) -> Result<()> + Sync,
-) -> Vec<(usize, Error)> {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let failures = std::sync::Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..concurrency.clamp(1, n.max(1)) {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if i >= n {
-                        break;
-                    }
-                    if let Err(e) = work(i)
-                        && let Ok(mut f) = failures.lock()
-                    {
-                        f.push((i, e));
-                    }
-                }
-            });
-        }
-    });
-    let mut f = failures.into_inner().unwrap_or_default();
-    f.sort_by_key(|(i, _)| *i);
-    f
 }
 
 #[cfg(test)]

@@ -5,22 +5,58 @@
 use std::io::{self, Write};
 use std::path::PathBuf;
 
+use super::decrypt::{CountingWriter, DecryptArgs};
 use super::exit::{self, Failure};
+use super::inspect::InspectArgs;
+use super::keys::{KmsTrustArgs, kms_connect, load_key_file};
 use super::output::Sink;
-use super::{
-    Cli, CliResult, CountingWriter, DecryptArgs, InspectArgs, KmsTrustArgs, MigrateArgs, Outcome,
-    backend, kms_connect, load_key_file, note,
-};
+use super::{Cli, CliResult, Outcome, help, note, values};
+use clap::Args;
 use sealstream::engine::EngineOptions;
 use sealstream::envelope::{EncryptParams, Sealing};
 use sealstream::error::{Error, Result};
-use sealstream::format::{Context, Suite, limits};
+use sealstream::format::{Context, Suite};
 use sealstream::keys::{self, KeyProvider};
 use sealstream::kms::blocking::{Kms, KmsKey};
 use sealstream::range::ByteRange;
 use sealstream::s3::blocking::S3;
 use sealstream::s3::s3ec::{self as lib, KmsTrust, MigrateOptions, S3ecObject, Unlocked};
 use sealstream::s3::{S3Url, object};
+
+/// `migrate` options.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The S3 Encryption Client object, s3://BUCKET/KEY, or with --recursive every object
+    /// under s3://BUCKET/PREFIX/.
+    pub source: PathBuf,
+    /// Migrate every object under the prefix (instruction files and sealstream objects are
+    /// skipped, other objects reported as skipped).
+    #[arg(long, help_heading = help::INPUT)]
+    pub recursive: bool,
+    /// Check and report what would be migrated (metadata read, data key unwrapped), write
+    /// nothing.
+    #[arg(long, help_heading = help::OUTPUT)]
+    pub dryrun: bool,
+    /// KMS keys trusted for unwrapping the S3 Encryption Client's data key.
+    #[command(flatten)]
+    pub kms: KmsTrustArgs,
+    /// Context pair the object must carry (repeatable); a missing or different pair fails.
+    #[arg(short = 'c', long = "context", value_name = "KEY=VALUE", help_heading = help::KEYS)]
+    pub context: Vec<String>,
+    /// KMS key to wrap the new data key for (repeatable). Default, with no --wrap-kms-key
+    /// and no --wrap-key: the KMS key that unwrapped the object's data key.
+    #[arg(long = "wrap-kms-key", value_name = "KEY", help_heading = help::KEYS)]
+    pub wrap_kms_keys: Vec<String>,
+    /// Local key file to wrap the new data key for (repeatable).
+    #[arg(long = "wrap-key", value_name = "KEYFILE", help_heading = help::KEYS)]
+    pub wrap_keys: Vec<PathBuf>,
+    /// Body cipher suite of the new object.
+    #[arg(long, default_value = "aes-256-gcm", value_parser = values::suite(), help_heading = help::FORMAT)]
+    pub suite: Suite,
+    /// Plaintext bytes per chunk of the new object, 4KiB..16MiB.
+    #[arg(long, value_name = "SIZE", default_value = "64KiB", value_parser = values::chunk_size, help_heading = help::FORMAT)]
+    pub chunk_size: u32,
+}
 
 /// The KMS trust of a command's `--kms-key` / `--kms-discovery` flags.
 fn trust(cli: &Cli, t: &KmsTrustArgs) -> KmsTrust {
@@ -264,15 +300,6 @@ pub(super) fn migrate(cli: &Cli, a: &MigrateArgs) -> Outcome {
     if !a.recursive {
         url.require_object()?;
     }
-    let suite = Suite::from_name(&a.suite)
-        .ok_or_else(|| Error::InvalidArgument(format!("unknown suite '{}'", a.suite)))?;
-    let cs = sealstream::size::parse_size(&a.chunk_size)
-        .map_err(|e| Error::InvalidArgument(format!("--chunk-size: {e}")))?;
-    if cs < u64::from(limits::MIN_CHUNK_SIZE) || cs > u64::from(limits::MAX_CHUNK_SIZE) {
-        return Err(
-            Error::InvalidArgument(format!("--chunk-size {cs} is outside 4KiB..16MiB")).into(),
-        );
-    }
     let expected = super::parse::parse_context(&a.context)?;
     let local: Vec<sealstream::LocalKey> = a
         .wrap_keys
@@ -300,8 +327,8 @@ pub(super) fn migrate(cli: &Cli, a: &MigrateArgs) -> Outcome {
         cli,
         a,
         s3: &s3,
-        suite,
-        chunk_size: cs as u32,
+        suite: a.suite,
+        chunk_size: a.chunk_size,
         expected: &expected,
         local: &local,
     };
@@ -412,7 +439,7 @@ impl MigrateJob<'_> {
             suite: self.suite,
             chunk_size: self.chunk_size,
             context: context.clone(),
-            backend: backend(self.cli),
+            backend: self.cli.backend,
             engine: EngineOptions::default(),
         };
         let (dek, stanzas) = keys::wrap_for_all(&refs, &context)?;

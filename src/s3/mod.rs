@@ -69,6 +69,11 @@ pub const MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * 1024 * 1024;
 pub const DEFAULT_PART_SIZE: u64 = 8 * 1024 * 1024;
 /// Default number of parts (or ranged GETs) in flight.
 pub const DEFAULT_CONCURRENCY: usize = 4;
+/// Most parts (or ranged GETs) in flight that [`S3Settings::concurrency`] accepts. Each one
+/// holds a part-sized buffer (up to [`MAX_PART_SIZE`]) and a connection, so the bound keeps
+/// a typo from becoming an out-of-memory kill or a connection storm; the CLI's
+/// `--concurrency` takes its range from here.
+pub const MAX_CONCURRENCY: usize = 256;
 
 /// Default `--s3-connect-timeout`.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -156,7 +161,7 @@ pub struct S3Settings {
     /// Attempts per request including the first (throttling such as `SlowDown`/503 and
     /// transient network errors are retried with exponential backoff and jitter).
     pub max_attempts: u32,
-    /// Parts uploaded, or ranged GETs downloaded, at once.
+    /// Parts uploaded, or ranged GETs downloaded, at once: 1..=[`MAX_CONCURRENCY`].
     pub concurrency: usize,
     /// Plaintext bytes per part / per ranged GET (rounded to whole chunks; parts are grown
     /// for large inputs so that no upload needs more than 10,000 parts).
@@ -857,10 +862,11 @@ where
 
 /// Fails early on settings no transfer can run with.
 fn check_settings(settings: &S3Settings) -> Result<()> {
-    if settings.concurrency == 0 {
-        return Err(Error::InvalidArgument(
-            "the S3 concurrency must be at least 1".into(),
-        ));
+    if !(1..=MAX_CONCURRENCY).contains(&settings.concurrency) {
+        return Err(Error::InvalidArgument(format!(
+            "the S3 concurrency {} is outside 1..={MAX_CONCURRENCY}",
+            settings.concurrency
+        )));
     }
     Ok(())
 }
@@ -918,6 +924,20 @@ fn encode_key(key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn concurrency_is_checked_against_max_concurrency() {
+        let with = |concurrency| S3Settings {
+            concurrency,
+            ..S3Settings::default()
+        };
+        assert!(check_settings(&with(1)).is_ok());
+        assert!(check_settings(&with(MAX_CONCURRENCY)).is_ok());
+        for bad in [0, MAX_CONCURRENCY + 1] {
+            let e = check_settings(&with(bad)).unwrap_err();
+            assert!(matches!(e, Error::InvalidArgument(_)), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn urls() {
