@@ -952,3 +952,97 @@ fn recursive_round_trip_restores_the_tree() {
         assert_eq!(code(&o), 2, "{args:?}: {}", stderr(&o));
     }
 }
+
+/// `rewrap DIR --recursive`: every sealstream file under the tree gets the added key (so
+/// the new key alone opens it), filters and --dryrun apply, a file that is not a
+/// sealstream file fails alone (exit 4, named, left byte for byte) while the others are
+/// done, and --json writes one line per file, the failure included.
+#[test]
+fn rewrap_recursive_adds_a_key_to_a_tree() {
+    let s = Scratch::new();
+    let old = s.keyfile("old.key", &key(72));
+    let new = s.keyfile("new.key", &key(73));
+    let (old, new) = (old.to_str().unwrap(), new.to_str().unwrap());
+    std::fs::create_dir_all(s.path("t/sub")).unwrap();
+    write(&s.path("a.bin"), &data(70_000));
+    write(&s.path("b.bin"), b"bravo");
+    for (src, dst) in [
+        ("a.bin", "t/a.seal"),
+        ("b.bin", "t/sub/b.seal"),
+        ("b.bin", "t/skip.seal"),
+    ] {
+        let o = s.run(&["encrypt", src, "-o", dst, "-k", old]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+    }
+    let before_skip = std::fs::read(s.path("t/skip.seal")).unwrap();
+    // --dryrun: the plan on stdout, nothing changed.
+    let o = s.run(&[
+        "rewrap",
+        "t",
+        "--recursive",
+        "--exclude",
+        "skip.*",
+        "-k",
+        old,
+        "--add-key",
+        new,
+        "--dryrun",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let plan = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(plan.lines().count(), 2, "{plan}");
+    let o = s.run(&["decrypt", "t/a.seal", "-k", new, "-o", "x.out"]);
+    assert_eq!(code(&o), 4, "--dryrun rewrapped: {}", stderr(&o));
+    // A file that is not a sealstream file in the tree.
+    write(&s.path("t/notes.txt"), b"plain notes");
+    let o = s.run(&[
+        "rewrap",
+        "t",
+        "--recursive",
+        "--exclude",
+        "skip.*",
+        "-k",
+        old,
+        "--add-key",
+        new,
+        "--json",
+    ]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert!(stderr(&o).contains("notes.txt"), "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(
+        lines.iter().filter(|l| l.get("error").is_some()).count(),
+        1,
+        "{lines:?}"
+    );
+    assert_eq!(
+        std::fs::read(s.path("t/notes.txt")).unwrap(),
+        b"plain notes"
+    );
+    // The new key alone opens the rewrapped files; the excluded one is untouched.
+    for (f, want) in [
+        ("t/a.seal", data(70_000)),
+        ("t/sub/b.seal", b"bravo".to_vec()),
+    ] {
+        let o = s.run(&["decrypt", f, "-k", new, "-o", "-"]);
+        assert_eq!(code(&o), 0, "{f}: {}", stderr(&o));
+        assert_eq!(o.stdout, want, "{f}");
+    }
+    assert_eq!(std::fs::read(s.path("t/skip.seal")).unwrap(), before_skip);
+    // Filters without --recursive are a usage error.
+    let o = s.run(&[
+        "rewrap",
+        "t/a.seal",
+        "--exclude",
+        "x",
+        "-k",
+        old,
+        "--add-key",
+        new,
+    ]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+}

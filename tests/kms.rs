@@ -434,9 +434,14 @@ fn readme_workflows_run_as_written() {
     let key = create_key(&ep, "us-east-1");
     let alias = format!("alias/{}", unique("backup"));
     create_alias(&ep, "us-east-1", &alias, &key);
+    let new_key = create_key(&ep, "us-east-1");
+    let new_alias = format!("alias/{}", unique("backup-2027"));
+    create_alias(&ep, "us-east-1", &new_alias, &new_key);
     let script = script
         .replace("s3://backups/", &format!("s3://{bucket}/"))
-        .replace("alias/backup", &alias);
+        .replace("alias/backup-2027", "@NEW_ALIAS@")
+        .replace("alias/backup", &alias)
+        .replace("@NEW_ALIAS@", &new_alias);
     // The tree: text, a nested file, an 8 MiB file for the ranged read, a swap file.
     let s = &e.s;
     let big = data(8 << 20);
@@ -500,4 +505,20 @@ fn readme_workflows_run_as_written() {
     let out = String::from_utf8_lossy(&o.stdout);
     let v: serde_json::Value = serde_json::from_str(out.trim()).expect("inspect --json");
     assert!(v.to_string().contains(&key), "{v}");
+    // The rotation: one JSON line per object of the tree (3: the swap file was excluded),
+    // each now wrapped for the new key only; the decrypt with the new key alone worked.
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(s.path("rotated.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    for l in &lines {
+        let keys = l["keys"].to_string();
+        assert!(keys.contains(&new_key) && !keys.contains(&key), "{l}");
+    }
+    assert_eq!(
+        std::fs::read(s.path("notes.txt")).unwrap(),
+        b"remember the milk\n"
+    );
 }

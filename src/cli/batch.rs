@@ -238,7 +238,7 @@ pub struct BatchArgs {
     #[arg(long, value_name = "DIR", help_heading = help::OUTPUT)]
     pub output_dir: Option<PathBuf>,
     /// Files processed at once in batch mode; memory is about jobs × the per-file bound.
-    #[arg(long, value_name = "N", default_value_t = 2, help_heading = help::OUTPUT)]
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = super::values::jobs(), help_heading = help::OUTPUT)]
     pub jobs: usize,
     /// Transfer a whole tree as `aws s3 cp --recursive` does: INPUT is a directory or
     /// s3://BUCKET/PREFIX/, -o the destination directory or prefix, and SRC/a/b goes to
@@ -247,6 +247,15 @@ pub struct BatchArgs {
     /// reported, not followed.
     #[arg(short = 'r', long, conflicts_with = "output_dir", help_heading = help::OUTPUT)]
     pub recursive: bool,
+    /// --include/--exclude/--dryrun.
+    #[command(flatten)]
+    pub tree: TreeArgs,
+}
+
+/// The options of a walk over a directory or an S3 prefix (`--recursive`), shared by
+/// encrypt, decrypt and rewrap.
+#[derive(Debug, Args)]
+pub struct TreeArgs {
     /// With --recursive: leave out files whose path relative to the source matches
     /// PATTERN (`*` crosses '/'; repeatable; with --include, the last match wins).
     #[arg(long, value_name = "PATTERN", help_heading = help::OUTPUT)]
@@ -254,7 +263,7 @@ pub struct BatchArgs {
     /// With --recursive: take back files matching PATTERN that an earlier --exclude left out.
     #[arg(long, value_name = "PATTERN", help_heading = help::OUTPUT)]
     pub include: Vec<String>,
-    /// With --recursive: print what would be transferred (on stdout) and transfer nothing.
+    /// With --recursive: print what would be done (on stdout) and do nothing.
     #[arg(long, help_heading = help::OUTPUT)]
     pub dryrun: bool,
     /// --include/--exclude in command-line order (filled from the parsed matches: the order
@@ -263,16 +272,23 @@ pub struct BatchArgs {
     pub filters: Vec<(bool, String)>,
 }
 
-impl BatchArgs {
+impl TreeArgs {
     /// The options that only `--recursive` uses (clap's `requires` is satisfied by a flag's
     /// default value, so it is checked here).
-    pub(super) fn check(&self) -> Result<()> {
-        if !self.recursive && (!self.filters.is_empty() || self.dryrun) {
+    pub(super) fn check(&self, recursive: bool) -> Result<()> {
+        if !recursive && (!self.filters.is_empty() || self.dryrun) {
             return Err(Error::InvalidArgument(
                 "--include, --exclude and --dryrun go with --recursive".into(),
             ));
         }
         Ok(())
+    }
+}
+
+impl BatchArgs {
+    /// See [`TreeArgs::check`].
+    pub(super) fn check(&self) -> Result<()> {
+        self.tree.check(self.recursive)
     }
 }
 

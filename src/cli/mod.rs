@@ -182,8 +182,13 @@ pub fn main() -> i32 {
     let cli = match help::command().try_get_matches().and_then(|m| {
         let mut cli = Cli::from_arg_matches(&m)?;
         match (&mut cli.command, m.subcommand()) {
-            (Command::Encrypt(a), Some((_, sub))) => a.batch.filters = batch::ordered_filters(sub),
-            (Command::Decrypt(a), Some((_, sub))) => a.batch.filters = batch::ordered_filters(sub),
+            (Command::Encrypt(a), Some((_, sub))) => {
+                a.batch.tree.filters = batch::ordered_filters(sub)
+            }
+            (Command::Decrypt(a), Some((_, sub))) => {
+                a.batch.tree.filters = batch::ordered_filters(sub)
+            }
+            (Command::Rewrap(a), Some((_, sub))) => a.tree.filters = batch::ordered_filters(sub),
             _ => {}
         }
         serve::note_sources(&mut cli, &m);
@@ -244,7 +249,7 @@ fn run(cli: &Cli) -> CliResult {
         Command::Encrypt(a) => encrypt::encrypt(cli, a).map_err(clean),
         Command::Decrypt(a) => decrypt::decrypt(cli, a),
         Command::Inspect(a) => inspect::inspect(cli, a).map_err(clean),
-        Command::Rewrap(a) => rewrap::rewrap(cli, a).map_err(|e| clean(e.into())),
+        Command::Rewrap(a) => rewrap::rewrap(cli, a).map_err(clean),
         Command::Migrate(a) => s3ec::migrate(cli, a).map_err(clean),
         Command::Serve(a) => serve::serve(cli, a).map_err(|e| clean(e.into())),
         Command::Completions { shell } => help::completions(*shell).map_err(|e| clean(e.into())),

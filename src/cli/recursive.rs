@@ -1,4 +1,5 @@
-//! `encrypt|decrypt SRC -o DEST --recursive`: whole trees with the AWS CLI's layout
+//! `encrypt|decrypt SRC -o DEST --recursive` (and `rewrap SRC --recursive`, in place):
+//! whole trees with the AWS CLI's layout
 //! (`SRC/a/b` ↔ `DEST/a/b`, local encrypted files with `.seal`), its `--include/--exclude`
 //! filters and `--dryrun`; outputs that exist are skipped unless `--force`, and symlinks
 //! are reported, never followed. The transfers themselves are the batch code's.
@@ -14,6 +15,7 @@ use sealstream::s3::S3Url;
 use super::batch::{self, Job};
 use super::decrypt::{DecryptArgs, decrypt_jobs};
 use super::encrypt::{EncryptArgs, encrypt_jobs};
+use super::rewrap::{RewrapArgs, rewrap_target};
 use super::{Cli, Outcome, note, s3};
 
 /// The one source of a recursive transfer.
@@ -145,10 +147,10 @@ pub fn encrypt(
         .into());
     }
     let dest = destination(a.output.as_deref())?;
-    let filters = batch::Filters::new(&a.batch.filters)?;
+    let filters = batch::Filters::new(&a.batch.tree.filters)?;
     let tree = batch::walk_tree(src, &filters)?;
     report_symlinks(cli.quiet, src, &tree.symlinks);
-    let dryrun = a.batch.dryrun;
+    let dryrun = a.batch.tree.dryrun;
     match s3::url_of(dest)? {
         Some(prefix) => {
             let prefix = as_prefix(prefix);
@@ -216,8 +218,8 @@ pub fn decrypt(cli: &Cli, a: &DecryptArgs) -> Outcome {
         )
         .into());
     }
-    let filters = batch::Filters::new(&a.batch.filters)?;
-    let dryrun = a.batch.dryrun;
+    let filters = batch::Filters::new(&a.batch.tree.filters)?;
+    let dryrun = a.batch.tree.dryrun;
     match s3::url_of(src)? {
         Some(prefix) => {
             let prefix = as_prefix(prefix);
@@ -269,4 +271,54 @@ pub fn decrypt(cli: &Cli, a: &DecryptArgs) -> Outcome {
             }
         }
     }
+}
+
+/// `rewrap SRC --recursive` (SRC a directory or s3://BUCKET/PREFIX/): every file or object
+/// rewrapped in place, `--jobs` at once; one that fails does not stop the others.
+pub fn rewrap(cli: &Cli, a: &RewrapArgs) -> Outcome {
+    let src = a.file.as_path();
+    let filters = batch::Filters::new(&a.tree.filters)?;
+    let targets: Vec<PathBuf> = match s3::url_of(src)? {
+        Some(prefix) => {
+            let prefix = as_prefix(prefix);
+            s3::keys_under(cli, &prefix)?
+                .into_iter()
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .filter(|key| {
+                    let rel = key.strip_prefix(prefix.key.as_str()).unwrap_or(key);
+                    !rel.is_empty() && !rel.ends_with('/') && filters.admits(rel)
+                })
+                .map(|key| PathBuf::from(prefix.with_key(key).to_string()))
+                .collect()
+        }
+        None => {
+            let tree = batch::walk_tree(src, &filters)?;
+            report_symlinks(cli.quiet, src, &tree.symlinks);
+            tree.files.into_iter().map(|(input, _)| input).collect()
+        }
+    };
+    let shown = |t: &PathBuf| (t.display().to_string(), "its new header".to_string());
+    let Some(targets) = settle(cli, "rewrap", true, a.tree.dryrun, targets, shown, |_| {
+        false
+    })?
+    else {
+        return Ok(());
+    };
+    let jobs: Vec<Job> = targets
+        .into_iter()
+        .map(|t| Job {
+            output: t.clone(),
+            input: t,
+        })
+        .collect();
+    let results = a.json.then(|| super::report::Batch::new("rewrap"));
+    let failures = sealstream::jobs::run(jobs.len(), a.jobs, |i| {
+        let r = rewrap_target(cli, a, &jobs[i].input)?;
+        if let Some(b) = &results {
+            b.push(r);
+        }
+        Ok::<(), Error>(())
+    });
+    batch::batch_report(&jobs, failures, cli.quiet, "rewrapped", results)
 }

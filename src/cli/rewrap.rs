@@ -19,7 +19,8 @@ use sealstream::kms::blocking::KmsKey;
 #[derive(Debug, Args)]
 pub struct RewrapArgs {
     /// The encrypted file to rewrite in place, or s3://BUCKET/KEY (only the metadata changes,
-    /// through a server-side copy; the body is never downloaded).
+    /// through a server-side copy; the body is never downloaded). With --recursive, a
+    /// directory or s3://BUCKET/PREFIX/.
     pub file: PathBuf,
     /// Key file to add a wrapped copy of the data key for (repeatable).
     #[arg(long = "add-key", value_name = "KEYFILE", help_heading = help::CHANGES)]
@@ -40,9 +41,22 @@ pub struct RewrapArgs {
     #[arg(long = "break-hard-links", help_heading = help::CHANGES)]
     pub break_hard_links: bool,
     /// Print the result as one JSON object on stdout (keys after the change, header
-    /// location, duration).
+    /// location, duration); with --recursive one line per file or object (JSON Lines),
+    /// failures included.
     #[arg(long, help_heading = help::OUTPUT)]
     pub json: bool,
+    /// Rewrap every file under the directory FILE, or every object under
+    /// s3://BUCKET/PREFIX/ (companion headers and part manifests are not objects of their
+    /// own): key rotation for a whole tree or prefix. Symlinks are reported, not followed;
+    /// one failure does not stop the others, and the exit code is the first failure's.
+    #[arg(short = 'r', long, help_heading = help::OUTPUT)]
+    pub recursive: bool,
+    /// With --recursive: files or objects rewrapped at once.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = super::values::jobs(), help_heading = help::OUTPUT)]
+    pub jobs: usize,
+    /// --include/--exclude/--dryrun.
+    #[command(flatten)]
+    pub tree: super::batch::TreeArgs,
     /// Key file that can open the file now (default: the embedded default key).
     #[arg(short = 'k', long = "key", value_name = "KEYFILE", help_heading = help::KEYS)]
     pub keys: Vec<PathBuf>,
@@ -88,24 +102,43 @@ fn rotate_kms_stanzas(
 
 /// `rewrap FILE`: checks the flags, then rewrites a local file's header in place (S3
 /// objects go to `s3.rs`).
-pub(super) fn rewrap(cli: &Cli, a: &RewrapArgs) -> Result<()> {
-    let started = std::time::Instant::now();
-    let shown = a.file.display().to_string();
+pub(super) fn rewrap(cli: &Cli, a: &RewrapArgs) -> super::Outcome {
     let changes_keys = !(a.add.is_empty() && a.add_kms.is_empty() && a.remove.is_empty());
     if !changes_keys && a.rotate_to.is_none() {
         return Err(Error::InvalidArgument(
             "rewrap needs --add-key KEYFILE, --add-kms-key KEY, --remove-key KEYID or --rotate-to-kms-key KEY".into(),
-        ));
+        ).into());
     }
     if a.rotate_to.is_some() && a.kms.kms_keys.is_empty() {
         return Err(Error::InvalidArgument(
             "--rotate-to-kms-key needs the current KMS key(s) with --kms-key".into(),
-        ));
+        )
+        .into());
     }
-    if let Some(url) = s3::url_of(&a.file)? {
+    a.tree.check(a.recursive)?;
+    if a.recursive {
+        return super::recursive::rewrap(cli, a);
+    }
+    let r = rewrap_target(cli, a, &a.file)?;
+    if a.json {
+        r.emit()?;
+    }
+    Ok(())
+}
+
+/// Rewraps one file or object (`target`: a path or an s3:// URL) and returns its result
+/// for `--json`.
+pub(super) fn rewrap_target(
+    cli: &Cli,
+    a: &RewrapArgs,
+    target: &std::path::Path,
+) -> Result<report::Report> {
+    let started = std::time::Instant::now();
+    let shown = target.display().to_string();
+    if let Some(url) = s3::url_of(target)? {
         return s3::rewrap(cli, a, &url, started);
     }
-    let mut f = File::open(&a.file).map_err(|e| Error::io(format!("opening '{shown}'"), e))?;
+    let mut f = File::open(target).map_err(|e| Error::io(format!("opening '{shown}'"), e))?;
     let meta = f
         .metadata()
         .map_err(|e| Error::io(format!("opening '{shown}'"), e))?;
@@ -116,7 +149,7 @@ pub(super) fn rewrap(cli: &Cli, a: &RewrapArgs) -> Result<()> {
         .to_bytes()
         .map_err(|e| Error::InvalidArgument(format!("cannot write this header: {e}")))?;
     // Through a symlink, the real file is rewritten (the link stays a link).
-    let mut out = output::AtomicFile::replacing(&a.file, &meta)?;
+    let mut out = output::AtomicFile::replacing(target, &meta)?;
     {
         let file = out.file()?;
         let mut w = io::BufWriter::with_capacity(1 << 20, file);
@@ -130,16 +163,12 @@ pub(super) fn rewrap(cli: &Cli, a: &RewrapArgs) -> Result<()> {
     }
     out.commit()?;
     report_rewrap(cli, &shown, &new);
-    if a.json {
-        report::Report {
-            output: Some(shown.clone()),
-            encrypted_bytes: std::fs::metadata(&a.file).ok().map(|m| m.len()),
-            header_location: Some("file".into()),
-            ..report::Report::new("rewrap", shown.clone(), started).with_keys(&new.stanzas)
-        }
-        .emit()?;
-    }
-    Ok(())
+    Ok(report::Report {
+        output: Some(shown.clone()),
+        encrypted_bytes: std::fs::metadata(target).ok().map(|m| m.len()),
+        header_location: Some("file".into()),
+        ..report::Report::new("rewrap", shown.clone(), started).with_keys(&new.stanzas)
+    })
 }
 
 /// Local rewrap replaces the file with a new one: refuse what that would get wrong.

@@ -418,31 +418,29 @@ pub(super) fn export_header(p: &Path, header: &sealstream::format::Header) -> Re
     out.commit().map_err(exists)
 }
 
-/// `rewrap s3://bucket/key …`: a new header through a server-side copy onto itself.
+/// `rewrap s3://bucket/key …`: a new header through a server-side copy onto itself;
+/// returns the result for `--json`.
 pub(super) fn rewrap(
     cli: &super::Cli,
     a: &RewrapArgs,
     url: &S3Url,
     started: std::time::Instant,
-) -> Result<()> {
+) -> Result<super::report::Report> {
     let s3 = connect(cli)?;
     let obj = s3.open_object(url).map_err(hint)?;
     let new = rewrapped_header(cli, a, obj.header.clone())?;
     let rep = s3.replace_header(&obj, &new).map_err(hint)?;
     warn_kept(&rep.old_companion);
     report_rewrap(cli, &url.to_string(), &new);
-    if a.json {
-        let mut r = object_report("rewrap", url, &obj, started).with_keys(&new.stanzas);
-        r.output = Some(url.to_string());
-        r.header_location = Some(match &rep.companion {
-            Some(c) => format!("s3://{}/{c}", url.bucket),
-            None => "metadata".into(),
-        });
-        // The copy wrote a new version (its id and the ETag are the service's to say;
-        // the ETag of a metadata-only copy is unchanged).
-        r.version_id = None;
-        r.emit()?;
-    }
+    let mut r = object_report("rewrap", url, &obj, started).with_keys(&new.stanzas);
+    r.output = Some(url.to_string());
+    r.header_location = Some(match &rep.companion {
+        Some(c) => format!("s3://{}/{c}", url.bucket),
+        None => "metadata".into(),
+    });
+    // The copy wrote a new version (its id and the ETag are the service's to say;
+    // the ETag of a metadata-only copy is unchanged).
+    r.version_id = None;
     if let Some(c) = rep.companion {
         note(
             cli.quiet,
@@ -453,7 +451,7 @@ pub(super) fn rewrap(
             ),
         );
     }
-    Ok(())
+    Ok(r)
 }
 
 /// `encrypt FILES|DIRS --output-dir s3://bucket/prefix/`: one object per file (the relative

@@ -75,6 +75,12 @@ pub fn concurrency() -> RangedU64ValueParser<usize> {
     RangedU64ValueParser::<usize>::new().range(1..=sealstream::s3::MAX_CONCURRENCY as u64)
 }
 
+/// `--jobs N` (files or objects at once in a batch or a recursive walk): 1..=256, as for
+/// `--concurrency`: each job holds its own buffers and connections.
+pub fn jobs() -> RangedU64ValueParser<usize> {
+    RangedU64ValueParser::<usize>::new().range(1..=256)
+}
+
 /// `--kms-max-decrypts N`: 1..=32. The cap is the CLI's (the library takes any bound a
 /// service chooses): enough for every stanza a real file carries, few enough that a hostile
 /// file cannot turn one decrypt into a storm of billed KMS calls.
