@@ -220,8 +220,12 @@ pub fn decrypt(cli: &Cli, a: &DecryptArgs) -> Outcome {
         Some(prefix) => {
             let prefix = as_prefix(prefix);
             let mut objects = Vec::new();
-            for key in s3::keys_under(cli, &prefix)?
-                .into_iter()
+            let listed = s3::keys_under(cli, &prefix)?;
+            let names: std::collections::HashSet<&str> =
+                listed.iter().map(String::as_str).collect();
+            for key in listed
+                .iter()
+                .filter(|k| !super::s3ec::is_instruction_of(k, &names))
                 .collect::<std::collections::BTreeSet<_>>()
             {
                 let rel = key
