@@ -713,3 +713,131 @@ fn migrate_refuses_a_tampered_object_and_writes_only_over_the_version_it_read() 
     assert_eq!(moto::get_object(&up, &f.bucket, "m/race2").unwrap(), newer);
     assert!(moto::list_multipart_uploads(&up, &f.bucket).is_empty());
 }
+
+#[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
+fn recursive_decrypt_of_a_prefix_reads_client_and_sealstream_objects_authenticated() {
+    let test = "recursive_decrypt_of_a_prefix_reads_client_and_sealstream_objects_authenticated";
+    let f = write_fixture(test);
+    let r = Run::new(test);
+    // Beside the client's objects: a sealstream object (the default local key) and a
+    // client object with one body byte flipped (its tag fails at the very end).
+    let sealed_plain: Vec<u8> = (0..700_000u32).map(|i| (i % 251) as u8).collect();
+    let src = r.s.path("sealed.src");
+    std::fs::write(&src, &sealed_plain).unwrap();
+    let out = r.run(&[
+        "encrypt",
+        src.to_str().unwrap(),
+        "-o",
+        &f.url("fixture/sealed.bin"),
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    std::fs::remove_file(&src).unwrap();
+    tampered(&f, "v3-multipart", "fixture/zz-flipped", |b, _| {
+        b[7 << 20] ^= 1
+    });
+    let dir = r.s.path("out");
+    let out = r.run(&[
+        "decrypt",
+        &f.url("fixture/"),
+        "-o",
+        dir.to_str().unwrap(),
+        "--recursive",
+        "--json",
+        "--kms-key",
+        &f.kms_key,
+    ]);
+    // Two failures (CBC refused, the flipped tag), reported; everything else decrypted.
+    assert_ne!(code(&out), 0, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("v2-cbc") && err.contains("zz-flipped"),
+        "{err}"
+    );
+    for name in READABLE {
+        let got = std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}\n{err}"));
+        assert!(got == f.plain(name), "{name}: differs");
+    }
+    assert_eq!(std::fs::read(dir.join("sealed.bin")).unwrap(), sealed_plain);
+    // Nothing of the refused objects, no instruction file taken for an object, no
+    // temporary left behind.
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    let mut want: Vec<String> = READABLE.iter().map(|s| s.to_string()).collect();
+    want.push("sealed.bin".into());
+    want.sort();
+    assert_eq!(files, want);
+    // One JSON line per object: the client's name their cipher and plaintext size.
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let v3 = lines
+        .iter()
+        .find(|l| {
+            l["input"]
+                .as_str()
+                .is_some_and(|i| i.ends_with("/v3-multipart"))
+        })
+        .unwrap_or_else(|| panic!("no report for v3-multipart: {lines:?}"));
+    assert_eq!(v3["plaintext_bytes"], f.plain("v3-multipart").len() as u64);
+    assert!(
+        lines.iter().any(|l| l["input"]
+            .as_str()
+            .is_some_and(|i| i.ends_with("/zz-flipped"))
+            && l["exit_code"] == 4),
+        "{lines:?}"
+    );
+}
+
+#[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
+fn migrate_reads_a_store_without_tagging_as_no_tags_and_still_stops_on_other_failures() {
+    let test = "migrate_reads_a_store_without_tagging_as_no_tags_and_still_stops_on_other_failures";
+    let f = shared(test);
+    let r = Run::new(test);
+    let up = endpoint(test).unwrap();
+    let proxy = common::proxy::Proxy::start(&up);
+    let via_proxy = |url: &str| {
+        let mut c = r.s.s3_cmd(&proxy.url);
+        c.args(["migrate", url, "--kms-key", &f.kms_key])
+            .output()
+            .expect("run sealstream")
+    };
+    // Refused for another reason: the migration stops and the object stays as it was.
+    let url = tampered(f, "v3-put", "m/tags-denied", |_, _| {});
+    let before = moto::get_object(&up, &f.bucket, "m/tags-denied").unwrap();
+    proxy.fail_key(
+        "GetObjectTagging",
+        "m/tags-denied",
+        common::proxy::Fault::aws(403, "AccessDenied"),
+    );
+    let out = via_proxy(&url);
+    assert_ne!(code(&out), 0, "{}", stderr(&out));
+    assert!(stderr(&out).contains("AccessDenied"), "{}", stderr(&out));
+    assert_eq!(
+        moto::get_object(&up, &f.bucket, "m/tags-denied").unwrap(),
+        before
+    );
+    // s3s-fs and some S3-compatible stores answer NotImplemented (501): no tags to keep.
+    let url = tampered(f, "v3-put", "m/no-tagging", |_, _| {});
+    proxy.fail_key(
+        "GetObjectTagging",
+        "m/no-tagging",
+        common::proxy::Fault::aws(501, "NotImplemented"),
+    );
+    proxy.reset_counters();
+    let out = via_proxy(&url);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        proxy.calls("GetObjectTagging") >= 1,
+        "tags were not asked for"
+    );
+    let (out, bytes) = r.decrypt_file(&url, &["--kms-key", &f.kms_key]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(bytes.as_deref() == Some(&f.plain("v3-put")[..]));
+    assert!(tags(&up, &f.bucket, "m/no-tagging").is_empty());
+}

@@ -224,13 +224,17 @@ pub fn decrypt(cli: &Cli, a: &DecryptArgs) -> Outcome {
         Some(prefix) => {
             let prefix = as_prefix(prefix);
             let mut objects = Vec::new();
-            for key in s3::keys_under(cli, &prefix)?
-                .into_iter()
+            let listed = s3::keys_under(cli, &prefix)?;
+            let names: std::collections::HashSet<&str> =
+                listed.iter().map(String::as_str).collect();
+            for key in listed
+                .iter()
+                .filter(|k| !super::s3ec::is_instruction_of(k, &names))
                 .collect::<std::collections::BTreeSet<_>>()
             {
                 let rel = key
                     .strip_prefix(prefix.key.as_str())
-                    .unwrap_or(&key)
+                    .unwrap_or(key)
                     .to_string();
                 if rel.is_empty() || rel.ends_with('/') || !filters.admits(&rel) {
                     continue;

@@ -625,16 +625,32 @@ pub(super) fn decrypt_objects(
     let inc = |n: u64| pb.inc(n);
     let engine = batch_engine(cli, a.batch.jobs, &inc);
     let json = a.json.then(|| super::report::Batch::new("decrypt"));
+    let kms = std::sync::Mutex::new(None);
     let failures = sealstream::jobs::run(objects.len(), a.batch.jobs, |i| {
         let started = std::time::Instant::now();
         let (url, out) = &objects[i];
-        let obj = s3.open_object(url).map_err(hint)?;
-        let opening = Opening::unlock(obj.header.clone(), &providers, &expected, be)?;
+        let opened = open_or_s3ec(&s3, url)?;
         if let Some(d) = out.parent() {
             std::fs::create_dir_all(d)
                 .map_err(|e| Error::io(format!("creating '{}'", d.display()), e))?;
         }
         let mut af = AtomicFile::create(out, a.force)?;
+        let obj = match opened {
+            Opened::Sealstream(o) => *o,
+            Opened::S3ec(o) => {
+                // Committed only after the whole body authenticated (src/cli/s3ec.rs).
+                let mut w = io::BufWriter::with_capacity(1 << 20, af.file()?);
+                let n = super::s3ec::decrypt_into(cli, a, &s3, &o, &kms, out, &mut w)?;
+                w.flush().map_err(|e| Error::io("writing output", e))?;
+                drop(w);
+                af.commit()?;
+                if let Some(b) = &json {
+                    b.push(super::s3ec::batch_report(&o, out, n, started));
+                }
+                return Ok(());
+            }
+        };
+        let opening = Opening::unlock(obj.header.clone(), &providers, &expected, be)?;
         let served = {
             let mut w = io::BufWriter::with_capacity(1 << 20, af.file()?);
             let served = s3

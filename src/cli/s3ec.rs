@@ -146,6 +146,70 @@ pub(super) fn decrypt(
     r.map(|_| ()).map_err(|e| (Failure::from(e), wrote_any))
 }
 
+/// One S3EC object of `decrypt s3://bucket/prefix/ -o DIR --recursive`, written to `out`
+/// for the batch output `target`. The batch commits `out` (a temporary renamed onto
+/// `target`) only on `Ok`, so a regular file gets the tag verified before anything is
+/// released, in one download, as for a single object. An existing special file at
+/// `target` (a FIFO, a device: written directly) gets the two-pass read instead: verify,
+/// then release verified windows only. `kms` is the batch's one KMS connection, opened by
+/// the first S3EC object that needs it. Returns the plaintext length.
+pub(super) fn decrypt_into(
+    cli: &Cli,
+    a: &DecryptArgs,
+    s3: &S3,
+    obj: &S3ecObject,
+    kms: &std::sync::Mutex<Option<std::sync::Arc<Kms>>>,
+    target: &std::path::Path,
+    out: &mut dyn Write,
+) -> Result<u64> {
+    let expected = super::parse::parse_context(&a.context)?;
+    let mut handle = kms.lock().ok().and_then(|k| k.clone());
+    let unlocked = unlock(cli, &mut handle, &a.kms, obj, &expected)?;
+    if let (Some(h), Ok(mut k)) = (handle, kms.lock()) {
+        k.get_or_insert(h);
+    }
+    if std::fs::metadata(target).is_ok_and(|m| !m.is_file()) {
+        let verified = lib::blocking::verify(s3, obj, &unlocked)?;
+        return lib::blocking::get_verified(s3, obj, &unlocked, &verified, out);
+    }
+    lib::blocking::get_staged(s3, obj, &unlocked, out)
+}
+
+/// The `--json` line of one S3EC object a batch decrypted (`plaintext` bytes to `out`).
+pub(super) fn batch_report(
+    obj: &S3ecObject,
+    out: &std::path::Path,
+    plaintext: u64,
+    started: std::time::Instant,
+) -> super::report::Report {
+    super::report::Report {
+        output: Some(out.display().to_string()),
+        plaintext_bytes: Some(plaintext),
+        encrypted_bytes: Some(obj.head.content_length),
+        suite: Some(obj.envelope.content_cipher()),
+        etag: obj.head.etag.clone(),
+        version_id: obj.head.version_id.clone(),
+        content_type: obj.head.content_type.clone(),
+        metadata: Some(
+            obj.head
+                .metadata
+                .iter()
+                .filter(|(k, _)| !lib::metadata::is_s3ec_key(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        ..super::report::Report::new("decrypt", obj.url.to_string(), started)
+    }
+}
+
+/// Whether `key`, listed with the keys in `listed`, is the instruction file of another
+/// listed object (`KEY.instruction` beside `KEY`): part of that object's envelope, not an
+/// object to decrypt or migrate on its own.
+pub(super) fn is_instruction_of(key: &str, listed: &std::collections::HashSet<&str>) -> bool {
+    key.strip_suffix(lib::metadata::INSTRUCTION_SUFFIX)
+        .is_some_and(|base| listed.contains(base))
+}
+
 fn context_json<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> serde_json::Value {
     serde_json::Value::Object(
         pairs
@@ -314,10 +378,7 @@ pub(super) fn migrate(cli: &Cli, a: &MigrateArgs) -> Outcome {
             listed.iter().map(|(k, _)| k.as_str()).collect();
         listed
             .iter()
-            .filter(|(k, _)| {
-                k.strip_suffix(lib::metadata::INSTRUCTION_SUFFIX)
-                    .is_none_or(|base| !names.contains(base))
-            })
+            .filter(|(k, _)| !is_instruction_of(k, &names))
             .map(|(k, _)| url.with_key(k.clone()))
             .collect()
     } else {

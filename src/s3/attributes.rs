@@ -204,6 +204,63 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// Reading an object's tags for a copy or migration that must carry them over.
+impl super::S3 {
+    /// The tags of `url` (at `version_id`) as a write re-sends them: the tag set in the
+    /// `x-amz-tagging` form (keys and values percent-encoded), `None` without tags or on a
+    /// store without tagging ([`tagging_unsupported`]). One helper for rewrap's multipart
+    /// copy (which, unlike `CopyObject`, does not carry tags by itself) and S3EC migration,
+    /// so both read tags the same way.
+    pub(super) async fn object_tagging(
+        &self,
+        url: &super::S3Url,
+        version_id: Option<String>,
+    ) -> Result<Option<String>> {
+        let r = self
+            .client
+            .get_object_tagging()
+            .bucket(&url.bucket)
+            .key(&url.key)
+            .set_version_id(version_id)
+            .send()
+            .await
+            .map_err(|e| super::sdk_error(&self.endpoint, url, "GetObjectTagging", e));
+        let out = match r {
+            Ok(out) => out,
+            Err(e) if tagging_unsupported(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let pairs: Vec<String> = out
+            .tag_set()
+            .iter()
+            .map(|t| format!("{}={}", encode_tag(t.key()), encode_tag(t.value())))
+            .collect();
+        Ok((!pairs.is_empty()).then(|| pairs.join("&")))
+    }
+}
+
+/// Whether a `GetObjectTagging` failure means the store keeps no tags at all: S3-compatible
+/// stores without object tagging (s3s-fs, some appliances) answer `NotImplemented` (HTTP
+/// 501). Such an object has no tags to lose, so a copy or migration goes on without; any
+/// other failure (access denied, the object gone) still stops it.
+fn tagging_unsupported(e: &Error) -> bool {
+    matches!(e, Error::Storage(se) if se.code() == Some("NotImplemented"))
+}
+
+/// Percent-encodes a tag key or value for `x-amz-tagging`: everything but RFC 3986's
+/// unreserved characters (so '/', '&', '=' and '+' survive the trip).
+fn encode_tag(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Sets the object attributes on a `PutObject` or `CreateMultipartUpload` builder (both
 /// have the same setters); `$meta` is the whole user metadata (the caller's and ours).
 macro_rules! set_object_attributes {
@@ -242,6 +299,41 @@ pub(crate) use set_companion_attributes;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tagging_not_implemented_means_no_tags() {
+        use crate::error::{Service, ServiceError, ServiceErrorKind};
+        let err = |code: Option<&str>, kind| {
+            Error::Storage(
+                ServiceError::new(Service::S3, kind, "GetObjectTagging s3://b/k: x")
+                    .with_code(code.map(str::to_string)),
+            )
+        };
+        assert!(tagging_unsupported(&err(
+            Some("NotImplemented"),
+            ServiceErrorKind::Other
+        )));
+        assert!(!tagging_unsupported(&err(
+            Some("AccessDenied"),
+            ServiceErrorKind::AccessDenied
+        )));
+        assert!(!tagging_unsupported(&err(
+            Some("NoSuchKey"),
+            ServiceErrorKind::NotFound
+        )));
+        assert!(!tagging_unsupported(&err(None, ServiceErrorKind::Other)));
+        assert!(!tagging_unsupported(&Error::storage("NotImplemented")));
+    }
+
+    #[test]
+    fn tags_are_encoded_for_the_tagging_header() {
+        assert_eq!(encode_tag("a/b c&d=e+f~"), "a%2Fb%20c%26d%3De%2Bf~");
+        let round = format!("{}={}", encode_tag("k/1"), encode_tag("v é"));
+        assert_eq!(
+            parse_tagging(&round).unwrap(),
+            vec![("k/1".to_string(), "v é".to_string())]
+        );
+    }
 
     #[test]
     fn tagging_is_parsed_and_limited() {

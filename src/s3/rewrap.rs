@@ -535,33 +535,6 @@ impl S3 {
             .map_err(|e| copy_error(&self.endpoint, url, "CopyObject", e))
     }
 
-    /// The object's tags as a `Tagging` header value (a multipart copy does not carry them
-    /// over by itself, unlike `CopyObject`).
-    async fn tagging(&self, obj: &ObjectInfo) -> Result<Option<String>> {
-        let url = &obj.url;
-        let out = self
-            .client
-            .get_object_tagging()
-            .bucket(&url.bucket)
-            .key(&url.key)
-            .set_version_id(obj.head.version_id.clone())
-            .send()
-            .await
-            .map_err(|e| sdk_error(&self.endpoint, url, "GetObjectTagging", e))?;
-        let pairs: Vec<String> = out
-            .tag_set()
-            .iter()
-            .map(|t| {
-                format!(
-                    "{}={}",
-                    encode_key(t.key()).replace('/', "%2F"),
-                    encode_key(t.value()).replace('/', "%2F")
-                )
-            })
-            .collect();
-        Ok((!pairs.is_empty()).then(|| pairs.join("&")))
-    }
-
     async fn copy_multipart(
         &self,
         obj: &ObjectInfo,
@@ -569,7 +542,9 @@ impl S3 {
     ) -> Result<Written> {
         let h = &obj.head;
         let url = &obj.url;
-        let tagging = self.tagging(obj).await?;
+        let tagging = self
+            .object_tagging(&obj.url, obj.head.version_id.clone())
+            .await?;
         let create = self
             .client
             .create_multipart_upload()

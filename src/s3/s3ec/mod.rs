@@ -635,7 +635,9 @@ impl S3 {
                 obj.url
             ))
         })?;
-        let tags = self.s3ec_tagging(obj).await?;
+        let tags = self
+            .object_tagging(&obj.url, obj.head.version_id.clone())
+            .await?;
         let metadata: BTreeMap<String, String> = obj
             .head
             .metadata
@@ -675,39 +677,6 @@ impl S3 {
         }
         Ok(report)
     }
-
-    /// The object's tags, URL-encoded for `x-amz-tagging` (`None` without tags).
-    async fn s3ec_tagging(&self, obj: &S3ecObject) -> Result<Option<String>> {
-        let url = &obj.url;
-        let out = self
-            .client
-            .get_object_tagging()
-            .bucket(&url.bucket)
-            .key(&url.key)
-            .set_version_id(obj.head.version_id.clone())
-            .send()
-            .await
-            .map_err(|e| sdk_error(&self.endpoint, url, "GetObjectTagging", e))?;
-        let pairs: Vec<String> = out
-            .tag_set()
-            .iter()
-            .map(|t| format!("{}={}", url_encode(t.key()), url_encode(t.value())))
-            .collect();
-        Ok((!pairs.is_empty()).then(|| pairs.join("&")))
-    }
-}
-
-/// Percent-encodes everything but RFC 3986's unreserved characters.
-fn url_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// The blocking layer: the same calls for the CLI and synchronous programs, S3 on the
