@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # bench_gateway.sh SIZE_MIB: the S3 gateway (`sealstream serve`) against direct access to the
 # same in-memory upstream, with the same clients and the same file (docs/BENCHMARKS.md,
-# "Gateway"). Starts mem_s3 (benches/support/mem_s3.rs, release) and two gateways (release;
-# one over HTTP, one over HTTPS with a self-signed certificate) on free ports, then times:
+# "Gateway"). Starts mem_s3 (benches/support/mem_s3.rs, release) twice (HTTP and HTTPS with a
+# self-signed certificate) and two gateways (release; one serving HTTP, one HTTPS; both
+# forward to the HTTPS mem_s3, as to real S3) on free ports, then times, direct (to mem_s3
+# over HTTP and over HTTPS) and through each gateway:
 #   aws s3 cp up / down (AWS CLI v2, /usr/bin/aws), boto3 upload_file / download_file,
 #   1,000 random 64 KiB ranged GETs (boto3, 4 threads), and the peer rclone (`crypt` remote
 #   over the same mem_s3) up / down.
 # Prints medians of RUNS runs (default 3): wall seconds, MB/s (10^6 bytes), ratio to
-# direct; and each gateway's peak RSS (VmHWM). Every timed run holds /work/wt/bench.lock.
-# Env: RUNS (3), MODES ("direct gw-http gw-https"), KEEP=1 keeps the temp dir.
+# direct over the same scheme; each gateway's CPU time and peak RSS (VmHWM). Every timed
+# run holds /work/wt/bench.lock. Env: RUNS (3), MODES ("direct-http gw-http direct-https
+# gw-https"), WORKLOADS, RCLONE_PEER=0 skips rclone, KEEP=1 keeps the temp dir.
 set -euo pipefail
 SIZE_MIB=${1:?usage: bench_gateway.sh SIZE_MIB}
 RUNS=${RUNS:-3}
-MODES=${MODES:-"direct gw-http gw-https"}
+MODES=${MODES:-"direct-http gw-http direct-https gw-https"}
 LOCK=${BENCH_LOCK:-/work/wt/bench.lock}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -57,9 +60,15 @@ wait_url() {
     echo "server did not start: $(cat "$f".err 2>/dev/null)" >&2; exit 1
 }
 
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1,DNS:localhost \
+    -keyout "$T/tls.key" -out "$T/tls.crt" 2>/dev/null
 "$MEM" 127.0.0.1:0 >"$T/mem.out" 2>"$T/mem.out.err" &
 PIDS+=($!)
 UP=$(wait_url "$T/mem.out")
+"$MEM" 127.0.0.1:0 "$T/tls.crt" "$T/tls.key" >"$T/mems.out" 2>"$T/mems.out.err" &
+PIDS+=($!)
+UPS=$(wait_url "$T/mems.out")
 
 # Gateway: a local key, client credentials, upstream = mem_s3 with its keys.
 "$BIN" keygen -o "$T/gw.key" >/dev/null 2>&1
@@ -68,12 +77,11 @@ cat >"$T/clients.ini" <<EOF
 aws_access_key_id = GWBENCHCLIENT
 aws_secret_access_key = gwbench-client-secret
 EOF
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-    -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1,DNS:localhost \
-    -keyout "$T/tls.key" -out "$T/tls.crt" 2>/dev/null
 start_gw() { # NAME [serve flags…]
     local name=$1; shift
-    (export AWS_ENDPOINT_URL=$UP AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
+    # SSL_CERT_FILE: the SDK's rustls trusts the native roots, which this replaces.
+    (unset AWS_CA_BUNDLE
+     export SSL_CERT_FILE=$T/tls.crt AWS_ENDPOINT_URL=$UPS AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
         AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true SEALSTREAM_HOME=$T/home
      exec "$BIN" serve --listen 127.0.0.1:0 -k "$T/gw.key" --client-credentials "$T/clients.ini" \
         --log warn "$@" >"$T/$name.out" 2>"$T/$name.out.err") &
@@ -87,7 +95,8 @@ start_gw gwhttps --tls-cert "$T/tls.crt" --tls-key "$T/tls.key"
 # Per mode: endpoint, credentials, CA bundle.
 mode_env() {
     case $1 in
-        direct) echo "$UP testing testing -" ;;
+        direct-http) echo "$UP testing testing -" ;;
+        direct-https) echo "$UPS testing testing $T/tls.crt" ;;
         gw-http) echo "$gwhttp_URL GWBENCHCLIENT gwbench-client-secret -" ;;
         gw-https) echo "$gwhttps_URL GWBENCHCLIENT gwbench-client-secret $T/tls.crt" ;;
     esac
@@ -142,7 +151,7 @@ type = s3
 provider = Other
 access_key_id = testing
 secret_access_key = testing
-endpoint = $UP
+endpoint = $UPS
 region = us-east-1
 
 [sec]
@@ -150,7 +159,7 @@ type = crypt
 remote = mem:bench/rclone
 password = $(rclone obscure gwbench-password)
 EOF
-RCLONE=(env -u AWS_CA_BUNDLE rclone --config "$T/rclone.conf" -q)
+RCLONE=(env -u AWS_CA_BUNDLE rclone --config "$T/rclone.conf" --ca-cert "$T/tls.crt" -q)
 
 # timed CMD…: wall seconds of one run, holding the bench lock.
 timed() {
@@ -186,6 +195,7 @@ RES=$T/results
 echo "uptime before: $(uptime)" >&2
 # Buckets (direct and through each gateway: the same upstream bucket).
 "$PY" "$T/boto.py" mb "$UP" testing testing - bench x x
+"$PY" "$T/boto.py" mb "$UPS" testing testing "$T/tls.crt" bench x x
 WORKLOADS=${WORKLOADS:-"aws-up aws-down boto-up boto-down ranges"}
 for r in $(seq 1 "$RUNS"); do
     for mode in $MODES; do
@@ -216,30 +226,30 @@ med() { awk -v m="$1" -v w="$2" -v c="${3:-3}" '$1==m && $2==w {print $c}' "$RES
 mbs() { awk -v b="$1" -v ms="$2" 'BEGIN { if (ms > 0) printf "%.0f", b / 1e6 / (ms / 1000); else print "-" }'; }
 ratio() { awk -v d="$1" -v g="$2" 'BEGIN { if (g > 0) printf "%.2f", d / g; else print "-" }'; }
 echo
-echo "### ${SIZE_MIB} MiB, median of $RUNS (s, MB/s, ratio = direct time / this time)"
+echo "### ${SIZE_MIB} MiB, median of $RUNS (s, MB/s; × = direct time / gateway time, same scheme)"
 echo
 hdr="| workload |"; sep="|---|"
-for mode in $MODES; do hdr="$hdr $mode s | MB/s |"; sep="$sep---:|---:|"; [ "$mode" = direct ] || { hdr="$hdr × direct |"; sep="$sep---:|"; }; done
+for mode in $MODES; do hdr="$hdr $mode s | MB/s |"; sep="$sep---:|---:|"; case $mode in gw-*) hdr="$hdr × |"; sep="$sep---:|" ;; esac; done
 echo "$hdr"; echo "$sep"
 for w in $WORKLOADS; do
-    d=$(med direct "$w"); line="| $w |"
+    line="| $w |"
     for mode in $MODES; do
         v=$(med "$mode" "$w")
         bytes=$BYTES; [ "$w" = ranges ] && bytes=$((1000 * 65536))
         line="$line $(awk -v v="$v" 'BEGIN{printf "%.2f", v/1000}') | $(mbs "$bytes" "$v") |"
-        [ "$mode" = direct ] || line="$line $(ratio "${d:-0}" "$v") |"
+        case $mode in gw-*) d=$(med "direct-${mode#gw-}" "$w"); line="$line $(ratio "${d:-0}" "$v") |" ;; esac
     done
     echo "$line"
 done
 for dir in up down; do
-    v=$(med rclone-crypt "$dir"); d=$(med direct "aws-$dir")
-    echo "| rclone crypt $dir (peer) | $(awk -v v="$v" 'BEGIN{printf "%.2f", v/1000}') s | $(mbs "$BYTES" "$v") MB/s | × direct aws s3 cp: $(ratio "${d:-0}" "$v") |"
+    v=$(med rclone-crypt "$dir"); d=$(med direct-https "aws-$dir")
+    echo "| rclone crypt $dir (peer) | $(awk -v v="$v" 'BEGIN{printf "%.2f", v/1000}') s | $(mbs "$BYTES" "$v") MB/s | × direct-https aws s3 cp: $(ratio "${d:-0}" "$v") |"
 done
 echo
 echo "Gateway CPU seconds per run (median; user + system of the gateway process):"
 for w in $WORKLOADS; do
     line="  $w:"
-    for mode in $MODES; do [ "$mode" = direct ] || line="$line $mode $(awk -v v="$(med "$mode" "$w" 4)" 'BEGIN{printf "%.2f", v/1000}')"; done
+    for mode in $MODES; do [ "${mode#gw-}" = "$mode" ] || line="$line $mode $(awk -v v="$(med "$mode" "$w" 4)" 'BEGIN{printf "%.2f", v/1000}')"; done
     echo "$line"
 done
 echo
@@ -247,4 +257,4 @@ for g in gwhttp gwhttps; do
     pid=${g}_PID
     echo "gateway $g peak RSS (VmHWM): $(awk '/VmHWM/ {printf "%.0f MiB", $2/1024}' /proc/${!pid}/status)"
 done
-echo "mem_s3 peak RSS: $(awk '/VmHWM/ {printf "%.0f MiB", $2/1024}' /proc/${PIDS[0]}/status)"
+echo "mem_s3 (http, https) peak RSS: $(awk '/VmHWM/ {printf "%.0f MiB", $2/1024}' /proc/${PIDS[0]}/status), $(awk '/VmHWM/ {printf "%.0f MiB", $2/1024}' /proc/${PIDS[1]}/status)"

@@ -13,7 +13,10 @@
 //! Not a general S3: no versions, no ACLs, conditions only `If-None-Match: *` on PUT and
 //! `If-Match` on GET/HEAD. For benchmarks on loopback only.
 //!
-//! Usage: `mem_s3 [ADDR]` (default `127.0.0.1:0`); prints `listening on http://ADDR`.
+//! Usage: `mem_s3 [ADDR [CERT KEY]]` (default `127.0.0.1:0`); prints `listening on
+//! http://ADDR`, or `https://ADDR` when given a PEM certificate and key. HTTPS matters for
+//! what is measured: over plain HTTP the AWS SDKs sign every payload byte (SHA-256, and
+//! s3s checks it), which real S3, always HTTPS, does not make them do.
 //! Clients sign with any access key listed in `MEM_S3_ACCESS_KEY` / `MEM_S3_SECRET_KEY`
 //! (default `testing` / `testing`).
 
@@ -610,10 +613,34 @@ fn hashed_payload(req: &http::Request<hyper::body::Incoming>) -> bool {
         .is_some_and(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+/// A rustls acceptor for a PEM certificate chain and key (ring, as the gateway's).
+fn tls_acceptor(
+    cert: &str,
+    key: &str,
+) -> Result<tokio_rustls::TlsAcceptor, Box<dyn std::error::Error>> {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)?.collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_file(key)?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:0".to_string());
+    let tls = match (std::env::args().nth(2), std::env::args().nth(3)) {
+        (Some(cert), Some(key)) => Some(tls_acceptor(&cert, &key)?),
+        _ => None,
+    };
     let access = std::env::var("MEM_S3_ACCESS_KEY").unwrap_or_else(|_| "testing".into());
     let secret = std::env::var("MEM_S3_SECRET_KEY").unwrap_or_else(|_| "testing".into());
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -625,7 +652,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         b.set_access(AllowAll);
         let s3s = Arc::new(b.build());
         let listener = tokio::net::TcpListener::bind(&addr).await?;
-        println!("listening on http://{}", listener.local_addr()?);
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        println!("listening on {scheme}://{}", listener.local_addr()?);
         let conn = ConnBuilder::new(TokioExecutor::new());
         loop {
             let (stream, _) = listener.accept().await?;
