@@ -282,6 +282,11 @@ impl Service {
         .await
         .map_err(|e| from_error(&e, false))?;
 
+        // The plaintext bytes this GET serves at most: the engine's buffers are sized to it.
+        let want = match range.map(|r| resolve(r, claimed)) {
+            Some(Some((s, e))) => e - s + 1,
+            _ => claimed,
+        };
         let (tx, mut rx) = mpsc::channel::<Msg>(4);
         let s3 = self.inner.s3.clone();
         let metrics = self.inner.metrics.clone();
@@ -291,7 +296,10 @@ impl Service {
                 let mut out = ChannelWriter {
                     tx: PollSender::new(tx.clone()),
                 };
-                let opts = GetOptions::default();
+                let opts = GetOptions {
+                    batch_bytes: engine_for(want, task_info.header.chunk_size).batch_bytes,
+                    ..GetOptions::default()
+                };
                 let r = match range {
                     Some(r) => {
                         s3.get_range_decrypted(&task_info, &opening, r, &mut out, &opts)
@@ -2056,9 +2064,13 @@ impl SealedBody {
             failure.clone(),
         );
         let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(2);
-        let enc =
-            crate::aio::EncryptReader::new(cipher, chunk_size, verify, &EngineOptions::default())
-                .map_err(|e| from_error(&e, false))?;
+        let enc = crate::aio::EncryptReader::new(
+            cipher,
+            chunk_size,
+            verify,
+            &engine_for(len, chunk_size),
+        )
+        .map_err(|e| from_error(&e, false))?;
         let pump = tokio::spawn(pump(enc, tx));
         let body = ByteStream::new(SdkBody::from_body_1_x(ChanBody {
             rx,
@@ -2195,6 +2207,21 @@ impl<R: AsyncRead + Unpin> AsyncRead for Verify<R> {
             return Poll::Ready(Err(self.fail(e)));
         }
         Poll::Ready(Ok(()))
+    }
+}
+
+/// Engine options for one request of `len` bytes: batches of at most `len` rounded up to
+/// whole chunks (never more than [`crate::stream::DEFAULT_BATCH_BYTES`]). Every stream
+/// allocates (and zeroes) `2T + 2` batches up front, so with the default 1 MiB batches a
+/// 64 KiB ranged GET or a small PUT cost 6 MiB of memset and page faults on 2 cores, and
+/// a burst of them set the gateway's RSS; sized to the request they cost `2T + 2` chunks.
+pub(super) fn engine_for(len: u64, chunk_size: u32) -> EngineOptions<'static> {
+    let chunk = u64::from(chunk_size.max(1));
+    let whole = len.div_ceil(chunk).max(1).saturating_mul(chunk);
+    let max = crate::stream::DEFAULT_BATCH_BYTES as u64;
+    EngineOptions {
+        batch_bytes: usize::try_from(whole.min(max)).unwrap_or(crate::stream::DEFAULT_BATCH_BYTES),
+        ..EngineOptions::default()
     }
 }
 
@@ -2335,6 +2362,22 @@ impl futures_util::Stream for BodyStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn engine_sized_to_the_request() {
+        let c = 64 * 1024;
+        let max = crate::stream::DEFAULT_BATCH_BYTES;
+        // A 64 KiB ranged GET or PUT: one chunk per batch, not the default 1 MiB.
+        assert_eq!(engine_for(65_536, c).batch_bytes, 65_536);
+        // Partial chunks round up; an empty body still gets one chunk.
+        assert_eq!(engine_for(65_537, c).batch_bytes, 2 * 65_536);
+        assert_eq!(engine_for(0, c).batch_bytes, 65_536);
+        assert_eq!(engine_for(1, 4096).batch_bytes, 4096);
+        // Large requests keep the default, whatever their size.
+        assert_eq!(engine_for(8 << 20, c).batch_bytes, max);
+        assert_eq!(engine_for(u64::MAX, c).batch_bytes, max);
+        assert_eq!(engine_for(u64::MAX, u32::MAX).batch_bytes, max);
+    }
 
     #[test]
     fn ranges_resolve() {

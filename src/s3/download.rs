@@ -35,6 +35,10 @@ pub struct GetOptions {
     pub pool: Option<Pool>,
     /// Called with the number of plaintext bytes each time authenticated bytes are written.
     pub progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
+    /// Target plaintext bytes per engine batch; 0 (the default) means
+    /// [`crate::stream::DEFAULT_BATCH_BYTES`]. A server answering many small ranged reads
+    /// sizes it to the range, since every read allocates `2T + 2` batches up front.
+    pub batch_bytes: usize,
 }
 
 impl std::fmt::Debug for GetOptions {
@@ -42,6 +46,7 @@ impl std::fmt::Debug for GetOptions {
         f.debug_struct("GetOptions")
             .field("threads", &self.threads)
             .field("pool", &self.pool)
+            .field("batch_bytes", &self.batch_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -54,6 +59,10 @@ impl GetOptions {
             threads: self.threads,
             pool: self.pool.as_ref(),
             progress: self.progress.as_deref().map(|f| f as &(dyn Fn(u64) + Sync)),
+            batch_bytes: match self.batch_bytes {
+                0 => crate::stream::DEFAULT_BATCH_BYTES,
+                n => n,
+            },
             ..EngineOptions::default()
         }
     }

@@ -34,7 +34,7 @@ use crate::parts::{self, PART_SALT_LEN, PartEntry, PartLayout, PartRead};
 use crate::range::ByteRange;
 use crate::s3::ObjectInfo;
 use crate::s3::object;
-use crate::stream::{EngineOptions, OpenParams};
+use crate::stream::OpenParams;
 use crate::{Backend, Error};
 
 /// The object-form version of a part-wise object (FORMAT.md §17.4).
@@ -1075,7 +1075,7 @@ impl Service {
                         body,
                         &mut out,
                         read.params,
-                        &EngineOptions::default(),
+                        &super::engine_for(read.body_range.end - read.body_range.start, chunk_size),
                     )
                     .await;
                     if let Err(e) = r {
