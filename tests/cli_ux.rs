@@ -863,6 +863,8 @@ fn ctrl_c_stops_the_bar_saying_it_aborts() {
     let text = shown();
     assert_eq!(code, 130, "{text}");
     assert!(text.contains("interrupted: aborting"), "{text}");
+    // A FIFO has no length: a spinner, not a bar "… of 0 B".
+    assert!(!text.contains("/0 B"), "a bar with a 0-byte total: {text}");
     let left: Vec<_> = std::fs::read_dir(s.dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

@@ -212,7 +212,7 @@ pub(super) fn decrypt(cli: &Cli, a: &DecryptArgs) -> CliResult {
             let (mut f, len) = match header_prefix {
                 Some(h) => {
                     let hl = h.len() as u64;
-                    (Prefixed::new(h, f), len + hl)
+                    (Prefixed::new(h, f), len.map(|l| l + hl))
                 }
                 None => (Prefixed::new(Vec::new(), f), len),
             };
@@ -223,8 +223,10 @@ pub(super) fn decrypt(cli: &Cli, a: &DecryptArgs) -> CliResult {
             json.chunk_size = Some(header.chunk_size);
             // The bar's total is the plaintext length the body implies (the library's
             // layout; a body of impossible length fails below, the bar just has no total).
-            let total = Layout::from_lengths(header_len as u64, header.chunk_size, len)
-                .ok()
+            let total = len
+                .and_then(|len| {
+                    Layout::from_lengths(header_len as u64, header.chunk_size, len).ok()
+                })
                 .map(|l| l.plaintext_len);
             let pb = progress::bar_between(total, cli.quiet, "decrypting", ends);
             let inc = |n: u64| pb.inc(n);

@@ -110,7 +110,7 @@ pub(super) fn encrypt(cli: &Cli, a: &EncryptArgs) -> Outcome {
     let sink = Sink::open(a.output.as_deref(), a.force, true)?;
     report::check_stdout_free(a.json, sink.is_stdout())?;
     let total = match &input {
-        Input::File(_, len) => Some(*len),
+        Input::File(_, len) => *len,
         Input::Stdin => None,
     };
     if let Some(len) = total {

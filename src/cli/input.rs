@@ -6,10 +6,12 @@ use std::path::{Path, PathBuf};
 
 use sealstream::error::{Error, Result};
 
-/// A local command's input: stdin (length unknown) or an open file with its length.
+/// A local command's input: stdin (length unknown) or an open file with its length when
+/// it is a regular file (a FIFO, a character device or a process substitution such as
+/// `<(cmd)` has no length to trust: its metadata says 0).
 pub(super) enum Input {
     Stdin,
-    File(File, u64),
+    File(File, Option<u64>),
 }
 
 /// Opens INPUT (absent or `-` = stdin).
@@ -20,11 +22,10 @@ pub(super) fn open_input(p: Option<&Path>) -> Result<Input> {
         Some(p) => {
             let shown = p.display().to_string();
             let f = File::open(p).map_err(|e| Error::io(format!("opening input '{shown}'"), e))?;
-            let len = f
+            let meta = f
                 .metadata()
-                .map_err(|e| Error::io(format!("opening input '{shown}'"), e))?
-                .len();
-            Ok(Input::File(f, len))
+                .map_err(|e| Error::io(format!("opening input '{shown}'"), e))?;
+            Ok(Input::File(f, meta.is_file().then_some(meta.len())))
         }
     }
 }

@@ -45,9 +45,16 @@ pub(super) fn inspect(cli: &Cli, a: &InspectArgs) -> Outcome {
         return s3::inspect(cli, a, &url);
     }
     let (header, header_len, total) = match open_input(a.input.as_deref())? {
-        Input::File(mut f, len) => {
+        Input::File(mut f, Some(len)) => {
             let (h, hl) = Header::read_from(&mut f)?;
             (h, hl, len)
+        }
+        // A FIFO or device: its length is what it delivers.
+        Input::File(mut f, None) => {
+            let (h, hl) = Header::read_from(&mut f)?;
+            let rest =
+                io::copy(&mut f, &mut io::sink()).map_err(|e| Error::io("reading the input", e))?;
+            (h, hl, hl as u64 + rest)
         }
         Input::Stdin => {
             progress::stdin_input(cli.quiet);

@@ -134,8 +134,10 @@ pub(super) fn encrypt(
     let started = std::time::Instant::now();
     url.require_object()?;
     let s3 = connect(cli)?;
-    let plaintext_len = match open_input(input_path)? {
-        Input::File(_, len) => Some(len),
+    // Opened once: a FIFO's writer would see its reader go away if it were reopened.
+    let input = open_input(input_path)?;
+    let plaintext_len = match &input {
+        Input::File(_, len) => *len,
         Input::Stdin => None,
     };
     // Fail before any key-service call if the object exists.
@@ -162,7 +164,7 @@ pub(super) fn encrypt(
         progress: Some(&inc),
         attributes: Some(&attributes),
     };
-    let r = match open_input(input_path)? {
+    let r = match input {
         Input::File(f, _) => s3.put_encrypted(url, f, sealing, &opts),
         Input::Stdin => s3.put_encrypted(url, io::stdin(), sealing, &opts),
     };
