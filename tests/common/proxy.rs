@@ -765,12 +765,18 @@ fn handle(conn: TcpStream, upstream: &str, shared: &Shared) -> io::Result<()> {
         return Ok(()); // proxy dropped while holding: abandon the request
     }
 
+    // Called before the answer is released to the client (a client that has its answer
+    // must see it counted: the copy below may go through the kernel, straight to the
+    // socket), and again if the body turned out shorter. Idempotent: the per-operation
+    // total moves by the difference.
     let record = |status: u16, req_bytes: u64, resp_bytes: u64| {
         let mut r = shared.rules();
         if r.generation != index.0 {
             return; // counters were reset while this request was in flight
         }
-        *r.response_bytes.entry(op.clone()).or_insert(0) += resp_bytes;
+        let before = r.seen[index.1].response_bytes;
+        let total = r.response_bytes.entry(op.clone()).or_insert(0);
+        *total = *total - before + resp_bytes;
         let s = &mut r.seen[index.1];
         s.status = status;
         s.request_bytes = req_bytes;
@@ -811,6 +817,7 @@ fn handle(conn: TcpStream, upstream: &str, shared: &Shared) -> io::Result<()> {
         } else {
             body
         };
+        record(f.status, request_bytes, body.len() as u64);
         write!(
             client_out,
             "HTTP/1.1 {} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
@@ -821,7 +828,6 @@ fn handle(conn: TcpStream, upstream: &str, shared: &Shared) -> io::Result<()> {
             body.len()
         )?;
         client_out.flush()?;
-        record(f.status, request_bytes, body.len() as u64);
         let _ = client_out.shutdown(Shutdown::Write);
         return Ok(());
     }
@@ -830,13 +836,13 @@ fn handle(conn: TcpStream, upstream: &str, shared: &Shared) -> io::Result<()> {
         Ok(up) => up,
         Err(e) => {
             let msg = format!("proxy: cannot connect to {upstream}: {e}");
+            record(502, request_bytes, msg.len() as u64);
             write!(
                 client_out,
                 "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
                  Connection: close\r\n\r\n{msg}",
                 msg.len()
             )?;
-            record(502, request_bytes, msg.len() as u64);
             return Ok(());
         }
     };
@@ -875,6 +881,13 @@ fn handle(conn: TcpStream, upstream: &str, shared: &Shared) -> io::Result<()> {
             None => Framing::UntilEof,
         }
     };
+    // Counted as announced before anything reaches the client; corrected below if the
+    // body is cut short. (Chunked and until-EOF bodies are counted when their copy ends.)
+    if let Framing::Length(n) = framing {
+        record(status, request_bytes, n);
+    } else {
+        record(status, request_bytes, 0);
+    }
     let mut out = BufWriter::with_capacity(256 * 1024, &client_out);
     out.write_all(&resp.serialise(resp_chunked))?;
     let result = copy_body(&mut up_in, &mut out, framing);
