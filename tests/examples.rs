@@ -2,7 +2,7 @@
 //! `examples/axum_upload.rs` (an HTTP service streaming uploads into encrypted S3 objects)
 //! is started as a process and driven over HTTP/1.1 by a small raw client in this file
 //! (no HTTP client dependency), with the stored objects inspected and tampered with through
-//! raw S3 requests (tests/common/moto.rs); `examples/s3_seekable.rs` is run and must exit 0.
+//! the S3 helpers of tests/common/moto.rs (the AWS SDK); `examples/s3_seekable.rs` is run and must exit 0.
 //!
 //! The example binaries are found next to this test binary (target/<profile>/examples/),
 //! after a `cargo build --example` with the same target directory and profile, so a stale

@@ -12,7 +12,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
-use common::moto::{create_alias, create_key, kms, unique};
+use common::moto::{create_alias, create_key, kms_encrypt, unique};
 use common::proxy::{Fault, KmsEnv as Env, Proxy};
 use common::*;
 
@@ -303,24 +303,12 @@ fn a_kms_outage_does_not_stop_a_local_key() {
 /// identical copies of one more, all before the genuine stanza. Stanzas are not covered
 /// by the commitment, so anyone who can write the object can do this.
 fn hostile(upstream: &str, file: &[u8], arn: &str, bogus: usize, copies: usize) -> Vec<u8> {
-    use base64::Engine as _;
-    let b64 = base64::engine::general_purpose::STANDARD;
     let (mut h, len) = sealstream::Header::parse(file).unwrap();
     let genuine = h.stanzas.clone();
-    let stanza = |i: usize| {
-        let v = kms(
-            upstream,
-            "us-east-1",
-            "Encrypt",
-            &serde_json::json!({"KeyId": arn, "Plaintext": b64.encode([i as u8; 32])}),
-        );
-        sealstream::format::Stanza {
-            provider: "aws-kms".into(),
-            key_id: arn.to_string(),
-            wrapped: b64
-                .decode(v["CiphertextBlob"].as_str().expect("CiphertextBlob"))
-                .unwrap(),
-        }
+    let stanza = |i: usize| sealstream::format::Stanza {
+        provider: "aws-kms".into(),
+        key_id: arn.to_string(),
+        wrapped: kms_encrypt(upstream, "us-east-1", arn, &[i as u8; 32]),
     };
     h.stanzas = std::iter::repeat_n(stanza(200), copies).collect();
     h.stanzas.extend((0..bogus).map(stanza));
