@@ -165,22 +165,14 @@ fn black_hole_for(upstream: &str, keys: &[&str]) -> String {
 
 fn forward_or_hold(mut client: TcpStream, upstream: &str, keys: &[String]) -> std::io::Result<()> {
     client.set_read_timeout(Some(Duration::from_secs(120)))?;
-    let mut req = Vec::new();
-    let mut byte = [0u8; 1];
-    while !req.ends_with(b"\r\n\r\n") {
-        if client.read(&mut byte)? == 0 {
-            return Ok(());
-        }
-        req.push(byte[0]);
+    let mut r = std::io::BufReader::new(client.try_clone()?);
+    let Some(req) = http1::read_request_head(&mut r)? else {
+        return Ok(());
+    };
+    let mut body = Vec::new();
+    if !http1::read_body(&mut r, req.request_framing()?, &mut body) {
+        return Ok(());
     }
-    let head = String::from_utf8_lossy(&req).to_ascii_lowercase();
-    let len: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0u8; len];
-    client.read_exact(&mut body)?;
     let text = String::from_utf8_lossy(&body);
     if keys.iter().any(|k| text.contains(k.as_str())) {
         // Never answer: wait until the client gives up and closes.
@@ -190,7 +182,7 @@ fn forward_or_hold(mut client: TcpStream, upstream: &str, keys: &[String]) -> st
     }
     // The fault proxy upstream answers with `Connection: close`, so copy until EOF.
     let mut up = TcpStream::connect(upstream)?;
-    up.write_all(&req)?;
+    up.write_all(&req.raw)?;
     up.write_all(&body)?;
     std::io::copy(&mut up, &mut client)?;
     Ok(())

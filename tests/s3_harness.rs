@@ -10,14 +10,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::data;
 use common::moto::*;
 use common::proxy::{Fault, Proxy, operation_name};
+use common::{data, http1};
 
 const MIB: usize = 1 << 20;
 
@@ -118,51 +118,13 @@ fn fake_upstream(response: Vec<u8>) -> (String, mpsc::Receiver<(String, Vec<u8>)
     std::thread::spawn(move || {
         let (conn, _) = listener.accept().unwrap();
         let mut r = BufReader::new(conn.try_clone().unwrap());
-        let mut head = String::new();
-        loop {
-            let mut line = String::new();
-            r.read_line(&mut line).unwrap();
-            head.push_str(&line);
-            if line == "\r\n" {
-                break;
-            }
-        }
-        let lower = head.to_ascii_lowercase();
+        let req = http1::read_request_head(&mut r)
+            .unwrap()
+            .expect("a request");
+        // The body as framed on the wire (chunk sizes, extensions and trailers included).
         let mut body = Vec::new();
-        if lower.contains("transfer-encoding: chunked") {
-            // Raw, framing included, up to and including the empty line after "0".
-            let mut last = false;
-            loop {
-                let mut line = Vec::new();
-                r.read_until(b'\n', &mut line).unwrap();
-                body.extend_from_slice(&line);
-                if last && line == b"\r\n" {
-                    break;
-                }
-                if !last && line.starts_with(b"0") {
-                    last = true;
-                    continue;
-                }
-                if !last {
-                    let size = String::from_utf8_lossy(&line);
-                    let size = size.split(';').next().unwrap().trim();
-                    let n = usize::from_str_radix(size, 16).unwrap();
-                    let mut chunk = vec![0; n + 2];
-                    r.read_exact(&mut chunk).unwrap();
-                    body.extend_from_slice(&chunk);
-                }
-            }
-        } else if let Some(i) = lower.find("content-length:") {
-            let n: usize = lower[i + 15..]
-                .lines()
-                .next()
-                .unwrap()
-                .trim()
-                .parse()
-                .unwrap();
-            body = vec![0; n];
-            r.read_exact(&mut body).unwrap();
-        }
+        http1::copy_body(&mut r, &mut body, req.request_framing().unwrap()).unwrap();
+        let head = String::from_utf8_lossy(&req.raw).into_owned();
         let mut w = conn;
         w.write_all(&response).unwrap();
         tx.send((head, body)).unwrap();

@@ -19,7 +19,7 @@
 //! Every helper takes an `authority` (`host:port`): the emulator's ([`endpoint`]) or a
 //! proxy's (`Proxy::authority()`), so the same calls can also go through fault injection.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
@@ -69,31 +69,8 @@ pub fn send(authority: &str, head: &str, body: &str) -> (u16, String) {
     (r.status, r.text())
 }
 
-/// A raw HTTP response.
-#[derive(Debug)]
-pub struct Response {
-    pub status: u16,
-    /// Headers in order, names lowercased.
-    pub headers: Vec<(String, String)>,
-    /// The body (de-chunked if it came chunked).
-    pub body: Vec<u8>,
-}
-
-impl Response {
-    /// First value of header `name` (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The body as (lossy) UTF-8.
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
+/// A raw HTTP response (see `http1.rs`).
+pub use super::http1::Response;
 
 /// Sends one raw HTTP/1.1 request (`head` is the request line and headers, without `Host`,
 /// `Content-Length` and the blank line) with a byte body, and reads the whole response.
@@ -115,82 +92,26 @@ pub fn send_bytes(authority: &str, head: &str, body: &[u8]) -> Response {
     stream
         .write_all(body)
         .unwrap_or_else(|e| panic!("sending the request body to {authority} failed: {e}"));
-    let mut raw = Vec::new();
-    stream
-        .read_to_end(&mut raw)
-        .unwrap_or_else(|e| panic!("reading the emulator's response failed: {e}"));
-    let is_head = head.starts_with("HEAD ");
-    parse_response(&raw, is_head)
+    let method = head.split(' ').next().unwrap_or("");
+    read_whole_response(&mut BufReader::new(stream), method)
 }
 
-/// Parses a complete HTTP/1.1 response read until the connection closed.
-pub fn parse_response(raw: &[u8], is_head: bool) -> Response {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| {
-            panic!(
-                "malformed HTTP response: {:?}",
-                String::from_utf8_lossy(raw)
-            )
-        });
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let rest = &raw[split + 4..];
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or("");
-    let status = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status code in response: {head:?}"));
-    if (100..200).contains(&status) {
-        return parse_response(rest, is_head); // an interim answer, e.g. 100 Continue
-    }
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let get = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v);
-    let body = if is_head || status == 204 || status == 304 {
-        Vec::new()
-    } else if get("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
-        dechunk(rest)
-    } else if let Some(n) = get("content-length").and_then(|v| v.parse::<usize>().ok()) {
-        assert!(
-            rest.len() >= n,
-            "response body truncated: {} of {n} bytes",
-            rest.len()
-        );
-        rest[..n].to_vec()
-    } else {
-        rest.to_vec()
-    };
-    Response {
-        status,
-        headers,
-        body,
-    }
+/// Parses a complete HTTP/1.1 response (interim answers skipped), e.g. one read until the
+/// connection closed.
+pub fn parse_response(mut raw: &[u8], is_head: bool) -> Response {
+    read_whole_response(&mut raw, if is_head { "HEAD" } else { "GET" })
 }
 
-/// Decodes a complete `Transfer-Encoding: chunked` body.
-pub fn dechunk(mut raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let eol = raw
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .expect("chunk size line");
-        let line = String::from_utf8_lossy(&raw[..eol]);
-        let size = usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16)
-            .unwrap_or_else(|_| panic!("bad chunk size line {line:?}"));
-        raw = &raw[eol + 2..];
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&raw[..size]);
-        assert_eq!(&raw[size..size + 2], b"\r\n", "chunk not followed by CRLF");
-        raw = &raw[size + 2..];
-    }
+fn read_whole_response(r: &mut impl BufRead, method: &str) -> Response {
+    let resp = super::http1::read_response(r, method)
+        .unwrap_or_else(|e| panic!("malformed HTTP response: {e}"))
+        .unwrap_or_else(|| panic!("the connection closed before any response"));
+    assert!(
+        resp.complete,
+        "response body cut short ({} bytes read)",
+        resp.body.len()
+    );
+    resp
 }
 
 pub fn dummy_auth(service: &str) -> String {
