@@ -35,6 +35,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# free_port, median
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 
 # The exact command, with the settings given in the environment.
 CMDLINE="scripts/bench.sh $*"
@@ -229,8 +232,7 @@ timed() {
   T_RSS=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$DIR/time.txt")
 }
 
-# Statistics over space-separated lists.
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+# Statistics over space-separated lists (median: scripts/lib.sh).
 maxof() { tr ' ' '\n' | grep -v '^$' | sort -g | tail -1; }
 range() { tr ' ' '\n' | grep -v '^$' | sort -g | awk 'NR == 1 { a = $1 } { b = $1 } END { if (a == b) print a; else print a "–" b }'; }
 mbps() { awk -v b="${2:-$BYTES}" -v s="$1" 'BEGIN { if (s <= 0) s = 0.001; printf "%.0f", b / s / 1e6 }'; }
@@ -355,7 +357,7 @@ PY
     SUITE_OF[pyrage]=chacha20-poly1305; DESC[pyrage]="pyrage (Python binding of the rage crate), encrypt_file/decrypt_file, X25519"
   fi
   if [ -z "${MISSING[esdk]:-}" ]; then
-    MOTO_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    MOTO_PORT=$(free_port)
     "$TOOLS/moto-venv/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" > "$DIR/moto.log" 2>&1 &
     MOTO_PID=$!
     KMS_ARN=""

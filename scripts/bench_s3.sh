@@ -27,6 +27,9 @@
 # scripts/emulator.sh install (.tools/moto-venv); the shared emulator is not touched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# free_port, median
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 SIZE_MIB=${1:-2048}
 RUNS=${2:-3}
@@ -117,7 +120,7 @@ pretouch() { # BYTES
 PUT_PT=$((2 * BYTES)); GET_PT=$BYTES; S3EC_GET_PT=$((5 * BYTES))
 
 # s3s-fs on a free loopback port, with throwaway credentials (nothing here is a secret).
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 AK=bench-access-key
 SK=bench-secret-key-not-secret
 "$S3S" --host 127.0.0.1 --port "$PORT" --access-key "$AK" --secret-key "$SK" "$DIR/s3" > "$DIR/s3s.log" 2>&1 &
@@ -135,7 +138,7 @@ export SEALSTREAM_HOME="$DIR/home"   # the default local key, created on first u
 
 # A private moto server (KMS for S3EC's keyring) on another free port, and one KMS key.
 if [ "$DO_S3EC" = 1 ] && [ -z "$S3EC_MISSING" ]; then
-  MOTO_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  MOTO_PORT=$(free_port)
   "$MOTO_SERVER" -H 127.0.0.1 -p "$MOTO_PORT" </dev/null > "$DIR/moto.log" 2>&1 &
   MOTO_PID=$!
   export S3EC_KMS_ENDPOINT=http://127.0.0.1:$MOTO_PORT PART_SIZE
@@ -244,18 +247,18 @@ if [ "$DO_S3EC" = 1 ] && [ -z "$S3EC_MISSING" ]; then
   rm -rf "$DIR/small.bin" "${DIR:?}/s3/$BUCKET/range"
 fi
 
-# median NAME FIELD: the median over runs of one field (1 wall, 2 rss, 3 cpu, 4 server cpu)
-median() { awk -v f="$2" '{ print $f }' "$DIR/$1.txt" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# field_median NAME FIELD: the median over runs of one field (1 wall, 2 rss, 3 cpu, 4 server cpu)
+field_median() { awk -v f="$2" '{ print $f }' "$DIR/$1.txt" | median; }
 mbps() { awk -v b="$BYTES" -v s="$1" 'BEGIN { if (s <= 0) s = 0.01; printf "%.0f", b / s / 1e6 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 maxof() { awk -v f="$2" '$f > m { m = $f } END { print m + 0 }' "$DIR/$1.txt"; }
 row() { # OPERATION TOOL VERSION NAME [PLAIN_NAME]
   local w rss rmax cpu srv m all
-  w=$(median "$4" 1); rss=$(median "$4" 2); rmax=$(maxof "$4" 2); cpu=$(median "$4" 3); srv=$(median "$4" 4)
+  w=$(field_median "$4" 1); rss=$(field_median "$4" 2); rmax=$(maxof "$4" 2); cpu=$(field_median "$4" 3); srv=$(field_median "$4" 4)
   m=$(mbps "$w")
   all=$(awk -v b="$BYTES" '{ printf "%s%.0f", sep, b / ($1 > 0 ? $1 : 0.01) / 1e6; sep = ", " }' "$DIR/$4.txt")
   local r="—"
-  [ -n "${5:-}" ] && r="**$(ratio "$m" "$(mbps "$(median "$5" 1)")")**"
+  [ -n "${5:-}" ] && r="**$(ratio "$m" "$(mbps "$(field_median "$5" 1)")")**"
   echo "| $1 | $2 | $3 | **$m** ($all) | $w | $((rss / 1024)) MiB (max $((rmax / 1024))) | $cpu | $srv | $r |"
 }
 

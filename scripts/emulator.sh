@@ -103,14 +103,9 @@ except urllib.error.HTTPError:
 PY
 }
 
-free_port() {
-    "$VPY" -c '
-import socket
-s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-s.close()'
-}
+# free_port (and median): scripts/lib.sh.
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 
 # Poll until the server on port $2 (pid $1) answers, it dies, or the timeout passes.
 # Exit status: 0 ready, 2 process died, 3 timed out.

@@ -1,8 +1,8 @@
 //! The embedding examples, built and run for real against the emulator:
 //! `examples/axum_upload.rs` (an HTTP service streaming uploads into encrypted S3 objects)
 //! is started as a process and driven over HTTP/1.1 by a small raw client in this file
-//! (no HTTP client dependency), with the stored objects inspected and tampered with through
-//! raw S3 requests (tests/common/moto.rs); `examples/s3_seekable.rs` is run and must exit 0.
+//! (responses read by tests/common/http1.rs, on httparse), with the stored objects inspected and tampered with through
+//! the S3 helpers of tests/common/moto.rs (the AWS SDK); `examples/s3_seekable.rs` is run and must exit 0.
 //!
 //! The example binaries are found next to this test binary (target/<profile>/examples/),
 //! after a `cargo build --example` with the same target directory and profile, so a stale
@@ -12,13 +12,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::moto;
+use common::{http1, moto};
 use sealstream::LocalKey;
 
 const MIB: usize = 1024 * 1024;
@@ -125,28 +125,9 @@ fn start_server(authority: &str, bucket: &str, kms: Option<&str>) -> Server {
     }
 }
 
-/// An HTTP/1.1 response as this client saw it.
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-    /// The body ended as its framing says (Content-Length reached, or the last empty
-    /// chunk of the chunked encoding): false for an aborted transfer.
-    complete: bool,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
+/// An HTTP/1.1 response as this client saw it (`complete`: the body ended as its framing
+/// says, false for an aborted transfer).
+type Resp = http1::Response;
 
 fn connect(addr: &str) -> TcpStream {
     let s = TcpStream::connect(addr).expect("connect to the example");
@@ -168,84 +149,20 @@ fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body:
     let mut s = connect(addr);
     write_head(&mut s, method, path, headers, body.len());
     s.write_all(body).expect("send body");
-    read_response(BufReader::new(s))
+    read_response(BufReader::new(s), method)
 }
 
-fn read_response(mut r: BufReader<TcpStream>) -> Resp {
-    let mut line = String::new();
-    r.read_line(&mut line).expect("status line");
-    if line.is_empty() {
-        // The server closed the connection before its status line (its body failed
-        // before the head was flushed): an aborted response, status 0.
-        return Resp {
+fn read_response(mut r: BufReader<TcpStream>, method: &str) -> Resp {
+    // `None`: the server closed the connection before its status line (its body failed
+    // before the head was flushed): an aborted response, status 0.
+    http1::read_response(&mut r, method)
+        .expect("response head")
+        .unwrap_or(Resp {
             status: 0,
             headers: Vec::new(),
             body: Vec::new(),
             complete: false,
-        };
-    }
-    let status: u16 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line {line:?}"));
-    let mut headers = Vec::new();
-    loop {
-        line.clear();
-        r.read_line(&mut line).expect("header line");
-        let l = line.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        if let Some((n, v)) = l.split_once(':') {
-            headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
-        }
-    }
-    let mut resp = Resp {
-        status,
-        headers,
-        body: Vec::new(),
-        complete: false,
-    };
-    if let Some(len) = resp.header("content-length") {
-        let len: usize = len.parse().expect("content-length");
-        let _ = (&mut r).take(len as u64).read_to_end(&mut resp.body);
-        resp.complete = resp.body.len() == len;
-    } else if resp.header("transfer-encoding") == Some("chunked") {
-        resp.complete = read_chunked(&mut r, &mut resp.body);
-    } else {
-        resp.complete = r.read_to_end(&mut resp.body).is_ok();
-    }
-    resp
-}
-
-/// Reads a chunked body into `out`; true only if the terminating empty chunk arrived.
-fn read_chunked(r: &mut BufReader<TcpStream>, out: &mut Vec<u8>) -> bool {
-    let mut line = String::new();
-    loop {
-        line.clear();
-        match r.read_line(&mut line) {
-            Ok(0) | Err(_) => return false,
-            Ok(_) => {}
-        }
-        let Ok(n) = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16) else {
-            return false;
-        };
-        if n == 0 {
-            line.clear();
-            return r.read_line(&mut line).is_ok() && line == "\r\n";
-        }
-        let start = out.len();
-        out.resize(start + n, 0);
-        if r.read_exact(&mut out[start..]).is_err() {
-            out.truncate(start);
-            return false;
-        }
-        line.clear();
-        if r.read_line(&mut line).is_err() || line != "\r\n" {
-            return false;
-        }
-    }
+        })
 }
 
 /// Deterministic, incompressible-looking plaintext.

@@ -19,7 +19,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -213,33 +213,21 @@ fn swallow_one(c: TcpStream, bodies: &Mutex<Vec<usize>>) {
     let mut r = BufReader::new(c.try_clone().unwrap());
     let mut w = c;
     loop {
-        let mut line = String::new();
-        if r.read_line(&mut line).unwrap_or(0) == 0 {
+        let Ok(Some(req)) = http1::read_request_head(&mut r) else {
+            return;
+        };
+        let mut body = Vec::new();
+        let Ok(framing) = req.request_framing() else {
+            return;
+        };
+        if !http1::read_body(&mut r, framing, &mut body) {
             return;
         }
-        let mut len = 0usize;
-        loop {
-            let mut h = String::new();
-            if r.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            let lower = h.trim_end().to_ascii_lowercase();
-            if lower.is_empty() {
-                break;
-            }
-            if let Some(v) = lower.strip_prefix("content-length:") {
-                len = v.trim().parse().unwrap_or(0);
-            }
-        }
-        let mut body = vec![0u8; len];
-        if std::io::Read::read_exact(&mut r, &mut body).is_err() {
-            return;
-        }
-        if line.starts_with("HEAD") {
+        if req.method.as_deref() == Some("HEAD") {
             let _ = w.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
             continue;
         }
-        bodies.lock().unwrap().push(len);
+        bodies.lock().unwrap().push(body.len());
         // Never answer; hold the connection until the client gives up.
         let mut rest = Vec::new();
         let _ = std::io::Read::read_to_end(&mut r, &mut rest);
@@ -252,34 +240,19 @@ fn serve_one(c: TcpStream, status: &str, auth: &Mutex<Vec<String>>) {
     let mut r = BufReader::new(c.try_clone().unwrap());
     let mut w = c;
     loop {
-        let mut len = 0usize;
-        let mut line = String::new();
-        if r.read_line(&mut line).unwrap_or(0) == 0 {
+        let Ok(Some(req)) = http1::read_request_head(&mut r) else {
+            return;
+        };
+        if let Some(v) = req.get("authorization") {
+            auth.lock().unwrap().push(format!("Authorization: {v}"));
+        }
+        let mut body = Vec::new();
+        let Ok(framing) = req.request_framing() else {
+            return;
+        };
+        if !http1::read_body(&mut r, framing, &mut body) {
             return;
         }
-        let head_request = line.starts_with("HEAD");
-        loop {
-            let mut h = String::new();
-            if r.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            let h = h.trim_end().to_string();
-            if h.is_empty() {
-                break;
-            }
-            let lower = h.to_ascii_lowercase();
-            if lower.starts_with("authorization:") {
-                auth.lock().unwrap().push(h.clone());
-            }
-            if let Some(v) = lower.strip_prefix("content-length:") {
-                len = v.trim().parse().unwrap_or(0);
-            }
-        }
-        let mut body = vec![0u8; len];
-        if std::io::Read::read_exact(&mut r, &mut body).is_err() {
-            return;
-        }
-        let _ = head_request;
         if w.write_all(
             format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nx-amz-request-id: REQ123\r\n\r\n")
                 .as_bytes(),

@@ -12,7 +12,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
-use common::moto::{create_alias, create_key, kms, unique};
+use common::moto::{create_alias, create_key, kms_encrypt, unique};
 use common::proxy::{Fault, KmsEnv as Env, Proxy};
 use common::*;
 
@@ -165,22 +165,14 @@ fn black_hole_for(upstream: &str, keys: &[&str]) -> String {
 
 fn forward_or_hold(mut client: TcpStream, upstream: &str, keys: &[String]) -> std::io::Result<()> {
     client.set_read_timeout(Some(Duration::from_secs(120)))?;
-    let mut req = Vec::new();
-    let mut byte = [0u8; 1];
-    while !req.ends_with(b"\r\n\r\n") {
-        if client.read(&mut byte)? == 0 {
-            return Ok(());
-        }
-        req.push(byte[0]);
+    let mut r = std::io::BufReader::new(client.try_clone()?);
+    let Some(req) = http1::read_request_head(&mut r)? else {
+        return Ok(());
+    };
+    let mut body = Vec::new();
+    if !http1::read_body(&mut r, req.request_framing()?, &mut body) {
+        return Ok(());
     }
-    let head = String::from_utf8_lossy(&req).to_ascii_lowercase();
-    let len: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0u8; len];
-    client.read_exact(&mut body)?;
     let text = String::from_utf8_lossy(&body);
     if keys.iter().any(|k| text.contains(k.as_str())) {
         // Never answer: wait until the client gives up and closes.
@@ -190,7 +182,7 @@ fn forward_or_hold(mut client: TcpStream, upstream: &str, keys: &[String]) -> st
     }
     // The fault proxy upstream answers with `Connection: close`, so copy until EOF.
     let mut up = TcpStream::connect(upstream)?;
-    up.write_all(&req)?;
+    up.write_all(&req.raw)?;
     up.write_all(&body)?;
     std::io::copy(&mut up, &mut client)?;
     Ok(())
@@ -303,24 +295,12 @@ fn a_kms_outage_does_not_stop_a_local_key() {
 /// identical copies of one more, all before the genuine stanza. Stanzas are not covered
 /// by the commitment, so anyone who can write the object can do this.
 fn hostile(upstream: &str, file: &[u8], arn: &str, bogus: usize, copies: usize) -> Vec<u8> {
-    use base64::Engine as _;
-    let b64 = base64::engine::general_purpose::STANDARD;
     let (mut h, len) = sealstream::Header::parse(file).unwrap();
     let genuine = h.stanzas.clone();
-    let stanza = |i: usize| {
-        let v = kms(
-            upstream,
-            "us-east-1",
-            "Encrypt",
-            &serde_json::json!({"KeyId": arn, "Plaintext": b64.encode([i as u8; 32])}),
-        );
-        sealstream::format::Stanza {
-            provider: "aws-kms".into(),
-            key_id: arn.to_string(),
-            wrapped: b64
-                .decode(v["CiphertextBlob"].as_str().expect("CiphertextBlob"))
-                .unwrap(),
-        }
+    let stanza = |i: usize| sealstream::format::Stanza {
+        provider: "aws-kms".into(),
+        key_id: arn.to_string(),
+        wrapped: kms_encrypt(upstream, "us-east-1", arn, &[i as u8; 32]),
     };
     h.stanzas = std::iter::repeat_n(stanza(200), copies).collect();
     h.stanzas.extend((0..bogus).map(stanza));

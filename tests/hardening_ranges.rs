@@ -291,6 +291,7 @@ fn header_from_refuses_trailing_bytes() {
 
 // ---- the S3 path (emulator) ----
 
+#[cfg(feature = "cli")]
 struct Env {
     s: Scratch,
     proxy: Proxy,
@@ -299,6 +300,7 @@ struct Env {
     key: std::path::PathBuf,
 }
 
+#[cfg(feature = "cli")]
 fn setup(test: &str) -> Env {
     let up = endpoint(test).unwrap_or_else(|| {
         panic!("{test} needs the emulator: run scripts/test.sh (AWS_ENDPOINT_URL is not set)")
@@ -316,6 +318,7 @@ fn setup(test: &str) -> Env {
     }
 }
 
+#[cfg(feature = "cli")]
 impl Env {
     fn url(&self, key: &str) -> String {
         format!("s3://{}/{key}", self.bucket)
@@ -366,14 +369,7 @@ impl Env {
     }
 
     fn etag(&self, key: &str) -> String {
-        let r = moto::s3(
-            &self.up,
-            "HEAD",
-            &moto::object_path(&self.bucket, key),
-            &[],
-            b"",
-        );
-        r.header("etag").expect("ETag").to_string()
+        moto::head_etag(&self.up, &self.bucket, key).expect("ETag")
     }
 }
 

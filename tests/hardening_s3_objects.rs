@@ -37,15 +37,7 @@ fn setup(test: &str, versioned: bool) -> Env {
     let bucket = moto::unique_bucket("hso");
     moto::create_bucket(&up, &bucket);
     if versioned {
-        let body = "<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>";
-        let r = moto::s3(
-            &up,
-            "PUT",
-            &format!("/{bucket}?versioning"),
-            &[],
-            body.as_bytes(),
-        );
-        assert_eq!(r.status, 200, "PutBucketVersioning: {}", r.text());
+        moto::enable_versioning(&up, &bucket);
     }
     Env {
         s: Scratch::new(),
@@ -345,8 +337,7 @@ fn rewrap_copy_is_conditional_and_a_failed_condition_changes_nothing() {
     let proxy = Proxy::start(&e.up);
     e.encrypt("o", &data(70_000), &twelve(), false);
     let before = e.meta("o");
-    let head = moto::s3(&e.up, "HEAD", &moto::object_path(&e.bucket, "o"), &[], b"");
-    let etag = head.header("etag").expect("etag").to_string();
+    let etag = moto::head_etag(&e.up, &e.bucket, "o").expect("etag");
     let k1 = e.keyfile(1);
     let k13 = e.keyfile(13);
     let args = ["rewrap", &e.url("o"), "-k", &k1, "--add-key", &k13];

@@ -1,5 +1,5 @@
 //! AWS KMS as a key provider, through the CLI against the local emulator (moto), with keys
-//! each test creates for itself over raw HTTP. Ignored under plain `cargo test`; run by
+//! each test creates for itself (aws-sdk-kms, tests/common/moto.rs). Ignored under plain `cargo test`; run by
 //! `scripts/test.sh` (`--include-ignored`), and a failure without `AWS_ENDPOINT_URL`.
 // Compiled only with the `cli` feature: this file runs the `sealstream` binary.
 #![cfg(feature = "cli")]

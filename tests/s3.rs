@@ -831,10 +831,7 @@ fn multipart_copy_rewrap_keeps_the_body() {
         &e.url("mc"),
     ]);
     let body = e.body("mc");
-    let tags = "<Tagging><TagSet><Tag><Key>team</Key><Value>blue</Value></Tag></TagSet></Tagging>";
-    let path = format!("{}?tagging", moto::object_path(&e.bucket, "mc"));
-    let r = moto::s3(&e.up, "PUT", &path, &[], tags.as_bytes());
-    assert_eq!(r.status, 200, "{}", r.text());
+    moto::put_object_tagging(&e.up, &e.bucket, "mc", &[("team", "blue")]);
 
     let s3 = S3::connect(S3Settings {
         copy_threshold: 5 * MIB as u64,
@@ -857,11 +854,11 @@ fn multipart_copy_rewrap_keeps_the_body() {
     assert!(rep.multipart_copy);
     assert!(e.body("mc") == body, "body changed");
     assert!(moto::list_multipart_uploads(&e.up, &e.bucket).is_empty());
-    let r = moto::s3(&e.up, "GET", &path, &[], b"");
-    assert!(
-        r.text().contains("<Key>team</Key>") && r.text().contains("<Value>blue</Value>"),
-        "tags lost: {}",
-        r.text()
+    let tags = moto::get_object_tagging(&e.up, &e.bucket, "mc");
+    assert_eq!(
+        tags,
+        [("team".to_string(), "blue".to_string())],
+        "tags lost"
     );
     let k9p = e.s.keyfile("k9", &k9);
     let (o, got) = e.get("mc", &["-k", k9p.to_str().unwrap()]);
@@ -989,16 +986,11 @@ fn object_attributes_are_set_on_upload() {
     let Some(e) = setup("object_attributes_are_set_on_upload") else {
         return;
     };
-    let head = |key: &str, extra: &[(&str, &str)]| {
-        let r = moto::s3(
-            &e.up,
-            "HEAD",
-            &moto::object_path(&e.bucket, key),
-            extra,
-            b"",
-        );
-        assert_eq!(r.status, 200, "HEAD {key}");
-        r
+    let head = |key: &str| {
+        moto::head(&e.up, &e.bucket, key).unwrap_or_else(|| panic!("HEAD {key}: no object"))
+    };
+    let meta = |h: &aws_sdk_s3::operation::head_object::HeadObjectOutput, name: &str| {
+        h.metadata().and_then(|m| m.get(name)).cloned()
     };
     let small = data(300_000);
     let big = data(12 * MIB + 5);
@@ -1024,34 +1016,26 @@ fn object_attributes_are_set_on_upload() {
             "--checksum-algorithm",
             "SHA256",
         ]);
-        let r = head(&key, &[("x-amz-checksum-mode", "ENABLED")]);
-        assert_eq!(r.header("content-type"), Some("application/json"), "{key}");
-        assert_eq!(r.header("x-amz-meta-owner"), Some("ops"));
-        assert_eq!(r.header("x-amz-meta-purpose"), Some("backup"));
-        assert_eq!(r.header("x-amz-meta-ticket"), Some("T-1"));
-        assert!(
-            r.header("x-amz-meta-sealstream").is_some(),
-            "{key}: our metadata kept"
+        let r = head(&key);
+        assert_eq!(r.content_type(), Some("application/json"), "{key}");
+        assert_eq!(meta(&r, "owner").as_deref(), Some("ops"));
+        assert_eq!(meta(&r, "purpose").as_deref(), Some("backup"));
+        assert_eq!(meta(&r, "ticket").as_deref(), Some("T-1"));
+        assert!(meta(&r, "sealstream").is_some(), "{key}: our metadata kept");
+        assert_eq!(r.storage_class().map(|c| c.as_str()), Some("STANDARD_IA"));
+        assert_eq!(
+            r.server_side_encryption().map(|c| c.as_str()),
+            Some("AES256")
         );
-        assert_eq!(r.header("x-amz-storage-class"), Some("STANDARD_IA"));
-        assert_eq!(r.header("x-amz-server-side-encryption"), Some("AES256"));
         assert!(
-            r.header("x-amz-checksum-sha256").is_some(),
-            "{key}: SHA256 checksum stored: {:?}",
-            r.headers
+            r.checksum_sha256().is_some(),
+            "{key}: SHA256 checksum stored: {r:?}"
         );
-        let t = moto::s3(
-            &e.up,
-            "GET",
-            &format!("{}?tagging", moto::object_path(&e.bucket, &key)),
-            &[],
-            b"",
-        );
-        let tags = t.text();
+        let tags = moto::get_object_tagging(&e.up, &e.bucket, &key);
         assert!(
-            tags.contains("<Key>team</Key><Value>data</Value>")
-                && tags.contains("<Key>retention</Key><Value>30 days</Value>"),
-            "{key}: tags {tags}"
+            tags.contains(&("team".into(), "data".into()))
+                && tags.contains(&("retention".into(), "30 days".into())),
+            "{key}: tags {tags:?}"
         );
         let (o, got) = e.get(&key, &[]);
         assert_eq!(code(&o), 0, "{}", stderr(&o));
@@ -1069,15 +1053,9 @@ fn object_attributes_are_set_on_upload() {
         "--content-type",
         "text/csv",
     ]);
-    assert_eq!(
-        head("ct/given", &[]).header("content-type"),
-        Some("text/csv")
-    );
+    assert_eq!(head("ct/given").content_type(), Some("text/csv"));
     e.ok(&["encrypt", p.to_str().unwrap(), "-o", &e.url("ct/guessed")]);
-    assert_eq!(
-        head("ct/guessed", &[]).header("content-type"),
-        Some("text/plain")
-    );
+    assert_eq!(head("ct/guessed").content_type(), Some("text/plain"));
     e.ok(&[
         "encrypt",
         p.to_str().unwrap(),
@@ -1086,7 +1064,7 @@ fn object_attributes_are_set_on_upload() {
         "--no-guess-mime-type",
     ]);
     assert_eq!(
-        head("ct/none", &[]).header("content-type"),
+        head("ct/none").content_type(),
         Some("application/octet-stream")
     );
 
@@ -1101,14 +1079,11 @@ fn object_attributes_are_set_on_upload() {
         "--metadata",
         &format!("filler={filler}"),
     ]);
-    let r = head("budget/obj", &[]);
-    assert_eq!(r.header("x-amz-meta-filler"), Some(filler.as_str()));
+    let r = head("budget/obj");
+    assert_eq!(meta(&r, "filler").as_deref(), Some(filler.as_str()));
+    assert!(meta(&r, "sealstream-header").is_none(), "header not inline");
     assert!(
-        r.header("x-amz-meta-sealstream-header").is_none(),
-        "header not inline"
-    );
-    assert!(
-        r.header("x-amz-meta-sealstream-companion").is_some(),
+        meta(&r, "sealstream-companion").is_some(),
         "companion named"
     );
     let (o, got) = e.get("budget/obj", &[]);
@@ -1287,20 +1262,14 @@ fn json_results_for_s3() {
         "--json",
     ]);
     let v = &lines(&o)[0];
-    let head = moto::s3(
-        &e.up,
-        "HEAD",
-        &moto::object_path(&e.bucket, "j/dump.csv"),
-        &[],
-        b"",
-    );
+    let head = moto::head(&e.up, &e.bucket, "j/dump.csv").expect("j/dump.csv stored");
     assert_eq!(v["output"], url.as_str());
-    assert_eq!(v["etag"].as_str(), head.header("etag"), "{v}");
+    assert_eq!(v["etag"].as_str(), head.e_tag(), "{v}");
     assert_eq!(v["parts"], 3);
     assert_eq!(v["plaintext_bytes"], 11 * MIB);
     assert_eq!(
         v["encrypted_bytes"].as_u64(),
-        head.header("content-length").and_then(|l| l.parse().ok())
+        head.content_length().and_then(|l| u64::try_from(l).ok())
     );
     assert_eq!(v["header_location"], "metadata");
     assert_eq!(v["content_type"], "text/csv");
@@ -1308,10 +1277,7 @@ fn json_results_for_s3() {
     // (S3's name for the version of an unversioned bucket is "null"; moto's
     // CompleteMultipartUpload says so, its HEAD says nothing.)
     let vid = v.get("version_id").and_then(|x| x.as_str());
-    assert!(
-        vid == head.header("x-amz-version-id") || vid == Some("null"),
-        "{v}"
-    );
+    assert!(vid == head.version_id() || vid == Some("null"), "{v}");
 
     let out = e.s.path("back.csv");
     let o = e.ok(&["decrypt", &url, "-o", out.to_str().unwrap(), "--json"]);
@@ -1324,7 +1290,7 @@ fn json_results_for_s3() {
         serde_json::json!({"owner": "ops"}),
         "no sealstream entries: {v}"
     );
-    assert_eq!(v["etag"].as_str(), head.header("etag"));
+    assert_eq!(v["etag"].as_str(), head.e_tag());
     assert!(std::fs::read(&out).unwrap() == pt);
 
     let k2 = e.s.keyfile("k2.key", &key(41));
@@ -1454,11 +1420,7 @@ fn recursive_to_and_from_a_prefix() {
     let mut keys = moto::list_keys(&e.up, &e.bucket, "backup/");
     keys.sort();
     assert_eq!(keys, ["backup/2026/a.txt", "backup/2026/sub/b.bin"]);
-    let etag = |k: &str| {
-        moto::s3(&e.up, "HEAD", &moto::object_path(&e.bucket, k), &[], b"")
-            .header("etag")
-            .map(str::to_string)
-    };
+    let etag = |k: &str| moto::head_etag(&e.up, &e.bucket, k);
     let before = etag("backup/2026/a.txt");
     // Again: both exist, nothing is uploaded; with --force, replaced.
     e.ok(&[

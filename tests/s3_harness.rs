@@ -1,4 +1,4 @@
-//! Self-tests of the S3 test harness: the raw moto S3 helpers (tests/common/moto.rs) and the
+//! Self-tests of the S3 test harness: the moto S3 helpers (tests/common/moto.rs) and the
 //! fault-injecting proxy's S3 support (tests/common/proxy.rs) — operation naming, faults
 //! with S3's XML error shape, per-part failures, delays, byte and range accounting, and
 //! streaming of large, chunked and SDK-encoded bodies.
@@ -10,14 +10,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::data;
 use common::moto::*;
 use common::proxy::{Fault, Proxy, operation_name};
+use common::{data, http1};
 
 const MIB: usize = 1 << 20;
 
@@ -118,51 +118,13 @@ fn fake_upstream(response: Vec<u8>) -> (String, mpsc::Receiver<(String, Vec<u8>)
     std::thread::spawn(move || {
         let (conn, _) = listener.accept().unwrap();
         let mut r = BufReader::new(conn.try_clone().unwrap());
-        let mut head = String::new();
-        loop {
-            let mut line = String::new();
-            r.read_line(&mut line).unwrap();
-            head.push_str(&line);
-            if line == "\r\n" {
-                break;
-            }
-        }
-        let lower = head.to_ascii_lowercase();
+        let req = http1::read_request_head(&mut r)
+            .unwrap()
+            .expect("a request");
+        // The body as framed on the wire (chunk sizes, extensions and trailers included).
         let mut body = Vec::new();
-        if lower.contains("transfer-encoding: chunked") {
-            // Raw, framing included, up to and including the empty line after "0".
-            let mut last = false;
-            loop {
-                let mut line = Vec::new();
-                r.read_until(b'\n', &mut line).unwrap();
-                body.extend_from_slice(&line);
-                if last && line == b"\r\n" {
-                    break;
-                }
-                if !last && line.starts_with(b"0") {
-                    last = true;
-                    continue;
-                }
-                if !last {
-                    let size = String::from_utf8_lossy(&line);
-                    let size = size.split(';').next().unwrap().trim();
-                    let n = usize::from_str_radix(size, 16).unwrap();
-                    let mut chunk = vec![0; n + 2];
-                    r.read_exact(&mut chunk).unwrap();
-                    body.extend_from_slice(&chunk);
-                }
-            }
-        } else if let Some(i) = lower.find("content-length:") {
-            let n: usize = lower[i + 15..]
-                .lines()
-                .next()
-                .unwrap()
-                .trim()
-                .parse()
-                .unwrap();
-            body = vec![0; n];
-            r.read_exact(&mut body).unwrap();
-        }
+        http1::copy_body(&mut r, &mut body, req.request_framing().unwrap()).unwrap();
+        let head = String::from_utf8_lossy(&req.raw).into_owned();
         let mut w = conn;
         w.write_all(&response).unwrap();
         tx.send((head, body)).unwrap();
@@ -354,18 +316,17 @@ fn multipart_through_the_proxy_retries_an_injected_part_failure() {
         let n = i as u32 + 1;
         let mut r = upload_part(&a, &b, key, &id, n, chunk);
         if n == 2 {
-            assert_eq!(r.status, 503, "injected: {}", r.text());
-            assert_eq!(r.header("content-type"), Some("application/xml"));
-            let text = r.text();
-            assert!(text.starts_with("<?xml"), "{text}");
-            assert_eq!(xml_value(&text, "Code").as_deref(), Some("SlowDown"));
-            let rid = xml_value(&text, "RequestId").expect("RequestId");
-            assert_eq!(r.header("x-amz-request-id"), Some(rid.as_str()));
-            assert!(xml_value(&text, "Message").is_some(), "{text}");
+            // The SDK parses the proxy's fault as S3's own: status, code, message, id.
+            let e = r.expect_err("injected");
+            assert_eq!(e.status, 503, "{e:?}");
+            assert_eq!(e.code.as_deref(), Some("SlowDown"), "{e:?}");
+            assert!(e.message.is_some(), "{e:?}");
+            let rid = e.request_id.as_deref().expect("request id");
+            assert!(rid.starts_with("PROXY"), "{e:?}");
             r = upload_part(&a, &b, key, &id, n, chunk); // the retry
         }
-        assert_eq!(r.status, 200, "part {n}: {}", r.text());
-        parts.push((n, r.header("etag").expect("ETag").to_string()));
+        let etag = r.unwrap_or_else(|e| panic!("part {n}: {e:?}"));
+        parts.push((n, etag));
     }
     assert_eq!(p.calls("UploadPart"), 4, "3 parts + 1 retry");
     let statuses: Vec<(u16, bool, u64)> = p
@@ -386,9 +347,7 @@ fn multipart_through_the_proxy_retries_an_injected_part_failure() {
         "the faulted part's body was read in full before the answer"
     );
 
-    let r = complete_multipart_upload(&a, &b, key, &id, &parts);
-    assert_eq!(r.status, 200, "{}", r.text());
-    let etag = xml_value(&r.text(), "ETag").expect("ETag");
+    let etag = complete_multipart_upload(&a, &b, key, &id, &parts).expect("complete");
     assert!(etag.ends_with("-3\""), "multipart ETag {etag}");
     assert_eq!(p.calls("CreateMultipartUpload"), 1);
     assert_eq!(p.calls("CompleteMultipartUpload"), 1);
@@ -413,17 +372,13 @@ fn small_parts_fail_at_complete_and_abort_clears_the_upload() {
     let other = create_multipart_upload(&up, &b, "small/other");
     let mut parts = Vec::new();
     for n in 1..=2 {
-        let r = upload_part(&a, &b, key, &id, n, &data(1024));
-        assert_eq!(r.status, 200, "{}", r.text());
-        parts.push((n, r.header("etag").unwrap().to_string()));
+        let etag = upload_part(&a, &b, key, &id, n, &data(1024)).expect("part");
+        parts.push((n, etag));
     }
     // moto enforces S3's 5 MiB minimum for every part but the last.
-    let r = complete_multipart_upload(&a, &b, key, &id, &parts);
-    assert_eq!(r.status, 400, "{}", r.text());
-    assert_eq!(
-        xml_value(&r.text(), "Code").as_deref(),
-        Some("EntityTooSmall")
-    );
+    let e = complete_multipart_upload(&a, &b, key, &id, &parts).expect_err("too small");
+    assert_eq!(e.status, 400, "{e:?}");
+    assert_eq!(e.code.as_deref(), Some("EntityTooSmall"), "{e:?}");
 
     let mut listed = list_multipart_uploads(&a, &b);
     listed.sort();
@@ -452,16 +407,12 @@ fn ranged_gets_are_recorded_and_their_bytes_counted() {
     let obj = data(MIB);
     put_object(&up, &b, "r.seal", &obj, &[]);
 
-    let r = get_object_range(&a, &b, "r.seal", "bytes=100-199");
-    assert_eq!(r.status, 206, "{}", r.text());
-    assert_eq!(r.body, &obj[100..200]);
-    assert_eq!(
-        r.header("content-range"),
-        Some(format!("bytes 100-199/{MIB}").as_str())
-    );
+    let (body, content_range) = get_object_range(&a, &b, "r.seal", "bytes=100-199");
+    assert_eq!(body, &obj[100..200]);
+    assert_eq!(content_range, Some(format!("bytes 100-199/{MIB}")));
     assert_eq!(p.response_bytes("GetObject"), 100);
-    let r = get_object_range(&a, &b, "r.seal", "bytes=-10");
-    assert_eq!((r.status, r.body.as_slice()), (206, &obj[MIB - 10..]));
+    let (body, _) = get_object_range(&a, &b, "r.seal", "bytes=-10");
+    assert_eq!(body, &obj[MIB - 10..]);
     assert_eq!(p.response_bytes("GetObject"), 110);
     assert_eq!(p.ranges(), ["bytes=100-199", "bytes=-10"]);
 
@@ -478,8 +429,8 @@ fn ranged_gets_are_recorded_and_their_bytes_counted() {
     assert_eq!(p.response_bytes("GetObject"), 0);
     assert!(p.ranges().is_empty());
     assert!(p.requests().is_empty());
-    let r = get_object_range(&a, &b, "r.seal", "bytes=0-0");
-    assert_eq!(r.body, &obj[..1]);
+    let (body, _) = get_object_range(&a, &b, "r.seal", "bytes=0-0");
+    assert_eq!(body, &obj[..1]);
     assert_eq!(
         (p.calls("GetObject"), p.response_bytes("GetObject")),
         (1, 1)
@@ -500,7 +451,7 @@ fn faults_have_the_shape_of_each_service() {
     let r = s3(&a, "PUT", &object_path(&b, "f/one"), &[], b"body");
     assert_eq!(r.status, 503);
     assert_eq!(r.header("content-type"), Some("application/xml"));
-    assert_eq!(xml_value(&r.text(), "Code").as_deref(), Some("SlowDown"));
+    assert!(r.text().contains("<Code>SlowDown</Code>"), "{}", r.text());
     assert_eq!(get_object(&up, &b, "f/one"), None);
     put_object(&a, &b, "f/one", b"body", &[]);
     assert_eq!(get_object(&up, &b, "f/one").unwrap(), b"body");
@@ -519,9 +470,10 @@ fn faults_have_the_shape_of_each_service() {
     for _ in 0..2 {
         let r = s3(&a, "GET", &object_path(&b, "secret/x y"), &[], b"");
         assert_eq!(r.status, 403);
-        assert_eq!(
-            xml_value(&r.text(), "Code").as_deref(),
-            Some("AccessDenied")
+        assert!(
+            r.text().contains("<Code>AccessDenied</Code>"),
+            "{}",
+            r.text()
         );
     }
     assert_eq!(get_object(&a, &b, "public/x").unwrap(), b"p");
@@ -530,17 +482,14 @@ fn faults_have_the_shape_of_each_service() {
     let id = create_multipart_upload(&a, &b, "f/mp");
     p.fail_part(1, None, Fault::aws(500, "InternalError"));
     for _ in 0..3 {
-        let r = upload_part(&a, &b, "f/mp", &id, 1, b"x");
-        assert_eq!(r.status, 500);
-        assert_eq!(
-            xml_value(&r.text(), "Code").as_deref(),
-            Some("InternalError")
-        );
+        let e = upload_part(&a, &b, "f/mp", &id, 1, b"x").expect_err("part 1 faulted");
+        assert_eq!(e.status, 500);
+        assert_eq!(e.code.as_deref(), Some("InternalError"));
     }
-    assert_eq!(upload_part(&a, &b, "f/mp", &id, 2, b"x").status, 200);
+    assert!(upload_part(&a, &b, "f/mp", &id, 2, b"x").is_ok());
     assert_eq!(p.calls("UploadPart"), 4);
     p.clear_rules();
-    assert_eq!(upload_part(&a, &b, "f/mp", &id, 1, b"x").status, 200);
+    assert!(upload_part(&a, &b, "f/mp", &id, 1, b"x").is_ok());
     abort_multipart_upload(&a, &b, "f/mp", &id);
 
     // A bare status: no body at all.

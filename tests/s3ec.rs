@@ -469,26 +469,7 @@ fn tampered_objects_are_refused_with_nothing_released() {
 }
 
 fn tags(up: &str, bucket: &str, key: &str) -> Vec<(String, String)> {
-    let r = moto::s3(
-        up,
-        "GET",
-        &format!("{}?tagging", moto::object_path(bucket, key)),
-        &[],
-        b"",
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    let xml = r.text();
-    let mut t: Vec<(String, String)> = moto::xml_elements(&xml, "Tag")
-        .into_iter()
-        .map(|x| {
-            (
-                moto::xml_value(x, "Key").unwrap_or_default(),
-                moto::xml_value(x, "Value").unwrap_or_default(),
-            )
-        })
-        .collect();
-    t.sort();
-    t
+    moto::get_object_tagging(up, bucket, key)
 }
 
 #[test]
@@ -502,11 +483,7 @@ fn migrate_keeps_content_metadata_and_tags_and_the_result_reads_with_ranges() {
     let etags = |f: &Fixture| -> Vec<Option<String>> {
         f.objects
             .iter()
-            .map(|o| {
-                moto::s3(&up, "HEAD", &moto::object_path(&f.bucket, &o.key), &[], b"")
-                    .header("etag")
-                    .map(str::to_string)
-            })
+            .map(|o| moto::head_etag(&up, &f.bucket, &o.key))
             .collect()
     };
     // --dryrun: one report line per object, nothing written.

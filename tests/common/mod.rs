@@ -2,6 +2,7 @@
 //! counting reader for ranged-read assertions.
 #![allow(dead_code)]
 
+pub mod http1;
 pub mod moto;
 pub mod proxy;
 

@@ -15,19 +15,21 @@
 //! `Content-Encoding: aws-chunked` bodies are just bytes framed by `Content-Length` and pass
 //! through untouched. `Expect: 100-continue` is answered by the proxy itself.
 //!
+//! HTTP/1.1 heads, body framing and chunk-size lines are read by `http1.rs` (httparse).
+//!
 //! Set `SEALSTREAM_PROXY_LOG=1` to print one line per request to stderr.
 
 use std::collections::HashMap;
-use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, BufWriter, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
+use super::http1::{Framing, Head, copy_body, read_final_response_head, read_request_head};
+
 /// Read/write timeout on both sockets (a stalled peer fails the exchange after this).
 const IO_TIMEOUT: Duration = Duration::from_secs(120);
-/// Largest request or response head accepted.
-const MAX_HEAD: usize = 64 * 1024;
 
 /// What to answer instead of forwarding.
 #[derive(Clone, Debug)]
@@ -469,151 +471,20 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// A parsed request or response head.
-struct Head {
-    /// Request line or status line.
-    start: String,
-    /// Headers in order, names as sent.
-    headers: Vec<(String, String)>,
-}
-
-impl Head {
-    fn get(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.trim())
-    }
-
-    fn is_chunked(&self) -> bool {
-        self.get("transfer-encoding")
-            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
-    }
-
-    fn content_length(&self) -> io::Result<Option<u64>> {
-        self.get("content-length")
-            .map(|v| {
-                v.parse()
-                    .map_err(|_| bad(format!("bad Content-Length {v:?}")))
-            })
-            .transpose()
-    }
-
-    /// The head re-serialised without hop-by-hop headers, with `Connection: close`.
-    fn serialise(&self, chunked: bool) -> Vec<u8> {
-        const DROP: &[&str] = &["connection", "keep-alive", "proxy-connection", "expect"];
-        let mut out = format!("{}\r\n", self.start);
-        for (n, v) in &self.headers {
-            let lower = n.to_ascii_lowercase();
-            // With chunked framing a Content-Length must not be passed on (RFC 9112 §6.3).
-            if DROP.contains(&lower.as_str()) || (chunked && lower == "content-length") {
-                continue;
-            }
-            out.push_str(&format!("{n}: {v}\r\n"));
+/// `head` re-serialised without hop-by-hop headers, with `Connection: close`.
+fn serialise(head: &Head, chunked: bool) -> Vec<u8> {
+    const DROP: &[&str] = &["connection", "keep-alive", "proxy-connection", "expect"];
+    let mut out = format!("{}\r\n", head.start);
+    for (n, v) in &head.headers {
+        let lower = n.to_ascii_lowercase();
+        // With chunked framing a Content-Length must not be passed on (RFC 9112 §6.3).
+        if DROP.contains(&lower.as_str()) || (chunked && lower == "content-length") {
+            continue;
         }
-        out.push_str("Connection: close\r\n\r\n");
-        out.into_bytes()
+        out.push_str(&format!("{n}: {v}\r\n"));
     }
-}
-
-fn bad(msg: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, msg)
-}
-
-/// Reads one head; `None` on a clean EOF before any byte.
-fn read_head(r: &mut impl BufRead) -> io::Result<Option<Head>> {
-    let mut start = None;
-    let mut headers = Vec::new();
-    let mut total = 0;
-    loop {
-        let mut line = Vec::new();
-        let n = r.read_until(b'\n', &mut line)?;
-        if n == 0 {
-            if start.is_none() && total == 0 {
-                return Ok(None);
-            }
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        total += n;
-        if total > MAX_HEAD {
-            return Err(bad("head too large".into()));
-        }
-        let line = String::from_utf8_lossy(&line);
-        let line = line.trim_end_matches(['\r', '\n']);
-        if line.is_empty() {
-            match start {
-                Some(start) => return Ok(Some(Head { start, headers })),
-                None => continue, // tolerate a stray CRLF before the start line
-            }
-        }
-        if start.is_none() {
-            start = Some(line.to_string());
-        } else if let Some((n, v)) = line.split_once(':') {
-            headers.push((n.trim().to_string(), v.trim().to_string()));
-        }
-    }
-}
-
-/// Copies exactly `n` bytes.
-fn copy_exact(r: &mut impl BufRead, w: &mut impl Write, n: u64) -> io::Result<u64> {
-    let copied = io::copy(&mut r.take(n), w)?;
-    if copied != n {
-        return Err(bad(format!("body ended after {copied} of {n} bytes")));
-    }
-    Ok(n)
-}
-
-/// Copies a chunked body with its framing (and trailers) intact; returns the payload size.
-fn copy_chunked(r: &mut impl BufRead, w: &mut impl Write) -> io::Result<u64> {
-    let mut payload = 0;
-    loop {
-        let mut line = Vec::new();
-        if r.read_until(b'\n', &mut line)? == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        w.write_all(&line)?;
-        let text = String::from_utf8_lossy(&line);
-        let size = text.split(';').next().unwrap_or("").trim();
-        let size = u64::from_str_radix(size, 16)
-            .map_err(|_| bad(format!("bad chunk size line {text:?}")))?;
-        if size == 0 {
-            // Trailer fields, then the empty line.
-            loop {
-                let mut t = Vec::new();
-                if r.read_until(b'\n', &mut t)? == 0 {
-                    return Err(io::ErrorKind::UnexpectedEof.into());
-                }
-                w.write_all(&t)?;
-                if t == b"\r\n" || t == b"\n" {
-                    return Ok(payload);
-                }
-            }
-        }
-        payload += copy_exact(r, w, size)?;
-        let mut crlf = Vec::new();
-        r.read_until(b'\n', &mut crlf)?;
-        if crlf != b"\r\n" && crlf != b"\n" {
-            return Err(bad("chunk not followed by CRLF".into()));
-        }
-        w.write_all(&crlf)?;
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Framing {
-    Empty,
-    Length(u64),
-    Chunked,
-    UntilEof,
-}
-
-fn copy_body(r: &mut impl BufRead, w: &mut impl Write, f: Framing) -> io::Result<u64> {
-    match f {
-        Framing::Empty => Ok(0),
-        Framing::Length(n) => copy_exact(r, w, n),
-        Framing::Chunked => copy_chunked(r, w),
-        Framing::UntilEof => io::copy(r, w),
-    }
+    out.push_str("Connection: close\r\n\r\n");
+    out.into_bytes()
 }
 
 fn reason(status: u16) -> &'static str {
@@ -652,12 +523,11 @@ fn handle(conn: TcpStream, upstream: &str, shared: &Shared) -> io::Result<()> {
     conn.set_nodelay(true)?;
     let mut client_in = BufReader::with_capacity(256 * 1024, conn.try_clone()?);
     let mut client_out = conn;
-    let Some(req) = read_head(&mut client_in)? else {
+    let Some(req) = read_request_head(&mut client_in)? else {
         return Ok(()); // e.g. the accept loop's wake-up connection
     };
-    let mut words = req.start.split_whitespace();
-    let method = words.next().unwrap_or("").to_string();
-    let target = words.next().unwrap_or("").to_string();
+    let method = req.method.clone().unwrap_or_default();
+    let target = req.target.clone().unwrap_or_default();
     let header_refs: Vec<(&str, &str)> = req
         .headers
         .iter()
@@ -666,14 +536,7 @@ fn handle(conn: TcpStream, upstream: &str, shared: &Shared) -> io::Result<()> {
     let op = operation_name(&method, &target, &header_refs);
     let is_kms = req.get("x-amz-target").is_some();
     let chunked = req.is_chunked();
-    let framing = if chunked {
-        Framing::Chunked
-    } else {
-        match req.content_length()? {
-            Some(n) if n > 0 => Framing::Length(n),
-            _ => Framing::Empty,
-        }
-    };
+    let framing = req.request_framing()?;
     let mut expect_continue = req
         .get("expect")
         .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
@@ -765,12 +628,18 @@ fn handle(conn: TcpStream, upstream: &str, shared: &Shared) -> io::Result<()> {
         return Ok(()); // proxy dropped while holding: abandon the request
     }
 
+    // Called before the answer is released to the client (a client that has its answer
+    // must see it counted: the copy below may go through the kernel, straight to the
+    // socket), and again if the body turned out shorter. Idempotent: the per-operation
+    // total moves by the difference.
     let record = |status: u16, req_bytes: u64, resp_bytes: u64| {
         let mut r = shared.rules();
         if r.generation != index.0 {
             return; // counters were reset while this request was in flight
         }
-        *r.response_bytes.entry(op.clone()).or_insert(0) += resp_bytes;
+        let before = r.seen[index.1].response_bytes;
+        let total = r.response_bytes.entry(op.clone()).or_insert(0);
+        *total = *total - before + resp_bytes;
         let s = &mut r.seen[index.1];
         s.status = status;
         s.request_bytes = req_bytes;
@@ -811,6 +680,7 @@ fn handle(conn: TcpStream, upstream: &str, shared: &Shared) -> io::Result<()> {
         } else {
             body
         };
+        record(f.status, request_bytes, body.len() as u64);
         write!(
             client_out,
             "HTTP/1.1 {} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
@@ -821,7 +691,6 @@ fn handle(conn: TcpStream, upstream: &str, shared: &Shared) -> io::Result<()> {
             body.len()
         )?;
         client_out.flush()?;
-        record(f.status, request_bytes, body.len() as u64);
         let _ = client_out.shutdown(Shutdown::Write);
         return Ok(());
     }
@@ -830,13 +699,13 @@ fn handle(conn: TcpStream, upstream: &str, shared: &Shared) -> io::Result<()> {
         Ok(up) => up,
         Err(e) => {
             let msg = format!("proxy: cannot connect to {upstream}: {e}");
+            record(502, request_bytes, msg.len() as u64);
             write!(
                 client_out,
                 "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
                  Connection: close\r\n\r\n{msg}",
                 msg.len()
             )?;
-            record(502, request_bytes, msg.len() as u64);
             return Ok(());
         }
     };
@@ -844,7 +713,7 @@ fn handle(conn: TcpStream, upstream: &str, shared: &Shared) -> io::Result<()> {
     up.set_write_timeout(Some(IO_TIMEOUT))?;
     up.set_nodelay(true)?;
     let mut up_out = BufWriter::with_capacity(256 * 1024, up.try_clone()?);
-    up_out.write_all(&req.serialise(chunked))?;
+    up_out.write_all(&serialise(&req, chunked))?;
     match kms_body {
         Some(body) => up_out.write_all(&body)?,
         None => {
@@ -855,28 +724,20 @@ fn handle(conn: TcpStream, upstream: &str, shared: &Shared) -> io::Result<()> {
     up_out.flush()?;
 
     let mut up_in = BufReader::with_capacity(256 * 1024, up);
-    let resp = loop {
-        let head = read_head(&mut up_in)?.ok_or(io::ErrorKind::UnexpectedEof)?;
-        let status = status_of(&head)?;
-        // Interim answers (we asked for no 100-continue, but be safe) are not passed on.
-        if !(100..200).contains(&status) || status == 101 {
-            break head;
-        }
-    };
-    let status = status_of(&resp)?;
+    // Interim answers (we asked for no 100-continue, but be safe) are not passed on.
+    let resp = read_final_response_head(&mut up_in)?.ok_or(io::ErrorKind::UnexpectedEof)?;
+    let status = resp.status.unwrap_or(0);
     let resp_chunked = resp.is_chunked();
-    let framing = if method.eq_ignore_ascii_case("HEAD") || status == 204 || status == 304 {
-        Framing::Empty
-    } else if resp_chunked {
-        Framing::Chunked
+    let framing = resp.response_framing(&method)?;
+    // Counted as announced before anything reaches the client; corrected below if the
+    // body is cut short. (Chunked and until-EOF bodies are counted when their copy ends.)
+    if let Framing::Length(n) = framing {
+        record(status, request_bytes, n);
     } else {
-        match resp.content_length()? {
-            Some(n) => Framing::Length(n),
-            None => Framing::UntilEof,
-        }
-    };
+        record(status, request_bytes, 0);
+    }
     let mut out = BufWriter::with_capacity(256 * 1024, &client_out);
-    out.write_all(&resp.serialise(resp_chunked))?;
+    out.write_all(&serialise(&resp, resp_chunked))?;
     let result = copy_body(&mut up_in, &mut out, framing);
     let resp_bytes = match &result {
         Ok(n) => *n,
@@ -896,14 +757,6 @@ fn send_continue(client: &mut TcpStream, expected: &mut bool) -> io::Result<()> 
         client.flush()?;
     }
     Ok(())
-}
-
-fn status_of(head: &Head) -> io::Result<u16> {
-    head.start
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad(format!("bad status line {:?}", head.start)))
 }
 
 /// A scratch directory with a plaintext `p.bin` and a [`Proxy`] in front of the emulator's
