@@ -230,7 +230,7 @@ pub fn decrypt(cli: &Cli, a: &DecryptArgs) -> Outcome {
             {
                 let rel = key
                     .strip_prefix(prefix.key.as_str())
-                    .unwrap_or(&key)
+                    .unwrap_or(key)
                     .to_string();
                 if rel.is_empty() || rel.ends_with('/') || !filters.admits(&rel) {
                     continue;
