@@ -174,7 +174,7 @@ round() {
   check "$DIR/out.ec"
   $run ss_migrate $((2 * BYTES)) "$DIR/migrate.json" "$BIN" --quiet "${XFER[@]}" migrate "$URL" --kms-key "$S3EC_KMS_KEY"
   grep -q '"status":"migrated"' "$DIR/migrate.json" || { cat "$DIR/migrate.json" >&2; exit 1; }
-  untimed check_migrated "$BYTES" "$DIR/null.out" "$BIN" --quiet "${XFER[@]}" decrypt "$URL" -o "$DIR/out.mig"
+  untimed check_migrated "$BYTES" "$DIR/null.out" "$BIN" --quiet "${XFER[@]}" decrypt "$URL" -o "$DIR/out.mig" --kms-key "$S3EC_KMS_KEY"
   check "$DIR/out.mig"
   rm -f "$DIR/null.out"
 }
