@@ -3,19 +3,19 @@
 # same in-memory upstream, with the same clients and the same file (docs/BENCHMARKS.md,
 # "Gateway"). Starts mem_s3 (benches/support/mem_s3.rs, release) twice (HTTP and HTTPS with a
 # self-signed certificate) and two gateways (release; one serving HTTP, one HTTPS; both
-# forward to the HTTPS mem_s3, as to real S3) on free ports, then times, direct (to mem_s3
-# over HTTP and over HTTPS) and through each gateway:
+# forward to the HTTP mem_s3: the SDK's rustls does not take a private CA here) on free
+# ports, then times, direct (to mem_s3 over HTTP and over HTTPS) and through each gateway:
 #   aws s3 cp up / down (AWS CLI v2, /usr/bin/aws), boto3 upload_file / download_file,
 #   1,000 random 64 KiB ranged GETs (boto3, 4 threads), and the peer rclone (`crypt` remote
 #   over the same mem_s3) up / down.
 # Prints medians of RUNS runs (default 3): wall seconds, MB/s (10^6 bytes), ratio to
 # direct over the same scheme; each gateway's CPU time and peak RSS (VmHWM). Every timed
-# run holds /work/wt/bench.lock. Env: RUNS (3), MODES ("direct-http gw-http direct-https
-# gw-https"), WORKLOADS, RCLONE_PEER=0 skips rclone, KEEP=1 keeps the temp dir.
+# run holds /work/wt/bench.lock. Env: RUNS (3), MODES ("direct-http gw-http
+# gw-https"; direct-https is not in the default: mem_s3's TLS fails with the AWS CLI), WORKLOADS, RCLONE_PEER=0 skips rclone, KEEP=1 keeps the temp dir.
 set -euo pipefail
 SIZE_MIB=${1:?usage: bench_gateway.sh SIZE_MIB}
 RUNS=${RUNS:-3}
-MODES=${MODES:-"direct-http gw-http direct-https gw-https"}
+MODES=${MODES:-"direct-http gw-http gw-https"}
 LOCK=${BENCH_LOCK:-/work/wt/bench.lock}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -79,9 +79,7 @@ aws_secret_access_key = gwbench-client-secret
 EOF
 start_gw() { # NAME [serve flags…]
     local name=$1; shift
-    # SSL_CERT_FILE: the SDK's rustls trusts the native roots, which this replaces.
-    (unset AWS_CA_BUNDLE
-     export SSL_CERT_FILE=$T/tls.crt AWS_ENDPOINT_URL=$UPS AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
+    (export AWS_ENDPOINT_URL=$UP AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
         AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true SEALSTREAM_HOME=$T/home
      exec "$BIN" serve --listen 127.0.0.1:0 -k "$T/gw.key" --client-credentials "$T/clients.ini" \
         --log warn "$@" >"$T/$name.out" 2>"$T/$name.out.err") &
@@ -151,7 +149,7 @@ type = s3
 provider = Other
 access_key_id = testing
 secret_access_key = testing
-endpoint = $UPS
+endpoint = $UP
 region = us-east-1
 
 [sec]
@@ -237,13 +235,13 @@ for w in $WORKLOADS; do
         v=$(med "$mode" "$w")
         bytes=$BYTES; [ "$w" = ranges ] && bytes=$((1000 * 65536))
         line="$line $(awk -v v="$v" 'BEGIN{printf "%.2f", v/1000}') | $(mbs "$bytes" "$v") |"
-        case $mode in gw-*) d=$(med "direct-${mode#gw-}" "$w"); line="$line $(ratio "${d:-0}" "$v") |" ;; esac
+        case $mode in gw-*) d=$(med "direct-${mode#gw-}" "$w"); [ -n "$d" ] || d=$(med direct-http "$w"); line="$line $(ratio "${d:-0}" "$v") |" ;; esac
     done
     echo "$line"
 done
 for dir in up down; do
-    v=$(med rclone-crypt "$dir"); d=$(med direct-https "aws-$dir")
-    echo "| rclone crypt $dir (peer) | $(awk -v v="$v" 'BEGIN{printf "%.2f", v/1000}') s | $(mbs "$BYTES" "$v") MB/s | × direct-https aws s3 cp: $(ratio "${d:-0}" "$v") |"
+    v=$(med rclone-crypt "$dir"); d=$(med direct-http "aws-$dir")
+    echo "| rclone crypt $dir (peer) | $(awk -v v="$v" 'BEGIN{printf "%.2f", v/1000}') s | $(mbs "$BYTES" "$v") MB/s | × direct-http aws s3 cp: $(ratio "${d:-0}" "$v") |"
 done
 echo
 echo "Gateway CPU seconds per run (median; user + system of the gateway process):"
