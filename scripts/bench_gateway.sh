@@ -18,6 +18,8 @@ RUNS=${RUNS:-3}
 MODES=${MODES:-"direct-http gw-http gw-https"}
 LOCK=${BENCH_LOCK:-/work/wt/bench.lock}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 cd "$ROOT"
 AWS=/usr/bin/aws
 
@@ -163,7 +165,7 @@ RCLONE=(env -u AWS_CA_BUNDLE rclone --config "$T/rclone.conf" --ca-cert "$T/tls.
 timed() {
     flock "$LOCK" bash -c 's=$(date +%s%N); "$@" >/dev/null || exit 1; e=$(date +%s%N); echo $(( (e - s) / 1000000 ))' _ "$@"
 }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# median: scripts/lib.sh (the one definition every bench script reports).
 
 aws_env() { # mode → env assignments for the AWS CLI
     read -r url ak sk ca <<<"$(mode_env "$1")"
