@@ -257,6 +257,20 @@ impl Service {
         }
     }
 
+    /// The data key of a stored object: unwrapped with the gateway's keys (one KMS call
+    /// for a KMS stanza, unless cached) under its context, and checked against the header's
+    /// key commitment before any body byte is read. One place for GETs of both forms.
+    async fn unlock(&self, info: &ObjectInfo) -> S3Result<Opening> {
+        Opening::unlock_async(
+            info.header.clone(),
+            &self.unwrap_keys(),
+            &self.inner.config.context,
+            Backend::default(),
+        )
+        .await
+        .map_err(|e| from_error(&e, false))
+    }
+
     /// GetObject of a version-1 object whose header is loaded: unlock the data key, then
     /// stream the (ranged) plaintext, headers sent once the first bytes are authenticated.
     /// With `cached`, a pinned GET refused because the object changed (or went) upstream
@@ -273,14 +287,7 @@ impl Service {
             .plaintext_len;
         // The data key: unwrapped (one KMS call for a KMS stanza) and checked against the
         // header's key commitment before any body byte is read.
-        let opening = Opening::unlock_async(
-            info.header.clone(),
-            &self.unwrap_keys(),
-            &self.inner.config.context,
-            Backend::default(),
-        )
-        .await
-        .map_err(|e| from_error(&e, false))?;
+        let opening = self.unlock(&info).await?;
 
         // The plaintext bytes this GET serves at most: the engine's buffers are sized to it.
         let want = match range.map(|r| resolve(r, claimed)) {

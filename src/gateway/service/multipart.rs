@@ -994,14 +994,7 @@ impl Service {
         range: Option<ByteRange>,
         part: Option<u32>,
     ) -> S3Result<GetObjectOutput> {
-        let opening = Opening::unlock_async(
-            info.header.clone(),
-            &self.unwrap_keys(),
-            &self.inner.config.context,
-            Backend::default(),
-        )
-        .await
-        .map_err(|e| from_error(&e, false))?;
+        let opening = self.unlock(&info).await?;
         let manifest = self.manifest_of(&info).await?;
         let layout = opening
             .part_layout(&manifest, info.head.content_length)
