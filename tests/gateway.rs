@@ -2067,9 +2067,18 @@ for _ in range(2):
     g = c.get_object(Bucket=B, Key="k", VersionId=v1)
     assert g["Body"].read() == d1 and g["VersionId"] == v1 and g["ContentLength"] == len(d1)
     assert c.get_object(Bucket=B, Key="k")["Body"].read() == d2
+# the current object's cached header: an overwrite straight upstream (a new version; the
+# cached one still exists) is seen at once, not served from the cached version
+d3 = os.urandom(50_000)
+c.put_object(Bucket=B, Key="kx", Body=d3)
+assert c.get_object(Bucket=B, Key="k")["Body"].read() == d2
+v3 = up.copy_object(Bucket=B, Key="k", CopySource={"Bucket": B, "Key": "kx"})["VersionId"]
+g = c.get_object(Bucket=B, Key="k")
+assert g["Body"].read() == d3 and g["VersionId"] == v3
+assert metric("sealstream_gateway_header_cache_stale_total") >= 1
 h = c.head_object(Bucket=B, Key="k", VersionId=v1)
 assert h["ContentLength"] == len(d1) and h["VersionId"] == v1, h
-assert c.head_object(Bucket=B, Key="k")["VersionId"] == v2
+assert c.head_object(Bucket=B, Key="k")["VersionId"] == v3
 for rng, want in [("bytes=70000-200000", d1[70000:200001]), ("bytes=-1000", d1[-1000:]),
                   ("bytes=299990-", d1[299990:])]:
     g = c.get_object(Bucket=B, Key="k", VersionId=v1, Range=rng)
@@ -2129,7 +2138,7 @@ assert c.get_object(Bucket=B, Key="k", VersionId=v1)["Body"].read() == d1
 # ListObjectVersions: our companions and manifests hidden, plaintext sizes
 lv = c.list_object_versions(Bucket=B)
 keys = sorted({v["Key"] for v in lv["Versions"]} | {m["Key"] for m in lv.get("DeleteMarkers", [])})
-assert keys == ["k", "k-copy", "kc", "kc-copy", "km", "km-copy"], keys
+assert keys == ["k", "k-copy", "kc", "kc-copy", "km", "km-copy", "kx"], keys
 sizes = {v["VersionId"]: v["Size"] for v in lv["Versions"]}
 assert sizes[v1] == len(d1) and sizes[v2] == len(d2) and sizes[c1] == len(d1) and sizes[m1] == len(big), sizes
 assert [m["VersionId"] for m in lv["DeleteMarkers"]] == [dm["VersionId"]]

@@ -1012,11 +1012,23 @@ impl s3s::S3 for Service {
             && input.part_number.is_none();
         if unconditional
             && let Ok(range) = range
-            && let Some(info) = self.cached_header(&input.bucket, &input.key, version)
+            && let Some(mut info) = self.cached_header(&input.bucket, &input.key, version)
         {
             Metrics::add(&self.inner.metrics.header_cache_hits, 1);
+            // A read of the current object pins its body GETs to the cached ETag only: in
+            // a versioned bucket an overwrite leaves the cached version in place, and a
+            // pin to its version id would serve it; the ETag pin fails (412) instead.
+            let current = match version {
+                None => info.head.version_id.take(),
+                Some(_) => None,
+            };
             match self.get_v1(Box::new(info), range, true).await {
-                Ok(o) => return Ok(S3Response::new(o)),
+                Ok(mut o) => {
+                    if current.is_some() {
+                        o.version_id = current;
+                    }
+                    return Ok(S3Response::new(o));
+                }
                 Err(GetFail::S3(e)) => return Err(e),
                 Err(GetFail::Stale) => {
                     Metrics::add(&self.inner.metrics.header_cache_stale, 1);
