@@ -98,18 +98,79 @@ const ONE_SECOND: std::time::Duration = std::time::Duration::from_secs(1);
 /// The global S3 options as library settings (the CLI's `connect` and `serve` both take
 /// them from this); their bounds were checked when clap parsed them (`values.rs`).
 pub(super) fn settings(cli: &super::Cli) -> Result<S3Settings> {
+    settings_for(&Upstream::of(cli), cli.quiet)
+}
+
+/// The global options that configure the upstream S3 and KMS clients, apart from the
+/// parsed command line: `serve` also takes them from its config file
+/// (src/cli/serve_config.rs), and every command turns them into settings here, once.
+#[derive(Debug, Clone)]
+pub(super) struct Upstream {
+    /// `--region`.
+    pub region: Option<String>,
+    /// `--profile`.
+    pub profile: Option<String>,
+    /// `--endpoint-url`.
+    pub endpoint_url: Option<String>,
+    /// `--kms-max-attempts`.
+    pub kms_max_attempts: u32,
+    /// `--kms-timeout`.
+    pub kms_timeout: std::time::Duration,
+    /// `--kms-max-decrypts`.
+    pub kms_max_decrypts: usize,
+    /// `--concurrency`.
+    pub concurrency: usize,
+    /// `--part-size`.
+    pub part_size: u64,
+    /// `--s3-max-attempts`.
+    pub s3_max_attempts: u32,
+    /// `--s3-timeout`.
+    pub s3_timeout: std::time::Duration,
+    /// `--s3-connect-timeout`.
+    pub s3_connect_timeout: std::time::Duration,
+    /// `--s3-read-timeout`.
+    pub s3_read_timeout: std::time::Duration,
+}
+
+impl Upstream {
+    /// The command line's values (flags, their environment variables, defaults).
+    pub(super) fn of(cli: &super::Cli) -> Upstream {
+        Upstream {
+            region: cli.region.clone(),
+            profile: cli.profile.clone(),
+            endpoint_url: cli.endpoint_url.clone(),
+            kms_max_attempts: cli.kms_max_attempts,
+            kms_timeout: cli.kms_timeout,
+            kms_max_decrypts: cli.kms_max_decrypts,
+            concurrency: cli.concurrency,
+            part_size: cli.part_size,
+            s3_max_attempts: cli.s3_max_attempts,
+            s3_timeout: cli.s3_timeout,
+            s3_connect_timeout: cli.s3_connect_timeout,
+            s3_read_timeout: cli.s3_read_timeout,
+        }
+    }
+
+    /// The KMS call bound as the settings take it (at least a second, as the S3 ones).
+    pub(super) fn kms_operation_timeout(&self) -> std::time::Duration {
+        self.kms_timeout.max(ONE_SECOND)
+    }
+}
+
+/// [`settings`] from already resolved upstream options; `quiet` silences retry notes.
+pub(super) fn settings_for(u: &Upstream, quiet: bool) -> Result<S3Settings> {
     Ok(S3Settings {
-        region: cli.region.clone(),
-        profile: cli.profile.clone(),
-        max_attempts: cli.s3_max_attempts,
-        concurrency: cli.concurrency,
-        part_size: cli.part_size,
-        connect_timeout: cli.s3_connect_timeout.max(ONE_SECOND),
-        read_timeout: cli.s3_read_timeout.max(ONE_SECOND),
-        operation_timeout: cli.s3_timeout.max(ONE_SECOND),
-        retry_notes: !cli.quiet,
+        region: u.region.clone(),
+        profile: u.profile.clone(),
+        max_attempts: u.s3_max_attempts,
+        concurrency: u.concurrency,
+        part_size: u.part_size,
+        connect_timeout: u.s3_connect_timeout.max(ONE_SECOND),
+        read_timeout: u.s3_read_timeout.max(ONE_SECOND),
+        operation_timeout: u.s3_timeout.max(ONE_SECOND),
+        retry_notes: !quiet,
         // `--endpoint-url` wins over AWS_ENDPOINT_URL_S3 and AWS_ENDPOINT_URL.
-        endpoint_url: cli.endpoint_url.clone(),
+        endpoint_url: u.endpoint_url.clone(),
         ..S3Settings::default()
     })
 }

@@ -142,8 +142,9 @@ pub struct ServeArgs {
         value_parser = ["text", "json"]
     )]
     pub log_format: String,
-    /// TOML file with any of these options (keys are the long flag names, e.g.
-    /// max-requests = 64); a flag or environment variable wins over the file.
+    /// TOML file with any of these options and the global upstream ones (region,
+    /// endpoint-url, profile, s3-*, kms-*, concurrency, part-size); keys are the long flag
+    /// names, e.g. max-requests = 64. A flag or environment variable wins over the file.
     #[arg(long, value_name = "FILE", env = "SEALSTREAM_CONFIG")]
     pub config: Option<PathBuf>,
     /// The ids of the options set by a flag or an environment variable, which the config
@@ -182,8 +183,26 @@ fn init_logs(filter: &str, format: &str) -> Result<()> {
 
 /// Runs the gateway until SIGTERM or Ctrl-C.
 pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
-    let a = &super::serve_config::apply(a)?;
+    let (a, up) = super::serve_config::apply(cli, a)?;
+    let a = &a;
     init_logs(&a.log, &a.log_format)?;
+    // What the upstream clients are built with, whichever source gave it (no secrets here).
+    let chain = "(AWS chain)";
+    tracing::info!(
+        region = %up.region.as_deref().unwrap_or(chain),
+        profile = %up.profile.as_deref().unwrap_or(chain),
+        endpoint_url = %up.endpoint_url.as_deref().unwrap_or(chain),
+        s3_max_attempts = up.s3_max_attempts,
+        s3_timeout = ?up.s3_timeout,
+        s3_connect_timeout = ?up.s3_connect_timeout,
+        s3_read_timeout = ?up.s3_read_timeout,
+        concurrency = up.concurrency,
+        part_size = up.part_size,
+        kms_max_attempts = up.kms_max_attempts,
+        kms_timeout = ?up.kms_timeout,
+        kms_max_decrypts = up.kms_max_decrypts,
+        "upstream settings"
+    );
     if a.kms_keys.is_empty() && a.keys.is_empty() {
         return Err(Error::InvalidArgument(
             "serve needs a key to encrypt with: --kms-key KEY or -k KEYFILE (or kms-key / key in the config file)".into(),
@@ -227,7 +246,7 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
     // the CLI's defaults (4 × 8 MiB) that is ~48 MiB per request in flight.
     let settings = S3Settings {
         retry_notes: false,
-        ..super::s3::settings(cli)?
+        ..super::s3::settings_for(&up, cli.quiet)?
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -242,7 +261,7 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
                 .to_builder()
                 .retry_config(
                     aws_smithy_types::retry::RetryConfig::standard()
-                        .with_max_attempts(cli.kms_max_attempts.max(1))
+                        .with_max_attempts(up.kms_max_attempts.max(1))
                         .with_initial_backoff(Duration::from_millis(100))
                         .with_max_backoff(Duration::from_secs(10)),
                 )
@@ -250,9 +269,9 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
             let kms = Kms::from_conf(
                 &kms_conf,
                 KmsSettings {
-                    max_attempts: cli.kms_max_attempts,
-                    operation_timeout: cli.kms_timeout.max(Duration::from_secs(1)),
-                    endpoint_url: cli.endpoint_url.clone(),
+                    max_attempts: up.kms_max_attempts,
+                    operation_timeout: up.kms_operation_timeout(),
+                    endpoint_url: up.endpoint_url.clone(),
                     retry_notes: false,
                     ..KmsSettings::default()
                 },
@@ -260,7 +279,7 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
             keys.kms = Some(kms.clone());
             for k in &a.kms_keys {
                 keys.wrap.push(Arc::new(KmsKey::for_wrapping(&kms, k)));
-                let trusted = KmsKey::trusted(&kms, k)?.with_max_decrypts(cli.kms_max_decrypts);
+                let trusted = KmsKey::trusted(&kms, k)?.with_max_decrypts(up.kms_max_decrypts);
                 keys.unwrap.push(Arc::new(trusted));
             }
         }

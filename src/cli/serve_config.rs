@@ -3,6 +3,14 @@
 //! command line. Precedence, per option: a flag, then its `SEALSTREAM_…` environment
 //! variable (both resolved by clap), then the file, then the built-in default.
 //!
+//! The global options that configure the upstream (`--region`, `--endpoint-url`,
+//! `--profile`, `--s3-*`, `--kms-*`, `--concurrency`, `--part-size`) are read from the file
+//! too, under the same precedence, so one file describes a whole deployment; for
+//! `region`, `profile` and `endpoint-url`, whose environment is the AWS SDK's own
+//! (`AWS_REGION`, `AWS_PROFILE`, `AWS_ENDPOINT_URL`…), that variable wins over the file as a
+//! `SEALSTREAM_…` variable does. Their values are checked by the flag's own parser (clap),
+//! so a limit is never written twice.
+//!
 //! The file's keys are the long flag names (`max-requests = 64`). Unknown keys, wrong
 //! types and duplicates are refused naming the key and its line, never the value: a value
 //! put in the wrong place may be a secret, and errors end up in logs.
@@ -15,6 +23,8 @@ use clap::parser::ValueSource;
 use sealstream::error::{Error, Result};
 use toml::de::{DeTable, DeValue};
 
+use super::Cli;
+use super::s3::Upstream;
 use super::serve::ServeArgs;
 
 /// What a key of the file holds, and where it goes in [`ServeArgs`].
@@ -27,6 +37,9 @@ enum Kind {
     Uint,
     /// A table of string values (`[context]`).
     Pairs,
+    /// A global (upstream) flag's value: a string or an integer, checked by that flag's
+    /// own parser; the text is an example of a valid value for the error message.
+    Global(&'static str),
 }
 
 /// File key (the long flag name), clap argument id, kind.
@@ -51,17 +64,59 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("tls-key", "tls_key", Kind::Str),
     ("log", "log", Kind::Str),
     ("log-format", "log_format", Kind::Str),
+    // The global flags that configure the upstream (ids as in `Cli`).
+    ("region", "region", Kind::Global("\"eu-west-1\"")),
+    ("profile", "profile", Kind::Global("\"backup\"")),
+    (
+        "endpoint-url",
+        "endpoint_url",
+        Kind::Global("\"http://minio:9000\""),
+    ),
+    ("kms-max-attempts", "kms_max_attempts", Kind::Global("8")),
+    ("kms-timeout", "kms_timeout", Kind::Global("\"60s\"")),
+    ("kms-max-decrypts", "kms_max_decrypts", Kind::Global("4")),
+    ("concurrency", "concurrency", Kind::Global("4")),
+    ("part-size", "part_size", Kind::Global("\"8MiB\"")),
+    ("s3-max-attempts", "s3_max_attempts", Kind::Global("8")),
+    ("s3-timeout", "s3_timeout", Kind::Global("\"2m\"")),
+    (
+        "s3-connect-timeout",
+        "s3_connect_timeout",
+        Kind::Global("\"10s\""),
+    ),
+    (
+        "s3-read-timeout",
+        "s3_read_timeout",
+        Kind::Global("\"30s\""),
+    ),
 ];
 
-/// The ids of `serve`'s arguments set by a flag or an environment variable (not by a
-/// default): those the file must not override.
+/// The AWS SDK's own environment variables for the global options that have no
+/// `SEALSTREAM_…` one: when one is set, it wins over the file (the SDK reads it itself).
+const AWS_ENV: &[(&str, &[&str])] = &[
+    ("region", &["AWS_REGION", "AWS_DEFAULT_REGION"]),
+    ("profile", &["AWS_PROFILE"]),
+    ("endpoint_url", &["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"]),
+];
+
+/// The ids of the options set by a flag or an environment variable (not by a default):
+/// those the file must not override. `m` is serve's matches, which hold the global flags
+/// too, given before or after `serve` (clap propagates them; tested).
 pub(super) fn given_ids(m: &ArgMatches) -> BTreeSet<String> {
+    let aws_env = |id: &str| {
+        AWS_ENV.iter().any(|(i, vars)| {
+            *i == id
+                && vars
+                    .iter()
+                    .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
+        })
+    };
     KEYS.iter()
         .filter(|(_, id, _)| {
             matches!(
                 m.value_source(id),
                 Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-            )
+            ) || aws_env(id)
         })
         .map(|(_, id, _)| (*id).to_string())
         .collect()
@@ -73,14 +128,17 @@ enum Value {
     List(Vec<String>),
     Bool(bool),
     Uint(u64),
+    /// A global flag's value as the flag would be given.
+    Global(String),
 }
 
-/// `a` with the file's values filled in where no flag or environment variable set the
-/// option (no file: `a` unchanged).
-pub(super) fn apply(a: &ServeArgs) -> Result<ServeArgs> {
+/// `a` and the command line's upstream options with the file's values filled in where no
+/// flag or environment variable set the option (no file: both unchanged).
+pub(super) fn apply(cli: &Cli, a: &ServeArgs) -> Result<(ServeArgs, Upstream)> {
     let mut out = a.clone();
+    let mut up = Upstream::of(cli);
     let Some(path) = &a.config else {
-        return Ok(out);
+        return Ok((out, up));
     };
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::io(format!("reading the config file '{}'", path.display()), e))?;
@@ -88,9 +146,49 @@ pub(super) fn apply(a: &ServeArgs) -> Result<ServeArgs> {
         if a.given.contains(id) {
             continue;
         }
-        set(&mut out, id, value);
+        match value {
+            Value::Global(v) => set_global(&mut up, id, &v)?,
+            value => set(&mut out, id, value),
+        }
     }
-    Ok(out)
+    Ok((out, up))
+}
+
+/// Sets the global option `id` from the file's text `v`, parsed by the flag's own parser
+/// (clap, as if `--FLAG v` were given): one place for every bound. `parse` checked it.
+fn set_global(up: &mut Upstream, id: &str, v: &str) -> Result<()> {
+    let cli = parse_global(id, v).ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "config file: '{id}' does not parse (checked before)"
+        ))
+    })?;
+    match id {
+        "region" => up.region = cli.region,
+        "profile" => up.profile = cli.profile,
+        "endpoint_url" => up.endpoint_url = cli.endpoint_url,
+        "kms_max_attempts" => up.kms_max_attempts = cli.kms_max_attempts,
+        "kms_timeout" => up.kms_timeout = cli.kms_timeout,
+        "kms_max_decrypts" => up.kms_max_decrypts = cli.kms_max_decrypts,
+        "concurrency" => up.concurrency = cli.concurrency,
+        "part_size" => up.part_size = cli.part_size,
+        "s3_max_attempts" => up.s3_max_attempts = cli.s3_max_attempts,
+        "s3_timeout" => up.s3_timeout = cli.s3_timeout,
+        "s3_connect_timeout" => up.s3_connect_timeout = cli.s3_connect_timeout,
+        "s3_read_timeout" => up.s3_read_timeout = cli.s3_read_timeout,
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The command line `sealstream --FLAG v serve`, parsed: `None` if the flag's parser
+/// refuses `v`. The flag is named from its id (`s3_timeout` → `--s3-timeout`).
+fn parse_global(id: &str, v: &str) -> Option<Cli> {
+    use clap::FromArgMatches as _;
+    let flag = format!("--{}", id.replace('_', "-"));
+    let m = super::help::command()
+        .try_get_matches_from(["sealstream", flag.as_str(), v, "serve"])
+        .ok()?;
+    Cli::from_arg_matches(&m).ok()
 }
 
 fn set(a: &mut ServeArgs, id: &str, v: Value) {
@@ -146,11 +244,7 @@ fn parse(path: &Path, text: &str) -> Result<Vec<(&'static str, Value)>> {
             let known: Vec<&str> = KEYS.iter().map(|(n, _, _)| *n).collect();
             return Err(bad(
                 at,
-                format!(
-                    "unknown key '{key}' (known keys: {}; the global flags such as --region \
-                     are not read from the file)",
-                    known.join(", ")
-                ),
+                format!("unknown key '{key}' (known keys: {})", known.join(", ")),
             ));
         };
         let wrong = |what: &str| bad(at, format!("'{name}' must be {what}"));
@@ -196,6 +290,23 @@ fn parse(path: &Path, text: &str) -> Result<Vec<(&'static str, Value)>> {
             (Kind::Pairs, _) => {
                 return Err(wrong("a table of strings ([context] with key = \"value\")"));
             }
+            (Kind::Global(example), DeValue::String(_) | DeValue::Integer(_)) => {
+                let text = match v.get_ref() {
+                    DeValue::Integer(i) => match u64::from_str_radix(i.as_str(), i.radix()) {
+                        Ok(n) => n.to_string(),
+                        Err(_) => return Err(wrong(&format!("a valid --{name}, e.g. {example}"))),
+                    },
+                    DeValue::String(s) => s.to_string(),
+                    _ => String::new(),
+                };
+                if parse_global(id, &text).is_none() {
+                    return Err(wrong(&format!("a valid --{name}, e.g. {example}")));
+                }
+                Value::Global(text)
+            }
+            (Kind::Global(example), _) => {
+                return Err(wrong(&format!("a string or an integer, e.g. {example}")));
+            }
         };
         out.push((id, value));
     }
@@ -236,6 +347,50 @@ mod tests {
         assert!(matches!(&v[0].1, Value::List(l) if l == &["tenant=acme"]));
         assert!(matches!(&v[1].1, Value::List(l) if l == &["k.key"]));
         assert!(matches!(&v[4].1, Value::Uint(64)));
+    }
+
+    /// The example file of docs/GATEWAY.md parses, every upstream key included.
+    #[test]
+    fn the_documented_example_parses() {
+        let text = include_str!("../../docs/gateway.example.toml");
+        let v = parse(Path::new("gateway.example.toml"), text).unwrap();
+        for id in [
+            "region",
+            "endpoint_url",
+            "s3_timeout",
+            "part_size",
+            "kms_max_decrypts",
+        ] {
+            assert!(v.iter().any(|(i, _)| *i == id), "{id} missing");
+        }
+    }
+
+    #[test]
+    fn upstream_values_are_checked_by_the_flags_parser() {
+        let e = errors("part-size = \"1KiB\"\n");
+        assert!(
+            e.contains("line 1: 'part-size' must be a valid --part-size"),
+            "{e}"
+        );
+        assert!(!e.contains("1KiB"), "{e}");
+        let e = errors("\ns3-timeout = \"SECRET123\"\n");
+        assert!(
+            e.contains("line 2: 's3-timeout' must be a valid --s3-timeout"),
+            "{e}"
+        );
+        assert!(!e.contains("SECRET123"), "{e}");
+        let e = errors("endpoint-url = \"SECRET123\"\n");
+        assert!(
+            e.contains("'endpoint-url' must be a valid --endpoint-url"),
+            "{e}"
+        );
+        let e = errors("concurrency = true\n");
+        assert!(
+            e.contains("'concurrency' must be a string or an integer"),
+            "{e}"
+        );
+        let v = parse(Path::new("gw.toml"), "s3-timeout = 90\nconcurrency = 3\n").unwrap();
+        assert!(matches!(&v[1].1, Value::Global(t) if t == "90"));
     }
 
     #[test]

@@ -20,6 +20,10 @@ pub const CODE_AUTHENTICATION_FAILED: &str = "SealstreamAuthenticationFailed";
 pub const CODE_NOT_SEALSTREAM: &str = "SealstreamNotEncrypted";
 /// The gateway holds no key that opens this object (or the encryption context differs).
 pub const CODE_NO_KEY: &str = "SealstreamNoKey";
+/// A read of a version id whose companion header or part manifest was deleted, and whose
+/// versions hold more than one content: which one belongs to the version is not knowable
+/// (src/gateway/service/versions.rs), so nothing is guessed.
+pub const CODE_AMBIGUOUS_VERSION: &str = "SealstreamAmbiguousVersion";
 
 /// An error with any code (standard or ours) and an explicit status.
 pub(crate) fn error(code: &str, status: StatusCode, message: impl Into<String>) -> S3Error {

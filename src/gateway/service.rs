@@ -28,6 +28,9 @@ use tracing::Instrument as _;
 
 mod compat;
 mod multipart;
+mod versions;
+
+use versions::Restored;
 
 use super::errors::{self, error, from_error, from_sdk, invalid_argument, not_implemented};
 use super::metrics::Metrics;
@@ -71,13 +74,19 @@ struct Inner {
     /// (bucket, key, ETag) → plaintext size, or `None` for a plaintext object: what a
     /// listing would otherwise HEAD again every time.
     sizes: Mutex<HashMap<(String, String, String), Option<u64>>>,
-    /// (bucket, key) → a version-1 object's loaded header and when: unconditional GETs
+    /// (bucket, key, version id asked for) → a version-1 object's loaded header and when
+    /// (a version's header is as safe to keep as the current one's: its body GETs are
+    /// pinned to the version and its ETag, and a version never changes): unconditional GETs
     /// reuse it for [`GatewayConfig::header_cache_ttl`] instead of a HEAD upstream (and a
     /// companion GET), since clients download with many concurrent ranged GETs of one
     /// object. Safe because every body GET is pinned to the header's ETag (If-Match): an
     /// object replaced or deleted meanwhile fails that GET, and the header is loaded again.
-    headers: Mutex<HashMap<(String, String), (Instant, ObjectInfo)>>,
+    headers: Mutex<HashMap<HeaderCacheKey, (Instant, ObjectInfo)>>,
 }
+
+/// What the header cache is keyed by: bucket, key and the version id a GET asked for
+/// (`None`: the current object).
+type HeaderCacheKey = (String, String, Option<String>);
 
 /// Why a GET of a version-1 object did not answer.
 enum GetFail {
@@ -216,10 +225,14 @@ impl Service {
     }
 
     /// A version-1 object's header loaded within the configured time, if any.
-    fn cached_header(&self, bucket: &str, key: &str) -> Option<ObjectInfo> {
+    fn cached_header(&self, bucket: &str, key: &str, version: Option<&str>) -> Option<ObjectInfo> {
         let ttl = self.inner.config.header_cache_ttl;
         let mut m = self.inner.headers.lock().ok()?;
-        let k = (bucket.to_string(), key.to_string());
+        let k = (
+            bucket.to_string(),
+            key.to_string(),
+            version.map(str::to_string),
+        );
         match m.get(&k) {
             Some((at, info)) if at.elapsed() < ttl => Some(info.clone()),
             Some(_) => {
@@ -232,7 +245,7 @@ impl Service {
 
     /// Keeps `info` for the next unconditional GETs (bounded: expired entries go first,
     /// then everything when still full).
-    fn remember_header(&self, info: &ObjectInfo) {
+    fn remember_header(&self, info: &ObjectInfo, version: Option<&str>) {
         let ttl = self.inner.config.header_cache_ttl;
         if ttl.is_zero() {
             return;
@@ -244,16 +257,21 @@ impl Service {
                     m.clear();
                 }
             }
-            let k = (info.url.bucket.clone(), info.url.key.clone());
+            let k = (
+                info.url.bucket.clone(),
+                info.url.key.clone(),
+                version.map(str::to_string),
+            );
             m.insert(k, (Instant::now(), info.clone()));
         }
     }
 
-    /// Drops a cached header: the object was written, copied onto or deleted through this
-    /// process, or found changed upstream.
+    /// Drops the cached headers of a key (the current object's and its versions'): the
+    /// object was written, copied onto or deleted through this process, or found changed
+    /// upstream.
     fn forget_header(&self, bucket: &str, key: &str) {
         if let Ok(mut m) = self.inner.headers.lock() {
-            m.remove(&(bucket.to_string(), key.to_string()));
+            m.retain(|(b, k, _), _| (b.as_str(), k.as_str()) != (bucket, key));
         }
     }
 
@@ -371,6 +389,18 @@ impl Service {
 
     /// The header of a sealstream object, checked as `S3::open_object` checks it.
     async fn load_header(&self, url: S3Url, head: Head) -> S3Result<ObjectInfo> {
+        self.load_header_at(url, head, false).await
+    }
+
+    /// [`Service::load_header`] for the object's current state or, `of_version`, for the
+    /// version `head` was read at (a deleted companion is then looked for among its
+    /// versions: versions.rs).
+    async fn load_header_at(
+        &self,
+        url: S3Url,
+        head: Head,
+        of_version: bool,
+    ) -> S3Result<ObjectInfo> {
         let bad = |reason: String| {
             Metrics::add(&self.inner.metrics.auth_failures, 1);
             from_error(
@@ -392,12 +422,22 @@ impl Service {
             }
             HeaderLocation::Inline(bytes) => object::parse_header(bytes, None).map_err(bad)?,
             HeaderLocation::Companion { key, commitment } => {
-                let bytes = self.get_companion(&url.bucket, key).await?.ok_or_else(|| {
-                    bad(format!(
-                        "the header's companion object s3://{}/{key} is missing",
-                        url.bucket
-                    ))
-                })?;
+                let bytes = self
+                    .get_sidecar(
+                        &url.bucket,
+                        key,
+                        of_version,
+                        limits::MAX_HEADER_LEN as usize,
+                        "companion header",
+                    )
+                    .await?
+                    .map(|s| s.bytes)
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "the header's companion object s3://{}/{key} is missing",
+                            url.bucket
+                        ))
+                    })?;
                 object::parse_header(&bytes, Some(commitment)).map_err(bad)?
             }
         };
@@ -414,14 +454,6 @@ impl Service {
             head,
             parts,
         })
-    }
-
-    /// GETs a companion header object (at most one header long); `None` if it is missing.
-    async fn get_companion(&self, bucket: &str, key: &str) -> S3Result<Option<Vec<u8>>> {
-        Ok(self
-            .get_companion_tagged(bucket, key)
-            .await?
-            .map(|(b, _)| b))
     }
 
     async fn get_companion_tagged(
@@ -448,12 +480,25 @@ impl Service {
         max: usize,
         what: &str,
     ) -> S3Result<Option<(Vec<u8>, Option<String>)>> {
+        self.get_capped_at(bucket, key, None, max, what).await
+    }
+
+    /// [`Service::get_capped`] of one version (`None`: the current object).
+    pub(super) async fn get_capped_at(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+        max: usize,
+        what: &str,
+    ) -> S3Result<Option<(Vec<u8>, Option<String>)>> {
         let r = self
             .inner
             .client
             .get_object()
             .bucket(bucket)
             .key(key)
+            .set_version_id(version.map(str::to_string))
             .send()
             .await;
         let out = match r {
@@ -512,15 +557,29 @@ impl Service {
 
     /// Plaintext size of a listed object, from the cache or a HEAD (no KMS call).
     async fn listed_size(&self, bucket: &str, key: &str, etag: &str, raw: i64) -> i64 {
+        self.listed_size_at(bucket, key, None, etag, raw).await
+    }
+
+    /// [`Service::listed_size`] of one version (`None`: the current object), for
+    /// ListObjectVersions. The cache's key has no version: one key's versions of one ETag
+    /// hold the same body, hence the same size.
+    async fn listed_size_at(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+        etag: &str,
+        raw: i64,
+    ) -> i64 {
         let ck = (bucket.to_string(), key.to_string(), etag.to_string());
         if let Ok(cache) = self.inner.sizes.lock()
             && let Some(v) = cache.get(&ck)
         {
             return v.map_or(raw, |n| n as i64);
         }
-        let size = match self.stat(bucket, key).await {
+        let size = match self.stat_at(bucket, key, version).await {
             Ok(Stored::Sealed(info)) if multipart::is_v2(&info.head.metadata) => {
-                match self.v2_claimed_size(&info).await {
+                match self.v2_claimed_size(&info, version.is_some()).await {
                     Ok(n) => Some(n),
                     Err(e) => {
                         tracing::warn!(bucket, key, error = %e, "listing: part-wise object without a readable manifest; its stored size is listed");
@@ -742,7 +801,8 @@ impl Service {
             .get_object()
             .bucket(&input.bucket)
             .key(&input.key)
-            .set_if_match(head.etag.clone());
+            .set_if_match(head.etag.clone())
+            .set_version_id(head.version_id.clone());
         if let Some(r) = &input.range {
             req = req.range(range_header(r));
         }
@@ -938,11 +998,9 @@ impl s3s::S3 for Service {
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let input = req.input;
         refuse_reserved(&input.key)?;
-        if input.version_id.is_some() {
-            return Err(not_implemented(
-                "GetObject of a version id is not offered by the sealstream gateway yet",
-            ));
-        }
+        // A version id pins every upstream read of this request to that version.
+        let version = input.version_id.clone();
+        let version = version.as_deref();
         // A bad Range is answered after the HEAD (a missing object is NoSuchKey first).
         let range = input.range.as_ref().map(to_byte_range).transpose();
         // Only a GET without conditions may use a recently loaded header: conditions are
@@ -954,11 +1012,23 @@ impl s3s::S3 for Service {
             && input.part_number.is_none();
         if unconditional
             && let Ok(range) = range
-            && let Some(info) = self.cached_header(&input.bucket, &input.key)
+            && let Some(mut info) = self.cached_header(&input.bucket, &input.key, version)
         {
             Metrics::add(&self.inner.metrics.header_cache_hits, 1);
+            // A read of the current object pins its body GETs to the cached ETag only: in
+            // a versioned bucket an overwrite leaves the cached version in place, and a
+            // pin to its version id would serve it; the ETag pin fails (412) instead.
+            let current = match version {
+                None => info.head.version_id.take(),
+                Some(_) => None,
+            };
             match self.get_v1(Box::new(info), range, true).await {
-                Ok(o) => return Ok(S3Response::new(o)),
+                Ok(mut o) => {
+                    if current.is_some() {
+                        o.version_id = current;
+                    }
+                    return Ok(S3Response::new(o));
+                }
                 Err(GetFail::S3(e)) => return Err(e),
                 Err(GetFail::Stale) => {
                     Metrics::add(&self.inner.metrics.header_cache_stale, 1);
@@ -966,7 +1036,7 @@ impl s3s::S3 for Service {
                 }
             }
         }
-        let stored = self.stat(&input.bucket, &input.key).await?;
+        let stored = self.stat_at(&input.bucket, &input.key, version).await?;
         let part = part_request(&stored, input.part_number, input.range.is_some())?;
         check_conditions(
             stored.head(),
@@ -984,10 +1054,12 @@ impl s3s::S3 for Service {
         };
         let range = range?;
         if multipart::is_v2(&info.head.metadata) {
-            return Ok(S3Response::new(self.get_v2(info, range, part).await?));
+            return Ok(S3Response::new(
+                self.get_v2(info, range, part, version.is_some()).await?,
+            ));
         }
         if unconditional {
-            self.remember_header(&info);
+            self.remember_header(&info, version);
         }
         match self.get_v1(info, range, false).await {
             Ok(o) => Ok(S3Response::new(o)),
@@ -1006,12 +1078,8 @@ impl s3s::S3 for Service {
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let input = req.input;
         refuse_reserved(&input.key)?;
-        if input.version_id.is_some() {
-            return Err(not_implemented(
-                "HeadObject of a version is not offered by the sealstream gateway yet",
-            ));
-        }
-        let stored = self.stat(&input.bucket, &input.key).await?;
+        let version = input.version_id.as_deref();
+        let stored = self.stat_at(&input.bucket, &input.key, version).await?;
         let part = part_request(&stored, input.part_number, false)?;
         check_conditions(
             stored.head(),
@@ -1024,11 +1092,11 @@ impl s3s::S3 for Service {
         let size = match &stored {
             Stored::Sealed(info) if multipart::is_v2(&info.head.metadata) => match part {
                 Some(n) => {
-                    let p = self.v2_claimed_part(info, n).await?;
+                    let p = self.v2_claimed_part(info, n, version.is_some()).await?;
                     part_headers = Some(p);
                     p.len
                 }
-                None => self.v2_claimed_size(info).await?,
+                None => self.v2_claimed_size(info, version.is_some()).await?,
             },
             Stored::Sealed(info) => {
                 info.layout()
@@ -1133,6 +1201,13 @@ impl s3s::S3 for Service {
         }))
     }
 
+    async fn list_object_versions(
+        &self,
+        req: S3Request<ListObjectVersionsInput>,
+    ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+        Ok(S3Response::new(self.list_versions(req.input).await?))
+    }
+
     async fn delete_object(
         &self,
         req: S3Request<DeleteObjectInput>,
@@ -1203,17 +1278,16 @@ impl s3s::S3 for Service {
         let i = req.input;
         refuse_reserved(&i.key)?;
         self.forget_header(&i.bucket, &i.key);
-        let (sb, sk) = match &i.copy_source {
+        let (sb, sk, sv) = match &i.copy_source {
             CopySource::Bucket {
                 bucket,
                 key,
-                version_id: None,
-            } => (bucket.to_string(), key.to_string()),
-            CopySource::Bucket { .. } => {
-                return Err(not_implemented(
-                    "CopyObject from a version id is not offered by the sealstream gateway yet",
-                ));
-            }
+                version_id,
+            } => (
+                bucket.to_string(),
+                key.to_string(),
+                version_id.as_deref().map(str::to_string),
+            ),
             _ => {
                 return Err(not_implemented(
                     "CopyObject from an access point is not offered by the sealstream gateway",
@@ -1221,7 +1295,8 @@ impl s3s::S3 for Service {
             }
         };
         refuse_reserved(&sk)?;
-        let stored = self.stat(&sb, &sk).await?;
+        let sv = sv.as_deref();
+        let stored = self.stat_at(&sb, &sk, sv).await?;
         let replace = i
             .metadata_directive
             .as_ref()
@@ -1229,6 +1304,9 @@ impl s3s::S3 for Service {
         let mut metadata = None;
         // A part-wise source: its manifest object, and the one the copy will name.
         let mut manifests: Option<(String, String)> = None;
+        // A source version's companion or manifest read from a noncurrent version
+        // (versions.rs): (key, version) of each.
+        let mut restored = Restored::default();
         match &stored {
             Stored::Plain(_) if !self.serve_plain() => {
                 return Err(errors::not_sealstream(&sb, &sk));
@@ -1242,6 +1320,9 @@ impl s3s::S3 for Service {
                 }
                 if multipart::is_v2(&info.head.metadata) {
                     manifests = Some(self.copy_manifest_names(info, &i.key)?);
+                }
+                if sv.is_some() {
+                    self.restore_sidecars(info, &mut restored).await?;
                 }
                 // A part-wise copy names its own manifest: its metadata is always rewritten.
                 let renamed = manifests.as_ref().filter(|(s, d)| s != d);
@@ -1298,16 +1379,23 @@ impl s3s::S3 for Service {
             .flatten();
         // The copy's manifest first (a server-side copy of the source's, under the name the
         // copy's metadata gives), removed again if the object copy fails.
+        // A source version's manifest that is deleted is copied from its version, also onto
+        // its own name (which restores it for the copy).
         let new_manifest = match &manifests {
             Some((src, dst))
-                if (sb.as_str(), src.as_str()) != (i.bucket.as_str(), dst.as_str()) =>
+                if (sb.as_str(), src.as_str()) != (i.bucket.as_str(), dst.as_str())
+                    || restored.manifest.is_some() =>
             {
                 self.inner
                     .client
                     .copy_object()
                     .bucket(&i.bucket)
                     .key(dst)
-                    .copy_source(format!("{sb}/{}", encode_key(src)))
+                    .copy_source(versions::copy_source(
+                        &sb,
+                        src,
+                        restored.manifest.as_deref(),
+                    ))
                     .send()
                     .await
                     .map_err(|e| from_sdk("CopyObject", &e))?;
@@ -1321,7 +1409,7 @@ impl s3s::S3 for Service {
             .copy_object()
             .bucket(&i.bucket)
             .key(&i.key)
-            .copy_source(format!("{sb}/{}", encode_key(&sk)))
+            .copy_source(versions::copy_source(&sb, &sk, sv))
             .set_copy_source_if_match(stored.head().etag.clone())
             .set_copy_source_if_none_match(
                 i.copy_source_if_none_match
@@ -1394,6 +1482,7 @@ impl s3s::S3 for Service {
                 ..CopyObjectResult::default()
             }),
             version_id: out.version_id().map(str::to_string),
+            copy_source_version_id: out.copy_source_version_id().map(str::to_string),
             ..CopyObjectOutput::default()
         }))
     }

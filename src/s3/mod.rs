@@ -431,31 +431,7 @@ impl S3 {
             }
             Err(e) => return Err(sdk_error(&self.endpoint, url, "HeadObject", e)),
         };
-        let metadata: BTreeMap<String, String> = out
-            .metadata()
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        Ok(Some(Head {
-            content_length: out.content_length().unwrap_or(0).max(0) as u64,
-            etag: out.e_tag().map(str::to_string),
-            version_id: out.version_id().map(str::to_string),
-            content_type: out.content_type().map(str::to_string),
-            cache_control: out.cache_control().map(str::to_string),
-            content_disposition: out.content_disposition().map(str::to_string),
-            content_encoding: out.content_encoding().map(str::to_string),
-            content_language: out.content_language().map(str::to_string),
-            storage_class: out.storage_class().cloned(),
-            server_side_encryption: out.server_side_encryption().cloned(),
-            sse_kms_key_id: out.ssekms_key_id().map(str::to_string),
-            bucket_key_enabled: out.bucket_key_enabled(),
-            website_redirect_location: out.website_redirect_location().map(str::to_string),
-            metadata,
-            last_modified: out.last_modified().copied(),
-        }))
+        Ok(Some(Head::from_output(&out)))
     }
 
     /// GETs a whole small object, refusing anything larger than `max` bytes; `None` on 404.
@@ -679,6 +655,37 @@ pub enum CompanionCleanup {
 }
 
 impl Head {
+    /// What a HEAD answered, in our terms: one place for [`S3::head`] and the gateway's
+    /// HEAD of a version id (which needs the upstream status itself to answer
+    /// `NoSuchVersion` or `MethodNotAllowed` for a delete marker).
+    pub(crate) fn from_output(out: &aws_sdk_s3::operation::head_object::HeadObjectOutput) -> Head {
+        let metadata: BTreeMap<String, String> = out
+            .metadata()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Head {
+            content_length: out.content_length().unwrap_or(0).max(0) as u64,
+            etag: out.e_tag().map(str::to_string),
+            version_id: out.version_id().map(str::to_string),
+            content_type: out.content_type().map(str::to_string),
+            cache_control: out.cache_control().map(str::to_string),
+            content_disposition: out.content_disposition().map(str::to_string),
+            content_encoding: out.content_encoding().map(str::to_string),
+            content_language: out.content_language().map(str::to_string),
+            storage_class: out.storage_class().cloned(),
+            server_side_encryption: out.server_side_encryption().cloned(),
+            sse_kms_key_id: out.ssekms_key_id().map(str::to_string),
+            bucket_key_enabled: out.bucket_key_enabled(),
+            website_redirect_location: out.website_redirect_location().map(str::to_string),
+            metadata,
+            last_modified: out.last_modified().copied(),
+        }
+    }
+
     /// User metadata that is not sealstream's (preserved by rewrap).
     pub fn other_metadata(&self) -> impl Iterator<Item = (&str, &str)> {
         self.metadata

@@ -921,8 +921,10 @@ impl Service {
         )
     }
 
-    /// The manifest of a part-wise object, as stored (not yet verified).
-    async fn manifest_of(&self, info: &ObjectInfo) -> S3Result<Vec<u8>> {
+    /// The manifest of a part-wise object, as stored (not yet verified); `of_version`: for
+    /// a read of the version `info` was loaded at (a deleted manifest is then looked for
+    /// among its versions: versions.rs).
+    async fn manifest_of(&self, info: &ObjectInfo, of_version: bool) -> S3Result<Vec<u8>> {
         let (bucket, key) = (&info.url.bucket, &info.url.key);
         let name = info.head.metadata.get(META_PARTS).ok_or_else(|| {
             self.bad_object(
@@ -934,7 +936,16 @@ impl Service {
         if name.len() > object::MAX_KEY_LEN {
             return Err(self.bad_object(bucket, key, format!("'{META_PARTS}' is not a key")));
         }
-        self.get_manifest(bucket, name).await?.ok_or_else(|| {
+        let found = self
+            .get_sidecar(
+                bucket,
+                name,
+                of_version,
+                parts::MAX_MANIFEST_LEN,
+                "part manifest",
+            )
+            .await?;
+        found.map(|s| s.bytes).ok_or_else(|| {
             self.bad_object(
                 bucket,
                 key,
@@ -948,8 +959,12 @@ impl Service {
 
     /// The plaintext size a part-wise object's manifest claims, without its key (HEAD and
     /// listings; no KMS call). A GET verifies the manifest before serving anything.
-    pub(super) async fn v2_claimed_size(&self, info: &ObjectInfo) -> S3Result<u64> {
-        let bytes = self.manifest_of(info).await?;
+    pub(super) async fn v2_claimed_size(
+        &self,
+        info: &ObjectInfo,
+        of_version: bool,
+    ) -> S3Result<u64> {
+        let bytes = self.manifest_of(info, of_version).await?;
         parts::unauthenticated_plaintext_len(&bytes).ok_or_else(|| {
             self.bad_object(
                 &info.url.bucket,
@@ -961,8 +976,13 @@ impl Service {
 
     /// Where part `n` of a part-wise object lies, as its manifest **claims** (HEAD with
     /// `partNumber`: no key, no KMS call; a GET of the part verifies the manifest).
-    pub(super) async fn v2_claimed_part(&self, info: &ObjectInfo, n: u32) -> S3Result<PartSlice> {
-        let bytes = self.manifest_of(info).await?;
+    pub(super) async fn v2_claimed_part(
+        &self,
+        info: &ObjectInfo,
+        n: u32,
+        of_version: bool,
+    ) -> S3Result<PartSlice> {
+        let bytes = self.manifest_of(info, of_version).await?;
         let parts = parts::unauthenticated_parts(&bytes).ok_or_else(|| {
             self.bad_object(
                 &info.url.bucket,
@@ -993,9 +1013,10 @@ impl Service {
         info: Box<ObjectInfo>,
         range: Option<ByteRange>,
         part: Option<u32>,
+        of_version: bool,
     ) -> S3Result<GetObjectOutput> {
         let opening = self.unlock(&info).await?;
-        let manifest = self.manifest_of(&info).await?;
+        let manifest = self.manifest_of(&info, of_version).await?;
         let layout = opening
             .part_layout(&manifest, info.head.content_length)
             .map_err(|e| {
@@ -1042,6 +1063,7 @@ impl Service {
                         .bucket(&task_info.url.bucket)
                         .key(&task_info.url.key)
                         .set_if_match(task_info.head.etag.clone())
+                        .set_version_id(task_info.head.version_id.clone())
                         .range(format!(
                             "bytes={}-{}",
                             read.body_range.start,
