@@ -673,7 +673,9 @@ async fn refuse_lockout<P: AsyncKeyProvider + ?Sized>(
     Err(Error::RewrapRefused(RewrapRefusal::WouldLockOut { added }))
 }
 
-fn stanza_named(s: &Stanza, name: &str) -> bool {
+/// Whether `name` names stanza `s` (as its `key_id` or `provider:key_id`): how removal
+/// names are read, here and by [`crate::rewrap::Rewrap`].
+pub(crate) fn stanza_named(s: &Stanza, name: &str) -> bool {
     s.key_id == name || format!("{}:{}", s.provider, s.key_id) == name
 }
 
