@@ -12,19 +12,21 @@
 //! use sealstream::rewrap::Rewrap;
 //! use sealstream::{Header, KeyProvider, LocalKey};
 //!
-//! let (old, new) = (LocalKey::from_bytes([1; 32]), LocalKey::from_bytes([2; 32]));
+//! let old = || LocalKey::from_bytes([1; 32]);
+//! let new = || LocalKey::from_bytes([2; 32]);
 //! let mut sealed = Vec::new();
-//! let keys: [&dyn KeyProvider; 1] = [&old];
+//! let keys: [&dyn KeyProvider; 1] = [&old()];
 //! sealstream::encrypt(&b"data"[..], &mut sealed, &keys, &Default::default())?;
 //! let (header, _) = Header::parse(&sealed)?;
 //!
+//! // Made once, applied to as many headers as there are objects to rotate.
 //! let plan = Rewrap::new()
-//!     .unlock_with(Box::new(old.clone()))
-//!     .add(Box::new(new.clone()))
-//!     .remove(old.id());
+//!     .unlock_with(Box::new(old()))
+//!     .add(Box::new(new()))
+//!     .remove(old().id());
 //! let rotated = plan.apply(&header)?;
 //! assert_eq!(rotated.stanzas.len(), 1);
-//! assert_eq!(rotated.stanzas[0].key_id, new.id());
+//! assert_eq!(rotated.stanzas[0].key_id, new().id());
 //! # Ok::<(), sealstream::Error>(())
 //! ```
 
