@@ -22,8 +22,8 @@
 //! // Made once, applied to as many headers as there are objects to rotate.
 //! let plan = Rewrap::new()
 //!     .unlock_with(Box::new(old()))
-//!     .add(Box::new(new()))
-//!     .remove(old().id());
+//!     .add_key(Box::new(new()))
+//!     .remove_key(old().id());
 //! let rotated = plan.apply(&header)?;
 //! assert_eq!(rotated.stanzas.len(), 1);
 //! assert_eq!(rotated.stanzas[0].key_id, new().id());
@@ -96,7 +96,7 @@ impl<'k> Rewrap<'k> {
     }
 
     /// A key to wrap the data key for (replacing a stanza of the same key).
-    pub fn add(mut self, key: Box<dyn KeyProvider + 'k>) -> Self {
+    pub fn add_key(mut self, key: Box<dyn KeyProvider + 'k>) -> Self {
         self.add.push(key);
         self
     }
@@ -104,7 +104,7 @@ impl<'k> Rewrap<'k> {
     /// A stanza to remove, named by its key id or `provider:key_id`; with
     /// [`Rewrap::with_kms`], also by a KMS alias or bare key id, resolved to the ARN the
     /// stanza holds (one `DescribeKey` per name for the life of the plan).
-    pub fn remove(mut self, name: impl Into<String>) -> Self {
+    pub fn remove_key(mut self, name: impl Into<String>) -> Self {
         self.remove.push(name.into());
         self
     }
@@ -137,7 +137,7 @@ impl<'k> Rewrap<'k> {
         crate::envelope::rewrap(header, &unlock, &add, &remove)
     }
 
-    /// The removal names as stanza names (see [`Rewrap::remove`]). A name that still
+    /// The removal names as stanza names (see [`Rewrap::remove_key`]). A name that still
     /// names no stanza is left for [`crate::envelope::rewrap`] to refuse, naming it.
     fn removal_names(&self, header: &Header) -> Result<Vec<String>> {
         #[cfg(feature = "kms")]
@@ -200,7 +200,7 @@ mod kms {
 
     impl<'k> Rewrap<'k> {
         /// Lets the plan call KMS (for [`Rewrap::rotate_kms`] and to resolve the KMS names
-        /// given to [`Rewrap::remove`]), through a connection made by `connect` when first
+        /// given to [`Rewrap::remove_key`]), through a connection made by `connect` when first
         /// needed.
         #[cfg_attr(docsrs, doc(cfg(feature = "kms")))]
         pub fn with_kms(mut self, connect: KmsConnect<'k>) -> Self {

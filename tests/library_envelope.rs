@@ -182,7 +182,8 @@ fn a_tampered_or_foreign_detached_header_fails() {
     let k = key(5);
     let s = split(&k, Context::from_pairs([("a", "1")]).unwrap());
     let none = Context::new();
-    let tampered: [(&str, fn(&mut Header)); 3] = [
+    type Change = fn(&mut Header);
+    let tampered: [(&str, Change); 3] = [
         ("salt", |h| h.salt[0] ^= 1),
         ("chunk size", |h| h.chunk_size *= 2),
         ("context", |h| {
@@ -292,8 +293,8 @@ fn a_plan_adds_and_removes_keys_for_every_header_it_is_applied_to() {
     let (a, b, c) = (key(11), key(12), key(13));
     let plan = Rewrap::new()
         .unlock_with(Box::new(key(11)))
-        .add(Box::new(key(13)))
-        .remove(b.id());
+        .add_key(Box::new(key(13)))
+        .remove_key(b.id());
     assert!(plan.changes_keys());
     // Two objects (different data keys), rewrapped from several threads at once.
     let objects = [sealed_for(&[&a, &b]), sealed_for(&[&a, &b])];
@@ -322,7 +323,7 @@ fn a_plan_adds_and_removes_keys_for_every_header_it_is_applied_to() {
     let plan = |unlock: u8| {
         Rewrap::new()
             .unlock_with(Box::new(key(unlock)))
-            .remove(format!("local:{}", a.id()))
+            .remove_key(format!("local:{}", a.id()))
     };
     match plan(11).apply(&objects[0].1) {
         Err(Error::RewrapRefused(RewrapRefusal::WouldLockOut { added: None })) => {}
@@ -344,17 +345,21 @@ fn an_empty_plan_changes_nothing_and_refusals_are_typed() {
         Err(Error::RewrapRefused(r)) => r,
         other => panic!("{other:?}"),
     };
-    let no_such = Rewrap::new().unlock_with(Box::new(key(21))).remove(b.id());
+    let no_such = Rewrap::new()
+        .unlock_with(Box::new(key(21)))
+        .remove_key(b.id());
     assert_eq!(
         refused(no_such),
         RewrapRefusal::NoSuchStanza(b.id().to_string())
     );
-    let nothing_left = Rewrap::new().unlock_with(Box::new(key(21))).remove(a.id());
+    let nothing_left = Rewrap::new()
+        .unlock_with(Box::new(key(21)))
+        .remove_key(a.id());
     assert_eq!(refused(nothing_left), RewrapRefusal::NoStanzaLeft);
     // Adding a key needs the data key: without a key that opens the object, no change.
     let e = Rewrap::new()
         .unlock_with(Box::new(key(22)))
-        .add(Box::new(key(23)))
+        .add_key(Box::new(key(23)))
         .apply(&h)
         .unwrap_err();
     assert!(matches!(e, Error::NoMatchingKey { .. }), "{e:?}");
@@ -390,7 +395,7 @@ fn a_plan_connects_to_kms_only_when_a_kms_name_must_be_resolved() {
     let plan = |remove: &str| {
         Rewrap::new()
             .unlock_with(Box::new(key(31)))
-            .remove(remove)
+            .remove_key(remove)
             .with_kms(Box::new(move || {
                 counter.fetch_add(1, Ordering::SeqCst);
                 Err(Error::key_service("no KMS in this test"))
@@ -530,8 +535,8 @@ mod kms {
         let plan = Rewrap::new()
             .with_kms(Box::new(connect))
             .unlock_with(Box::new(key(41)))
-            .add(Box::new(key(42)))
-            .remove(local.id())
+            .add_key(Box::new(key(42)))
+            .remove_key(local.id())
             .rotate_kms(vec![old.clone()], new.clone());
         let (ct, h) = &objects[0];
         let done = plan.apply(h).unwrap();
@@ -560,7 +565,7 @@ mod kms {
             let plan = Rewrap::new()
                 .with_kms(Box::new(connect))
                 .unlock_with(Box::new(key(43)))
-                .remove(name);
+                .remove_key(name);
             let new = plan.apply(&h).unwrap();
             assert_eq!(ids(&new), vec![format!("local:{}", local.id())], "{name}");
             assert!(opens(&ct, &new, &local));
@@ -569,7 +574,7 @@ mod kms {
         let e = Rewrap::new()
             .with_kms(Box::new(connect))
             .unlock_with(Box::new(key(43)))
-            .remove("alias/no-such-key")
+            .remove_key("alias/no-such-key")
             .apply(&h)
             .unwrap_err();
         assert!(e.service_error().is_some(), "{e:?}");
@@ -580,7 +585,7 @@ mod kms {
         let e = Rewrap::new()
             .with_kms(Box::new(connect))
             .unlock_with(Box::new(key(43)))
-            .remove(other_alias.clone())
+            .remove_key(other_alias.clone())
             .apply(&h)
             .unwrap_err();
         assert!(

@@ -200,10 +200,10 @@ pub(super) fn plan<'c>(cli: &'c Cli, a: &RewrapArgs) -> Result<Rewrap<'c>> {
         }
     }
     for k in add.providers {
-        plan = plan.add(k);
+        plan = plan.add_key(k);
     }
     for r in &a.remove {
-        plan = plan.remove(r.clone());
+        plan = plan.remove_key(r.clone());
     }
     if let Some(dest) = &a.rotate_to {
         plan = plan.rotate_kms(a.kms.kms_keys.clone(), dest.clone());
