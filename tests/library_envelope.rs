@@ -254,6 +254,61 @@ fn a_tampered_or_cut_body_fails_whole_and_by_range() {
     assert!(u.layout(5).is_err());
 }
 
+/// A whole decryption never seeks: a detached header with a body from a pipe works (the
+/// CLI's `decrypt <(cat BODY) --header-from H` once failed with "Illegal seek").
+#[test]
+fn a_detached_header_with_an_unseekable_body_decrypts() {
+    let k = key(8);
+    let s = split(&k, Context::new());
+    let u = unlock(&s.body[..], Some(s.header.clone()), &k, &Context::new()).unwrap();
+    let (r, out) = whole(u);
+    assert_eq!(r.unwrap(), LEN as u64);
+    assert!(out == s.pt);
+}
+
+#[cfg(feature = "cli")]
+#[test]
+fn cli_header_from_reads_a_body_from_a_fifo() {
+    let sc = Scratch::new();
+    let k = key(9);
+    let kf = sc.keyfile("k.key", &k);
+    let s = split(&k, Context::new());
+    write(&sc.path("h"), &s.ct[..header_len(&s.ct)]);
+    let fifo = sc.path("body.fifo");
+    let st = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("run mkfifo");
+    assert!(st.success(), "mkfifo failed");
+    let writer = {
+        let (fifo, body) = (fifo.clone(), s.body.clone());
+        std::thread::spawn(move || {
+            // Fails only if the reader went away; the exit code below says why.
+            let _ = std::fs::write(&fifo, &body);
+        })
+    };
+    let o = sc.run(&[
+        "decrypt",
+        fifo.to_str().unwrap(),
+        "--header-from",
+        "h",
+        "-k",
+        kf.to_str().unwrap(),
+        "-o",
+        "out",
+    ]);
+    // Had the command not opened the FIFO, the writer would wait for a reader forever:
+    // open it here without blocking (O_NONBLOCK), so the join below always returns.
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(0o4000)
+        .open(&fifo);
+    writer.join().unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(std::fs::read(sc.path("out")).unwrap() == s.pt);
+}
+
 /// `envelope::decrypt` is `Unlocked` with the header in front: same plaintext, same
 /// refusal of a body without its header.
 #[test]
