@@ -5,7 +5,7 @@
 //! engine ([`crate::engine`]) together, and owns the order of checks on decrypt:
 //! header syntax → expected context → unwrap → key commitment → chunks.
 
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
 
 use crate::engine::{self, EngineOptions, OpenParams, StreamStats};
 use crate::error::{Error, Result, RewrapRefusal, StanzaFailure};
@@ -432,7 +432,7 @@ pub fn cipher_for(header: &Header, dek: &DataKey, backend: Backend) -> PayloadCi
 
 /// Decrypts a whole object from `input` to `output`, releasing only authenticated chunks.
 pub fn decrypt<R, W>(
-    mut input: R,
+    input: R,
     output: W,
     providers: &[&dyn KeyProvider],
     params: &DecryptParams<'_>,
@@ -441,16 +441,132 @@ where
     R: Read + Send,
     W: Write,
 {
-    let (header, _) = Header::read_from(&mut input)?;
-    let opening = Opening::unlock(header, providers, &params.expected_context, params.backend)?;
-    engine::open(
-        opening.cipher(),
-        opening.header().chunk_size,
+    Unlocked::new(
         input,
-        output,
-        OpenParams::default(),
-        &params.engine,
-    )
+        None,
+        providers,
+        &params.expected_context,
+        params.backend,
+    )?
+    .decrypt(output, &params.engine)
+}
+
+/// A sealed input whose data key was recovered and checked, with none of its body read.
+///
+/// Why a value between unlocking and decrypting: a caller learns the header (its keys,
+/// suite, chunk size) and the layout the input's length implies *before* any plaintext is
+/// written, so it can report them or size a progress bar, and then chooses how to decrypt
+/// (all of it or a range) and with which [`EngineOptions`] (a progress callback, threads).
+///
+/// The header is either in front of the body (the file form) or was kept apart (an S3
+/// object's body downloaded by another tool, with its header saved by `sealstream inspect
+/// --export-header`): [`Unlocked::new`] takes both, so nobody splices `header ‖ body`
+/// back together or shifts offsets by the header's length themselves. The checks and
+/// their order are [`decrypt`]'s in both cases.
+pub struct Unlocked<R> {
+    opening: Opening,
+    input: R,
+    /// Bytes of the input before chunk 0 (counted from where the input started): the
+    /// header's length, or 0 when the header was detached.
+    body_offset: u64,
+}
+
+impl<R> std::fmt::Debug for Unlocked<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unlocked")
+            .field("header", self.opening.header())
+            .field("body_offset", &self.body_offset)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Read> Unlocked<R> {
+    /// Unlocks the object in `input`. With `detached_header: None`, the header is read
+    /// from `input`'s current position and the body follows it; with `Some(header)` (a
+    /// header stored apart, e.g. parsed with [`Header::parse_exact`]), `input` is the body
+    /// alone, from its first byte. Then checks `expected_context`, unwraps a stanza with
+    /// `providers` and verifies the key commitment (see [`unwrap_data_key`]): a wrong key,
+    /// context or header fails here, before any plaintext.
+    pub fn new(
+        mut input: R,
+        detached_header: Option<Header>,
+        providers: &[&dyn KeyProvider],
+        expected_context: &Context,
+        backend: Backend,
+    ) -> Result<Self> {
+        let (header, body_offset) = match detached_header {
+            Some(h) => (h, 0),
+            None => {
+                let (h, len) = Header::read_from(&mut input)?;
+                (h, len as u64)
+            }
+        };
+        let opening = Opening::unlock(header, providers, expected_context, backend)?;
+        Ok(Unlocked {
+            opening,
+            input,
+            body_offset,
+        })
+    }
+
+    /// The unlocked header: what a report shows (stanzas, suite, chunk size, context).
+    pub fn header(&self) -> &Header {
+        self.opening.header()
+    }
+
+    /// The chunk layout an input of `input_len` bytes implies, counted from where the
+    /// input started (its header, or its body when the header was detached; then
+    /// [`Layout::header_len`] is 0). Unauthenticated, from lengths alone: for sizing a
+    /// progress bar; a length that does not match the real end fails when decrypting.
+    pub fn layout(&self, input_len: u64) -> Result<Layout> {
+        Layout::from_lengths(self.body_offset, self.header().chunk_size, input_len)
+    }
+
+    /// Decrypts the whole body to `output`, releasing only authenticated chunks (the end
+    /// of the input must be the end of the object).
+    pub fn decrypt<W: Write>(self, output: W, opts: &EngineOptions<'_>) -> Result<StreamStats>
+    where
+        R: Send,
+    {
+        engine::open(
+            self.opening.cipher(),
+            self.opening.header().chunk_size,
+            self.input,
+            output,
+            OpenParams::default(),
+            opts,
+        )
+    }
+}
+
+impl<R: Read + Seek> Unlocked<R> {
+    /// Decrypts only `range` of the plaintext to `output`, reading just the chunks that
+    /// cover it (see [`crate::range::decrypt_range`]: whatever depends on where the
+    /// plaintext ends is authenticated first). The body must run to the end of the input.
+    pub fn decrypt_range<W: Write>(
+        mut self,
+        range: crate::range::ByteRange,
+        output: W,
+        opts: &EngineOptions<'_>,
+    ) -> Result<StreamStats>
+    where
+        R: Send,
+    {
+        // Nothing of the body was read: chunk 0 is where the input is now.
+        let body_start = self
+            .input
+            .stream_position()
+            .map_err(|e| Error::io("seeking input", e))?;
+        crate::range::decrypt_range(
+            self.input,
+            body_start,
+            self.opening.header().chunk_size,
+            self.opening.cipher(),
+            range,
+            output,
+            opts,
+        )
+    }
 }
 
 /// Key rotation: a new stanza list for the same data key. The body is not touched.
@@ -557,7 +673,9 @@ async fn refuse_lockout<P: AsyncKeyProvider + ?Sized>(
     Err(Error::RewrapRefused(RewrapRefusal::WouldLockOut { added }))
 }
 
-fn stanza_named(s: &Stanza, name: &str) -> bool {
+/// Whether `name` names stanza `s` (as its `key_id` or `provider:key_id`): how removal
+/// names are read, here and by [`crate::rewrap::Rewrap`].
+pub(crate) fn stanza_named(s: &Stanza, name: &str) -> bool {
     s.key_id == name || format!("{}:{}", s.provider, s.key_id) == name
 }
 

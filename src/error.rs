@@ -99,6 +99,11 @@ pub enum RewrapRefusal {
         /// (`None` when no added key was tried).
         added: Option<StanzaFailure>,
     },
+    /// A KMS rotation found no stanza of the keys to rotate from: nothing was moved.
+    NothingToRotate {
+        /// The source keys, as the caller named them.
+        from: Vec<String>,
+    },
 }
 
 impl fmt::Display for RewrapRefusal {
@@ -118,6 +123,11 @@ impl fmt::Display for RewrapRefusal {
                  with the keys given, so the file could become undecryptable{}; keep a stanza \
                  whose key is among the unlocking keys, or add a key",
                 RewrapRefusal::why(added)
+            ),
+            RewrapRefusal::NothingToRotate { from } => write!(
+                f,
+                "nothing to rotate: the header has no stanza of {}",
+                crate::text::escape(&from.join(", "))
             ),
         }
     }

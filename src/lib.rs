@@ -125,6 +125,7 @@ pub mod parts;
 mod primitives;
 pub mod range;
 pub mod reader;
+pub mod rewrap;
 #[cfg(feature = "s3")]
 #[cfg_attr(docsrs, doc(cfg(feature = "s3")))]
 pub mod s3;

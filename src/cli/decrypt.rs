@@ -2,7 +2,7 @@
 //! --header-from), a batch, a tree; the S3 side is in `s3.rs`.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use clap::Args;
@@ -14,10 +14,11 @@ use super::keys::{KmsTrustArgs, decryption_keys};
 use super::output::Sink;
 use super::parse::parse_context;
 use super::{Cli, CliResult, Outcome, engine_opts, help, progress, recursive, report, s3, values};
-use sealstream::envelope::{self, DecryptParams};
+use sealstream::engine::{EngineOptions, StreamStats};
+use sealstream::envelope::Unlocked;
 use sealstream::error::{Error, Result};
-use sealstream::format::{Header, Layout, limits};
-use sealstream::range::{self, ByteRange};
+use sealstream::format::{Header, limits};
+use sealstream::range::ByteRange;
 
 /// `decrypt` options.
 #[derive(Debug, Args)]
@@ -105,26 +106,22 @@ pub(super) fn decrypt_jobs(cli: &Cli, a: &DecryptArgs, jobs: &[batch::Job]) -> O
     let inc = |n: u64| pb.inc(n);
     let opts = batch_engine(cli, a.batch.jobs, &inc);
     let json = a.json.then(|| report::Batch::new("decrypt"));
-    let failures = batch::run(jobs, a.batch.jobs, a.force, |job, mut f, w| {
+    let failures = batch::run(jobs, a.batch.jobs, a.force, |job, f, w| {
         let started = std::time::Instant::now();
-        let (header, _) = Header::read_from(&mut f)?;
-        let cipher = envelope::unlock(&header, &providers, &expected, be)?;
-        let stats = sealstream::engine::open(
-            &cipher,
-            header.chunk_size,
-            f,
-            w,
-            sealstream::engine::OpenParams::default(),
-            &opts,
-        )?;
-        if let Some(b) = &json {
+        let src = Unlocked::new(f, None, &providers, &expected, be)?;
+        let header = src.header();
+        let done = json.is_some().then(|| report::Report {
+            suite: Some(header.suite.name()),
+            chunk_size: Some(header.chunk_size),
+            ..report::Report::new("decrypt", job.input.display().to_string(), started)
+                .output(Some(&job.output))
+                .with_keys(&header.stanzas)
+        });
+        let stats = src.decrypt(w, &opts)?;
+        if let (Some(b), Some(r)) = (&json, done) {
             b.push(report::Report {
                 plaintext_bytes: Some(stats.plaintext_bytes),
-                suite: Some(header.suite.name()),
-                chunk_size: Some(header.chunk_size),
-                ..report::Report::new("decrypt", job.input.display().to_string(), started)
-                    .output(Some(&job.output))
-                    .with_keys(&header.stanzas)
+                ..r
             });
         }
         Ok(())
@@ -164,7 +161,7 @@ pub(super) fn decrypt(cli: &Cli, a: &DecryptArgs) -> CliResult {
         )));
     }
     let input = open_input(input_path).map_err(clean)?;
-    let header_prefix = match &a.header_from {
+    let detached = match &a.header_from {
         Some(p) => Some(read_header_file(p).map_err(clean)?),
         None => None,
     };
@@ -179,89 +176,44 @@ pub(super) fn decrypt(cli: &Cli, a: &DecryptArgs) -> CliResult {
     report::check_stdout_free(a.json, sink.is_stdout()).map_err(clean)?;
     let to_stdout = sink.is_streaming();
     let be = cli.backend;
-    let mut json = report::Report::new("decrypt", shown_input(input_path), started);
     let mut ends = progress::Ends {
         input_is_terminal: false,
         output_is_terminal: sink.is_terminal(),
     };
-
-    let mut wrote_any = false;
-    let r = match input {
+    // The library reads the header (in front of the body, or --header-from's), unlocks it
+    // and decrypts; this only reports.
+    let (header, (r, wrote_any)) = match input {
         Input::Stdin => {
             ends.input_is_terminal = progress::stdin_input(cli.quiet);
-            let pb = progress::bar_between(None, cli.quiet, "decrypting", ends);
-            let inc = |n: u64| pb.inc(n);
-            let params = DecryptParams {
-                expected_context: expected,
-                backend: be,
-                engine: engine_opts(cli, Some(&inc)),
-            };
-            let r = sink.write_with(|w| {
-                let mut cw = CountingWriter {
-                    inner: w,
-                    wrote: &mut wrote_any,
-                };
-                let prefix = io::Cursor::new(header_prefix.unwrap_or_default());
-                envelope::decrypt(prefix.chain(io::stdin()), &mut cw, &providers, &params)
-            });
-            pb.finish_and_clear();
-            r
+            let src =
+                Unlocked::new(io::stdin(), detached, &providers, &expected, be).map_err(clean)?;
+            let header = src.header().clone();
+            (
+                header,
+                write_out(cli, sink, None, ends, |w, o| src.decrypt(w, o)),
+            )
         }
         Input::File(f, len) => {
-            // With --header-from, the input is the body alone: decrypt `header ‖ body`.
-            let (mut f, len) = match header_prefix {
-                Some(h) => {
-                    let hl = h.len() as u64;
-                    (Prefixed::new(h, f), len.map(|l| l + hl))
-                }
-                None => (Prefixed::new(Vec::new(), f), len),
-            };
-            let (header, header_len) = Header::read_from(&mut f).map_err(clean)?;
-            let cipher = envelope::unlock(&header, &providers, &expected, be).map_err(clean)?;
-            json = json.with_keys(&header.stanzas);
-            json.suite = Some(header.suite.name());
-            json.chunk_size = Some(header.chunk_size);
-            // The bar's total is the plaintext length the body implies (the library's
-            // layout; a body of impossible length fails below, the bar just has no total).
+            let src = Unlocked::new(f, detached, &providers, &expected, be).map_err(clean)?;
+            let header = src.header().clone();
+            // The bar's total is the plaintext length the input's length implies (a body
+            // of impossible length fails in the decryption, the bar just has no total).
             let total = len
-                .and_then(|len| {
-                    Layout::from_lengths(header_len as u64, header.chunk_size, len).ok()
-                })
+                .and_then(|l| src.layout(l).ok())
                 .map(|l| l.plaintext_len);
-            let pb = progress::bar_between(total, cli.quiet, "decrypting", ends);
-            let inc = |n: u64| pb.inc(n);
-            let opts = engine_opts(cli, Some(&inc));
-            let r = sink.write_with(|w| {
-                let mut cw = CountingWriter {
-                    inner: w,
-                    wrote: &mut wrote_any,
-                };
-                match range {
-                    Some(rg) => range::decrypt_range(
-                        &mut f,
-                        header_len as u64,
-                        header.chunk_size,
-                        &cipher,
-                        rg,
-                        &mut cw,
-                        &opts,
-                    ),
-                    None => sealstream::engine::open(
-                        &cipher,
-                        header.chunk_size,
-                        &mut f,
-                        &mut cw,
-                        sealstream::engine::OpenParams::default(),
-                        &opts,
-                    ),
-                }
+            let r = write_out(cli, sink, total, ends, |w, o| match range {
+                Some(rg) => src.decrypt_range(rg, w, o),
+                None => src.decrypt(w, o),
             });
-            pb.finish_and_clear();
-            r
+            (header, r)
         }
     };
     let stats = r.map_err(|e| (Failure::from(e), to_stdout && wrote_any))?;
     if a.json {
+        let mut json = report::Report::new("decrypt", shown_input(input_path), started)
+            .with_keys(&header.stanzas);
+        json.suite = Some(header.suite.name());
+        json.chunk_size = Some(header.chunk_size);
         json.output = a.output.as_deref().map(|p| p.display().to_string());
         json.plaintext_bytes = Some(stats.plaintext_bytes);
         json.range = range_shown(range, stats.plaintext_bytes);
@@ -285,7 +237,7 @@ fn range_shown(range: Option<ByteRange>, written: u64) -> Option<[u64; 2]> {
 /// Reads a saved header from `p`: exactly one header and nothing after it (FORMAT.md
 /// §15.2), read with a bound, so a whole sealstream file or a header with appended bytes is
 /// refused instead of silently half-used.
-fn read_header_file(p: &Path) -> Result<Vec<u8>> {
+fn read_header_file(p: &Path) -> Result<Header> {
     let shown = p.display().to_string();
     let what = || format!("reading header file '{shown}'");
     let f = File::open(p).map_err(|e| Error::io(format!("opening header file '{shown}'"), e))?;
@@ -296,7 +248,7 @@ fn read_header_file(p: &Path) -> Result<Vec<u8>> {
         .map_err(|e| Error::io(what(), e))?;
     use sealstream::error::HeaderError::TrailingBytes;
     match Header::parse_exact(&bytes) {
-        Ok(_) => Ok(bytes),
+        Ok(header) => Ok(header),
         Err(TrailingBytes { header_len, given }) => Err(Error::Header(TrailingBytes {
             header_len,
             given: given.max(on_disk),
@@ -305,61 +257,29 @@ fn read_header_file(p: &Path) -> Result<Vec<u8>> {
     }
 }
 
-/// `prefix ‖ file` as one seekable stream: a header from elsewhere in front of a body.
-struct Prefixed {
-    prefix: Vec<u8>,
-    file: File,
-    pos: u64,
-    file_len: u64,
-}
-
-impl Prefixed {
-    fn new(prefix: Vec<u8>, file: File) -> Prefixed {
-        let file_len = file.metadata().map_or(0, |m| m.len());
-        Prefixed {
-            prefix,
-            file,
-            pos: 0,
-            file_len,
-        }
-    }
-}
-
-impl Read for Prefixed {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let plen = self.prefix.len() as u64;
-        if self.pos < plen {
-            let start = self.pos as usize;
-            let n = buf.len().min(self.prefix.len() - start);
-            buf[..n].copy_from_slice(&self.prefix[start..start + n]);
-            self.pos += n as u64;
-            if self.pos == plen {
-                self.file.seek(io::SeekFrom::Start(0))?;
-            }
-            return Ok(n);
-        }
-        let n = self.file.read(buf)?;
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
-
-impl io::Seek for Prefixed {
-    fn seek(&mut self, to: io::SeekFrom) -> io::Result<u64> {
-        let plen = self.prefix.len() as u64;
-        let total = plen + self.file_len;
-        let target = match to {
-            io::SeekFrom::Start(n) => Some(n),
-            io::SeekFrom::End(d) => total.checked_add_signed(d),
-            io::SeekFrom::Current(d) => self.pos.checked_add_signed(d),
-        }
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before start"))?;
-        if target >= plen {
-            self.file.seek(io::SeekFrom::Start(target - plen))?;
-        }
-        self.pos = target;
-        Ok(target)
-    }
+/// Runs `decrypt` into `sink` behind a progress bar of `total` bytes, with the engine
+/// options of the global flags; also says whether anything reached the sink (to warn about
+/// partial stdout output).
+fn write_out(
+    cli: &Cli,
+    sink: Sink,
+    total: Option<u64>,
+    ends: progress::Ends,
+    decrypt: impl FnOnce(&mut dyn Write, &EngineOptions<'_>) -> Result<StreamStats>,
+) -> (Result<StreamStats>, bool) {
+    let pb = progress::bar_between(total, cli.quiet, "decrypting", ends);
+    let inc = |n: u64| pb.inc(n);
+    let opts = engine_opts(cli, Some(&inc));
+    let mut wrote = false;
+    let r = sink.write_with(|w| {
+        let mut cw = CountingWriter {
+            inner: w,
+            wrote: &mut wrote,
+        };
+        decrypt(&mut cw, &opts)
+    });
+    pb.finish_and_clear();
+    (r, wrote)
 }
 
 /// Remembers whether anything reached the writer, to warn about partial stdout output.

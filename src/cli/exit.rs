@@ -95,6 +95,10 @@ pub fn message(e: &Error) -> String {
                  key you pass with -k/--kms-key, or add one with --add-key",
                 RewrapRefusal::why(added)
             ),
+            RewrapRefusal::NothingToRotate { from } => format!(
+                "--rotate-to-kms-key: the file has no stanza of {}",
+                from.join(", ")
+            ),
             // A refusal newer than this wording: the library's own sentence.
             r => r.to_string(),
         },
@@ -289,6 +293,12 @@ mod tests {
             (
                 Error::RewrapRefused(RewrapRefusal::WouldLockOut { added: None }),
                 "--remove-key refused",
+            ),
+            (
+                Error::RewrapRefused(RewrapRefusal::NothingToRotate {
+                    from: vec!["alias/old".into()],
+                }),
+                "--rotate-to-kms-key: the file has no stanza of alias/old",
             ),
         ];
         for (e, flag) in cases {

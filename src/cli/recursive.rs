@@ -15,7 +15,7 @@ use sealstream::s3::S3Url;
 use super::batch::{self, Job};
 use super::decrypt::{DecryptArgs, decrypt_jobs};
 use super::encrypt::{EncryptArgs, encrypt_jobs};
-use super::rewrap::{RewrapArgs, rewrap_target};
+use super::rewrap::{RewrapArgs, plan, rewrap_target};
 use super::{Cli, Outcome, note, s3};
 
 /// The one source of a recursive transfer.
@@ -316,9 +316,11 @@ pub fn rewrap(cli: &Cli, a: &RewrapArgs) -> Outcome {
             input: t,
         })
         .collect();
+    // One plan for the tree: keys loaded and KMS connected once, not per file.
+    let plan = plan(cli, a)?;
     let results = a.json.then(|| super::report::Batch::new("rewrap"));
     let failures = sealstream::jobs::run(jobs.len(), a.jobs, |i| {
-        let r = rewrap_target(cli, a, &jobs[i].input)?;
+        let r = rewrap_target(cli, a, &plan, &jobs[i].input)?;
         if let Some(b) = &results {
             b.push(r);
         }

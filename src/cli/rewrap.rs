@@ -9,11 +9,10 @@ use clap::Args;
 
 use super::keys::{Keyring, KmsTrustArgs, decryption_keys, kms_connect, load_local};
 use super::{Cli, help, note, output, report, s3};
-use sealstream::envelope;
 use sealstream::error::{Error, Result};
 use sealstream::format::Header;
-use sealstream::keys::KeyProvider;
 use sealstream::kms::blocking::KmsKey;
+use sealstream::rewrap::Rewrap;
 
 /// `rewrap` options.
 #[derive(Debug, Args)]
@@ -65,41 +64,6 @@ pub struct RewrapArgs {
     pub kms: KmsTrustArgs,
 }
 
-/// Replaces every stanza of the trusted KMS keys with a `ReEncrypt` to `dest`.
-///
-/// The data key stays inside KMS, so the key commitment cannot be checked here; a stanza
-/// that did not belong to this file would still fail it on the next decrypt.
-fn rotate_kms_stanzas(
-    cli: &Cli,
-    mut header: Header,
-    from: &[String],
-    dest: &str,
-) -> Result<Header> {
-    let kms = kms_connect(cli)?;
-    let trusted: Vec<KmsKey> = from
-        .iter()
-        .map(|k| KmsKey::trusted(&kms, k))
-        .collect::<Result<_>>()?;
-    let mut rotated = 0;
-    for st in header.stanzas.iter_mut() {
-        let mut ours = false;
-        for k in trusted.iter().filter(|k| k.matches(st)) {
-            ours |= k.confirm(st)?;
-        }
-        if ours {
-            *st = kms.re_encrypt(st, dest, &header.context)?;
-            rotated += 1;
-        }
-    }
-    if rotated == 0 {
-        return Err(Error::InvalidArgument(format!(
-            "--rotate-to-kms-key: the file has no stanza of {}",
-            from.join(", ")
-        )));
-    }
-    Ok(header)
-}
-
 /// `rewrap FILE`: checks the flags, then rewrites a local file's header in place (S3
 /// objects go to `s3.rs`).
 pub(super) fn rewrap(cli: &Cli, a: &RewrapArgs) -> super::Outcome {
@@ -119,7 +83,7 @@ pub(super) fn rewrap(cli: &Cli, a: &RewrapArgs) -> super::Outcome {
     if a.recursive {
         return super::recursive::rewrap(cli, a);
     }
-    let r = rewrap_target(cli, a, &a.file)?;
+    let r = rewrap_target(cli, a, &plan(cli, a)?, &a.file)?;
     if a.json {
         r.emit()?;
     }
@@ -131,12 +95,13 @@ pub(super) fn rewrap(cli: &Cli, a: &RewrapArgs) -> super::Outcome {
 pub(super) fn rewrap_target(
     cli: &Cli,
     a: &RewrapArgs,
+    plan: &Rewrap<'_>,
     target: &std::path::Path,
 ) -> Result<report::Report> {
     let started = std::time::Instant::now();
     let shown = target.display().to_string();
     if let Some(url) = s3::url_of(target)? {
-        return s3::rewrap(cli, a, &url, started);
+        return s3::rewrap(cli, plan, &url, started);
     }
     let mut f = File::open(target).map_err(|e| Error::io(format!("opening '{shown}'"), e))?;
     let meta = f
@@ -144,7 +109,7 @@ pub(super) fn rewrap_target(
         .map_err(|e| Error::io(format!("opening '{shown}'"), e))?;
     check_rewrap_target(&shown, &meta, a.break_hard_links)?;
     let (header, _) = Header::read_from(&mut f)?;
-    let new = rewrapped_header(cli, a, header)?;
+    let new = plan.apply(&header)?;
     let bytes = new
         .to_bytes()
         .map_err(|e| Error::InvalidArgument(format!("cannot write this header: {e}")))?;
@@ -215,47 +180,17 @@ pub(super) fn report_rewrap(cli: &Cli, shown: &str, new: &Header) {
     );
 }
 
-/// `--remove-key` values as stanza names: one that names no stanza as given but refers to a
-/// KMS key the way `--kms-key` does (an alias, a bare key id, an alias ARN) is resolved to
-/// the key ARN the stanzas hold, with one `DescribeKey`. A value that still names no stanza
-/// is left for the library to refuse, naming it.
-fn removal_names(cli: &Cli, header: &Header, remove: &[String]) -> Result<Vec<String>> {
-    let named = |r: &str| {
-        header
-            .stanzas
-            .iter()
-            .any(|s| s.key_id == r || format!("{}:{}", s.provider, s.key_id) == r)
-    };
-    let has_kms = header
-        .stanzas
-        .iter()
-        .any(|s| s.provider == sealstream::kms::PROVIDER_ID);
-    let mut kms = None;
-    let mut out = Vec::with_capacity(remove.len());
-    for r in remove {
-        let kms_like = r.starts_with("alias/") || r.starts_with("arn:") || !r.contains(['/', ':']);
-        if named(r) || !has_kms || !kms_like {
-            out.push(r.clone());
-            continue;
-        }
-        let k = match &kms {
-            Some(k) => k,
-            None => kms.insert(kms_connect(cli)?),
-        };
-        let arn = k.resolve_arn(r)?;
-        out.push(if named(&arn) { arn } else { r.clone() });
-    }
-    Ok(out)
-}
-
-/// The header `rewrap` asks for: rotation via ReEncrypt, then added and removed keys.
-pub(super) fn rewrapped_header(cli: &Cli, a: &RewrapArgs, mut header: Header) -> Result<Header> {
+/// The plan the flags ask for, made once for every target: the keys that open the files
+/// now (loaded only when keys are added or removed: a KMS rotation needs none), the keys
+/// to add and remove, the KMS rotation; KMS is connected only when first needed.
+pub(super) fn plan<'c>(cli: &'c Cli, a: &RewrapArgs) -> Result<Rewrap<'c>> {
+    let mut plan = Rewrap::new().with_kms(Box::new(move || kms_connect(cli)));
     let changes_keys = !(a.add.is_empty() && a.add_kms.is_empty() && a.remove.is_empty());
-    let keys = if changes_keys {
-        decryption_keys(cli, &a.keys, &a.kms)?
-    } else {
-        Keyring::default()
-    };
+    if changes_keys {
+        for k in decryption_keys(cli, &a.keys, &a.kms)?.providers {
+            plan = plan.unlock_with(k);
+        }
+    }
     let mut add = Keyring::default();
     load_local(&a.add, &mut add)?;
     if !a.add_kms.is_empty() {
@@ -264,13 +199,14 @@ pub(super) fn rewrapped_header(cli: &Cli, a: &RewrapArgs, mut header: Header) ->
             add.providers.push(Box::new(KmsKey::for_wrapping(&kms, k)));
         }
     }
+    for k in add.providers {
+        plan = plan.add_key(k);
+    }
+    for r in &a.remove {
+        plan = plan.remove_key(r.clone());
+    }
     if let Some(dest) = &a.rotate_to {
-        header = rotate_kms_stanzas(cli, header, &a.kms.kms_keys, dest)?;
+        plan = plan.rotate_kms(a.kms.kms_keys.clone(), dest.clone());
     }
-    if changes_keys {
-        let remove = removal_names(cli, &header, &a.remove)?;
-        envelope::rewrap(&header, &keys.as_refs(), &add.as_refs(), &remove)
-    } else {
-        Ok(header)
-    }
+    Ok(plan)
 }

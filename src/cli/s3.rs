@@ -11,7 +11,7 @@ use super::input::{Input, open_input, shown_input};
 use super::inspect::{InspectArgs, inspection_json, inspection_text, verification_outcome};
 use super::keys::{decryption_keys, encryption_keys};
 use super::output::{AtomicFile, Sink};
-use super::rewrap::{RewrapArgs, report_rewrap, rewrapped_header};
+use super::rewrap::report_rewrap;
 use super::{CliResult, engine_opts, note, progress};
 use sealstream::envelope::{self, EncryptParams, Opening, Sealing};
 use sealstream::error::{Error, Result, Service, ServiceErrorKind};
@@ -485,13 +485,13 @@ pub(super) fn export_header(p: &Path, header: &sealstream::format::Header) -> Re
 /// returns the result for `--json`.
 pub(super) fn rewrap(
     cli: &super::Cli,
-    a: &RewrapArgs,
+    plan: &sealstream::rewrap::Rewrap<'_>,
     url: &S3Url,
     started: std::time::Instant,
 ) -> Result<super::report::Report> {
     let s3 = connect(cli)?;
     let obj = s3.open_object(url).map_err(hint)?;
-    let new = rewrapped_header(cli, a, obj.header.clone())?;
+    let new = plan.apply(&obj.header)?;
     let rep = s3.replace_header(&obj, &new).map_err(hint)?;
     warn_kept(&rep.old_companion);
     report_rewrap(cli, &url.to_string(), &new);
