@@ -183,3 +183,40 @@ pub fn code(o: &Output) -> i32 {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+// ---- process-wide measurements ----
+
+/// Set in the child process [`in_own_process`] starts.
+const OWN_PROCESS: &str = "SEALSTREAM_TEST_OWN_PROCESS";
+
+/// For a test that measures its whole process (thread count, ...): every module of this
+/// binary shares one process, and the tests running on parallel threads would be counted
+/// too. Returns `true` in a child process of this binary that runs `test` (its full name,
+/// `module::function`) alone: the caller then measures. Otherwise starts that child, fails
+/// unless it ran exactly that one test and passed, and returns `false`: the caller is done.
+pub fn in_own_process(test: &str) -> bool {
+    if std::env::var_os(OWN_PROCESS).is_some() {
+        return true;
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let o = Command::new(exe)
+        .args([
+            test,
+            "--exact",
+            "--include-ignored",
+            "--test-threads=1",
+            "--nocapture",
+        ])
+        .env(OWN_PROCESS, "1")
+        .output()
+        .expect("run the test binary");
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    eprintln!("{err}");
+    assert!(
+        o.status.success() && out.contains("test result: ok. 1 passed"),
+        "{test} in its own process: {}\n{out}",
+        o.status
+    );
+    false
+}
