@@ -436,7 +436,7 @@ if [ "$DO_THREADS" = 1 ]; then
   for s in aes chacha; do bench_tool "t1_$s"; done
 fi
 
-# 4a'. Ranged decrypt of 1 MiB from the middle of the file (tests/range_large.rs asserts
+# 4a'. Ranged decrypt of 1 MiB from the middle of the file (tests/it/range_large.rs asserts
 # that only the header and the covering chunks are read; here it is timed).
 RANGE_ROW=""
 if [ "$DO_THREADS" = 1 ]; then

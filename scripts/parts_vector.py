@@ -2,7 +2,7 @@
 """Independent implementation of the FORMAT.md §17 worked example (part-wise body).
 
 Written from the specification text only (HMAC-SHA-256 HKDF, AES-256-GCM from the
-`cryptography` package), not from the Rust code. tests/parts.rs `part_wise_worked_example`
+`cryptography` package), not from the Rust code. tests/it/parts.rs `part_wise_worked_example`
 asserts the same values; scripts/test.sh runs this with the emulator venv's Python.
 """
 import hashlib

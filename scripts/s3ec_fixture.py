@@ -1,4 +1,4 @@
-"""Test fixture for tests/s3ec.rs: objects written by the REAL Amazon S3 Encryption Client
+"""Test fixture for tests/it/s3ec.rs: objects written by the REAL Amazon S3 Encryption Client
 for Python (PyPI amazon-s3-encryption-client-python, pinned in scripts/test.sh and installed
 into .tools/s3ec-venv) against the local emulator (moto: S3 and KMS on one endpoint).
 

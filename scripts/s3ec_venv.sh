@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Amazon S3 Encryption Client for Python (PyPI amazon-s3-encryption-client-python,
-# pinned) into .tools/s3ec-venv, idempotently: the writer of tests/s3ec.rs's fixture
+# pinned) into .tools/s3ec-venv, idempotently: the writer of tests/it/s3ec.rs's fixture
 # (scripts/s3ec_fixture.py). Prints the interpreter's path.
 #
 # Environment: PYTHON (interpreter that creates the venv, default python3).

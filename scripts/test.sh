@@ -89,11 +89,11 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 section "S3 clients for the gateway tests (AWS CLI v2, boto3)"
-# tests/gateway.rs drives `sealstream serve` with clients nobody here wrote: the AWS CLI v2
+# tests/it/gateway.rs drives `sealstream serve` with clients nobody here wrote: the AWS CLI v2
 # from Debian's `awscli` package, run as /usr/bin/aws (another `aws`, e.g. a pip-installed
 # v1, may stand earlier on PATH and is not used), and boto3 from the emulator's venv.
 if ! /usr/bin/aws --version 2>/dev/null | grep -q '^aws-cli/2\.'; then
-    echo "installing Debian's awscli (AWS CLI v2) for tests/gateway.rs"
+    echo "installing Debian's awscli (AWS CLI v2) for tests/it/gateway.rs"
     if [ "$(id -u)" = 0 ]; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y awscli
     else
@@ -108,14 +108,14 @@ section "emulator (moto) install + start"
 emulator_stop
 emulator_start
 EMULATOR_ENDPOINT="$(emulator_endpoint)"
-# boto3 comes with moto[server]; check it is importable where tests/gateway.rs looks.
+# boto3 comes with moto[server]; check it is importable where tests/it/gateway.rs looks.
 if ! "$ROOT/.tools/moto-venv/bin/python" -c 'import boto3' 2>/dev/null; then
     "$ROOT/.tools/moto-venv/bin/pip" install --quiet boto3
 fi
 "$ROOT/.tools/moto-venv/bin/python" -c 'import boto3; print("boto3", boto3.__version__)'
 done_step
 
-section "Amazon S3 Encryption Client for Python (tests/s3ec.rs writes its fixture with it)"
+section "Amazon S3 Encryption Client for Python (tests/it/s3ec.rs writes its fixture with it)"
 S3EC_PYTHON="$("$ROOT/scripts/s3ec_venv.sh")"
 export S3EC_PYTHON
 "$S3EC_PYTHON" -c 'import importlib.metadata as m; print("amazon-s3-encryption-client-python", m.version("amazon-s3-encryption-client-python"))'
@@ -129,7 +129,7 @@ export AWS_DEFAULT_REGION=us-east-1
 export AWS_EC2_METADATA_DISABLED=true
 unset AWS_PROFILE AWS_SESSION_TOKEN AWS_SECURITY_TOKEN
 # Tests that need the emulator are #[ignore = "needs the emulator ..."] and run below with
-# --include-ignored; without AWS_ENDPOINT_URL they fail (tests/common/moto.rs), never skip.
+# --include-ignored; without AWS_ENDPOINT_URL they fail (tests/it/common/moto.rs), never skip.
 # Never touch the user's real default key.
 SEALSTREAM_HOME_DIR="$(mktemp -d "${TMPDIR:-/tmp}/sealstream-home.XXXXXX")"
 export SEALSTREAM_HOME="$SEALSTREAM_HOME_DIR"

@@ -30,7 +30,7 @@ pub fn check_header_bytes(data: &[u8]) {
         }
         // Including short inputs: the `header` target found read_from calling a short
         // non-sealstream input Truncated where parse says BadMagic (fixed in 9b59796;
-        // fuzz/regressions/header, tests/fuzz_regressions.rs).
+        // fuzz/regressions/header, tests/it/fuzz_regressions.rs).
         (Err(e), Err(Error::Header(e2))) if e == e2 => {}
         _ => panic!("parse = {parsed:?}, read_from = {streamed:?}"),
     }

@@ -3,7 +3,7 @@
 //!
 //! [`command`] is the one `clap::Command` the binary parses with, and the one its help,
 //! completions and man page are generated from, so what the user reads is what is parsed.
-//! tests/cli_ux.rs snapshots every command's `--help` (tests/snapshots/) and the unit tests
+//! tests/it/cli_ux.rs snapshots every command's `--help` (tests/snapshots/) and the unit tests
 //! below parse every example with the real definitions.
 
 use std::io::{self, Write};
@@ -36,7 +36,7 @@ pub const S3: &str = "S3 options";
 /// Heading of the attributes an upload sets on the objects it stores.
 pub const OBJECT: &str = "Object attributes (S3 outputs)";
 
-/// The exit codes, as `cli::exit` defines them (`exit::tests` and tests/cli.rs hold them to
+/// The exit codes, as `cli::exit` defines them (`exit::tests` and tests/it/cli.rs hold them to
 /// it). Shown at the end of every command's help.
 pub const EXIT_CODES: &str = "\
 Exit codes:

@@ -319,7 +319,7 @@ impl Framer for OpenFramer {
                 });
             }
             // 1–15 stray bytes after a full final chunk land here as a "chunk" shorter
-            // than a tag: rejected, never dropped (tests/hardening_tests.rs).
+            // than a tag: rejected, never dropped (tests/it/hardening_tests.rs).
             if self.final_at_eof && last_len < TAG_LEN {
                 return Err(Error::Truncated {
                     detail: format!(
