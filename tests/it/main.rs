@@ -49,6 +49,7 @@ mod kms;
 mod kms_async;
 #[cfg(feature = "cli")]
 mod kms_faults;
+mod library_envelope;
 mod parts;
 mod range;
 mod range_large;

@@ -4,7 +4,7 @@
 //! keys to add and remove, KMS rotation, KMS names resolved for removal). The KMS tests
 //! need the emulator and are ignored under plain `cargo test` (`--include-ignored`).
 
-mod common;
+use crate::common;
 
 use std::io::{Cursor, Seek, SeekFrom};
 #[cfg(feature = "kms")]
