@@ -110,6 +110,7 @@ pub(super) fn settings(cli: &super::Cli) -> Result<S3Settings> {
         retry_notes: !cli.quiet,
         // `--endpoint-url` wins over AWS_ENDPOINT_URL_S3 and AWS_ENDPOINT_URL.
         endpoint_url: cli.endpoint_url.clone(),
+        ca_bundle: cli.ca_bundle.clone(),
         ..S3Settings::default()
     })
 }
