@@ -1727,9 +1727,14 @@ print("ALL OK")
 #[ignore = "needs the emulator (scripts/test.sh runs it)"]
 fn multipart_across_two_gateways() {
     // No state shared but S3 (and the same key file): create on A, parts alternately on A
-    // and B, complete on B, read on A.
+    // and B, complete on B, read on A. B signs its upstream payloads (the SDK's default
+    // over HTTP, --upstream-signed-payload), A sends them unsigned with a CRC32 trailer:
+    // both kinds of part make one object.
     let a = Gateway::start("multipart_across_two_gateways", &[]);
-    let b_gw = Gateway::start("multipart_across_two_gateways", &[]);
+    let b_gw = Gateway::start(
+        "multipart_across_two_gateways",
+        &["--upstream-signed-payload"],
+    );
     let b = a.bucket();
     a.python(
         r#"
@@ -1747,6 +1752,9 @@ whole = b"".join(parts)
 assert c.get_object(Bucket=B, Key="two.bin")["Body"].read() == whole
 assert c.get_object(Bucket=B, Key="two.bin", Range="bytes=%d-%d" % (10 * MiB, 16 * MiB))["Body"].read() == whole[10 * MiB:16 * MiB + 1]
 assert cb.head_object(Bucket=B, Key="two.bin")["ContentLength"] == len(whole)
+small = os.urandom(300_000)
+cb.put_object(Bucket=B, Key="signed.bin", Body=small)
+assert c.get_object(Bucket=B, Key="signed.bin")["Body"].read() == small
 print("ALL OK")
 "#,
         &b,

@@ -117,6 +117,12 @@ pub struct ServeArgs {
         default_value_t = 30
     )]
     pub shutdown_grace: u64,
+    /// Sign the sealed bodies sent upstream (the SDK's default: over plain HTTP a SHA-256
+    /// of every 64 KiB, here and again upstream). By default they go unsigned with a CRC32
+    /// trailer, as over HTTPS: the format authenticates the ciphertext end to end. For a
+    /// store that refuses unsigned payloads over HTTP.
+    #[arg(long, env = "SEALSTREAM_UPSTREAM_SIGNED_PAYLOAD")]
+    pub upstream_signed_payload: bool,
     /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
     #[arg(long, value_name = "FILE", env = "SEALSTREAM_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
@@ -221,6 +227,7 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
         shutdown_grace: Duration::from_secs(a.shutdown_grace),
         header_cache_ttl: Duration::from_secs(a.header_cache_seconds),
         tls,
+        upstream_signed_payload: a.upstream_signed_payload,
         ..GatewayConfig::default()
     };
     // Each GET holds about (concurrency + 2) ranged-GET segments of --part-size: with
