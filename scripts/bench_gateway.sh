@@ -41,7 +41,7 @@ PY=$VENV/bin/python
 
 cargo build --release --bin sealstream --example mem_s3 >&2
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}/release
-BIN=$TARGET/sealstream
+BIN=${SEALSTREAM_BIN:-$TARGET/sealstream} # SEALSTREAM_BIN: measure another build (a baseline)
 MEM=$TARGET/examples/mem_s3
 
 T=$(mktemp -d -p /dev/shm 2>/dev/null || mktemp -d)
@@ -62,9 +62,15 @@ wait_url() {
     echo "server did not start: $(cat "$f".err 2>/dev/null)" >&2; exit 1
 }
 
+# A private CA and a server certificate it issued (rustls, in the gateway's SDK client,
+# refuses a self-signed CA certificate used as the server's own: CaUsedAsEndEntity).
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-    -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1,DNS:localhost \
-    -keyout "$T/tls.key" -out "$T/tls.crt" 2>/dev/null
+    -subj /CN=bench-ca -keyout "$T/ca.key" -out "$T/ca.crt" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=localhost \
+    -keyout "$T/tls.key" -out "$T/tls.csr" 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$T/tls.ext"
+openssl x509 -req -in "$T/tls.csr" -CA "$T/ca.crt" -CAkey "$T/ca.key" -CAcreateserial -days 2 \
+    -extfile "$T/tls.ext" -out "$T/tls.crt" 2>/dev/null
 "$MEM" 127.0.0.1:0 >"$T/mem.out" 2>"$T/mem.out.err" &
 PIDS+=($!)
 UP=$(wait_url "$T/mem.out")
@@ -91,14 +97,26 @@ start_gw() { # NAME [serve flags…]
 }
 start_gw gwhttp
 start_gw gwhttps --tls-cert "$T/tls.crt" --tls-key "$T/tls.key"
+# gw-https-up: an HTTP gateway whose upstream is the HTTPS mem_s3, trusting the bench CA
+# with --ca-bundle (a binary without that flag: through SSL_CERT_FILE, which the SDK's
+# rustls client reads as its system roots).
+if "$BIN" serve --help 2>/dev/null | grep -q -- --ca-bundle; then
+    UP_CA=(--ca-bundle "$T/ca.crt")
+else
+    UP_CA=()
+    export SSL_CERT_FILE="$T/ca.crt"
+fi
+UP=$UPS start_gw gwups "${UP_CA[@]}"
+unset SSL_CERT_FILE
 
 # Per mode: endpoint, credentials, CA bundle.
 mode_env() {
     case $1 in
         direct-http) echo "$UP testing testing -" ;;
-        direct-https) echo "$UPS testing testing $T/tls.crt" ;;
+        direct-https) echo "$UPS testing testing $T/ca.crt" ;;
         gw-http) echo "$gwhttp_URL GWBENCHCLIENT gwbench-client-secret -" ;;
-        gw-https) echo "$gwhttps_URL GWBENCHCLIENT gwbench-client-secret $T/tls.crt" ;;
+        gw-https) echo "$gwhttps_URL GWBENCHCLIENT gwbench-client-secret $T/ca.crt" ;;
+        gw-https-up) echo "$gwups_URL GWBENCHCLIENT gwbench-client-secret -" ;;
     esac
 }
 
@@ -159,7 +177,7 @@ type = crypt
 remote = mem:bench/rclone
 password = $(rclone obscure gwbench-password)
 EOF
-RCLONE=(env -u AWS_CA_BUNDLE rclone --config "$T/rclone.conf" --ca-cert "$T/tls.crt" -q)
+RCLONE=(env -u AWS_CA_BUNDLE rclone --config "$T/rclone.conf" --ca-cert "$T/ca.crt" -q)
 
 # timed CMD…: wall seconds of one run, holding the bench lock.
 timed() {
@@ -188,23 +206,25 @@ run_case() { # mode workload → milliseconds (one run)
 # CPU time (user + system, clock ticks) of a process: what the gateway spent per run.
 HZ=$(getconf CLK_TCK)
 cpu_ticks() { [ -n "$1" ] && awk '{print $14 + $15}' "/proc/$1/stat" || echo 0; }
-gw_pid() { case $1 in gw-http) echo "$gwhttp_PID" ;; gw-https) echo "$gwhttps_PID" ;; *) echo "" ;; esac; }
+# Both mem_s3 processes together: the upstream's work for a run (direct or via a gateway).
+up_ticks() { echo $(( $(cpu_ticks "${PIDS[0]}") + $(cpu_ticks "${PIDS[1]}") )); }
+gw_pid() { case $1 in gw-http) echo "$gwhttp_PID" ;; gw-https) echo "$gwhttps_PID" ;; gw-https-up) echo "$gwups_PID" ;; *) echo "" ;; esac; }
 
 RES=$T/results
 : >"$RES"
 echo "uptime before: $(uptime)" >&2
 # Buckets (direct and through each gateway: the same upstream bucket).
 "$PY" "$T/boto.py" mb "$UP" testing testing - bench x x
-"$PY" "$T/boto.py" mb "$UPS" testing testing "$T/tls.crt" bench x x
+"$PY" "$T/boto.py" mb "$UPS" testing testing "$T/ca.crt" bench x x
 WORKLOADS=${WORKLOADS:-"aws-up aws-down boto-up boto-down ranges"}
 for r in $(seq 1 "$RUNS"); do
     for mode in $MODES; do
         for w in $WORKLOADS; do
-            gp=$(gw_pid "$mode"); c0=$(cpu_ticks "$gp")
+            gp=$(gw_pid "$mode"); c0=$(cpu_ticks "$gp"); u0=$(up_ticks)
             ms=$(run_case "$mode" "$w")
-            c1=$(cpu_ticks "$gp")
-            echo "$mode $w $ms $(( (c1 - c0) * 1000 / HZ ))" >>"$RES"
-            echo "run $r $mode $w ${ms} ms, gateway cpu $(( (c1 - c0) * 1000 / HZ )) ms" >&2
+            c1=$(cpu_ticks "$gp"); u1=$(up_ticks)
+            echo "$mode $w $ms $(( (c1 - c0) * 1000 / HZ )) $(( (u1 - u0) * 1000 / HZ ))" >>"$RES"
+            echo "run $r $mode $w ${ms} ms, gateway cpu $(( (c1 - c0) * 1000 / HZ )) ms, mem_s3 cpu $(( (u1 - u0) * 1000 / HZ )) ms" >&2
         done
         if [ "$r" = 1 ] && [ -e "$T/out.bin" ]; then # correctness, untimed: what came back is what went in
             cmp "$T/src.bin" "$T/out.bin" >&2
@@ -253,7 +273,14 @@ for w in $WORKLOADS; do
     echo "$line"
 done
 echo
-for g in gwhttp gwhttps; do
+echo "mem_s3 CPU seconds per run (median; both mem_s3 processes, the upstream's work):"
+for w in $WORKLOADS; do
+    line="  $w:"
+    for mode in $MODES; do line="$line $mode $(awk -v v="$(med "$mode" "$w" 5)" 'BEGIN{printf "%.2f", v/1000}')"; done
+    echo "$line"
+done
+echo
+for g in gwhttp gwhttps gwups; do
     pid=${g}_PID
     echo "gateway $g peak RSS (VmHWM): $(awk '/VmHWM/ {printf "%.0f MiB", $2/1024}' /proc/${!pid}/status)"
 done
