@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # bench_gateway.sh SIZE_MIB: the S3 gateway (`sealstream serve`) against direct access to the
 # same in-memory upstream, with the same clients and the same file (docs/BENCHMARKS.md,
-# "Gateway"). Starts mem_s3 (benches/support/mem_s3.rs, release) twice (HTTP and HTTPS with a
-# self-signed certificate) and two gateways (release; one serving HTTP, one HTTPS; both
-# forward to the HTTP mem_s3: the SDK's rustls does not take a private CA here) on free
-# ports, then times, direct (to mem_s3 over HTTP and over HTTPS) and through each gateway:
+# "Gateway"). Starts mem_s3 (benches/support/mem_s3.rs, release) twice (HTTP, and HTTPS with
+# a server certificate from a private CA made here with openssl) and three gateways (release):
+# one serving HTTP and one HTTPS, both forwarding to the HTTP mem_s3, and one serving HTTP
+# that forwards to the HTTPS mem_s3 trusting the CA with --ca-bundle (mode gw-https-up), on
+# free ports, then times, direct (to mem_s3 over HTTP and over HTTPS) and through each gateway:
 #   aws s3 cp up / down (AWS CLI v2, /usr/bin/aws), boto3 upload_file / download_file,
 #   1,000 random 64 KiB ranged GETs (boto3, 4 threads), and the peer rclone (`crypt` remote
 #   over the same mem_s3) up / down.
 # Prints medians of RUNS runs (default 3): wall seconds, MB/s (10^6 bytes), ratio to
-# direct over the same scheme; each gateway's CPU time and peak RSS (VmHWM). Every timed
-# run holds /work/wt/bench.lock. Env: RUNS (3), MODES ("direct-http gw-http
-# gw-https"; direct-https is not in the default: mem_s3's TLS fails with the AWS CLI), WORKLOADS, RCLONE_PEER=0 skips rclone, KEEP=1 keeps the temp dir.
+# direct over the same scheme (gw-https-up: to direct-http); each gateway's CPU time, mem_s3's
+# CPU time and peak RSS (VmHWM). Every timed run holds /work/wt/bench.lock. Env: RUNS (3),
+# MODES ("direct-http gw-http gw-https"; also direct-https, gw-https-up), WORKLOADS,
+# RCLONE_PEER=0 skips rclone, KEEP=1 keeps the temp dir, SEALSTREAM_BIN measures another
+# sealstream binary (a baseline build).
 set -euo pipefail
 SIZE_MIB=${1:?usage: bench_gateway.sh SIZE_MIB}
 RUNS=${RUNS:-3}
@@ -242,7 +245,8 @@ for r in $(seq 1 "$RUNS"); do
 done
 echo "uptime after: $(uptime)" >&2
 
-med() { awk -v m="$1" -v w="$2" -v c="${3:-3}" '$1==m && $2==w {print $c}' "$RES" | median; }
+# No values (a mode or workload not run) is no median, not an error (set -e, pipefail).
+med() { awk -v m="$1" -v w="$2" -v c="${3:-3}" '$1==m && $2==w {print $c}' "$RES" | median || true; }
 mbs() { awk -v b="$1" -v ms="$2" 'BEGIN { if (ms > 0) printf "%.0f", b / 1e6 / (ms / 1000); else print "-" }'; }
 ratio() { awk -v d="$1" -v g="$2" 'BEGIN { if (g > 0) printf "%.2f", d / g; else print "-" }'; }
 echo
