@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # bench_gateway.sh SIZE_MIB: the S3 gateway (`sealstream serve`) against direct access to the
 # same in-memory upstream, with the same clients and the same file (docs/BENCHMARKS.md,
-# "Gateway"). Starts mem_s3 (benches/support/mem_s3.rs, release) twice (HTTP and HTTPS with a
-# self-signed certificate) and two gateways (release; one serving HTTP, one HTTPS; both
-# forward to the HTTP mem_s3: the SDK's rustls does not take a private CA here) on free
-# ports, then times, direct (to mem_s3 over HTTP and over HTTPS) and through each gateway:
+# "Gateway"). Starts mem_s3 (benches/support/mem_s3.rs, release) twice (HTTP, and HTTPS with
+# a server certificate from a private CA made here with openssl) and three gateways (release):
+# one serving HTTP and one HTTPS, both forwarding to the HTTP mem_s3, and one serving HTTP
+# that forwards to the HTTPS mem_s3 trusting the CA with --ca-bundle (mode gw-https-up), on
+# free ports, then times, direct (to mem_s3 over HTTP and over HTTPS) and through each gateway:
 #   aws s3 cp up / down (AWS CLI v2, /usr/bin/aws), boto3 upload_file / download_file,
 #   1,000 random 64 KiB ranged GETs (boto3, 4 threads), and the peer rclone (`crypt` remote
 #   over the same mem_s3) up / down.
 # Prints medians of RUNS runs (default 3): wall seconds, MB/s (10^6 bytes), ratio to
-# direct over the same scheme; each gateway's CPU time and peak RSS (VmHWM). Every timed
-# run holds /work/wt/bench.lock. Env: RUNS (3), MODES ("direct-http gw-http
-# gw-https"; direct-https is not in the default: mem_s3's TLS fails with the AWS CLI), WORKLOADS, RCLONE_PEER=0 skips rclone, KEEP=1 keeps the temp dir.
+# direct over the same scheme (gw-https-up: to direct-http); each gateway's CPU time, mem_s3's
+# CPU time and peak RSS (VmHWM). Every timed run holds /work/wt/bench.lock. Env: RUNS (3),
+# MODES ("direct-http gw-http gw-https"; also direct-https, gw-https-up), WORKLOADS,
+# RCLONE_PEER=0 skips rclone, KEEP=1 keeps the temp dir, SEALSTREAM_BIN measures another
+# sealstream binary (a baseline build).
 set -euo pipefail
 SIZE_MIB=${1:?usage: bench_gateway.sh SIZE_MIB}
 RUNS=${RUNS:-3}
@@ -41,7 +44,7 @@ PY=$VENV/bin/python
 
 cargo build --release --bin sealstream --example mem_s3 >&2
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}/release
-BIN=$TARGET/sealstream
+BIN=${SEALSTREAM_BIN:-$TARGET/sealstream} # SEALSTREAM_BIN: measure another build (a baseline)
 MEM=$TARGET/examples/mem_s3
 
 T=$(mktemp -d -p /dev/shm 2>/dev/null || mktemp -d)
@@ -62,9 +65,15 @@ wait_url() {
     echo "server did not start: $(cat "$f".err 2>/dev/null)" >&2; exit 1
 }
 
+# A private CA and a server certificate it issued (rustls, in the gateway's SDK client,
+# refuses a self-signed CA certificate used as the server's own: CaUsedAsEndEntity).
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-    -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1,DNS:localhost \
-    -keyout "$T/tls.key" -out "$T/tls.crt" 2>/dev/null
+    -subj /CN=bench-ca -keyout "$T/ca.key" -out "$T/ca.crt" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=localhost \
+    -keyout "$T/tls.key" -out "$T/tls.csr" 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$T/tls.ext"
+openssl x509 -req -in "$T/tls.csr" -CA "$T/ca.crt" -CAkey "$T/ca.key" -CAcreateserial -days 2 \
+    -extfile "$T/tls.ext" -out "$T/tls.crt" 2>/dev/null
 "$MEM" 127.0.0.1:0 >"$T/mem.out" 2>"$T/mem.out.err" &
 PIDS+=($!)
 UP=$(wait_url "$T/mem.out")
@@ -91,14 +100,26 @@ start_gw() { # NAME [serve flags…]
 }
 start_gw gwhttp
 start_gw gwhttps --tls-cert "$T/tls.crt" --tls-key "$T/tls.key"
+# gw-https-up: an HTTP gateway whose upstream is the HTTPS mem_s3, trusting the bench CA
+# with --ca-bundle (a binary without that flag: through SSL_CERT_FILE, which the SDK's
+# rustls client reads as its system roots).
+if "$BIN" serve --help 2>/dev/null | grep -q -- --ca-bundle; then
+    UP_CA=(--ca-bundle "$T/ca.crt")
+else
+    UP_CA=()
+    export SSL_CERT_FILE="$T/ca.crt"
+fi
+UP=$UPS start_gw gwups "${UP_CA[@]}"
+unset SSL_CERT_FILE
 
 # Per mode: endpoint, credentials, CA bundle.
 mode_env() {
     case $1 in
         direct-http) echo "$UP testing testing -" ;;
-        direct-https) echo "$UPS testing testing $T/tls.crt" ;;
+        direct-https) echo "$UPS testing testing $T/ca.crt" ;;
         gw-http) echo "$gwhttp_URL GWBENCHCLIENT gwbench-client-secret -" ;;
-        gw-https) echo "$gwhttps_URL GWBENCHCLIENT gwbench-client-secret $T/tls.crt" ;;
+        gw-https) echo "$gwhttps_URL GWBENCHCLIENT gwbench-client-secret $T/ca.crt" ;;
+        gw-https-up) echo "$gwups_URL GWBENCHCLIENT gwbench-client-secret -" ;;
     esac
 }
 
@@ -159,7 +180,7 @@ type = crypt
 remote = mem:bench/rclone
 password = $(rclone obscure gwbench-password)
 EOF
-RCLONE=(env -u AWS_CA_BUNDLE rclone --config "$T/rclone.conf" --ca-cert "$T/tls.crt" -q)
+RCLONE=(env -u AWS_CA_BUNDLE rclone --config "$T/rclone.conf" --ca-cert "$T/ca.crt" -q)
 
 # timed CMD…: wall seconds of one run, holding the bench lock.
 timed() {
@@ -188,23 +209,25 @@ run_case() { # mode workload → milliseconds (one run)
 # CPU time (user + system, clock ticks) of a process: what the gateway spent per run.
 HZ=$(getconf CLK_TCK)
 cpu_ticks() { [ -n "$1" ] && awk '{print $14 + $15}' "/proc/$1/stat" || echo 0; }
-gw_pid() { case $1 in gw-http) echo "$gwhttp_PID" ;; gw-https) echo "$gwhttps_PID" ;; *) echo "" ;; esac; }
+# Both mem_s3 processes together: the upstream's work for a run (direct or via a gateway).
+up_ticks() { echo $(( $(cpu_ticks "${PIDS[0]}") + $(cpu_ticks "${PIDS[1]}") )); }
+gw_pid() { case $1 in gw-http) echo "$gwhttp_PID" ;; gw-https) echo "$gwhttps_PID" ;; gw-https-up) echo "$gwups_PID" ;; *) echo "" ;; esac; }
 
 RES=$T/results
 : >"$RES"
 echo "uptime before: $(uptime)" >&2
 # Buckets (direct and through each gateway: the same upstream bucket).
 "$PY" "$T/boto.py" mb "$UP" testing testing - bench x x
-"$PY" "$T/boto.py" mb "$UPS" testing testing "$T/tls.crt" bench x x
+"$PY" "$T/boto.py" mb "$UPS" testing testing "$T/ca.crt" bench x x
 WORKLOADS=${WORKLOADS:-"aws-up aws-down boto-up boto-down ranges"}
 for r in $(seq 1 "$RUNS"); do
     for mode in $MODES; do
         for w in $WORKLOADS; do
-            gp=$(gw_pid "$mode"); c0=$(cpu_ticks "$gp")
+            gp=$(gw_pid "$mode"); c0=$(cpu_ticks "$gp"); u0=$(up_ticks)
             ms=$(run_case "$mode" "$w")
-            c1=$(cpu_ticks "$gp")
-            echo "$mode $w $ms $(( (c1 - c0) * 1000 / HZ ))" >>"$RES"
-            echo "run $r $mode $w ${ms} ms, gateway cpu $(( (c1 - c0) * 1000 / HZ )) ms" >&2
+            c1=$(cpu_ticks "$gp"); u1=$(up_ticks)
+            echo "$mode $w $ms $(( (c1 - c0) * 1000 / HZ )) $(( (u1 - u0) * 1000 / HZ ))" >>"$RES"
+            echo "run $r $mode $w ${ms} ms, gateway cpu $(( (c1 - c0) * 1000 / HZ )) ms, mem_s3 cpu $(( (u1 - u0) * 1000 / HZ )) ms" >&2
         done
         if [ "$r" = 1 ] && [ -e "$T/out.bin" ]; then # correctness, untimed: what came back is what went in
             cmp "$T/src.bin" "$T/out.bin" >&2
@@ -222,7 +245,8 @@ for r in $(seq 1 "$RUNS"); do
 done
 echo "uptime after: $(uptime)" >&2
 
-med() { awk -v m="$1" -v w="$2" -v c="${3:-3}" '$1==m && $2==w {print $c}' "$RES" | median; }
+# No values (a mode or workload not run) is no median, not an error (set -e, pipefail).
+med() { awk -v m="$1" -v w="$2" -v c="${3:-3}" '$1==m && $2==w {print $c}' "$RES" | median || true; }
 mbs() { awk -v b="$1" -v ms="$2" 'BEGIN { if (ms > 0) printf "%.0f", b / 1e6 / (ms / 1000); else print "-" }'; }
 ratio() { awk -v d="$1" -v g="$2" 'BEGIN { if (g > 0) printf "%.2f", d / g; else print "-" }'; }
 echo
@@ -253,7 +277,14 @@ for w in $WORKLOADS; do
     echo "$line"
 done
 echo
-for g in gwhttp gwhttps; do
+echo "mem_s3 CPU seconds per run (median; both mem_s3 processes, the upstream's work):"
+for w in $WORKLOADS; do
+    line="  $w:"
+    for mode in $MODES; do line="$line $mode $(awk -v v="$(med "$mode" "$w" 5)" 'BEGIN{printf "%.2f", v/1000}')"; done
+    echo "$line"
+done
+echo
+for g in gwhttp gwhttps gwups; do
     pid=${g}_PID
     echo "gateway $g peak RSS (VmHWM): $(awk '/VmHWM/ {printf "%.0f MiB", $2/1024}' /proc/${!pid}/status)"
 done

@@ -58,6 +58,9 @@ pub struct AwsOptions {
     /// How long a request or response body may stay below 1 byte/s before the attempt
     /// fails (the SDK's stalled-stream protection); `None` keeps the SDK's default.
     pub stall_grace: Option<Duration>,
+    /// PEM file of CA certificates trusted for HTTPS besides the system's roots (an S3
+    /// store or KMS endpoint behind a private CA; the AWS CLI's `--ca-bundle`).
+    pub ca_bundle: Option<std::path::PathBuf>,
 }
 
 /// Loads the AWS configuration chain on `rt` (no network call unless the chain needs one,
@@ -74,9 +77,22 @@ pub fn load_config(rt: &tokio::runtime::Runtime, o: &AwsOptions) -> Result<aws_c
 /// [`load_config`] as a future, for callers inside a runtime (any flavor): the async-first
 /// `s3::S3::connect` uses it, so no private runtime and no `block_on` is needed.
 pub async fn load_sdk_config(o: &AwsOptions) -> Result<aws_config::SdkConfig> {
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-        .build_https();
+    let mut http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring));
+    if let Some(path) = &o.ca_bundle {
+        let context = tls::TlsContext::builder()
+            .with_trust_store(trust_store(path)?)
+            .build()
+            .map_err(|e| {
+                Error::InvalidArgument(format!(
+                    "CA bundle '{}': {}",
+                    path.display(),
+                    one_line(&e.to_string())
+                ))
+            })?;
+        http = http.tls_context(context);
+    }
+    let http = http.build_https();
     let retry = RetryConfig::standard()
         .with_max_attempts(o.max_attempts.max(1))
         .with_initial_backoff(o.initial_backoff)
@@ -111,6 +127,31 @@ pub async fn load_sdk_config(o: &AwsOptions) -> Result<aws_config::SdkConfig> {
         );
     }
     Ok(loader.load().await)
+}
+
+/// The system's roots plus the CA certificates of the PEM file `path`, each checked the way
+/// the SDK's rustls client will add it (which panics on one it cannot parse): a missing
+/// file, a file without certificates or an unusable certificate is a usage error (exit 2).
+fn trust_store(path: &std::path::Path) -> Result<tls::TrustStore> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let bad =
+        |what: String| Error::InvalidArgument(format!("CA bundle '{}': {what}", path.display()));
+    let pem = std::fs::read(path)
+        .map_err(|e| Error::io(format!("reading the CA bundle '{}'", path.display()), e))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| bad(format!("not a PEM file of certificates ({e})")))?;
+    if certs.is_empty() {
+        return Err(bad("no PEM certificate in it".into()));
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for c in certs {
+        roots
+            .add(c)
+            .map_err(|e| bad(format!("a certificate is not usable as a CA ({e})")))?;
+    }
+    Ok(tls::TrustStore::default().with_pem_certificate(pem))
 }
 
 /// Fails (exit 2) unless `name` is a profile of the shared config or credentials file.
@@ -700,6 +741,32 @@ pub fn one_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::Transport;
+
+    /// A CA certificate (public part only; its key was thrown away).
+    const TEST_CA: &str = "-----BEGIN CERTIFICATE-----\nMIIBkjCCATegAwIBAgIUf9WenZaHECVlHps7+qnEmM9VZeswCgYIKoZIzj0EAwIw\nHTEbMBkGA1UEAwwSc2VhbHN0cmVhbS10ZXN0LWNhMCAXDTI2MTIwMTEzMTMwMloY\nDzIxMjYxMTA3MTMxMzAyWjAdMRswGQYDVQQDDBJzZWFsc3RyZWFtLXRlc3QtY2Ew\nWTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAATsB+adKxI+Ex3C6OVCsqVs+/rrwpWu\nGlq5Q0yeRbsL0ljsgSC29OenLFZ5u5Skb3gr5Wta0di7IxpV/ep0WR+Uo1MwUTAd\nBgNVHQ4EFgQUgq1DejHiNMzru9Mzdwu0xAHqlGswHwYDVR0jBBgwFoAUgq1DejHi\nNMzru9Mzdwu0xAHqlGswDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNJADBG\nAiEAvOwZe30a2AbYxB0fz3lMcw/H4jLfTOj7zGIgE+ivzC4CIQDNB9Jjh1CbKvOk\nU1XnKqjR+cVWggK7eXpLWQNFhLe1mw==\n-----END CERTIFICATE-----\n";
+
+    /// A CA bundle must hold certificates the SDK's client can use, else it is refused
+    /// at start (the SDK would panic on it at the first connection).
+    #[test]
+    fn ca_bundles_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("ca.pem");
+        std::fs::write(&good, format!("# a comment\n{TEST_CA}")).unwrap();
+        assert!(super::trust_store(&good).is_ok());
+        let missing = dir.path().join("missing.pem");
+        assert!(super::trust_store(&missing).is_err());
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "no certificate here\n").unwrap();
+        let e = super::trust_store(&empty).unwrap_err().to_string();
+        assert!(e.contains("no PEM certificate"), "{e}");
+        let broken = dir.path().join("broken.pem");
+        std::fs::write(
+            &broken,
+            "-----BEGIN CERTIFICATE-----\nMIIBkjCCATegAwIBAgIU\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        assert!(super::trust_store(&broken).is_err());
+    }
 
     /// What the library reports names no command-line flag (the CLI adds them).
     #[test]

@@ -65,6 +65,9 @@ pub struct KmsSettings {
     /// `AWS_ENDPOINT_URL_KMS` and `AWS_ENDPOINT_URL`, as the AWS CLI's `--endpoint-url` does,
     /// so a command line can name the endpoint without touching the environment.
     pub endpoint_url: Option<String>,
+    /// PEM file of CA certificates trusted for HTTPS besides the system's roots (the CLI's
+    /// `--ca-bundle` / `AWS_CA_BUNDLE`), for a store or endpoint behind a private CA.
+    pub ca_bundle: Option<std::path::PathBuf>,
 }
 
 impl Default for KmsSettings {
@@ -78,6 +81,7 @@ impl Default for KmsSettings {
             decrypt_cache_entries: 1000,
             retry_notes: false,
             endpoint_url: None,
+            ca_bundle: None,
         }
     }
 }
@@ -950,6 +954,7 @@ pub mod blocking {
                         .operation_timeout(settings.operation_timeout)
                         .build(),
                     stall_grace: None,
+                    ca_bundle: settings.ca_bundle.clone(),
                 },
             )?;
             let inner = super::Kms::from_conf(&config, settings);

@@ -666,11 +666,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let s3s = s3s.clone();
                 async move { s3s.call(req.map(s3s::Body::from)).await }
             });
-            let c = conn
-                .serve_connection(TokioIo::new(stream), svc)
-                .into_owned();
+            // HTTPS: the TLS handshake first (it used to be skipped, so the "HTTPS" port
+            // spoke plain HTTP and TLS clients failed with WRONG_VERSION_NUMBER).
+            let tls = tls.clone();
+            let conn = conn.clone();
             tokio::spawn(async move {
-                let _ = c.await;
+                match tls {
+                    Some(acceptor) => {
+                        if let Ok(s) = acceptor.accept(stream).await {
+                            let _ = conn.serve_connection(TokioIo::new(s), svc).await;
+                        }
+                    }
+                    None => {
+                        let _ = conn.serve_connection(TokioIo::new(stream), svc).await;
+                    }
+                }
             });
         }
     })

@@ -71,6 +71,7 @@ pub(super) fn kms_connect(cli: &Cli) -> Result<Arc<Kms>> {
         operation_timeout: cli.kms_timeout.max(Duration::from_secs(1)),
         retry_notes: !cli.quiet,
         endpoint_url: cli.endpoint_url.clone(),
+        ca_bundle: cli.ca_bundle.clone(),
         ..KmsSettings::default()
     })
 }

@@ -75,6 +75,11 @@ pub struct Cli {
     /// addressed path-style (http://HOST/BUCKET/KEY).
     #[arg(long, global = true, value_name = "URL", value_parser = parse::parse_endpoint_url, help_heading = help::AWS)]
     pub endpoint_url: Option<String>,
+    /// PEM file of CA certificates to trust for HTTPS to S3 and KMS besides the system's
+    /// roots (a MinIO or Ceph store behind a private CA), as the AWS CLI's --ca-bundle and
+    /// its AWS_CA_BUNDLE variable.
+    #[arg(long, global = true, value_name = "FILE", env = "AWS_CA_BUNDLE", help_heading = help::AWS)]
+    pub ca_bundle: Option<std::path::PathBuf>,
     /// Attempts per KMS call, including the first; throttling and transient faults are
     /// retried with exponential backoff and jitter.
     #[arg(

@@ -112,6 +112,8 @@ pub(super) struct Upstream {
     pub profile: Option<String>,
     /// `--endpoint-url`.
     pub endpoint_url: Option<String>,
+    /// `--ca-bundle` (AWS_CA_BUNDLE).
+    pub ca_bundle: Option<std::path::PathBuf>,
     /// `--kms-max-attempts`.
     pub kms_max_attempts: u32,
     /// `--kms-timeout`.
@@ -139,6 +141,7 @@ impl Upstream {
             region: cli.region.clone(),
             profile: cli.profile.clone(),
             endpoint_url: cli.endpoint_url.clone(),
+            ca_bundle: cli.ca_bundle.clone(),
             kms_max_attempts: cli.kms_max_attempts,
             kms_timeout: cli.kms_timeout,
             kms_max_decrypts: cli.kms_max_decrypts,
@@ -171,6 +174,7 @@ pub(super) fn settings_for(u: &Upstream, quiet: bool) -> Result<S3Settings> {
         retry_notes: !quiet,
         // `--endpoint-url` wins over AWS_ENDPOINT_URL_S3 and AWS_ENDPOINT_URL.
         endpoint_url: u.endpoint_url.clone(),
+        ca_bundle: u.ca_bundle.clone(),
         ..S3Settings::default()
     })
 }

@@ -117,6 +117,12 @@ pub struct ServeArgs {
         default_value_t = 30
     )]
     pub shutdown_grace: u64,
+    /// Sign the sealed bodies sent upstream (the SDK's default: over plain HTTP a SHA-256
+    /// of every 64 KiB, here and again upstream). By default they go unsigned with a CRC32
+    /// trailer, as over HTTPS: the format authenticates the ciphertext end to end. For a
+    /// store that refuses unsigned payloads over HTTP.
+    #[arg(long, env = "SEALSTREAM_UPSTREAM_SIGNED_PAYLOAD")]
+    pub upstream_signed_payload: bool,
     /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
     #[arg(long, value_name = "FILE", env = "SEALSTREAM_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
@@ -192,6 +198,7 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
         region = %up.region.as_deref().unwrap_or(chain),
         profile = %up.profile.as_deref().unwrap_or(chain),
         endpoint_url = %up.endpoint_url.as_deref().unwrap_or(chain),
+        ca_bundle = %up.ca_bundle.as_deref().map_or("(system roots)".into(), |p| p.display().to_string()),
         s3_max_attempts = up.s3_max_attempts,
         s3_timeout = ?up.s3_timeout,
         s3_connect_timeout = ?up.s3_connect_timeout,
@@ -240,6 +247,7 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
         shutdown_grace: Duration::from_secs(a.shutdown_grace),
         header_cache_ttl: Duration::from_secs(a.header_cache_seconds),
         tls,
+        upstream_signed_payload: a.upstream_signed_payload,
         ..GatewayConfig::default()
     };
     // Each GET holds about (concurrency + 2) ranged-GET segments of --part-size: with

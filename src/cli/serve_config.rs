@@ -4,7 +4,7 @@
 //! variable (both resolved by clap), then the file, then the built-in default.
 //!
 //! The global options that configure the upstream (`--region`, `--endpoint-url`,
-//! `--profile`, `--s3-*`, `--kms-*`, `--concurrency`, `--part-size`) are read from the file
+//! `--profile`, `--ca-bundle`, `--s3-*`, `--kms-*`, `--concurrency`, `--part-size`) are read from the file
 //! too, under the same precedence, so one file describes a whole deployment; for
 //! `region`, `profile` and `endpoint-url`, whose environment is the AWS SDK's own
 //! (`AWS_REGION`, `AWS_PROFILE`, `AWS_ENDPOINT_URL`…), that variable wins over the file as a
@@ -60,6 +60,11 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("list-concurrency", "list_concurrency", Kind::Uint),
     ("shutdown-grace", "shutdown_grace", Kind::Uint),
     ("header-cache-seconds", "header_cache_seconds", Kind::Uint),
+    (
+        "upstream-signed-payload",
+        "upstream_signed_payload",
+        Kind::Bool,
+    ),
     ("tls-cert", "tls_cert", Kind::Str),
     ("tls-key", "tls_key", Kind::Str),
     ("log", "log", Kind::Str),
@@ -71,6 +76,11 @@ const KEYS: &[(&str, &str, Kind)] = &[
         "endpoint-url",
         "endpoint_url",
         Kind::Global("\"http://minio:9000\""),
+    ),
+    (
+        "ca-bundle",
+        "ca_bundle",
+        Kind::Global("\"/etc/ssl/private-ca.pem\""),
     ),
     ("kms-max-attempts", "kms_max_attempts", Kind::Global("8")),
     ("kms-timeout", "kms_timeout", Kind::Global("\"60s\"")),
@@ -166,6 +176,7 @@ fn set_global(up: &mut Upstream, id: &str, v: &str) -> Result<()> {
         "region" => up.region = cli.region,
         "profile" => up.profile = cli.profile,
         "endpoint_url" => up.endpoint_url = cli.endpoint_url,
+        "ca_bundle" => up.ca_bundle = cli.ca_bundle,
         "kms_max_attempts" => up.kms_max_attempts = cli.kms_max_attempts,
         "kms_timeout" => up.kms_timeout = cli.kms_timeout,
         "kms_max_decrypts" => up.kms_max_decrypts = cli.kms_max_decrypts,
@@ -205,6 +216,7 @@ fn set(a: &mut ServeArgs, id: &str, v: Value) {
         ("list_concurrency", Value::Uint(n)) => a.list_concurrency = usize_of(n),
         ("shutdown_grace", Value::Uint(n)) => a.shutdown_grace = n,
         ("header_cache_seconds", Value::Uint(n)) => a.header_cache_seconds = n,
+        ("upstream_signed_payload", Value::Bool(b)) => a.upstream_signed_payload = b,
         ("tls_cert", Value::Str(s)) => a.tls_cert = Some(s.into()),
         ("tls_key", Value::Str(s)) => a.tls_key = Some(s.into()),
         ("log", Value::Str(s)) => a.log = s,

@@ -72,6 +72,12 @@ pub struct GatewayConfig {
     /// Serve HTTPS with this certificate and key (else plain HTTP, for a TLS-terminating
     /// proxy in front or a loopback-only deployment).
     pub tls: Option<TlsFiles>,
+    /// Send the sealed bodies upstream the SDK's default way: over plain HTTP that signs
+    /// every 64 KiB of ciphertext (SHA-256 here and again upstream). Off by default: the
+    /// gateway sends them unsigned with a CRC32 trailer over HTTP and HTTPS alike, since the
+    /// ciphertext is authenticated end to end by the format (docs/GATEWAY.md, "Upstream
+    /// requests"); on for a store that refuses unsigned payloads.
+    pub upstream_signed_payload: bool,
 }
 
 /// A certificate chain and its private key, both PEM files, for HTTPS on the listener.
@@ -96,6 +102,7 @@ impl Default for GatewayConfig {
             header_cache_ttl: std::time::Duration::from_secs(5),
             shutdown_grace: std::time::Duration::from_secs(30),
             tls: None,
+            upstream_signed_payload: false,
         }
     }
 }

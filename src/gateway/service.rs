@@ -913,12 +913,14 @@ impl s3s::S3 for Service {
 
         // The client's body, verified (length, checksums) while it streams, sealed on the
         // engine's threads, and sent upstream as one PutObject of known length.
+        let signed = self.inner.config.upstream_signed_payload;
         let sealed = SealedBody::new(
             body,
             (len, expected, trailer_names, trailers),
             sealing.cipher(),
             header.chunk_size,
             body_len,
+            signed,
         )?;
         let mut metadata: HashMap<String, String> = user_meta.into_iter().collect();
         metadata.extend(placement.metadata);
@@ -930,13 +932,13 @@ impl s3s::S3 for Service {
                 .collect();
             (!kept.is_empty()).then(|| kept.join(","))
         });
-        let r = self
+        let put = self
             .inner
             .client
             .put_object()
             .bucket(&url.bucket)
             .key(&url.key)
-            .content_length(body_len as i64)
+            .content_length(sealed.content_length as i64)
             .body(sealed.body)
             .set_metadata(Some(metadata))
             .set_content_type(input.content_type.clone())
@@ -960,9 +962,18 @@ impl s3s::S3 for Service {
                     .as_ref()
                     .and_then(|c| c.as_etag())
                     .map(etag_header),
-            )
-            .send()
-            .await;
+            );
+        let r = if signed {
+            put.send().await
+        } else {
+            put.customize()
+                .config_override(unsigned_upload_config())
+                .interceptor(UnsignedChunked {
+                    decoded_len: body_len,
+                })
+                .send()
+                .await
+        };
         sealed.pump.abort();
         let out = match r {
             Ok(o) => o,
@@ -2112,11 +2123,15 @@ pub(super) type BodyChecks = (
 );
 
 /// A client's plaintext body, verified (length, checksums) while it streams and sealed on
-/// the worker pool, as an upstream request body of exactly `sealed_len` bytes: the one path
-/// of PutObject and UploadPart.
+/// the worker pool, as an upstream request body of `sealed_len` bytes of ciphertext: the
+/// one path of PutObject and UploadPart. Unless `signed_upstream`, the body is already
+/// framed as unsigned aws-chunked with a CRC32 trailer (send it with [`UnsignedChunked`]);
+/// else it is the bare ciphertext, which the SDK signs and frames itself.
 pub(super) struct SealedBody {
     /// The upstream request's body.
     pub(super) body: ByteStream,
+    /// The upstream request's Content-Length (the framed length when framed).
+    pub(super) content_length: u64,
     /// The task moving sealed bytes into `body`; abort it once the request is answered.
     pub(super) pump: tokio::task::JoinHandle<()>,
     /// The client body's own fault, if verification failed while it streamed.
@@ -2145,6 +2160,7 @@ impl SealedBody {
         cipher: &crate::PayloadCipher,
         chunk_size: u32,
         sealed_len: u64,
+        signed_upstream: bool,
     ) -> S3Result<Self> {
         let failure: Arc<Mutex<Option<S3Error>>> = Arc::default();
         let reader = StreamReader::new(
@@ -2168,12 +2184,26 @@ impl SealedBody {
         )
         .map_err(|e| from_error(&e, false))?;
         let pump = tokio::spawn(pump(enc, tx));
+        let framing = (!signed_upstream).then(|| Framing {
+            crc: s3s::crypto::Crc32::default(),
+            pending: None,
+            started: false,
+            ended: false,
+        });
+        let content_length = if signed_upstream {
+            sealed_len
+        } else {
+            chunked_len(sealed_len)
+        };
         let body = ByteStream::new(SdkBody::from_body_1_x(ChanBody {
             rx,
             left: sealed_len,
+            framing,
+            encoded_left: content_length,
         }));
         Ok(SealedBody {
             body,
+            content_length,
             pump,
             failure: BodyFailure(failure),
         })
@@ -2350,10 +2380,53 @@ async fn pump<R: AsyncRead + Unpin>(mut enc: R, tx: mpsc::Sender<io::Result<Byte
     }
 }
 
-/// The upstream PutObject's body: what the sealing task sends, of a known length.
+/// The upstream PutObject's body: what the sealing task sends, of a known length, bare or
+/// framed as unsigned aws-chunked.
 struct ChanBody {
     rx: mpsc::Receiver<io::Result<Bytes>>,
+    /// Ciphertext bytes still to come.
     left: u64,
+    /// The aws-chunked framing, unless the SDK signs and frames the body itself.
+    framing: Option<Framing>,
+    /// Bytes of the request body still to come (framing included).
+    encoded_left: u64,
+}
+
+/// Unsigned aws-chunked framing (`STREAMING-UNSIGNED-PAYLOAD-TRAILER`, what the SDK sends
+/// over HTTPS) built around the sealed pieces without copying them: each piece becomes a
+/// frame of its own between small frames of chunk headers, and the CRC32 of the ciphertext
+/// goes in the trailer, so that the upstream still rejects a body damaged on the way.
+struct Framing {
+    crc: s3s::crypto::Crc32,
+    /// A piece whose chunk header was just sent.
+    pending: Option<Bytes>,
+    /// Whether a chunk was sent (its closing CRLF is due before the next header).
+    started: bool,
+    ended: bool,
+}
+
+/// The trailer that carries the ciphertext's CRC32.
+const CRC32_TRAILER: &str = "x-amz-checksum-crc32";
+
+/// The length of `sealed_len` bytes framed by [`Framing`]: chunks of [`PUT_BUF`] (the last
+/// one shorter), each `HEX\r\n DATA \r\n`, then `0\r\n`, the trailer line and `\r\n`.
+fn chunked_len(sealed_len: u64) -> u64 {
+    let chunk = |n: u64| format!("{n:X}").len() as u64 + 2 + n + 2;
+    let full = sealed_len / PUT_BUF as u64;
+    let rest = sealed_len % PUT_BUF as u64;
+    let mut len = full * chunk(PUT_BUF as u64);
+    if rest > 0 {
+        len += chunk(rest);
+    }
+    // "0\r\n", "x-amz-checksum-crc32:" + 8 base64 characters + "\r\n", "\r\n".
+    len + 3 + (CRC32_TRAILER.len() as u64 + 1 + 8 + 2) + 2
+}
+
+impl ChanBody {
+    fn frame(&mut self, b: Bytes) -> Poll<Option<Result<http_body::Frame<Bytes>, io::Error>>> {
+        self.encoded_left = self.encoded_left.saturating_sub(b.len() as u64);
+        Poll::Ready(Some(Ok(http_body::Frame::data(b))))
+    }
 }
 
 impl http_body::Body for ChanBody {
@@ -2364,23 +2437,98 @@ impl http_body::Body for ChanBody {
         mut self: Pin<&mut Self>,
         cx: &mut TaskContext<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, io::Error>>> {
+        if let Some(b) = self.framing.as_mut().and_then(|f| f.pending.take()) {
+            return self.frame(b);
+        }
+        if self.framing.as_ref().is_some_and(|f| f.ended) {
+            return Poll::Ready(None);
+        }
         match ready!(self.rx.poll_recv(cx)) {
             Some(Ok(b)) => {
                 self.left = self.left.saturating_sub(b.len() as u64);
-                Poll::Ready(Some(Ok(http_body::Frame::data(b))))
+                let Some(f) = self.framing.as_mut() else {
+                    return self.frame(b);
+                };
+                use s3s::crypto::Checksum as _;
+                f.crc.update(&b);
+                let sep = if f.started { "\r\n" } else { "" };
+                f.started = true;
+                let head = Bytes::from(format!("{sep}{:X}\r\n", b.len()));
+                f.pending = Some(b);
+                self.frame(head)
             }
             Some(Err(e)) => Poll::Ready(Some(Err(e))),
             None if self.left > 0 => Poll::Ready(Some(Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "the sealed body ended early",
             )))),
-            None => Poll::Ready(None),
+            None => {
+                let Some(f) = self.framing.as_mut() else {
+                    return Poll::Ready(None);
+                };
+                use s3s::crypto::Checksum as _;
+                f.ended = true;
+                let crc = std::mem::take(&mut f.crc).finalize();
+                let sep = if f.started { "\r\n" } else { "" };
+                let tail = format!(
+                    "{sep}0\r\n{CRC32_TRAILER}:{}\r\n\r\n",
+                    base64::engine::general_purpose::STANDARD.encode(crc)
+                );
+                self.frame(Bytes::from(tail))
+            }
         }
     }
 
-    fn size_hint(&self) -> http_body::SizeHint {
-        http_body::SizeHint::with_exact(self.left)
+    fn is_end_stream(&self) -> bool {
+        // Only once the trailer is out: a bare body may still end in an error after its
+        // last byte was counted (hyper must not finish the request first).
+        self.framing.as_ref().is_some_and(|f| f.ended)
     }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.encoded_left)
+    }
+}
+
+/// Sends a body framed by [`Framing`] as what it is: `x-amz-content-sha256:
+/// STREAMING-UNSIGNED-PAYLOAD-TRAILER`, `Content-Encoding: aws-chunked`, the decoded length
+/// and the announced trailer, all signed with the request's headers. Used with the SDK's
+/// own checksum disabled for the request (`RequestChecksumCalculation::WhenRequired`:
+/// PutObject and UploadPart require none), so that the SDK neither frames the body again nor
+/// signs its payload: no SHA-256 of the ciphertext here and none upstream.
+#[derive(Debug)]
+pub(super) struct UnsignedChunked {
+    /// The ciphertext's length (`x-amz-decoded-content-length`).
+    pub(super) decoded_len: u64,
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for UnsignedChunked {
+    fn name(&self) -> &'static str {
+        "sealstream::UnsignedChunked"
+    }
+
+    fn modify_before_signing(
+        &self,
+        ctx: &mut aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut<'_>,
+        _: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let h = ctx.request_mut().headers_mut();
+        h.insert("x-amz-decoded-content-length", self.decoded_len.to_string());
+        h.insert("x-amz-trailer", CRC32_TRAILER);
+        h.append("content-encoding", "aws-chunked");
+        cfg.interceptor_state()
+            .store_put(aws_runtime::auth::PayloadSigningOverride::StreamingUnsignedPayloadTrailer);
+        Ok(())
+    }
+}
+
+/// Per-request configuration for an upstream PutObject or UploadPart of a framed
+/// [`SealedBody`]: none of the SDK's own checksum, and so no aws-chunked framing of its own
+/// (PutObject and UploadPart require no checksum; the framing carries the CRC32).
+pub(super) fn unsigned_upload_config() -> aws_sdk_s3::config::Builder {
+    aws_sdk_s3::config::Builder::default()
+        .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
 }
 
 // ---- GET: the response body ------------------------------------------------------------
@@ -2484,6 +2632,79 @@ mod tests {
         assert_eq!(resolve(ByteRange::Suffix(1000), 100), Some((0, 99)));
         assert_eq!(resolve(ByteRange::From(100), 100), None);
         assert_eq!(resolve(ByteRange::Inclusive(0, 0), 0), None);
+    }
+
+    /// Everything `ChanBody` yields for `pieces` (sent as the pump sends them), framed.
+    fn framed(pieces: &[&[u8]]) -> (Vec<u8>, u64) {
+        let (tx, rx) = mpsc::channel(pieces.len() + 1);
+        let len: u64 = pieces.iter().map(|p| p.len() as u64).sum();
+        for p in pieces {
+            tx.try_send(Ok(Bytes::copy_from_slice(p))).unwrap();
+        }
+        drop(tx);
+        let mut body = ChanBody {
+            rx,
+            left: len,
+            framing: Some(Framing {
+                crc: s3s::crypto::Crc32::default(),
+                pending: None,
+                started: false,
+                ended: false,
+            }),
+            encoded_left: chunked_len(len),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut out = Vec::new();
+        rt.block_on(std::future::poll_fn(|cx| {
+            use http_body::Body as _;
+            loop {
+                match ready!(Pin::new(&mut body).poll_frame(cx)) {
+                    Some(f) => out.extend_from_slice(&f.unwrap().into_data().unwrap()),
+                    None => return Poll::Ready(()),
+                }
+            }
+        }));
+        assert!(http_body::Body::is_end_stream(&body));
+        (out, len)
+    }
+
+    #[test]
+    fn upstream_body_is_unsigned_aws_chunked_with_a_crc32_trailer() {
+        // CRC-32 of "123456789" is 0xCBF43926 (the standard check value).
+        let (out, len) = framed(&[b"123456789"]);
+        assert_eq!(
+            out,
+            b"9\r\n123456789\r\n0\r\nx-amz-checksum-crc32:y/Q5Jg==\r\n\r\n"
+        );
+        assert_eq!(out.len() as u64, chunked_len(len));
+        // An empty body: the terminating chunk and the trailer only.
+        let (out, _) = framed(&[]);
+        assert_eq!(out, b"0\r\nx-amz-checksum-crc32:AAAAAA==\r\n\r\n");
+        assert_eq!(out.len() as u64, chunked_len(0));
+        // Full pieces then a short one, as the pump sends them: the announced length is
+        // exact, and decoding gives the pieces back.
+        let a = vec![1u8; PUT_BUF];
+        let b = vec![2u8; PUT_BUF];
+        let c = vec![3u8; 1000];
+        let (out, len) = framed(&[&a, &b, &c]);
+        assert_eq!(out.len() as u64, chunked_len(len));
+        let mut rest = &out[..];
+        let mut data = Vec::new();
+        loop {
+            let eol = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+            let n = usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap(), 16).unwrap();
+            rest = &rest[eol + 2..];
+            if n == 0 {
+                break;
+            }
+            data.extend_from_slice(&rest[..n]);
+            assert_eq!(&rest[n..n + 2], b"\r\n");
+            rest = &rest[n + 2..];
+        }
+        assert_eq!(data, [a, b, c].concat());
+        assert!(rest.starts_with(b"x-amz-checksum-crc32:") && rest.ends_with(b"==\r\n\r\n"));
     }
 
     #[test]

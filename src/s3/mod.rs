@@ -184,6 +184,9 @@ pub struct S3Settings {
     /// An S3 endpoint that wins over `AWS_ENDPOINT_URL_S3` and `AWS_ENDPOINT_URL` (the
     /// CLI's `--endpoint-url`), for [`S3::connect`]; addressing is then path-style.
     pub endpoint_url: Option<String>,
+    /// PEM file of CA certificates trusted for HTTPS besides the system's roots (the CLI's
+    /// `--ca-bundle` / `AWS_CA_BUNDLE`), for a store or endpoint behind a private CA.
+    pub ca_bundle: Option<std::path::PathBuf>,
 }
 
 impl Default for S3Settings {
@@ -201,6 +204,7 @@ impl Default for S3Settings {
             operation_timeout: DEFAULT_OPERATION_TIMEOUT,
             retry_notes: false,
             endpoint_url: None,
+            ca_bundle: None,
         }
     }
 }
@@ -912,6 +916,7 @@ fn aws_options(settings: &S3Settings) -> crate::aws::AwsOptions {
             .read_timeout(settings.read_timeout)
             .build(),
         stall_grace: Some(settings.read_timeout),
+        ca_bundle: settings.ca_bundle.clone(),
     }
 }
 

@@ -1726,9 +1726,14 @@ print("ALL OK")
 #[ignore = "needs the emulator (scripts/test.sh runs it)"]
 fn multipart_across_two_gateways() {
     // No state shared but S3 (and the same key file): create on A, parts alternately on A
-    // and B, complete on B, read on A.
+    // and B, complete on B, read on A. B signs its upstream payloads (the SDK's default
+    // over HTTP, --upstream-signed-payload), A sends them unsigned with a CRC32 trailer:
+    // both kinds of part make one object.
     let a = Gateway::start("multipart_across_two_gateways", &[]);
-    let b_gw = Gateway::start("multipart_across_two_gateways", &[]);
+    let b_gw = Gateway::start(
+        "multipart_across_two_gateways",
+        &["--upstream-signed-payload"],
+    );
     let b = a.bucket();
     a.python(
         r#"
@@ -1746,6 +1751,9 @@ whole = b"".join(parts)
 assert c.get_object(Bucket=B, Key="two.bin")["Body"].read() == whole
 assert c.get_object(Bucket=B, Key="two.bin", Range="bytes=%d-%d" % (10 * MiB, 16 * MiB))["Body"].read() == whole[10 * MiB:16 * MiB + 1]
 assert cb.head_object(Bucket=B, Key="two.bin")["ContentLength"] == len(whole)
+small = os.urandom(300_000)
+cb.put_object(Bucket=B, Key="signed.bin", Body=small)
+assert c.get_object(Bucket=B, Key="signed.bin")["Body"].read() == small
 print("ALL OK")
 "#,
         &b,
@@ -2313,9 +2321,24 @@ fn configured_upstream(config: &str, args: &[&str], env: &[(&str, &str)]) -> Gat
     let creds = client_credentials(&scratch);
     let key = scratch.keyfile("gw.key", &common::key(7));
     let path = scratch.path("gateway.toml");
-    let text = config
+    let mut text = config
         .replace("{key}", &key.display().to_string())
         .replace("{creds}", &creds.display().to_string());
+    if text.contains("{ca}") {
+        // A CA certificate for `ca-bundle` (checked at start, so it must be a real one).
+        let (ca, ca_key) = (scratch.path("ca.pem"), scratch.path("ca.key"));
+        let o = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+            .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+            .args(["-subj", "/CN=sealstream-test-ca", "-keyout"])
+            .arg(&ca_key)
+            .arg("-out")
+            .arg(&ca)
+            .output()
+            .expect("openssl");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        text = text.replace("{ca}", &ca.display().to_string());
+    }
     write(&path, text.as_bytes());
     let mut cmd = Command::new(bin());
     cmd.env("SEALSTREAM_HOME", scratch.path("home"))
@@ -2351,6 +2374,7 @@ key = "{key}"
 client-credentials = "{creds}"
 region = "eu-west-3"
 endpoint-url = "http://127.0.0.1:9"
+ca-bundle = "{ca}"
 part-size = "16MiB"
 s3-max-attempts = 5
 s3-timeout = 45
@@ -2363,6 +2387,7 @@ concurrency = 3
     for want in [
         "region=eu-west-3",
         "endpoint_url=http://127.0.0.1:9",
+        "ca.pem s3_max_attempts",
         "part_size=16777216",
         "s3_max_attempts=5",
         "s3_timeout=45s",

@@ -384,14 +384,16 @@ impl Service {
             ],
             &input.content_md5,
         );
+        let signed = self.inner.config.upstream_signed_payload;
         let sealed = super::SealedBody::new(
             body,
             (len, expected, trailer_names, trailers),
             part.cipher(),
             chunk_size,
             part_len,
+            signed,
         )?;
-        let r = self
+        let up = self
             .inner
             .client
             .upload_part()
@@ -399,10 +401,19 @@ impl Service {
             .key(&input.key)
             .upload_id(&upstream)
             .part_number(input.part_number)
-            .content_length(part_len as i64)
-            .body(sealed.body)
-            .send()
-            .await;
+            .content_length(sealed.content_length as i64)
+            .body(sealed.body);
+        let r = if signed {
+            up.send().await
+        } else {
+            up.customize()
+                .config_override(super::unsigned_upload_config())
+                .interceptor(super::UnsignedChunked {
+                    decoded_len: part_len,
+                })
+                .send()
+                .await
+        };
         sealed.pump.abort();
         let out = match r {
             Ok(o) => o,
