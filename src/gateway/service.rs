@@ -2339,9 +2339,9 @@ impl<R: AsyncRead + Unpin> AsyncRead for Verify<R> {
 /// The largest engine batch of a gateway request (the library's default is 1 MiB). Each
 /// request is its own stream, and every stream allocates and zeroes its `2T + 2` batches:
 /// with 1 MiB batches every 8 MiB part of a multipart upload (boto3 and the AWS CLI send
-/// 10 at once) cost 6 MiB of fresh memory, i.e. page faults, page clearing and `memset`
-/// for 3/4 of the bytes uploaded (~11 % of the gateway's CPU in `perf`, docs/BENCHMARKS.md
-/// run D). The concurrent requests keep the worker pool busy without large batches.
+/// 10 at once) held 6 MiB of fresh memory. 256 KiB batches took the gateway's peak RSS over
+/// boto3 uploads from 117 to 50 MiB (docs/BENCHMARKS.md run D; its CPU did not measurably
+/// change); the concurrent requests keep the worker pool busy without large batches.
 const GATEWAY_BATCH_BYTES: usize = 256 * 1024;
 
 /// Engine options for one request of `len` bytes: batches of at most `len` rounded up to
