@@ -2627,6 +2627,8 @@ mod tests {
         assert_eq!(engine_for(1, 4096).batch_bytes, 4096);
         // Large requests get the gateway's cap, whatever their size.
         assert_eq!(engine_for(8 << 20, c).batch_bytes, max);
+        // An 8 MiB part gets 256 KiB batches, not the library's 1 MiB.
+        assert_eq!(engine_for(8 << 20, c).batch_bytes, 256 * 1024);
         assert_eq!(engine_for(3 * 65_536, c).batch_bytes, 3 * 65_536);
         assert_eq!(engine_for(u64::MAX, c).batch_bytes, max);
         assert_eq!(engine_for(u64::MAX, u32::MAX).batch_bytes, max);
