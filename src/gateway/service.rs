@@ -2336,17 +2336,25 @@ impl<R: AsyncRead + Unpin> AsyncRead for Verify<R> {
     }
 }
 
+/// The largest engine batch of a gateway request (the library's default is 1 MiB). Each
+/// request is its own stream, and every stream allocates and zeroes its `2T + 2` batches:
+/// with 1 MiB batches every 8 MiB part of a multipart upload (boto3 and the AWS CLI send
+/// 10 at once) held 6 MiB of fresh memory. 256 KiB batches took the gateway's peak RSS over
+/// boto3 uploads from 117 to 50 MiB (docs/BENCHMARKS.md run D; its CPU did not measurably
+/// change); the concurrent requests keep the worker pool busy without large batches.
+const GATEWAY_BATCH_BYTES: usize = 256 * 1024;
+
 /// Engine options for one request of `len` bytes: batches of at most `len` rounded up to
-/// whole chunks (never more than [`crate::stream::DEFAULT_BATCH_BYTES`]). Every stream
-/// allocates (and zeroes) `2T + 2` batches up front, so with the default 1 MiB batches a
-/// 64 KiB ranged GET or a small PUT cost 6 MiB of memset and page faults on 2 cores, and
-/// a burst of them set the gateway's RSS; sized to the request they cost `2T + 2` chunks.
+/// whole chunks, and never more than [`GATEWAY_BATCH_BYTES`]. Every stream allocates (and
+/// zeroes) `2T + 2` batches up front, so with the default 1 MiB batches a 64 KiB ranged GET
+/// or a small PUT cost 6 MiB of memset and page faults on 2 cores, and a burst of them set
+/// the gateway's RSS; sized to the request they cost `2T + 2` chunks.
 pub(super) fn engine_for(len: u64, chunk_size: u32) -> EngineOptions<'static> {
     let chunk = u64::from(chunk_size.max(1));
     let whole = len.div_ceil(chunk).max(1).saturating_mul(chunk);
-    let max = crate::stream::DEFAULT_BATCH_BYTES as u64;
+    let max = GATEWAY_BATCH_BYTES as u64;
     EngineOptions {
-        batch_bytes: usize::try_from(whole.min(max)).unwrap_or(crate::stream::DEFAULT_BATCH_BYTES),
+        batch_bytes: usize::try_from(whole.min(max)).unwrap_or(GATEWAY_BATCH_BYTES),
         ..EngineOptions::default()
     }
 }
@@ -2610,15 +2618,18 @@ mod tests {
     #[test]
     fn engine_sized_to_the_request() {
         let c = 64 * 1024;
-        let max = crate::stream::DEFAULT_BATCH_BYTES;
+        let max = GATEWAY_BATCH_BYTES;
         // A 64 KiB ranged GET or PUT: one chunk per batch, not the default 1 MiB.
         assert_eq!(engine_for(65_536, c).batch_bytes, 65_536);
         // Partial chunks round up; an empty body still gets one chunk.
         assert_eq!(engine_for(65_537, c).batch_bytes, 2 * 65_536);
         assert_eq!(engine_for(0, c).batch_bytes, 65_536);
         assert_eq!(engine_for(1, 4096).batch_bytes, 4096);
-        // Large requests keep the default, whatever their size.
+        // Large requests get the gateway's cap, whatever their size.
         assert_eq!(engine_for(8 << 20, c).batch_bytes, max);
+        // An 8 MiB part gets 256 KiB batches, not the library's 1 MiB.
+        assert_eq!(engine_for(8 << 20, c).batch_bytes, 256 * 1024);
+        assert_eq!(engine_for(3 * 65_536, c).batch_bytes, 3 * 65_536);
         assert_eq!(engine_for(u64::MAX, c).batch_bytes, max);
         assert_eq!(engine_for(u64::MAX, u32::MAX).batch_bytes, max);
     }
