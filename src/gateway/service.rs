@@ -621,7 +621,7 @@ impl Service {
             .iter()
             .filter_map(|o| {
                 let key = o.key()?;
-                if object::is_companion_key(key) || multipart::is_manifest_key(key) {
+                if is_side_object(key) {
                     return None;
                 }
                 let entry = Object {
@@ -632,10 +632,7 @@ impl Service {
                     storage_class: o
                         .storage_class()
                         .map(|c| ObjectStorageClass::from(c.as_str().to_string())),
-                    owner: o.owner().map(|w| Owner {
-                        display_name: w.display_name().map(str::to_string),
-                        id: w.id().map(str::to_string),
-                    }),
+                    owner: o.owner().map(owner),
                     ..Object::default()
                 };
                 Some((
@@ -1602,10 +1599,7 @@ impl s3s::S3 for Service {
             .collect();
         Ok(S3Response::new(ListBucketsOutput {
             buckets: Some(buckets),
-            owner: out.owner().map(|w| Owner {
-                display_name: w.display_name().map(str::to_string),
-                id: w.id().map(str::to_string),
-            }),
+            owner: out.owner().map(owner),
             ..ListBucketsOutput::default()
         }))
     }
@@ -1805,6 +1799,20 @@ fn encode_key(key: &str) -> String {
         }
     }
     s
+}
+
+/// A companion header or part manifest: an object we write beside the ones clients see,
+/// hidden from every listing.
+pub(super) fn is_side_object(key: &str) -> bool {
+    object::is_companion_key(key) || multipart::is_manifest_key(key)
+}
+
+/// An upstream owner as s3s answers it (listings of buckets, objects and versions).
+pub(super) fn owner(w: &aws_sdk_s3::types::Owner) -> Owner {
+    Owner {
+        display_name: w.display_name().map(str::to_string),
+        id: w.id().map(str::to_string),
+    }
 }
 
 fn parse_etag(s: &str) -> Option<ETag> {

@@ -22,7 +22,9 @@ use http::StatusCode;
 use s3s::dto::*;
 use s3s::{S3Error, S3Result};
 
-use super::{Service, Stored, common_prefixes, encode_key, parse_etag, timestamp, url};
+use super::{
+    Service, Stored, common_prefixes, encode_key, is_side_object, owner, parse_etag, timestamp, url,
+};
 use crate::gateway::errors::{self, error, from_sdk};
 use crate::s3::object::{self, HeaderLocation};
 use crate::s3::{Head, ObjectInfo};
@@ -273,16 +275,11 @@ impl Service {
             .send()
             .await
             .map_err(|e| from_sdk("ListObjectVersions", &e))?;
-        let ours = |k: &str| object::is_companion_key(k) || super::multipart::is_manifest_key(k);
-        let owner = |w: &aws_sdk_s3::types::Owner| Owner {
-            display_name: w.display_name().map(str::to_string),
-            id: w.id().map(str::to_string),
-        };
         let entries: Vec<(String, String, String, ObjectVersion)> = out
             .versions()
             .iter()
             .filter_map(|v| {
-                let key = v.key().filter(|k| !ours(k))?;
+                let key = v.key().filter(|k| !is_side_object(k))?;
                 let entry = ObjectVersion {
                     key: Some(key.to_string()),
                     version_id: v.version_id().map(str::to_string),
@@ -327,7 +324,7 @@ impl Service {
         let delete_markers: Vec<DeleteMarkerEntry> = out
             .delete_markers()
             .iter()
-            .filter(|m| m.key().is_some_and(|k| !ours(k)))
+            .filter(|m| m.key().is_some_and(|k| !is_side_object(k)))
             .map(|m| DeleteMarkerEntry {
                 key: m.key().map(str::to_string),
                 version_id: m.version_id().map(str::to_string),
