@@ -445,4 +445,95 @@ mod tests {
         assert!(check_stdout_free(true, false).is_ok());
         assert!(check_stdout_free(false, true).is_ok());
     }
+
+    /// The exact text of each `migrate` line kind and of the S3-only parts of `inspect`
+    /// (tests/it pins them through the binary too, but those runs need the emulator).
+    #[test]
+    fn migrate_and_inspect_lines_keep_their_text() {
+        fn text<T: Serialize>(v: &T) -> String {
+            serde_json::to_string(v).unwrap()
+        }
+        let would = MigrateLine::would_migrate(
+            "s3://b/k".into(),
+            "V3",
+            5,
+            "arn:k".into(),
+            None,
+            Some("\"e\"".into()),
+        );
+        assert_eq!(
+            text(&would),
+            r#"{"format":"V3","instruction_file":null,"kms_key":"arn:k","object":"s3://b/k","plaintext_bytes":5,"source_etag":"\"e\"","status":"would-migrate"}"#
+        );
+        assert_eq!(
+            text(&would.migrated(vec!["aws-kms:arn:k".into()], 21, 0)),
+            r#"{"body_bytes":21,"format":"V3","instruction_file":null,"keys":["aws-kms:arn:k"],"kms_key":"arn:k","object":"s3://b/k","parts":0,"plaintext_bytes":5,"source_etag":"\"e\"","status":"migrated"}"#
+        );
+        assert_eq!(
+            text(&MigrateLine::skipped("s3://b/k".into(), "why")),
+            r#"{"object":"s3://b/k","reason":"why","status":"skipped"}"#
+        );
+        let e = Error::InvalidArgument("bad".into());
+        assert_eq!(
+            text(&MigrateLine::failed("s3://b/k".into(), &e)),
+            format!(
+                r#"{{"error":{},"exit_code":{},"object":"s3://b/k","status":"failed"}}"#,
+                serde_json::to_string(&super::super::exit::message(&e)).unwrap(),
+                super::super::exit::code(&e)
+            )
+        );
+        let s3ec = S3ecInspection {
+            ciphertext_len: 21,
+            client_format_version: "V2",
+            content_cipher: "AES/GCM/NoPadding",
+            context: BTreeMap::from([("t".into(), "a".into())]),
+            format: "amazon-s3-encryption-client",
+            instruction_file: None,
+            key_commitment: false,
+            key_wrapping: "kms+context",
+            kms_key: None,
+            object: S3ecObjectRef {
+                etag: None,
+                url: "s3://b/k".into(),
+            },
+            plaintext_len: 5,
+            plaintext_len_authenticated: false,
+            reserved_context: BTreeMap::new(),
+            verified: None,
+        };
+        assert_eq!(
+            text(&s3ec),
+            r#"{"ciphertext_len":21,"client_format_version":"V2","content_cipher":"AES/GCM/NoPadding","context":{"t":"a"},"format":"amazon-s3-encryption-client","instruction_file":null,"key_commitment":false,"key_wrapping":"kms+context","kms_key":null,"object":{"etag":null,"url":"s3://b/k"},"plaintext_len":5,"plaintext_len_authenticated":false,"reserved_context":{},"verified":null}"#
+        );
+        let inspection = Inspection {
+            body_error: None,
+            chunk_count: Some(1),
+            chunk_size: 65536,
+            ciphertext_len: Some(221),
+            context: BTreeMap::new(),
+            header_len: 200,
+            object: Some(InspectedObject {
+                body_len: 21,
+                etag: None,
+                header_location: "metadata".into(),
+                url: "s3://b/k".into(),
+            }),
+            plaintext_len: Some(5),
+            plaintext_len_authenticated: false,
+            stanzas: vec![InspectedStanza {
+                key_id: "lk1-x".into(),
+                provider: "local".into(),
+                check: Some(StanzaCheck {
+                    reason: None,
+                    verified: Some(true),
+                }),
+            }],
+            suite: "aes-256-gcm",
+            version: 1,
+        };
+        assert_eq!(
+            text(&inspection),
+            r#"{"body_error":null,"chunk_count":1,"chunk_size":65536,"ciphertext_len":221,"context":{},"header_len":200,"object":{"body_len":21,"etag":null,"header_location":"metadata","url":"s3://b/k"},"plaintext_len":5,"plaintext_len_authenticated":false,"stanzas":[{"key_id":"lk1-x","provider":"local","reason":null,"verified":true}],"suite":"aes-256-gcm","version":1}"#
+        );
+    }
 }
