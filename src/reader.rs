@@ -16,6 +16,10 @@
 //! under its index and the final flag the layout gives it, so a plain read of a damaged
 //! chunk fails too, and nothing from an unauthenticated chunk is ever returned.
 //!
+//! A header stored apart from its body (S3 metadata, a companion object, a file written
+//! by `sealstream inspect --export-header`) goes to [`Decryptor::with_detached_header`]
+//! with the body alone; the reader is the same.
+//!
 //! For inputs that cannot seek (pipes, sockets, request bodies),
 //! [`Decryptor::unlock_sequential`] gives a [`SequentialReader`], a plain `Read` that
 //! decrypts front to back with the same guarantees.
@@ -67,6 +71,9 @@ pub struct Decryptor<R> {
     input: R,
     header: Header,
     header_len: u64,
+    /// Bytes of the object in front of chunk 0, from where the object starts in `input`:
+    /// `header_len` when the header leads the body, 0 when it was detached.
+    body_offset: u64,
     backend: Backend,
 }
 
@@ -79,6 +86,31 @@ impl<R: Read> Decryptor<R> {
             input,
             header,
             header_len: header_len as u64,
+            body_offset: header_len as u64,
+            backend: Backend::default(),
+        })
+    }
+
+    /// A body whose header is stored apart from it: `header` is exactly one header (no
+    /// byte after it, [`Header::parse_exact`]) and `body` starts at chunk 0 at its current
+    /// position.
+    ///
+    /// Why: an S3 object keeps its header in metadata or a companion object, and a body
+    /// fetched by another tool comes with the header saved apart (`sealstream inspect
+    /// --export-header`, the CLI's `decrypt --header-from`). Splicing `header ‖ body` into
+    /// one input would cost a copy or a chain adapter and offsets shifted by hand; here the
+    /// rest is as for [`Decryptor::new`]: the same unlock checks ([`envelope::unlock`]: the
+    /// context, the stanzas, the key commitment, which authenticates the detached header),
+    /// the same layout counted from the body's first byte, as [`envelope::Unlocked`] does
+    /// for whole and ranged decryption. A header from another object fails on the first
+    /// chunk read (its payload key does not open this body); nothing is released.
+    pub fn with_detached_header(header: &[u8], body: R) -> Result<Decryptor<R>> {
+        let parsed = Header::parse_exact(header)?;
+        Ok(Decryptor {
+            input: body,
+            header: parsed,
+            header_len: header.len() as u64,
+            body_offset: 0,
             backend: Backend::default(),
         })
     }
@@ -99,7 +131,8 @@ impl<R: Read> Decryptor<R> {
         &self.header.stanzas
     }
 
-    /// Length of the header in bytes (where chunk 0 starts).
+    /// Length of the header in bytes: where chunk 0 starts in the file form (with a
+    /// detached header the body starts at its input's position instead).
     pub fn header_len(&self) -> u64 {
         self.header_len
     }
@@ -153,7 +186,7 @@ impl<R: Read + Seek> Decryptor<R> {
         let cipher = envelope::unlock(&self.header, providers, expected_context, self.backend)?;
         let seek_err = |e| Error::io("seeking input", e);
         let here = self.input.stream_position().map_err(seek_err)?;
-        let base = here.checked_sub(self.header_len).ok_or_else(|| {
+        let base = here.checked_sub(self.body_offset).ok_or_else(|| {
             Error::io(
                 "seeking input",
                 io::Error::other("the input reports a position before the header it just read"),
@@ -161,7 +194,7 @@ impl<R: Read + Seek> Decryptor<R> {
         })?;
         let end = self.input.seek(SeekFrom::End(0)).map_err(seek_err)?;
         let layout = Layout::from_lengths(
-            self.header_len,
+            self.body_offset,
             self.header.chunk_size,
             end.saturating_sub(base),
         )?;
@@ -190,7 +223,8 @@ impl<R: Read + Seek> Decryptor<R> {
 pub struct StreamReader<R> {
     input: R,
     cipher: PayloadCipher,
-    /// Input offset of the header's first byte.
+    /// Input offset where the object starts: its header's first byte, or its body's when
+    /// the header was detached (then the layout's `header_len` is 0).
     base: u64,
     /// Claimed by the ciphertext length; trusted for the end only once `end_verified`.
     layout: Layout,

@@ -157,6 +157,12 @@ where
 
 /// Decrypts the body that follows a header read by [`read_header`], with the cipher the
 /// caller unlocked for it; only authenticated plaintext reaches `output`.
+///
+/// `input` is the body alone, so a header stored apart from it (S3 metadata, a companion
+/// object, `sealstream inspect --export-header`) needs nothing more: parse it with
+/// [`Header::parse_exact`], unlock it as any header, and pass the body here (the async
+/// counterpart of the blocking `Decryptor::with_detached_header`). A header from another
+/// object fails on the first chunk.
 pub async fn decrypt_body<R, W>(
     header: &Header,
     cipher: &PayloadCipher,

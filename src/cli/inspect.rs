@@ -9,7 +9,7 @@ use clap::Args;
 use super::exit::{self, Failure};
 use super::input::{Input, open_input};
 use super::keys::{KmsTrustArgs, decryption_keys};
-use super::{Cli, Outcome, help, progress, s3};
+use super::{Cli, Outcome, help, progress, report, s3};
 use sealstream::envelope;
 use sealstream::error::Error;
 use sealstream::format::Header;
@@ -75,15 +75,14 @@ pub(super) fn inspect(cli: &Cli, a: &InspectArgs) -> Outcome {
         s3::export_header(p, &header)?;
     }
     let info = envelope::inspect(header, header_len as u64, Some(total));
-    let text = if a.json {
-        inspection_json(&info, checks.as_deref()).to_string() + "\n"
+    if a.json {
+        report::emit_line(&inspection_report(&info, checks.as_deref()))?;
     } else {
-        inspection_text(&info, checks.as_deref())
-    };
-    io::stdout()
-        .lock()
-        .write_all(text.as_bytes())
-        .map_err(|e| Error::io("writing to stdout", e))?;
+        io::stdout()
+            .lock()
+            .write_all(inspection_text(&info, checks.as_deref()).as_bytes())
+            .map_err(|e| Error::io("writing to stdout", e))?;
+    }
     verification_outcome(&info, checks.as_deref(), a.verify)
 }
 
@@ -137,29 +136,23 @@ fn check_label(c: &envelope::StanzaCheck) -> (Option<bool>, Option<String>) {
     }
 }
 
-/// The `inspect --json` object (schema documented in the README).
-pub fn inspection_json(
+/// The `inspect --json` object (schema in the README; the type is [`report::Inspection`]).
+pub(super) fn inspection_report(
     info: &envelope::Inspection,
     checks: Option<&[envelope::StanzaCheck]>,
-) -> serde_json::Value {
+) -> report::Inspection {
     let h = &info.header;
-    let ctx: serde_json::Map<String, serde_json::Value> = h
-        .context
-        .iter()
-        .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
-        .collect();
-    let stanzas: Vec<serde_json::Value> = h
+    let stanzas = h
         .stanzas
         .iter()
         .enumerate()
-        .map(|(i, s)| {
-            let mut v = serde_json::json!({"provider": s.provider, "key_id": s.key_id});
-            if let Some(c) = checks.and_then(|c| c.get(i)) {
-                let (ok, reason) = check_label(c);
-                v["verified"] = serde_json::json!(ok);
-                v["reason"] = serde_json::json!(reason);
-            }
-            v
+        .map(|(i, s)| report::InspectedStanza {
+            key_id: s.key_id.clone(),
+            provider: s.provider.clone(),
+            check: checks.and_then(|c| c.get(i)).map(|c| {
+                let (verified, reason) = check_label(c);
+                report::StanzaCheck { reason, verified }
+            }),
         })
         .collect();
     let (chunk_count, plaintext_len, body_error) = match &info.layout {
@@ -167,19 +160,24 @@ pub fn inspection_json(
         Some(Err(e)) => (None, None, Some(e.clone())),
         None => (None, None, None),
     };
-    serde_json::json!({
-        "version": sealstream::format::VERSION,
-        "suite": h.suite.name(),
-        "chunk_size": h.chunk_size,
-        "header_len": info.header_len,
-        "chunk_count": chunk_count,
-        "ciphertext_len": info.ciphertext_len,
-        "plaintext_len": plaintext_len,
-        "plaintext_len_authenticated": false,
-        "body_error": body_error,
-        "context": ctx,
-        "stanzas": stanzas,
-    })
+    report::Inspection {
+        body_error,
+        chunk_count,
+        chunk_size: h.chunk_size,
+        ciphertext_len: info.ciphertext_len,
+        context: h
+            .context
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        header_len: info.header_len,
+        object: None,
+        plaintext_len,
+        plaintext_len_authenticated: false,
+        stanzas,
+        suite: h.suite.name(),
+        version: sealstream::format::VERSION,
+    }
 }
 
 pub(super) fn inspection_text(

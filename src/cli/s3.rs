@@ -8,7 +8,7 @@ use super::batch::{batch_engine, batch_report, batch_total};
 use super::decrypt::{CountingWriter, DecryptArgs};
 use super::encrypt::EncryptArgs;
 use super::input::{Input, open_input, shown_input};
-use super::inspect::{InspectArgs, inspection_json, inspection_text, verification_outcome};
+use super::inspect::{InspectArgs, inspection_report, inspection_text, verification_outcome};
 use super::keys::{decryption_keys, encryption_keys};
 use super::output::{AtomicFile, Sink};
 use super::rewrap::report_rewrap;
@@ -436,28 +436,28 @@ pub(super) fn inspect(cli: &super::Cli, a: &InspectArgs, url: &S3Url) -> super::
         obj.header_len,
         Some(obj.header_len + obj.head.content_length - obj.chunks_start()),
     );
-    let text = if a.json {
-        let mut v = inspection_json(&info, checks.as_deref());
-        v["object"] = serde_json::json!({
-            "url": url.to_string(),
-            "body_len": obj.head.content_length,
-            "header_location": location,
-            "etag": obj.head.etag,
+    if a.json {
+        let mut r = inspection_report(&info, checks.as_deref());
+        r.object = Some(super::report::InspectedObject {
+            body_len: obj.head.content_length,
+            etag: obj.head.etag.clone(),
+            header_location: location,
+            url: url.to_string(),
         });
-        v.to_string() + "\n"
+        super::report::emit_line(&r)?;
     } else {
-        format!(
+        let text = format!(
             "object:         {}\nbody:           {} bytes (the file form is the header followed by the body)\nheader in:      {}\n{}",
             sealstream::text::escape(&url.to_string()),
             obj.head.content_length,
             sealstream::text::escape(&location),
             inspection_text(&info, checks.as_deref())
-        )
-    };
-    io::stdout()
-        .lock()
-        .write_all(text.as_bytes())
-        .map_err(|e| Error::io("writing to stdout", e))?;
+        );
+        io::stdout()
+            .lock()
+            .write_all(text.as_bytes())
+            .map_err(|e| Error::io("writing to stdout", e))?;
+    }
     verification_outcome(&info, checks.as_deref(), a.verify)
 }
 

@@ -10,7 +10,7 @@ use super::exit::{self, Failure};
 use super::inspect::InspectArgs;
 use super::keys::{KmsTrustArgs, kms_connect, load_key_file};
 use super::output::Sink;
-use super::{Cli, CliResult, Outcome, help, note, values};
+use super::{Cli, CliResult, Outcome, help, note, report, values};
 use clap::Args;
 use sealstream::engine::EngineOptions;
 use sealstream::envelope::{EncryptParams, Sealing};
@@ -210,12 +210,10 @@ pub(super) fn is_instruction_of(key: &str, listed: &std::collections::HashSet<&s
         .is_some_and(|base| listed.contains(base))
 }
 
-fn context_json<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> serde_json::Value {
-    serde_json::Value::Object(
-        pairs
-            .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
-            .collect(),
-    )
+fn context_map<'a>(
+    pairs: impl Iterator<Item = (&'a str, &'a str)>,
+) -> std::collections::BTreeMap<String, String> {
+    pairs.map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 /// `inspect s3://bucket/key` of an S3EC object: its metadata only (and, with `--verify`,
@@ -251,27 +249,30 @@ pub(super) fn inspect(cli: &Cli, a: &InspectArgs, obj: &S3ecObject) -> Outcome {
                 || k.as_str() == lib::metadata::CONTEXT_KMS_CMK_ID
         })
         .map(|(k, v)| (k.as_str(), v.as_str()));
-    let text = if a.json {
-        let v = serde_json::json!({
-            "format": "amazon-s3-encryption-client",
-            "client_format_version": env.version.name(),
-            "content_cipher": env.content_cipher(),
-            "key_commitment": env.commitment.is_some(),
-            "key_wrapping": env.wrapping.name(),
-            "kms_key": kms_key,
-            "context": context_json(env.user_context()),
-            "reserved_context": context_json(reserved),
-            "instruction_file": obj.instruction.as_ref().map(|(k, _)| format!("s3://{}/{k}", obj.url.bucket)),
-            "ciphertext_len": obj.head.content_length,
-            "plaintext_len": obj.plaintext_len(),
-            "plaintext_len_authenticated": false,
-            "verified": verified.as_ref().map(|r| r.is_ok()),
-            "object": {
-                "url": obj.url.to_string(),
-                "etag": obj.head.etag,
+    if a.json {
+        let r = report::S3ecInspection {
+            ciphertext_len: obj.head.content_length,
+            client_format_version: env.version.name(),
+            content_cipher: env.content_cipher(),
+            context: context_map(env.user_context()),
+            format: "amazon-s3-encryption-client",
+            instruction_file: obj
+                .instruction
+                .as_ref()
+                .map(|(k, _)| format!("s3://{}/{k}", obj.url.bucket)),
+            key_commitment: env.commitment.is_some(),
+            key_wrapping: env.wrapping.name(),
+            kms_key,
+            object: report::S3ecObjectRef {
+                etag: obj.head.etag.clone(),
+                url: obj.url.to_string(),
             },
-        });
-        v.to_string() + "\n"
+            plaintext_len: obj.plaintext_len(),
+            plaintext_len_authenticated: false,
+            reserved_context: context_map(reserved),
+            verified: verified.as_ref().map(|r| r.is_ok()),
+        };
+        report::emit_line(&r)?;
     } else {
         let esc = sealstream::text::escape;
         let mut s = String::new();
@@ -331,26 +332,22 @@ pub(super) fn inspect(cli: &Cli, a: &InspectArgs, obj: &S3ecObject) -> Outcome {
             )),
             None => {}
         }
-        s
-    };
-    io::stdout()
-        .lock()
-        .write_all(text.as_bytes())
-        .map_err(|e| Error::io("writing to stdout", e))?;
+        io::stdout()
+            .lock()
+            .write_all(s.as_bytes())
+            .map_err(|e| Error::io("writing to stdout", e))?;
+    }
     match verified {
         Some(Err(e)) => Err(e.into()),
         _ => Ok(()),
     }
 }
 
-/// One object's line of the migration report.
-fn report(url: &S3Url, status: &str, extra: serde_json::Value) {
-    let mut v = serde_json::json!({"object": url.to_string(), "status": status});
-    if let (Some(m), serde_json::Value::Object(e)) = (v.as_object_mut(), extra) {
-        m.extend(e);
-    }
-    let mut out = io::stdout().lock();
-    let _ = writeln!(out, "{v}");
+/// Writes one object's line of the migration report. A line that cannot be written does
+/// not stop the migration (the objects' outcomes stand; the exit code says whether any
+/// failed).
+fn report_line(line: &report::MigrateLine) {
+    let _ = report::emit_line(line);
 }
 
 /// `migrate s3://bucket/key` or `migrate s3://bucket/prefix/ --recursive`.
@@ -398,11 +395,7 @@ pub(super) fn migrate(cli: &Cli, a: &MigrateArgs) -> Outcome {
         match job.one(t, &mut kms) {
             Ok(()) => {}
             Err(e) => {
-                report(
-                    t,
-                    "failed",
-                    serde_json::json!({"error": exit::message(&e), "exit_code": exit::code(&e)}),
-                );
+                report_line(&report::MigrateLine::failed(t.to_string(), &e));
                 if !a.recursive {
                     return Err(e.into());
                 }
@@ -444,20 +437,18 @@ impl MigrateJob<'_> {
             ));
         };
         if head.metadata.keys().any(|k| object::is_sealstream_key(k)) {
-            report(
-                url,
-                "skipped",
-                serde_json::json!({"reason": "already a sealstream object"}),
-            );
+            report_line(&report::MigrateLine::skipped(
+                url.to_string(),
+                "already a sealstream object",
+            ));
             return Ok(());
         }
         let Some(obj) = lib::blocking::from_head(self.s3, url, head)? else {
             if self.a.recursive {
-                report(
-                    url,
-                    "skipped",
-                    serde_json::json!({"reason": "not an Amazon S3 Encryption Client object"}),
-                );
+                report_line(&report::MigrateLine::skipped(
+                    url.to_string(),
+                    "not an Amazon S3 Encryption Client object",
+                ));
                 return Ok(());
             }
             return Err(Error::InvalidArgument(format!(
@@ -480,15 +471,16 @@ impl MigrateJob<'_> {
             .iter()
             .map(|k| KmsKey::for_wrapping(&kms_handle, k))
             .collect();
-        let base = serde_json::json!({
-            "format": obj.envelope.version.name(),
-            "plaintext_bytes": obj.plaintext_len(),
-            "kms_key": unlocked.kms_key(),
-            "instruction_file": obj.instruction.as_ref().map(|(k, _)| k.clone()),
-            "source_etag": obj.head.etag,
-        });
+        let line = report::MigrateLine::would_migrate(
+            url.to_string(),
+            obj.envelope.version.name(),
+            obj.plaintext_len(),
+            unlocked.kms_key().to_string(),
+            obj.instruction.as_ref().map(|(k, _)| k.clone()),
+            obj.head.etag.clone(),
+        );
         if self.a.dryrun {
-            report(url, "would-migrate", base);
+            report_line(&line);
             return Ok(());
         }
         let refs: Vec<&dyn KeyProvider> = kms_keys
@@ -520,11 +512,7 @@ impl MigrateJob<'_> {
             sealing,
             &MigrateOptions { engine: &engine },
         )?;
-        let mut v = base;
-        v["keys"] = serde_json::json!(keys_used);
-        v["body_bytes"] = serde_json::json!(rep.body_bytes);
-        v["parts"] = serde_json::json!(rep.parts);
-        report(url, "migrated", v);
+        report_line(&line.migrated(keys_used, rep.body_bytes, rep.parts));
         note(
             self.cli.quiet,
             &format!(

@@ -802,3 +802,41 @@ fn header_helpers_make_and_read_whole_objects() {
         ));
     });
 }
+
+/// A header stored apart from its body: `aio::decrypt_body` takes the header and the body
+/// separately, so a detached header (`Header::parse_exact`) decrypts the body alone, and
+/// another object's header (same key) fails on the first chunk, releasing nothing.
+#[test]
+fn a_detached_header_decrypts_its_body_alone() {
+    let k = sealstream::LocalKey::from_bytes([3; 32]);
+    let providers: [&dyn KeyProvider; 1] = [&k];
+    let params = EncryptParams {
+        chunk_size: CS,
+        ..EncryptParams::default()
+    };
+    let pt = data(5 * CS as usize + 17);
+    let seal = || {
+        let mut ct = Vec::new();
+        envelope::encrypt(&pt[..], &mut ct, &providers, &params).unwrap();
+        let (_, hl) = sealstream::format::Header::parse(&ct).unwrap();
+        let body = ct.split_off(hl);
+        (sealstream::format::Header::parse_exact(&ct).unwrap(), body)
+    };
+    let (header, body) = seal();
+    let (other, _) = seal();
+    let unlock = |h| envelope::unlock(h, &providers, &Context::new(), Backend::Ring).unwrap();
+    let (cipher, foreign) = (unlock(&header), unlock(&other));
+    both_runtimes(|| async {
+        let mut out = Vec::new();
+        aio::decrypt_body(&header, &cipher, &body[..], &mut out, &small_batches())
+            .await
+            .unwrap();
+        assert!(out == pt);
+        let mut out = Vec::new();
+        let e = aio::decrypt_body(&other, &foreign, &body[..], &mut out, &small_batches())
+            .await
+            .unwrap_err();
+        assert!(e.is_authentication(), "{e:?}");
+        assert!(out.is_empty(), "{} bytes released", out.len());
+    });
+}

@@ -471,6 +471,107 @@ fn inspect_json_schema() {
     assert_eq!(code(&o), 4);
 }
 
+/// The exact text of `inspect --json` (README, "inspect --json"): keys in alphabetical
+/// order, null fields present, `verified`/`reason` only with `--verify`, `object` only for
+/// S3 (tests/it/s3.rs), control characters escaped by JSON. Scripts compare this text.
+#[test]
+fn inspect_json_exact_text() {
+    let s = Scratch::new();
+    let (a, b) = (key(43), key(44));
+    let ka = s.keyfile("a.key", &a);
+    let kb = s.keyfile("b.key", &b);
+    let (ka, kb) = (ka.to_str().unwrap(), kb.to_str().unwrap());
+    write(&s.path("p.bin"), &data(150_000));
+    let o = s.run(&[
+        "encrypt",
+        "-k",
+        ka,
+        "-k",
+        kb,
+        "-c",
+        "project=atlas",
+        "-c",
+        "note=a\"b\\c\u{1b}[31m\u{e9}",
+        "--chunk-size",
+        "64KiB",
+        "p.bin",
+        "-o",
+        "p.seal",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let bytes = std::fs::read(s.path("p.seal")).unwrap();
+    let hl = header_len(&bytes);
+    let ct = bytes.len();
+    let ctx = r#""context":{"note":"a\"b\\c\u001b[31mé","project":"atlas"}"#;
+    let (ia, ib) = (a.id(), b.id());
+    let stdout = |o: &std::process::Output| String::from_utf8(o.stdout.clone()).unwrap();
+
+    let o = s.run(&["inspect", "--json", "p.seal"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let head = format!(
+        r#"{{"body_error":null,"chunk_count":3,"chunk_size":65536,"ciphertext_len":{ct},{ctx},"header_len":{hl},"plaintext_len":150000,"plaintext_len_authenticated":false,"stanzas":"#
+    );
+    let tail = r#","suite":"aes-256-gcm","version":1}"#;
+    assert_eq!(
+        stdout(&o),
+        format!(
+            r#"{head}[{{"key_id":"{ia}","provider":"local"}},{{"key_id":"{ib}","provider":"local"}}]{tail}
+"#
+        )
+    );
+
+    // --verify: both check fields on every stanza, null where they do not apply.
+    let o = s.run(&["inspect", "--json", "--verify", "-k", ka, "p.seal"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        format!(
+            r#"{head}[{{"key_id":"{ia}","provider":"local","reason":null,"verified":true}},{{"key_id":"{ib}","provider":"local","reason":"no matching key offered","verified":null}}]{tail}
+"#
+        )
+    );
+
+    // A stanza that fails its check: verified false, with the reason.
+    let (mut h, _) = sealstream::Header::parse(&bytes).unwrap();
+    let foreign = sealstream::DataKey::from_bytes([7; 32]);
+    h.stanzas[1] = sealstream::KeyProvider::wrap(&b, &foreign, &h.context).unwrap();
+    let bad_header = h.to_bytes().unwrap();
+    write(
+        &s.path("bad.seal"),
+        &[bad_header.clone(), bytes[hl..].to_vec()].concat(),
+    );
+    let o = s.run(&[
+        "inspect", "--json", "--verify", "-k", ka, "-k", kb, "bad.seal",
+    ]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let reason = v["stanzas"][1]["reason"].as_str().unwrap().to_string();
+    assert!(reason.starts_with("key commitment"), "{reason}");
+    let bhl = bad_header.len();
+    let bct = bhl + bytes.len() - hl;
+    assert_eq!(
+        stdout(&o),
+        format!(
+            r#"{{"body_error":null,"chunk_count":3,"chunk_size":65536,"ciphertext_len":{bct},{ctx},"header_len":{bhl},"plaintext_len":150000,"plaintext_len_authenticated":false,"stanzas":[{{"key_id":"{ia}","provider":"local","reason":null,"verified":true}},{{"key_id":"{ib}","provider":"local","reason":{},"verified":false}}]{tail}
+"#,
+            serde_json::to_string(&reason).unwrap()
+        )
+    );
+
+    // A detached header alone: no body, so body_error and null lengths.
+    let o = s.run(&["inspect", "p.seal", "--export-header", "p.hdr"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = s.run(&["inspect", "--json", "p.hdr"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        format!(
+            r#"{{"body_error":"truncated input: the body has no chunks at all","chunk_count":null,"chunk_size":65536,"ciphertext_len":{hl},{ctx},"header_len":{hl},"plaintext_len":null,"plaintext_len_authenticated":false,"stanzas":[{{"key_id":"{ia}","provider":"local"}},{{"key_id":"{ib}","provider":"local"}}]{tail}
+"#
+        )
+    );
+}
+
 #[test]
 fn rewrap_changes_only_the_stanzas_and_removed_keys_stop_working() {
     let s = Scratch::new();

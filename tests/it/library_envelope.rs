@@ -6,7 +6,7 @@
 
 use crate::common;
 
-use std::io::{Cursor, Seek, SeekFrom};
+use std::io::{Cursor, Read, Seek, SeekFrom};
 #[cfg(feature = "kms")]
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -19,6 +19,7 @@ use sealstream::format::Stanza;
 use sealstream::format::{Context, Header, Suite};
 use sealstream::keys::KeyProvider;
 use sealstream::range::ByteRange;
+use sealstream::reader::{Decryptor, StreamReader};
 use sealstream::rewrap::Rewrap;
 use sealstream::{Backend, Error, LocalKey};
 
@@ -264,6 +265,129 @@ fn a_detached_header_with_an_unseekable_body_decrypts() {
     let (r, out) = whole(u);
     assert_eq!(r.unwrap(), LEN as u64);
     assert!(out == s.pt);
+}
+
+/// The header bytes of `s` (as `inspect --export-header` writes them).
+fn header_bytes(s: &Split) -> &[u8] {
+    &s.ct[..s.ct.len() - s.body.len()]
+}
+
+/// `Decryptor::with_detached_header` over `body`, unlocked with `k`.
+fn detached_reader<R: Read + Seek>(
+    header: &[u8],
+    body: R,
+    k: &LocalKey,
+) -> sealstream::Result<StreamReader<R>> {
+    let keys: [&dyn KeyProvider; 1] = [k];
+    Decryptor::with_detached_header(header, body)?.unlock(&keys, &Context::new())
+}
+
+/// The streaming reader takes a header kept apart from its body: the same plaintext as
+/// the file form, by plain reads, seeks from the end and front to back on a pipe, with
+/// the body at an offset in its input too.
+#[test]
+fn decryptor_with_a_detached_header_reads_like_the_file_form() {
+    let k = key(9);
+    let s = split(&k, Context::from_pairs([("a", "1")]).unwrap());
+    let hb = header_bytes(&s);
+    let keys: [&dyn KeyProvider; 1] = [&k];
+    let d = Decryptor::with_detached_header(hb, Cursor::new(&s.body)).unwrap();
+    assert_eq!(d.header(), &s.header);
+    assert_eq!(d.header_len(), hb.len() as u64);
+    let mut r = d
+        .unlock(&keys, &Context::from_pairs([("a", "1")]).unwrap())
+        .unwrap();
+    assert_eq!(r.plaintext_len().unwrap(), LEN as u64);
+    let mut out = Vec::new();
+    r.read_to_end(&mut out).unwrap();
+    assert!(out == s.pt, "whole");
+    r.seek(SeekFrom::End(-10)).unwrap();
+    let mut tail = Vec::new();
+    r.read_to_end(&mut tail).unwrap();
+    assert!(tail == s.pt[LEN - 10..], "tail");
+    r.seek(SeekFrom::Start(5000)).unwrap();
+    let mut mid = [0u8; 300];
+    r.read_exact(&mut mid).unwrap();
+    assert!(mid[..] == s.pt[5000..5300], "middle");
+
+    // The body need not start its input: chunk 0 is where the input is positioned.
+    let mut shifted = b"prefix".to_vec();
+    shifted.extend_from_slice(&s.body);
+    let mut c = Cursor::new(shifted);
+    c.seek(SeekFrom::Start(6)).unwrap();
+    let d = Decryptor::with_detached_header(hb, c).unwrap();
+    let mut r = d
+        .unlock(&keys, &Context::from_pairs([("a", "1")]).unwrap())
+        .unwrap();
+    r.seek(SeekFrom::End(-10)).unwrap();
+    let mut tail = Vec::new();
+    r.read_to_end(&mut tail).unwrap();
+    assert!(tail == s.pt[LEN - 10..], "shifted tail");
+
+    // A body that cannot seek, front to back.
+    let mut r = Decryptor::with_detached_header(hb, &s.body[..])
+        .unwrap()
+        .unlock_sequential(&keys, &Context::from_pairs([("a", "1")]).unwrap())
+        .unwrap();
+    let mut out = Vec::new();
+    r.read_to_end(&mut out).unwrap();
+    assert!(out == s.pt, "sequential");
+
+    // A stored-apart header is exactly one header: a byte more is refused.
+    let mut long = hb.to_vec();
+    long.push(0);
+    let e = Decryptor::with_detached_header(&long, Cursor::new(&s.body)).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Header(sealstream::format::HeaderError::TrailingBytes { .. })
+        ),
+        "{e:?}"
+    );
+}
+
+/// A detached header is authenticated like an inline one: a tampered one fails on
+/// unlock; another object's header (same key) unlocks but its payload key does not open
+/// this body, so the first read fails and returns nothing; a tampered or cut body fails
+/// where the damage is, never returning bytes of a failed chunk.
+#[test]
+fn decryptor_with_a_wrong_or_tampered_detached_header_or_body_fails() {
+    let k = key(10);
+    let s = split(&k, Context::new());
+    let hb = header_bytes(&s);
+    let auth = |e: &std::io::Error| {
+        sealstream::writer::error_ref(e).is_some_and(|e| e.is_authentication())
+    };
+
+    let mut h = s.header.clone();
+    h.salt[0] ^= 1;
+    let e = detached_reader(&h.to_bytes().unwrap(), Cursor::new(&s.body), &k).unwrap_err();
+    assert!(e.is_authentication(), "salt: {e:?}");
+
+    let other = split(&k, Context::new());
+    let mut r = detached_reader(header_bytes(&other), Cursor::new(&s.body), &k).unwrap();
+    let mut out = Vec::new();
+    let e = r.read_to_end(&mut out).unwrap_err();
+    assert!(auth(&e), "{e:?}");
+    assert!(out.is_empty(), "{} bytes released", out.len());
+
+    // A flipped byte in chunk 3: chunks before it read, chunk 3 fails.
+    let mut body = s.body.clone();
+    body[3 * (CHUNK as usize + 16) + 10] ^= 1;
+    let mut r = detached_reader(hb, Cursor::new(&body), &k).unwrap();
+    let mut first = vec![0u8; 3 * CHUNK as usize];
+    r.read_exact(&mut first).unwrap();
+    assert!(first == s.pt[..3 * CHUNK as usize]);
+    let mut more = [0u8; 10];
+    let e = r.read(&mut more).unwrap_err();
+    assert!(auth(&e), "{e:?}");
+
+    // A body cut after chunk 5: the end is authenticated before it is used.
+    let cut = &s.body[..6 * (CHUNK as usize + 16)];
+    let mut r = detached_reader(hb, Cursor::new(cut), &k).unwrap();
+    let e = r.seek(SeekFrom::End(-10)).unwrap_err();
+    assert!(auth(&e), "{e:?}");
+    assert!(r.plaintext_len().unwrap_err().is_authentication());
 }
 
 #[cfg(feature = "cli")]

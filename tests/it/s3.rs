@@ -732,6 +732,47 @@ fn big_headers_use_a_companion_object() {
     assert!(stderr(&o).contains("companion object"), "{}", stderr(&o));
 }
 
+/// The exact text of `inspect --json` of an object: the file's keys (alphabetical, as
+/// tests/it/cli.rs pins them) with `object` between `header_len` and `plaintext_len`.
+#[test]
+#[ignore = "needs the emulator (scripts/test.sh runs it)"]
+fn inspect_json_exact_text_for_an_object() {
+    let Some(e) = setup("inspect_json_exact_text") else {
+        return;
+    };
+    let k = key(63);
+    let kf = e.s.keyfile("k.key", &k);
+    let kf = kf.to_str().unwrap();
+    write(&e.s.path("p.bin"), &data(100));
+    // The same header locally gives its length.
+    e.ok(&["encrypt", "p.bin", "-k", kf, "-c", "x=y", "-o", "p.seal"]);
+    let hl = header_len(&std::fs::read(e.s.path("p.seal")).unwrap());
+    let url = e.url("x/p.seal");
+    e.ok(&["encrypt", "p.bin", "-k", kf, "-c", "x=y", "-o", &url]);
+    let etag = moto::head_etag(&e.up, &e.bucket, "x/p.seal").unwrap();
+    let etag = serde_json::to_string(&etag).unwrap();
+    let id = k.id();
+    let want = |stanza: &str| {
+        format!(
+            r#"{{"body_error":null,"chunk_count":1,"chunk_size":65536,"ciphertext_len":{},"context":{{"x":"y"}},"header_len":{hl},"object":{{"body_len":116,"etag":{etag},"header_location":"metadata","url":"{url}"}},"plaintext_len":100,"plaintext_len_authenticated":false,"stanzas":[{stanza}],"suite":"aes-256-gcm","version":1}}
+"#,
+            hl + 116
+        )
+    };
+    let o = e.ok(&["inspect", "--json", &url]);
+    assert_eq!(
+        String::from_utf8(o.stdout).unwrap(),
+        want(&format!(r#"{{"key_id":"{id}","provider":"local"}}"#))
+    );
+    let o = e.ok(&["inspect", "--json", "--verify", "-k", kf, &url]);
+    assert_eq!(
+        String::from_utf8(o.stdout).unwrap(),
+        want(&format!(
+            r#"{{"key_id":"{id}","provider":"local","reason":null,"verified":true}}"#
+        ))
+    );
+}
+
 #[test]
 #[ignore = "needs the emulator (scripts/test.sh runs it)"]
 fn inspect_reads_only_metadata_and_errors_name_the_object() {

@@ -274,6 +274,53 @@ fn inspect_describes_the_client_format() {
             .unwrap()
             .ends_with("v2-instruction.instruction")
     );
+    // The exact text (keys in alphabetical order, null fields present).
+    let up = endpoint(test).unwrap();
+    let ctx = |o: &FixtureObject| -> String {
+        let pairs: Vec<String> = o
+            .context
+            .iter()
+            .map(|(k, v)| format!("{}:{}", q(k), q(v)))
+            .collect();
+        format!("{{{}}}", pairs.join(","))
+    };
+    let etag = |o: &FixtureObject| q(&moto::head_etag(&up, &f.bucket, &o.key).unwrap());
+    let o = f.object("v3-put-ctx");
+    let url = f.url(&o.key);
+    let n = f.plain("v3-put-ctx").len();
+    let out = r.run(&["inspect", "--json", &url]);
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!(
+            r#"{{"ciphertext_len":{},"client_format_version":"V3","content_cipher":"115 (ALG_AES_256_GCM_HKDF_SHA512_COMMIT_KEY)","context":{},"format":"amazon-s3-encryption-client","instruction_file":null,"key_commitment":true,"key_wrapping":"kms+context","kms_key":null,"object":{{"etag":{},"url":"{url}"}},"plaintext_len":{n},"plaintext_len_authenticated":false,"reserved_context":{{"aws:x-amz-cek-alg":"115"}},"verified":null}}
+"#,
+            n + 16,
+            ctx(o),
+            etag(o)
+        )
+    );
+    let o = f.object("v2-instruction");
+    let url = f.url(&o.key);
+    let n = f.plain("v2-instruction").len();
+    let out = r.run(&[
+        "inspect",
+        "--json",
+        "--verify",
+        "--kms-key",
+        &f.kms_key,
+        &url,
+    ]);
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!(
+            r#"{{"ciphertext_len":{},"client_format_version":"V2","content_cipher":"AES/GCM/NoPadding","context":{},"format":"amazon-s3-encryption-client","instruction_file":"{url}.instruction","key_commitment":false,"key_wrapping":"kms+context","kms_key":"{}","object":{{"etag":{},"url":"{url}"}},"plaintext_len":{n},"plaintext_len_authenticated":false,"reserved_context":{{"aws:x-amz-cek-alg":"AES/GCM/NoPadding"}},"verified":true}}
+"#,
+            n + 16,
+            ctx(o),
+            f.kms_key,
+            etag(o)
+        )
+    );
     // Text form.
     let out = r.run(&["inspect", &f.url(&f.object("v2-kms-legacy").key)]);
     assert_eq!(code(&out), 0);
@@ -282,6 +329,20 @@ fn inspect_describes_the_client_format() {
         text.contains("V2 metadata") && text.contains("key wrapping:   kms "),
         "{text}"
     );
+}
+
+/// `s` as a JSON string (quoted, escaped), for the exact-text checks.
+fn q(s: &str) -> String {
+    serde_json::to_string(s).unwrap()
+}
+
+/// The line of `stdout` (JSON Lines) about object `url`.
+fn line_of<'a>(stdout: &'a str, url: &str) -> &'a str {
+    let tag = format!(r#""object":"{url}""#);
+    stdout
+        .lines()
+        .find(|l| l.contains(&tag))
+        .unwrap_or_else(|| panic!("no line for {url} in {stdout}"))
 }
 
 /// A copy of fixture object `name` at `key` with `body` and `meta` changed by `edit`.
@@ -510,9 +571,53 @@ fn migrate_keeps_content_metadata_and_tags_and_the_result_reads_with_ranges() {
         );
     }
     assert_eq!(etags(&f), before, "--dryrun changed an object");
+    // The exact text of each kind of line (keys in alphabetical order; null present).
+    let dry = String::from_utf8(out.stdout).unwrap();
+    let etag_of = |name: &str| {
+        let i = f.objects.iter().position(|o| o.name == name).unwrap();
+        q(before[i].as_deref().unwrap())
+    };
+    let (v3, v2i, cbc) = (
+        f.url(&f.object("v3-put").key),
+        f.url(&f.object("v2-instruction").key),
+        f.url(&f.object("v2-cbc").key),
+    );
+    let n3 = f.plain("v3-put").len();
+    let kms = &f.kms_key;
+    assert_eq!(
+        line_of(&dry, &v3),
+        format!(
+            r#"{{"format":"V3","instruction_file":null,"kms_key":"{kms}","object":"{v3}","plaintext_bytes":{n3},"source_etag":{},"status":"would-migrate"}}"#,
+            etag_of("v3-put")
+        )
+    );
+    assert_eq!(
+        line_of(&dry, &v2i),
+        format!(
+            r#"{{"format":"V2","instruction_file":{},"kms_key":"{kms}","object":"{v2i}","plaintext_bytes":{},"source_etag":{},"status":"would-migrate"}}"#,
+            q(&format!("{}.instruction", f.object("v2-instruction").key)),
+            f.plain("v2-instruction").len(),
+            etag_of("v2-instruction")
+        )
+    );
+    assert_eq!(
+        line_of(&dry, &cbc),
+        format!(
+            r#"{{"error":"{cbc}: refused: the content is AES/CBC/PKCS5Padding, which is unauthenticated: tampering would go unnoticed, so sealstream refuses to decrypt it","exit_code":2,"object":"{cbc}","status":"failed"}}"#
+        )
+    );
     // The migration itself.
     let out = r.run(&["migrate", &prefix, "--recursive", "--kms-key", &f.kms_key]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
+    // 64 KiB chunks, a 16-byte tag each.
+    let body = n3 + 16 * n3.div_ceil(65536).max(1);
+    assert_eq!(
+        line_of(&String::from_utf8_lossy(&out.stdout), &v3),
+        format!(
+            r#"{{"body_bytes":{body},"format":"V3","instruction_file":null,"keys":["aws-kms:{kms}"],"kms_key":"{kms}","object":"{v3}","parts":0,"plaintext_bytes":{n3},"source_etag":{},"status":"migrated"}}"#,
+            etag_of("v3-put")
+        )
+    );
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -575,7 +680,25 @@ fn migrate_keeps_content_metadata_and_tags_and_the_result_reads_with_ranges() {
         &f.kms_key,
     ]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("\"skipped\""));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!(
+            r#"{{"object":"{v3}","reason":"already a sealstream object","status":"skipped"}}
+"#
+        )
+    );
+    // With --recursive, an object that is neither is skipped too.
+    moto::put_object(&up, &f.bucket, "plain/x", b"plain", &[]);
+    let plain = f.url("plain/");
+    let out = r.run(&["migrate", &plain, "--recursive", "--kms-key", &f.kms_key]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!(
+            r#"{{"object":"{plain}x","reason":"not an Amazon S3 Encryption Client object","status":"skipped"}}
+"#
+        )
+    );
 }
 
 #[test]
