@@ -369,3 +369,44 @@ impl Service {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(e: DeletedObject) -> (Option<String>, Option<bool>, Option<String>) {
+        (e.version_id, e.delete_marker, e.delete_marker_version_id)
+    }
+
+    #[test]
+    fn deleted_entries_as_s3_writes_them() {
+        let s = |v: &str| Some(v.to_string());
+        // A simple delete in a versioned bucket: the marker made and its id.
+        let made = Deleted {
+            delete_marker: Some(true),
+            version_id: s("m1"),
+        };
+        assert_eq!(
+            fields(made.clone().entry("k".into(), None)),
+            (None, Some(true), s("m1"))
+        );
+        // The same marker deleted by id: the id asked for, and the marker's.
+        assert_eq!(
+            fields(made.entry("k".into(), s("m1"))),
+            (s("m1"), Some(true), s("m1"))
+        );
+        // A version deleted by id; an unversioned bucket.
+        let version = Deleted {
+            delete_marker: None,
+            version_id: s("v1"),
+        };
+        assert_eq!(
+            fields(version.entry("k".into(), s("v1"))),
+            (s("v1"), None, None)
+        );
+        assert_eq!(
+            fields(Deleted::default().entry("k".into(), None)),
+            (None, None, None)
+        );
+    }
+}
