@@ -27,9 +27,11 @@ use tokio_util::sync::PollSender;
 use tracing::Instrument as _;
 
 mod compat;
+mod deletes;
 mod multipart;
 mod versions;
 
+use deletes::Deleted;
 use versions::Restored;
 
 use super::errors::{self, error, from_error, from_sdk, invalid_argument, not_implemented};
@@ -411,6 +413,10 @@ impl Service {
                 false,
             )
         };
+        // A bucket with versioning (the HEAD named a version): the companion may be behind
+        // a delete marker although the object is current (a delete undone, a newer version
+        // deleted by id), so it is looked for as a read of the version looks for it.
+        let of_version = of_version || head.version_id.is_some();
         let location = object::locate(&multipart::v1_view(&head.metadata)).map_err(bad)?;
         let header = match &location {
             // `locate` reads metadata only; a header in the body is the library's finding.
@@ -736,58 +742,44 @@ impl Service {
         }
     }
 
-    /// One key of DeleteObject(s): the object, then its companion if provably its own.
-    async fn delete_one(&self, bucket: &str, key: &str, version: Option<&str>) -> S3Result<()> {
+    /// One key of DeleteObject(s), answered as upstream answered it: the current object
+    /// (a delete marker in a versioned bucket) and then its companion and manifest objects
+    /// if provably its own; or one version by id (deletes.rs).
+    async fn delete_one(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> S3Result<Deleted> {
         refuse_reserved(key)?;
         self.forget_header(bucket, key);
         if let Some(v) = version {
-            // A version delete removes exactly that version (a companion of an older
-            // version may be shared with newer ones): passed through as is.
-            return self
-                .inner
-                .client
-                .delete_object()
-                .bucket(bucket)
-                .key(key)
-                .version_id(v)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| from_sdk("DeleteObject", &e));
+            return self.delete_version(bucket, key, v).await;
         }
         let u = url(bucket, key);
-        if let Ok(Some(head)) = self.inner.s3.head(&u).await
-            && multipart::is_v2(&head.metadata)
-        {
-            // A part-wise object (which the library does not read yet): the object, then
-            // its companion and manifest objects if provably its own.
-            self.inner
-                .client
-                .delete_object()
-                .bucket(bucket)
-                .key(key)
-                .send()
-                .await
-                .map_err(|e| from_sdk("DeleteObject", &e))?;
+        // What the object names, read before it goes. Nothing there (or a delete marker):
+        // the delete is still sent, so the client gets upstream's own answer (204, a new
+        // delete marker in a versioned bucket, NoSuchBucket).
+        let head = self
+            .inner
+            .s3
+            .head(&u)
+            .await
+            .map_err(|e| from_error(&e, false))?;
+        let out = self
+            .inner
+            .client
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| from_sdk("DeleteObject", &e))?;
+        if let Some(head) = head {
             self.clean_companion(&u, &head.metadata, None).await;
             self.clean_manifest(&u, &head.metadata, None).await;
-            return Ok(());
         }
-        match self.inner.s3.delete_object(&u).await {
-            Ok(crate::s3::CompanionCleanup::Kept(why)) => {
-                tracing::warn!(bucket, key, %why, "companion left alone");
-                Ok(())
-            }
-            Ok(_) => Ok(()),
-            Err(Error::Storage(se)) if se.kind() == crate::error::ServiceErrorKind::NotFound => {
-                // S3 answers 204 for a key that does not exist; but not for a bucket.
-                match self.missing(bucket, key).await {
-                    e if e.code().as_str() == "NoSuchBucket" => Err(e),
-                    _ => Ok(()),
-                }
-            }
-            Err(e) => Err(from_error(&e, false)),
-        }
+        Ok(Deleted::from_upstream(&out))
     }
 
     /// Streams an upstream object's body unchanged (plaintext objects, when allowed).
@@ -1229,10 +1221,12 @@ impl s3s::S3 for Service {
                 "conditional DeleteObject is not offered by the sealstream gateway yet",
             ));
         }
-        self.delete_one(&i.bucket, &i.key, i.version_id.as_deref())
+        let d = self
+            .delete_one(&i.bucket, &i.key, i.version_id.as_deref())
             .await?;
         Ok(S3Response::new(DeleteObjectOutput {
-            version_id: i.version_id,
+            delete_marker: d.delete_marker,
+            version_id: d.version_id,
             ..DeleteObjectOutput::default()
         }))
     }
@@ -1244,7 +1238,7 @@ impl s3s::S3 for Service {
         let i = req.input;
         let quiet = i.delete.quiet == Some(true);
         let bucket = i.bucket.as_str();
-        let results: Vec<(ObjectIdentifier, S3Result<()>)> =
+        let results: Vec<(ObjectIdentifier, S3Result<Deleted>)> =
             futures_util::stream::iter(i.delete.objects.into_iter().map(|o| async move {
                 let r = self
                     .delete_one(bucket, &o.key, o.version_id.as_deref())
@@ -1258,12 +1252,8 @@ impl s3s::S3 for Service {
         let mut errs = Vec::new();
         for (o, r) in results {
             match r {
-                Ok(()) if !quiet => deleted.push(DeletedObject {
-                    key: Some(o.key),
-                    version_id: o.version_id,
-                    ..DeletedObject::default()
-                }),
-                Ok(()) => {}
+                Ok(d) if !quiet => deleted.push(d.entry(o.key, o.version_id)),
+                Ok(_) => {}
                 Err(e) => errs.push(s3s::dto::Error {
                     code: Some(e.code().as_str().to_string()),
                     key: Some(o.key),

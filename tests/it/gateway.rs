@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 use common::moto::{self, endpoint, unique};
 use common::*;
 
+mod deletes;
+mod upstream_payload;
+
 const CLIENT_ID: &str = "GWCLIENTKEY0001";
 const CLIENT_SECRET: &str = "gateway-client-secret-0001";
 const AWS: &str = "/usr/bin/aws";

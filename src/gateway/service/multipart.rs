@@ -937,6 +937,9 @@ impl Service {
     /// among its versions: versions.rs).
     async fn manifest_of(&self, info: &ObjectInfo, of_version: bool) -> S3Result<Vec<u8>> {
         let (bucket, key) = (&info.url.bucket, &info.url.key);
+        // As for a companion header (`Service::load_header_at`): in a bucket with versioning
+        // a current object's manifest may be behind a delete marker.
+        let of_version = of_version || info.head.version_id.is_some();
         let name = info.head.metadata.get(META_PARTS).ok_or_else(|| {
             self.bad_object(
                 bucket,

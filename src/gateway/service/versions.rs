@@ -17,6 +17,7 @@
 //! manifest).
 
 use aws_sdk_s3::error::SdkError;
+use aws_sdk_s3::operation::get_object::GetObjectOutput;
 use aws_sdk_s3::operation::head_object::HeadObjectError;
 use http::StatusCode;
 use s3s::dto::*;
@@ -70,6 +71,40 @@ pub(super) fn copy_source(bucket: &str, key: &str, version: Option<&str>) -> Str
     }
 }
 
+/// A GET's answer as a HEAD's ([`Service::head_by_get`]): the same fields, the length
+/// from the Content-Range total when the GET was ranged.
+fn head_from_get(out: &GetObjectOutput) -> Head {
+    let metadata = out
+        .metadata()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let total = out
+        .content_range()
+        .and_then(|r| r.rsplit_once('/'))
+        .and_then(|(_, t)| t.parse::<u64>().ok());
+    Head {
+        content_length: total.unwrap_or(out.content_length().unwrap_or(0).max(0) as u64),
+        etag: out.e_tag().map(str::to_string),
+        version_id: out.version_id().map(str::to_string),
+        content_type: out.content_type().map(str::to_string),
+        cache_control: out.cache_control().map(str::to_string),
+        content_disposition: out.content_disposition().map(str::to_string),
+        content_encoding: out.content_encoding().map(str::to_string),
+        content_language: out.content_language().map(str::to_string),
+        storage_class: out.storage_class().cloned(),
+        server_side_encryption: out.server_side_encryption().cloned(),
+        sse_kms_key_id: out.ssekms_key_id().map(str::to_string),
+        bucket_key_enabled: out.bucket_key_enabled(),
+        website_redirect_location: out.website_redirect_location().map(str::to_string),
+        metadata,
+        last_modified: out.last_modified().copied(),
+    }
+}
+
 impl Service {
     /// HEADs `bucket/key` at `version` (the current object for `None`) and, for a
     /// sealstream object, loads its header with every read pinned to that version: no KMS
@@ -83,19 +118,10 @@ impl Service {
         let Some(v) = version else {
             return self.stat(bucket, key).await;
         };
-        let r = self
-            .inner
-            .client
-            .head_object()
-            .bucket(bucket)
-            .key(key)
-            .version_id(v)
-            .send()
-            .await;
-        let head = match r {
-            Ok(out) => Head::from_output(&out),
-            Err(e) => return Err(self.version_head_error(bucket, key, v, &e).await),
-        };
+        let mut head = self.head_version(bucket, key, v).await?;
+        // Every later read is pinned to the version asked for, whether or not upstream
+        // echoed it (moto does not for a `null` version).
+        head.version_id.get_or_insert_with(|| v.to_string());
         if !head.metadata.contains_key(object::META_FORMAT) {
             return Ok(Stored::Plain(Box::new(head)));
         }
@@ -103,9 +129,61 @@ impl Service {
         Ok(Stored::Sealed(Box::new(info)))
     }
 
+    /// HEAD of one version id, with the errors S3 gives for that version. A HEAD that
+    /// upstream answers `400` is asked again as a one-byte GET, which answers the same
+    /// headers, or carries the error code a HEAD answer cannot: S3 says 400 to a malformed
+    /// id, and moto to every version id (`null` included) in a bucket whose versioning is
+    /// not enabled, where its GET and S3's HEAD read the version.
+    pub(super) async fn head_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: &str,
+    ) -> S3Result<Head> {
+        let r = self
+            .inner
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .version_id(version)
+            .send()
+            .await;
+        match r {
+            Ok(out) => Ok(Head::from_output(&out)),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 400) => {
+                self.head_by_get(bucket, key, version).await
+            }
+            Err(e) => Err(self.version_head_error(bucket, key, version, &e).await),
+        }
+    }
+
+    /// [`Service::head_version`] by a GET of the first byte (of nothing, for an empty
+    /// object): the headers are a HEAD's, the length the Content-Range total.
+    async fn head_by_get(&self, bucket: &str, key: &str, version: &str) -> S3Result<Head> {
+        let get = |range: Option<&str>| {
+            self.inner
+                .client
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .version_id(version)
+                .set_range(range.map(str::to_string))
+                .send()
+        };
+        let out = match get(Some("bytes=0-0")).await {
+            Ok(o) => o,
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => {
+                get(None).await.map_err(|e| from_sdk("GetObject", &e))?
+            }
+            Err(e) => return Err(from_sdk("GetObject", &e)),
+        };
+        Ok(head_from_get(&out))
+    }
+
     /// What a HEAD of a version id that failed means for the client: a HEAD answer has
     /// no body, so the status decides (404: no such version, or no such bucket; 405: the
-    /// version is a delete marker; 400: not a version id).
+    /// version is a delete marker).
     async fn version_head_error(
         &self,
         bucket: &str,
@@ -126,9 +204,6 @@ impl Service {
                      {version} of {key} is a delete marker"
                 ),
             ),
-            Some(400) => {
-                errors::invalid_argument(format!("Invalid version id specified: {version}"))
-            }
             _ => from_sdk("HeadObject", e),
         }
     }
@@ -335,10 +410,12 @@ impl Service {
             .collect();
         Ok(ListObjectVersionsOutput {
             name: Some(i.bucket),
-            prefix: i.prefix,
-            delimiter: i.delimiter,
-            key_marker: i.key_marker,
-            version_id_marker: i.version_id_marker,
+            // Echoed as upstream echoes them (S3 and moto send empty elements for
+            // parameters not given).
+            prefix: out.prefix().map(str::to_string),
+            delimiter: out.delimiter().map(str::to_string),
+            key_marker: out.key_marker().map(str::to_string),
+            version_id_marker: out.version_id_marker().map(str::to_string),
             max_keys: out.max_keys(),
             is_truncated: out.is_truncated(),
             next_key_marker: out.next_key_marker().map(str::to_string),
