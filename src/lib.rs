@@ -117,6 +117,7 @@ pub mod format;
 #[cfg_attr(docsrs, doc(cfg(feature = "gateway")))]
 pub mod gateway;
 pub mod jobs;
+pub mod keyring;
 pub mod keys;
 #[cfg(feature = "kms")]
 #[cfg_attr(docsrs, doc(cfg(feature = "kms")))]
