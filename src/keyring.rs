@@ -546,7 +546,7 @@ mod tests {
 
         let (_, default_id) = key_file(dir.path(), "local.key");
         let found = spec.decryption_sources(&mut |_| {}).unwrap();
-        assert_eq!(labels(&found), [default_id.clone()]);
+        assert_eq!(labels(&found), [default_id]);
         // Never: the key on disk is not touched.
         let never = spec.clone().default_key(DefaultKey::Never);
         let e = never.decryption_sources(&mut |_| {}).unwrap_err();
