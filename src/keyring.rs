@@ -21,6 +21,29 @@
 //!
 //! KMS keys are named with the `kms` feature; the core builds the same keyrings of local
 //! keys without it.
+//!
+//! ```
+//! use sealstream::keyring::{DefaultKey, Keyring, KeyringEvent, KeyringSpec};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let spec = KeyringSpec::new()
+//!     .default_key(DefaultKey::CreateIfMissing)
+//!     .default_key_path(dir.path().join("local.key"));
+//!
+//! // Nothing named: the default key is created, and the caller is told to back it up.
+//! let mut events = Vec::new();
+//! let ring = Keyring::for_encryption(&spec, &mut |e| events.push(e))?;
+//! assert!(matches!(events[..], [KeyringEvent::DefaultKeyCreated { .. }]));
+//! let mut sealed = Vec::new();
+//! sealstream::encrypt(&b"hi"[..], &mut sealed, &ring.providers(), &Default::default())?;
+//!
+//! // Decryption uses the default key now that it exists.
+//! let ring = Keyring::for_decryption(&spec, &mut |e| println!("{e}"))?;
+//! let mut opened = Vec::new();
+//! sealstream::decrypt(&sealed[..], &mut opened, &ring.providers(), &Default::default())?;
+//! assert_eq!(opened, b"hi");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::path::{Path, PathBuf};
 
