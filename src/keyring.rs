@@ -318,6 +318,10 @@ pub fn load_key_file(path: &Path, on_event: &mut dyn FnMut(KeyringEvent)) -> Res
 
 /// The keys one operation holds, in the order they are used: for encryption the first
 /// generates the data key and every one wraps it; for decryption they are tried in order.
+///
+/// Synchronous: its KMS keys are the blocking layer (`kms::blocking`, which drives its own
+/// runtime), so a keyring that names KMS keys must be built and used outside an async
+/// runtime; async code holds `kms::KmsKey`s itself.
 pub struct Keyring {
     providers: Vec<Box<dyn KeyProvider>>,
 }
