@@ -48,7 +48,7 @@
 //!
 //! | feature | default | what it adds | pulls in |
 //! |---------|---------|--------------|----------|
-//! | *(none)* | — | the core: [`format`](mod@format), [`keys`] (local keys, data-key cache), [`envelope`], [`engine`], [`range`], [`error`], [`text`], [`size`] | RustCrypto, `ring` |
+//! | *(none)* | — | the core: [`format`](mod@format), [`keys`] (local keys, data-key cache), [`keyring`] (which keys, in which order), [`envelope`], [`engine`], [`range`], [`error`], [`text`], [`size`] | RustCrypto, `ring` |
 //! | `async` | via `s3`/`kms` | the async layer over tokio | `tokio`, `futures-util`, `bytes` |
 //! | `kms` | via `cli` | `kms`: AWS KMS as a [`KeyProvider`] | `async`, the AWS SDK for KMS |
 //! | `s3` | via `cli` | `s3`: sealed S3 objects, ranged reads, rewrap in place | `async`, the AWS SDK for S3 |
@@ -117,6 +117,7 @@ pub mod format;
 #[cfg_attr(docsrs, doc(cfg(feature = "gateway")))]
 pub mod gateway;
 pub mod jobs;
+pub mod keyring;
 pub mod keys;
 #[cfg(feature = "kms")]
 #[cfg_attr(docsrs, doc(cfg(feature = "kms")))]

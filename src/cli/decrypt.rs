@@ -100,7 +100,7 @@ fn decrypt_batch(cli: &Cli, a: &DecryptArgs, dir: &Path) -> Outcome {
 pub(super) fn decrypt_jobs(cli: &Cli, a: &DecryptArgs, jobs: &[batch::Job]) -> Outcome {
     let expected = parse_context(&a.context)?;
     let keys = decryption_keys(cli, &a.keys, &a.kms)?;
-    let providers = keys.as_refs();
+    let providers = keys.providers();
     let be = cli.backend;
     let pb = progress::bar(Some(batch_total(jobs)), cli.quiet, "decrypting");
     let inc = |n: u64| pb.inc(n);
@@ -171,7 +171,7 @@ pub(super) fn decrypt(cli: &Cli, a: &DecryptArgs) -> CliResult {
         )));
     }
     let keys = decryption_keys(cli, &a.keys, &a.kms).map_err(clean)?;
-    let providers = keys.as_refs();
+    let providers = keys.providers();
     let mut sink = Sink::open(a.output.as_deref(), a.force, false).map_err(clean)?;
     report::check_stdout_free(a.json, sink.is_stdout()).map_err(clean)?;
     let to_stdout = sink.is_streaming();

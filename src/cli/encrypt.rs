@@ -127,7 +127,7 @@ pub(super) fn encrypt(cli: &Cli, a: &EncryptArgs) -> Outcome {
         engine: engine_opts(cli, Some(&inc)),
         ..params
     };
-    let providers = keys.as_refs();
+    let providers = keys.providers();
     let (dek, stanzas) = sealstream::keys::wrap_for_all(&providers, &params.context)?;
     let key_refs = report::key_refs(&stanzas);
     let r = sink.write_with(|w| match input {
@@ -193,7 +193,7 @@ pub(super) fn encrypt_jobs(
     cache: Option<CacheLimits>,
 ) -> Outcome {
     let keys = encryption_keys(cli, &a.keys, &a.kms_keys)?;
-    let providers = keys.as_refs();
+    let providers = keys.providers();
     let cache = cache.map(DataKeyCache::new);
     let pb = progress::bar(Some(batch_total(jobs)), cli.quiet, "encrypting");
     let inc = |n: u64| pb.inc(n);

@@ -52,6 +52,11 @@ const ADVICE: &[(&str, &str)] = &[
     ("for the AWS profile '", "for --profile '"),
     // `keys::local`: the default key's location.
     ("or give the key file's path", "or pass -k KEYFILE"),
+    // `keyring`: no key held.
+    (
+        "name a key file or a KMS key",
+        "pass a key with -k KEYFILE or --kms-key KEY",
+    ),
 ];
 
 /// The message the CLI prints for `e`.
@@ -85,6 +90,7 @@ mod tests {
             include_str!("../kms.rs"),
             include_str!("../keys/mod.rs"),
             include_str!("../keys/local.rs"),
+            include_str!("../keyring.rs"),
             include_str!("../aws.rs"),
         ];
         for (library, _) in ADVICE {

@@ -67,7 +67,7 @@ pub(super) fn inspect(cli: &Cli, a: &InspectArgs) -> Outcome {
     };
     let checks = if a.verify {
         let keys = decryption_keys(cli, &a.keys, &a.kms)?;
-        Some(envelope::verify_stanzas(&header, &keys.as_refs()))
+        Some(envelope::verify_stanzas(&header, &keys.providers()))
     } else {
         None
     };

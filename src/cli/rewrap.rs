@@ -7,10 +7,11 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::keys::{Keyring, KmsTrustArgs, decryption_keys, kms_connect, load_local};
+use super::keys::{KmsTrustArgs, decryption_keys, kms_connect, load_key_file};
 use super::{Cli, help, note, output, report, s3};
 use sealstream::error::{Error, Result};
 use sealstream::format::Header;
+use sealstream::keys::KeyProvider;
 use sealstream::kms::blocking::KmsKey;
 use sealstream::rewrap::Rewrap;
 
@@ -187,19 +188,22 @@ pub(super) fn plan<'c>(cli: &'c Cli, a: &RewrapArgs) -> Result<Rewrap<'c>> {
     let mut plan = Rewrap::new().with_kms(Box::new(move || kms_connect(cli)));
     let changes_keys = !(a.add.is_empty() && a.add_kms.is_empty() && a.remove.is_empty());
     if changes_keys {
-        for k in decryption_keys(cli, &a.keys, &a.kms)?.providers {
+        for k in decryption_keys(cli, &a.keys, &a.kms)?.into_providers() {
             plan = plan.unlock_with(k);
         }
     }
-    let mut add = Keyring::default();
-    load_local(&a.add, &mut add)?;
+    // Added in this order: the key files, then the KMS keys.
+    let mut add: Vec<Box<dyn KeyProvider>> = Vec::new();
+    for p in &a.add {
+        add.push(Box::new(load_key_file(cli, p)?));
+    }
     if !a.add_kms.is_empty() {
         let kms = kms_connect(cli)?;
         for k in &a.add_kms {
-            add.providers.push(Box::new(KmsKey::for_wrapping(&kms, k)));
+            add.push(Box::new(KmsKey::for_wrapping(&kms, k)));
         }
     }
-    for k in add.providers {
+    for k in add {
         plan = plan.add_key(k);
     }
     for r in &a.remove {

@@ -211,7 +211,7 @@ pub(super) fn encrypt(
     }
     sealstream::s3::part_plan_for(params.chunk_size, s3.settings().part_size, plaintext_len)?;
     let ring = encryption_keys(cli, &a.keys, &a.kms_keys)?;
-    let (dek, stanzas) = keys::wrap_for_all(&ring.as_refs(), &params.context)?;
+    let (dek, stanzas) = keys::wrap_for_all(&ring.providers(), &params.context)?;
     let key_refs = super::report::key_refs(&stanzas);
     let sealing = Sealing::new(&dek, stanzas, &params)?;
     let attributes = a.object.attributes(input_path)?;
@@ -312,8 +312,13 @@ pub(super) fn decrypt(
         }
     };
     let ring = decryption_keys(cli, &a.keys, &a.kms).map_err(clean)?;
-    let opening = Opening::unlock(obj.header.clone(), &ring.as_refs(), &expected, cli.backend)
-        .map_err(clean)?;
+    let opening = Opening::unlock(
+        obj.header.clone(),
+        &ring.providers(),
+        &expected,
+        cli.backend,
+    )
+    .map_err(clean)?;
     let total = obj.layout().ok().map(|l| l.plaintext_len);
     let pb = progress::bar_between(
         total.filter(|_| range.is_none()),
@@ -426,7 +431,7 @@ pub(super) fn inspect(cli: &super::Cli, a: &InspectArgs, url: &S3Url) -> super::
     }
     let checks = if a.verify {
         let ring = decryption_keys(cli, &a.keys, &a.kms)?;
-        Some(envelope::verify_stanzas(&obj.header, &ring.as_refs()))
+        Some(envelope::verify_stanzas(&obj.header, &ring.providers()))
     } else {
         None
     };
@@ -554,7 +559,7 @@ pub(super) fn encrypt_jobs(
     let keys_of: Vec<String> = jobs.iter().map(|j| key_under(prefix, &j.output)).collect();
     let s3 = connect(cli)?;
     let ring = encryption_keys(cli, &a.keys, &a.kms_keys)?;
-    let providers = ring.as_refs();
+    let providers = ring.providers();
     let cache = cache.map(sealstream::keys::cache::DataKeyCache::new);
     let pb = progress::bar(Some(batch_total(jobs)), cli.quiet, "uploading");
     let inc = |n: u64| pb.inc(n);
@@ -686,7 +691,7 @@ pub(super) fn decrypt_objects(
         })
         .collect();
     let ring = decryption_keys(cli, &a.keys, &a.kms)?;
-    let providers = ring.as_refs();
+    let providers = ring.providers();
     let be = cli.backend;
     let pb = progress::bar(None, cli.quiet, "downloading");
     let inc = |n: u64| pb.inc(n);

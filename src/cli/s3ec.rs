@@ -365,7 +365,7 @@ pub(super) fn migrate(cli: &Cli, a: &MigrateArgs) -> Outcome {
     let local: Vec<sealstream::LocalKey> = a
         .wrap_keys
         .iter()
-        .map(|p: &PathBuf| load_key_file(p))
+        .map(|p: &PathBuf| load_key_file(cli, p))
         .collect::<Result<_>>()?;
     let s3 = super::s3::connect(cli)?;
     let mut kms: Option<std::sync::Arc<Kms>> = None;

@@ -11,8 +11,8 @@ use sealstream::error::{Error, Result};
 use sealstream::gateway::{
     ClientCredentials, Gateway, GatewayConfig, GatewayKeys, PlaintextObjects, TlsFiles,
 };
+use sealstream::keyring;
 use sealstream::keys::AsyncKeyProvider;
-use sealstream::keys::local::LocalKey;
 use sealstream::kms::{Kms, KmsKey, KmsSettings};
 use sealstream::s3::S3Settings;
 
@@ -262,6 +262,9 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
         .map_err(|e| Error::io("starting the async runtime", e))?;
     rt.block_on(async {
         let (client, conf) = Gateway::upstream_client(&settings).await?;
+        // Not a `keyring::Keyring`: the gateway holds the same keys both ways (KMS keys
+        // first in both lists, no default key) on an async KMS built from the upstream's
+        // configuration; only the key files are read the keyring's way.
         let mut keys = GatewayKeys::default();
         if !a.kms_keys.is_empty() {
             // The loaded configuration carries the S3 retry settings; KMS gets its own.
@@ -292,10 +295,7 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
             }
         }
         for p in &a.keys {
-            let (key, warnings) = LocalKey::load_with_warnings(p)?;
-            for w in warnings {
-                tracing::warn!("{w}");
-            }
+            let key = keyring::load_key_file(p, &mut |e| tracing::warn!("{e}"))?;
             let key: Arc<dyn AsyncKeyProvider> = Arc::new(key);
             keys.wrap.push(key.clone());
             keys.unwrap.push(key);

@@ -364,8 +364,19 @@ pub fn default_key_path() -> Result<PathBuf> {
 /// Returns the key and `Some(path)` when it was just created, so the caller can tell the user.
 pub fn load_or_create_default() -> Result<(LocalKey, Option<PathBuf>)> {
     let path = default_key_path()?;
+    let (key, created) = load_or_create(&path)?;
+    Ok((key, created.then_some(path)))
+}
+
+/// Loads the key file at `path`, creating it (and its directory, mode 0700) if absent:
+/// [`load_or_create_default`] for a key kept elsewhere (a service's own key location, a
+/// test's temporary directory).
+///
+/// Returns the key and whether it was just created, so the caller can tell the user to
+/// back it up. Losing a race with another process creating it loads theirs.
+pub fn load_or_create(path: &Path) -> Result<(LocalKey, bool)> {
     if path.exists() {
-        return Ok((LocalKey::load(&path)?, None));
+        return Ok((LocalKey::load(path)?, false));
     }
     if let Some(dir) = path.parent() {
         let mut b = std::fs::DirBuilder::new();
@@ -379,10 +390,10 @@ pub fn load_or_create_default() -> Result<(LocalKey, Option<PathBuf>)> {
             .map_err(|e| Error::io(format!("creating '{}'", dir.display()), e))?;
     }
     let key = LocalKey::generate()?;
-    match key.save_new(&path) {
-        Ok(()) => Ok((key, Some(path))),
+    match key.save_new(path) {
+        Ok(()) => Ok((key, true)),
         // Lost a race with another process creating it: use theirs.
-        Err(Error::OutputExists(_)) => Ok((LocalKey::load(&path)?, None)),
+        Err(Error::OutputExists(_)) => Ok((LocalKey::load(path)?, false)),
         Err(e) => Err(e),
     }
 }
