@@ -6,7 +6,8 @@
 #   2. starts a fresh local AWS emulator (moto) on a free port, always stopped on exit
 #   3. cargo fmt --check, cargo clippy -D warnings (full and core-only feature sets),
 #      the core alone: cargo build / cargo test --no-default-features (no AWS, tokio, clap),
-#      cargo test --all-targets -- --include-ignored (the emulator tests), cargo test --doc
+#      cargo test --all-targets -- --include-ignored (the emulator tests), cargo test --doc,
+#      cargo doc -D warnings (broken intra-doc links, both feature sets)
 #   4. cargo deny (licenses, bans, sources, advisories) against deny.toml
 #   5. a fuzz smoke: every fuzz target for FUZZ_SECONDS (default 30) each (scripts/fuzz.sh)
 #
@@ -195,6 +196,13 @@ done_step
 
 section "cargo test --doc${*:+ $*}"
 cargo test --doc "$@"
+done_step
+
+# The API documentation is part of the library: a broken intra-doc link (an item renamed,
+# or one that exists only with a feature) fails here, for both feature sets.
+section "cargo doc --no-deps --lib (RUSTDOCFLAGS=-D warnings; full and core-only)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --lib
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --lib --no-default-features
 done_step
 
 # ---- supply chain (issue 7, issue 14 item 18) -----------------------------------------

@@ -38,7 +38,7 @@ use crate::keys::KeyProvider;
 /// asks, applied to each header with [`Rewrap::apply`] (from several threads at once if
 /// need be). The body is never touched.
 ///
-/// Order of the changes: the KMS rotation first ([`Rewrap::rotate_kms`]), then removals
+/// Order of the changes: the KMS rotation first (`Rewrap::rotate_kms`, with the `kms` feature), then removals
 /// and additions with [`crate::envelope::rewrap`]'s rules and lockout guard.
 pub struct Rewrap<'k> {
     unlock_with: Vec<Box<dyn KeyProvider + 'k>>,
@@ -102,7 +102,7 @@ impl<'k> Rewrap<'k> {
     }
 
     /// A stanza to remove, named by its key id or `provider:key_id`; with
-    /// [`Rewrap::with_kms`], also by a KMS alias or bare key id, resolved to the ARN the
+    /// `Rewrap::with_kms` (feature `kms`), also by a KMS alias or bare key id, resolved to the ARN the
     /// stanza holds (one `DescribeKey` per name for the life of the plan).
     pub fn remove_key(mut self, name: impl Into<String>) -> Self {
         self.remove.push(name.into());
