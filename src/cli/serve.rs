@@ -301,6 +301,8 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
             keys.unwrap.push(key);
         }
         let gw = Gateway::new(config, client, settings.clone(), keys, creds)?;
+        // Before the first line on stdout: from then on a SIGHUP reloads, never kills.
+        reload_on_hangup(&gw)?;
         let listener = tokio::net::TcpListener::bind(&a.listen)
             .await
             .map_err(|e| Error::io(format!("listening on {}", a.listen), e))?;
@@ -316,6 +318,43 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
         println!("listening on {scheme}://{addr}");
         gw.serve(listener, shutdown_signal()).await
     })
+}
+
+/// On every SIGHUP (the Unix convention for "read your files again", as nginx does),
+/// reloads the TLS certificate and key in the background: renewed certificates (ACME,
+/// cert-manager) are served to new connections without a restart, and a bad new file is
+/// logged and leaves the working certificate in place. Without TLS a SIGHUP is logged
+/// and ignored. The config file and every other setting are not reloaded.
+#[cfg(unix)]
+fn reload_on_hangup(gw: &Gateway) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup =
+        signal(SignalKind::hangup()).map_err(|e| Error::io("installing the SIGHUP handler", e))?;
+    let gw = gw.clone();
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the TLS certificate");
+            let g = gw.clone();
+            match tokio::task::spawn_blocking(move || g.reload_tls()).await {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => {
+                    tracing::info!("no TLS certificate to reload (plain HTTP); nothing changed");
+                }
+                Ok(Err(e)) => tracing::error!(
+                    error = %e,
+                    "TLS certificate reload failed; still serving the previous certificate"
+                ),
+                Err(e) => tracing::error!(error = %e, "TLS certificate reload failed"),
+            }
+        }
+    });
+    Ok(())
+}
+
+/// SIGHUP exists only on Unix.
+#[cfg(not(unix))]
+fn reload_on_hangup(_gw: &Gateway) -> Result<()> {
+    Ok(())
 }
 
 /// Completes on SIGTERM or Ctrl-C (SIGINT).
