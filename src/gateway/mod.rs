@@ -216,6 +216,18 @@ impl Gateway {
         }
     }
 
+    /// [`Gateway::reload_tls`] only if the certificate or key file changed (modification
+    /// time, length or inode) since the last load or attempt, for a periodic check where
+    /// nobody sends a signal (a Kubernetes secret volume, an ACME client without a hook).
+    /// A bad new version is reported once, then waited on until the files change again.
+    /// Returns whether it reloaded.
+    pub fn reload_tls_if_changed(&self) -> Result<bool> {
+        match &self.tls {
+            Some(store) => store.reload_if_changed().map(|r| r.is_some()),
+            None => Ok(false),
+        }
+    }
+
     /// Builds the upstream client from the standard AWS chain with `settings`' timeouts
     /// and retries: the endpoint override (`AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`) is
     /// honoured and then addressed path-style. Returns the loaded configuration too, so a

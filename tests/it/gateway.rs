@@ -1519,13 +1519,16 @@ fn send_signal(gw: &Gateway, signal: &str) {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
-/// A gateway that never calls its upstream (health checks and TLS only), with `args`.
-fn offline_gateway(args: &[&str]) -> Gateway {
-    let config = "listen = \"127.0.0.1:0\"\nkey = \"{key}\"\nclient-credentials = \"{creds}\"\n\
-                  region = \"us-east-1\"\nendpoint-url = \"http://127.0.0.1:9\"\n";
+/// A gateway that never calls its upstream (health checks and TLS only), with `args` and
+/// `config` added to its config file.
+fn offline_gateway(config: &str, args: &[&str]) -> Gateway {
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\nkey = \"{{key}}\"\nclient-credentials = \"{{creds}}\"\n\
+         region = \"us-east-1\"\nendpoint-url = \"http://127.0.0.1:9\"\n{config}"
+    );
     let mut all = vec!["serve"];
     all.extend_from_slice(args);
-    configured_upstream(config, &all, &[])
+    configured_upstream(&config, &all, &[])
 }
 
 /// SIGHUP reloads the certificate and key (docs/GATEWAY.md "HTTPS and certificate
@@ -1544,12 +1547,15 @@ fn tls_certificate_reload_on_sighup() {
     let (cert, key) = (live.path("tls.crt"), live.path("tls.key"));
     write(&cert, &a_cert);
     write(&key, &a_key);
-    let mut gw = offline_gateway(&[
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-    ]);
+    let mut gw = offline_gateway(
+        "tls-reload-interval = 0\n",
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
     assert!(gw.url.starts_with("https://"), "{}", gw.url);
     let log = wait_for_lines(&gw, "TLS certificate loaded", 1);
     assert!(
@@ -1674,10 +1680,103 @@ fn tls_certificate_reload_on_sighup() {
     assert!(gw.log().contains("shutdown requested"), "{}", gw.log());
 }
 
+/// Where nobody sends a signal (a Kubernetes secret volume: `tls.crt` and `tls.key` are
+/// symlinks into `..data`, itself a symlink swapped to a new directory), the periodic
+/// check (`tls-reload-interval`, here from the config file) picks up a new certificate;
+/// a bad version is logged once, not at every check, and the working certificate stays.
+#[test]
+fn tls_certificate_reload_when_the_files_change() {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::symlink;
+        let pki = TestPki::new();
+        let client = pki.client();
+        let (a_cert, a_key) = pki.leaf("gw-a");
+        let (b_cert, b_key) = pki.leaf("gw-b");
+        let (c_cert, c_key) = pki.leaf("gw-c");
+        let live = Scratch::new();
+        let versions: [(&str, &[u8], &[u8]); 4] = [
+            ("v1", &a_cert, &a_key),
+            ("v2", &b_cert, &b_key),
+            ("v3", b"not a certificate\n", &b_key),
+            ("v4", &c_cert, &c_key),
+        ];
+        for (dir, cert, key) in versions {
+            std::fs::create_dir(live.path(dir)).unwrap();
+            write(&live.path(&format!("{dir}/tls.crt")), cert);
+            write(&live.path(&format!("{dir}/tls.key")), key);
+        }
+        let publish = |dir: &str| {
+            let tmp = live.path("..data_tmp");
+            symlink(dir, &tmp).unwrap();
+            std::fs::rename(&tmp, live.path("..data")).unwrap();
+        };
+        publish("v1");
+        symlink("..data/tls.crt", live.path("tls.crt")).unwrap();
+        symlink("..data/tls.key", live.path("tls.key")).unwrap();
+        let gw = offline_gateway(
+            "tls-reload-interval = 1\n",
+            &[
+                "--tls-cert",
+                live.path("tls.crt").to_str().unwrap(),
+                "--tls-key",
+                live.path("tls.key").to_str().unwrap(),
+            ],
+        );
+        let served = || TlsConn::open(&gw.authority, &client).peer_leaf();
+        assert!(served() == leaf_der(&a_cert), "not certificate A");
+        let mut before = TlsConn::open(&gw.authority, &client);
+        before.health();
+
+        publish("v2");
+        let log = wait_for_lines(&gw, "TLS certificate reloaded", 1);
+        assert!(
+            log.contains("TLS certificate files changed: reloading"),
+            "{log}"
+        );
+        assert!(served() == leaf_der(&b_cert), "certificate B not served");
+
+        let failed = "TLS certificate files changed but could not be loaded";
+        publish("v3");
+        let log = wait_for_lines(&gw, failed, 1);
+        let line = log.lines().find(|l| l.contains(failed)).unwrap();
+        assert!(line.contains("ERROR") && line.contains("tls.crt"), "{line}");
+        assert!(served() == leaf_der(&b_cert), "certificate B replaced");
+        // Reported once: the next checks see the same files.
+        std::thread::sleep(Duration::from_millis(2500));
+        assert_eq!(gw.log().matches(failed).count(), 1, "{}", gw.log());
+
+        publish("v4");
+        wait_for_lines(&gw, "TLS certificate reloaded", 2);
+        assert!(served() == leaf_der(&c_cert), "certificate C not served");
+        before.health();
+        assert_eq!(
+            gw.log().matches("TLS certificate reloaded").count(),
+            2,
+            "{}",
+            gw.log()
+        );
+        // The checking task does not hold up a graceful shutdown.
+        drop(before);
+        let mut gw = gw;
+        send_signal(&gw, "-TERM");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while gw.child.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "no exit after SIGTERM:\n{}",
+                gw.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(gw.child.wait().unwrap().success(), "{}", gw.log());
+    }
+}
+
 /// Without TLS a SIGHUP changes nothing and does not stop the gateway.
 #[test]
 fn sighup_without_tls_is_ignored() {
-    let gw = offline_gateway(&[]);
+    let gw = offline_gateway("", &[]);
     assert!(gw.url.starts_with("http://"), "{}", gw.url);
     send_signal(&gw, "-HUP");
     wait_for_lines(&gw, "no TLS certificate to reload", 1);
