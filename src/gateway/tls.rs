@@ -177,12 +177,17 @@ fn read(files: &TlsFiles, provider: &CryptoProvider) -> Result<(CertifiedKey, Ce
     match certified.keys_match() {
         // A key type whose public half rustls cannot derive: the handshake will tell.
         Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
-        Err(e) => {
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
             return Err(Error::InvalidArgument(format!(
-                "TLS key '{}' for certificate chain '{}': {e}",
+                "TLS key '{}' does not match the first certificate of '{}'",
                 files.key.display(),
                 files.cert_chain.display()
             )));
+        }
+        // The leaf certificate itself did not parse.
+        Err(e) => {
+            let e = format!("its first certificate does not parse ({e})");
+            return Err(bad(chain, &files.cert_chain, &e));
         }
     }
     Ok((certified, info))
@@ -276,6 +281,11 @@ fn parse_leaf(der: &[u8], info: &mut CertificateInfo) -> Option<()> {
         t = rest; // version
     }
     let (serial, t) = expect(t, 0x02)?;
+    // DER puts a 00 before a positive serial whose first bit is set; openssl omits it.
+    let serial = match serial {
+        [0, rest @ ..] if !rest.is_empty() => rest,
+        s => s,
+    };
     info.serial = serial.iter().map(|b| format!("{b:02x}")).collect();
     let (_, t) = expect(t, SEQUENCE)?; // signature algorithm
     let (_, t) = expect(t, SEQUENCE)?; // issuer

@@ -1594,7 +1594,7 @@ fn tls_certificate_reload_on_sighup() {
     // Bad new files: each logged with the file's name; certificate B stays served.
     let cert_name = cert.display().to_string();
     let key_name = key.display().to_string();
-    let bad: [(&str, &[u8], &[u8], &str); 5] = [
+    let bad: [(&str, &[u8], &[u8], &str); 6] = [
         (
             "garbage certificate",
             b"not a certificate\n",
@@ -1602,6 +1602,12 @@ fn tls_certificate_reload_on_sighup() {
             &cert_name,
         ),
         ("empty certificate", b"", &b_key, &cert_name),
+        (
+            "certificate of bad DER",
+            b"-----BEGIN CERTIFICATE-----\nMAMCAQE=\n-----END CERTIFICATE-----\n",
+            &b_key,
+            &cert_name,
+        ),
         ("key of another certificate", &c_cert, &b_key, &key_name),
         (
             "garbage key",
@@ -1622,6 +1628,13 @@ fn tls_certificate_reload_on_sighup() {
             line.contains("ERROR") && line.contains(named),
             "{what}: {line}"
         );
+        println!("{what}: {line}");
+        if what == "key of another certificate" {
+            assert!(
+                line.contains("does not match the first certificate"),
+                "{line}"
+            );
+        }
         assert!(
             gw.child.try_wait().unwrap().is_none(),
             "{what}: the gateway exited:\n{log}"
