@@ -123,7 +123,9 @@ pub struct ServeArgs {
     /// store that refuses unsigned payloads over HTTP.
     #[arg(long, env = "SEALSTREAM_UPSTREAM_SIGNED_PAYLOAD")]
     pub upstream_signed_payload: bool,
-    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key). It and the key are
+    /// read again on SIGHUP and when they change (--tls-reload-interval); a bad new file
+    /// is logged and the working certificate kept.
     #[arg(long, value_name = "FILE", env = "SEALSTREAM_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
     /// The PEM private key of --tls-cert.
