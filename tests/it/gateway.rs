@@ -1652,8 +1652,7 @@ fn tls_certificate_reload_on_sighup() {
     let log = wait_for_lines(&gw, failed, bad.len() + 1);
     assert!(
         log.lines()
-            .filter(|l| l.contains(failed))
-            .last()
+            .rfind(|l| l.contains(failed))
             .unwrap()
             .contains(&cert_name)
     );
