@@ -145,7 +145,9 @@ Examples:
   # A client: any S3 tool, pointed at the gateway
   aws --endpoint-url http://gateway:9000 s3 cp backup.tar s3://bucket/backup.tar
   # HTTPS, a context pair stamped on every object and required on every read
-  sealstream serve --tls-cert gw.pem --tls-key gw.key -c tenant=acme --kms-key alias/acme --client-credentials clients.ini";
+  sealstream serve --tls-cert gw.pem --tls-key gw.key -c tenant=acme --kms-key alias/acme --client-credentials clients.ini
+  # After renewing gw.pem and gw.key: serve them without a restart (open connections go on)
+  kill -HUP $(pidof sealstream)";
 
 const EXAMPLES_COMPLETIONS: &str = "\
 Examples:

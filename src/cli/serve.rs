@@ -123,12 +123,24 @@ pub struct ServeArgs {
     /// store that refuses unsigned payloads over HTTP.
     #[arg(long, env = "SEALSTREAM_UPSTREAM_SIGNED_PAYLOAD")]
     pub upstream_signed_payload: bool,
-    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key). It and the key are
+    /// read again on SIGHUP and when they change (--tls-reload-interval); a bad new file
+    /// is logged and the working certificate kept.
     #[arg(long, value_name = "FILE", env = "SEALSTREAM_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
     /// The PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", env = "SEALSTREAM_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// Seconds between checks of --tls-cert and --tls-key for a new version (modification
+    /// time, length, inode), loaded as on SIGHUP; 0: only on SIGHUP. For renewals that
+    /// send no signal (a Kubernetes secret volume, an ACME client without a hook).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        env = "SEALSTREAM_TLS_RELOAD_INTERVAL",
+        default_value_t = 60
+    )]
+    pub tls_reload_interval: u64,
     /// Log filter (tracing syntax, e.g. info, debug, sealstream=debug,s3s=info); logs go
     /// to stderr.
     #[arg(
@@ -301,6 +313,11 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
             keys.unwrap.push(key);
         }
         let gw = Gateway::new(config, client, settings.clone(), keys, creds)?;
+        // Before the first line on stdout: from then on a SIGHUP reloads, never kills.
+        reload_on_hangup(&gw)?;
+        if a.tls_cert.is_some() && a.tls_reload_interval > 0 {
+            reload_when_changed(&gw, Duration::from_secs(a.tls_reload_interval));
+        }
         let listener = tokio::net::TcpListener::bind(&a.listen)
             .await
             .map_err(|e| Error::io(format!("listening on {}", a.listen), e))?;
@@ -316,6 +333,67 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
         println!("listening on {scheme}://{addr}");
         gw.serve(listener, shutdown_signal()).await
     })
+}
+
+/// On every SIGHUP (the Unix convention for "read your files again", as nginx does),
+/// reloads the TLS certificate and key in the background: renewed certificates (ACME,
+/// cert-manager) are served to new connections without a restart, and a bad new file is
+/// logged and leaves the working certificate in place. Without TLS a SIGHUP is logged
+/// and ignored. The config file and every other setting are not reloaded.
+#[cfg(unix)]
+fn reload_on_hangup(gw: &Gateway) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup =
+        signal(SignalKind::hangup()).map_err(|e| Error::io("installing the SIGHUP handler", e))?;
+    let gw = gw.clone();
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the TLS certificate");
+            let g = gw.clone();
+            match tokio::task::spawn_blocking(move || g.reload_tls()).await {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => {
+                    tracing::info!("no TLS certificate to reload (plain HTTP); nothing changed");
+                }
+                Ok(Err(e)) => tracing::error!(
+                    error = %e,
+                    "TLS certificate reload failed; still serving the previous certificate"
+                ),
+                Err(e) => tracing::error!(error = %e, "TLS certificate reload failed"),
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Every `every`, reloads the TLS certificate and key if their files changed (see
+/// [`Gateway::reload_tls_if_changed`]): renewals that send no signal are picked up within
+/// `every`. A bad new version is logged once, and the working certificate stays.
+fn reload_when_changed(gw: &Gateway, every: Duration) {
+    let gw = gw.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await; // the first tick is now: the files were just loaded
+        loop {
+            tick.tick().await;
+            let g = gw.clone();
+            match tokio::task::spawn_blocking(move || g.reload_tls_if_changed()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::error!(
+                    error = %e,
+                    "TLS certificate files changed but could not be loaded; still serving the previous certificate"
+                ),
+                Err(e) => tracing::error!(error = %e, "TLS certificate check failed"),
+            }
+        }
+    });
+}
+
+/// SIGHUP exists only on Unix.
+#[cfg(not(unix))]
+fn reload_on_hangup(_gw: &Gateway) -> Result<()> {
+    Ok(())
 }
 
 /// Completes on SIGTERM or Ctrl-C (SIGINT).

@@ -67,6 +67,7 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ),
     ("tls-cert", "tls_cert", Kind::Str),
     ("tls-key", "tls_key", Kind::Str),
+    ("tls-reload-interval", "tls_reload_interval", Kind::Uint),
     ("log", "log", Kind::Str),
     ("log-format", "log_format", Kind::Str),
     // The global flags that configure the upstream (ids as in `Cli`).
@@ -216,6 +217,7 @@ fn set(a: &mut ServeArgs, id: &str, v: Value) {
         ("list_concurrency", Value::Uint(n)) => a.list_concurrency = usize_of(n),
         ("shutdown_grace", Value::Uint(n)) => a.shutdown_grace = n,
         ("header_cache_seconds", Value::Uint(n)) => a.header_cache_seconds = n,
+        ("tls_reload_interval", Value::Uint(n)) => a.tls_reload_interval = n,
         ("upstream_signed_payload", Value::Bool(b)) => a.upstream_signed_payload = b,
         ("tls_cert", Value::Str(s)) => a.tls_cert = Some(s.into()),
         ("tls_key", Value::Str(s)) => a.tls_key = Some(s.into()),

@@ -20,6 +20,7 @@ mod errors;
 mod metrics;
 mod server;
 mod service;
+mod tls;
 
 use std::sync::Arc;
 
@@ -70,7 +71,8 @@ pub struct GatewayConfig {
     /// How long in-flight requests may take to finish after shutdown is asked for.
     pub shutdown_grace: std::time::Duration,
     /// Serve HTTPS with this certificate and key (else plain HTTP, for a TLS-terminating
-    /// proxy in front or a loopback-only deployment).
+    /// proxy in front or a loopback-only deployment): read by [`Gateway::new`] and again
+    /// by [`Gateway::reload_tls`], so renewed files are picked up without a restart.
     pub tls: Option<TlsFiles>,
     /// Send the sealed bodies upstream the SDK's default way: over plain HTTP that signs
     /// every 64 KiB of ciphertext (SHA-256 here and again upstream). Off by default: the
@@ -143,6 +145,8 @@ pub struct Gateway {
     metrics: Arc<metrics::Metrics>,
     creds: ClientCredentials,
     config: Arc<GatewayConfig>,
+    /// The certificate new HTTPS handshakes use (with [`GatewayConfig::tls`]).
+    tls: Option<Arc<tls::CertStore>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -182,6 +186,11 @@ impl Gateway {
                 "max_requests and list_head_concurrency must be at least 1".into(),
             ));
         }
+        // Read here, so that a bad certificate stops the gateway before it listens.
+        let tls = match &config.tls {
+            Some(files) => Some(Arc::new(tls::CertStore::load(files)?)),
+            None => None,
+        };
         let s3 = S3::from_client(client.clone(), settings)?;
         let config = Arc::new(config);
         let metrics = Arc::new(metrics::Metrics::new(keys.kms.clone()));
@@ -190,7 +199,33 @@ impl Gateway {
             metrics,
             creds,
             config,
+            tls,
         })
+    }
+
+    /// Reads [`GatewayConfig::tls`]'s certificate chain and key again and, if both are
+    /// good, serves new TLS handshakes with them (renewed certificates without a restart:
+    /// `sealstream serve` calls this on SIGHUP). Connections already open keep their
+    /// session. On an error (a file missing, empty or unparseable, a key that does not
+    /// match the certificate) the certificate served so far stays in use and the error
+    /// names the file. Returns `Ok(false)` when the gateway serves plain HTTP.
+    pub fn reload_tls(&self) -> Result<bool> {
+        match &self.tls {
+            Some(store) => store.reload().map(|_| true),
+            None => Ok(false),
+        }
+    }
+
+    /// [`Gateway::reload_tls`] only if the certificate or key file changed (modification
+    /// time, length or inode) since the last load or attempt, for a periodic check where
+    /// nobody sends a signal (a Kubernetes secret volume, an ACME client without a hook).
+    /// A bad new version is reported once, then waited on until the files change again.
+    /// Returns whether it reloaded.
+    pub fn reload_tls_if_changed(&self) -> Result<bool> {
+        match &self.tls {
+            Some(store) => store.reload_if_changed().map(|r| r.is_some()),
+            None => Ok(false),
+        }
     }
 
     /// Builds the upstream client from the standard AWS chain with `settings`' timeouts

@@ -64,8 +64,8 @@ pub(super) async fn serve(
         .timer(hyper_util::rt::TokioTimer::new());
     conn.http2()
         .max_header_list_size(u32::try_from(gw.config.max_header_bytes).unwrap_or(u32::MAX));
-    let tls = match &gw.config.tls {
-        Some(files) => Some(tls_acceptor(files)?),
+    let tls = match &gw.tls {
+        Some(store) => Some(store.acceptor()?),
         None => None,
     };
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -140,38 +140,6 @@ pub(super) async fn serve(
         ),
     }
     Ok(())
-}
-
-/// The rustls acceptor for `files` (ring provider, TLS 1.2 and 1.3, ALPN h2 and http/1.1).
-fn tls_acceptor(files: &super::TlsFiles) -> Result<tokio_rustls::TlsAcceptor> {
-    use tokio_rustls::rustls;
-    use tokio_rustls::rustls::pki_types::pem::PemObject as _;
-    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let bad = |what: &str, path: &std::path::Path, e: &dyn std::fmt::Display| {
-        Error::InvalidArgument(format!("TLS {what} '{}': {e}", path.display()))
-    };
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert_chain)
-        .map_err(|e| bad("certificate chain", &files.cert_chain, &e))?
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|e| bad("certificate chain", &files.cert_chain, &e))?;
-    if certs.is_empty() {
-        return Err(bad(
-            "certificate chain",
-            &files.cert_chain,
-            &"no CERTIFICATE in the file",
-        ));
-    }
-    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| bad("key", &files.key, &e))?;
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| Error::InvalidArgument(format!("TLS: {e}")))?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .map_err(|e| bad("certificate and key", &files.cert_chain, &e))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// One request: health check, request limit, request id, then s3s.

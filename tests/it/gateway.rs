@@ -1368,6 +1368,438 @@ print("ALL OK")
     );
 }
 
+// ---- TLS certificate reload (SIGHUP) ------------------------------------------------------
+
+/// A test CA and leaf certificates for 127.0.0.1 signed by it, made with the openssl command.
+struct TestPki {
+    dir: Scratch,
+}
+
+impl TestPki {
+    fn new() -> TestPki {
+        let dir = Scratch::new();
+        openssl(
+            Command::new("openssl")
+                .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+                .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+                .args(["-subj", "/CN=sealstream-test-ca", "-keyout"])
+                .arg(dir.path("ca.key"))
+                .arg("-out")
+                .arg(dir.path("ca.pem")),
+        );
+        TestPki { dir }
+    }
+
+    /// A leaf `CN=cn` with subjectAltName IP:127.0.0.1: (certificate PEM, key PEM).
+    fn leaf(&self, cn: &str) -> (Vec<u8>, Vec<u8>) {
+        let (cert, key) = (
+            self.dir.path(&format!("{cn}.pem")),
+            self.dir.path(&format!("{cn}.key")),
+        );
+        openssl(
+            Command::new("openssl")
+                .args(["req", "-x509", "-CA"])
+                .arg(self.dir.path("ca.pem"))
+                .arg("-CAkey")
+                .arg(self.dir.path("ca.key"))
+                .args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
+                .args(["-nodes", "-days", "1", "-subj", &format!("/CN={cn}")])
+                .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+                .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+                .arg("-keyout")
+                .arg(&key)
+                .arg("-out")
+                .arg(&cert),
+        );
+        (std::fs::read(cert).unwrap(), std::fs::read(key).unwrap())
+    }
+
+    /// A client that trusts only the test CA (rustls on ring, as the gateway).
+    fn client(&self) -> std::sync::Arc<rustls::ClientConfig> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject as _;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_file_iter(self.dir.path("ca.pem")).unwrap() {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        // Every connection a full handshake: a resumed session would report the
+        // certificate of the session it resumes, not the one the gateway serves now.
+        config.resumption = rustls::client::Resumption::disabled();
+        std::sync::Arc::new(config)
+    }
+}
+
+fn openssl(cmd: &mut Command) {
+    let o = cmd.output().expect("openssl");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// The DER of the first certificate of a PEM chain.
+fn leaf_der(pem: &[u8]) -> Vec<u8> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    CertificateDer::from_pem_slice(pem).unwrap().to_vec()
+}
+
+/// One HTTPS connection to the gateway (verified against the test CA), kept open across
+/// requests (HTTP/1.1 keep-alive).
+struct TlsConn {
+    tls: rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>,
+}
+
+impl TlsConn {
+    fn open(authority: &str, client: &std::sync::Arc<rustls::ClientConfig>) -> TlsConn {
+        let tcp = std::net::TcpStream::connect(authority).expect("connect");
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let conn = rustls::ClientConnection::new(client.clone(), name).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        while tls.conn.is_handshaking() {
+            tls.conn.complete_io(&mut tls.sock).expect("TLS handshake");
+        }
+        TlsConn { tls }
+    }
+
+    /// The leaf certificate the gateway presented on this connection.
+    fn peer_leaf(&self) -> Vec<u8> {
+        self.tls
+            .conn
+            .peer_certificates()
+            .expect("peer certificates")[0]
+            .to_vec()
+    }
+
+    /// `GET /healthz` on this connection; must answer `ok`.
+    fn health(&mut self) {
+        write!(self.tls, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        self.tls.flush().unwrap();
+        let mut resp = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !resp.ends_with(b"\r\n\r\nok\n") {
+            let n = self.tls.read(&mut buf).expect("read the answer");
+            assert!(
+                n > 0,
+                "connection closed: {}",
+                String::from_utf8_lossy(&resp)
+            );
+            resp.extend_from_slice(&buf[..n]);
+        }
+        assert!(
+            resp.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&resp)
+        );
+    }
+}
+
+/// Waits until the gateway's log has `n` lines containing `needle`.
+fn wait_for_lines(gw: &Gateway, needle: &str, n: usize) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = gw.log();
+        if log.lines().filter(|l| l.contains(needle)).count() >= n {
+            return log;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} × {needle:?} not logged:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn send_signal(gw: &Gateway, signal: &str) {
+    let o = Command::new("kill")
+        .args([signal, &gw.child.id().to_string()])
+        .output()
+        .expect("kill");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// A gateway that never calls its upstream (health checks and TLS only), with `args` and
+/// `config` added to its config file.
+fn offline_gateway(config: &str, args: &[&str]) -> Gateway {
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\nkey = \"{{key}}\"\nclient-credentials = \"{{creds}}\"\n\
+         region = \"us-east-1\"\nendpoint-url = \"http://127.0.0.1:9\"\n{config}"
+    );
+    let mut all = vec!["serve"];
+    all.extend_from_slice(args);
+    configured_upstream(&config, &all, &[])
+}
+
+/// SIGHUP reloads the certificate and key (docs/GATEWAY.md "HTTPS and certificate
+/// renewal"): new connections get the new certificate, a connection opened before keeps
+/// working; a bad new file (garbage, empty, a key of another certificate, missing) is
+/// logged with its name and the working certificate stays served; SIGTERM still shuts
+/// down. No emulator needed.
+#[test]
+fn tls_certificate_reload_on_sighup() {
+    let pki = TestPki::new();
+    let client = pki.client();
+    let (a_cert, a_key) = pki.leaf("gw-a");
+    let (b_cert, b_key) = pki.leaf("gw-b");
+    let (c_cert, c_key) = pki.leaf("gw-c");
+    let live = Scratch::new();
+    let (cert, key) = (live.path("tls.crt"), live.path("tls.key"));
+    write(&cert, &a_cert);
+    write(&key, &a_key);
+    let mut gw = offline_gateway(
+        "tls-reload-interval = 0\n",
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert!(gw.url.starts_with("https://"), "{}", gw.url);
+    let log = wait_for_lines(&gw, "TLS certificate loaded", 1);
+    assert!(
+        log.contains("CN=gw-a") && log.contains("names=[127.0.0.1]"),
+        "{log}"
+    );
+
+    let mut before = TlsConn::open(&gw.authority, &client);
+    assert!(before.peer_leaf() == leaf_der(&a_cert), "not certificate A");
+    before.health();
+
+    // Renewal: both files replaced, then SIGHUP.
+    write(&cert, &b_cert);
+    write(&key, &b_key);
+    send_signal(&gw, "-HUP");
+    let log = wait_for_lines(&gw, "TLS certificate reloaded", 1);
+    let line = log
+        .lines()
+        .find(|l| l.contains("reloaded"))
+        .unwrap()
+        .to_string();
+    assert!(
+        line.contains("CN=gw-b") && line.contains("sha256="),
+        "{line}"
+    );
+    let mut after = TlsConn::open(&gw.authority, &client);
+    assert!(
+        after.peer_leaf() == leaf_der(&b_cert),
+        "new connection not on certificate B"
+    );
+    after.health();
+    // The connection opened before the reload goes on, on its own session.
+    before.health();
+    assert!(before.peer_leaf() == leaf_der(&a_cert));
+
+    // Bad new files: each logged with the file's name; certificate B stays served.
+    let cert_name = cert.display().to_string();
+    let key_name = key.display().to_string();
+    let bad: [(&str, &[u8], &[u8], &str); 6] = [
+        (
+            "garbage certificate",
+            b"not a certificate\n",
+            &b_key,
+            &cert_name,
+        ),
+        ("empty certificate", b"", &b_key, &cert_name),
+        (
+            "certificate of bad DER",
+            b"-----BEGIN CERTIFICATE-----\nMAMCAQE=\n-----END CERTIFICATE-----\n",
+            &b_key,
+            &cert_name,
+        ),
+        ("key of another certificate", &c_cert, &b_key, &key_name),
+        (
+            "garbage key",
+            &b_cert,
+            b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+            &key_name,
+        ),
+        ("empty key", &b_cert, b"", &key_name),
+    ];
+    let failed = "TLS certificate reload failed";
+    for (i, (what, cert_pem, key_pem, named)) in bad.into_iter().enumerate() {
+        write(&cert, cert_pem);
+        write(&key, key_pem);
+        send_signal(&gw, "-HUP");
+        let log = wait_for_lines(&gw, failed, i + 1);
+        let line = log.lines().filter(|l| l.contains(failed)).nth(i).unwrap();
+        assert!(
+            line.contains("ERROR") && line.contains(named),
+            "{what}: {line}"
+        );
+        println!("{what}: {line}");
+        if what == "key of another certificate" {
+            assert!(
+                line.contains("does not match the first certificate"),
+                "{line}"
+            );
+        }
+        assert!(
+            gw.child.try_wait().unwrap().is_none(),
+            "{what}: the gateway exited:\n{log}"
+        );
+        let mut c = TlsConn::open(&gw.authority, &client);
+        assert!(
+            c.peer_leaf() == leaf_der(&b_cert),
+            "{what}: certificate B replaced"
+        );
+        c.health();
+    }
+    // A missing file too.
+    std::fs::remove_file(&cert).unwrap();
+    send_signal(&gw, "-HUP");
+    let log = wait_for_lines(&gw, failed, bad.len() + 1);
+    assert!(
+        log.lines()
+            .rfind(|l| l.contains(failed))
+            .unwrap()
+            .contains(&cert_name)
+    );
+    assert!(TlsConn::open(&gw.authority, &client).peer_leaf() == leaf_der(&b_cert));
+    assert_eq!(log.matches("TLS certificate reloaded").count(), 1, "{log}");
+
+    // Good files again: served; the first connection still works.
+    write(&cert, &c_cert);
+    write(&key, &c_key);
+    send_signal(&gw, "-HUP");
+    wait_for_lines(&gw, "TLS certificate reloaded", 2);
+    let mut c = TlsConn::open(&gw.authority, &client);
+    assert!(
+        c.peer_leaf() == leaf_der(&c_cert),
+        "certificate C not served"
+    );
+    c.health();
+    before.health();
+    after.health();
+
+    // SIGTERM still shuts down gracefully.
+    drop((before, after, c));
+    send_signal(&gw, "-TERM");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = gw.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no exit after SIGTERM:\n{}",
+            gw.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}:\n{}", gw.log());
+    assert!(gw.log().contains("shutdown requested"), "{}", gw.log());
+}
+
+/// Where nobody sends a signal (a Kubernetes secret volume: `tls.crt` and `tls.key` are
+/// symlinks into `..data`, itself a symlink swapped to a new directory), the periodic
+/// check (`tls-reload-interval`, here from the config file) picks up a new certificate;
+/// a bad version is logged once, not at every check, and the working certificate stays.
+#[test]
+fn tls_certificate_reload_when_the_files_change() {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::symlink;
+        let pki = TestPki::new();
+        let client = pki.client();
+        let (a_cert, a_key) = pki.leaf("gw-a");
+        let (b_cert, b_key) = pki.leaf("gw-b");
+        let (c_cert, c_key) = pki.leaf("gw-c");
+        let live = Scratch::new();
+        let versions: [(&str, &[u8], &[u8]); 4] = [
+            ("v1", &a_cert, &a_key),
+            ("v2", &b_cert, &b_key),
+            ("v3", b"not a certificate\n", &b_key),
+            ("v4", &c_cert, &c_key),
+        ];
+        for (dir, cert, key) in versions {
+            std::fs::create_dir(live.path(dir)).unwrap();
+            write(&live.path(&format!("{dir}/tls.crt")), cert);
+            write(&live.path(&format!("{dir}/tls.key")), key);
+        }
+        let publish = |dir: &str| {
+            let tmp = live.path("..data_tmp");
+            symlink(dir, &tmp).unwrap();
+            std::fs::rename(&tmp, live.path("..data")).unwrap();
+        };
+        publish("v1");
+        symlink("..data/tls.crt", live.path("tls.crt")).unwrap();
+        symlink("..data/tls.key", live.path("tls.key")).unwrap();
+        let gw = offline_gateway(
+            "tls-reload-interval = 1\n",
+            &[
+                "--tls-cert",
+                live.path("tls.crt").to_str().unwrap(),
+                "--tls-key",
+                live.path("tls.key").to_str().unwrap(),
+            ],
+        );
+        let served = || TlsConn::open(&gw.authority, &client).peer_leaf();
+        assert!(served() == leaf_der(&a_cert), "not certificate A");
+        let mut before = TlsConn::open(&gw.authority, &client);
+        before.health();
+
+        publish("v2");
+        let log = wait_for_lines(&gw, "TLS certificate reloaded", 1);
+        assert!(
+            log.contains("TLS certificate files changed: reloading"),
+            "{log}"
+        );
+        assert!(served() == leaf_der(&b_cert), "certificate B not served");
+
+        let failed = "TLS certificate files changed but could not be loaded";
+        publish("v3");
+        let log = wait_for_lines(&gw, failed, 1);
+        let line = log.lines().find(|l| l.contains(failed)).unwrap();
+        assert!(line.contains("ERROR") && line.contains("tls.crt"), "{line}");
+        assert!(served() == leaf_der(&b_cert), "certificate B replaced");
+        // Reported once: the next checks see the same files.
+        std::thread::sleep(Duration::from_millis(2500));
+        assert_eq!(gw.log().matches(failed).count(), 1, "{}", gw.log());
+
+        publish("v4");
+        wait_for_lines(&gw, "TLS certificate reloaded", 2);
+        assert!(served() == leaf_der(&c_cert), "certificate C not served");
+        before.health();
+        assert_eq!(
+            gw.log().matches("TLS certificate reloaded").count(),
+            2,
+            "{}",
+            gw.log()
+        );
+        // The checking task does not hold up a graceful shutdown.
+        drop(before);
+        let mut gw = gw;
+        send_signal(&gw, "-TERM");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while gw.child.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "no exit after SIGTERM:\n{}",
+                gw.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(gw.child.wait().unwrap().success(), "{}", gw.log());
+    }
+}
+
+/// Without TLS a SIGHUP changes nothing and does not stop the gateway.
+#[test]
+fn sighup_without_tls_is_ignored() {
+    let gw = offline_gateway("", &[]);
+    assert!(gw.url.starts_with("http://"), "{}", gw.url);
+    send_signal(&gw, "-HUP");
+    wait_for_lines(&gw, "no TLS certificate to reload", 1);
+    raw_get(&gw.authority, "/healthz");
+    let mut gw = gw;
+    assert!(gw.child.try_wait().unwrap().is_none(), "{}", gw.log());
+}
+
 // ---- multipart uploads: part-wise objects (FORMAT.md §17, docs/GATEWAY.md) ---------------
 
 /// Python helpers for the multipart tests: the ciphertext length of a part, and the

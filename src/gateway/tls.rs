@@ -1,0 +1,471 @@
+//! HTTPS on the listener with a certificate that can be replaced while serving: the rustls
+//! config resolves every handshake's certificate from a [`CertStore`], whose current
+//! chain and key a reload swaps (SIGHUP in `sealstream serve`). Connections already
+//! established keep the certificate they were opened with; a reload that fails leaves the
+//! current certificate in place.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
+
+use sha2::{Digest, Sha256};
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::crypto::CryptoProvider;
+use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
+use tokio_rustls::rustls::sign::CertifiedKey;
+
+use super::TlsFiles;
+use crate::{Error, Result};
+
+/// The certificate and key new TLS handshakes use, read from [`TlsFiles`] at start and
+/// again on every [`CertStore::reload`] (or [`CertStore::reload_if_changed`] once the
+/// files changed).
+pub(super) struct CertStore {
+    files: TlsFiles,
+    provider: Arc<CryptoProvider>,
+    current: RwLock<Arc<CertifiedKey>>,
+    /// The files' stamps at the last load or attempt; held through a reload, so that two
+    /// reloads (a signal and the periodic check) never interleave.
+    seen: Mutex<Stamps>,
+}
+
+impl fmt::Debug for CertStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertStore")
+            .field("files", &self.files)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What tells a new version of a file without reading it: modification time, length and
+/// (on Unix) device and inode, of the file a symlink points to. A Kubernetes secret
+/// volume swaps a symlink to a new directory (new inodes); an ACME client renames new
+/// files into place or rewrites them (new time and usually length).
+type FileStamp = Option<(Option<SystemTime>, u64, u64, u64)>;
+/// The stamps of the chain and the key.
+type Stamps = (FileStamp, FileStamp);
+
+fn file_stamp(p: &Path) -> FileStamp {
+    let m = std::fs::metadata(p).ok()?;
+    #[cfg(unix)]
+    let (dev, ino) = {
+        use std::os::unix::fs::MetadataExt as _;
+        (m.dev(), m.ino())
+    };
+    #[cfg(not(unix))]
+    let (dev, ino) = (0, 0);
+    Some((m.modified().ok(), m.len(), dev, ino))
+}
+
+impl CertStore {
+    /// Reads the chain and key of `files` (both must parse and the key must match the
+    /// leaf certificate), logging which certificate is served.
+    pub(super) fn load(files: &TlsFiles) -> Result<CertStore> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let stamps = (file_stamp(&files.cert_chain), file_stamp(&files.key));
+        let (key, info) = read(files, &provider)?;
+        tracing::info!(
+            cert = %files.cert_chain.display(),
+            key = %files.key.display(),
+            certificate = %info,
+            "TLS certificate loaded"
+        );
+        Ok(CertStore {
+            files: files.clone(),
+            provider,
+            current: RwLock::new(Arc::new(key)),
+            seen: Mutex::new(stamps),
+        })
+    }
+
+    /// Reads the files again and, if the chain and key are good, makes them the
+    /// certificate of every new handshake. On an error (a file missing, empty or
+    /// unparseable, a key that does not match the certificate) nothing changes: the
+    /// previous certificate stays in use and the error names the file.
+    pub(super) fn reload(&self) -> Result<CertificateInfo> {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        // Stamped before reading: a change while reading is seen by the next check.
+        *seen = (
+            file_stamp(&self.files.cert_chain),
+            file_stamp(&self.files.key),
+        );
+        self.swap()
+    }
+
+    /// [`CertStore::reload`] if either file changed (time, length or inode) since the
+    /// last load or attempt; `Ok(None)` if not. A bad new version is reported once, not
+    /// on every check: the next attempt waits for the files to change again (or a
+    /// reload).
+    pub(super) fn reload_if_changed(&self) -> Result<Option<CertificateInfo>> {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let now = (
+            file_stamp(&self.files.cert_chain),
+            file_stamp(&self.files.key),
+        );
+        if now == *seen {
+            return Ok(None);
+        }
+        *seen = now;
+        tracing::info!(
+            cert = %self.files.cert_chain.display(),
+            key = %self.files.key.display(),
+            "TLS certificate files changed: reloading"
+        );
+        self.swap().map(Some)
+    }
+
+    /// Reads the files; if good, serves them. Called with `seen` locked.
+    fn swap(&self) -> Result<CertificateInfo> {
+        let (key, info) = read(&self.files, &self.provider)?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(key);
+        tracing::info!(
+            cert = %self.files.cert_chain.display(),
+            key = %self.files.key.display(),
+            certificate = %info,
+            "TLS certificate reloaded: new connections use it"
+        );
+        Ok(info)
+    }
+
+    /// The rustls acceptor over this store (ring provider, TLS 1.2 and 1.3, ALPN h2 and
+    /// http/1.1).
+    pub(super) fn acceptor(self: &Arc<Self>) -> Result<tokio_rustls::TlsAcceptor> {
+        let mut config = rustls::ServerConfig::builder_with_provider(self.provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::InvalidArgument(format!("TLS: {e}")))?
+            .with_no_client_auth()
+            .with_cert_resolver(self.clone());
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        )
+    }
+}
+
+/// Reads and checks the chain and key of `files`.
+fn read(files: &TlsFiles, provider: &CryptoProvider) -> Result<(CertifiedKey, CertificateInfo)> {
+    let bad = |what: &str, path: &Path, e: &dyn fmt::Display| {
+        Error::InvalidArgument(format!("TLS {what} '{}': {e}", path.display()))
+    };
+    let chain = "certificate chain";
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert_chain)
+        .map_err(|e| bad(chain, &files.cert_chain, &e))?
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| bad(chain, &files.cert_chain, &e))?;
+    let Some(leaf) = certs.first() else {
+        return Err(bad(chain, &files.cert_chain, &"no CERTIFICATE in the file"));
+    };
+    let info = CertificateInfo::of(leaf);
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| bad("key", &files.key, &e))?;
+    let key = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| bad("key", &files.key, &e))?;
+    let certified = CertifiedKey::new(certs, key);
+    match certified.keys_match() {
+        // A key type whose public half rustls cannot derive: the handshake will tell.
+        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
+            return Err(Error::InvalidArgument(format!(
+                "TLS key '{}' does not match the first certificate of '{}'",
+                files.key.display(),
+                files.cert_chain.display()
+            )));
+        }
+        // The leaf certificate itself did not parse.
+        Err(e) => {
+            let e = format!("its first certificate does not parse ({e})");
+            return Err(bad(chain, &files.cert_chain, &e));
+        }
+    }
+    Ok((certified, info))
+}
+
+/// What the logs say about a served certificate: its subject, DNS/IP names, serial,
+/// expiry and SHA-256 fingerprint (as `openssl x509 -fingerprint -sha256` prints it, in
+/// lower case without colons), so an operator can tell which file is live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct CertificateInfo {
+    /// `CN=…, O=…` (common attributes only); empty when the certificate has none.
+    pub subject: String,
+    /// subjectAltName DNS names and IP addresses.
+    pub names: Vec<String>,
+    /// Serial number in hex.
+    pub serial: String,
+    /// notAfter as `YYYY-MM-DDTHH:MM:SSZ`.
+    pub not_after: String,
+    /// SHA-256 of the DER certificate, hex.
+    pub sha256: String,
+}
+
+impl CertificateInfo {
+    /// Reads what it can of `der`; the fingerprint is always there, the rest is empty for
+    /// a certificate this small DER reader does not follow (rustls still checks it).
+    fn of(der: &[u8]) -> CertificateInfo {
+        let sha256 = Sha256::digest(der)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let mut info = CertificateInfo {
+            subject: String::new(),
+            names: Vec::new(),
+            serial: String::new(),
+            not_after: String::new(),
+            sha256,
+        };
+        let _ = parse_leaf(der, &mut info);
+        info
+    }
+}
+
+impl fmt::Display for CertificateInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let or = |s: &str| if s.is_empty() { "?" } else { s }.to_string();
+        write!(
+            f,
+            "subject=\"{}\" names=[{}] serial={} not_after={} sha256={}",
+            self.subject,
+            self.names.join(","),
+            or(&self.serial),
+            or(&self.not_after),
+            self.sha256
+        )
+    }
+}
+
+/// One DER element: (tag, contents, what follows).
+fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&len0, rest) = rest.split_first()?;
+    let (len, rest) = if len0 < 0x80 {
+        (usize::from(len0), rest)
+    } else {
+        let n = usize::from(len0 & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |a, &b| (a << 8) | usize::from(b));
+        (len, &rest[n..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// The element with `tag` at the start of `input`.
+fn expect(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    let (t, body, rest) = tlv(input)?;
+    (t == tag).then_some((body, rest))
+}
+
+const SEQUENCE: u8 = 0x30;
+
+/// Certificate → TBSCertificate → serial, validity, subject, subjectAltName (RFC 5280 §4.1).
+fn parse_leaf(der: &[u8], info: &mut CertificateInfo) -> Option<()> {
+    let (cert, _) = expect(der, SEQUENCE)?;
+    let (tbs, _) = expect(cert, SEQUENCE)?;
+    let mut t = tbs;
+    if let Some((_, rest)) = expect(t, 0xa0) {
+        t = rest; // version
+    }
+    let (serial, t) = expect(t, 0x02)?;
+    // DER puts a 00 before a positive serial whose first bit is set; openssl omits it.
+    let serial = match serial {
+        [0, rest @ ..] if !rest.is_empty() => rest,
+        s => s,
+    };
+    info.serial = serial.iter().map(|b| format!("{b:02x}")).collect();
+    let (_, t) = expect(t, SEQUENCE)?; // signature algorithm
+    let (_, t) = expect(t, SEQUENCE)?; // issuer
+    let (validity, t) = expect(t, SEQUENCE)?;
+    let (_, _, v) = tlv(validity)?; // notBefore
+    let (tag, not_after, _) = tlv(v)?;
+    info.not_after = time_text(tag, not_after).unwrap_or_default();
+    let (subject, mut t) = expect(t, SEQUENCE)?;
+    info.subject = name_text(subject);
+    // subjectPublicKeyInfo, then the optional unique ids [1] [2], then extensions [3].
+    let (_, rest) = expect(t, SEQUENCE)?;
+    t = rest;
+    while let Some((tag, body, rest)) = tlv(t) {
+        t = rest;
+        if tag != 0xa3 {
+            continue;
+        }
+        let (mut exts, _) = expect(body, SEQUENCE)?;
+        while let Some((ext, rest)) = expect(exts, SEQUENCE) {
+            exts = rest;
+            let (oid, mut e) = expect(ext, 0x06)?;
+            if oid != [0x55, 0x1d, 0x11] {
+                continue; // not subjectAltName
+            }
+            if let Some((_, rest)) = expect(e, 0x01) {
+                e = rest; // critical
+            }
+            let (value, _) = expect(e, 0x04)?;
+            let (mut names, _) = expect(value, SEQUENCE)?;
+            while let Some((tag, name, rest)) = tlv(names) {
+                names = rest;
+                match (tag, name.len()) {
+                    (0x82, _) => info.names.push(String::from_utf8_lossy(name).into_owned()),
+                    (0x87, 4) => info.names.push(
+                        std::net::Ipv4Addr::new(name[0], name[1], name[2], name[3]).to_string(),
+                    ),
+                    (0x87, 16) => {
+                        let mut a = [0u8; 16];
+                        a.copy_from_slice(name);
+                        info.names.push(std::net::Ipv6Addr::from(a).to_string());
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    Some(())
+}
+
+/// UTCTime (`YYMMDDHHMMSSZ`) or GeneralizedTime (`YYYYMMDDHHMMSSZ`) as RFC 3339.
+fn time_text(tag: u8, t: &[u8]) -> Option<String> {
+    let t = std::str::from_utf8(t).ok()?;
+    let digits = t.strip_suffix('Z')?;
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let full = match (tag, digits.len()) {
+        (0x17, 12) => {
+            // RFC 5280 §4.1.2.5.1: YY below 50 is 20YY.
+            let century = if &digits[..2] < "50" { "20" } else { "19" };
+            format!("{century}{digits}")
+        }
+        (0x18, 14) => digits.to_string(),
+        _ => return None,
+    };
+    Some(format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        &full[..4],
+        &full[4..6],
+        &full[6..8],
+        &full[8..10],
+        &full[10..12],
+        &full[12..14]
+    ))
+}
+
+/// A Name's common attributes as `CN=…, O=…`, in the certificate's order.
+fn name_text(mut name: &[u8]) -> String {
+    let mut parts = Vec::new();
+    while let Some((set, rest)) = expect(name, 0x31) {
+        name = rest;
+        let mut set = set;
+        while let Some((atv, rest)) = expect(set, SEQUENCE) {
+            set = rest;
+            let Some((oid, v)) = expect(atv, 0x06) else {
+                continue;
+            };
+            let label = match oid {
+                [0x55, 0x04, 0x03] => "CN",
+                [0x55, 0x04, 0x0a] => "O",
+                [0x55, 0x04, 0x0b] => "OU",
+                [0x55, 0x04, 0x06] => "C",
+                _ => continue,
+            };
+            // UTF8String, PrintableString, IA5String, T61String
+            if let Some((0x0c | 0x13 | 0x16 | 0x14, value, _)) = tlv(v) {
+                parts.push(format!("{label}={}", String::from_utf8_lossy(value)));
+            }
+        }
+    }
+    parts.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `openssl req -x509 -newkey ec … -days 36500 -set_serial 0x1f2e3d -subj
+    /// "/C=DE/O=Sealstream Test/CN=gw.example" -addext
+    /// "subjectAltName=DNS:gw.example,DNS:*.gw.example,IP:127.0.0.1,IP:::1"`; openssl
+    /// x509 prints the values asserted below (notAfter a GeneralizedTime, past 2049).
+    const CERT: &str = "-----BEGIN CERTIFICATE-----
+MIIB/TCCAaOgAwIBAgIDHy49MAoGCCqGSM49BAMCMDwxCzAJBgNVBAYTAkRFMRgw
+FgYDVQQKDA9TZWFsc3RyZWFtIFRlc3QxEzARBgNVBAMMCmd3LmV4YW1wbGUwIBcN
+MjYxMjAxMTYxNjA2WhgPMjEyNjExMDcxNjE2MDZaMDwxCzAJBgNVBAYTAkRFMRgw
+FgYDVQQKDA9TZWFsc3RyZWFtIFRlc3QxEzARBgNVBAMMCmd3LmV4YW1wbGUwWTAT
+BgcqhkjOPQIBBggqhkjOPQMBBwNCAAT5U2z+EFvmXfQfEvFtgU2roTkwP7rNeJHg
+YI5Y50q3RX5koC0bcwzgk75DSbJeRirURMmgJGMlBOAf0UPosoolo4GRMIGOMB0G
+A1UdDgQWBBR4QcNpLgpnE/FDCSxWEyYp463CZjAfBgNVHSMEGDAWgBR4QcNpLgpn
+E/FDCSxWEyYp463CZjAPBgNVHRMBAf8EBTADAQH/MDsGA1UdEQQ0MDKCCmd3LmV4
+YW1wbGWCDCouZ3cuZXhhbXBsZYcEfwAAAYcQAAAAAAAAAAAAAAAAAAAAATAKBggq
+hkjOPQQDAgNIADBFAiEA7oc7c/FPLSYiwOxzpuuSyG6HTAeNZfDtl9RuOWpfl2wC
+IHpR3OURoA8QSxhJNb9o9M8BUN9p8yvdvv/v8ib9or3B
+-----END CERTIFICATE-----
+";
+
+    #[test]
+    fn certificate_info() {
+        let der = CertificateDer::from_pem_slice(CERT.as_bytes()).unwrap();
+        let info = CertificateInfo::of(&der);
+        assert_eq!(info.subject, "C=DE, O=Sealstream Test, CN=gw.example");
+        assert_eq!(
+            info.names,
+            ["gw.example", "*.gw.example", "127.0.0.1", "::1"]
+        );
+        assert_eq!(info.serial, "1f2e3d");
+        assert_eq!(info.not_after, "2126-11-07T16:16:06Z");
+        assert_eq!(
+            info.sha256,
+            "74b9da846bb6d8d507fd7be4c804a5eeed542e453f6d7550c689c391ff629fe1"
+        );
+        assert_eq!(
+            info.to_string(),
+            "subject=\"C=DE, O=Sealstream Test, CN=gw.example\" \
+             names=[gw.example,*.gw.example,127.0.0.1,::1] serial=1f2e3d \
+             not_after=2126-11-07T16:16:06Z \
+             sha256=74b9da846bb6d8d507fd7be4c804a5eeed542e453f6d7550c689c391ff629fe1"
+        );
+    }
+
+    #[test]
+    fn times() {
+        assert_eq!(
+            time_text(0x17, b"491231235959Z").as_deref(),
+            Some("2049-12-31T23:59:59Z")
+        );
+        assert_eq!(
+            time_text(0x17, b"500101000000Z").as_deref(),
+            Some("1950-01-01T00:00:00Z")
+        );
+        assert_eq!(
+            time_text(0x18, b"20991231235959Z").as_deref(),
+            Some("2099-12-31T23:59:59Z")
+        );
+        assert_eq!(time_text(0x17, b"4912312359Z"), None);
+        assert_eq!(time_text(0x18, b"2099123123595+Z"), None);
+    }
+
+    #[test]
+    fn truncated_der_is_no_panic() {
+        // Every prefix of a plausible header, and lengths that point past the end.
+        let der = [
+            0x30, 0x82, 0x01, 0x00, 0x30, 0x81, 0xf0, 0xa0, 0x03, 0x02, 0x01, 0x02, 0x02, 0x01,
+            0x07,
+        ];
+        for n in 0..=der.len() {
+            let info = CertificateInfo::of(&der[..n]);
+            assert_eq!(info.sha256.len(), 64);
+        }
+        assert!(tlv(&[0x30, 0x85, 1, 2, 3, 4, 5]).is_none());
+        assert!(tlv(&[0x30, 0x80]).is_none());
+    }
+}
