@@ -16,6 +16,7 @@ use tokio_rustls::rustls::pki_types::pem::PemObject as _;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
 use tokio_rustls::rustls::sign::CertifiedKey;
+use x509_cert::der::Decode as _;
 
 use super::TlsFiles;
 use crate::{Error, Result};
@@ -198,7 +199,7 @@ fn read(files: &TlsFiles, provider: &CryptoProvider) -> Result<(CertifiedKey, Ce
 /// lower case without colons), so an operator can tell which file is live.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct CertificateInfo {
-    /// `CN=…, O=…` (common attributes only); empty when the certificate has none.
+    /// RFC 4514 (`CN=…,O=…`, last RDN first); empty when it cannot be decoded.
     pub subject: String,
     /// subjectAltName DNS names and IP addresses.
     pub names: Vec<String>,
@@ -212,20 +213,18 @@ pub(super) struct CertificateInfo {
 
 impl CertificateInfo {
     /// Reads what it can of `der`; the fingerprint is always there, the rest is empty for
-    /// a certificate this small DER reader does not follow (rustls still checks it).
+    /// a certificate x509-cert cannot decode (rustls still checks it).
     fn of(der: &[u8]) -> CertificateInfo {
-        let sha256 = Sha256::digest(der)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
         let mut info = CertificateInfo {
             subject: String::new(),
             names: Vec::new(),
             serial: String::new(),
             not_after: String::new(),
-            sha256,
+            sha256: hex(&Sha256::digest(der)),
         };
-        let _ = parse_leaf(der, &mut info);
+        if let Ok(cert) = x509_cert::Certificate::from_der(der) {
+            describe(cert.tbs_certificate(), &mut info);
+        }
         info
     }
 }
@@ -245,148 +244,41 @@ impl fmt::Display for CertificateInfo {
     }
 }
 
-/// One DER element: (tag, contents, what follows).
-fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&len0, rest) = rest.split_first()?;
-    let (len, rest) = if len0 < 0x80 {
-        (usize::from(len0), rest)
-    } else {
-        let n = usize::from(len0 & 0x7f);
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let len = rest[..n]
-            .iter()
-            .fold(0usize, |a, &b| (a << 8) | usize::from(b));
-        (len, &rest[n..])
-    };
-    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The element with `tag` at the start of `input`.
-fn expect(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
-    let (t, body, rest) = tlv(input)?;
-    (t == tag).then_some((body, rest))
-}
-
-const SEQUENCE: u8 = 0x30;
-
-/// Certificate → TBSCertificate → serial, validity, subject, subjectAltName (RFC 5280 §4.1).
-fn parse_leaf(der: &[u8], info: &mut CertificateInfo) -> Option<()> {
-    let (cert, _) = expect(der, SEQUENCE)?;
-    let (tbs, _) = expect(cert, SEQUENCE)?;
-    let mut t = tbs;
-    if let Some((_, rest)) = expect(t, 0xa0) {
-        t = rest; // version
-    }
-    let (serial, t) = expect(t, 0x02)?;
-    // DER puts a 00 before a positive serial whose first bit is set; openssl omits it.
-    let serial = match serial {
+/// Subject (RFC 4514, as `openssl x509 -nameopt RFC2253` prints it), subjectAltName DNS
+/// names and IP addresses, serial (without DER's sign byte, as openssl prints it) and
+/// notAfter of a decoded certificate.
+fn describe(tbs: &x509_cert::TbsCertificate, info: &mut CertificateInfo) {
+    use x509_cert::ext::pkix::SubjectAltName;
+    use x509_cert::ext::pkix::name::GeneralName;
+    info.subject = tbs.subject().to_string();
+    let serial = match tbs.serial_number().as_bytes() {
         [0, rest @ ..] if !rest.is_empty() => rest,
         s => s,
     };
-    info.serial = serial.iter().map(|b| format!("{b:02x}")).collect();
-    let (_, t) = expect(t, SEQUENCE)?; // signature algorithm
-    let (_, t) = expect(t, SEQUENCE)?; // issuer
-    let (validity, t) = expect(t, SEQUENCE)?;
-    let (_, _, v) = tlv(validity)?; // notBefore
-    let (tag, not_after, _) = tlv(v)?;
-    info.not_after = time_text(tag, not_after).unwrap_or_default();
-    let (subject, mut t) = expect(t, SEQUENCE)?;
-    info.subject = name_text(subject);
-    // subjectPublicKeyInfo, then the optional unique ids [1] [2], then extensions [3].
-    let (_, rest) = expect(t, SEQUENCE)?;
-    t = rest;
-    while let Some((tag, body, rest)) = tlv(t) {
-        t = rest;
-        if tag != 0xa3 {
-            continue;
-        }
-        let (mut exts, _) = expect(body, SEQUENCE)?;
-        while let Some((ext, rest)) = expect(exts, SEQUENCE) {
-            exts = rest;
-            let (oid, mut e) = expect(ext, 0x06)?;
-            if oid != [0x55, 0x1d, 0x11] {
-                continue; // not subjectAltName
-            }
-            if let Some((_, rest)) = expect(e, 0x01) {
-                e = rest; // critical
-            }
-            let (value, _) = expect(e, 0x04)?;
-            let (mut names, _) = expect(value, SEQUENCE)?;
-            while let Some((tag, name, rest)) = tlv(names) {
-                names = rest;
-                match (tag, name.len()) {
-                    (0x82, _) => info.names.push(String::from_utf8_lossy(name).into_owned()),
-                    (0x87, 4) => info.names.push(
-                        std::net::Ipv4Addr::new(name[0], name[1], name[2], name[3]).to_string(),
-                    ),
-                    (0x87, 16) => {
-                        let mut a = [0u8; 16];
-                        a.copy_from_slice(name);
-                        info.names.push(std::net::Ipv6Addr::from(a).to_string());
+    info.serial = hex(serial);
+    info.not_after = tbs.validity().not_after.to_string();
+    if let Ok(Some((_, san))) = tbs.get_extension::<SubjectAltName>() {
+        for name in san.0 {
+            match name {
+                GeneralName::DnsName(d) => info.names.push(d.to_string()),
+                GeneralName::IpAddress(ip) => match ip.as_bytes() {
+                    &[a, b, c, d] => info
+                        .names
+                        .push(std::net::Ipv4Addr::new(a, b, c, d).to_string()),
+                    b => {
+                        if let Ok(a) = <[u8; 16]>::try_from(b) {
+                            info.names.push(std::net::Ipv6Addr::from(a).to_string());
+                        }
                     }
-                    _ => {}
-                }
+                },
+                _ => {}
             }
         }
     }
-    Some(())
-}
-
-/// UTCTime (`YYMMDDHHMMSSZ`) or GeneralizedTime (`YYYYMMDDHHMMSSZ`) as RFC 3339.
-fn time_text(tag: u8, t: &[u8]) -> Option<String> {
-    let t = std::str::from_utf8(t).ok()?;
-    let digits = t.strip_suffix('Z')?;
-    if !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let full = match (tag, digits.len()) {
-        (0x17, 12) => {
-            // RFC 5280 §4.1.2.5.1: YY below 50 is 20YY.
-            let century = if &digits[..2] < "50" { "20" } else { "19" };
-            format!("{century}{digits}")
-        }
-        (0x18, 14) => digits.to_string(),
-        _ => return None,
-    };
-    Some(format!(
-        "{}-{}-{}T{}:{}:{}Z",
-        &full[..4],
-        &full[4..6],
-        &full[6..8],
-        &full[8..10],
-        &full[10..12],
-        &full[12..14]
-    ))
-}
-
-/// A Name's common attributes as `CN=…, O=…`, in the certificate's order.
-fn name_text(mut name: &[u8]) -> String {
-    let mut parts = Vec::new();
-    while let Some((set, rest)) = expect(name, 0x31) {
-        name = rest;
-        let mut set = set;
-        while let Some((atv, rest)) = expect(set, SEQUENCE) {
-            set = rest;
-            let Some((oid, v)) = expect(atv, 0x06) else {
-                continue;
-            };
-            let label = match oid {
-                [0x55, 0x04, 0x03] => "CN",
-                [0x55, 0x04, 0x0a] => "O",
-                [0x55, 0x04, 0x0b] => "OU",
-                [0x55, 0x04, 0x06] => "C",
-                _ => continue,
-            };
-            // UTF8String, PrintableString, IA5String, T61String
-            if let Some((0x0c | 0x13 | 0x16 | 0x14, value, _)) = tlv(v) {
-                parts.push(format!("{label}={}", String::from_utf8_lossy(value)));
-            }
-        }
-    }
-    parts.join(", ")
 }
 
 #[cfg(test)]
@@ -416,7 +308,7 @@ IHpR3OURoA8QSxhJNb9o9M8BUN9p8yvdvv/v8ib9or3B
     fn certificate_info() {
         let der = CertificateDer::from_pem_slice(CERT.as_bytes()).unwrap();
         let info = CertificateInfo::of(&der);
-        assert_eq!(info.subject, "C=DE, O=Sealstream Test, CN=gw.example");
+        assert_eq!(info.subject, "CN=gw.example,O=Sealstream Test,C=DE");
         assert_eq!(
             info.names,
             ["gw.example", "*.gw.example", "127.0.0.1", "::1"]
@@ -429,29 +321,11 @@ IHpR3OURoA8QSxhJNb9o9M8BUN9p8yvdvv/v8ib9or3B
         );
         assert_eq!(
             info.to_string(),
-            "subject=\"C=DE, O=Sealstream Test, CN=gw.example\" \
+            "subject=\"CN=gw.example,O=Sealstream Test,C=DE\" \
              names=[gw.example,*.gw.example,127.0.0.1,::1] serial=1f2e3d \
              not_after=2126-11-07T16:16:06Z \
              sha256=74b9da846bb6d8d507fd7be4c804a5eeed542e453f6d7550c689c391ff629fe1"
         );
-    }
-
-    #[test]
-    fn times() {
-        assert_eq!(
-            time_text(0x17, b"491231235959Z").as_deref(),
-            Some("2049-12-31T23:59:59Z")
-        );
-        assert_eq!(
-            time_text(0x17, b"500101000000Z").as_deref(),
-            Some("1950-01-01T00:00:00Z")
-        );
-        assert_eq!(
-            time_text(0x18, b"20991231235959Z").as_deref(),
-            Some("2099-12-31T23:59:59Z")
-        );
-        assert_eq!(time_text(0x17, b"4912312359Z"), None);
-        assert_eq!(time_text(0x18, b"2099123123595+Z"), None);
     }
 
     #[test]
@@ -465,7 +339,10 @@ IHpR3OURoA8QSxhJNb9o9M8BUN9p8yvdvv/v8ib9or3B
             let info = CertificateInfo::of(&der[..n]);
             assert_eq!(info.sha256.len(), 64);
         }
-        assert!(tlv(&[0x30, 0x85, 1, 2, 3, 4, 5]).is_none());
-        assert!(tlv(&[0x30, 0x80]).is_none());
+        let full = CertificateDer::from_pem_slice(CERT.as_bytes()).unwrap();
+        for n in 0..full.len() {
+            let info = CertificateInfo::of(&full[..n]);
+            assert!(info.subject.is_empty() && info.serial.is_empty());
+        }
     }
 }
