@@ -30,6 +30,7 @@ mod compat;
 mod deletes;
 mod multipart;
 mod part_copy;
+mod tagging;
 mod versions;
 
 use deletes::Deleted;
@@ -1547,6 +1548,27 @@ impl s3s::S3 for Service {
         req: S3Request<ListMultipartUploadsInput>,
     ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
         Ok(S3Response::new(self.list_uploads(req.input).await?))
+    }
+
+    async fn get_object_tagging(
+        &self,
+        req: S3Request<GetObjectTaggingInput>,
+    ) -> S3Result<S3Response<GetObjectTaggingOutput>> {
+        Ok(S3Response::new(self.get_tags(req.input).await?))
+    }
+
+    async fn put_object_tagging(
+        &self,
+        req: S3Request<PutObjectTaggingInput>,
+    ) -> S3Result<S3Response<PutObjectTaggingOutput>> {
+        Ok(S3Response::new(self.put_tags(req.input).await?))
+    }
+
+    async fn delete_object_tagging(
+        &self,
+        req: S3Request<DeleteObjectTaggingInput>,
+    ) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
+        Ok(S3Response::new(self.delete_tags(req.input).await?))
     }
 
     async fn select_object_content(
