@@ -178,8 +178,9 @@ fn parse_copy_range(v: &str) -> S3Result<(u64, u64)> {
 }
 
 /// A copy-source condition that did not hold is 412 whichever it was (S3 answers no 304 to
-/// a copy); GetObject's check answers 304 for If-None-Match and If-Modified-Since.
-fn copy_condition(e: S3Error) -> S3Error {
+/// a copy); GetObject's check answers 304 for If-None-Match and If-Modified-Since. Used by
+/// CopyObject too.
+pub(super) fn copy_condition(e: S3Error) -> S3Error {
     if e.code().as_str() == "NotModified" {
         error(
             "PreconditionFailed",

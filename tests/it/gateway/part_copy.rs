@@ -307,6 +307,16 @@ assert err(lambda: copy(CopySourceIfUnmodifiedSince=past)) == PF
 assert err(lambda: copy(CopySourceIfModifiedSince=future)) == PF
 assert not c.list_parts(Bucket=B, Key="e.bin", UploadId=u).get("Parts")
 assert not up.list_parts(Bucket=B, Key="e.bin", UploadId=u.split("~")[0]).get("Parts")
+# CopyObject judges the same four conditions the same way
+cpo = lambda **kw: c.copy_object(Bucket=B, Key="cpo.bin", CopySource={"Bucket": B, "Key": "meta.bin"}, **kw)
+assert err(lambda: cpo(CopySourceIfMatch='"0123"')) == PF
+assert err(lambda: cpo(CopySourceIfNoneMatch=etag)) == PF
+assert err(lambda: cpo(CopySourceIfUnmodifiedSince=past)) == PF
+assert err(lambda: cpo(CopySourceIfModifiedSince=future)) == PF
+assert "cpo.bin" not in upstream_keys()
+cpo(CopySourceIfMatch=etag, CopySourceIfUnmodifiedSince=past)
+cpo(CopySourceIfModifiedSince=past, CopySourceIfUnmodifiedSince=future)
+assert c.get_object(Bucket=B, Key="cpo.bin")["Body"].read() == data
 # conditions that hold (If-Match wins over a failing If-Unmodified-Since, as in S3)
 r = copy(CopySourceIfMatch=etag, CopySourceIfUnmodifiedSince=past, CopySourceRange="bytes=0-9")
 r = copy(CopySourceIfNoneMatch='"0123"', CopySourceIfModifiedSince=past, CopySourceRange="bytes=10-19")
