@@ -29,6 +29,8 @@ use tracing::Instrument as _;
 mod compat;
 mod deletes;
 mod multipart;
+mod part_copy;
+mod tagging;
 mod versions;
 
 use deletes::Deleted;
@@ -819,6 +821,83 @@ impl Service {
         }));
         Ok(o)
     }
+
+    /// GetObject's whole read (conditions, range, every object form), answered as the
+    /// output whose body streams authenticated plaintext. The one read path of GetObject
+    /// and of UploadPartCopy's source (part_copy.rs), so that a copy releases nothing a
+    /// GET would not.
+    pub(super) async fn read_object(&self, input: GetObjectInput) -> S3Result<GetObjectOutput> {
+        refuse_reserved(&input.key)?;
+        // A version id pins every upstream read of this request to that version.
+        let version = input.version_id.clone();
+        let version = version.as_deref();
+        // A bad Range is answered after the HEAD (a missing object is NoSuchKey first).
+        let range = input.range.as_ref().map(to_byte_range).transpose();
+        // Only a GET without conditions may use a recently loaded header: conditions are
+        // answered from a fresh HEAD.
+        let unconditional = input.if_match.is_none()
+            && input.if_none_match.is_none()
+            && input.if_modified_since.is_none()
+            && input.if_unmodified_since.is_none()
+            && input.part_number.is_none();
+        if unconditional
+            && let Ok(range) = range
+            && let Some(mut info) = self.cached_header(&input.bucket, &input.key, version)
+        {
+            Metrics::add(&self.inner.metrics.header_cache_hits, 1);
+            // A read of the current object pins its body GETs to the cached ETag only: in
+            // a versioned bucket an overwrite leaves the cached version in place, and a
+            // pin to its version id would serve it; the ETag pin fails (412) instead.
+            let current = match version {
+                None => info.head.version_id.take(),
+                Some(_) => None,
+            };
+            match self.get_v1(Box::new(info), range, true).await {
+                Ok(mut o) => {
+                    if current.is_some() {
+                        o.version_id = current;
+                    }
+                    return Ok(o);
+                }
+                Err(GetFail::S3(e)) => return Err(e),
+                Err(GetFail::Stale) => {
+                    Metrics::add(&self.inner.metrics.header_cache_stale, 1);
+                    self.forget_header(&input.bucket, &input.key);
+                }
+            }
+        }
+        let stored = self.stat_at(&input.bucket, &input.key, version).await?;
+        let part = part_request(&stored, input.part_number, input.range.is_some())?;
+        check_conditions(
+            stored.head(),
+            input.if_match.as_ref(),
+            input.if_none_match.as_ref(),
+            input.if_modified_since.as_ref(),
+            input.if_unmodified_since.as_ref(),
+        )?;
+        let info = match stored {
+            Stored::Plain(head) if self.serve_plain() => {
+                return self.get_plain(&input, &head).await;
+            }
+            Stored::Plain(_) => return Err(errors::not_sealstream(&input.bucket, &input.key)),
+            Stored::Sealed(info) => info,
+        };
+        let range = range?;
+        if multipart::is_v2(&info.head.metadata) {
+            return self.get_v2(info, range, part, version.is_some()).await;
+        }
+        if unconditional {
+            self.remember_header(&info, version);
+        }
+        self.get_v1(info, range, false).await.map_err(|f| match f {
+            GetFail::S3(e) => e,
+            // Only a cached header can be stale.
+            GetFail::Stale => from_error(
+                &crate::stream::internal("a fresh header reported stale"),
+                false,
+            ),
+        })
+    }
 }
 
 #[async_trait::async_trait]
@@ -996,80 +1075,7 @@ impl s3s::S3 for Service {
         &self,
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
-        let input = req.input;
-        refuse_reserved(&input.key)?;
-        // A version id pins every upstream read of this request to that version.
-        let version = input.version_id.clone();
-        let version = version.as_deref();
-        // A bad Range is answered after the HEAD (a missing object is NoSuchKey first).
-        let range = input.range.as_ref().map(to_byte_range).transpose();
-        // Only a GET without conditions may use a recently loaded header: conditions are
-        // answered from a fresh HEAD.
-        let unconditional = input.if_match.is_none()
-            && input.if_none_match.is_none()
-            && input.if_modified_since.is_none()
-            && input.if_unmodified_since.is_none()
-            && input.part_number.is_none();
-        if unconditional
-            && let Ok(range) = range
-            && let Some(mut info) = self.cached_header(&input.bucket, &input.key, version)
-        {
-            Metrics::add(&self.inner.metrics.header_cache_hits, 1);
-            // A read of the current object pins its body GETs to the cached ETag only: in
-            // a versioned bucket an overwrite leaves the cached version in place, and a
-            // pin to its version id would serve it; the ETag pin fails (412) instead.
-            let current = match version {
-                None => info.head.version_id.take(),
-                Some(_) => None,
-            };
-            match self.get_v1(Box::new(info), range, true).await {
-                Ok(mut o) => {
-                    if current.is_some() {
-                        o.version_id = current;
-                    }
-                    return Ok(S3Response::new(o));
-                }
-                Err(GetFail::S3(e)) => return Err(e),
-                Err(GetFail::Stale) => {
-                    Metrics::add(&self.inner.metrics.header_cache_stale, 1);
-                    self.forget_header(&input.bucket, &input.key);
-                }
-            }
-        }
-        let stored = self.stat_at(&input.bucket, &input.key, version).await?;
-        let part = part_request(&stored, input.part_number, input.range.is_some())?;
-        check_conditions(
-            stored.head(),
-            input.if_match.as_ref(),
-            input.if_none_match.as_ref(),
-            input.if_modified_since.as_ref(),
-            input.if_unmodified_since.as_ref(),
-        )?;
-        let info = match stored {
-            Stored::Plain(head) if self.serve_plain() => {
-                return Ok(S3Response::new(self.get_plain(&input, &head).await?));
-            }
-            Stored::Plain(_) => return Err(errors::not_sealstream(&input.bucket, &input.key)),
-            Stored::Sealed(info) => info,
-        };
-        let range = range?;
-        if multipart::is_v2(&info.head.metadata) {
-            return Ok(S3Response::new(
-                self.get_v2(info, range, part, version.is_some()).await?,
-            ));
-        }
-        if unconditional {
-            self.remember_header(&info, version);
-        }
-        match self.get_v1(info, range, false).await {
-            Ok(o) => Ok(S3Response::new(o)),
-            Err(GetFail::S3(e)) => Err(e),
-            // Only a cached header can be stale.
-            Err(GetFail::Stale) => Err(from_error(
-                &crate::stream::internal("a fresh header reported stale"),
-                false,
-            )),
-        }
+        Ok(S3Response::new(self.read_object(req.input).await?))
     }
 
     async fn head_object(
@@ -1295,6 +1301,17 @@ impl s3s::S3 for Service {
         refuse_reserved(&sk)?;
         let sv = sv.as_deref();
         let stored = self.stat_at(&sb, &sk, sv).await?;
+        // The copy-source conditions, judged here as for UploadPartCopy (the dates are not
+        // passed on: not every store honours them on a copy); the ETag ones also go
+        // upstream below, against a source replaced since this HEAD.
+        check_conditions(
+            stored.head(),
+            i.copy_source_if_match.as_ref(),
+            i.copy_source_if_none_match.as_ref(),
+            i.copy_source_if_modified_since.as_ref(),
+            i.copy_source_if_unmodified_since.as_ref(),
+        )
+        .map_err(part_copy::copy_condition)?;
         let replace = i
             .metadata_directive
             .as_ref()
@@ -1509,12 +1526,9 @@ impl s3s::S3 for Service {
 
     async fn upload_part_copy(
         &self,
-        _req: S3Request<UploadPartCopyInput>,
+        req: S3Request<UploadPartCopyInput>,
     ) -> S3Result<S3Response<UploadPartCopyOutput>> {
-        Err(not_implemented(
-            "UploadPartCopy is not offered by the sealstream gateway (a copied range of an \
-             encrypted object is no sealed part): download the source and upload the part",
-        ))
+        Ok(S3Response::new(self.copy_part(req.input).await?))
     }
 
     async fn complete_multipart_upload(
@@ -1545,6 +1559,27 @@ impl s3s::S3 for Service {
         req: S3Request<ListMultipartUploadsInput>,
     ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
         Ok(S3Response::new(self.list_uploads(req.input).await?))
+    }
+
+    async fn get_object_tagging(
+        &self,
+        req: S3Request<GetObjectTaggingInput>,
+    ) -> S3Result<S3Response<GetObjectTaggingOutput>> {
+        Ok(S3Response::new(self.get_tags(req.input).await?))
+    }
+
+    async fn put_object_tagging(
+        &self,
+        req: S3Request<PutObjectTaggingInput>,
+    ) -> S3Result<S3Response<PutObjectTaggingOutput>> {
+        Ok(S3Response::new(self.put_tags(req.input).await?))
+    }
+
+    async fn delete_object_tagging(
+        &self,
+        req: S3Request<DeleteObjectTaggingInput>,
+    ) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
+        Ok(S3Response::new(self.delete_tags(req.input).await?))
     }
 
     async fn select_object_content(
@@ -2587,6 +2622,24 @@ struct BodyStream {
     metrics: Arc<Metrics>,
 }
 
+/// Why a GET body ended in an error after its answer began: the library's error, kept
+/// whole (not only its text) so that a reader inside the gateway, UploadPartCopy's, can
+/// answer with the S3 error it maps to (part_copy.rs).
+#[derive(Debug)]
+pub(super) struct Aborted(pub(super) Error);
+
+impl std::fmt::Display for Aborted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the object failed while streaming; the response is aborted: {}",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for Aborted {}
+
 impl futures_util::Stream for BodyStream {
     type Item = io::Result<Bytes>;
 
@@ -2600,9 +2653,7 @@ impl futures_util::Stream for BodyStream {
                 Metrics::add(&self.metrics.bytes_out, b.len() as u64);
                 Poll::Ready(Some(Ok(b)))
             }
-            Some(Msg::Error(e)) => Poll::Ready(Some(Err(io::Error::other(format!(
-                "the object failed while streaming; the response is aborted: {e}"
-            ))))),
+            Some(Msg::Error(e)) => Poll::Ready(Some(Err(io::Error::other(Aborted(e))))),
             Some(Msg::Failed(e)) => Poll::Ready(Some(Err(e))),
             None => Poll::Ready(None),
         }

@@ -16,6 +16,7 @@ use common::moto::{self, endpoint, unique};
 use common::*;
 
 mod deletes;
+mod part_copy;
 mod upstream_payload;
 
 const CLIENT_ID: &str = "GWCLIENTKEY0001";
@@ -567,10 +568,14 @@ assert err(lambda: c.get_object(Bucket=B, Key="nothing-here")) == ("NoSuchKey", 
 assert err(lambda: c.get_object(Bucket=B, Key="plain.txt")) == ("SealstreamNotEncrypted", 409)
 assert err(lambda: c.head_object(Bucket=B, Key="plain.txt"))[1] == 409
 assert err(lambda: c.copy_object(Bucket=B, Key="copy.txt", CopySource={"Bucket": B, "Key": "plain.txt"})) == ("SealstreamNotEncrypted", 409)
-# multipart: a bare (or forged) upload id cannot upload parts; UploadPartCopy is refused
+# multipart: a bare (or forged) upload id cannot upload parts, nor copy them
 assert err(lambda: c.upload_part(Bucket=B, Key="mp.bin", UploadId="x", PartNumber=1, Body=b"x")) == ("InvalidArgument", 400)
 assert err(lambda: c.upload_part(Bucket=B, Key="mp.bin", UploadId="x~AAAA", PartNumber=1, Body=b"x")) == ("NoSuchUpload", 404)
-assert err(lambda: c.upload_part_copy(Bucket=B, Key="mp.bin", UploadId="x", PartNumber=1, CopySource={"Bucket": B, "Key": "plain.txt"})) == ("NotImplemented", 501)
+assert err(lambda: c.upload_part_copy(Bucket=B, Key="mp.bin", UploadId="x", PartNumber=1, CopySource={"Bucket": B, "Key": "plain.txt"})) == ("InvalidArgument", 400)
+# a plaintext object is no copy source either (as it is no GetObject's)
+u = c.create_multipart_upload(Bucket=B, Key="mp.bin")["UploadId"]
+assert err(lambda: c.upload_part_copy(Bucket=B, Key="mp.bin", UploadId=u, PartNumber=1, CopySource={"Bucket": B, "Key": "plain.txt"})) == ("SealstreamNotEncrypted", 409)
+c.abort_multipart_upload(Bucket=B, Key="mp.bin", UploadId=u)
 assert not up.list_multipart_uploads(Bucket=B).get("Uploads")
 # part manifest keys are reserved too
 assert err(lambda: c.put_object(Bucket=B, Key="a.sealstream-parts-0123456789abcdef", Body=b"x")) == ("InvalidArgument", 400)
@@ -647,6 +652,23 @@ assert c.head_object(Bucket=B, Key="plain.txt")["ContentLength"] == 24
 # new objects are still written encrypted
 c.put_object(Bucket=B, Key="new.bin", Body=b"secret" * 10)
 assert up.get_object(Bucket=B, Key="new.bin")["Body"].read() != b"secret" * 10
+# a part copied from a plaintext object is sealed like any part (whole, and a range)
+pc = lambda key, u, n, **kw: c.upload_part_copy(Bucket=B, Key=key, UploadId=u, PartNumber=n,
+                                                CopySource={"Bucket": B, "Key": "plain.txt"}, **kw)
+u = c.create_multipart_upload(Bucket=B, Key="mp.bin")["UploadId"]
+e1 = c.upload_part(Bucket=B, Key="mp.bin", UploadId=u, PartNumber=1, Body=b"x" * (5 << 20))["ETag"]
+e2 = pc("mp.bin", u, 2)["CopyPartResult"]["ETag"]
+assert err(lambda: pc("mp.bin", u, 3, CopySourceRange="bytes=2-24")) == ("InvalidRange", 416)
+assert err(lambda: pc("mp.bin", u, 3, CopySourceRange="bytes=24-30")) == ("InvalidRange", 416)
+c.complete_multipart_upload(Bucket=B, Key="mp.bin", UploadId=u, MultipartUpload={"Parts": [
+    {"PartNumber": 1, "ETag": e1}, {"PartNumber": 2, "ETag": e2}]})
+assert c.get_object(Bucket=B, Key="mp.bin")["Body"].read() == b"x" * (5 << 20) + b"0123456789 not encrypted"
+assert b"not encrypted" not in up.get_object(Bucket=B, Key="mp.bin")["Body"].read()
+u = c.create_multipart_upload(Bucket=B, Key="mp2.bin")["UploadId"]
+e1 = pc("mp2.bin", u, 1, CopySourceRange="bytes=2-4")["CopyPartResult"]["ETag"]
+c.complete_multipart_upload(Bucket=B, Key="mp2.bin", UploadId=u, MultipartUpload={"Parts": [
+    {"PartNumber": 1, "ETag": e1}]})
+assert c.get_object(Bucket=B, Key="mp2.bin")["Body"].read() == b"234"
 print("ALL OK")
 "#,
         &b,

@@ -127,7 +127,7 @@ fn is_lower_hex16(s: &str) -> bool {
 
 /// A client's upload id: the upstream one, and the header if the id is one this gateway
 /// made (a bare upstream id comes from ListMultipartUploads).
-struct UploadId<'a> {
+pub(super) struct UploadId<'a> {
     upstream: &'a str,
     header: Option<Header>,
 }
@@ -136,7 +136,7 @@ fn no_such_upload(msg: impl Into<String>) -> S3Error {
     error("NoSuchUpload", StatusCode::NOT_FOUND, msg)
 }
 
-fn parse_upload_id(id: &str) -> S3Result<UploadId<'_>> {
+pub(super) fn parse_upload_id(id: &str) -> S3Result<UploadId<'_>> {
     if id.len() > MAX_UPLOAD_ID_LEN {
         return Err(no_such_upload(format!(
             "the upload id is {} bytes, longer than any this gateway makes ({MAX_UPLOAD_ID_LEN})",
@@ -168,7 +168,7 @@ fn parse_upload_id(id: &str) -> S3Result<UploadId<'_>> {
 }
 
 /// The header of an upload id, which UploadPart and Complete need.
-fn require_header(id: UploadId<'_>) -> S3Result<(&str, Header)> {
+pub(super) fn require_header(id: UploadId<'_>) -> S3Result<(&str, Header)> {
     match id.header {
         Some(h) => Ok((id.upstream, h)),
         None => Err(invalid_argument(
@@ -232,7 +232,7 @@ fn lower_meta(m: Option<Metadata>) -> S3Result<BTreeMap<String, String>> {
 }
 
 /// S3 part numbers.
-fn check_part_number(n: i32) -> S3Result<u32> {
+pub(super) fn check_part_number(n: i32) -> S3Result<u32> {
     u32::try_from(n)
         .ok()
         .filter(|n| (1..=parts::MAX_PARTS).contains(n))
