@@ -1282,22 +1282,7 @@ impl s3s::S3 for Service {
         let i = req.input;
         refuse_reserved(&i.key)?;
         self.forget_header(&i.bucket, &i.key);
-        let (sb, sk, sv) = match &i.copy_source {
-            CopySource::Bucket {
-                bucket,
-                key,
-                version_id,
-            } => (
-                bucket.to_string(),
-                key.to_string(),
-                version_id.as_deref().map(str::to_string),
-            ),
-            _ => {
-                return Err(not_implemented(
-                    "CopyObject from an access point is not offered by the sealstream gateway",
-                ));
-            }
-        };
+        let (sb, sk, sv) = part_copy::copy_source(&i.copy_source, "CopyObject")?;
         refuse_reserved(&sk)?;
         let sv = sv.as_deref();
         let stored = self.stat_at(&sb, &sk, sv).await?;

@@ -42,22 +42,7 @@ impl Service {
         // The destination first: a bad upload id or part number costs no read of the source.
         check_part_number(input.part_number)?;
         require_header(parse_upload_id(&input.upload_id)?)?;
-        let (bucket, key, version) = match &input.copy_source {
-            CopySource::Bucket {
-                bucket,
-                key,
-                version_id,
-            } => (
-                bucket.to_string(),
-                key.to_string(),
-                version_id.as_deref().map(str::to_string),
-            ),
-            _ => {
-                return Err(not_implemented(
-                    "UploadPartCopy from an access point is not offered by the sealstream gateway",
-                ));
-            }
-        };
+        let (bucket, key, version) = copy_source(&input.copy_source, "UploadPartCopy")?;
         let range = input
             .copy_source_range
             .as_deref()
@@ -147,6 +132,28 @@ impl Service {
 
 /// `x-amz-copy-source-range`: `bytes=FIRST-LAST` only (S3 accepts no other form); whether
 /// it lies within the source is judged once the source's length is known.
+/// The bucket, key and version id an `x-amz-copy-source` names (CopyObject and
+/// UploadPartCopy); an access-point source is refused (`op` names the operation).
+pub(super) fn copy_source(
+    source: &CopySource,
+    op: &str,
+) -> S3Result<(String, String, Option<String>)> {
+    match source {
+        CopySource::Bucket {
+            bucket,
+            key,
+            version_id,
+        } => Ok((
+            bucket.to_string(),
+            key.to_string(),
+            version_id.as_deref().map(str::to_string),
+        )),
+        _ => Err(not_implemented(format!(
+            "{op} from an access point is not offered by the sealstream gateway"
+        ))),
+    }
+}
+
 fn parse_copy_range(v: &str) -> S3Result<(u64, u64)> {
     let bad = || {
         invalid_argument(format!(
