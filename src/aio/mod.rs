@@ -33,7 +33,7 @@ use std::io;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-pub use adapters::{DecryptReader, EncryptReader, EncryptWriter};
+pub use adapters::{DecryptReader, EncryptReader, EncryptWriter, SealedStream};
 #[doc(no_inline)]
 pub use tokio_util::codec::FramedWrite;
 #[doc(no_inline)]
