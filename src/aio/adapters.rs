@@ -4,6 +4,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::codec::{BytesCodec, FramedWrite};
 use tokio_util::io::ReaderStream;
@@ -250,6 +251,33 @@ impl<F: Framer, R: AsyncRead + Unpin> PipeReader<F, R> {
     }
 }
 
+impl<R: AsyncRead + Unpin> PipeReader<SealFramer, R> {
+    /// As `poll_read`, but each sealed batch comes out whole as `Bytes` (no copy).
+    fn poll_sealed(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+        if self.failed {
+            return Poll::Ready(None);
+        }
+        let r = (|| loop {
+            let input = self.pipe.pull_input(cx, &mut self.inner, usize::MAX)?;
+            let free = self.pipe.free_buffers();
+            match self.pipe.pull_sealed(cx)? {
+                Poll::Ready(b) => return Ok(Poll::Ready(b)),
+                Poll::Pending if input == Step::Progress => {}
+                Poll::Pending if self.pipe.free_buffers() > free => {}
+                Poll::Pending => return Ok(Poll::Pending),
+            }
+        })();
+        match r {
+            Ok(Poll::Ready(b)) => Poll::Ready(b.map(Ok)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(e) => {
+                self.failed = true;
+                Poll::Ready(Some(Err(to_io(e))))
+            }
+        }
+    }
+}
+
 impl<F: Framer, R> PipeReader<F, R> {
     fn new(
         cipher: &PayloadCipher,
@@ -352,6 +380,43 @@ impl<R: AsyncRead + Unpin> EncryptReader<R> {
         let framer = SealFramer::new(chunk_size, cpb);
         let r = PipeReader::new(cipher, chunk_size, framer, inner, opts)?;
         Ok(EncryptReader { r })
+    }
+}
+
+impl<R: AsyncRead + Unpin> EncryptReader<R> {
+    /// This reader as a `Stream` of sealed batches without a copy: each item is one batch
+    /// of ciphertext (many chunks) in the engine's own buffer, which goes back to
+    /// [`EngineOptions::buffers`] (if set) once the last reference to it is dropped. For
+    /// a consumer that takes `Bytes` (an HTTP request body), where [`Self::into_stream`]
+    /// would copy every byte once more. The stream ends after an error.
+    pub fn into_sealed_stream(self) -> SealedStream<R> {
+        SealedStream { r: self.r }
+    }
+}
+
+/// [`EncryptReader::into_sealed_stream`]: sealed batches as `Bytes`, without a copy.
+pub struct SealedStream<R> {
+    r: PipeReader<SealFramer, R>,
+}
+
+impl<R> std::fmt::Debug for SealedStream<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedStream").finish_non_exhaustive()
+    }
+}
+
+impl<R> SealedStream<R> {
+    /// Plaintext bytes sealed and chunks produced so far.
+    pub fn stats(&self) -> StreamStats {
+        self.r.pipe.stats
+    }
+}
+
+impl<R: AsyncRead + Unpin> futures_util::Stream for SealedStream<R> {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().r.poll_sealed(cx)
     }
 }
 

@@ -14,7 +14,10 @@
 //!   [`EncryptReader::into_stream`] give `Stream<Item = io::Result<Bytes>>`
 //!   ([`ReaderStream`]); [`EncryptWriter::into_sink`] gives a `Sink<Bytes>`
 //!   ([`FramedWrite`]); a plaintext `Stream` of `Bytes` becomes an input with
-//!   [`tokio_util::io::StreamReader`].
+//!   [`tokio_util::io::StreamReader`]. [`EncryptReader::into_sealed_stream`] gives the
+//!   sealed batches themselves as `Bytes` (no copy; with
+//!   [`BatchBuffers`](crate::stream::BatchBuffers) their buffers are recycled, else each
+//!   handed-out batch is replaced by a new allocation).
 //!
 //! Cancellation: dropping a driver's future (or an adapter) stops the stream: nothing more
 //! is written, queued pool work is skipped, the buffers are freed, and an encrypted output
@@ -33,7 +36,7 @@ use std::io;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-pub use adapters::{DecryptReader, EncryptReader, EncryptWriter};
+pub use adapters::{DecryptReader, EncryptReader, EncryptWriter, SealedStream};
 #[doc(no_inline)]
 pub use tokio_util::codec::FramedWrite;
 #[doc(no_inline)]

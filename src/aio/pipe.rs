@@ -8,14 +8,16 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::error::{Error, Result};
 use crate::format::TAG_LEN;
 use crate::primitives::stream::PayloadCipher;
-use crate::stream::framer::{Batch, Framer};
+use crate::stream::framer::{Batch, Framer, SealFramer};
 use crate::stream::{
-    CancelToken, Completions, EngineOptions, StreamStats, Submitter, geometry, io_error,
+    BatchBuffers, CancelToken, Completions, EngineOptions, StreamStats, Submitter, geometry,
+    io_error,
 };
 
 /// What one pump of a side achieved.
@@ -42,6 +44,10 @@ pub(crate) struct Pipe<'a, F> {
     pub(crate) stats: StreamStats,
     progress: Option<&'a (dyn Fn(u64) + Sync)>,
     cancel: Option<CancelToken>,
+    /// Where the batch buffers come from and go back to, if shared.
+    buffers: Option<BatchBuffers>,
+    /// Bytes of every batch buffer of this stream.
+    batch_len: usize,
 }
 
 impl<'a, F: Framer> Pipe<'a, F> {
@@ -56,8 +62,10 @@ impl<'a, F: Framer> Pipe<'a, F> {
         let (window, cpb) = geometry(chunk_size, opts);
         let cs = chunk_size as usize;
         let (sub, done) = pool.stream(cipher, cs, F::OP, window);
+        let buffers = opts.buffers.cloned();
+        let batch_len = cpb * (cs + TAG_LEN);
         let free = (0..window)
-            .map(|_| Batch::new(cpb * (cs + TAG_LEN)))
+            .map(|_| Batch::from_buf(new_buf(buffers.as_ref(), batch_len)))
             .collect();
         Ok(Pipe {
             framer,
@@ -71,6 +79,8 @@ impl<'a, F: Framer> Pipe<'a, F> {
             stats: StreamStats::default(),
             progress,
             cancel: opts.cancel.cloned(),
+            buffers,
+            batch_len,
         })
     }
 
@@ -337,6 +347,89 @@ impl<'a, F: Framer> Pipe<'a, F> {
             if a != Step::Progress && b != Step::Progress {
                 return Poll::Pending;
             }
+        }
+    }
+}
+
+/// A batch buffer: from the shared buffers when there are some, else a new allocation.
+fn new_buf(buffers: Option<&BatchBuffers>, len: usize) -> Vec<u8> {
+    match buffers {
+        Some(b) => b.take(len),
+        None => vec![0u8; len],
+    }
+}
+
+impl<F> Drop for Pipe<'_, F> {
+    fn drop(&mut self) {
+        // The buffers this side holds go back to the shared ones (those still with the
+        // workers are freed where they are).
+        if let Some(p) = &self.buffers {
+            for b in self
+                .free
+                .drain(..)
+                .chain(self.filling.take())
+                .chain(self.out.take())
+            {
+                p.give(b.buf);
+            }
+        }
+    }
+}
+
+/// A sealed batch's buffer handed out as `Bytes`: back to the shared buffers (if any) when
+/// the last reference is dropped.
+struct Recycled {
+    buf: Vec<u8>,
+    buffers: Option<BatchBuffers>,
+}
+
+impl AsRef<[u8]> for Recycled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for Recycled {
+    fn drop(&mut self) {
+        if let Some(p) = &self.buffers {
+            p.give(std::mem::take(&mut self.buf));
+        }
+    }
+}
+
+impl Pipe<'_, SealFramer> {
+    /// Pull output without a copy: the next sealed batch's bytes as `Bytes` that own the
+    /// batch's buffer, whose place in the window a new buffer takes (from the shared
+    /// buffers when there are some; else this allocates one per batch). `Ready(None)` at
+    /// the end of the stream.
+    pub(crate) fn pull_sealed(&mut self, cx: &mut Context<'_>) -> Result<Poll<Option<Bytes>>> {
+        loop {
+            match self.next_out(cx) {
+                Step::Progress => {}
+                Step::Blocked => return Ok(Poll::Pending),
+                Step::Done => return Ok(Poll::Ready(None)),
+            }
+            self.check_cancel()?;
+            let Some(mut b) = self.out.take() else {
+                return Ok(Poll::Pending);
+            };
+            if let Some((_, e)) = b.error.take() {
+                self.free.push(b);
+                return Err(e);
+            }
+            let range = self.out_pos.min(b.out.end)..b.out.end;
+            if range.is_empty() {
+                self.free.push(b);
+                continue;
+            }
+            let fresh = new_buf(self.buffers.as_ref(), self.batch_len);
+            let buf = std::mem::replace(&mut b.buf, fresh);
+            self.free.push(b);
+            let owner = Recycled {
+                buf,
+                buffers: self.buffers.clone(),
+            };
+            return Ok(Poll::Ready(Some(Bytes::from_owner(owner).slice(range))));
         }
     }
 }

@@ -36,8 +36,13 @@ pub(crate) struct Batch {
 
 impl Batch {
     pub(crate) fn new(len: usize) -> Batch {
+        Batch::from_buf(vec![0u8; len])
+    }
+
+    /// A batch around a buffer of the right length (from [`super::BatchBuffers`]).
+    pub(crate) fn from_buf(buf: Vec<u8>) -> Batch {
         Batch {
-            buf: vec![0u8; len],
+            buf,
             first_index: 0,
             n_chunks: 0,
             last_len: 0,

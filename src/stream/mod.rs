@@ -15,6 +15,7 @@
 //! chunk is recognised by end of input and must verify with the final flag.
 
 mod blocking;
+mod buffers;
 pub(crate) mod framer;
 mod pool;
 
@@ -22,6 +23,7 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+pub use buffers::BatchBuffers;
 pub use pool::Pool;
 pub(crate) use pool::{Completions, Submitter};
 
@@ -47,6 +49,9 @@ pub struct EngineOptions<'a> {
     pub cancel: Option<&'a CancelToken>,
     /// Run the crypto on this pool (a service shares one between its streams).
     pub pool: Option<&'a Pool>,
+    /// Take the batch buffers from here and give them back at the end (a service running
+    /// many short streams; async pipelines only, the blocking driver allocates its own).
+    pub buffers: Option<&'a BatchBuffers>,
 }
 
 impl Default for EngineOptions<'_> {
@@ -57,6 +62,7 @@ impl Default for EngineOptions<'_> {
             progress: None,
             cancel: None,
             pool: None,
+            buffers: None,
         }
     }
 }
@@ -68,6 +74,7 @@ impl std::fmt::Debug for EngineOptions<'_> {
             .field("batch_bytes", &self.batch_bytes)
             .field("cancel", &self.cancel)
             .field("pool", &self.pool)
+            .field("buffers", &self.buffers)
             .finish_non_exhaustive()
     }
 }

@@ -19,7 +19,7 @@ use sealstream::aio::{self, DecryptReader, EncryptReader, EncryptWriter};
 use sealstream::envelope::{self, EncryptParams};
 use sealstream::format::{Context, Suite};
 use sealstream::keys::{self, KeyProvider};
-use sealstream::stream::{self, CancelToken, EngineOptions, OpenParams, Pool};
+use sealstream::stream::{self, BatchBuffers, CancelToken, EngineOptions, OpenParams, Pool};
 use sealstream::testkit::ChunkCipher as _;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
@@ -742,6 +742,83 @@ fn stream_and_sink_forms() {
         }
         SinkExt::<Bytes>::close(&mut sink).await.unwrap();
         assert_eq!(sink.into_inner().into_inner(), reference);
+    });
+}
+
+/// `EncryptReader::into_sealed_stream`: the ciphertext of the blocking engine, one item per
+/// whole batch (the engine's buffer, no copy), through slow readers; with `BatchBuffers`
+/// the buffers come back when the stream and its items are dropped, and a second stream
+/// reuses them instead of allocating.
+#[test]
+fn sealed_stream_hands_out_whole_batches() {
+    both_runtimes(|| async {
+        let pool = Pool::new(1).unwrap(); // window 2T + 2 = 4 batches
+        let batch = 3 * (CS as usize + 16);
+        for suite in SUITES {
+            let c = cipher(suite, 6);
+            for len in sizes() {
+                let pt = data(len);
+                let reference = sync_seal(&c, &pt);
+                let bufs = BatchBuffers::new(usize::MAX);
+                for shared in [None, Some(&bufs)] {
+                    let opts = EngineOptions {
+                        pool: Some(&pool),
+                        buffers: shared,
+                        ..small_batches()
+                    };
+                    let got: Vec<Bytes> =
+                        EncryptReader::new(&c, CS, Dribble::new(pt.clone(), 1000), &opts)
+                            .unwrap()
+                            .into_sealed_stream()
+                            .map(|b| b.unwrap())
+                            .collect()
+                            .await;
+                    assert_eq!(got.concat(), reference, "{suite:?} {len}");
+                    let (last, whole) = got.split_last().unwrap();
+                    assert!(whole.iter().all(|b| b.len() == batch), "{len}");
+                    assert!(!last.is_empty() && last.len() <= batch);
+                    if shared.is_some() {
+                        drop(got);
+                        // The window's 4 buffers and one per item handed out.
+                        let n = reference.len().div_ceil(batch);
+                        assert_eq!(bufs.idle_bytes(), (4 + n) * batch, "{len}");
+                    }
+                }
+                // Again, dropping each item as it comes: the kept buffers are reused.
+                let before = bufs.idle_bytes();
+                let opts = EngineOptions {
+                    pool: Some(&pool),
+                    buffers: Some(&bufs),
+                    ..small_batches()
+                };
+                let mut s = EncryptReader::new(&c, CS, &pt[..], &opts)
+                    .unwrap()
+                    .into_sealed_stream();
+                let mut ct = Vec::new();
+                while let Some(b) = s.next().await {
+                    ct.extend_from_slice(&b.unwrap());
+                }
+                assert_eq!(ct, reference);
+                assert_eq!(s.stats().plaintext_bytes, len as u64);
+                drop(s);
+                assert_eq!(bufs.idle_bytes(), before, "no new buffers {len}");
+            }
+        }
+        // A failing input: an error, then the end (never a final chunk).
+        let c = cipher(Suite::Aes256Gcm, 6);
+        let parts: Vec<io::Result<Bytes>> = vec![
+            Ok(Bytes::from(data(5 * CS as usize))),
+            Err(io::Error::other("client went away")),
+        ];
+        let body = tokio_util::io::StreamReader::new(futures_util::stream::iter(parts));
+        let items: Vec<io::Result<Bytes>> = EncryptReader::new(&c, CS, body, &small_batches())
+            .unwrap()
+            .into_sealed_stream()
+            .collect()
+            .await;
+        let (last, ok) = items.split_last().unwrap();
+        assert!(last.is_err(), "the error comes last");
+        assert!(ok.iter().all(|b| b.is_ok()));
     });
 }
 

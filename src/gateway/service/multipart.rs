@@ -392,6 +392,7 @@ impl Service {
             chunk_size,
             part_len,
             signed,
+            &self.inner.buffers,
         )?;
         let up = self
             .inner
