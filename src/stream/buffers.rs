@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 /// fresh pages to the next request (page faults, kernel page clearing, memset on every
 /// request). A stream given these buffers ([`super::EngineOptions::buffers`]) takes its
 /// batches from here and gives them back when it ends, and so do the buffers it hands out
-/// without a copy ([`crate::aio::EncryptReader::into_sealed_stream`]) once their last
+/// without a copy (`aio::EncryptReader::into_sealed_stream`, feature `async`) once their last
 /// reference is dropped.
 ///
 /// Memory stays bounded: at most `max_idle_bytes` of idle buffers are kept (more are freed
@@ -31,7 +31,10 @@ struct Inner {
     idle: Mutex<Idle>,
 }
 
+// Only the async pipelines (feature `async`) take and give buffers; the core-only build
+// keeps the type (it is part of `EngineOptions`) without a user.
 #[derive(Default)]
+#[cfg_attr(not(feature = "async"), allow(dead_code))]
 struct Idle {
     bufs: Vec<Vec<u8>>,
     bytes: usize,
@@ -70,6 +73,7 @@ impl BatchBuffers {
 
     /// A buffer of exactly `len` bytes: a kept one if there is one of that length (its
     /// contents are an earlier batch's), else a new zeroed allocation.
+    #[cfg_attr(not(feature = "async"), allow(dead_code))]
     pub(crate) fn take(&self, len: usize) -> Vec<u8> {
         {
             let mut idle = self.lock();
@@ -82,6 +86,7 @@ impl BatchBuffers {
     }
 
     /// Takes `buf` back: kept if the idle cap allows, else freed.
+    #[cfg_attr(not(feature = "async"), allow(dead_code))]
     pub(crate) fn give(&self, buf: Vec<u8>) {
         let len = buf.len();
         if len == 0 {
