@@ -12,7 +12,8 @@
 # Prints medians of RUNS runs (default 3): wall seconds, MB/s (10^6 bytes), ratio to
 # direct over the same scheme (gw-https-up: to direct-http); each gateway's CPU time, mem_s3's
 # CPU time and peak RSS (VmHWM). Every timed run holds /work/wt/bench.lock. Env: RUNS (3),
-# MODES ("direct-http gw-http gw-https"; also direct-https, gw-https-up), WORKLOADS,
+# MODES ("direct-http gw-http gw-https"; also direct-https, gw-https-up, gw-http-nocache:
+# gw-http with --header-cache-seconds 0), WORKLOADS,
 # RCLONE_PEER=0 skips rclone, KEEP=1 keeps the temp dir, SEALSTREAM_BIN measures another
 # sealstream binary (a baseline build).
 set -euo pipefail
@@ -111,6 +112,9 @@ else
 fi
 UP=$UPS start_gw gwups "${UP_CA[@]}"
 unset SSL_CERT_FILE
+# gw-http-nocache: gw-http without the header cache (--header-cache-seconds 0): every GET
+# loads the object's header again (the header cache's worth, on the ranged workload).
+start_gw gwnocache --header-cache-seconds 0
 
 # Per mode: endpoint, credentials, CA bundle.
 mode_env() {
@@ -120,6 +124,7 @@ mode_env() {
         gw-http) echo "$gwhttp_URL GWBENCHCLIENT gwbench-client-secret -" ;;
         gw-https) echo "$gwhttps_URL GWBENCHCLIENT gwbench-client-secret $T/ca.crt" ;;
         gw-https-up) echo "$gwups_URL GWBENCHCLIENT gwbench-client-secret -" ;;
+        gw-http-nocache) echo "$gwnocache_URL GWBENCHCLIENT gwbench-client-secret -" ;;
     esac
 }
 
@@ -211,7 +216,7 @@ HZ=$(getconf CLK_TCK)
 cpu_ticks() { [ -n "$1" ] && awk '{print $14 + $15}' "/proc/$1/stat" || echo 0; }
 # Both mem_s3 processes together: the upstream's work for a run (direct or via a gateway).
 up_ticks() { echo $(( $(cpu_ticks "${PIDS[0]}") + $(cpu_ticks "${PIDS[1]}") )); }
-gw_pid() { case $1 in gw-http) echo "$gwhttp_PID" ;; gw-https) echo "$gwhttps_PID" ;; gw-https-up) echo "$gwups_PID" ;; *) echo "" ;; esac; }
+gw_pid() { case $1 in gw-http) echo "$gwhttp_PID" ;; gw-https) echo "$gwhttps_PID" ;; gw-https-up) echo "$gwups_PID" ;; gw-http-nocache) echo "$gwnocache_PID" ;; *) echo "" ;; esac; }
 
 RES=$T/results
 : >"$RES"
@@ -237,6 +242,9 @@ for r in $(seq 1 "$RUNS"); do
     done
     rm -f "$T/out.bin"
     [ "${RCLONE_PEER:-1}" = 1 ] || continue
+    # rclone skips a copy whose destination has the same size and time: delete it first
+    # (untimed), or runs 2.. time a no-op.
+    "${RCLONE[@]}" deletefile sec:rclone.bin 2>/dev/null || true
     ms=$(timed "${RCLONE[@]}" copyto "$T/src.bin" sec:rclone.bin); echo "rclone-crypt up $ms" >>"$RES"
     ms=$(timed "${RCLONE[@]}" copyto sec:rclone.bin "$T/out.bin"); echo "rclone-crypt down $ms" >>"$RES"
     echo "run $r rclone done" >&2
@@ -284,7 +292,7 @@ for w in $WORKLOADS; do
     echo "$line"
 done
 echo
-for g in gwhttp gwhttps gwups; do
+for g in gwhttp gwhttps gwups gwnocache; do
     pid=${g}_PID
     echo "gateway $g peak RSS (VmHWM): $(awk '/VmHWM/ {printf "%.0f MiB", $2/1024}' /proc/${!pid}/status)"
 done

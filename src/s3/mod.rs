@@ -658,11 +658,12 @@ pub enum CompanionCleanup {
     Kept(String),
 }
 
-impl Head {
-    /// What a HEAD answered, in our terms: one place for [`S3::head`] and the gateway's
-    /// HEAD of a version id (which needs the upstream status itself to answer
-    /// `NoSuchVersion` or `MethodNotAllowed` for a delete marker).
-    pub(crate) fn from_output(out: &aws_sdk_s3::operation::head_object::HeadObjectOutput) -> Head {
+/// A [`Head`] from an SDK output that carries an object's headers (HeadObject's or
+/// GetObject's: same accessors, different types), the length given apart: written once
+/// for both.
+macro_rules! head_from_output {
+    ($out:expr, $content_length:expr) => {{
+        let out = $out;
         let metadata: BTreeMap<String, String> = out
             .metadata()
             .map(|m| {
@@ -672,7 +673,7 @@ impl Head {
             })
             .unwrap_or_default();
         Head {
-            content_length: out.content_length().unwrap_or(0).max(0) as u64,
+            content_length: $content_length,
             etag: out.e_tag().map(str::to_string),
             version_id: out.version_id().map(str::to_string),
             content_type: out.content_type().map(str::to_string),
@@ -688,6 +689,32 @@ impl Head {
             metadata,
             last_modified: out.last_modified().copied(),
         }
+    }};
+}
+
+impl Head {
+    /// What a HEAD answered, in our terms: one place for [`S3::head`] and the gateway's
+    /// HEAD of a version id (which needs the upstream status itself to answer
+    /// `NoSuchVersion` or `MethodNotAllowed` for a delete marker).
+    pub(crate) fn from_output(out: &aws_sdk_s3::operation::head_object::HeadObjectOutput) -> Head {
+        head_from_output!(out, out.content_length().unwrap_or(0).max(0) as u64)
+    }
+
+    /// A GET's answer as a HEAD's (the gateway asks a one-byte GET where a HEAD cannot carry
+    /// the error code): the same fields, the length from the Content-Range total when the
+    /// GET was ranged.
+    #[cfg(feature = "gateway")]
+    pub(crate) fn from_get_output(
+        out: &aws_sdk_s3::operation::get_object::GetObjectOutput,
+    ) -> Head {
+        let total = out
+            .content_range()
+            .and_then(|r| r.rsplit_once('/'))
+            .and_then(|(_, t)| t.parse::<u64>().ok());
+        head_from_output!(
+            out,
+            total.unwrap_or(out.content_length().unwrap_or(0).max(0) as u64)
+        )
     }
 
     /// User metadata that is not sealstream's (preserved by rewrap).

@@ -17,7 +17,6 @@
 //! manifest).
 
 use aws_sdk_s3::error::SdkError;
-use aws_sdk_s3::operation::get_object::GetObjectOutput;
 use aws_sdk_s3::operation::head_object::HeadObjectError;
 use http::StatusCode;
 use s3s::dto::*;
@@ -68,40 +67,6 @@ pub(super) fn copy_source(bucket: &str, key: &str, version: Option<&str>) -> Str
     match version {
         Some(v) => format!("{bucket}/{}?versionId={}", encode_key(key), encode_key(v)),
         None => format!("{bucket}/{}", encode_key(key)),
-    }
-}
-
-/// A GET's answer as a HEAD's ([`Service::head_by_get`]): the same fields, the length
-/// from the Content-Range total when the GET was ranged.
-fn head_from_get(out: &GetObjectOutput) -> Head {
-    let metadata = out
-        .metadata()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
-                .collect()
-        })
-        .unwrap_or_default();
-    let total = out
-        .content_range()
-        .and_then(|r| r.rsplit_once('/'))
-        .and_then(|(_, t)| t.parse::<u64>().ok());
-    Head {
-        content_length: total.unwrap_or(out.content_length().unwrap_or(0).max(0) as u64),
-        etag: out.e_tag().map(str::to_string),
-        version_id: out.version_id().map(str::to_string),
-        content_type: out.content_type().map(str::to_string),
-        cache_control: out.cache_control().map(str::to_string),
-        content_disposition: out.content_disposition().map(str::to_string),
-        content_encoding: out.content_encoding().map(str::to_string),
-        content_language: out.content_language().map(str::to_string),
-        storage_class: out.storage_class().cloned(),
-        server_side_encryption: out.server_side_encryption().cloned(),
-        sse_kms_key_id: out.ssekms_key_id().map(str::to_string),
-        bucket_key_enabled: out.bucket_key_enabled(),
-        website_redirect_location: out.website_redirect_location().map(str::to_string),
-        metadata,
-        last_modified: out.last_modified().copied(),
     }
 }
 
@@ -178,7 +143,7 @@ impl Service {
             }
             Err(e) => return Err(from_sdk("GetObject", &e)),
         };
-        Ok(head_from_get(&out))
+        Ok(Head::from_get_output(&out))
     }
 
     /// What a HEAD of a version id that failed means for the client: a HEAD answer has
