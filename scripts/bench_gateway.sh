@@ -15,7 +15,8 @@
 # MODES ("direct-http gw-http gw-https"; also direct-https, gw-https-up, gw-http-nocache:
 # gw-http with --header-cache-seconds 0), WORKLOADS,
 # RCLONE_PEER=0 skips rclone, KEEP=1 keeps the temp dir, SEALSTREAM_BIN measures another
-# sealstream binary (a baseline build).
+# sealstream binary (a baseline build), UPSTREAM_VERIFIES=1 makes mem_s3 check signed
+# payloads' SHA-256 as S3 does (by default it hashes nothing).
 set -euo pipefail
 SIZE_MIB=${1:?usage: bench_gateway.sh SIZE_MIB}
 RUNS=${RUNS:-3}
@@ -75,6 +76,9 @@ openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=lo
 printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$T/tls.ext"
 openssl x509 -req -in "$T/tls.csr" -CA "$T/ca.crt" -CAkey "$T/ca.key" -CAcreateserial -days 2 \
     -extfile "$T/tls.ext" -out "$T/tls.crt" 2>/dev/null
+# UPSTREAM_VERIFIES=1: mem_s3 checks signed payloads' SHA-256 as S3 does (MEM_S3_VERIFY_PAYLOAD),
+# so that direct access pays for the hash the gateway must check for the client.
+export MEM_S3_VERIFY_PAYLOAD=${UPSTREAM_VERIFIES:-0}
 "$MEM" 127.0.0.1:0 >"$T/mem.out" 2>"$T/mem.out.err" &
 PIDS+=($!)
 UP=$(wait_url "$T/mem.out")
@@ -220,7 +224,7 @@ gw_pid() { case $1 in gw-http) echo "$gwhttp_PID" ;; gw-https) echo "$gwhttps_PI
 
 RES=$T/results
 : >"$RES"
-echo "uptime before: $(uptime)" >&2
+echo "uptime before: $(uptime); mem_s3 verifies signed payloads: $MEM_S3_VERIFY_PAYLOAD" >&2
 # Buckets (direct and through each gateway: the same upstream bucket).
 "$PY" "$T/boto.py" mb "$UP" testing testing - bench x x
 "$PY" "$T/boto.py" mb "$UPS" testing testing "$T/ca.crt" bench x x
