@@ -319,7 +319,14 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
         // Before the first line on stdout: from then on a SIGHUP reloads, never kills.
         reload_on_hangup(&gw)?;
         if a.reload_interval > 0 {
+            tracing::info!(
+                reload_interval = a.reload_interval,
+                "checking the client credentials and TLS files for changes every {}s",
+                a.reload_interval
+            );
             reload_when_changed(&gw, Duration::from_secs(a.reload_interval));
+        } else {
+            tracing::info!("files are reloaded on SIGHUP only (reload interval 0)");
         }
         let listener = tokio::net::TcpListener::bind(&a.listen)
             .await
@@ -359,7 +366,7 @@ fn reload_on_hangup(gw: &Gateway) -> Result<()> {
                     if let Ok(false) = r.tls {
                         tracing::debug!("no TLS certificate to reload (plain HTTP)");
                     }
-                    log_reload_errors(r, "reload failed");
+                    log_reload_errors(r, false);
                 }
                 Err(e) => tracing::error!(error = %e, "reload failed"),
             }
@@ -368,19 +375,25 @@ fn reload_on_hangup(gw: &Gateway) -> Result<()> {
     Ok(())
 }
 
-/// Logs each failure of a reload on its own line, saying what stays in force.
-fn log_reload_errors(r: Reload, failed: &str) {
+/// Logs each failure of a reload on its own line, saying what stays in force; `periodic`:
+/// found by the periodic check (else asked for by SIGHUP).
+fn log_reload_errors(r: Reload, periodic: bool) {
+    let (tls, creds) = if periodic {
+        (
+            "TLS certificate files changed but could not be loaded",
+            "client credentials file changed but could not be loaded",
+        )
+    } else {
+        (
+            "TLS certificate reload failed",
+            "client credentials reload failed",
+        )
+    };
     if let Err(e) = r.tls {
-        tracing::error!(
-            error = %e,
-            "TLS certificate {failed}; still serving the previous certificate"
-        );
+        tracing::error!(error = %e, "{tls}; still serving the previous certificate");
     }
     if let Err(e) = r.client_credentials {
-        tracing::error!(
-            error = %e,
-            "client credentials {failed}; the previous client keys stay in force"
-        );
+        tracing::error!(error = %e, "{creds}; the previous client keys stay in force");
     }
 }
 
@@ -397,7 +410,7 @@ fn reload_when_changed(gw: &Gateway, every: Duration) {
             tick.tick().await;
             let g = gw.clone();
             match tokio::task::spawn_blocking(move || g.reload_if_changed()).await {
-                Ok(r) => log_reload_errors(r, "files changed but could not be loaded"),
+                Ok(r) => log_reload_errors(r, true),
                 Err(e) => tracing::error!(error = %e, "reload check failed"),
             }
         }
