@@ -62,7 +62,8 @@ pub struct ServeArgs {
     pub context: Vec<String>,
     /// The access keys clients sign with: an AWS shared-credentials file (one [section]
     /// per client with aws_access_key_id and aws_secret_access_key). Not the gateway's own
-    /// upstream credentials, which come from the AWS chain.
+    /// upstream credentials, which come from the AWS chain. Read again on SIGHUP and when
+    /// it changes (--reload-interval); a bad new file is logged and the keys in force kept.
     /// Required (here, in the environment or in the config file).
     #[arg(long, value_name = "FILE", env = "SEALSTREAM_CLIENT_CREDENTIALS")]
     pub client_credentials: Option<PathBuf>,
