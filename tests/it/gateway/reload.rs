@@ -429,3 +429,41 @@ fn reload_interval_and_its_old_name() {
         stderr(&o)
     );
 }
+
+/// A bad client-credentials file at start: exit 2 before serving, the file and line
+/// named, no secret. No emulator needed.
+#[test]
+fn bad_client_credentials_at_start() {
+    let s = Scratch::new();
+    let creds = s.path("clients.ini");
+    write(
+        &creds,
+        format!(
+            "{}[again]\naws_access_key_id = {B_ID}\naws_secret_access_key = SECRET123\n",
+            clients(false, true)
+        )
+        .as_bytes(),
+    );
+    let o = serve_cmd(&s)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "-k",
+            "gw.key",
+            "--client-credentials",
+        ])
+        .arg(&creds)
+        .output()
+        .expect("run serve");
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(o.stdout.is_empty(), "it started serving");
+    let e = stderr(&o);
+    assert!(
+        e.contains(&format!(
+            "client credentials file '{}': line 6:",
+            creds.display()
+        )) && e.contains("appears twice"),
+        "{e}"
+    );
+    assert!(!e.contains("SECRET123") && !e.contains(B_SECRET), "{e}");
+}
