@@ -1600,7 +1600,7 @@ fn tls_certificate_reload_on_sighup() {
     let log = wait_for_lines(&gw, "TLS certificate reloaded", 1);
     let line = log
         .lines()
-        .find(|l| l.contains("reloaded"))
+        .find(|l| l.contains("TLS certificate reloaded"))
         .unwrap()
         .to_string();
     assert!(
