@@ -424,8 +424,8 @@ mod tests {
         std::fs::rename(&tmp, path).unwrap();
     }
 
-    const A: &str = "[a]\naws_access_key_id = AKA\naws_secret_access_key = SA\n";
-    const B: &str = "[b]\naws_access_key_id = AKB\naws_secret_access_key = SB\n";
+    const A: &str = "[a]\naws_access_key_id = AKA\naws_secret_access_key = sekrit-a\n";
+    const B: &str = "[b]\naws_access_key_id = AKB\naws_secret_access_key = sekrit-b\n";
 
     fn secret(store: &CredStore, id: &str) -> Option<String> {
         store.secret(id).map(|s| s.expose().to_string())
@@ -439,7 +439,7 @@ mod tests {
         let file = dir.path().join("clients.ini");
         write(&file, A);
         let store = CredStore::new(ClientCredentials::load(&file).unwrap());
-        assert_eq!(secret(&store, "AKA").as_deref(), Some("SA"));
+        assert_eq!(secret(&store, "AKA").as_deref(), Some("sekrit-a"));
         assert_eq!(secret(&store, "AKB"), None);
         assert_eq!(store.reload_if_changed().unwrap(), None);
         let before = store.current();
@@ -452,13 +452,13 @@ mod tests {
             change.to_string(),
             "2 clients (added: [b], removed: [], changed: [])"
         );
-        assert_eq!(secret(&store, "AKB").as_deref(), Some("SB"));
+        assert_eq!(secret(&store, "AKB").as_deref(), Some("sekrit-b"));
         assert_eq!(before.len(), 1, "a set in use was changed");
         // The reload stamped the file: nothing more to do for the periodic check.
         assert_eq!(store.reload_if_changed().unwrap(), None);
 
         // The periodic check: A removed, B's secret rotated.
-        write(&file, &B.replace("SB", "SB2"));
+        write(&file, &B.replace("sekrit-b", "sekrit-b2"));
         let change = store.reload_if_changed().unwrap().unwrap();
         assert_eq!(
             (
@@ -470,7 +470,7 @@ mod tests {
             (1, 0, vec!["a".to_string()], vec!["b".to_string()])
         );
         assert_eq!(secret(&store, "AKA"), None);
-        assert_eq!(secret(&store, "AKB").as_deref(), Some("SB2"));
+        assert_eq!(secret(&store, "AKB").as_deref(), Some("sekrit-b2"));
 
         // Bad versions: each refused naming the file (and line), none a secret; B stays.
         let name = file.display().to_string();
@@ -488,8 +488,9 @@ mod tests {
             write(&file, &bad);
             let e = store.reload_if_changed().unwrap_err().to_string();
             assert!(e.contains(&name) && e.contains(says), "{e}");
-            assert!(!e.contains("SB") && !e.contains("SECRET"), "{e}");
-            assert_eq!(secret(&store, "AKB").as_deref(), Some("SB2"));
+            // (Not "SB": a temporary directory's random name may hold it.)
+            assert!(!e.contains("sekrit") && !e.contains("SECRET"), "{e}");
+            assert_eq!(secret(&store, "AKB").as_deref(), Some("sekrit-b2"));
             // Reported once: unchanged since the attempt.
             assert_eq!(store.reload_if_changed().unwrap(), None);
         }
@@ -498,10 +499,10 @@ mod tests {
         assert!(e.contains(&name), "{e}");
         let e = store.reload().unwrap_err().to_string();
         assert!(e.contains(&name), "{e}");
-        assert_eq!(secret(&store, "AKB").as_deref(), Some("SB2"));
+        assert_eq!(secret(&store, "AKB").as_deref(), Some("sekrit-b2"));
 
         // Fixed: the same keys again is a reload that changes nothing.
-        write(&file, &B.replace("SB", "SB2"));
+        write(&file, &B.replace("sekrit-b", "sekrit-b2"));
         let change = store.reload().unwrap().unwrap();
         assert_eq!(change.to_string(), "1 client (unchanged)");
         // An empty set is never served.
