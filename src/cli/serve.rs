@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::Args;
 use sealstream::error::{Error, Result};
 use sealstream::gateway::{
-    ClientCredentials, Gateway, GatewayConfig, GatewayKeys, PlaintextObjects, TlsFiles,
+    ClientCredentials, Gateway, GatewayConfig, GatewayKeys, PlaintextObjects, Reload, TlsFiles,
 };
 use sealstream::keyring;
 use sealstream::keys::AsyncKeyProvider;
@@ -62,7 +62,8 @@ pub struct ServeArgs {
     pub context: Vec<String>,
     /// The access keys clients sign with: an AWS shared-credentials file (one [section]
     /// per client with aws_access_key_id and aws_secret_access_key). Not the gateway's own
-    /// upstream credentials, which come from the AWS chain.
+    /// upstream credentials, which come from the AWS chain. Read again on SIGHUP and when
+    /// it changes (--reload-interval); a bad new file is logged and the keys in force kept.
     /// Required (here, in the environment or in the config file).
     #[arg(long, value_name = "FILE", env = "SEALSTREAM_CLIENT_CREDENTIALS")]
     pub client_credentials: Option<PathBuf>,
@@ -124,23 +125,26 @@ pub struct ServeArgs {
     #[arg(long, env = "SEALSTREAM_UPSTREAM_SIGNED_PAYLOAD")]
     pub upstream_signed_payload: bool,
     /// Serve HTTPS with this PEM certificate chain (needs --tls-key). It and the key are
-    /// read again on SIGHUP and when they change (--tls-reload-interval); a bad new file
-    /// is logged and the working certificate kept.
+    /// read again on SIGHUP and when they change (--reload-interval); a bad new file is
+    /// logged and the working certificate kept.
     #[arg(long, value_name = "FILE", env = "SEALSTREAM_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
     /// The PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", env = "SEALSTREAM_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
-    /// Seconds between checks of --tls-cert and --tls-key for a new version (modification
-    /// time, length, inode), loaded as on SIGHUP; 0: only on SIGHUP. For renewals that
-    /// send no signal (a Kubernetes secret volume, an ACME client without a hook).
+    /// Seconds between checks of --client-credentials, --tls-cert and --tls-key for a new
+    /// version (modification time, length, inode), loaded as on SIGHUP; 0: only on SIGHUP.
+    /// For changes that send no signal (a Kubernetes secret volume, an ACME client without
+    /// a hook). Formerly --tls-reload-interval (SEALSTREAM_TLS_RELOAD_INTERVAL), still
+    /// accepted.
     #[arg(
         long,
+        alias = "tls-reload-interval",
         value_name = "SECONDS",
-        env = "SEALSTREAM_TLS_RELOAD_INTERVAL",
+        env = "SEALSTREAM_RELOAD_INTERVAL",
         default_value_t = 60
     )]
-    pub tls_reload_interval: u64,
+    pub reload_interval: u64,
     /// Log filter (tracing syntax, e.g. info, debug, sealstream=debug,s3s=info); logs go
     /// to stderr.
     #[arg(
@@ -315,8 +319,15 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
         let gw = Gateway::new(config, client, settings.clone(), keys, creds)?;
         // Before the first line on stdout: from then on a SIGHUP reloads, never kills.
         reload_on_hangup(&gw)?;
-        if a.tls_cert.is_some() && a.tls_reload_interval > 0 {
-            reload_when_changed(&gw, Duration::from_secs(a.tls_reload_interval));
+        if a.reload_interval > 0 {
+            tracing::info!(
+                reload_interval = a.reload_interval,
+                "checking the client credentials and TLS files for changes every {}s",
+                a.reload_interval
+            );
+            reload_when_changed(&gw, Duration::from_secs(a.reload_interval));
+        } else {
+            tracing::info!("files are reloaded on SIGHUP only (reload interval 0)");
         }
         let listener = tokio::net::TcpListener::bind(&a.listen)
             .await
@@ -336,10 +347,11 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
 }
 
 /// On every SIGHUP (the Unix convention for "read your files again", as nginx does),
-/// reloads the TLS certificate and key in the background: renewed certificates (ACME,
-/// cert-manager) are served to new connections without a restart, and a bad new file is
-/// logged and leaves the working certificate in place. Without TLS a SIGHUP is logged
-/// and ignored. The config file and every other setting are not reloaded.
+/// reloads the TLS certificate and key and the client credentials in the background:
+/// renewed certificates (ACME, cert-manager) are served to new connections and a new or
+/// revoked client key takes effect for new requests, without a restart. A bad new file is
+/// logged and leaves what was served in place; each file on its own. The config file and
+/// every other setting are not reloaded.
 #[cfg(unix)]
 fn reload_on_hangup(gw: &Gateway) -> Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
@@ -348,27 +360,47 @@ fn reload_on_hangup(gw: &Gateway) -> Result<()> {
     let gw = gw.clone();
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
-            tracing::info!("SIGHUP: reloading the TLS certificate");
+            tracing::info!("SIGHUP: reloading the TLS certificate and the client credentials");
             let g = gw.clone();
-            match tokio::task::spawn_blocking(move || g.reload_tls()).await {
-                Ok(Ok(true)) => {}
-                Ok(Ok(false)) => {
-                    tracing::info!("no TLS certificate to reload (plain HTTP); nothing changed");
+            match tokio::task::spawn_blocking(move || g.reload()).await {
+                Ok(r) => {
+                    if let Ok(false) = r.tls {
+                        tracing::debug!("no TLS certificate to reload (plain HTTP)");
+                    }
+                    log_reload_errors(r, false);
                 }
-                Ok(Err(e)) => tracing::error!(
-                    error = %e,
-                    "TLS certificate reload failed; still serving the previous certificate"
-                ),
-                Err(e) => tracing::error!(error = %e, "TLS certificate reload failed"),
+                Err(e) => tracing::error!(error = %e, "reload failed"),
             }
         }
     });
     Ok(())
 }
 
-/// Every `every`, reloads the TLS certificate and key if their files changed (see
-/// [`Gateway::reload_tls_if_changed`]): renewals that send no signal are picked up within
-/// `every`. A bad new version is logged once, and the working certificate stays.
+/// Logs each failure of a reload on its own line, saying what stays in force; `periodic`:
+/// found by the periodic check (else asked for by SIGHUP).
+fn log_reload_errors(r: Reload, periodic: bool) {
+    let (tls, creds) = if periodic {
+        (
+            "TLS certificate files changed but could not be loaded",
+            "client credentials file changed but could not be loaded",
+        )
+    } else {
+        (
+            "TLS certificate reload failed",
+            "client credentials reload failed",
+        )
+    };
+    if let Err(e) = r.tls {
+        tracing::error!(error = %e, "{tls}; still serving the previous certificate");
+    }
+    if let Err(e) = r.client_credentials {
+        tracing::error!(error = %e, "{creds}; the previous client keys stay in force");
+    }
+}
+
+/// Every `every`, reloads the TLS certificate and key and the client credentials if their
+/// files changed (see [`Gateway::reload_if_changed`]): changes that send no signal are
+/// picked up within `every`. A bad new version is logged once, and what was served stays.
 fn reload_when_changed(gw: &Gateway, every: Duration) {
     let gw = gw.clone();
     tokio::spawn(async move {
@@ -378,13 +410,9 @@ fn reload_when_changed(gw: &Gateway, every: Duration) {
         loop {
             tick.tick().await;
             let g = gw.clone();
-            match tokio::task::spawn_blocking(move || g.reload_tls_if_changed()).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::error!(
-                    error = %e,
-                    "TLS certificate files changed but could not be loaded; still serving the previous certificate"
-                ),
-                Err(e) => tracing::error!(error = %e, "TLS certificate check failed"),
+            match tokio::task::spawn_blocking(move || g.reload_if_changed()).await {
+                Ok(r) => log_reload_errors(r, true),
+                Err(e) => tracing::error!(error = %e, "reload check failed"),
             }
         }
     });

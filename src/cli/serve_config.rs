@@ -67,7 +67,9 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ),
     ("tls-cert", "tls_cert", Kind::Str),
     ("tls-key", "tls_key", Kind::Str),
-    ("tls-reload-interval", "tls_reload_interval", Kind::Uint),
+    ("reload-interval", "reload_interval", Kind::Uint),
+    // The old name of reload-interval (when it reloaded the certificate only).
+    ("tls-reload-interval", "reload_interval", Kind::Uint),
     ("log", "log", Kind::Str),
     ("log-format", "log_format", Kind::Str),
     // The global flags that configure the upstream (ids as in `Cli`).
@@ -148,13 +150,14 @@ enum Value {
 pub(super) fn apply(cli: &Cli, a: &ServeArgs) -> Result<(ServeArgs, Upstream)> {
     let mut out = a.clone();
     let mut up = Upstream::of(cli);
+    old_environment(&mut out)?;
     let Some(path) = &a.config else {
         return Ok((out, up));
     };
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::io(format!("reading the config file '{}'", path.display()), e))?;
     for (id, value) in parse(path, &text)? {
-        if a.given.contains(id) {
+        if out.given.contains(id) {
             continue;
         }
         match value {
@@ -163,6 +166,32 @@ pub(super) fn apply(cli: &Cli, a: &ServeArgs) -> Result<(ServeArgs, Upstream)> {
         }
     }
     Ok((out, up))
+}
+
+/// The environment variables of options renamed since, read as clap reads the new one:
+/// below the flag and the new variable, above the config file.
+const OLD_ENV: &[(&str, &str)] = &[("SEALSTREAM_TLS_RELOAD_INTERVAL", "reload_interval")];
+
+/// Fills in the options whose old environment variable ([`OLD_ENV`]) is set, unless a
+/// flag or the new variable set them; a bad value is refused naming the variable.
+fn old_environment(a: &mut ServeArgs) -> Result<()> {
+    for (var, id) in OLD_ENV {
+        if a.given.contains(*id) {
+            continue;
+        }
+        let Some(v) = std::env::var_os(var).filter(|v| !v.is_empty()) else {
+            continue;
+        };
+        let n = v
+            .to_str()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!("{var} must be a non-negative integer (seconds)"))
+            })?;
+        set(a, id, Value::Uint(n));
+        a.given.insert((*id).to_string());
+    }
+    Ok(())
 }
 
 /// Sets the global option `id` from the file's text `v`, parsed by the flag's own parser
@@ -217,7 +246,7 @@ fn set(a: &mut ServeArgs, id: &str, v: Value) {
         ("list_concurrency", Value::Uint(n)) => a.list_concurrency = usize_of(n),
         ("shutdown_grace", Value::Uint(n)) => a.shutdown_grace = n,
         ("header_cache_seconds", Value::Uint(n)) => a.header_cache_seconds = n,
-        ("tls_reload_interval", Value::Uint(n)) => a.tls_reload_interval = n,
+        ("reload_interval", Value::Uint(n)) => a.reload_interval = n,
         ("upstream_signed_payload", Value::Bool(b)) => a.upstream_signed_payload = b,
         ("tls_cert", Value::Str(s)) => a.tls_cert = Some(s.into()),
         ("tls_key", Value::Str(s)) => a.tls_key = Some(s.into()),
@@ -261,6 +290,17 @@ fn parse(path: &Path, text: &str) -> Result<Vec<(&'static str, Value)>> {
                 format!("unknown key '{key}' (known keys: {})", known.join(", ")),
             ));
         };
+        if let Some((other, _, _)) = KEYS
+            .iter()
+            .find(|(n, i, _)| *i == id && *n != name && doc.get_ref().contains_key(*n))
+        {
+            return Err(bad(
+                at,
+                format!(
+                    "'{name}' and '{other}' are one option (the old and the new name): keep one"
+                ),
+            ));
+        }
         let wrong = |what: &str| bad(at, format!("'{name}' must be {what}"));
         let value = match (kind, v.get_ref()) {
             (Kind::Str, DeValue::String(s)) => Value::Str(s.to_string()),

@@ -33,6 +33,29 @@ pub(crate) struct Metrics {
     /// Of those, the ones whose object had changed upstream (the pinned GET failed), so
     /// the header was loaded again.
     pub(crate) header_cache_stale: AtomicU64,
+    /// Reloads without a restart (SIGHUP, the periodic check), by [`Reloaded`] and outcome
+    /// (ok, error).
+    reloads: [[AtomicU64; 2]; Reloaded::ALL.len()],
+}
+
+/// What a reload reloaded: the `what` label of `sealstream_gateway_reloads_total`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Reloaded {
+    /// The TLS certificate and key.
+    Tls,
+    /// The client credentials file.
+    ClientCredentials,
+}
+
+impl Reloaded {
+    const ALL: [Reloaded; 2] = [Reloaded::Tls, Reloaded::ClientCredentials];
+
+    fn label(self) -> &'static str {
+        match self {
+            Reloaded::Tls => "tls",
+            Reloaded::ClientCredentials => "client_credentials",
+        }
+    }
 }
 
 /// The S3 error codes of a client request that failed authentication at the gateway.
@@ -50,6 +73,11 @@ impl Metrics {
         if let Some(i) = CLIENT_AUTH_CODES.iter().position(|c| *c == code) {
             self.client_auth_failures[i].fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Counts one reload attempt of `what` (one that read files), `ok` or not.
+    pub(crate) fn reloaded(&self, what: Reloaded, ok: bool) {
+        self.reloads[what as usize][usize::from(!ok)].fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn new(kms: Option<Arc<Kms>>) -> Metrics {
@@ -162,6 +190,22 @@ impl Metrics {
             "Header-cache hits whose object had changed upstream (pinned GET refused): loaded again.",
             &self.header_cache_stale,
         );
+        let name = "sealstream_gateway_reloads_total";
+        let _ = writeln!(
+            s,
+            "# HELP {name} Reloads without a restart (SIGHUP, the periodic check) by what and result (an error keeps the previous version)."
+        );
+        let _ = writeln!(s, "# TYPE {name} counter");
+        for what in Reloaded::ALL {
+            for (result, n) in ["ok", "error"].iter().zip(&self.reloads[what as usize]) {
+                let _ = writeln!(
+                    s,
+                    "{name}{{what=\"{}\",result=\"{result}\"}} {}",
+                    what.label(),
+                    n.load(Ordering::Relaxed)
+                );
+            }
+        }
         // Always rendered (zeros without KMS), so dashboards and alerts need no special case.
         let k = self.kms.as_ref().map(|k| k.stats()).unwrap_or_default();
         render_kms(&mut s, &k);

@@ -21,6 +21,7 @@ mod metrics;
 mod server;
 mod service;
 mod tls;
+mod watch;
 
 use std::sync::Arc;
 
@@ -28,7 +29,7 @@ use crate::keys::AsyncKeyProvider;
 use crate::s3::{S3, S3Settings};
 use crate::{Context, Result};
 
-pub use creds::ClientCredentials;
+pub use creds::{ClientCredentials, CredentialsChange};
 pub use errors::{CODE_AUTHENTICATION_FAILED, CODE_NO_KEY, CODE_NOT_SEALSTREAM};
 
 /// What the gateway does with an upstream object that is not a sealstream object.
@@ -138,12 +139,27 @@ impl std::fmt::Debug for GatewayKeys {
     }
 }
 
+/// The outcome of [`Gateway::reload`] or [`Gateway::reload_if_changed`], one result per
+/// thing reloaded: one failing leaves the other's result standing, and each keeps what it
+/// served before on an error.
+#[derive(Debug)]
+#[must_use = "a reload's errors should be reported"]
+pub struct Reload {
+    /// The TLS certificate: `Ok(true)` reloaded, `Ok(false)` nothing to do (plain HTTP,
+    /// or files unchanged for the `_if_changed` form).
+    pub tls: Result<bool>,
+    /// The client credentials: the change, or `Ok(None)` when nothing was read (no file,
+    /// or unchanged for the `_if_changed` form).
+    pub client_credentials: Result<Option<CredentialsChange>>,
+}
+
 /// A configured gateway, ready to serve on a listener. Cheap to clone (shared state).
 #[derive(Clone)]
 pub struct Gateway {
     svc: service::Service,
     metrics: Arc<metrics::Metrics>,
-    creds: ClientCredentials,
+    /// The client credentials new requests are checked against (replaced by a reload).
+    creds: Arc<creds::CredStore>,
     config: Arc<GatewayConfig>,
     /// The certificate new HTTPS handshakes use (with [`GatewayConfig::tls`]).
     tls: Option<Arc<tls::CertStore>>,
@@ -197,7 +213,7 @@ impl Gateway {
         Ok(Gateway {
             svc: service::Service::new(client, s3, keys, config.clone(), metrics.clone()),
             metrics,
-            creds,
+            creds: Arc::new(creds::CredStore::new(creds)),
             config,
             tls,
         })
@@ -211,7 +227,7 @@ impl Gateway {
     /// names the file. Returns `Ok(false)` when the gateway serves plain HTTP.
     pub fn reload_tls(&self) -> Result<bool> {
         match &self.tls {
-            Some(store) => store.reload().map(|_| true),
+            Some(store) => self.count(metrics::Reloaded::Tls, store.reload().map(|_| true)),
             None => Ok(false),
         }
     }
@@ -223,9 +239,78 @@ impl Gateway {
     /// Returns whether it reloaded.
     pub fn reload_tls_if_changed(&self) -> Result<bool> {
         match &self.tls {
-            Some(store) => store.reload_if_changed().map(|r| r.is_some()),
+            Some(store) => match store.reload_if_changed() {
+                Ok(None) => Ok(false),
+                r => self.count(metrics::Reloaded::Tls, r.map(|_| true)),
+            },
             None => Ok(false),
         }
+    }
+
+    /// Reads the client credentials file again (the one [`ClientCredentials::load`] read
+    /// for [`Gateway::new`]) and, if it parses, checks new requests against its keys: a
+    /// new client's key works and a revoked one is refused (403 InvalidAccessKeyId)
+    /// without a restart (`sealstream serve` calls this on SIGHUP). A request whose
+    /// signature was already checked finishes. On an error (the file missing, empty or
+    /// unparseable, an access key id twice) the keys accepted so far stay in force and
+    /// the error names the file and line, never a secret. Logs what changed, by label.
+    /// Returns `Ok(None)` when the credentials did not come from a file.
+    pub fn reload_client_credentials(&self) -> Result<Option<CredentialsChange>> {
+        match self.creds.reload() {
+            Ok(None) => Ok(None),
+            r => self.count(metrics::Reloaded::ClientCredentials, r),
+        }
+    }
+
+    /// [`Gateway::reload_client_credentials`] only if the file changed (modification time,
+    /// length or inode) since the last load or attempt, for a periodic check (a
+    /// Kubernetes secret volume replaced, nobody sending a signal). A bad new version is
+    /// reported once, then waited on until the file changes again. `Ok(None)`: nothing
+    /// to reload.
+    pub fn reload_client_credentials_if_changed(&self) -> Result<Option<CredentialsChange>> {
+        match self.creds.reload_if_changed() {
+            Ok(None) => Ok(None),
+            r => self.count(metrics::Reloaded::ClientCredentials, r),
+        }
+    }
+
+    /// Checks new requests against `creds` from now on (for programs that build the set
+    /// themselves; refused if empty). A later [`Gateway::reload_client_credentials`]
+    /// still reads the file the gateway was built with, if any.
+    pub fn set_client_credentials(&self, creds: ClientCredentials) -> Result<CredentialsChange> {
+        self.count(metrics::Reloaded::ClientCredentials, self.creds.set(creds))
+    }
+
+    /// Everything that can be reloaded without a restart, each on its own: the TLS
+    /// certificate ([`Gateway::reload_tls`]) and the client credentials
+    /// ([`Gateway::reload_client_credentials`]). A failure of one does not keep the other
+    /// from loading. What `sealstream serve` does on SIGHUP.
+    pub fn reload(&self) -> Reload {
+        Reload {
+            tls: self.reload_tls(),
+            client_credentials: self.reload_client_credentials(),
+        }
+    }
+
+    /// [`Gateway::reload`] of the files that changed since their last load or attempt
+    /// (the `_if_changed` forms): the periodic check of `sealstream serve
+    /// --reload-interval`.
+    pub fn reload_if_changed(&self) -> Reload {
+        Reload {
+            tls: self.reload_tls_if_changed(),
+            client_credentials: self.reload_client_credentials_if_changed(),
+        }
+    }
+
+    /// The client credentials new requests are checked against now.
+    pub fn client_credentials(&self) -> Arc<ClientCredentials> {
+        self.creds.current()
+    }
+
+    /// Counts a reload attempt's outcome for `/metrics`.
+    fn count<T>(&self, what: metrics::Reloaded, r: Result<T>) -> Result<T> {
+        self.metrics.reloaded(what, r.is_ok());
+        r
     }
 
     /// Builds the upstream client from the standard AWS chain with `settings`' timeouts

@@ -42,7 +42,9 @@ pub(super) async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<()> {
     let mut builder = S3ServiceBuilder::new(gw.svc.clone());
-    builder.set_auth(gw.creds.to_auth());
+    builder.set_auth(super::creds::Auth {
+        store: gw.creds.clone(),
+    });
     if !gw.config.virtual_host_domains.is_empty() {
         builder.set_host(Domains::new(&gw.config.virtual_host_domains)?);
     }

@@ -6,8 +6,7 @@
 
 use std::fmt;
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::SystemTime;
+use std::sync::{Arc, RwLock};
 
 use sha2::{Digest, Sha256};
 use tokio_rustls::rustls;
@@ -19,6 +18,7 @@ use tokio_rustls::rustls::sign::CertifiedKey;
 use x509_cert::der::Decode as _;
 
 use super::TlsFiles;
+use super::watch::FileWatch;
 use crate::{Error, Result};
 
 /// The certificate and key new TLS handshakes use, read from [`TlsFiles`] at start and
@@ -28,9 +28,9 @@ pub(super) struct CertStore {
     files: TlsFiles,
     provider: Arc<CryptoProvider>,
     current: RwLock<Arc<CertifiedKey>>,
-    /// The files' stamps at the last load or attempt; held through a reload, so that two
-    /// reloads (a signal and the periodic check) never interleave.
-    seen: Mutex<Stamps>,
+    /// The chain's and the key's stamps at the last load or attempt (the periodic check),
+    /// locked through a reload.
+    watch: FileWatch,
 }
 
 impl fmt::Debug for CertStore {
@@ -41,32 +41,12 @@ impl fmt::Debug for CertStore {
     }
 }
 
-/// What tells a new version of a file without reading it: modification time, length and
-/// (on Unix) device and inode, of the file a symlink points to. A Kubernetes secret
-/// volume swaps a symlink to a new directory (new inodes); an ACME client renames new
-/// files into place or rewrites them (new time and usually length).
-type FileStamp = Option<(Option<SystemTime>, u64, u64, u64)>;
-/// The stamps of the chain and the key.
-type Stamps = (FileStamp, FileStamp);
-
-fn file_stamp(p: &Path) -> FileStamp {
-    let m = std::fs::metadata(p).ok()?;
-    #[cfg(unix)]
-    let (dev, ino) = {
-        use std::os::unix::fs::MetadataExt as _;
-        (m.dev(), m.ino())
-    };
-    #[cfg(not(unix))]
-    let (dev, ino) = (0, 0);
-    Some((m.modified().ok(), m.len(), dev, ino))
-}
-
 impl CertStore {
     /// Reads the chain and key of `files` (both must parse and the key must match the
     /// leaf certificate), logging which certificate is served.
     pub(super) fn load(files: &TlsFiles) -> Result<CertStore> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let stamps = (file_stamp(&files.cert_chain), file_stamp(&files.key));
+        let watch = FileWatch::new(vec![files.cert_chain.clone(), files.key.clone()]);
         let (key, info) = read(files, &provider)?;
         tracing::info!(
             cert = %files.cert_chain.display(),
@@ -78,7 +58,7 @@ impl CertStore {
             files: files.clone(),
             provider,
             current: RwLock::new(Arc::new(key)),
-            seen: Mutex::new(stamps),
+            watch,
         })
     }
 
@@ -87,13 +67,7 @@ impl CertStore {
     /// unparseable, a key that does not match the certificate) nothing changes: the
     /// previous certificate stays in use and the error names the file.
     pub(super) fn reload(&self) -> Result<CertificateInfo> {
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        // Stamped before reading: a change while reading is seen by the next check.
-        *seen = (
-            file_stamp(&self.files.cert_chain),
-            file_stamp(&self.files.key),
-        );
-        self.swap()
+        self.watch.reload(|| self.swap())
     }
 
     /// [`CertStore::reload`] if either file changed (time, length or inode) since the
@@ -101,24 +75,19 @@ impl CertStore {
     /// on every check: the next attempt waits for the files to change again (or a
     /// reload).
     pub(super) fn reload_if_changed(&self) -> Result<Option<CertificateInfo>> {
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        let now = (
-            file_stamp(&self.files.cert_chain),
-            file_stamp(&self.files.key),
-        );
-        if now == *seen {
-            return Ok(None);
-        }
-        *seen = now;
-        tracing::info!(
-            cert = %self.files.cert_chain.display(),
-            key = %self.files.key.display(),
-            "TLS certificate files changed: reloading"
-        );
-        self.swap().map(Some)
+        self.watch
+            .reload_if_changed(|| {
+                tracing::info!(
+                    cert = %self.files.cert_chain.display(),
+                    key = %self.files.key.display(),
+                    "TLS certificate files changed: reloading"
+                );
+                self.swap()
+            })
+            .transpose()
     }
 
-    /// Reads the files; if good, serves them. Called with `seen` locked.
+    /// Reads the files; if good, serves them. Called with the watch locked.
     fn swap(&self) -> Result<CertificateInfo> {
         let (key, info) = read(&self.files, &self.provider)?;
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(key);
