@@ -44,10 +44,12 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import boto3' 2>/dev/
 fi
 PY=$VENV/bin/python
 
-cargo build --release --bin sealstream --example mem_s3 >&2
+# SKIP_BUILD=1 with SEALSTREAM_BIN and MEM_S3_BIN: measure binaries built before (a run
+# that must not rebuild while the tree changes, or on a loaded machine).
+[ "${SKIP_BUILD:-0}" = 1 ] || cargo build --release --bin sealstream --example mem_s3 >&2
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}/release
 BIN=${SEALSTREAM_BIN:-$TARGET/sealstream} # SEALSTREAM_BIN: measure another build (a baseline)
-MEM=$TARGET/examples/mem_s3
+MEM=${MEM_S3_BIN:-$TARGET/examples/mem_s3}
 
 T=$(mktemp -d -p /dev/shm 2>/dev/null || mktemp -d)
 PIDS=()
