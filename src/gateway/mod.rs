@@ -17,6 +17,7 @@
 
 mod creds;
 mod errors;
+mod linger;
 mod metrics;
 mod server;
 mod service;

@@ -17,7 +17,7 @@ use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use s3s::service::{S3Service, S3ServiceBuilder};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::Gateway;
+use super::{Gateway, linger};
 use crate::{Error, Result};
 
 /// The request path answered without authentication (only when the request carries no
@@ -71,6 +71,12 @@ pub(super) async fn serve(
         None => None,
     };
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Every connection's task, through its lingering close (linger.rs): the shutdown
+    // waits for them, not only for the requests, so that no response is cut off in the
+    // kernel's send queue when the process exits.
+    let tasks = tokio_util::task::TaskTracker::new();
+    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let grace = gw.config.shutdown_grace;
     let mut shutdown = std::pin::pin!(shutdown);
     tracing::info!(
         listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -90,23 +96,24 @@ pub(super) async fn serve(
         };
         let shared = shared.clone();
         let svc = hyper::service::service_fn(move |req| handle(shared.clone(), req));
+        let stopping = stopping.clone();
         match &tls {
             None => {
-                let c = conn
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .into_owned();
+                let (io, back) = linger::GiveBack::new(stream);
+                let c = conn.serve_connection(TokioIo::new(io), svc).into_owned();
                 let c = graceful.watch(c);
-                tokio::spawn(async move {
+                tasks.spawn(async move {
                     if let Err(e) = c.await {
                         tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
                     }
+                    linger::close(back, || stopping.load(Ordering::Relaxed), grace).await;
                 });
             }
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
                 let conn = conn.clone();
                 let watcher = graceful.watcher();
-                tokio::spawn(async move {
+                tasks.spawn(async move {
                     let handshake = tokio::time::timeout(
                         std::time::Duration::from_secs(10),
                         acceptor.accept(stream),
@@ -122,20 +129,26 @@ pub(super) async fn serve(
                             return;
                         }
                     };
-                    let c = conn
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .into_owned();
+                    let (io, back) = linger::GiveBack::new(stream);
+                    let c = conn.serve_connection(TokioIo::new(io), svc).into_owned();
                     if let Err(e) = watcher.watch(c).await {
                         tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
                     }
+                    linger::close(back, || stopping.load(Ordering::Relaxed), grace).await;
                 });
             }
         }
     }
     tracing::info!("shutting down: no new connections; waiting for requests in flight");
     drop(listener);
-    match tokio::time::timeout(gw.config.shutdown_grace, graceful.shutdown()).await {
-        Ok(()) => tracing::info!("all requests finished"),
+    stopping.store(true, Ordering::Relaxed);
+    tasks.close();
+    let drained = async {
+        graceful.shutdown().await;
+        tasks.wait().await;
+    };
+    match tokio::time::timeout(gw.config.shutdown_grace, drained).await {
+        Ok(()) => tracing::info!("all requests finished and their responses delivered"),
         Err(_) => tracing::warn!(
             grace = ?gw.config.shutdown_grace,
             "requests still running after the shutdown grace period were cut off"
