@@ -5,13 +5,14 @@ use std::sync::{Arc, Mutex};
 /// Batch buffers shared and recycled between streams, with a cap on what is kept idle.
 ///
 /// Exists for services that run many short streams at once (the S3 gateway runs one per
-/// request, i.e. per 8 MiB part of a multipart upload): without it every stream allocates
-/// and zeroes its `2T + 2` batches and frees them at its end, and the allocator hands back
-/// fresh pages to the next request (page faults, kernel page clearing, memset on every
-/// request). A stream given these buffers ([`super::EngineOptions::buffers`]) takes its
-/// batches from here and gives them back when it ends, and so do the buffers it hands out
-/// without a copy (`aio::EncryptReader::into_sealed_stream`, feature `async`) once their last
-/// reference is dropped.
+/// request, i.e. per 8 MiB part of a multipart upload or per ranged GET): without it every
+/// stream allocates and zeroes its `2T + 2` batches and frees them at its end, and the
+/// allocator hands back fresh pages to the next request (page faults, kernel page
+/// clearing, memset on every request). A stream given these buffers
+/// ([`super::EngineOptions::buffers`]) takes its batches from here and gives them back when
+/// it ends, and so do the buffers it hands out without a copy
+/// (`aio::EncryptReader::into_sealed_stream` and `aio::DecryptReader::into_opened_stream`,
+/// feature `async`) once their last reference is dropped.
 ///
 /// Memory stays bounded: at most `max_idle_bytes` of idle buffers are kept (more are freed
 /// as they come back), and the buffers in use are what the streams would have allocated
