@@ -572,7 +572,11 @@ async fn read_pieces(
     let mut got = 0u64;
     while let Some(mut chunk) = body.try_next().await? {
         let room = len.saturating_sub(got);
-        chunk.truncate(chunk.len().min(usize::try_from(room + 1).unwrap_or(usize::MAX)));
+        chunk.truncate(
+            chunk
+                .len()
+                .min(usize::try_from(room + 1).unwrap_or(usize::MAX)),
+        );
         got += chunk.len() as u64;
         if !chunk.is_empty() {
             pieces.push_back(chunk);
@@ -762,7 +766,11 @@ mod tests {
             );
             assert!(max >= concurrency, "the GETs ran ahead ({max} at once)");
             drop(r);
-            assert_eq!(live.now.load(Ordering::SeqCst), 0, "every segment was freed");
+            assert_eq!(
+                live.now.load(Ordering::SeqCst),
+                0,
+                "every segment was freed"
+            );
         }
     }
 

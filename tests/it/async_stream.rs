@@ -852,13 +852,18 @@ fn opened_stream_hands_out_authenticated_chunks() {
                             buffers: shared,
                             ..small_batches()
                         };
-                        let got: Vec<Bytes> =
-                            DecryptReader::new(&c, CS, Dribble::new(ct.clone(), 1000), params, &opts)
-                                .unwrap()
-                                .into_opened_stream()
-                                .map(|b| b.unwrap())
-                                .collect()
-                                .await;
+                        let got: Vec<Bytes> = DecryptReader::new(
+                            &c,
+                            CS,
+                            Dribble::new(ct.clone(), 1000),
+                            params,
+                            &opts,
+                        )
+                        .unwrap()
+                        .into_opened_stream()
+                        .map(|b| b.unwrap())
+                        .collect()
+                        .await;
                         assert_eq!(got.concat(), want, "{suite:?} {len} {params:?}");
                         assert!(got.iter().all(|b| !b.is_empty() && b.len() <= CS as usize));
                     }

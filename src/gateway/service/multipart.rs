@@ -23,8 +23,8 @@ use tokio::sync::mpsc;
 use tracing::Instrument as _;
 
 use super::{
-    BodyStream, Msg, Service, error, etag_header, from_error, from_sdk,
-    invalid_argument, not_implemented, parse_etag, refuse_reserved, trailer_checksums, url,
+    BodyStream, Msg, Service, error, etag_header, from_error, from_sdk, invalid_argument,
+    not_implemented, parse_etag, refuse_reserved, trailer_checksums, url,
 };
 use crate::envelope::{self, EncryptParams, Opening, Sealing};
 use crate::format::Header;
