@@ -26,7 +26,7 @@ sed -n '/^cat >"\$T\/boto.py" <<.EOF.$/,/^EOF$/p' "$ROOT/scripts/bench_gateway.s
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; [ "${KEEP:-0}" = 1 ] || rm -rf "$T"; }
 trap cleanup EXIT
-wait_url() { local f=$1; for i in $(seq 1 300); do if [ -s "$f" ]; then head -1 "$f" | sed 's/^listening on //'; return; fi; sleep 0.1; done; echo "no start $f" >&2; exit 1; }
+wait_url() { local f=$1; for _ in $(seq 1 300); do if [ -s "$f" ]; then head -1 "$f" | sed 's/^listening on //'; return; fi; sleep 0.1; done; echo "no start $f" >&2; exit 1; }
 "$MEM" 127.0.0.1:0 >"$T/mem.out" 2>"$T/mem.err" & PIDS+=($!)
 UP=$(wait_url "$T/mem.out")
 "$BA" keygen -o "$T/gw.key" >/dev/null 2>&1
@@ -48,10 +48,11 @@ PYEOF
 "$PY" "$H/boto.py" up "$B_URL" GWBENCHCLIENT gwbench-client-secret - bench obj.bin "$T/src.bin"
 # Direct (mode D): the same bytes stored plain, read straight from mem_s3.
 "$PY" "$H/boto.py" up "$UP" testing testing - bench obj.bin.plain "$T/src.bin"
+# shellcheck disable=SC2034 # read through ${g}_URL / ${g}_PID
 D_URL=$UP D_PID=
 stat_of() { if [ -n "$1" ]; then awk '{print $14+$15, $10}' "/proc/$1/stat"; else echo "0 0"; fi; }
 timed() { flock "$LOCK" bash -c 's=$(date +%s%N); "$@" >/dev/null || exit 1; e=$(date +%s%N); echo $(( (e - s) / 1000000 ))' _ "$@"; }
-run() { local g=$1 w=$2 url=${g}_URL ak=GWBENCHCLIENT sk=gwbench-client-secret key=obj.bin; url=${!url}
+run() { local g=$1 w=$2 url ak=GWBENCHCLIENT sk=gwbench-client-secret key=obj.bin; url=${g}_URL; url=${!url}
   [ "$g" != D ] || { ak=testing; sk=testing; key=obj.bin.plain; }
   case $w in
     boto-down) rm -f "$T/out.bin"; timed "$PY" "$H/boto.py" down "$url" $ak $sk - bench $key "$T/out.bin" ;;

@@ -332,7 +332,7 @@ pub struct Pin {
 /// A segment is kept as the pieces the HTTP client received (`Bytes`, no copy into one
 /// contiguous buffer): no part-sized buffer is allocated per GET, and the bytes are copied
 /// once, by the consumer, where they are needed. Memory stays bounded by what is in
-/// flight: at most `concurrency + 1` segments exist at once (see [`pipeline`]).
+/// flight: at most `concurrency + 1` segments exist at once.
 ///
 /// Two ways to consume it: segment by segment ([`RangedReader::next_segment`] +
 /// [`RangedReader::recycle`], contiguous buffers recycled through a small free list), or as
