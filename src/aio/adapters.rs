@@ -278,6 +278,36 @@ impl<R: AsyncRead + Unpin> PipeReader<SealFramer, R> {
     }
 }
 
+impl<R: AsyncRead + Unpin> PipeReader<OpenFramer, R> {
+    /// As `poll_read`, but each piece of authenticated plaintext comes out as `Bytes` in
+    /// the engine's own buffer (no copy).
+    fn poll_opened(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+        if self.failed {
+            return Poll::Ready(None);
+        }
+        let r = (|| loop {
+            let input = self.pipe.pull_input(cx, &mut self.inner, usize::MAX)?;
+            let free = self.pipe.free_buffers();
+            match self.pipe.pull_opened(cx)? {
+                Poll::Ready(b) => return Ok(Poll::Ready(b)),
+                Poll::Pending if input == Step::Progress => {}
+                // Batches that released nothing (skip / limit) freed their buffers: the
+                // input side can go on; without this, nothing in flight would wake us.
+                Poll::Pending if self.pipe.free_buffers() > free => {}
+                Poll::Pending => return Ok(Poll::Pending),
+            }
+        })();
+        match r {
+            Ok(Poll::Ready(b)) => Poll::Ready(b.map(Ok)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(e) => {
+                self.failed = true;
+                Poll::Ready(Some(Err(to_io(e))))
+            }
+        }
+    }
+}
+
 impl<F: Framer, R> PipeReader<F, R> {
     fn new(
         cipher: &PayloadCipher,
@@ -351,6 +381,45 @@ impl<R: AsyncRead + Unpin> DecryptReader<R> {
         let framer = OpenFramer::new(chunk_size, cpb, params);
         let r = PipeReader::new(cipher, chunk_size, framer, inner, opts)?;
         Ok(DecryptReader { r })
+    }
+}
+
+impl<R: AsyncRead + Unpin> DecryptReader<R> {
+    /// This reader as a `Stream` of authenticated plaintext without a copy: each item is
+    /// the released plaintext of one chunk (or what the range keeps of it) in the engine's
+    /// own batch buffer, which goes back to [`EngineOptions::buffers`] (if set) once the
+    /// last piece of it is dropped. For a consumer that takes `Bytes` (an HTTP response
+    /// body), where [`Self::into_stream`] would copy every byte once more. Nothing of a
+    /// chunk that failed is ever in an item; the stream ends after an error.
+    pub fn into_opened_stream(self) -> OpenedStream<R> {
+        OpenedStream { r: self.r }
+    }
+}
+
+/// [`DecryptReader::into_opened_stream`]: authenticated plaintext as `Bytes`, without a
+/// copy.
+pub struct OpenedStream<R> {
+    r: PipeReader<OpenFramer, R>,
+}
+
+impl<R> std::fmt::Debug for OpenedStream<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenedStream").finish_non_exhaustive()
+    }
+}
+
+impl<R> OpenedStream<R> {
+    /// Plaintext bytes released and chunks authenticated so far.
+    pub fn stats(&self) -> StreamStats {
+        self.r.pipe.stats
+    }
+}
+
+impl<R: AsyncRead + Unpin> futures_util::Stream for OpenedStream<R> {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().r.poll_opened(cx)
     }
 }
 

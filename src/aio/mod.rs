@@ -17,7 +17,9 @@
 //!   [`tokio_util::io::StreamReader`]. [`EncryptReader::into_sealed_stream`] gives the
 //!   sealed batches themselves as `Bytes` (no copy; with
 //!   [`BatchBuffers`](crate::stream::BatchBuffers) their buffers are recycled, else each
-//!   handed-out batch is replaced by a new allocation).
+//!   handed-out batch is replaced by a new allocation), and
+//!   [`DecryptReader::into_opened_stream`] the authenticated plaintext of each chunk the
+//!   same way.
 //!
 //! Cancellation: dropping a driver's future (or an adapter) stops the stream: nothing more
 //! is written, queued pool work is skipped, the buffers are freed, and an encrypted output
@@ -36,7 +38,7 @@ use std::io;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-pub use adapters::{DecryptReader, EncryptReader, EncryptWriter, SealedStream};
+pub use adapters::{DecryptReader, EncryptReader, EncryptWriter, OpenedStream, SealedStream};
 #[doc(no_inline)]
 pub use tokio_util::codec::FramedWrite;
 #[doc(no_inline)]

@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use crate::error::{Error, Result};
 use crate::format::TAG_LEN;
 use crate::primitives::stream::PayloadCipher;
-use crate::stream::framer::{Batch, Framer, SealFramer};
+use crate::stream::framer::{Batch, Framer, OpenFramer, SealFramer};
 use crate::stream::{
     BatchBuffers, CancelToken, Completions, EngineOptions, StreamStats, Submitter, geometry,
     io_error,
@@ -48,6 +48,10 @@ pub(crate) struct Pipe<'a, F> {
     buffers: Option<BatchBuffers>,
     /// Bytes of every batch buffer of this stream.
     batch_len: usize,
+    /// Authenticated plaintext pieces of the batch last handed out whole
+    /// ([`Pipe::pull_opened`]), still to be returned, then that batch's error if any.
+    opened: std::collections::VecDeque<Bytes>,
+    opened_error: Option<Error>,
 }
 
 impl<'a, F: Framer> Pipe<'a, F> {
@@ -81,6 +85,8 @@ impl<'a, F: Framer> Pipe<'a, F> {
             cancel: opts.cancel.cloned(),
             buffers,
             batch_len,
+            opened: std::collections::VecDeque::new(),
+            opened_error: None,
         })
     }
 
@@ -430,6 +436,52 @@ impl Pipe<'_, SealFramer> {
                 buffers: self.buffers.clone(),
             };
             return Ok(Poll::Ready(Some(Bytes::from_owner(owner).slice(range))));
+        }
+    }
+}
+
+impl Pipe<'_, OpenFramer> {
+    /// Pull output without a copy: the next piece of authenticated plaintext (the rest of
+    /// one chunk) as `Bytes` sharing the opened batch's buffer, whose place in the window a
+    /// new buffer takes (from the shared buffers when there are some); the buffer goes back
+    /// to the shared buffers once its last piece is dropped. Only chunks that authenticated
+    /// are handed out (the framer's release); a batch's error comes after its good pieces.
+    /// `Ready(None)` at the end of the stream.
+    pub(crate) fn pull_opened(&mut self, cx: &mut Context<'_>) -> Result<Poll<Option<Bytes>>> {
+        loop {
+            if let Some(piece) = self.opened.pop_front() {
+                return Ok(Poll::Ready(Some(piece)));
+            }
+            if let Some(e) = self.opened_error.take() {
+                return Err(e);
+            }
+            match self.next_out(cx) {
+                Step::Progress => {}
+                Step::Blocked => return Ok(Poll::Pending),
+                Step::Done => return Ok(Poll::Ready(None)),
+            }
+            self.check_cancel()?;
+            let Some(mut b) = self.out.take() else {
+                return Ok(Poll::Pending);
+            };
+            let error = b.error.take().map(|(_, e)| e);
+            let ranges = self.framer.piece_ranges(&b);
+            if ranges.is_empty() {
+                self.free.push(b);
+                if let Some(e) = error {
+                    return Err(e);
+                }
+                continue;
+            }
+            let fresh = new_buf(self.buffers.as_ref(), self.batch_len);
+            let buf = std::mem::replace(&mut b.buf, fresh);
+            self.free.push(b);
+            let all = Bytes::from_owner(Recycled {
+                buf,
+                buffers: self.buffers.clone(),
+            });
+            self.opened.extend(ranges.into_iter().map(|r| all.slice(r)));
+            self.opened_error = error;
         }
     }
 }

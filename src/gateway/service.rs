@@ -86,7 +86,8 @@ struct Inner {
     /// object. Safe because every body GET is pinned to the header's ETag (If-Match): an
     /// object replaced or deleted meanwhile fails that GET, and the header is loaded again.
     headers: Mutex<HashMap<HeaderCacheKey, (Instant, ObjectInfo)>>,
-    /// The engine's batch buffers of PutObject and UploadPart, recycled between requests.
+    /// The engine's batch buffers of PutObject, UploadPart and GetObject, recycled between
+    /// requests.
     buffers: BatchBuffers,
 }
 
@@ -323,24 +324,32 @@ impl Service {
         let s3 = self.inner.s3.clone();
         let metrics = self.inner.metrics.clone();
         let task_info = info.clone();
+        let buffers = self.inner.buffers.clone();
         tokio::spawn(
             async move {
-                let mut out = ChannelWriter {
-                    tx: PollSender::new(tx.clone()),
-                };
                 let opts = GetOptions {
                     batch_bytes: engine_for(want, task_info.header.chunk_size).batch_bytes,
+                    buffers: Some(buffers),
                     ..GetOptions::default()
                 };
-                let r = match range {
-                    Some(r) => {
-                        s3.get_range_decrypted(&task_info, &opening, r, &mut out, &opts)
-                            .await
+                let r = if task_info.parts.is_some() {
+                    // A part-wise object (several keys): through the writer, one copy.
+                    let mut out = ChannelWriter {
+                        tx: PollSender::new(tx.clone()),
+                    };
+                    match range {
+                        Some(r) => {
+                            s3.get_range_decrypted(&task_info, &opening, r, &mut out, &opts)
+                                .await
+                        }
+                        None => {
+                            s3.get_decrypted(&task_info, &opening, &mut out, &opts)
+                                .await
+                        }
                     }
-                    None => {
-                        s3.get_decrypted(&task_info, &opening, &mut out, &opts)
-                            .await
-                    }
+                    .map(|_| ())
+                } else {
+                    send_decrypted(&s3, &task_info, &opening, range, &opts, &tx).await
                 };
                 if let Err(e) = r {
                     if e.is_authentication() {
@@ -2412,9 +2421,10 @@ impl<R: AsyncRead + Unpin> AsyncRead for Verify<R> {
 /// change); the concurrent requests keep the worker pool busy without large batches.
 const GATEWAY_BATCH_BYTES: usize = 256 * 1024;
 
-/// Idle batch buffers the gateway keeps for the next uploads ([`BatchBuffers`]): every
+/// Idle batch buffers the gateway keeps for the next requests ([`BatchBuffers`]): every
 /// PutObject and UploadPart takes its `2T + 2` batches (and one more per sealed batch
-/// handed to the upstream request without a copy) from there instead of fresh memory.
+/// handed to the upstream request without a copy) from there instead of fresh memory, and
+/// so does every GetObject (one more per opened batch handed to the response body).
 /// 16 MiB is about what 6 concurrent 8 MiB parts hold at once with 256 KiB batches on 2
 /// cores; the buffers in use are bounded by the requests in flight, as before.
 const GATEWAY_IDLE_BUFFER_BYTES: usize = 16 * 1024 * 1024;
@@ -2644,6 +2654,47 @@ enum Msg {
     Error(Error),
     /// Reading upstream failed (plaintext pass-through): the body is aborted.
     Failed(io::Error),
+}
+
+/// Streams a version-1 object's (ranged) plaintext into the response channel as the
+/// engine's own buffers (no copy: each message is one chunk's authenticated plaintext, and
+/// its batch buffer goes back to the gateway's [`BatchBuffers`] once hyper has written it).
+/// A client that went away ends it with `BrokenPipe`, as the writer path does.
+async fn send_decrypted(
+    s3: &crate::s3::S3,
+    info: &ObjectInfo,
+    opening: &Opening,
+    range: Option<ByteRange>,
+    opts: &GetOptions,
+    tx: &mpsc::Sender<Msg>,
+) -> Result<(), Error> {
+    let planned = match range {
+        Some(r) => Some(s3.plan_range(info, opening, r).await?),
+        None => None,
+    };
+    send_opened(
+        s3.decrypted_stream(info, opening, planned.as_ref(), opts)?,
+        tx,
+    )
+    .await
+}
+
+/// Sends every piece of authenticated plaintext of `plain` into the response channel (no
+/// copy); `BrokenPipe` once the client went away.
+async fn send_opened<S>(mut plain: S, tx: &mpsc::Sender<Msg>) -> Result<(), Error>
+where
+    S: futures_util::Stream<Item = io::Result<Bytes>> + Unpin,
+{
+    while let Some(piece) = plain.next().await {
+        let piece = piece.map_err(|e| crate::stream::io_error("reading the object", e))?;
+        if tx.send(Msg::Data(piece)).await.is_err() {
+            return Err(Error::io(
+                "writing output",
+                io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// An `AsyncWrite` into the response channel: waits for room (the download goes no faster

@@ -22,7 +22,7 @@ use crate::envelope::Opening;
 use crate::error::{Error, Result};
 use crate::format::Layout;
 use crate::range::{self, ByteRange, RangePlan};
-use crate::stream::{EngineOptions, OpenParams, Pool, StreamStats};
+use crate::stream::{BatchBuffers, EngineOptions, OpenParams, Pool, StreamStats};
 
 /// How to download one object (async layer).
 #[derive(Clone, Default)]
@@ -39,6 +39,9 @@ pub struct GetOptions {
     /// [`crate::stream::DEFAULT_BATCH_BYTES`]. A server answering many small ranged reads
     /// sizes it to the range, since every read allocates `2T + 2` batches up front.
     pub batch_bytes: usize,
+    /// Take the engine's batch buffers from here and give them back at the end (a server
+    /// answering many GETs recycles them instead of zeroing fresh memory per request).
+    pub buffers: Option<BatchBuffers>,
 }
 
 impl std::fmt::Debug for GetOptions {
@@ -47,6 +50,7 @@ impl std::fmt::Debug for GetOptions {
             .field("threads", &self.threads)
             .field("pool", &self.pool)
             .field("batch_bytes", &self.batch_bytes)
+            .field("buffers", &self.buffers)
             .finish_non_exhaustive()
     }
 }
@@ -63,6 +67,7 @@ impl GetOptions {
                 0 => crate::stream::DEFAULT_BATCH_BYTES,
                 n => n,
             },
+            buffers: self.buffers.as_ref(),
             ..EngineOptions::default()
         }
     }
@@ -262,6 +267,63 @@ impl S3 {
         let eo = opts.engine();
         self.get_planned_with(obj, opening, planned, output, &eo)
             .await
+    }
+
+    /// [`S3::get_decrypted`] (`planned` `None`) or [`S3::get_planned_range`] as a stream
+    /// of authenticated plaintext in the engine's own buffers, without the copy into an
+    /// `AsyncWrite` ([`aio::DecryptReader::into_opened_stream`]): for a server handing the
+    /// bytes to an HTTP response body. The GETs start at once (call inside a runtime);
+    /// nothing of a chunk is released before its tag verified, and an error ends the
+    /// stream; `opts.progress` is not called (count the items). Version-1 objects only: a
+    /// part-wise object (FORMAT.md §17) is
+    /// [`Error::InvalidArgument`] (read it with [`S3::get_decrypted`] or
+    /// [`S3::get_range_decrypted`]).
+    pub fn decrypted_stream(
+        &self,
+        obj: &ObjectInfo,
+        opening: &Opening,
+        planned: Option<&PlannedRange>,
+        opts: &GetOptions,
+    ) -> Result<aio::OpenedStream<RangedReader>> {
+        check_opening(obj, opening)?;
+        if obj.parts.is_some() {
+            return Err(Error::InvalidArgument(format!(
+                "{} is a part-wise object (FORMAT.md §17): decrypted_stream reads version-1 \
+                 objects only; get_decrypted reads both",
+                obj.url
+            )));
+        }
+        let layout = obj.layout()?;
+        let (start, end, params) = match planned {
+            None => (
+                obj.chunks_start(),
+                obj.head.content_length,
+                OpenParams::default(),
+            ),
+            Some(p) => {
+                if p.etag != obj.head.etag || layout != p.layout {
+                    return Err(Error::InvalidArgument(format!(
+                        "the range was planned for another version of {} (plan and stream the same ObjectInfo)",
+                        obj.url
+                    )));
+                }
+                let (s, e) = p.plan.ciphertext_span(&p.layout);
+                (
+                    obj.body_offset(s),
+                    obj.body_offset(e),
+                    p.plan.open_params(&p.layout),
+                )
+            }
+        };
+        let input = segments(self, obj, start, end);
+        let reader = aio::DecryptReader::new(
+            opening.cipher(),
+            obj.header.chunk_size,
+            input,
+            params,
+            &opts.engine(),
+        )?;
+        Ok(reader.into_opened_stream())
     }
 
     /// [`S3::get_decrypted`] with borrowed engine options (the blocking layer's form).

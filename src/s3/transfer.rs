@@ -329,25 +329,29 @@ pub struct Pin {
 /// up to `concurrency` in flight ahead of the reader, delivered in order. A body cut off
 /// mid-transfer is retried (the SDK retries failed requests, not failed body reads).
 ///
-/// Segment buffers are recycled through a small free list instead of being allocated per
-/// GET: with glibc, freeing one part-sized buffer raises the dynamic mmap threshold above
-/// the part size, later buffers then come from per-thread heaps, and fragmentation pushed
-/// a 2 GiB download's peak RSS ~50 % above the `(concurrency + 2) × part size` bound.
+/// A segment is kept as the pieces the HTTP client received (`Bytes`, no copy into one
+/// contiguous buffer): no part-sized buffer is allocated per GET, and the bytes are copied
+/// once, by the consumer, where they are needed. Memory stays bounded by what is in
+/// flight: at most `concurrency + 1` segments exist at once.
 ///
 /// Two ways to consume it: segment by segment ([`RangedReader::next_segment`] +
-/// [`RangedReader::recycle`]), or as an [`AsyncRead`] of the bytes in order (what the
-/// decrypting download feeds to `aio::open`); do not mix them. As an `AsyncRead`, a failed
-/// GET is an `io::Error` carrying the typed [`Error`] (`Error::Storage` with its kind),
-/// which the async drivers hand back as is, and every later read fails too.
+/// [`RangedReader::recycle`], contiguous buffers recycled through a small free list), or as
+/// an [`AsyncRead`] of the bytes in order (what the decrypting download feeds to
+/// `aio::open`; the pieces are copied straight into the caller's buffer); do not mix
+/// them. As an `AsyncRead`, a failed GET is an `io::Error` carrying the typed [`Error`]
+/// (`Error::Storage` with its kind), which the async drivers hand back as is, and every
+/// later read fails too.
 pub struct RangedReader {
-    rx: mpsc::Receiver<Result<Vec<u8>>>,
+    rx: mpsc::Receiver<Result<Segment>>,
     pool: Pool,
     task: tokio::task::JoinHandle<()>,
-    /// The segment being read by the `AsyncRead` side, and how far.
-    cur: Vec<u8>,
-    pos: usize,
+    /// What is left of the segment being read by the `AsyncRead` side.
+    cur: Segment,
     failed: bool,
 }
+
+/// One ranged GET's bytes, in order, as the HTTP client handed them over.
+pub(crate) type Segment = std::collections::VecDeque<Bytes>;
 
 impl std::fmt::Debug for RangedReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -404,19 +408,30 @@ impl RangedReader {
             a = b;
         }
         let fetcher = Fetcher::new(s3, url, pin);
-        pipeline(rt, ranges, concurrency, move |buf, off, len| {
+        pipeline(rt, ranges, concurrency, move |off, len| {
             let f = fetcher.clone();
-            async move { f.fetch_into(buf, off, len).await }
+            async move { f.fetch_pieces(off, len).await }
         })
     }
 
-    /// The next segment, in order; `None` at the end. A failed GET ends the stream with
-    /// its error. Give the buffer back with [`RangedReader::recycle`] to bound memory.
+    /// The next segment as one contiguous buffer, in order; `None` at the end. A failed
+    /// GET ends the stream with its error. Give the buffer back with
+    /// [`RangedReader::recycle`] to bound memory.
     pub async fn next_segment(&mut self) -> Option<Result<Vec<u8>>> {
-        self.rx.recv().await
+        let seg = match self.rx.recv().await? {
+            Ok(seg) => seg,
+            Err(e) => return Some(Err(e)),
+        };
+        let mut buf = self.pool.take();
+        buf.clear();
+        buf.reserve_exact(seg.iter().map(Bytes::len).sum());
+        for piece in &seg {
+            buf.extend_from_slice(piece);
+        }
+        Some(Ok(buf))
     }
 
-    /// Returns a drained segment buffer for the next GETs.
+    /// Returns a drained segment buffer for the next [`RangedReader::next_segment`].
     pub fn recycle(&self, buf: Vec<u8>) {
         self.pool.give(buf);
     }
@@ -431,14 +446,19 @@ impl Drop for RangedReader {
 
 /// GETs `len` bytes at `off` of one object version, retrying a body cut off mid-way.
 pub async fn fetch(s3: &S3, url: &S3Url, pin: &Pin, off: u64, len: u64) -> Result<Vec<u8>> {
-    Fetcher::new(s3, url, pin.clone())
-        .fetch_into(Vec::new(), off, len)
-        .await
+    let pieces = Fetcher::new(s3, url, pin.clone())
+        .fetch_pieces(off, len)
+        .await?;
+    let mut buf = Vec::with_capacity(len as usize);
+    for piece in &pieces {
+        buf.extend_from_slice(piece);
+    }
+    Ok(buf)
 }
 
-/// Runs `fetch(buffer, offset, length)` for every range on `rt`, up to `concurrency` at a
-/// time, and returns a reader of their bytes in order. Buffers come from a [`Pool`] fed
-/// by the reader, so a download of any size allocates at most `concurrency + 1` of them.
+/// Runs `fetch(offset, length)` for every range on `rt`, up to `concurrency` at a time, and
+/// returns a reader of their bytes in order. At most `concurrency + 1` segments exist at
+/// once: the GETs in flight, the one waiting in the channel and the one being read.
 pub(crate) fn pipeline<F, Fut>(
     rt: &tokio::runtime::Handle,
     ranges: Vec<(u64, u64)>,
@@ -446,15 +466,13 @@ pub(crate) fn pipeline<F, Fut>(
     fetch: F,
 ) -> RangedReader
 where
-    F: Fn(Vec<u8>, u64, u64) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<Vec<u8>>> + Send + 'static,
+    F: Fn(u64, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Segment>> + Send + 'static,
 {
-    let (tx, rx) = mpsc::channel::<Result<Vec<u8>>>(1);
-    let pool = Pool::default();
-    let fetch_pool = pool.clone();
+    let (tx, rx) = mpsc::channel::<Result<Segment>>(1);
     let task = rt.spawn(async move {
         let mut s = futures_util::stream::iter(ranges)
-            .map(|(off, len)| fetch(fetch_pool.take(), off, len))
+            .map(|(off, len)| fetch(off, len))
             .buffered(concurrency.max(1));
         // Room in the channel first, then the next segment: no finished segment waits
         // outside the channel. A segment taken out of `s` leaves `concurrency - 1` GETs
@@ -470,10 +488,9 @@ where
     });
     RangedReader {
         rx,
-        pool,
+        pool: Pool::default(),
         task,
-        cur: Vec::new(),
-        pos: 0,
+        cur: Segment::new(),
         failed: false,
     }
 }
@@ -499,10 +516,9 @@ impl Fetcher {
         }
     }
 
-    /// GETs `len` bytes at `off` into `buf` (cleared first; its allocation is reused); a
-    /// body cut off mid-transfer is retried (the SDK retries failed requests, not failed
-    /// body reads).
-    async fn fetch_into(&self, mut buf: Vec<u8>, off: u64, len: u64) -> Result<Vec<u8>> {
+    /// GETs `len` bytes at `off` as the pieces the HTTP client received; a body cut off
+    /// mid-transfer is retried (the SDK retries failed requests, not failed body reads).
+    async fn fetch_pieces(&self, off: u64, len: u64) -> Result<Segment> {
         let url = &self.url;
         let mut attempt = 0;
         loop {
@@ -518,19 +534,18 @@ impl Fetcher {
                 .send()
                 .await
                 .map_err(|e| sdk_error(&self.endpoint, url, "GetObject", e))?;
-            match read_exactly(r.body, &mut buf, len).await {
-                Ok(()) => {
-                    if buf.len() as u64 != len {
+            match read_pieces(r.body, len).await {
+                Ok((pieces, got)) => {
+                    if got != len {
                         return Err(storage(
                             url,
                             "GetObject",
                             &format!(
-                                "asked for {len} bytes at offset {off}, got {} (the object changed?)",
-                                buf.len()
+                                "asked for {len} bytes at offset {off}, got {got} (the object changed?)"
                             ),
                         ));
                     }
-                    return Ok(buf);
+                    return Ok(pieces);
                 }
                 Err(_) if attempt < self.attempts => {
                     tokio::time::sleep(Duration::from_millis(100 << attempt.min(6))).await;
@@ -547,29 +562,35 @@ impl Fetcher {
     }
 }
 
-/// Reads a response body into `buf` (cleared, then grown to `len` if needed: one copy, no
-/// second contiguous buffer as `collect().into_bytes()` would make); stops past `len`
-/// bytes.
-async fn read_exactly(
+/// Reads a response body as its pieces (no copy) and their total length; stops past `len`
+/// bytes (one byte more is kept, so that the caller reports the length mismatch).
+async fn read_pieces(
     mut body: ByteStream,
-    buf: &mut Vec<u8>,
     len: u64,
-) -> std::result::Result<(), aws_sdk_s3::primitives::ByteStreamError> {
-    buf.clear();
-    buf.reserve_exact(len as usize);
-    while let Some(chunk) = body.try_next().await? {
-        let room = (len as usize).saturating_sub(buf.len());
-        buf.extend_from_slice(&chunk[..chunk.len().min(room + 1)]);
-        if buf.len() > len as usize {
+) -> std::result::Result<(Segment, u64), aws_sdk_s3::primitives::ByteStreamError> {
+    let mut pieces = Segment::new();
+    let mut got = 0u64;
+    while let Some(mut chunk) = body.try_next().await? {
+        let room = len.saturating_sub(got);
+        chunk.truncate(
+            chunk
+                .len()
+                .min(usize::try_from(room + 1).unwrap_or(usize::MAX)),
+        );
+        got += chunk.len() as u64;
+        if !chunk.is_empty() {
+            pieces.push_back(chunk);
+        }
+        if got > len {
             break; // more than asked for: reported by the caller as a length mismatch
         }
     }
-    Ok(())
+    Ok((pieces, got))
 }
 
-/// Segment buffers the reader has drained (it returns each before it waits for the next),
-/// for the next GETs: each buffer is allocated once, and at most `concurrency + 1` exist
-/// (see [`pipeline`]).
+/// Contiguous segment buffers the caller of [`RangedReader::next_segment`] gave back, for
+/// the next segments: each buffer is allocated once, and no more exist than segments the
+/// caller holds at once plus one.
 #[derive(Clone, Default)]
 pub(crate) struct Pool {
     free: Arc<Mutex<Vec<Vec<u8>>>>,
@@ -610,23 +631,43 @@ impl AsyncRead for RangedReader {
                 "a ranged GET failed earlier (see the first error); nothing more is read",
             )));
         }
-        while this.pos == this.cur.len() {
-            this.pool.give(std::mem::take(&mut this.cur));
-            this.pos = 0;
-            match this.rx.poll_recv(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(b))) => this.cur = b,
-                Poll::Ready(Some(Err(e))) => {
-                    this.failed = true;
-                    return Poll::Ready(Err(io::Error::other(e)));
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        // Copies as many pieces of the current segment as fit (a batch takes many); the
+        // next segment is received only by a read that copied nothing yet, so an error
+        // never arrives after bytes of the same read.
+        let mut copied = false;
+        loop {
+            let Some(piece) = this.cur.front_mut() else {
+                if copied {
+                    return Poll::Ready(Ok(()));
                 }
-                Poll::Ready(None) => return Poll::Ready(Ok(())),
+                match this.rx.poll_recv(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Some(Ok(seg))) => {
+                        this.cur = seg;
+                        continue;
+                    }
+                    Poll::Ready(Some(Err(e))) => {
+                        this.failed = true;
+                        return Poll::Ready(Err(io::Error::other(e)));
+                    }
+                    Poll::Ready(None) => return Poll::Ready(Ok(())),
+                }
+            };
+            let n = buf.remaining().min(piece.len());
+            buf.put_slice(&piece[..n]);
+            copied = true;
+            if n == piece.len() {
+                this.cur.pop_front();
+            } else {
+                bytes::Buf::advance(piece, n);
+            }
+            if buf.remaining() == 0 {
+                return Poll::Ready(Ok(()));
             }
         }
-        let n = buf.remaining().min(this.cur.len() - this.pos);
-        buf.put_slice(&this.cur[this.pos..this.pos + n]);
-        this.pos += n;
-        Poll::Ready(Ok(()))
     }
 }
 
@@ -634,13 +675,47 @@ impl AsyncRead for RangedReader {
 mod tests {
     use super::*;
 
-    /// A fake fetch that fills `len` bytes with a pattern of the offset, after a delay
-    /// that varies per segment, so segments finish out of order.
-    async fn fake(mut buf: Vec<u8>, off: u64, len: u64) -> Result<Vec<u8>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Segments alive (fetching, queued or being read) now and at most.
+    #[derive(Default)]
+    struct Live {
+        now: AtomicUsize,
+        max: AtomicUsize,
+    }
+
+    /// Owns a segment's last piece: the segment counts as alive until it is dropped.
+    struct Counted(Vec<u8>, Arc<Live>);
+
+    impl AsRef<[u8]> for Counted {
+        fn as_ref(&self) -> &[u8] {
+            &self.0
+        }
+    }
+
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.1.now.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A fake fetch that yields `len` bytes of a pattern of the offset, in pieces of 300
+    /// bytes, after a delay that varies per segment, so segments finish out of order.
+    async fn fake(live: Arc<Live>, off: u64, len: u64) -> Result<Segment> {
+        let n = live.now.fetch_add(1, Ordering::SeqCst) + 1;
+        live.max.fetch_max(n, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_micros((off * 7919) % 3000)).await;
-        buf.clear();
-        buf.extend((off..off + len).map(|i| (i % 251) as u8));
-        Ok(buf)
+        let all: Vec<u8> = (off..off + len).map(|i| (i % 251) as u8).collect();
+        let mut seg = Segment::new();
+        let mut pieces = all.chunks(300).peekable();
+        while let Some(p) = pieces.next() {
+            seg.push_back(if pieces.peek().is_none() {
+                Bytes::from_owner(Counted(p.to_vec(), Arc::clone(&live)))
+            } else {
+                Bytes::copy_from_slice(p)
+            });
+        }
+        Ok(seg)
     }
 
     fn runtime() -> tokio::runtime::Runtime {
@@ -652,7 +727,7 @@ mod tests {
     }
 
     #[test]
-    fn segments_arrive_in_order_with_at_most_concurrency_plus_one_buffers() {
+    fn segments_arrive_in_order_with_at_most_concurrency_plus_one_alive() {
         use tokio::io::AsyncReadExt;
         let rt = runtime();
         for concurrency in [1usize, 4] {
@@ -662,8 +737,11 @@ mod tests {
                 .step_by(seg as usize)
                 .map(|a| (a, seg.min(total - a)))
                 .collect();
-            let mut r = pipeline(rt.handle(), ranges, concurrency, fake);
-            let pool = r.pool.clone();
+            let live = Arc::new(Live::default());
+            let l = Arc::clone(&live);
+            let mut r = pipeline(rt.handle(), ranges, concurrency, move |off, len| {
+                fake(Arc::clone(&l), off, len)
+            });
             let out = rt.block_on(async {
                 let mut out = Vec::new();
                 let mut piece = [0u8; 1000];
@@ -681,10 +759,17 @@ mod tests {
             });
             let want: Vec<u8> = (0..total).map(|i| (i % 251) as u8).collect();
             assert!(out == want, "bytes out of order or missing");
-            let fresh = pool.fresh.load(std::sync::atomic::Ordering::Relaxed);
+            let max = live.max.load(Ordering::SeqCst);
             assert!(
-                fresh <= concurrency + 1,
-                "{fresh} buffers allocated for concurrency {concurrency}"
+                max <= concurrency + 1,
+                "{max} segments alive at once for concurrency {concurrency}"
+            );
+            assert!(max >= concurrency, "the GETs ran ahead ({max} at once)");
+            drop(r);
+            assert_eq!(
+                live.now.load(Ordering::SeqCst),
+                0,
+                "every segment was freed"
             );
         }
     }
@@ -694,11 +779,15 @@ mod tests {
         use tokio::io::AsyncReadExt;
         let rt = runtime();
         let ranges: Vec<(u64, u64)> = (0..10).map(|i| (i * 100, 100)).collect();
-        let mut r = pipeline(rt.handle(), ranges, 3, |buf, off, len| async move {
-            if off == 500 {
-                Err(Error::InvalidArgument("segment 5 failed".into()))
-            } else {
-                fake(buf, off, len).await
+        let live = Arc::new(Live::default());
+        let mut r = pipeline(rt.handle(), ranges, 3, move |off, len| {
+            let live = Arc::clone(&live);
+            async move {
+                if off == 500 {
+                    Err(Error::InvalidArgument("segment 5 failed".into()))
+                } else {
+                    fake(live, off, len).await
+                }
             }
         });
         let mut out = Vec::new();

@@ -376,11 +376,34 @@ impl Framer for OpenFramer {
         if pos >= b.out.end {
             return &[];
         }
+        &b.buf[self.piece_range(b, pos)]
+    }
+}
+
+impl OpenFramer {
+    /// Where in `b.buf` the contiguous released plaintext from output position `pos` lies
+    /// (the rest of its chunk, up to `b.out.end`; `pos` inside `b.out`).
+    fn piece_range(&self, b: &Batch, pos: usize) -> Range<usize> {
         let j = pos / self.cs;
         let within = pos % self.cs;
         let end = (b.out.end - j * self.cs).min(self.pt_len(b, j));
         let base = j * self.stride();
-        &b.buf[base + within..base + end]
+        base + within..base + end
+    }
+
+    /// Every released piece of an opened batch, in order, as ranges of `b.buf` (one per
+    /// chunk, the tags between them left out): what a consumer taking the batch's buffer
+    /// whole may hand out.
+    #[cfg_attr(not(feature = "async"), allow(dead_code))] // the async pipelines
+    pub(crate) fn piece_ranges(&self, b: &Batch) -> Vec<Range<usize>> {
+        let mut out = Vec::with_capacity(self.cpb);
+        let mut pos = b.out.start;
+        while pos < b.out.end {
+            let r = self.piece_range(b, pos);
+            pos += r.len();
+            out.push(r);
+        }
+        out
     }
 }
 

@@ -87,7 +87,7 @@ impl EngineOptions<'_> {
         } else if self.threads > 0 {
             self.threads
         } else {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
+            cores()
         }
     }
 
@@ -140,6 +140,15 @@ pub fn buffer_memory(chunk_size: u32, opts: &EngineOptions<'_>) -> usize {
 }
 
 /// (batches per stream, chunks per batch).
+/// The cores this process may use, asked once: `available_parallelism` reads the cgroup
+/// files under /proc and /sys on every call (syscalls, path parsing), and a server sizes a
+/// stream per request from it (the S3 gateway's ranged GETs). The global pool, started
+/// once, is sized from it too.
+pub(crate) fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 pub(crate) fn geometry(chunk_size: u32, opts: &EngineOptions<'_>) -> (usize, usize) {
     let t = opts.effective_threads();
     let cpb = (opts.batch_bytes / chunk_size as usize).max(1);

@@ -89,11 +89,7 @@ static GLOBAL: Mutex<Option<Pool>> = Mutex::new(None);
 impl Pool {
     /// Starts a pool of `threads` workers (0: one per available core).
     pub fn new(threads: usize) -> Result<Pool> {
-        let threads = if threads > 0 {
-            threads
-        } else {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        };
+        let threads = if threads > 0 { threads } else { super::cores() };
         let queue = Arc::new(Queue {
             state: Mutex::new(QueueState {
                 // Room for every batch of a few streams at once; it grows (rarely, never per

@@ -822,6 +822,114 @@ fn sealed_stream_hands_out_whole_batches() {
     });
 }
 
+/// `DecryptReader::into_opened_stream`: the plaintext of the blocking engine (whole and
+/// ranged), one item per chunk piece in the engine's buffer (no copy); a damaged stream
+/// releases only authenticated plaintext, then `aio::open`'s error, then the end; with `BatchBuffers` the buffers come back once the items are dropped and a
+/// second stream reuses them.
+#[test]
+fn opened_stream_hands_out_authenticated_chunks() {
+    both_runtimes(|| async {
+        let pool = Pool::new(1).unwrap();
+        for suite in SUITES {
+            let c = cipher(suite, 8);
+            for len in sizes() {
+                let pt = data(len);
+                let ct = sync_seal(&c, &pt);
+                let bufs = BatchBuffers::new(usize::MAX);
+                for params in [
+                    OpenParams::default(),
+                    OpenParams {
+                        skip: 5000,
+                        limit: Some(30_000),
+                        ..OpenParams::default()
+                    },
+                ] {
+                    let mut want = Vec::new();
+                    stream::open(&c, CS, &ct[..], &mut want, params, &small_batches()).unwrap();
+                    for shared in [None, Some(&bufs)] {
+                        let opts = EngineOptions {
+                            pool: Some(&pool),
+                            buffers: shared,
+                            ..small_batches()
+                        };
+                        let got: Vec<Bytes> = DecryptReader::new(
+                            &c,
+                            CS,
+                            Dribble::new(ct.clone(), 1000),
+                            params,
+                            &opts,
+                        )
+                        .unwrap()
+                        .into_opened_stream()
+                        .map(|b| b.unwrap())
+                        .collect()
+                        .await;
+                        assert_eq!(got.concat(), want, "{suite:?} {len} {params:?}");
+                        assert!(got.iter().all(|b| !b.is_empty() && b.len() <= CS as usize));
+                    }
+                }
+                // Dropping each item as it comes: the kept buffers are reused.
+                let before = bufs.idle_bytes();
+                assert!(before > 0, "buffers came back");
+                let opts = EngineOptions {
+                    pool: Some(&pool),
+                    buffers: Some(&bufs),
+                    ..small_batches()
+                };
+                let mut s = DecryptReader::new(&c, CS, &ct[..], OpenParams::default(), &opts)
+                    .unwrap()
+                    .into_opened_stream();
+                let mut out = Vec::new();
+                while let Some(b) = s.next().await {
+                    out.extend_from_slice(&b.unwrap());
+                }
+                assert_eq!(out, pt);
+                assert_eq!(s.stats().plaintext_bytes, len as u64);
+                drop(s);
+                assert_eq!(bufs.idle_bytes(), before, "no new buffers {len}");
+            }
+            // Damaged streams: the same authenticated prefix as aio::open, then the error.
+            let pt = data(12 * CS as usize + 500);
+            let ct = sync_seal(&c, &pt);
+            for (name, bad) in tampered(&ct) {
+                let mut want = Vec::new();
+                let want_err = aio::open(
+                    &c,
+                    CS,
+                    &bad[..],
+                    &mut want,
+                    OpenParams::default(),
+                    &small_batches(),
+                )
+                .await
+                .expect_err(&name);
+                let items: Vec<io::Result<Bytes>> =
+                    DecryptReader::new(&c, CS, &bad[..], OpenParams::default(), &small_batches())
+                        .unwrap()
+                        .into_opened_stream()
+                        .collect()
+                        .await;
+                let (last, ok) = items.split_last().expect(&name);
+                let e = last.as_ref().expect_err(&name);
+                let got: Vec<u8> = ok
+                    .iter()
+                    .flat_map(|b| b.as_ref().expect(&name).to_vec())
+                    .collect();
+                // How far each got before the error depends on timing (an input error can
+                // come before earlier batches are out); both release only authenticated
+                // plaintext.
+                assert!(pt.starts_with(&want), "{name}");
+                assert!(pt.starts_with(&got), "{name}: not authenticated plaintext");
+                assert_eq!(
+                    aio::error_of(e).map(ToString::to_string),
+                    Some(want_err.to_string()),
+                    "{suite:?} {name}"
+                );
+            }
+        }
+    });
+}
+
 #[test]
 fn header_helpers_make_and_read_whole_objects() {
     both_runtimes(|| async {

@@ -20,12 +20,11 @@ use http::StatusCode;
 use s3s::dto::*;
 use s3s::{S3Error, S3Result};
 use tokio::sync::mpsc;
-use tokio_util::sync::PollSender;
 use tracing::Instrument as _;
 
 use super::{
-    BodyStream, ChannelWriter, Msg, Service, error, etag_header, from_error, from_sdk,
-    invalid_argument, not_implemented, parse_etag, refuse_reserved, trailer_checksums, url,
+    BodyStream, Msg, Service, error, etag_header, from_error, from_sdk, invalid_argument,
+    not_implemented, parse_etag, refuse_reserved, trailer_checksums, url,
 };
 use crate::envelope::{self, EncryptParams, Opening, Sealing};
 use crate::format::Header;
@@ -34,7 +33,7 @@ use crate::parts::{self, PART_SALT_LEN, PartEntry, PartLayout, PartRead};
 use crate::range::ByteRange;
 use crate::s3::ObjectInfo;
 use crate::s3::object;
-use crate::stream::OpenParams;
+use crate::stream::{EngineOptions, OpenParams};
 use crate::{Backend, Error};
 
 /// The object-form version of a part-wise object (FORMAT.md §17.4).
@@ -1064,11 +1063,9 @@ impl Service {
         let client = self.inner.client.clone();
         let metrics = self.inner.metrics.clone();
         let task_info = info.clone();
+        let buffers = self.inner.buffers.clone();
         tokio::spawn(
             async move {
-                let mut out = ChannelWriter {
-                    tx: PollSender::new(tx.clone()),
-                };
                 let chunk_size = layout.chunk_size();
                 for read in reads {
                     let part = &layout.parts()[read.index];
@@ -1099,15 +1096,23 @@ impl Service {
                             return;
                         }
                     };
-                    let r = crate::aio::open(
+                    let opts = EngineOptions {
+                        buffers: Some(&buffers),
+                        ..super::engine_for(
+                            read.body_range.end - read.body_range.start,
+                            chunk_size,
+                        )
+                    };
+                    let r = match crate::aio::DecryptReader::new(
                         &cipher,
                         chunk_size,
                         body,
-                        &mut out,
                         read.params,
-                        &super::engine_for(read.body_range.end - read.body_range.start, chunk_size),
-                    )
-                    .await;
+                        &opts,
+                    ) {
+                        Ok(plain) => super::send_opened(plain.into_opened_stream(), &tx).await,
+                        Err(e) => Err(e),
+                    };
                     if let Err(e) = r {
                         if e.is_authentication() {
                             Metrics::add(&metrics.auth_failures, 1);
