@@ -318,7 +318,7 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
         }
         let gw = Gateway::new(config, client, settings.clone(), keys, creds)?;
         // Before the first line on stdout: from then on a SIGHUP reloads, never kills.
-        reload_on_hangup(&gw)?;
+        reload_on_hangup(&gw, a.tls_cert.is_some())?;
         if a.reload_interval > 0 {
             tracing::info!(
                 reload_interval = a.reload_interval,
@@ -353,14 +353,18 @@ pub fn serve(cli: &Cli, a: &ServeArgs) -> Result<()> {
 /// logged and leaves what was served in place; each file on its own. The config file and
 /// every other setting are not reloaded.
 #[cfg(unix)]
-fn reload_on_hangup(gw: &Gateway) -> Result<()> {
+fn reload_on_hangup(gw: &Gateway, tls: bool) -> Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hup =
         signal(SignalKind::hangup()).map_err(|e| Error::io("installing the SIGHUP handler", e))?;
     let gw = gw.clone();
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
-            tracing::info!("SIGHUP: reloading the TLS certificate and the client credentials");
+            if tls {
+                tracing::info!("SIGHUP: reloading the TLS certificate and the client credentials");
+            } else {
+                tracing::info!("SIGHUP: reloading the client credentials");
+            }
             let g = gw.clone();
             match tokio::task::spawn_blocking(move || g.reload()).await {
                 Ok(r) => {
@@ -420,7 +424,7 @@ fn reload_when_changed(gw: &Gateway, every: Duration) {
 
 /// SIGHUP exists only on Unix.
 #[cfg(not(unix))]
-fn reload_on_hangup(_gw: &Gateway) -> Result<()> {
+fn reload_on_hangup(_gw: &Gateway, _tls: bool) -> Result<()> {
     Ok(())
 }
 
