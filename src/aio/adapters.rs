@@ -384,6 +384,38 @@ impl<R: AsyncRead + Unpin> DecryptReader<R> {
     }
 }
 
+/// A zero-copy `Stream` of `Bytes` over a [`PipeReader`] (the `into_*_stream` adapters):
+/// the same struct, stats and `poll_next` for sealing and opening, only the pull differs.
+macro_rules! batch_stream {
+    ($name:ident, $framer:ty, $poll:ident, $doc:literal, $stats:literal) => {
+        #[doc = $doc]
+        pub struct $name<R> {
+            r: PipeReader<$framer, R>,
+        }
+
+        impl<R> std::fmt::Debug for $name<R> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($name)).finish_non_exhaustive()
+            }
+        }
+
+        impl<R> $name<R> {
+            #[doc = $stats]
+            pub fn stats(&self) -> StreamStats {
+                self.r.pipe.stats
+            }
+        }
+
+        impl<R: AsyncRead + Unpin> futures_util::Stream for $name<R> {
+            type Item = io::Result<Bytes>;
+
+            fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+                self.get_mut().r.$poll(cx)
+            }
+        }
+    };
+}
+
 impl<R: AsyncRead + Unpin> DecryptReader<R> {
     /// This reader as a `Stream` of authenticated plaintext without a copy: each item is
     /// the released plaintext of one chunk (or what the range keeps of it) in the engine's
@@ -396,32 +428,13 @@ impl<R: AsyncRead + Unpin> DecryptReader<R> {
     }
 }
 
-/// [`DecryptReader::into_opened_stream`]: authenticated plaintext as `Bytes`, without a
-/// copy.
-pub struct OpenedStream<R> {
-    r: PipeReader<OpenFramer, R>,
-}
-
-impl<R> std::fmt::Debug for OpenedStream<R> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpenedStream").finish_non_exhaustive()
-    }
-}
-
-impl<R> OpenedStream<R> {
-    /// Plaintext bytes released and chunks authenticated so far.
-    pub fn stats(&self) -> StreamStats {
-        self.r.pipe.stats
-    }
-}
-
-impl<R: AsyncRead + Unpin> futures_util::Stream for OpenedStream<R> {
-    type Item = io::Result<Bytes>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.get_mut().r.poll_opened(cx)
-    }
-}
+batch_stream!(
+    OpenedStream,
+    OpenFramer,
+    poll_opened,
+    "[`DecryptReader::into_opened_stream`]: authenticated plaintext as `Bytes`, without a copy.",
+    "Plaintext bytes released and chunks authenticated so far."
+);
 
 pipe_reader!(
     DecryptReader,
@@ -463,31 +476,13 @@ impl<R: AsyncRead + Unpin> EncryptReader<R> {
     }
 }
 
-/// [`EncryptReader::into_sealed_stream`]: sealed batches as `Bytes`, without a copy.
-pub struct SealedStream<R> {
-    r: PipeReader<SealFramer, R>,
-}
-
-impl<R> std::fmt::Debug for SealedStream<R> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SealedStream").finish_non_exhaustive()
-    }
-}
-
-impl<R> SealedStream<R> {
-    /// Plaintext bytes sealed and chunks produced so far.
-    pub fn stats(&self) -> StreamStats {
-        self.r.pipe.stats
-    }
-}
-
-impl<R: AsyncRead + Unpin> futures_util::Stream for SealedStream<R> {
-    type Item = io::Result<Bytes>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.get_mut().r.poll_sealed(cx)
-    }
-}
+batch_stream!(
+    SealedStream,
+    SealFramer,
+    poll_sealed,
+    "[`EncryptReader::into_sealed_stream`]: sealed batches as `Bytes`, without a copy.",
+    "Plaintext bytes sealed and chunks produced so far."
+);
 
 pipe_reader!(
     EncryptReader,

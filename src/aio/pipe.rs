@@ -403,6 +403,22 @@ impl Drop for Recycled {
     }
 }
 
+impl<F> Pipe<'_, F> {
+    /// A finished batch's buffer handed out as `Bytes` (the zero-copy pulls below): a new
+    /// buffer takes its place in the window (from the shared buffers when there are some;
+    /// else one is allocated per batch), and it goes back to the shared buffers once its
+    /// last piece is dropped.
+    fn hand_out(&mut self, mut b: Batch) -> Bytes {
+        let fresh = new_buf(self.buffers.as_ref(), self.batch_len);
+        let buf = std::mem::replace(&mut b.buf, fresh);
+        self.free.push(b);
+        Bytes::from_owner(Recycled {
+            buf,
+            buffers: self.buffers.clone(),
+        })
+    }
+}
+
 impl Pipe<'_, SealFramer> {
     /// Pull output without a copy: the next sealed batch's bytes as `Bytes` that own the
     /// batch's buffer, whose place in the window a new buffer takes (from the shared
@@ -428,14 +444,7 @@ impl Pipe<'_, SealFramer> {
                 self.free.push(b);
                 continue;
             }
-            let fresh = new_buf(self.buffers.as_ref(), self.batch_len);
-            let buf = std::mem::replace(&mut b.buf, fresh);
-            self.free.push(b);
-            let owner = Recycled {
-                buf,
-                buffers: self.buffers.clone(),
-            };
-            return Ok(Poll::Ready(Some(Bytes::from_owner(owner).slice(range))));
+            return Ok(Poll::Ready(Some(self.hand_out(b).slice(range))));
         }
     }
 }
@@ -473,13 +482,7 @@ impl Pipe<'_, OpenFramer> {
                 }
                 continue;
             }
-            let fresh = new_buf(self.buffers.as_ref(), self.batch_len);
-            let buf = std::mem::replace(&mut b.buf, fresh);
-            self.free.push(b);
-            let all = Bytes::from_owner(Recycled {
-                buf,
-                buffers: self.buffers.clone(),
-            });
+            let all = self.hand_out(b);
             self.opened.extend(ranges.into_iter().map(|r| all.slice(r)));
             self.opened_error = error;
         }
