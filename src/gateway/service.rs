@@ -638,10 +638,7 @@ impl Service {
         etag: &str,
         raw: i64,
     ) -> i64 {
-        let ck = (bucket.to_string(), key.to_string(), etag.to_string());
-        if let Ok(cache) = self.inner.sizes.lock()
-            && let Some(v) = cache.get(&ck)
-        {
+        if let Some(v) = self.cached_size(bucket, key, etag) {
             return v.map_or(raw, |n| n as i64);
         }
         let size = match self.stat_at(bucket, key, version).await {
@@ -667,13 +664,43 @@ impl Service {
                 return raw;
             }
         };
+        self.remember_size(bucket, key, etag, size);
+        size.map_or(raw, |n| n as i64)
+    }
+
+    /// The plaintext size a listing or HEAD found for (bucket, key, ETag), if kept.
+    fn cached_size(&self, bucket: &str, key: &str, etag: &str) -> Option<Option<u64>> {
+        let ck = (bucket.to_string(), key.to_string(), etag.to_string());
+        self.inner.sizes.lock().ok()?.get(&ck).copied()
+    }
+
+    /// Keeps a plaintext size for (bucket, key, ETag) (bounded: cleared when full).
+    fn remember_size(&self, bucket: &str, key: &str, etag: &str, size: Option<u64>) {
         if let Ok(mut cache) = self.inner.sizes.lock() {
             if cache.len() >= self.inner.config.size_cache_entries {
                 cache.clear();
             }
-            cache.insert(ck, size);
+            cache.insert(
+                (bucket.to_string(), key.to_string(), etag.to_string()),
+                size,
+            );
         }
-        size.map_or(raw, |n| n as i64)
+    }
+
+    /// The plaintext size a part-wise object's manifest claims (HEAD), kept per
+    /// (bucket, key, ETag) like listed sizes: a HEAD of an object seen before costs one
+    /// upstream request instead of two (HEAD and manifest GET).
+    async fn v2_head_size(&self, info: &ObjectInfo, of_version: bool) -> S3Result<u64> {
+        let (bucket, key) = (&info.url.bucket, &info.url.key);
+        let etag = info.head.etag.as_deref();
+        if let Some(Some(n)) = etag.and_then(|e| self.cached_size(bucket, key, e)) {
+            return Ok(n);
+        }
+        let n = self.v2_claimed_size(info, of_version).await?;
+        if let Some(e) = etag {
+            self.remember_size(bucket, key, e, Some(n));
+        }
+        Ok(n)
     }
 
     /// Upstream listing entries → client entries: companions hidden, sizes in plaintext.
@@ -1230,7 +1257,7 @@ impl s3s::S3 for Service {
                     part_headers = Some(p);
                     p.len
                 }
-                None => self.v2_claimed_size(info, version.is_some()).await?,
+                None => self.v2_head_size(info, version.is_some()).await?,
             },
             Stored::Sealed(info) => {
                 info.layout()

@@ -1,6 +1,6 @@
-//! The header cache for part-wise objects (docs/GATEWAY.md "Costs"): what every multipart
-//! upload of a real client creates. Counted on the wire by a recording proxy between the
-//! gateway and moto.
+//! The header cache for part-wise objects, and their HEAD sizes kept per ETag
+//! (docs/GATEWAY.md "Limits and costs"): what every multipart upload of a real client
+//! creates. Counted on the wire by a recording proxy between the gateway and moto.
 
 use super::*;
 use common::proxy::Proxy;
@@ -66,6 +66,23 @@ print("ALL OK")
         (proxy.calls("GetObject"), proxy.calls("HeadObject")),
         (4, 0),
         "upstream requests of 3 cached ranged GETs: {seen:#?}"
+    );
+    // HEAD: the manifest's claimed size is kept per ETag, as listings keep it: the second
+    // HEAD costs the upstream HEAD only.
+    proxy.reset_counters();
+    gw.python(
+        r#"
+for _ in range(2):
+    assert c.head_object(Bucket=B, Key="mp")["ContentLength"] == (5 << 20) + 300_000
+print("ALL OK")
+"#,
+        &b,
+        &[],
+    );
+    assert_eq!(
+        (proxy.calls("GetObject"), proxy.calls("HeadObject")),
+        (1, 2),
+        "upstream requests of 2 HEADs of a part-wise object"
     );
     // Replaced straight upstream (another part-wise object copied onto the key), then
     // deleted: each is seen by the next GET.
