@@ -99,8 +99,8 @@ pub struct ServeArgs {
         default_value_t = 16
     )]
     pub list_concurrency: usize,
-    /// Seconds an unconditional GET may reuse an object's header loaded by an earlier GET
-    /// instead of a HEAD upstream (0: never). GETs stay pinned to the object's ETag, so a
+    /// Seconds an unconditional GET may reuse an object's header (and part manifest) loaded
+    /// by an earlier GET instead of a HEAD upstream (0: never). GETs stay pinned to the object's ETag, so a
     /// replaced or deleted object is always seen; only metadata changed without a body
     /// change (a rewrap, a metadata-only copy) may be served this late.
     #[arg(

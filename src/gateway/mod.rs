@@ -64,8 +64,9 @@ pub struct GatewayConfig {
     pub list_head_concurrency: usize,
     /// Entries kept by the listing's size cache (key + ETag → plaintext size).
     pub size_cache_entries: usize,
-    /// How long an unconditional GET may reuse an object's header loaded by an earlier
-    /// GET instead of a HEAD upstream (zero: never). Every body GET stays pinned to the
+    /// How long an unconditional GET may reuse an object's header (and a part-wise
+    /// object's manifest) loaded by an earlier GET instead of a HEAD upstream (and a
+    /// manifest GET) (zero: never). Every body GET stays pinned to the
     /// header's ETag, so a replaced or deleted object is always seen; only the metadata of
     /// an object whose body did not change (a metadata-only copy, a rewrap) may be this
     /// old. docs/GATEWAY.md "Costs".

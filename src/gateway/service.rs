@@ -78,14 +78,18 @@ struct Inner {
     /// (bucket, key, ETag) → plaintext size, or `None` for a plaintext object: what a
     /// listing would otherwise HEAD again every time.
     sizes: Mutex<HashMap<(String, String, String), Option<u64>>>,
-    /// (bucket, key, version id asked for) → a version-1 object's loaded header and when
+    /// (bucket, key, version id asked for) → an object's loaded header and when
     /// (a version's header is as safe to keep as the current one's: its body GETs are
     /// pinned to the version and its ETag, and a version never changes): unconditional GETs
     /// reuse it for [`GatewayConfig::header_cache_ttl`] instead of a HEAD upstream (and a
     /// companion GET), since clients download with many concurrent ranged GETs of one
     /// object. Safe because every body GET is pinned to the header's ETag (If-Match): an
     /// object replaced or deleted meanwhile fails that GET, and the header is loaded again.
-    headers: Mutex<HashMap<HeaderCacheKey, (Instant, ObjectInfo)>>,
+    /// A part-wise object's entry also keeps its part manifest (authenticated again by
+    /// every GET that uses it), so that its ranged GETs cost one upstream request each
+    /// instead of three (HEAD, manifest, body); manifests count against
+    /// [`MANIFEST_CACHE_BYTES`].
+    headers: Mutex<HashMap<HeaderCacheKey, CachedHeader>>,
     /// The engine's batch buffers of PutObject, UploadPart and GetObject, recycled between
     /// requests.
     buffers: BatchBuffers,
@@ -94,6 +98,19 @@ struct Inner {
 /// What the header cache is keyed by: bucket, key and the version id a GET asked for
 /// (`None`: the current object).
 type HeaderCacheKey = (String, String, Option<String>);
+
+/// Manifest bytes the header cache keeps at most (a manifest is 29 bytes per part plus
+/// 68: a 10,000-part object's is ~290 KiB).
+const MANIFEST_CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+/// One header cache entry: when it was loaded, the object's header and, for a part-wise
+/// object, its part manifest as read upstream.
+#[derive(Clone)]
+struct CachedHeader {
+    at: Instant,
+    info: ObjectInfo,
+    manifest: Option<Arc<[u8]>>,
+}
 
 /// Why a GET of a version-1 object did not answer.
 enum GetFail {
@@ -232,8 +249,14 @@ impl Service {
         Ok(Stored::Sealed(Box::new(info)))
     }
 
-    /// A version-1 object's header loaded within the configured time, if any.
-    fn cached_header(&self, bucket: &str, key: &str, version: Option<&str>) -> Option<ObjectInfo> {
+    /// An object's header (and a part-wise object's manifest) loaded within the
+    /// configured time, if any.
+    fn cached_header(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> Option<(ObjectInfo, Option<Arc<[u8]>>)> {
         let ttl = self.inner.config.header_cache_ttl;
         let mut m = self.inner.headers.lock().ok()?;
         let k = (
@@ -242,7 +265,7 @@ impl Service {
             version.map(str::to_string),
         );
         match m.get(&k) {
-            Some((at, info)) if at.elapsed() < ttl => Some(info.clone()),
+            Some(c) if c.at.elapsed() < ttl => Some((c.info.clone(), c.manifest.clone())),
             Some(_) => {
                 m.remove(&k);
                 None
@@ -251,17 +274,34 @@ impl Service {
         }
     }
 
-    /// Keeps `info` for the next unconditional GETs (bounded: expired entries go first,
-    /// then everything when still full).
-    fn remember_header(&self, info: &ObjectInfo, version: Option<&str>) {
+    /// Keeps `info` (and a part-wise object's authenticated `manifest`) for the next
+    /// unconditional GETs (bounded: expired entries go first, then everything when still
+    /// full). Only an object with an ETag: the body GETs of a cached header are pinned
+    /// to it.
+    fn remember_header(
+        &self,
+        info: &ObjectInfo,
+        version: Option<&str>,
+        manifest: Option<Arc<[u8]>>,
+    ) {
         let ttl = self.inner.config.header_cache_ttl;
-        if ttl.is_zero() {
+        if ttl.is_zero() || info.head.etag.is_none() {
             return;
         }
         if let Ok(mut m) = self.inner.headers.lock() {
-            if m.len() >= HEADER_CACHE_MAX {
-                m.retain(|_, (at, _)| at.elapsed() < ttl);
-                if m.len() >= HEADER_CACHE_MAX {
+            let manifest_bytes = |m: &HashMap<HeaderCacheKey, CachedHeader>| -> usize {
+                m.values()
+                    .map(|c| c.manifest.as_ref().map_or(0, |b| b.len()))
+                    .sum()
+            };
+            let adding = manifest.as_ref().map_or(0, |b| b.len());
+            if m.len() >= HEADER_CACHE_MAX
+                || (adding > 0 && manifest_bytes(&m) + adding > MANIFEST_CACHE_BYTES)
+            {
+                m.retain(|_, c| c.at.elapsed() < ttl);
+                if m.len() >= HEADER_CACHE_MAX
+                    || (adding > 0 && manifest_bytes(&m) + adding > MANIFEST_CACHE_BYTES)
+                {
                     m.clear();
                 }
             }
@@ -270,7 +310,14 @@ impl Service {
                 info.url.key.clone(),
                 version.map(str::to_string),
             );
-            m.insert(k, (Instant::now(), info.clone()));
+            m.insert(
+                k,
+                CachedHeader {
+                    at: Instant::now(),
+                    info: info.clone(),
+                    manifest,
+                },
+            );
         }
     }
 
@@ -369,7 +416,7 @@ impl Service {
         let first = match rx.recv().await {
             Some(Msg::Error(e)) if cached && changed_upstream(&e) => return Err(GetFail::Stale),
             Some(Msg::Error(e)) => return Err(from_error(&e, range.is_some()).into()),
-            Some(Msg::Failed(e)) => {
+            Some(Msg::Failed(e) | Msg::Gone(e)) => {
                 return Err(error(
                     "InternalError",
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -591,10 +638,7 @@ impl Service {
         etag: &str,
         raw: i64,
     ) -> i64 {
-        let ck = (bucket.to_string(), key.to_string(), etag.to_string());
-        if let Ok(cache) = self.inner.sizes.lock()
-            && let Some(v) = cache.get(&ck)
-        {
+        if let Some(v) = self.cached_size(bucket, key, etag) {
             return v.map_or(raw, |n| n as i64);
         }
         let size = match self.stat_at(bucket, key, version).await {
@@ -620,13 +664,43 @@ impl Service {
                 return raw;
             }
         };
+        self.remember_size(bucket, key, etag, size);
+        size.map_or(raw, |n| n as i64)
+    }
+
+    /// The plaintext size a listing or HEAD found for (bucket, key, ETag), if kept.
+    fn cached_size(&self, bucket: &str, key: &str, etag: &str) -> Option<Option<u64>> {
+        let ck = (bucket.to_string(), key.to_string(), etag.to_string());
+        self.inner.sizes.lock().ok()?.get(&ck).copied()
+    }
+
+    /// Keeps a plaintext size for (bucket, key, ETag) (bounded: cleared when full).
+    fn remember_size(&self, bucket: &str, key: &str, etag: &str, size: Option<u64>) {
         if let Ok(mut cache) = self.inner.sizes.lock() {
             if cache.len() >= self.inner.config.size_cache_entries {
                 cache.clear();
             }
-            cache.insert(ck, size);
+            cache.insert(
+                (bucket.to_string(), key.to_string(), etag.to_string()),
+                size,
+            );
         }
-        size.map_or(raw, |n| n as i64)
+    }
+
+    /// The plaintext size a part-wise object's manifest claims (HEAD), kept per
+    /// (bucket, key, ETag) like listed sizes: a HEAD of an object seen before costs one
+    /// upstream request instead of two (HEAD and manifest GET).
+    async fn v2_head_size(&self, info: &ObjectInfo, of_version: bool) -> S3Result<u64> {
+        let (bucket, key) = (&info.url.bucket, &info.url.key);
+        let etag = info.head.etag.as_deref();
+        if let Some(Some(n)) = etag.and_then(|e| self.cached_size(bucket, key, e)) {
+            return Ok(n);
+        }
+        let n = self.v2_claimed_size(info, of_version).await?;
+        if let Some(e) = etag {
+            self.remember_size(bucket, key, e, Some(n));
+        }
+        Ok(n)
     }
 
     /// Upstream listing entries → client entries: companions hidden, sizes in plaintext.
@@ -888,7 +962,8 @@ impl Service {
             && input.part_number.is_none();
         if unconditional
             && let Ok(range) = range
-            && let Some(mut info) = self.cached_header(&input.bucket, &input.key, version)
+            && let Some((mut info, manifest)) =
+                self.cached_header(&input.bucket, &input.key, version)
         {
             Metrics::add(&self.inner.metrics.header_cache_hits, 1);
             // A read of the current object pins its body GETs to the cached ETag only: in
@@ -898,7 +973,20 @@ impl Service {
                 None => info.head.version_id.take(),
                 Some(_) => None,
             };
-            match self.get_v1(Box::new(info), range, true).await {
+            let got = match manifest {
+                Some(m) => {
+                    self.get_v2(
+                        Box::new(info),
+                        range,
+                        None,
+                        version.is_some(),
+                        ManifestFrom::Cache(m),
+                    )
+                    .await
+                }
+                None => self.get_v1(Box::new(info), range, true).await,
+            };
+            match got {
                 Ok(mut o) => {
                     if current.is_some() {
                         o.version_id = current;
@@ -930,20 +1018,40 @@ impl Service {
         };
         let range = range?;
         if multipart::is_v2(&info.head.metadata) {
-            return self.get_v2(info, range, part, version.is_some()).await;
+            let from = ManifestFrom::Upstream {
+                remember: unconditional.then_some(version),
+            };
+            return self
+                .get_v2(info, range, part, version.is_some(), from)
+                .await
+                .map_err(fresh_only);
         }
         if unconditional {
-            self.remember_header(&info, version);
+            self.remember_header(&info, version, None);
         }
-        self.get_v1(info, range, false).await.map_err(|f| match f {
-            GetFail::S3(e) => e,
-            // Only a cached header can be stale.
-            GetFail::Stale => from_error(
-                &crate::stream::internal("a fresh header reported stale"),
-                false,
-            ),
-        })
+        self.get_v1(info, range, false).await.map_err(fresh_only)
     }
+}
+
+/// The error of a GET from a freshly loaded header (only a cached one can be stale).
+fn fresh_only(f: GetFail) -> S3Error {
+    match f {
+        GetFail::S3(e) => e,
+        GetFail::Stale => from_error(
+            &crate::stream::internal("a fresh header reported stale"),
+            false,
+        ),
+    }
+}
+
+/// Where a part-wise GET's manifest comes from.
+pub(super) enum ManifestFrom<'a> {
+    /// The header cache, with the header: the GET is pinned to the cached ETag and a
+    /// refusal because the object changed is [`GetFail::Stale`].
+    Cache(Arc<[u8]>),
+    /// Read upstream; `remember: Some(version asked for)` keeps header and manifest in
+    /// the header cache once the manifest is authenticated.
+    Upstream { remember: Option<Option<&'a str>> },
 }
 
 #[async_trait::async_trait]
@@ -1149,7 +1257,7 @@ impl s3s::S3 for Service {
                     part_headers = Some(p);
                     p.len
                 }
-                None => self.v2_claimed_size(info, version.is_some()).await?,
+                None => self.v2_head_size(info, version.is_some()).await?,
             },
             Stored::Sealed(info) => {
                 info.layout()
@@ -2654,6 +2762,9 @@ enum Msg {
     Error(Error),
     /// Reading upstream failed (plaintext pass-through): the body is aborted.
     Failed(io::Error),
+    /// A body GET pinned to a cached header's ETag was refused before anything was sent:
+    /// the object was replaced or deleted upstream (412, 404).
+    Gone(io::Error),
 }
 
 /// Streams a version-1 object's (ranged) plaintext into the response channel as the
@@ -2767,7 +2878,7 @@ impl futures_util::Stream for BodyStream {
                 Poll::Ready(Some(Ok(b)))
             }
             Some(Msg::Error(e)) => Poll::Ready(Some(Err(io::Error::other(Aborted(e))))),
-            Some(Msg::Failed(e)) => Poll::Ready(Some(Err(e))),
+            Some(Msg::Failed(e) | Msg::Gone(e)) => Poll::Ready(Some(Err(e))),
             None => Poll::Ready(None),
         }
     }

@@ -13,6 +13,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::io;
+use std::sync::Arc;
 
 use aws_sdk_s3::primitives::ByteStream;
 use base64::Engine as _;
@@ -23,8 +24,8 @@ use tokio::sync::mpsc;
 use tracing::Instrument as _;
 
 use super::{
-    BodyStream, Msg, Service, error, etag_header, from_error, from_sdk, invalid_argument,
-    not_implemented, parse_etag, refuse_reserved, trailer_checksums, url,
+    BodyStream, GetFail, ManifestFrom, Msg, Service, error, etag_header, from_error, from_sdk,
+    invalid_argument, not_implemented, parse_etag, refuse_reserved, trailer_checksums, url,
 };
 use crate::envelope::{self, EncryptParams, Opening, Sealing};
 use crate::format::Header;
@@ -1028,9 +1029,17 @@ impl Service {
         range: Option<ByteRange>,
         part: Option<u32>,
         of_version: bool,
-    ) -> S3Result<GetObjectOutput> {
+        from: ManifestFrom<'_>,
+    ) -> Result<GetObjectOutput, GetFail> {
         let opening = self.unlock(&info).await?;
-        let manifest = self.manifest_of(&info, of_version).await?;
+        let (manifest, cached, remember) = match from {
+            ManifestFrom::Cache(m) => (m, true, None),
+            ManifestFrom::Upstream { remember } => (
+                Arc::from(self.manifest_of(&info, of_version).await?),
+                false,
+                remember,
+            ),
+        };
         let layout = opening
             .part_layout(&manifest, info.head.content_length)
             .map_err(|e| {
@@ -1038,6 +1047,9 @@ impl Service {
                 tracing::warn!(object = %info.url, error = %e, "part manifest rejected");
                 from_error(&e, false)
             })?;
+        if let Some(version) = remember {
+            self.remember_header(&info, version, Some(manifest));
+        }
         let total = layout.plaintext_len();
         let mut parts_count = None;
         let (reads, length, content_range) = match (part, range) {
@@ -1067,7 +1079,7 @@ impl Service {
         tokio::spawn(
             async move {
                 let chunk_size = layout.chunk_size();
-                for read in reads {
+                for (n, read) in reads.into_iter().enumerate() {
                     let part = &layout.parts()[read.index];
                     let cipher = opening.part_cipher(&part.entry);
                     let r = client
@@ -1087,11 +1099,22 @@ impl Service {
                         Ok(o) => o.body.into_async_read(),
                         Err(e) => {
                             let se = from_sdk("GetObject", &e);
-                            tracing::warn!(object = %task_info.url, error = %se, "part GET failed");
+                            // A cached header's object replaced or deleted upstream: the
+                            // GET loads it again (nothing was sent yet).
+                            let gone = cached
+                                && n == 0
+                                && matches!(
+                                    se.status_code().map(|s| s.as_u16()),
+                                    Some(412 | 404)
+                                );
+                            if !gone {
+                                tracing::warn!(object = %task_info.url, error = %se, "part GET failed");
+                            }
+                            let msg = io::Error::other(format!(
+                                "reading the stored object failed: {se}"
+                            ));
                             let _ = tx
-                                .send(Msg::Failed(io::Error::other(format!(
-                                    "reading the stored object failed: {se}"
-                                ))))
+                                .send(if gone { Msg::Gone(msg) } else { Msg::Failed(msg) })
                                 .await;
                             return;
                         }
@@ -1128,13 +1151,15 @@ impl Service {
             .instrument(tracing::Span::current()),
         );
         let first = match rx.recv().await {
-            Some(Msg::Error(e)) => return Err(from_error(&e, false)),
-            Some(Msg::Failed(e)) => {
+            Some(Msg::Gone(_)) if cached => return Err(GetFail::Stale),
+            Some(Msg::Error(e)) => return Err(from_error(&e, false).into()),
+            Some(Msg::Failed(e) | Msg::Gone(e)) => {
                 return Err(error(
                     "InternalError",
                     StatusCode::INTERNAL_SERVER_ERROR,
                     e.to_string(),
-                ));
+                )
+                .into());
             }
             Some(Msg::Data(b)) => Some(b),
             None => None,
