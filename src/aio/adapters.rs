@@ -251,44 +251,25 @@ impl<F: Framer, R: AsyncRead + Unpin> PipeReader<F, R> {
     }
 }
 
-impl<R: AsyncRead + Unpin> PipeReader<SealFramer, R> {
-    /// As `poll_read`, but each sealed batch comes out whole as `Bytes` (no copy).
-    fn poll_sealed(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
-        if self.failed {
-            return Poll::Ready(None);
-        }
-        let r = (|| loop {
-            let input = self.pipe.pull_input(cx, &mut self.inner, usize::MAX)?;
-            let free = self.pipe.free_buffers();
-            match self.pipe.pull_sealed(cx)? {
-                Poll::Ready(b) => return Ok(Poll::Ready(b)),
-                Poll::Pending if input == Step::Progress => {}
-                Poll::Pending if self.pipe.free_buffers() > free => {}
-                Poll::Pending => return Ok(Poll::Pending),
-            }
-        })();
-        match r {
-            Ok(Poll::Ready(b)) => Poll::Ready(b.map(Ok)),
-            Ok(Poll::Pending) => Poll::Pending,
-            Err(e) => {
-                self.failed = true;
-                Poll::Ready(Some(Err(to_io(e))))
-            }
-        }
-    }
-}
+/// A pipeline's zero-copy output pull ([`Pipe::pull_sealed`], [`Pipe::pull_opened`]).
+type PullBytes<F> =
+    fn(&mut Pipe<'static, F>, &mut Context<'_>) -> crate::Result<Poll<Option<Bytes>>>;
 
-impl<R: AsyncRead + Unpin> PipeReader<OpenFramer, R> {
-    /// As `poll_read`, but each piece of authenticated plaintext comes out as `Bytes` in
-    /// the engine's own buffer (no copy).
-    fn poll_opened(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+impl<F: Framer, R: AsyncRead + Unpin> PipeReader<F, R> {
+    /// As `poll_read`, but the output comes out as `Bytes` that `pull` takes from the
+    /// pipeline without a copy (sealed batches, opened pieces).
+    fn poll_bytes(
+        &mut self,
+        cx: &mut Context<'_>,
+        pull: PullBytes<F>,
+    ) -> Poll<Option<io::Result<Bytes>>> {
         if self.failed {
             return Poll::Ready(None);
         }
         let r = (|| loop {
             let input = self.pipe.pull_input(cx, &mut self.inner, usize::MAX)?;
             let free = self.pipe.free_buffers();
-            match self.pipe.pull_opened(cx)? {
+            match pull(&mut self.pipe, cx)? {
                 Poll::Ready(b) => return Ok(Poll::Ready(b)),
                 Poll::Pending if input == Step::Progress => {}
                 // Batches that released nothing (skip / limit) freed their buffers: the
@@ -305,6 +286,21 @@ impl<R: AsyncRead + Unpin> PipeReader<OpenFramer, R> {
                 Poll::Ready(Some(Err(to_io(e))))
             }
         }
+    }
+}
+
+impl<R: AsyncRead + Unpin> PipeReader<SealFramer, R> {
+    /// As `poll_read`, but each sealed batch comes out whole as `Bytes` (no copy).
+    fn poll_sealed(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+        self.poll_bytes(cx, Pipe::pull_sealed)
+    }
+}
+
+impl<R: AsyncRead + Unpin> PipeReader<OpenFramer, R> {
+    /// As `poll_read`, but each piece of authenticated plaintext comes out as `Bytes` in
+    /// the engine's own buffer (no copy).
+    fn poll_opened(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+        self.poll_bytes(cx, Pipe::pull_opened)
     }
 }
 

@@ -63,10 +63,15 @@ impl<T> GiveBack<T> {
         }
     }
 
-    fn io(&mut self) -> io::Result<&mut T> {
-        self.io
-            .as_mut()
-            .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))
+    /// Calls `f` on the lent I/O (`NotConnected` once it was handed back).
+    fn with<O>(&mut self, f: impl FnOnce(Pin<&mut T>) -> Poll<io::Result<O>>) -> Poll<io::Result<O>>
+    where
+        T: Unpin,
+    {
+        match self.io.as_mut() {
+            Some(io) => f(Pin::new(io)),
+            None => Poll::Ready(Err(io::Error::from(io::ErrorKind::NotConnected))),
+        }
     }
 }
 
@@ -84,10 +89,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for GiveBack<T> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut().io() {
-            Ok(io) => Pin::new(io).poll_read(cx, buf),
-            Err(e) => Poll::Ready(Err(e)),
-        }
+        self.get_mut().with(|io| io.poll_read(cx, buf))
     }
 }
 
@@ -98,10 +100,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for GiveBack<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let r = match this.io() {
-            Ok(io) => Pin::new(io).poll_write(cx, buf),
-            Err(e) => Poll::Ready(Err(e)),
-        };
+        let r = this.with(|io| io.poll_write(cx, buf));
         this.wrote(&r);
         r
     }
@@ -112,10 +111,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for GiveBack<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let r = match this.io() {
-            Ok(io) => Pin::new(io).poll_write_vectored(cx, bufs),
-            Err(e) => Poll::Ready(Err(e)),
-        };
+        let r = this.with(|io| io.poll_write_vectored(cx, bufs));
         this.wrote(&r);
         r
     }
@@ -125,17 +121,11 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for GiveBack<T> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut().io() {
-            Ok(io) => Pin::new(io).poll_flush(cx),
-            Err(e) => Poll::Ready(Err(e)),
-        }
+        self.get_mut().with(|io| io.poll_flush(cx))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut().io() {
-            Ok(io) => Pin::new(io).poll_shutdown(cx),
-            Err(e) => Poll::Ready(Err(e)),
-        }
+        self.get_mut().with(|io| io.poll_shutdown(cx))
     }
 }
 
